@@ -1,0 +1,98 @@
+//! Project automation, run as `cargo xtask <command>` (see `cargo xtask help`).
+//!
+//! The only entry point for CI and for developers: `.ci/run` calls `cargo xtask ci`,
+//! the README's test command is `cargo xtask test`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci      fmt check, clippy (all targets, -D warnings), tests, rustdoc (warnings denied)
+  test    run every test of the workspace (unit, httpmock, simulator, end-to-end)
+  fmt     format the whole workspace
+  help    print this text
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| "help".to_owned());
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "ci" => ci(),
+        "test" => test(&rest),
+        "fmt" => cargo(&["fmt", "--all"]),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command '{other}'\n\n{HELP}"),
+    }
+}
+
+fn ci() -> Result<()> {
+    step("fmt", || cargo(&["fmt", "--all", "--", "--check"]))?;
+    step("clippy", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    step("test", || test(&[]))?;
+    step("doc", || {
+        cargo_env(
+            &["doc", "--workspace", "--no-deps", "--locked"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )
+    })?;
+    println!("xtask ci: all steps passed");
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let mut args = vec!["test", "--workspace", "--locked"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("==> xtask: {name}");
+    f().with_context(|| format!("xtask step '{name}' failed"))
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(project_root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} exited with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

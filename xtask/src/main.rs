@@ -8,12 +8,16 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod schema;
+
 const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
   ci      fmt check, clippy (all targets, -D warnings), tests, rustdoc (warnings denied)
   test    run every test of the workspace (unit, httpmock, simulator, end-to-end)
+  schema  regenerate crates/pve-schema/schema/extract.json from the full PVE API schema
+          (--check: fail if the committed extract is out of date; --schema PATH)
   fmt     format the whole workspace
   help    print this text
 ";
@@ -25,6 +29,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "ci" => ci(),
         "test" => test(&rest),
+        "schema" => schema::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

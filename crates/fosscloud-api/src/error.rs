@@ -1,0 +1,182 @@
+//! The crate's error type.
+
+use crate::code::Code;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to a FOSS-Cloud server.
+///
+/// No variant carries a password or a SPICE password: credentials are never part of a URL
+/// here, and bodies kept for diagnosis have every `password` value replaced by `***`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given to this crate is not acceptable.
+    #[error("invalid {what} {value:?}: expected {allowed}")]
+    InvalidInput {
+        /// What the value is (e.g. "MAC address").
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is allowed instead.
+        allowed: &'static str,
+    },
+
+    /// The request could not be sent or its answer not read (DNS, TCP, TLS, timeout).
+    #[error("cannot reach the FOSS-Cloud server at {url}: {source}")]
+    Network {
+        /// The URL requested (never contains credentials).
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The server answered with an API error envelope.
+    #[error("FOSS-Cloud API error (HTTP {status}, code {code}){}", describe(dev_description.as_deref()))]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The code as a typed value.
+        code: Code,
+        /// The code number exactly as sent (differs from `code.number()` for documentation
+        /// aliases).
+        raw_code: u32,
+        /// The server's `devDescription`, if any.
+        dev_description: Option<String>,
+    },
+
+    /// The server failed internally: HTTP 400 with code 500000. FOSS-Cloud's exception handler
+    /// answers every exception (an LDAP failure, say) this way; the request itself may be
+    /// fine, so retrying later or reading the server's log is the next step.
+    #[error("the FOSS-Cloud server failed internally (HTTP {status}, code 500000){}; this is a server-side problem, check the server's log", describe(dev_description.as_deref()))]
+    ServerInternal {
+        /// The HTTP status (400 on a real server).
+        status: u16,
+        /// The exception message from `devDescription`, if any.
+        dev_description: Option<String>,
+    },
+
+    /// The answer is not a FOSS-Cloud API answer (not JSON). A real server answers paths that
+    /// match no API route with its HTML error page (HTTP 404), so a wrong base URL or an API
+    /// that is not deployed ends up here.
+    #[error("HTTP {status} from {url} is not a FOSS-Cloud API answer (content type {}); check that the base URL points at the vm-manager (e.g. https://host/vm-manager) and that the server has the REST API (vm-manager 1.3.2 or later)", content_type.as_deref().unwrap_or("none"))]
+    NotApi {
+        /// The HTTP status.
+        status: u16,
+        /// The URL requested (never contains credentials).
+        url: String,
+        /// The `Content-Type` of the answer, if any.
+        content_type: Option<String>,
+        /// The start of the body (up to 256 characters), for diagnosis.
+        body_start: String,
+    },
+
+    /// The answer is JSON but not of the expected shape.
+    #[error("unexpected FOSS-Cloud answer from {url} (HTTP {status}): {message}")]
+    Decode {
+        /// The HTTP status.
+        status: u16,
+        /// The URL requested.
+        url: String,
+        /// What did not fit.
+        message: String,
+        /// The body with every `password` value replaced by `***`.
+        redacted_body: String,
+    },
+}
+
+fn describe(dev_description: Option<&str>) -> String {
+    dev_description.map_or_else(String::new, |d| format!(": {d}"))
+}
+
+impl Error {
+    pub(crate) fn invalid_input(what: &'static str, value: &str, allowed: &'static str) -> Self {
+        Error::InvalidInput {
+            what,
+            value: value.to_owned(),
+            allowed,
+        }
+    }
+
+    /// The API code, for [`Error::Api`] and [`Error::ServerInternal`].
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Api { code, .. } => Some(*code),
+            Error::ServerInternal { .. } => Some(Code::InternalError),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. }
+            | Error::ServerInternal { status, .. }
+            | Error::NotApi { status, .. }
+            | Error::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server's `devDescription`, when it sent one.
+    pub fn dev_description(&self) -> Option<&str> {
+        match self {
+            Error::Api {
+                dev_description, ..
+            }
+            | Error::ServerInternal {
+                dev_description, ..
+            } => dev_description.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the credentials or the realm were refused (400002, 400005, 401003, 401004).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                Code::HttpAuthMissing
+                    | Code::CredentialsEmpty
+                    | Code::CredentialsIncorrect
+                    | Code::RealmIncorrect
+            )
+        )
+    }
+
+    /// Whether the pool does not exist (400042) or has no free VM (500043).
+    pub fn is_pool_unavailable(&self) -> bool {
+        matches!(self.code(), Some(Code::PoolNotFound | Code::NoFreeVm))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_status_code_and_description() {
+        let e = Error::Api {
+            status: 500,
+            code: Code::NoFreeVm,
+            raw_code: 500_043,
+            dev_description: Some("No free vm available".into()),
+        };
+        let text = e.to_string();
+        assert!(text.contains("HTTP 500"), "{text}");
+        assert!(text.contains("500043"), "{text}");
+        assert!(text.contains("No free vm available"), "{text}");
+        assert!(e.is_pool_unavailable());
+        assert!(!e.is_auth());
+
+        let e = Error::ServerInternal {
+            status: 400,
+            dev_description: Some("ldap_bind failt".into()),
+        };
+        assert_eq!(e.code(), Some(Code::InternalError));
+        assert!(e.to_string().contains("server-side problem"));
+        assert_eq!(e.dev_description(), Some("ldap_bind failt"));
+    }
+}

@@ -1,7 +1,13 @@
 //! Named formats (`format => 'pve-vmid'` etc.), checked as PVE's registered verifiers do.
 //!
 //! Sources: `pve-common` `src/PVE/JSONSchema.pm` (most formats), `pve-access-control`
-//! `src/PVE/AccessControl.pm` (`pve-poolid`) and `src/PVE/Auth/Plugin.pm` (`pve-realm`).
+//! `src/PVE/AccessControl.pm` (`pve-poolid`) and `src/PVE/Auth/Plugin.pm` (`pve-realm`),
+//! `pve-firewall` `src/PVE/Firewall.pm` (`IPorCIDR`, `IPorCIDRorAlias`, `pve-fw-*`),
+//! `qemu-server` `src/PVE/QemuServer.pm` (`pve-hotplug-features`), `pve-container`
+//! `src/PVE/LXC/Config.pm` (`lxc-ip-with-ll-iface`).
+//!
+//! Firewall port specs accept every service *name*: PVE looks names up in the node's
+//! `/etc/services`, which a validator cannot know; numbers and ranges are checked exactly.
 //! Error texts are the verifiers' `die` messages, trailing newline included, because PVE
 //! puts them into the error map verbatim after `invalid format - `.
 
@@ -11,6 +17,8 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+use crate::netip;
+
 /// Result of a format check: `Err` carries PVE's message (ending in `\n`).
 pub(crate) type Check = Result<(), String>;
 
@@ -19,16 +27,28 @@ pub const CHECKED_FORMATS: &[&str] = &[
     "CIDR",
     "CIDRv4",
     "CIDRv6",
+    "IPorCIDR",
+    "IPorCIDRorAlias",
     "address",
+    "disk-size",
     "dns-name",
     "ip",
     "ipv4",
     "ipv4mask",
     "ipv6",
+    "lxc-ip-with-ll-iface",
     "mac-addr",
     "pve-bridge-id",
     "pve-configid",
+    "pve-fw-addr-spec",
+    "pve-fw-conntrack-helper",
+    "pve-fw-dport-spec",
+    "pve-fw-icmp-type-spec",
+    "pve-fw-sport-spec",
+    "pve-hotplug-features",
     "pve-iface",
+    "pve-ipv4-config",
+    "pve-ipv6-config",
     "pve-node",
     "pve-poolid",
     "pve-realm",
@@ -134,6 +154,8 @@ const TASK_STATUS: &str = r"(?i)ok|error|warning|unknown";
 const POOL: &str = r"[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}";
 const REALM: &str = r"[A-Za-z][A-Za-z0-9.\-_]+";
 const CIDR_SPLIT: &str = r"([^/]+)/(\d+)";
+const FW_ALIAS: &str = r"(dc/|guest/)?[A-Za-z][A-Za-z0-9\-_]+";
+const DISK_SIZE: &str = r"\d+(\.\d+)?([KMGT](?:iB)?)?";
 
 /// Every pattern used with [`re`], compiled once.
 const PATTERNS: &[&str] = &[
@@ -151,6 +173,8 @@ const PATTERNS: &[&str] = &[
     POOL,
     REALM,
     CIDR_SPLIT,
+    FW_ALIAS,
+    DISK_SIZE,
 ];
 
 fn matches(pattern: &'static str, value: &str) -> bool {
@@ -256,6 +280,236 @@ const IPV4_MASKS: [&str; 33] = [
     "255.255.255.255",
 ];
 
+/// `parse_hotplug_features` of qemu-server (`0` disables everything, `1` is the default set).
+fn hotplug_features(value: &str) -> Check {
+    if value == "0" || value == "1" {
+        return Ok(());
+    }
+    for feature in split_list(value) {
+        if !matches!(
+            perl_end(feature),
+            "network" | "disk" | "cpu" | "memory" | "usb" | "cloudinit"
+        ) {
+            return fail(format!("invalid hotplug feature '{feature}'\n"));
+        }
+    }
+    Ok(())
+}
+
+/// `pve_verify_ip_or_cidr` of pve-firewall: `$IPV6RE|$IPV4RE` with an optional `/\d+`,
+/// then `Net::IP->new(clean_cidr($cidr))` (host bits cleared when the length is non-zero).
+fn ip_or_cidr(value: &str) -> Check {
+    let v = perl_end(value);
+    let (addr, len) = match v.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (v, None),
+    };
+    let shape_ok = (is_ipv4(addr) || is_ipv6(addr))
+        && len.is_none_or(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    if !shape_ok {
+        return fail("value does not look like a valid IP address or CIDR network\n".to_owned());
+    }
+    let bits: u32 = if is_ipv4(addr) { 32 } else { 128 };
+    match len {
+        // clean_cidr leaves `a` and `a/0` alone; Net::IP then checks the raw prefix.
+        None => Ok(()),
+        Some(l) if l.parse::<u32>().is_ok_and(|n| n == 0) => {
+            netip::parse(v).map(|_| ()).map_err(|e| format!("{e}\n"))
+        }
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if n <= bits => Ok(()),
+            _ => fail(format!(
+                "Prefix length {l} is longer than IP address ({bits})\n"
+            )),
+        },
+    }
+}
+
+/// Perl's `split(/,/, $s)` plus PVE's "extraneous commas" check.
+fn comma_elements(value: &str) -> Result<Vec<&str>, String> {
+    let mut parts: Vec<&str> = value.split(',').collect();
+    while parts.last().is_some_and(|p| p.is_empty()) {
+        parts.pop();
+    }
+    if parts.join(",") != value {
+        return Err("extraneous commas in list\n".to_owned());
+    }
+    Ok(parts)
+}
+
+/// `parse_address_list` of pve-firewall (`source`/`dest` of rules).
+fn fw_address_list(value: &str) -> Check {
+    const MAX_IPSET_NAME: usize = 64;
+    const MAX_ALIAS_NAME: usize = 64;
+    let v = perl_end(value);
+    if v.len() > 1 && v.starts_with('+') && !v.contains(char::is_whitespace) {
+        if value.chars().count() > MAX_IPSET_NAME + 1 {
+            return fail("ipset name too long\n".to_owned());
+        }
+        return Ok(());
+    }
+    if matches(FW_ALIAS, value) {
+        if value.chars().count() > MAX_ALIAS_NAME {
+            return fail("alias name too long\n".to_owned());
+        }
+        return Ok(());
+    }
+    let elements = comma_elements(value)?;
+    let mut version = None;
+    let mut range = false;
+    for elem in &elements {
+        let v = netip::parse(elem).map_err(|e| format!("invalid IP address: {e}\n"))?;
+        range |= elem.contains('-');
+        if version.is_some_and(|old| old != v) {
+            return fail(format!(
+                "detected mixed ipv4/ipv6 addresses in address list '{value}'\n"
+            ));
+        }
+        version = Some(v);
+    }
+    if range && elements.len() > 1 {
+        return fail("you can't use a range in a list\n".to_owned());
+    }
+    Ok(())
+}
+
+/// `parse_port_name_number_or_range` of pve-firewall. Service names are accepted (they
+/// depend on the node's `/etc/services`); with `dport`, ICMP type names count as the old
+/// way of giving an ICMP type.
+fn fw_ports(value: &str, dport: bool) -> Check {
+    let port = |s: &str| -> Result<u64, String> {
+        match s.parse::<u64>() {
+            Ok(n) if n <= 65535 => Ok(n),
+            _ => Err(format!("invalid port '{s}'\n")),
+        }
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut count = 0;
+    let mut icmp = false;
+    for item in comma_elements(value)? {
+        if let Some((a, b)) = item.split_once(':').filter(|(a, b)| digits(a) && digits(b)) {
+            count += 2;
+            let (p1, p2) = (port(a)?, port(b)?);
+            if p1 > p2 {
+                return fail(format!(
+                    "backwards range '{a}:{b}' not allowed, did you mean '{b}:{a}'?\n"
+                ));
+            }
+        } else if digits(item) {
+            count += 1;
+            port(item)?;
+        } else if dport && (ICMP_TYPES.contains(&item) || ICMPV6_TYPES.contains(&item)) {
+            icmp = true;
+        } else if item.is_empty() || item.contains(char::is_whitespace) {
+            // No /etc/services entry has an empty or blank name.
+            return fail(format!("invalid port '{item}'\n"));
+        }
+    }
+    if icmp && count > 0 {
+        return fail("ICMP ports not allowed in port range\n".to_owned());
+    }
+    if count > 15 {
+        return fail("too many entries in port list (> 15 numbers)\n".to_owned());
+    }
+    Ok(())
+}
+
+/// `pve_fw_verify_conntrack_helper`. Its `die` has no trailing newline, so Perl appends
+/// the source location (line of pve-firewall 6f1311f, installed path).
+fn conntrack_helpers(value: &str) -> Check {
+    for helper in comma_elements(value)? {
+        if !CONNTRACK_HELPERS.contains(&helper) {
+            return fail(format!(
+                "unknown helper {helper} at /usr/share/perl5/PVE/Firewall.pm line 1167.\n"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `$pve_fw_helpers` of Firewall.pm.
+const CONNTRACK_HELPERS: &[&str] = &[
+    "amanda",
+    "ftp",
+    "irc",
+    "netbios-ns",
+    "pptp",
+    "sane",
+    "sip",
+    "snmp",
+    "tftp",
+];
+
+/// `$icmp_type_names` of Firewall.pm (`iptables -p icmp -h`).
+const ICMP_TYPES: &[&str] = &[
+    "any",
+    "echo-reply",
+    "destination-unreachable",
+    "network-unreachable",
+    "host-unreachable",
+    "protocol-unreachable",
+    "port-unreachable",
+    "fragmentation-needed",
+    "source-route-failed",
+    "network-unknown",
+    "host-unknown",
+    "network-prohibited",
+    "host-prohibited",
+    "TOS-network-unreachable",
+    "TOS-host-unreachable",
+    "communication-prohibited",
+    "host-precedence-violation",
+    "precedence-cutoff",
+    "source-quench",
+    "redirect",
+    "network-redirect",
+    "host-redirect",
+    "TOS-network-redirect",
+    "TOS-host-redirect",
+    "echo-request",
+    "router-advertisement",
+    "router-solicitation",
+    "time-exceeded",
+    "ttl-zero-during-transit",
+    "ttl-zero-during-reassembly",
+    "parameter-problem",
+    "ip-header-bad",
+    "required-option-missing",
+    "timestamp-request",
+    "timestamp-reply",
+    "address-mask-request",
+    "address-mask-reply",
+];
+
+/// `$icmpv6_type_names` of Firewall.pm (`ip6tables -p icmpv6 -h`).
+const ICMPV6_TYPES: &[&str] = &[
+    "destination-unreachable",
+    "no-route",
+    "communication-prohibited",
+    "beyond-scope",
+    "address-unreachable",
+    "port-unreachable",
+    "failed-policy",
+    "reject-route",
+    "packet-too-big",
+    "time-exceeded",
+    "ttl-zero-during-transit",
+    "ttl-zero-during-reassembly",
+    "parameter-problem",
+    "bad-header",
+    "unknown-header-type",
+    "unknown-option",
+    "echo-request",
+    "echo-reply",
+    "router-solicitation",
+    "router-advertisement",
+    "neighbor-solicitation",
+    "neighbour-solicitation",
+    "neighbor-advertisement",
+    "neighbour-advertisement",
+    "redirect",
+];
+
 /// One registered verifier. `None` if `name` is not implemented.
 fn check_single(name: &str, value: &str) -> Option<Check> {
     let ok = |cond: bool, msg: String| if cond { Ok(()) } else { Err(msg) };
@@ -359,6 +613,45 @@ fn check_single(name: &str, value: &str) -> Option<Check> {
             matches(REALM, value),
             "value does not look like a valid realm\n".to_owned(),
         ),
+        "disk-size" => ok(
+            matches(DISK_SIZE, value),
+            format!("value does not look like a valid disk size: {value}\n"),
+        ),
+        "pve-ipv4-config" => ok(
+            matches!(perl_end(value), "dhcp" | "manual") || is_cidrv4(value),
+            "value does not look like a valid ipv4 network configuration\n".to_owned(),
+        ),
+        "pve-ipv6-config" => ok(
+            matches!(perl_end(value), "auto" | "dhcp" | "manual") || is_cidrv6(value),
+            "value does not look like a valid ipv6 network configuration\n".to_owned(),
+        ),
+        "lxc-ip-with-ll-iface" => {
+            // `fe80:…%iface` is a link-local address with its interface.
+            let ll_ok = value.split_once('%').is_some_and(|(addr, iface)| {
+                addr.starts_with("fe80:") && is_ipv6(addr) && matches(IFACE, iface)
+            });
+            ok(
+                ll_ok || is_ipv4(value) || is_ipv6(value),
+                "value does not look like a valid IP address\n".to_owned(),
+            )
+        }
+        "pve-hotplug-features" => hotplug_features(value),
+        "IPorCIDR" => ip_or_cidr(value),
+        "IPorCIDRorAlias" => {
+            if matches(FW_ALIAS, value) {
+                Ok(())
+            } else {
+                ip_or_cidr(value)
+            }
+        }
+        "pve-fw-addr-spec" => fw_address_list(value),
+        "pve-fw-sport-spec" => fw_ports(value, false),
+        "pve-fw-dport-spec" => fw_ports(value, true),
+        "pve-fw-icmp-type-spec" => ok(
+            value.is_empty() || ICMP_TYPES.contains(&value) || ICMPV6_TYPES.contains(&value),
+            format!("invalid icmp-type value '{value}'\n"),
+        ),
+        "pve-fw-conntrack-helper" => conntrack_helpers(value),
         _ => return None,
     })
 }
@@ -508,7 +801,7 @@ mod tests {
         assert!(msg("pve-vmid-list", "100\0x").is_some());
         assert_eq!(msg("pve-vmid-opt", ""), None);
         assert!(msg("pve-vmid-opt", "5").is_some());
-        assert!(check_named("pve-fw-addr-spec", "x").is_none());
+        assert!(check_named("pve-fw-protocol-spec", "x").is_none());
         assert!(check_named("pve-qm-bootdisk-list", "x").is_none());
     }
 
@@ -521,6 +814,160 @@ mod tests {
             Some("unable to parse startup options\n")
         );
         assert!(msg("pve-startup-order", "").is_some());
+    }
+
+    #[test]
+    fn firewall_addresses() {
+        for good in [
+            "10.10.0.1",
+            "10.10.0.0/16",
+            "10.0.0.1-10.0.0.9",
+            "10.0.0.1,10.0.0.3",
+            "fd00::/64,fd01::1",
+            "+students",
+            "+dc/students",
+            "teacher",
+            "dc/teacher",
+            "guest/teacher",
+            "",
+        ] {
+            assert_eq!(msg("pve-fw-addr-spec", good), None, "{good:?}");
+        }
+        let cases = [
+            ("10.0.0.1,", "extraneous commas in list\n"),
+            (
+                "10.0.0.1,,10.0.0.2",
+                "invalid IP address: Invalid chars in IP \n",
+            ),
+            (
+                "10.0.0.1,fd00::1",
+                "detected mixed ipv4/ipv6 addresses in address list '10.0.0.1,fd00::1'\n",
+            ),
+            (
+                "10.0.0.1-10.0.0.5,10.0.0.9",
+                "you can't use a range in a list\n",
+            ),
+            (
+                "10.10.0.1/16",
+                "invalid IP address: Invalid prefix 00001010000010100000000000000001/16\n",
+            ),
+            (
+                "10.0.0.300",
+                "invalid IP address: Invalid quad in IP address 10.0.0.300 - 300\n",
+            ),
+        ];
+        for (value, text) in cases {
+            assert_eq!(
+                msg("pve-fw-addr-spec", value).as_deref(),
+                Some(text),
+                "{value:?}"
+            );
+        }
+        let long = format!("+{}", "s".repeat(65));
+        assert_eq!(
+            msg("pve-fw-addr-spec", &long).as_deref(),
+            Some("ipset name too long\n")
+        );
+        let long = "a".repeat(65);
+        assert_eq!(
+            msg("pve-fw-addr-spec", &long).as_deref(),
+            Some("alias name too long\n")
+        );
+    }
+
+    #[test]
+    fn ip_or_cidr_and_alias() {
+        for good in ["10.0.0.1", "10.0.0.5/24", "fd00::1/64", "0.0.0.0/0"] {
+            assert_eq!(msg("IPorCIDR", good), None, "{good}");
+        }
+        assert_eq!(
+            msg("IPorCIDR", "teacher").as_deref(),
+            Some("value does not look like a valid IP address or CIDR network\n")
+        );
+        assert_eq!(
+            msg("IPorCIDR", "10.0.0.0/33").as_deref(),
+            Some("Prefix length 33 is longer than IP address (32)\n")
+        );
+        assert_eq!(
+            msg("IPorCIDR", "10.0.0.1/0").as_deref(),
+            Some("Invalid prefix 00001010000000000000000000000001/0\n")
+        );
+        assert_eq!(msg("IPorCIDRorAlias", "dc/teacher"), None);
+        assert!(msg("IPorCIDRorAlias", "dc/1x").is_some());
+    }
+
+    #[test]
+    fn firewall_ports_icmp_helpers() {
+        for good in [
+            "22",
+            "80,443",
+            "5900:5999",
+            "ssh",
+            "http,8006",
+            "0:65535",
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,14:15",
+        ] {
+            assert_eq!(msg("pve-fw-dport-spec", good), None, "{good}");
+        }
+        let cases = [
+            ("65536", "invalid port '65536'\n"),
+            (
+                "10:1",
+                "backwards range '10:1' not allowed, did you mean '1:10'?\n",
+            ),
+            ("22,", "extraneous commas in list\n"),
+            ("echo-request,22", "ICMP ports not allowed in port range\n"),
+            (
+                "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16",
+                "too many entries in port list (> 15 numbers)\n",
+            ),
+        ];
+        for (value, text) in cases {
+            assert_eq!(
+                msg("pve-fw-dport-spec", value).as_deref(),
+                Some(text),
+                "{value}"
+            );
+        }
+        // ICMP type names only count as such in dport.
+        assert_eq!(msg("pve-fw-dport-spec", "echo-request"), None);
+        assert_eq!(msg("pve-fw-icmp-type-spec", "echo-request"), None);
+        assert_eq!(msg("pve-fw-icmp-type-spec", "neighbour-solicitation"), None);
+        assert_eq!(
+            msg("pve-fw-icmp-type-spec", "ping").as_deref(),
+            Some("invalid icmp-type value 'ping'\n")
+        );
+        assert_eq!(msg("pve-fw-conntrack-helper", "ftp,tftp"), None);
+        assert_eq!(
+            msg("pve-fw-conntrack-helper", "ftp,http").as_deref(),
+            Some("unknown helper http at /usr/share/perl5/PVE/Firewall.pm line 1167.\n")
+        );
+    }
+
+    #[test]
+    fn guest_config_formats() {
+        assert_eq!(msg("pve-hotplug-features", "network,disk,usb"), None);
+        assert_eq!(msg("pve-hotplug-features", "0"), None);
+        assert_eq!(
+            msg("pve-hotplug-features", "network,gpu").as_deref(),
+            Some("invalid hotplug feature 'gpu'\n")
+        );
+        assert_eq!(msg("disk-size", "32G"), None);
+        assert_eq!(msg("disk-size", "1.5TiB"), None);
+        assert_eq!(
+            msg("disk-size", "32GB").as_deref(),
+            Some("value does not look like a valid disk size: 32GB\n")
+        );
+        assert_eq!(msg("pve-ipv4-config", "dhcp"), None);
+        assert_eq!(msg("pve-ipv4-config", "10.10.0.5/16"), None);
+        assert!(msg("pve-ipv4-config", "10.10.0.5").is_some());
+        assert_eq!(msg("pve-ipv6-config", "auto"), None);
+        assert_eq!(msg("lxc-ip-with-ll-iface", "fe80::1%eth0"), None);
+        assert_eq!(msg("lxc-ip-with-ll-iface", "10.0.0.1"), None);
+        assert_eq!(
+            msg("lxc-ip-with-ll-iface", "fe80::1%").as_deref(),
+            Some("value does not look like a valid IP address\n")
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ use std::sync::OnceLock;
 mod extract;
 mod format;
 mod model;
+mod netip;
 mod route;
 mod validate;
 

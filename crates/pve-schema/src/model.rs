@@ -111,7 +111,8 @@ pub struct Parameter {
     /// Whether the parameter may be absent.
     #[serde(default)]
     pub optional: bool,
-    /// Perl regex the whole value must match (anchored as `^…$` by the validator).
+    /// Perl regex the value must match; PVE tests `m/^$pattern$/` (no grouping, so a
+    /// top-level `|` leaves the branches half-anchored, as in PVE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     /// Another parameter that must be present whenever this one is.

@@ -213,12 +213,18 @@ fn perl_number(n: &serde_json::Number) -> String {
 }
 
 /// Translate the Perl-only parts of a schema pattern the `regex` crate can express:
-/// `(?^:…)` (Perl's stringified regex with default flags) and `\0` (NUL).
+/// `(?^:…)` (Perl's stringified regex with default flags), `\0` (NUL) and `{,n}`.
 pub(crate) fn compile_pattern(pattern: &str) -> Option<Regex> {
-    let translated = pattern.replace("(?^:", "(?:").replace(r"\0", r"\x00");
-    // JSONSchema.pm matches `m/^$pattern$/`; Perl's `$` also matches before a final
-    // newline, handled by the caller stripping one.
-    Regex::new(&format!("^(?:{translated})$")).ok()
+    // Perl >= 5.34 (PVE 9 ships 5.40) reads `{,n}` as `{0,n}`.
+    let translated = pattern
+        .replace("(?^:", "(?:")
+        .replace(r"\0", r"\x00")
+        .replace("{,", "{0,");
+    // JSONSchema.pm matches `m/^$pattern$/` without grouping, so in a pattern with a
+    // top-level `|` only the first branch is anchored at the start and only the last at
+    // the end (the parallel[n] pattern is such a case). Perl's `$` also matches before a
+    // final newline, handled by the caller stripping one.
+    Regex::new(&format!("^{translated}$")).ok()
 }
 
 fn pattern_matches(p: &Parameter, pattern: &str, value: &str) -> bool {

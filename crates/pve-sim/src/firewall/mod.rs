@@ -45,6 +45,8 @@ mod options;
 mod oracle;
 mod rules;
 
+pub use oracle::EPHEMERAL_SOURCE_PORT;
+
 use aliases::Alias;
 use ipset::IpSet;
 use rules::Rule;

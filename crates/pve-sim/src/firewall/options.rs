@@ -171,7 +171,11 @@ fn parse(name: &str, kind: Kind, raw: &str) -> ApiResult<Value> {
                 return Err(super::format_error(name, "extraneous commas in list"));
             }
             if let Some(bad) = parts.iter().find(|h| !HELPERS.contains(h)) {
-                return Err(super::format_error(name, &format!("unknown helper {bad}")));
+                // Perl's `die` without newline appends the source location.
+                return Err(super::format_error(
+                    name,
+                    &format!("unknown helper {bad} at /usr/share/perl5/PVE/Firewall.pm line 1167."),
+                ));
             }
             Ok(json!(raw.to_lowercase()))
         }

@@ -257,11 +257,9 @@ fn chain(fw: &Firewall, vmid: u32, file: &FwFile, nic: u32, dir: Dir, pkt: &Pack
                     }
                 }
             }
-            Some(t) if t == dir.rule_type() => {
-                if matches(rule, &ctx, pkt) {
-                    let what = format!("{label}: rule {pos} ({})", rule.describe());
-                    return Decision::from_action(rule.get("action").unwrap_or_default(), what);
-                }
+            Some(t) if t == dir.rule_type() && matches(rule, &ctx, pkt) => {
+                let what = format!("{label}: rule {pos} ({})", rule.describe());
+                return Decision::from_action(rule.get("action").unwrap_or_default(), what);
             }
             _ => {}
         }
@@ -349,4 +347,873 @@ fn match_l4(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::call;
+    use super::super::Nic;
+    use super::*;
+
+    fn ok(fw: &mut Firewall, scope: &Scope, method: &str, rest: &[&str], params: &[(&str, &str)]) {
+        call(fw, scope, method, rest, params).unwrap_or_else(|e| panic!("{method} {rest:?}: {e}"));
+    }
+
+    fn guest(vmid: u32, ip: &str, firewall: bool) -> Host {
+        Host {
+            vmid: Some(vmid),
+            ip: ip.parse().expect("test address"),
+            nics: vec![Nic { index: 0, firewall }],
+        }
+    }
+
+    fn external(ip: &str) -> Host {
+        Host {
+            vmid: None,
+            ip: ip.parse().expect("test address"),
+            nics: Vec::new(),
+        }
+    }
+
+    const TEACHER: &str = "10.10.0.1";
+    const DNS: &str = "10.10.0.2";
+
+    fn teacher() -> Host {
+        guest(100, TEACHER, false)
+    }
+
+    /// B.10: cluster sets and the `iso-student` group, cluster firewall on. Rules are
+    /// created bottom-up because the API inserts at the top (B.11 #5).
+    fn lab() -> Firewall {
+        let mut fw = Firewall::new();
+        let c = Scope::Cluster;
+        ok(&mut fw, &c, "POST", &["ipset"], &[("name", "iso-teacher")]);
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &["ipset", "iso-teacher"],
+            &[("cidr", TEACHER)],
+        );
+        ok(&mut fw, &c, "POST", &["ipset"], &[("name", "iso-dns")]);
+        ok(&mut fw, &c, "POST", &["ipset", "iso-dns"], &[("cidr", DNS)]);
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &["groups"],
+            &[("group", "iso-student")],
+        );
+        let g = ["groups", "iso-student"];
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &g,
+            &[("type", "out"), ("action", "DROP"), ("enable", "1")],
+        );
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &g,
+            &[("type", "in"), ("action", "DROP"), ("enable", "1")],
+        );
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &g,
+            &[
+                ("type", "out"),
+                ("action", "ACCEPT"),
+                ("macro", "DNS"),
+                ("dest", "+iso-dns"),
+                ("enable", "1"),
+            ],
+        );
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &g,
+            &[
+                ("type", "out"),
+                ("action", "ACCEPT"),
+                ("dest", "+iso-teacher"),
+                ("enable", "1"),
+            ],
+        );
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &g,
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("source", "+iso-teacher"),
+                ("enable", "1"),
+            ],
+        );
+        ok(&mut fw, &c, "PUT", &["options"], &[("enable", "1")]);
+        fw
+    }
+
+    /// The per-student half of B.10.
+    fn isolate(fw: &mut Firewall, vmid: u32) {
+        let s = Scope::Guest(vmid);
+        ok(
+            fw,
+            &s,
+            "PUT",
+            &["options"],
+            &[("enable", "1"), ("dhcp", "1")],
+        );
+        ok(
+            fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "group"),
+                ("action", "iso-student"),
+                ("enable", "1"),
+                ("comment", "labctl"),
+            ],
+        );
+    }
+
+    fn verdict(fw: &Firewall, from: &Host, to: &Host, proto: Proto, port: Option<u16>) -> Verdict {
+        fw.reachability(from, to, proto, port)
+    }
+
+    #[test]
+    fn nothing_filters_while_the_cluster_firewall_is_off() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        isolate(&mut fw, 102);
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "PUT",
+            &["options"],
+            &[("enable", "0")],
+        );
+        let v = verdict(
+            &fw,
+            &guest(101, "10.10.1.1", true),
+            &guest(102, "10.10.1.2", true),
+            Proto::Tcp,
+            Some(22),
+        );
+        assert_eq!(
+            v,
+            Verdict {
+                allowed: true,
+                reason: "accepted: cluster firewall disabled".into()
+            }
+        );
+    }
+
+    #[test]
+    fn students_are_isolated_from_each_other_in_both_directions() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        isolate(&mut fw, 102);
+        let (a, b) = (guest(101, "10.10.1.1", true), guest(102, "10.10.1.2", true));
+        let v = verdict(&fw, &a, &b, Proto::Tcp, Some(22));
+        assert_eq!(
+            v.reason,
+            "dropped by 101 OUT: group iso-student rule 4 (out DROP)"
+        );
+        assert!(!v.allowed);
+        let v = verdict(&fw, &b, &a, Proto::Icmp, None);
+        assert_eq!(
+            v.reason,
+            "dropped by 102 OUT: group iso-student rule 4 (out DROP)"
+        );
+        // One isolated side is enough: the receiver's IN chain drops too (B.4).
+        let free = guest(103, "10.10.1.3", true);
+        let v = verdict(&fw, &free, &b, Proto::Udp, Some(5000));
+        assert_eq!(
+            v.reason,
+            "dropped by 102 IN: group iso-student rule 3 (in DROP)"
+        );
+    }
+
+    #[test]
+    fn students_and_teacher_reach_each_other() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        let s = guest(101, "10.10.1.1", true);
+        let v = verdict(&fw, &s, &teacher(), Proto::Tcp, Some(22));
+        assert!(v.allowed, "{}", v.reason);
+        assert_eq!(
+            v.reason,
+            "accepted: 101 OUT: group iso-student rule 1 (out ACCEPT -dest +iso-teacher); \
+             100 IN: not filtered (net0 has no firewall=1)"
+        );
+        let v = verdict(&fw, &teacher(), &s, Proto::Tcp, Some(3389));
+        assert!(v.allowed, "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("101 IN: group iso-student rule 0 (in ACCEPT -source +iso-teacher)"),
+            "{}",
+            v.reason
+        );
+        // DNS to the DNS set only, by the macro's protocols and port.
+        let dns = external(DNS);
+        assert!(verdict(&fw, &s, &dns, Proto::Udp, Some(53)).allowed);
+        assert!(verdict(&fw, &s, &dns, Proto::Tcp, Some(53)).allowed);
+        assert!(!verdict(&fw, &s, &dns, Proto::Tcp, Some(80)).allowed);
+        assert!(!verdict(&fw, &s, &external("8.8.8.8"), Proto::Udp, Some(53)).allowed);
+        // Nobody else may open connections to the student.
+        let v = verdict(&fw, &external("192.0.2.9"), &s, Proto::Tcp, Some(22));
+        assert_eq!(
+            v.reason,
+            "dropped by 101 IN: group iso-student rule 3 (in DROP)"
+        );
+    }
+
+    #[test]
+    fn dhcp_is_implicit_unless_switched_off() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        let s = guest(101, "10.10.1.1", true);
+        let server = external("10.10.0.254");
+        let v = verdict(&fw, &s, &server, Proto::Udp, Some(67));
+        assert!(v.allowed, "{}", v.reason);
+        assert!(
+            v.reason
+                .starts_with("accepted: 101 OUT: implicit DHCP rule"),
+            "{}",
+            v.reason
+        );
+        assert!(verdict(&fw, &server, &s, Proto::Udp, Some(68)).allowed);
+        ok(
+            &mut fw,
+            &Scope::Guest(101),
+            "PUT",
+            &["options"],
+            &[("dhcp", "0")],
+        );
+        assert!(!verdict(&fw, &s, &server, Proto::Udp, Some(67)).allowed);
+    }
+
+    #[test]
+    fn pitfall_nic_without_firewall_flag_leaves_traffic_open() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        let unplugged = guest(101, "10.10.1.1", false);
+        let v = verdict(&fw, &unplugged, &external("8.8.8.8"), Proto::Tcp, Some(443));
+        assert_eq!(
+            v.reason,
+            "accepted: 101 OUT: not filtered (net0 has no firewall=1); 8.8.8.8 IN: not a guest, not filtered"
+        );
+        assert!(
+            verdict(
+                &fw,
+                &external("192.0.2.9"),
+                &unplugged,
+                Proto::Tcp,
+                Some(22)
+            )
+            .allowed
+        );
+        // A guest without NICs has no tap chain either.
+        let no_nic = Host {
+            nics: Vec::new(),
+            ..unplugged
+        };
+        assert!(verdict(&fw, &no_nic, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+    }
+
+    #[test]
+    fn pitfall_guest_enable_zero_leaves_traffic_open() {
+        let mut fw = lab();
+        isolate(&mut fw, 101);
+        ok(
+            &mut fw,
+            &Scope::Guest(101),
+            "PUT",
+            &["options"],
+            &[("enable", "0")],
+        );
+        let s = guest(101, "10.10.1.1", true);
+        let v = verdict(
+            &fw,
+            &s,
+            &guest(102, "10.10.1.2", true),
+            Proto::Tcp,
+            Some(22),
+        );
+        assert!(v.allowed);
+        assert!(
+            v.reason
+                .contains("101 OUT: not filtered (firewall not enabled in 101.fw options)"),
+            "{}",
+            v.reason
+        );
+        assert!(
+            v.reason
+                .contains("102 IN: not filtered (firewall not enabled in 102.fw options)"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn pitfall_rule_created_without_enable_is_a_no_op() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[("type", "group"), ("action", "iso-student")],
+        );
+        let student = guest(101, "10.10.1.1", true);
+        // Without the group only the default policies remain: outbound is wide open.
+        let v = verdict(&fw, &student, &external("8.8.8.8"), Proto::Tcp, Some(443));
+        assert_eq!(
+            v.reason,
+            "accepted: 101 OUT: policy ACCEPT; 8.8.8.8 IN: not a guest, not filtered"
+        );
+        let v = verdict(
+            &fw,
+            &student,
+            &guest(102, "10.10.1.2", false),
+            Proto::Tcp,
+            Some(22),
+        );
+        assert!(v.allowed, "student reaches another student: {}", v.reason);
+        ok(&mut fw, &s, "PUT", &["rules", "0"], &[("enable", "1")]);
+        assert!(!verdict(&fw, &student, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+    }
+
+    #[test]
+    fn pitfall_missing_ipset_skips_the_rule() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["ipset"],
+            &[("name", "exam-block")],
+        );
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["ipset", "exam-block"],
+            &[("cidr", "10.10.0.50")],
+        );
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "out"),
+                ("action", "DROP"),
+                ("dest", "+exam-block"),
+                ("enable", "1"),
+            ],
+        );
+        let student = guest(101, "10.10.1.1", true);
+        let target = external("10.10.0.50");
+        let v = verdict(&fw, &student, &target, Proto::Tcp, Some(80));
+        assert_eq!(
+            v.reason,
+            "dropped by 101 OUT: rule 0 (out DROP -dest +exam-block)"
+        );
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "DELETE",
+            &["ipset", "exam-block"],
+            &[("force", "1")],
+        );
+        let v = verdict(&fw, &student, &target, Proto::Tcp, Some(80));
+        assert!(
+            v.allowed,
+            "a DROP lost opens traffic (B.11 #4): {}",
+            v.reason
+        );
+        let rules = call(&mut fw, &s, "GET", &["rules"], &[]).expect("list");
+        assert_eq!(rules[0]["errors"]["dest"], "no such ipset 'exam-block'");
+    }
+
+    #[test]
+    fn pitfall_group_named_with_capitals_is_an_empty_chain() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "group"),
+                ("action", "ISO-Student"),
+                ("enable", "1"),
+            ],
+        );
+        let v = verdict(
+            &fw,
+            &guest(101, "10.10.1.1", true),
+            &external("8.8.8.8"),
+            Proto::Tcp,
+            Some(443),
+        );
+        assert!(v.allowed, "{}", v.reason);
+    }
+
+    #[test]
+    fn macros_aliases_ranges_and_port_lists_match() {
+        let mut fw = lab();
+        let s = Scope::Guest(110);
+        let server = guest(110, "10.10.2.10", true);
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["aliases"],
+            &[("name", "admin"), ("cidr", "10.10.0.0/28")],
+        );
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("macro", "SSH"),
+                ("source", "admin"),
+                ("enable", "1"),
+            ],
+        );
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "80,443,8000:8080"),
+                ("enable", "1"),
+            ],
+        );
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("macro", "Ping"),
+                ("source", "10.10.3.1-10.10.3.9"),
+                ("enable", "1"),
+            ],
+        );
+        let admin = external("10.10.0.5");
+        assert!(verdict(&fw, &admin, &server, Proto::Tcp, Some(22)).allowed);
+        assert!(!verdict(&fw, &admin, &server, Proto::Tcp, Some(23)).allowed);
+        assert!(!verdict(&fw, &external("10.10.0.16"), &server, Proto::Tcp, Some(22)).allowed);
+        for port in [80, 443, 8000, 8042, 8080] {
+            assert!(
+                verdict(&fw, &admin, &server, Proto::Tcp, Some(port)).allowed,
+                "{port}"
+            );
+        }
+        assert!(!verdict(&fw, &admin, &server, Proto::Tcp, Some(8081)).allowed);
+        assert!(!verdict(&fw, &admin, &server, Proto::Udp, Some(80)).allowed);
+        assert!(
+            !verdict(&fw, &admin, &server, Proto::Tcp, None).allowed,
+            "port rules need a port"
+        );
+        let pinger = external("10.10.3.5");
+        let v = verdict(&fw, &pinger, &server, Proto::Icmp, None);
+        assert!(v.allowed, "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("110 IN: rule 0 (in Ping(ACCEPT) -source 10.10.3.1-10.10.3.9)"),
+            "{}",
+            v.reason
+        );
+        assert!(!verdict(&fw, &external("10.10.3.10"), &server, Proto::Icmp, None).allowed);
+        assert_eq!(
+            verdict(&fw, &external("10.10.9.9"), &server, Proto::Icmp, None).reason,
+            "dropped by 110 IN: policy DROP"
+        );
+    }
+
+    #[test]
+    fn guest_sets_shadow_cluster_sets_and_groups_see_only_cluster_sets() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(&mut fw, &s, "POST", &["ipset"], &[("name", "iso-teacher")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["ipset", "iso-teacher"],
+            &[("cidr", "10.10.0.99")],
+        );
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("source", "+iso-teacher"),
+                ("enable", "1"),
+            ],
+        );
+        let student = guest(101, "10.10.1.1", true);
+        assert!(verdict(&fw, &external("10.10.0.99"), &student, Proto::Tcp, Some(22)).allowed);
+        assert!(!verdict(&fw, &external(TEACHER), &student, Proto::Tcp, Some(22)).allowed);
+        // `+dc/` forces the datacenter set.
+        ok(
+            &mut fw,
+            &s,
+            "PUT",
+            &["rules", "0"],
+            &[("source", "+dc/iso-teacher")],
+        );
+        assert!(verdict(&fw, &external(TEACHER), &student, Proto::Tcp, Some(22)).allowed);
+        // Group rules cannot use a guest's sets (B.7).
+        ok(&mut fw, &s, "POST", &["ipset"], &[("name", "mine")]);
+        let e = call(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["groups", "iso-student"],
+            &[("type", "in"), ("action", "ACCEPT"), ("source", "+mine")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.errors.expect("param error")["source"],
+            "no such ipset 'mine'"
+        );
+    }
+
+    #[test]
+    fn iface_rules_apply_to_their_nic_only_and_ipversion_must_fit() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(&mut fw, &s, "PUT", &["options"], &[("enable", "1")]);
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("iface", "net1"),
+                ("enable", "1"),
+            ],
+        );
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["rules"],
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("source", "fd00::/8"),
+                ("enable", "1"),
+            ],
+        );
+        let two_nics = Host {
+            vmid: Some(101),
+            ip: "10.10.1.1".parse().expect("address"),
+            nics: vec![
+                Nic {
+                    index: 1,
+                    firewall: true,
+                },
+                Nic {
+                    index: 0,
+                    firewall: true,
+                },
+            ],
+        };
+        assert!(!verdict(&fw, &external("10.10.0.5"), &two_nics, Proto::Tcp, Some(22)).allowed);
+        let only_net1 = Host {
+            nics: vec![Nic {
+                index: 1,
+                firewall: true,
+            }],
+            ..two_nics.clone()
+        };
+        let v = verdict(
+            &fw,
+            &external("10.10.0.5"),
+            &only_net1,
+            Proto::Tcp,
+            Some(22),
+        );
+        assert!(
+            v.reason.contains("101 IN: rule 1 (in ACCEPT -i net1)"),
+            "{}",
+            v.reason
+        );
+        let v6 = Host {
+            ip: "fd00::11".parse().expect("address"),
+            ..two_nics
+        };
+        let v = verdict(&fw, &external("fd00::5"), &v6, Proto::Tcp, Some(22));
+        assert!(
+            v.reason
+                .contains("101 IN: rule 0 (in ACCEPT -source fd00::/8)"),
+            "{}",
+            v.reason
+        );
+        let mixed = verdict(&fw, &external("10.10.0.5"), &v6, Proto::Tcp, Some(22));
+        assert!(!mixed.allowed);
+    }
+
+    #[test]
+    fn guest_policies_override_defaults_and_reject_is_reported() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        ok(
+            &mut fw,
+            &s,
+            "PUT",
+            &["options"],
+            &[
+                ("enable", "1"),
+                ("policy_in", "ACCEPT"),
+                ("policy_out", "REJECT"),
+            ],
+        );
+        let student = guest(101, "10.10.1.1", true);
+        assert!(verdict(&fw, &external("192.0.2.1"), &student, Proto::Tcp, Some(22)).allowed);
+        let v = verdict(&fw, &student, &external("192.0.2.1"), Proto::Tcp, Some(22));
+        assert_eq!(
+            v,
+            Verdict {
+                allowed: false,
+                reason: "rejected by 101 OUT: policy REJECT".into()
+            }
+        );
+    }
+
+    #[test]
+    fn cluster_policies_and_rules_never_touch_guest_traffic() {
+        let mut fw = lab();
+        let c = Scope::Cluster;
+        ok(
+            &mut fw,
+            &c,
+            "PUT",
+            &["options"],
+            &[("policy_in", "DROP"), ("policy_out", "DROP")],
+        );
+        ok(
+            &mut fw,
+            &c,
+            "POST",
+            &["rules"],
+            &[("type", "in"), ("action", "DROP"), ("enable", "1")],
+        );
+        ok(
+            &mut fw,
+            &Scope::Node("pve1".into()),
+            "POST",
+            &["rules"],
+            &[("type", "in"), ("action", "DROP"), ("enable", "1")],
+        );
+        assert!(
+            verdict(
+                &fw,
+                &guest(101, "10.10.1.1", true),
+                &guest(102, "10.10.1.2", true),
+                Proto::Tcp,
+                Some(22)
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn ipfilter_and_blacklist() {
+        let mut fw = lab();
+        let s = Scope::Guest(101);
+        let student = guest(101, "10.10.1.1", true);
+        ok(
+            &mut fw,
+            &s,
+            "PUT",
+            &["options"],
+            &[("enable", "1"), ("ipfilter", "1")],
+        );
+        // B.7: ipfilter without entries drops all IPv4 the guest sends, except DHCP.
+        let v = verdict(&fw, &student, &external("8.8.8.8"), Proto::Tcp, Some(443));
+        assert_eq!(
+            v.reason,
+            "dropped by 101 OUT: ipfilter (source 10.10.1.1 not in ipset ipfilter-net0)"
+        );
+        assert!(
+            verdict(
+                &fw,
+                &student,
+                &external("10.10.0.254"),
+                Proto::Udp,
+                Some(67)
+            )
+            .allowed
+        );
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["ipset"],
+            &[("name", "ipfilter-net0")],
+        );
+        ok(
+            &mut fw,
+            &s,
+            "POST",
+            &["ipset", "ipfilter-net0"],
+            &[("cidr", "10.10.1.1")],
+        );
+        assert!(verdict(&fw, &student, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+
+        // The blacklist applies to every firewalled NIC, even with the guest firewall off.
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["ipset"],
+            &[("name", "blacklist")],
+        );
+        ok(
+            &mut fw,
+            &Scope::Cluster,
+            "POST",
+            &["ipset", "blacklist"],
+            &[("cidr", "198.51.100.0/24")],
+        );
+        let v = verdict(
+            &fw,
+            &external("198.51.100.7"),
+            &guest(120, "10.10.1.20", true),
+            Proto::Tcp,
+            Some(80),
+        );
+        assert_eq!(
+            v.reason,
+            "dropped by PVEFW-FWBR-IN: source 198.51.100.7 is in ipset 'blacklist'"
+        );
+        assert!(
+            verdict(
+                &fw,
+                &external("198.51.100.7"),
+                &guest(120, "10.10.1.20", false),
+                Proto::Tcp,
+                Some(80)
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn clone_copies_and_destroy_removes_the_guest_file() {
+        let mut fw = lab();
+        isolate(&mut fw, 9000);
+        fw.copy_guest(9000, 101);
+        fw.copy_guest(555, 102); // no source file: nothing happens
+        let (a, b) = (guest(101, "10.10.1.1", true), guest(102, "10.10.1.2", true));
+        assert!(!verdict(&fw, &a, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+        assert!(verdict(&fw, &b, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+        let rules =
+            call(&mut fw, &Scope::Guest(101), "GET", &["rules"], &[]).expect("cloned rules");
+        assert_eq!(rules[0]["comment"], "labctl");
+        fw.remove_guest(101);
+        assert!(verdict(&fw, &a, &external("8.8.8.8"), Proto::Tcp, Some(443)).allowed);
+        assert_eq!(
+            call(&mut fw, &Scope::Guest(101), "GET", &["rules"], &[]).expect("empty"),
+            serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn same_guest_and_mixed_families() {
+        let fw = lab();
+        let a = guest(101, "10.10.1.1", true);
+        assert!(verdict(&fw, &a, &a, Proto::Tcp, Some(22)).allowed);
+        let v = verdict(&fw, &a, &external("fd00::1"), Proto::Tcp, Some(22));
+        assert!(
+            !v.allowed && v.reason.starts_with("no path"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn proto_parses_the_three_names() {
+        assert_eq!("tcp".parse::<Proto>(), Ok(Proto::Tcp));
+        assert_eq!("udp".parse::<Proto>(), Ok(Proto::Udp));
+        assert_eq!("icmp".parse::<Proto>(), Ok(Proto::Icmp));
+        assert_eq!(
+            "sctp".parse::<Proto>(),
+            Err("unknown protocol 'sctp' (allowed: tcp, udp, icmp)".to_owned())
+        );
+        assert_eq!(Proto::Udp.to_string(), "udp");
+    }
+
+    #[test]
+    fn state_is_deterministic_and_complete() {
+        let build = || {
+            let mut fw = lab();
+            isolate(&mut fw, 102);
+            isolate(&mut fw, 101);
+            ok(
+                &mut fw,
+                &Scope::Node("pve2".into()),
+                "PUT",
+                &["options"],
+                &[("enable", "0")],
+            );
+            fw
+        };
+        let (one, two) = (build().state(), build().state());
+        assert_eq!(
+            serde_json::to_string(&one).expect("json"),
+            serde_json::to_string(&two).expect("json")
+        );
+        assert_eq!(one["cluster"]["options"]["enable"], 1);
+        assert_eq!(
+            one["cluster"]["groups"]["iso-student"]["rules"][4]["action"],
+            "DROP"
+        );
+        assert_eq!(
+            one["cluster"]["ipsets"]["iso-teacher"]["entries"][0]["cidr"],
+            TEACHER
+        );
+        assert_eq!(one["guests"]["101"]["rules"][0]["action"], "iso-student");
+        assert_eq!(one["guests"]["101"]["options"]["dhcp"], 1);
+        assert_eq!(one["nodes"]["pve2"]["options"]["enable"], 0);
+        let keys: Vec<&String> = one["guests"].as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["101", "102"]);
+    }
 }

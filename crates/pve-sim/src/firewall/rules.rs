@@ -492,7 +492,7 @@ fn normalize(mut fields: BTreeMap<String, String>, checked: &Checked, env: Env) 
     fields.retain(|k, v| FIELDS.contains(&k.as_str()) && !v.is_empty());
     let enabled = fields
         .get("enable")
-        .is_none_or(|e| e.parse::<u64>().map_or(true, |n| n != 0));
+        .is_none_or(|e| e.parse::<u64>() != Ok(0));
     fields.insert("enable".into(), if enabled { "1" } else { "0" }.into());
     match file_comment(fields.get("comment")) {
         Some(c) => fields.insert("comment".into(), c),

@@ -1,0 +1,299 @@
+//! `POST …/clone` for QEMU and LXC, with the locks and races of §9:
+//!
+//! - QEMU: the new config (with `lock: clone`) appears only when the worker runs, after
+//!   [`CONFIG_DELAY`]; until then `nextid` hands out the same id again, and the loser
+//!   fails (synchronously if the winner's config is already visible, else in its task).
+//!   Templates are only shared-locked, so clones of one template run in parallel.
+//! - LXC: the new config (`lock: create`) is written before the UPID is returned and the
+//!   source gets `lock: disk` for the whole clone → a second clone gets `CT is locked (disk)`.
+//! - Storage: each node's `local-lvm` allocation lock is modelled deterministically: a
+//!   clone that reaches its disk phase while [`STORAGE_SLOTS`] other clones on that
+//!   node's storage are copying waits the 10 s acquire timeout (scaled) and fails with
+//!   `clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::guest::{random_uuid, Guest, Kind};
+use crate::lifecycle::{first_volume, remove_guest};
+use crate::routing::Req;
+use crate::state::{Shared, SimState};
+use crate::tasks::spawn_task;
+
+/// Seconds from the UPID being returned until a QEMU clone's config exists.
+pub(crate) const CONFIG_DELAY: f64 = 1.0;
+/// Linked clone duration (s).
+pub(crate) const LINKED: f64 = 2.0;
+/// Full clone duration (s).
+pub(crate) const FULL: f64 = 20.0;
+/// Clones that may hold one node's storage lock at the same time.
+pub(crate) const STORAGE_SLOTS: u32 = 3;
+/// Acquire timeout of the storage lock and of `lock_config` (s).
+pub(crate) const STORAGE_TIMEOUT: f64 = 10.0;
+/// `lock_config` timeout for the new id in a clone (s).
+pub(crate) const NEWID_LOCK_TIMEOUT: f64 = 1.0;
+
+fn storage_timeout_text() -> String {
+    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout".to_owned()
+}
+
+/// The checks and the new config both clone kinds share.
+struct Plan {
+    node: String,
+    vmid: u32,
+    newid: u32,
+    full: bool,
+    pool: Option<String>,
+    config: BTreeMap<String, String>,
+    source_volume: String,
+    fault: Option<&'static str>,
+}
+
+fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Plan> {
+    let node = r.node().to_owned();
+    let vmid = r.vmid();
+    let newid: u32 = r
+        .param("newid")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::param("newid", "property is missing and it is not optional"))?;
+    let src = st.guest(kind, &node, vmid)?;
+    src.check_lock()?;
+    if let Some(target) = r.param("target").filter(|t| *t != node) {
+        return Err(ApiError::internal(format!(
+            "can't clone VM to node '{target}' (VM uses local storage)"
+        )));
+    }
+    let full = match r.param("full") {
+        Some(v) => v == "1",
+        None => !src.is_template(),
+    };
+    let volume = first_volume(src);
+    if !full {
+        if r.param("storage").is_some() {
+            return Err(ApiError::internal("parameter 'storage' not allowed for linked clones"));
+        }
+        if !src.is_template() {
+            return Err(ApiError::internal(match kind {
+                Kind::Qemu => format!("Linked clone feature is not supported for '{volume}' (scsi0)"),
+                Kind::Lxc => format!("Linked clone feature for '{volume}' is not available"),
+            }));
+        }
+    }
+    if let Some(pool) = r.param("pool") {
+        if !st.pools.contains_key(pool) {
+            return Err(ApiError::status(
+                StatusCode::FORBIDDEN,
+                format!("Permission check failed (pool '{pool}' does not exist)"),
+            ));
+        }
+    }
+    let mut config = src.config.clone();
+    let src_name = src.name().unwrap_or_default().to_owned();
+    config.remove("template");
+    config.remove("lock");
+    match kind {
+        Kind::Qemu => {
+            let name = r.param("name").map_or_else(|| format!("Copy-of-VM-{src_name}"), str::to_owned);
+            config.insert("name".into(), name);
+        }
+        Kind::Lxc => {
+            if let Some(h) = r.param("hostname") {
+                config.insert("hostname".into(), h.to_owned());
+            }
+        }
+    }
+    match r.param("description") {
+        Some(d) => config.insert("description".into(), d.to_owned()),
+        None => config.remove("description"),
+    };
+    // New disks: linked clones reference the base volume, full clones get their own.
+    for v in config.values_mut() {
+        if v.starts_with("local-lvm:") {
+            let (vol, opts) = v.split_once(',').map_or((v.as_str(), ""), |(a, b)| (a, b));
+            let disk_no = vol.rsplit('-').next().unwrap_or("0");
+            let new_vol = if full {
+                format!("local-lvm:vm-{newid}-disk-{disk_no}")
+            } else {
+                format!("{vol}/vm-{newid}-disk-{disk_no}")
+            };
+            *v = if opts.is_empty() { new_vol } else { format!("{new_vol},{opts}") };
+        }
+    }
+    // MACs and UUIDs are drawn now, in request order, so they follow the seed.
+    let mut probe = Guest::new(newid, kind, &node, config);
+    probe.regenerate_macs(&mut st.rng);
+    let mut config = probe.config;
+    if kind == Kind::Qemu {
+        config.insert("smbios1".into(), format!("uuid={}", random_uuid(&mut st.rng)));
+        config.insert("vmgenid".into(), random_uuid(&mut st.rng));
+    }
+    let fault = sh.faults.lock().unwrap_or_else(|e| e.into_inner()).clone_failure();
+    Ok(Plan {
+        node,
+        vmid,
+        newid,
+        full,
+        pool: r.param("pool").map(str::to_owned),
+        config,
+        source_volume: volume,
+        fault,
+    })
+}
+
+/// Take a storage slot of `node`, or `None` when all are held.
+fn take_storage_slot(st: &mut SimState, node: &str) -> bool {
+    let n = st.storage_clones.entry(node.to_owned()).or_insert(0);
+    if *n >= STORAGE_SLOTS {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn release_storage_slot(st: &mut SimState, node: &str) {
+    if let Some(n) = st.storage_clones.get_mut(node) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// The disk phase: storage lock, copy, release. `Err` = task error text.
+async fn copy_disks(sh: &Shared, node: &str, full: bool) -> Result<(), String> {
+    let got = take_storage_slot(&mut sh.lock(), node);
+    if !got {
+        sh.sleep(STORAGE_TIMEOUT).await;
+        return Err(storage_timeout_text());
+    }
+    sh.sleep(if full { FULL } else { LINKED }).await;
+    release_storage_slot(&mut sh.lock(), node);
+    Ok(())
+}
+
+/// Finish a successful clone: unlock, pool, linked-clone bookkeeping.
+fn complete(st: &mut SimState, p: &Plan) {
+    if let Some(g) = st.guests.get_mut(&p.newid) {
+        g.config.remove("lock");
+        if !p.full {
+            g.linked_base = Some(p.vmid);
+        }
+    }
+    if let Some(pool) = &p.pool {
+        if let Some(pl) = st.pools.get_mut(pool) {
+            pl.vms.insert(p.newid);
+        }
+    }
+}
+
+fn log_lines(p: &Plan) -> Vec<String> {
+    let drive = if p.config.contains_key("rootfs") { "rootfs" } else { "scsi0" };
+    let how = if p.full { "full" } else { "linked" };
+    vec![format!("create {how} clone of drive {drive} ({})", p.source_volume)]
+}
+
+/// `POST /nodes/{node}/qemu/{vmid}/clone`.
+pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
+    let p = {
+        let mut st = sh.lock();
+        let p = plan(sh, &mut st, r, Kind::Qemu)?;
+        // Only a config on the same node is seen before forking.
+        if st.guests.get(&p.newid).is_some_and(|g| g.node == p.node) {
+            return Err(ApiError::internal(format!(
+                "unable to create VM {}: config file already exists",
+                p.newid
+            )));
+        }
+        p
+    };
+    let sh2 = Arc::clone(sh);
+    let lines = log_lines(&p);
+    let upid = spawn_task(sh, &p.node.clone(), "qmclone", &p.vmid.to_string(), r.caller, Vec::new(), move |upid| async move {
+        sh2.sleep(CONFIG_DELAY).await;
+        // Create the new config under its flock; a busy or existing id loses.
+        let existing = {
+            let mut st = sh2.lock();
+            match st.guests.get(&p.newid) {
+                Some(g) => Some(g.lock().is_some()),
+                None => {
+                    let mut g = Guest::new(p.newid, Kind::Qemu, &p.node, p.config.clone());
+                    g.config.insert("lock".into(), "clone".into());
+                    st.guests.insert(p.newid, g);
+                    st.firewall.copy_guest(p.vmid, p.newid);
+                    for l in &lines {
+                        st.tasks.log(&upid, l.clone());
+                    }
+                    None
+                }
+            }
+        };
+        match existing {
+            Some(true) => {
+                sh2.sleep(NEWID_LOCK_TIMEOUT).await;
+                return Err(format!(
+                    "can't lock file '/var/lock/qemu-server/lock-{}.conf' - got timeout",
+                    p.newid
+                ));
+            }
+            Some(false) => {
+                return Err(format!(
+                    "clone failed: unable to create VM {}: config file already exists",
+                    p.newid
+                ));
+            }
+            None => {}
+        }
+        let copied = copy_disks(&sh2, &p.node, p.full).await;
+        let mut st = sh2.lock();
+        if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+            // The partial VM is removed again.
+            remove_guest(&mut st, p.newid);
+            return Err(e);
+        }
+        complete(&mut st, &p);
+        Ok(0)
+    });
+    Ok(json!(upid))
+}
+
+/// `POST /nodes/{node}/lxc/{vmid}/clone`.
+pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
+    let p = {
+        let mut st = sh.lock();
+        let p = plan(sh, &mut st, r, Kind::Lxc)?;
+        if let Some(g) = st.guests.get(&p.newid) {
+            return Err(ApiError::internal(format!(
+                "{} {} already exists on node '{}'",
+                g.kind.prefix(),
+                p.newid,
+                g.node
+            )));
+        }
+        // pve-container writes the new config and locks the source before forking.
+        let mut g = Guest::new(p.newid, Kind::Lxc, &p.node, p.config.clone());
+        g.config.insert("lock".into(), "create".into());
+        st.guests.insert(p.newid, g);
+        st.firewall.copy_guest(p.vmid, p.newid);
+        if let Some(src) = st.guests.get_mut(&p.vmid) {
+            src.config.insert("lock".into(), "disk".into());
+        }
+        p
+    };
+    let sh2 = Arc::clone(sh);
+    let lines = log_lines(&p);
+    let upid = spawn_task(sh, &p.node.clone(), "vzclone", &p.vmid.to_string(), r.caller, lines, move |_| async move {
+        let copied = copy_disks(&sh2, &p.node, p.full).await;
+        let mut st = sh2.lock();
+        if let Some(src) = st.guests.get_mut(&p.vmid) {
+            src.config.remove("lock");
+        }
+        if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+            remove_guest(&mut st, p.newid);
+            return Err(e);
+        }
+        complete(&mut st, &p);
+        Ok(0)
+    });
+    Ok(json!(upid))
+}

@@ -1,0 +1,118 @@
+//! Seeded fault injection: transient 500/503/596 answers, connection resets, added
+//! latency, and clone tasks that fail with the texts real clusters produce.
+//!
+//! One ChaCha stream per simulator, seeded with `--seed`, drawn once per API request in
+//! arrival order (and once more per clone): the same seed and the same sequential
+//! requests give the same faults. `/_sim/*` never draws.
+
+use http::StatusCode;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// What to do to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Fault {
+    /// Answer with this status and reason instead of running the handler.
+    Status(StatusCode, &'static str),
+    /// Close the connection without an answer.
+    Reset,
+    /// Run the request normally after this many simulated seconds.
+    Latency(f64),
+}
+
+/// The fault stream.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    rng: ChaCha8Rng,
+    rate: f64,
+}
+
+/// Texts of clone tasks that fail for reasons outside the client's control.
+const CLONE_FAILURES: &[&str] = &[
+    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout",
+    "clone failed: cfs-lock 'storage-local-lvm' error: got lock request timeout",
+    "clone failed: cfs-lock 'file-user_cfg' error: got lock request timeout",
+];
+
+impl Faults {
+    pub(crate) fn new(seed: u64, rate: f64) -> Self {
+        // A different stream than the MAC/UUID generator, from the same seed.
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&seed.to_le_bytes());
+        s[8..16].copy_from_slice(b"faults!!");
+        Self {
+            rng: ChaCha8Rng::from_seed(s),
+            rate,
+        }
+    }
+
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub(crate) fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+
+    /// Draw the fault (if any) of the next request. A rate of 0 draws nothing, so turning
+    /// faults on later starts the same stream.
+    pub(crate) fn draw(&mut self) -> Option<Fault> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let x: f64 = self.rng.gen();
+        if x >= self.rate {
+            return None;
+        }
+        Some(match self.rng.gen_range(0..5u8) {
+            0 => Fault::Status(StatusCode::INTERNAL_SERVER_ERROR, "got no worker upid - start worker failed"),
+            1 => Fault::Status(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            2 => Fault::Status(
+                StatusCode::from_u16(596).expect("596 is a valid status code"),
+                "Connection timed out",
+            ),
+            3 => Fault::Reset,
+            _ => Fault::Latency(self.rng.gen_range(0.5..3.0)),
+        })
+    }
+
+    /// Should the clone task being forked fail, and with which text?
+    pub(crate) fn clone_failure(&mut self) -> Option<&'static str> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let x: f64 = self.rng.gen();
+        (x < self.rate).then(|| CLONE_FAILURES[self.rng.gen_range(0..CLONE_FAILURES.len())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_faults_and_rate_zero_draws_nothing() {
+        let mut a = Faults::new(42, 0.5);
+        let mut b = Faults::new(42, 0.5);
+        let da: Vec<_> = (0..200).map(|_| a.draw()).collect();
+        let db: Vec<_> = (0..200).map(|_| b.draw()).collect();
+        assert_eq!(da, db);
+        let hits = da.iter().filter(|f| f.is_some()).count();
+        assert!((60..140).contains(&hits), "about half of 200, got {hits}");
+        for kind in [0, 1, 2, 3, 4] {
+            assert!(da.iter().flatten().any(|f| match (kind, f) {
+                (0, Fault::Status(s, _)) => s.as_u16() == 500,
+                (1, Fault::Status(s, _)) => s.as_u16() == 503,
+                (2, Fault::Status(s, _)) => s.as_u16() == 596,
+                (3, Fault::Reset) => true,
+                (4, Fault::Latency(_)) => true,
+                _ => false,
+            }), "fault kind {kind} occurs");
+        }
+        let mut c = Faults::new(43, 0.5);
+        let dc: Vec<_> = (0..200).map(|_| c.draw()).collect();
+        assert_ne!(da, dc);
+        let mut off = Faults::new(42, 0.0);
+        assert!((0..100).all(|_| off.draw().is_none() && off.clone_failure().is_none()));
+    }
+}

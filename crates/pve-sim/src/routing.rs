@@ -1,0 +1,203 @@
+//! Dispatch of schema-matched requests to the handlers, by endpoint template.
+//!
+//! The server has already matched the request against the `pve-schema` extract (501 for
+//! anything else), authenticated it and validated its parameters; here the template
+//! string selects the handler. [`SERVED`] lists every template this dispatcher handles,
+//! and the conformance test checks it against the extract in both directions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult, Params};
+use crate::guest::Kind;
+use crate::state::{Caller, Shared};
+use crate::{agent, clone, cluster, config, firewall_api, lifecycle, pools, tasks};
+
+/// A request after routing, auth and parameter checks.
+#[derive(Debug)]
+pub(crate) struct Req<'a> {
+    pub method: &'a Method,
+    /// The endpoint template, e.g. `/nodes/{node}/qemu/{vmid}/clone`.
+    pub template: &'a str,
+    /// The concrete path relative to `/api2/json`, as sent (not decoded).
+    pub path: &'a str,
+    /// Decoded path parameters.
+    pub pp: &'a BTreeMap<String, String>,
+    /// Query and body parameters (without path parameters and `_dc`).
+    pub params: &'a Params,
+    pub caller: &'a Caller,
+}
+
+impl Req<'_> {
+    pub(crate) fn node(&self) -> &str {
+        self.pp.get("node").map_or("", String::as_str)
+    }
+
+    /// The `{vmid}` path parameter (validated by the schema as 100..999999999).
+    pub(crate) fn vmid(&self) -> u32 {
+        self.pp.get("vmid").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    /// A boolean parameter (the schema has already restricted it to 0/1).
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        self.param(key) == Some("1")
+    }
+}
+
+/// What a handler answers: `data` and, for some lists, `total`.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub data: Value,
+    pub total: Option<usize>,
+}
+
+impl From<Value> for Reply {
+    fn from(data: Value) -> Self {
+        Self { data, total: None }
+    }
+}
+
+/// `501 Method 'GET /foo' not implemented`.
+pub(crate) fn not_implemented(method: &Method, path: &str) -> ApiError {
+    ApiError::status(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("Method '{method} {path}' not implemented"),
+    )
+}
+
+/// Every `(method, template)` the dispatcher serves, besides the firewall templates,
+/// which [`firewall_api::is_firewall`] recognises and hands to the firewall model.
+pub(crate) const SERVED: &[(&str, &str)] = &[
+    ("POST", "/access/ticket"),
+    ("GET", "/version"),
+    ("GET", "/nodes"),
+    ("GET", "/cluster/resources"),
+    ("GET", "/cluster/nextid"),
+    ("GET", "/cluster/status"),
+    ("GET", "/nodes/{node}/tasks"),
+    ("GET", "/nodes/{node}/tasks/{upid}/status"),
+    ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("DELETE", "/nodes/{node}/tasks/{upid}"),
+    ("GET", "/nodes/{node}/qemu"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/start"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/stop"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/clone"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/template"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/config"),
+    ("PUT", "/nodes/{node}/qemu/{vmid}/config"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/config"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name"),
+    ("GET", "/nodes/{node}/lxc"),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}"),
+    ("GET", "/nodes/{node}/lxc/{vmid}/status/current"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/start"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/clone"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/template"),
+    ("GET", "/nodes/{node}/lxc/{vmid}/config"),
+    ("PUT", "/nodes/{node}/lxc/{vmid}/config"),
+    ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"),
+    ("GET", "/pools"),
+    ("POST", "/pools"),
+    ("PUT", "/pools"),
+    ("DELETE", "/pools"),
+    ("GET", "/pools/{poolid}"),
+    ("PUT", "/pools/{poolid}"),
+    ("DELETE", "/pools/{poolid}"),
+];
+
+/// Is `(method, template)` served by this simulator?
+pub fn is_served(method: &str, template: &str) -> bool {
+    SERVED.contains(&(method, template)) || firewall_api::is_firewall(template)
+}
+
+/// Run the handler of a routed request.
+pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> {
+    if r.pp.contains_key("node") && !sh.has_node(r.node()) {
+        // pveproxy tries to resolve an unknown node name to forward the call.
+        let n = r.node();
+        return Err(ApiError::internal(format!(
+            "hostname lookup '{n}' failed - failed to get address info for: {n}: Name or service not known"
+        )));
+    }
+    if firewall_api::is_firewall(r.template) {
+        return firewall_api::handle(sh, r).map(Reply::from);
+    }
+    let kind = if r.template.contains("/lxc") { Kind::Lxc } else { Kind::Qemu };
+    let data: Value = match (r.method.as_str(), r.template) {
+        ("GET", "/version") => cluster::version(),
+        ("GET", "/nodes") => cluster::nodes(sh),
+        ("GET", "/cluster/resources") => cluster::resources(sh, r.param("type")),
+        ("GET", "/cluster/nextid") => cluster::nextid(sh, r.param("vmid"))?,
+        ("GET", "/cluster/status") => cluster::status(sh),
+        ("GET", "/nodes/{node}/tasks") => {
+            let (data, total) = tasks::list(sh, r.node(), r.params);
+            return Ok(Reply { data, total: Some(total) });
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => tasks::status(sh, r.node(), upid(r))?,
+        ("GET", "/nodes/{node}/tasks/{upid}/log") => {
+            let (data, total) = tasks::log(sh, r.node(), upid(r), r.params)?;
+            return Ok(Reply { data, total: Some(total) });
+        }
+        ("DELETE", "/nodes/{node}/tasks/{upid}") => tasks::stop(sh, r.node(), upid(r))?,
+        ("GET", "/nodes/{node}/qemu" | "/nodes/{node}/lxc") => lifecycle::list(sh, kind, r.node()),
+        ("GET", "/nodes/{node}/qemu/{vmid}/status/current" | "/nodes/{node}/lxc/{vmid}/status/current") => {
+            lifecycle::status_current(sh, kind, r.node(), r.vmid())?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/start" | "/nodes/{node}/lxc/{vmid}/status/start") => {
+            lifecycle::start(sh, r, kind)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/stop" | "/nodes/{node}/lxc/{vmid}/status/stop") => {
+            lifecycle::stop(sh, r, kind, false)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown" | "/nodes/{node}/lxc/{vmid}/status/shutdown") => {
+            lifecycle::stop(sh, r, kind, true)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot" | "/nodes/{node}/lxc/{vmid}/status/reboot") => {
+            lifecycle::reboot(sh, r, kind)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/template" | "/nodes/{node}/lxc/{vmid}/template") => {
+            lifecycle::template(sh, r, kind)?
+        }
+        ("DELETE", "/nodes/{node}/qemu/{vmid}" | "/nodes/{node}/lxc/{vmid}") => lifecycle::destroy(sh, r, kind)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/clone") => clone::qemu(sh, r)?,
+        ("POST", "/nodes/{node}/lxc/{vmid}/clone") => clone::lxc(sh, r)?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/lxc/{vmid}/config") => {
+            config::get(sh, kind, r.node(), r.vmid())?
+        }
+        ("PUT", "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/lxc/{vmid}/config") => {
+            config::update(sh, r, kind, false)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/config") => config::update(sh, r, kind, true)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping") => agent::ping(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => agent::interfaces(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name") => agent::host_name(sh, r).await?,
+        ("GET", "/nodes/{node}/lxc/{vmid}/interfaces") => agent::lxc_interfaces(sh, r)?,
+        ("GET", "/pools") => pools::list(sh, r.param("poolid"), r.param("type"))?,
+        ("POST", "/pools") => pools::create(sh, r)?,
+        ("PUT", "/pools" | "/pools/{poolid}") => pools::update(sh, r)?,
+        ("DELETE", "/pools" | "/pools/{poolid}") => pools::delete(sh, r)?,
+        ("GET", "/pools/{poolid}") => pools::get_legacy(sh, r)?,
+        _ => return Err(not_implemented(r.method, r.path)),
+    };
+    Ok(Reply::from(data))
+}
+
+fn upid<'a>(r: &'a Req<'_>) -> &'a str {
+    r.pp.get("upid").map_or("", String::as_str)
+}

@@ -1,0 +1,357 @@
+//! The simulated cluster: settings, the mutable state behind one lock, and the initial
+//! inventory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::auth::Keys;
+use crate::error::{ApiError, ApiResult};
+use crate::faults::Faults;
+use crate::firewall::Firewall;
+use crate::guest::{random_mac, random_uuid, Guest, Kind};
+use crate::secret::Secret;
+use crate::tasks::TaskTable;
+
+/// `Configuration file 'nodes/<node>/qemu-server/<vmid>.conf' does not exist`.
+pub(crate) fn missing_config(kind: Kind, node: &str, vmid: u32) -> ApiError {
+    ApiError::internal(format!(
+        "Configuration file '{}' does not exist",
+        Guest::config_path(kind, node, vmid)
+    ))
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// `user@realm`.
+    pub user: String,
+    /// The token id (after `!`) when authenticated with an API token.
+    pub tokenid: Option<String>,
+}
+
+impl Caller {
+    /// The user field of a UPID (`lab@pve!runner` for tokens).
+    pub(crate) fn upid_user(&self) -> String {
+        match &self.tokenid {
+            Some(t) => format!("{}!{t}", self.user),
+            None => self.user.clone(),
+        }
+    }
+}
+
+/// `--token USER@REALM!ID=SECRET`.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenSpec {
+    pub user: String,
+    pub id: String,
+    pub secret: Secret,
+}
+
+/// Immutable settings of one simulator.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub nodes: Vec<String>,
+    pub user: String,
+    pub password: Secret,
+    pub token: Option<TokenSpec>,
+    /// Decoded TOTP key (RFC 6238) of `user`; `None` = no TFA.
+    pub totp: Option<Secret>,
+    pub seed: u64,
+    pub time_scale: f64,
+    /// SHA-256 fingerprint of the node certificate (shown in `/nodes`).
+    pub fingerprint: String,
+    pub ticket_lifetime: u64,
+}
+
+/// Everything shared by the request handlers and the simulated workers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: Settings,
+    pub keys: Keys,
+    state: Mutex<SimState>,
+    /// pvedaemon workers per node (3 each).
+    pub daemons: BTreeMap<String, Arc<Semaphore>>,
+    pub faults: Mutex<Faults>,
+    /// Request counts per `METHOD /template`.
+    pub requests: Mutex<BTreeMap<String, u64>>,
+}
+
+/// pvedaemon's `max_workers`.
+pub(crate) const DAEMON_WORKERS: usize = 3;
+
+impl Shared {
+    pub(crate) fn new(cfg: Settings, fault_rate: f64) -> Self {
+        let daemons = cfg
+            .nodes
+            .iter()
+            .map(|n| (n.clone(), Arc::new(Semaphore::new(DAEMON_WORKERS))))
+            .collect();
+        let state = SimState::new(&cfg);
+        let faults = Faults::new(cfg.seed, fault_rate);
+        Self {
+            keys: Keys::generate(),
+            state: Mutex::new(state),
+            daemons,
+            faults: Mutex::new(faults),
+            requests: Mutex::new(BTreeMap::new()),
+            cfg,
+        }
+    }
+
+    /// The state lock. A panic while holding it cannot leave a half-written invariant we
+    /// rely on, so a poisoned lock is used as is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A simulated duration of `secs` seconds, times `--time-scale`.
+    pub(crate) fn scaled(&self, secs: f64) -> Duration {
+        Duration::from_secs_f64((secs * self.cfg.time_scale).max(0.0))
+    }
+
+    /// Sleep for a simulated duration.
+    pub(crate) async fn sleep(&self, secs: f64) {
+        let d = self.scaled(secs);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    pub(crate) fn has_node(&self, node: &str) -> bool {
+        self.cfg.nodes.iter().any(|n| n == node)
+    }
+}
+
+/// A guest as `/cluster/resources` last saw it (pvestatd's RRD cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RrdEntry {
+    pub status: &'static str,
+    pub name: Option<String>,
+    pub template: bool,
+}
+
+/// A resource pool (`user.cfg`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pool {
+    pub comment: Option<String>,
+    pub vms: BTreeSet<u32>,
+    pub storage: BTreeSet<String>,
+}
+
+/// The mutable part of the cluster.
+#[derive(Debug)]
+pub(crate) struct SimState {
+    pub guests: BTreeMap<u32, Guest>,
+    pub pools: BTreeMap<String, Pool>,
+    pub tasks: TaskTable,
+    pub firewall: Firewall,
+    /// pvestatd's view, refreshed every 10 s (scaled).
+    pub rrd: BTreeMap<u32, RrdEntry>,
+    /// Clones currently holding each node's `local-lvm` allocation lock.
+    pub storage_clones: BTreeMap<String, u32>,
+    /// Randomness of MACs and UUIDs (seeded; separate from the fault stream).
+    pub rng: ChaCha8Rng,
+    pub seed: u64,
+    /// Protected requests being executed per node, and the peak seen.
+    pub daemon_busy: BTreeMap<String, usize>,
+    pub daemon_peak: BTreeMap<String, usize>,
+}
+
+impl SimState {
+    fn new(cfg: &Settings) -> Self {
+        let mut st = Self {
+            guests: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            tasks: TaskTable::default(),
+            firewall: Firewall::new(),
+            rrd: BTreeMap::new(),
+            storage_clones: BTreeMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            seed: cfg.seed,
+            daemon_busy: BTreeMap::new(),
+            daemon_peak: BTreeMap::new(),
+        };
+        st.build_inventory(&cfg.nodes);
+        st.refresh_rrd();
+        st
+    }
+
+    /// The initial inventory documented in the README.
+    fn build_inventory(&mut self, nodes: &[String]) {
+        let node = |i: usize| nodes.get(i).or_else(|| nodes.first()).cloned().unwrap_or_default();
+        let pve1 = node(0);
+        let now = Instant::now();
+        let boot = unix_now().saturating_sub(86_400);
+
+        let qemu = |st: &mut SimState, name: &str, disk: &str, extra: &[(&str, &str)]| {
+            let mac = random_mac(&mut st.rng);
+            let mut c: BTreeMap<String, String> = [
+                ("boot", "order=scsi0;net0".to_owned()),
+                ("cores", "2".to_owned()),
+                ("memory", "2048".to_owned()),
+                ("name", name.to_owned()),
+                ("net0", format!("virtio={mac},bridge=vmbr0")),
+                ("ostype", "l26".to_owned()),
+                ("scsi0", disk.to_owned()),
+                ("scsihw", "virtio-scsi-single".to_owned()),
+                ("smbios1", format!("uuid={}", random_uuid(&mut st.rng))),
+                ("vmgenid", random_uuid(&mut st.rng)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            for (k, v) in extra {
+                c.insert((*k).to_owned(), (*v).to_owned());
+            }
+            c
+        };
+
+        let c = qemu(self, "debian-12-tmpl", "local-lvm:base-9000-disk-0,size=8G", &[("agent", "1"), ("template", "1")]);
+        self.guests.insert(9000, Guest::new(9000, Kind::Qemu, &pve1, c));
+
+        let mac = random_mac(&mut self.rng);
+        let ct: BTreeMap<String, String> = [
+            ("arch", "amd64".to_owned()),
+            ("cores", "1".to_owned()),
+            ("hostname", "alpine-ct-tmpl".to_owned()),
+            ("memory", "512".to_owned()),
+            ("net0", format!("name=eth0,bridge=vmbr0,hwaddr={mac},ip=dhcp,type=veth")),
+            ("ostype", "alpine".to_owned()),
+            ("rootfs", "local-lvm:base-9001-disk-0,size=2G".to_owned()),
+            ("swap", "512".to_owned()),
+            ("template", "1".to_owned()),
+            ("unprivileged", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        self.guests.insert(9001, Guest::new(9001, Kind::Lxc, &pve1, ct));
+
+        let running = [
+            (100, "teacher", node(0), Some(Ipv4Addr::new(10, 10, 0, 1))),
+            (200, "prod-db", node(1), None),
+            (201, "prod-web", node(2), None),
+        ];
+        for (vmid, name, on, ip) in running {
+            let disk = format!("local-lvm:vm-{vmid}-disk-0,size=32G");
+            let c = qemu(self, name, &disk, &[("agent", "1"), ("onboot", "1")]);
+            let mut g = Guest::new(vmid, Kind::Qemu, &on, c);
+            g.running = true;
+            g.started_unix = boot;
+            g.agent_ready_at = Some(now);
+            g.ipv4_ready_at = Some(now);
+            g.ipv4 = ip;
+            self.guests.insert(vmid, g);
+        }
+        for vmid in [200, 201] {
+            let ip = self.lease_for(vmid);
+            if let Some(g) = self.guests.get_mut(&vmid) {
+                g.ipv4 = Some(ip);
+            }
+        }
+    }
+
+    /// pvestatd cycle: copy status, name and template into the resources view.
+    pub(crate) fn refresh_rrd(&mut self) {
+        self.rrd = self
+            .guests
+            .iter()
+            .map(|(id, g)| {
+                (
+                    *id,
+                    RrdEntry {
+                        status: if g.running { "running" } else { "stopped" },
+                        name: g.name().map(str::to_owned),
+                        template: g.is_template(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// The guest `vmid` of `kind` whose config lives on `node`, or PVE's
+    /// `Configuration file '…' does not exist`.
+    pub(crate) fn guest(&self, kind: Kind, node: &str, vmid: u32) -> ApiResult<&Guest> {
+        match self.guests.get(&vmid) {
+            Some(g) if g.kind == kind && g.node == node => Ok(g),
+            _ => Err(missing_config(kind, node, vmid)),
+        }
+    }
+
+    /// Mutable [`SimState::guest`].
+    pub(crate) fn guest_mut(&mut self, kind: Kind, node: &str, vmid: u32) -> ApiResult<&mut Guest> {
+        match self.guests.get_mut(&vmid) {
+            Some(g) if g.kind == kind && g.node == node => Ok(g),
+            _ => Err(missing_config(kind, node, vmid)),
+        }
+    }
+
+    /// The pool a guest belongs to.
+    pub(crate) fn pool_of(&self, vmid: u32) -> Option<&str> {
+        self.pools
+            .iter()
+            .find(|(_, p)| p.vms.contains(&vmid))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The DHCP lease of a guest: a deterministic address in 10.10.0.0/16 derived from the
+    /// seed, the vmid and the MAC (10.10.0.1 is the teacher's), unique among leases.
+    pub(crate) fn lease_for(&self, vmid: u32) -> Ipv4Addr {
+        if let Some(ip) = self.guests.get(&vmid).and_then(|g| g.ipv4) {
+            return ip;
+        }
+        let mac = self
+            .guests
+            .get(&vmid)
+            .and_then(Guest::primary_mac)
+            .unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(vmid.to_le_bytes());
+        h.update(mac.as_bytes());
+        let d = h.finalize();
+        let taken: BTreeSet<Ipv4Addr> = self.guests.values().filter_map(|g| g.ipv4).collect();
+        // Hosts 10.10.0.2 … 10.10.255.254, skipping .0 and .255 octets.
+        let span = 65_000u32;
+        let mut n = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % span;
+        loop {
+            let host = n + 2;
+            let ip = Ipv4Addr::new(10, 10, (host >> 8) as u8, (host & 0xff) as u8);
+            let last = host & 0xff;
+            if last != 0 && last != 255 && !taken.contains(&ip) {
+                return ip;
+            }
+            n = (n + 1) % span;
+        }
+    }
+
+    /// Track a protected request entering (`+1`) or leaving (`-1`) a node's daemon.
+    pub(crate) fn daemon_enter(&mut self, node: &str) {
+        let busy = self.daemon_busy.entry(node.to_owned()).or_insert(0);
+        *busy += 1;
+        let b = *busy;
+        let peak = self.daemon_peak.entry(node.to_owned()).or_insert(0);
+        *peak = (*peak).max(b);
+    }
+
+    pub(crate) fn daemon_leave(&mut self, node: &str) {
+        if let Some(b) = self.daemon_busy.get_mut(node) {
+            *b = b.saturating_sub(1);
+        }
+    }
+}

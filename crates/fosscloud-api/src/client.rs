@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+
 use url::Url;
 
 use crate::code::Code;
@@ -253,10 +254,9 @@ impl FossCloudClient {
     /// Lists the server's realms (`GET /api/server/realms`). Needs no authentication, so no
     /// credentials are sent.
     pub async fn realms(&self) -> Result<Vec<Realm>> {
-        let (url, body) = self
-            .call(&["server", "realms"], false, Code::RealmsOk)
-            .await?;
-        take(&url, body, "realms")
+        self.call(&["server", "realms"], false, Code::RealmsOk)
+            .await?
+            .take("realms")
     }
 
     /// Lists VMs (`GET /api/vm/list[/<kind>]`, code 200031).
@@ -266,8 +266,7 @@ impl FossCloudClient {
     pub async fn list_vms(&self, kind: VmKind) -> Result<Vec<Vm>> {
         let mut segments = vec!["vm", "list"];
         segments.extend(kind.segment());
-        let (url, body) = self.call(&segments, true, Code::ListOk).await?;
-        take(&url, body, "vms")
+        self.call(&segments, true, Code::ListOk).await?.take("vms")
     }
 
     /// Assigns a free Desktop VM of a dynamic pool to the user (`GET /api/vm/assign/<pool>`,
@@ -276,10 +275,9 @@ impl FossCloudClient {
     /// Not idempotent: every call takes another free VM, as the real server does, even when
     /// the user already has one of the pool. Check [`FossCloudClient::list_vms`] first.
     pub async fn assign(&self, pool: &PoolId) -> Result<Vm> {
-        let (url, body) = self
-            .call(&["vm", "assign", pool.as_str()], true, Code::AssignOk)
-            .await?;
-        take(&url, body, "vm")
+        self.call(&["vm", "assign", pool.as_str()], true, Code::AssignOk)
+            .await?
+            .take("vm")
     }
 
     /// The VM mapped to a MAC address (FC4School, `GET /api/vm/mapping/list[/<mac>]`, code
@@ -291,8 +289,9 @@ impl FossCloudClient {
         let mac = mac.map(|m| m.to_string());
         let mut segments = vec!["vm", "mapping", "list"];
         segments.extend(mac.as_deref());
-        let (url, body) = self.call(&segments, true, Code::MappingListOk).await?;
-        take(&url, body, "vm")
+        self.call(&segments, true, Code::MappingListOk)
+            .await?
+            .take("vm")
     }
 
     /// Assigns the VM mapped to a MAC address (FC4School, `GET
@@ -301,8 +300,9 @@ impl FossCloudClient {
         let mac = mac.map(|m| m.to_string());
         let mut segments = vec!["vm", "mapping", "assign", pool.as_str()];
         segments.extend(mac.as_deref());
-        let (url, body) = self.call(&segments, true, Code::MappingAssignOk).await?;
-        take(&url, body, "vm")
+        self.call(&segments, true, Code::MappingAssignOk)
+            .await?
+            .take("vm")
     }
 
     fn url(&self, segments: &[&str], with_realm: bool) -> Url {
@@ -319,13 +319,8 @@ impl FossCloudClient {
         url
     }
 
-    /// Sends one GET and reads the envelope: the only place that classifies answers.
-    async fn call(
-        &self,
-        segments: &[&str],
-        authenticated: bool,
-        expected: Code,
-    ) -> Result<(Url, Map<String, Value>)> {
+    /// Sends one GET and checks that the answer carries the expected success code.
+    async fn call(&self, segments: &[&str], authenticated: bool, expected: Code) -> Result<Answer> {
         // The realm is meaningless (and ignored by the server) on unauthenticated calls.
         let url = self.url(segments, authenticated);
         let mut request = self
@@ -351,66 +346,123 @@ impl FossCloudClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let bytes = response.bytes().await.map_err(network)?;
-
-        let body = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => map,
-            _ => {
-                let text = String::from_utf8_lossy(&bytes);
-                tracing::debug!(path = url.path(), status, "FOSS-Cloud answer is not JSON");
-                return Err(Error::NotApi {
-                    status,
-                    url: url.to_string(),
-                    content_type,
-                    body_start: text.chars().take(256).collect(),
-                });
-            }
-        };
-        let Some(raw_code) = body.get("code").and_then(number) else {
-            return Err(decode_error(
-                &url,
-                status,
-                "the answer has no numeric \"code\"",
-                &body,
-            ));
-        };
-        let code = Code::from_number(raw_code);
-        let dev_description = body.get("devDescription").and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        });
+        let answer = read_answer(url.as_str(), status, content_type.as_deref(), &bytes);
         tracing::debug!(
             path = url.path(),
             status,
-            code = raw_code,
+            code = answer.as_ref().ok().map(|a| a.code.number()),
             "FOSS-Cloud API call"
         );
-
-        let http_ok = (200..300).contains(&status);
-        if raw_code == Code::InternalError.number() {
-            return Err(Error::ServerInternal {
-                status,
-                dev_description,
-            });
+        let answer = answer?;
+        if answer.code != expected {
+            return Err(answer.decode_error(&format!(
+                "expected code {}, got {}",
+                expected.number(),
+                answer.code.number()
+            )));
         }
-        if !http_ok || !code.is_success() {
-            return Err(Error::Api {
-                status,
-                code,
-                raw_code,
-                dev_description,
-            });
-        }
-        if code != expected {
-            return Err(decode_error(
-                &url,
-                status,
-                &format!("expected code {}, got {raw_code}", expected.number()),
-                &body,
-            ));
-        }
-        Ok((url, body))
+        Ok(answer)
     }
+}
+
+/// One successful API answer: the envelope's code and the data keys next to it.
+///
+/// `Debug` shows the keys, not the values (a VM's SPICE password is among them).
+#[derive(Clone)]
+pub struct Answer {
+    /// The URL that was requested.
+    pub url: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The envelope's code (a success code).
+    pub code: Code,
+    data: Map<String, Value>,
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("url", &self.url)
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Answer {
+    /// Reads the data key `key` (`vms`, `vm`, `realms`) as `T`.
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let Some(value) = self.data.get(key) else {
+            return Err(self.decode_error(&format!("the answer has no \"{key}\"")));
+        };
+        T::deserialize(value).map_err(|e| self.decode_error(&format!("\"{key}\": {e}")))
+    }
+
+    fn decode_error(&self, message: &str) -> Error {
+        decode_error(&self.url, self.status, message, &self.data)
+    }
+}
+
+/// Classifies one HTTP answer of the API without doing any IO: the only place that decides
+/// between success, API error, server-internal error and "not the API at all".
+///
+/// - not a JSON object (the server's HTML 404 for unmatched paths) → [`Error::NotApi`];
+/// - code 500000 (sent with HTTP 400) → [`Error::ServerInternal`];
+/// - an HTTP error status or a non-success code → [`Error::Api`];
+/// - no numeric `code` → [`Error::Decode`].
+pub fn read_answer(
+    url: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Answer> {
+    let data = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            return Err(Error::NotApi {
+                status,
+                url: url.to_owned(),
+                content_type: content_type.map(str::to_owned),
+                body_start: text.chars().take(256).collect(),
+            });
+        }
+    };
+    let Some(raw_code) = data.get("code").and_then(number) else {
+        return Err(decode_error(
+            url,
+            status,
+            "the answer has no numeric \"code\"",
+            &data,
+        ));
+    };
+    let code = Code::from_number(raw_code);
+    let dev_description = data.get("devDescription").and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    });
+    if code == Code::InternalError {
+        return Err(Error::ServerInternal {
+            status,
+            dev_description,
+        });
+    }
+    if !(200..300).contains(&status) || !code.is_success() {
+        return Err(Error::Api {
+            status,
+            code,
+            raw_code,
+            dev_description,
+        });
+    }
+    Ok(Answer {
+        url: url.to_owned(),
+        status,
+        code,
+        data,
+    })
 }
 
 /// Reads an integer sent as a number or numeric string.
@@ -422,28 +474,12 @@ fn number(value: &Value) -> Option<u32> {
     }
 }
 
-fn take<T: DeserializeOwned>(url: &Url, mut body: Map<String, Value>, key: &str) -> Result<T> {
-    let Some(value) = body.remove(key) else {
-        return Err(decode_error(
-            url,
-            200,
-            &format!("the answer has no \"{key}\""),
-            &body,
-        ));
-    };
-    T::deserialize(&value).map_err(|e| {
-        let mut whole = body;
-        whole.insert(key.to_owned(), value.clone());
-        decode_error(url, 200, &format!("\"{key}\": {e}"), &whole)
-    })
-}
-
-fn decode_error(url: &Url, status: u16, message: &str, body: &Map<String, Value>) -> Error {
+fn decode_error(url: &str, status: u16, message: &str, body: &Map<String, Value>) -> Error {
     let mut redacted = Value::Object(body.clone());
     redact(&mut redacted);
     Error::Decode {
         status,
-        url: url.to_string(),
+        url: url.to_owned(),
         message: message.to_owned(),
         redacted_body: redacted.to_string(),
     }
@@ -545,6 +581,59 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("alice-pw"), "{text}");
         assert!(text.contains("***"), "{text}");
+    }
+
+    #[test]
+    fn read_answer_classifies() {
+        let ok = read_answer(
+            "u",
+            200,
+            Some("application/json"),
+            br#"{"status":200,"code":200041,"vm":{"password":"s3cr3t"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.code, Code::AssignOk);
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+        let e = read_answer(
+            "u",
+            400,
+            None,
+            br#"{"status":400,"code":500000,"devDescription":"ldap down"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::ServerInternal { status: 400, .. }),
+            "{e:?}"
+        );
+        let e = read_answer("u", 403, None, br#"{"status":403,"code":"400068"}"#).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Api {
+                    code: Code::MappingAssignMacParamDisabled,
+                    raw_code: 400_068,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = read_answer("u", 404, Some("text/html"), b"<html>Error 404</html>").unwrap_err();
+        assert!(matches!(e, Error::NotApi { status: 404, .. }), "{e:?}");
+        let e = read_answer(
+            "u",
+            200,
+            None,
+            br#"{"status":200,"vm":{"password":"s3cr3t"}}"#,
+        )
+        .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            matches!(e, Error::Decode { .. }) && !text.contains("s3cr3t"),
+            "{text}"
+        );
+        let ok = read_answer("u", 200, None, br#"{"status":200,"code":200031,"vms":5}"#).unwrap();
+        let e = ok.take::<Vec<crate::Vm>>("vms").unwrap_err();
+        assert!(matches!(e, Error::Decode { .. }), "{e:?}");
     }
 
     #[test]

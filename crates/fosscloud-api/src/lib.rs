@@ -30,7 +30,7 @@ mod error;
 mod lenient;
 mod types;
 
-pub use client::{ClientBuilder, FossCloudClient, DEFAULT_TIMEOUT};
+pub use client::{read_answer, Answer, ClientBuilder, FossCloudClient, DEFAULT_TIMEOUT};
 pub use code::Code;
 pub use error::{Error, Result};
 pub use types::{MacAddr, PoolId, Realm, RealmId, Secret, Vm, VmKind, VmStatus, VmType};

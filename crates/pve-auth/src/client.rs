@@ -42,7 +42,7 @@ pub struct RequestRecord {
     pub attempt: u32,
 }
 
-/// A function called once for every request sent (including retries and logins).
+/// A function called once per attempt, just before it is sent (retries and logins included).
 pub type Observer = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
 enum Auth {
@@ -158,8 +158,8 @@ impl PveClientBuilder {
         self
     }
 
-    /// Called once per request sent, with secrets redacted (tests use it to check requests
-    /// against the PVE schema).
+    /// Called once per attempt, just before it is sent (retries and logins included), with
+    /// secrets redacted; tests use it to check requests against the PVE schema.
     pub fn observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
@@ -201,7 +201,13 @@ impl PveClientBuilder {
                 Auth::Token(token)
             }
         };
-        let tls = self.tls.client_config()?;
+        // Plain http (simulators, proxies) never uses TLS: redirects are off, so skip loading
+        // the system's CA store.
+        let tls = if base.scheme() == "http" {
+            TlsOptions::unused_config()?
+        } else {
+            self.tls.client_config()?
+        };
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)

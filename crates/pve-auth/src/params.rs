@@ -4,7 +4,7 @@ use std::fmt;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-/// Characters left as-is in a path segment: RFC 3986 "unreserved".
+/// Characters left as-is in a path segment or form value: RFC 3986 "unreserved".
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -158,13 +158,20 @@ impl Params {
         self.0.is_empty()
     }
 
-    /// `application/x-www-form-urlencoded` form (also the query string).
+    /// `application/x-www-form-urlencoded` form (also the query string). Everything but
+    /// RFC 3986 unreserved characters is percent-encoded, spaces as `%20` rather than `+`,
+    /// which every decoder reads the same way.
     pub fn to_query(&self) -> String {
-        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        let mut out = String::new();
         for (k, v) in &self.0 {
-            ser.append_pair(k, v);
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.extend(utf8_percent_encode(k, SEGMENT));
+            out.push('=');
+            out.extend(utf8_percent_encode(v, SEGMENT));
         }
-        ser.finish()
+        out
     }
 
     /// The parameters with secret values replaced by `***`.
@@ -228,7 +235,7 @@ mod tests {
             .opt::<&str>("target", None);
         assert_eq!(
             p.to_query(),
-            "full=1&purge=0&newid=101&cpulimit=1.5&name=exam-01&description=a+b%26c%3Dd&pool=lab"
+            "full=1&purge=0&newid=101&cpulimit=1.5&name=exam-01&description=a%20b%26c%3Dd&pool=lab"
         );
         assert_eq!(p.get("newid"), Some("101"));
         assert_eq!(p.len(), 7);

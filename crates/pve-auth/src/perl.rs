@@ -220,7 +220,7 @@ macro_rules! lenient_fns {
             d.deserialize_any(NumVisitor::<$t>(PhantomData))
         }
 
-        #[doc = concat!("Like [`", stringify!($name), "`], for an optional field (use with `#[serde(default)]`); `null` is `None`.")]
+        #[doc = concat!("Like [`", stringify!($name), "()`], for an optional field (use with `#[serde(default)]`); `null` is `None`.")]
         pub fn $opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
             optional(d, $name)
         }

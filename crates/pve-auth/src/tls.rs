@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -141,6 +141,21 @@ impl TlsOptions {
         }
     }
 
+    /// A configuration trusting nothing, for clients that only speak plain http.
+    pub(crate) fn unused_config() -> Result<ClientConfig> {
+        Ok(Self::builder()?
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth())
+    }
+
+    fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>> {
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config {
+                message: format!("TLS protocol versions: {e}"),
+            })
+    }
+
     /// Builds the rustls configuration (ring provider) for this policy.
     pub fn client_config(&self) -> Result<ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -181,7 +196,14 @@ impl TlsOptions {
     }
 }
 
+/// The system's CA store, read once per process (reading it takes a few milliseconds and
+/// every client build would repeat it).
 fn system_roots() -> RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(load_system_roots).clone()
+}
+
+fn load_system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for e in &found.errors {

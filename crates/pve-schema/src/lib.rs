@@ -33,6 +33,25 @@
 //! assert!(schema.find("GET", "/nodes/pve1/qemu/9000/clone").is_none());
 //! assert!(schema.path_exists("/nodes/pve1/qemu/9000/clone"));
 //! ```
+//!
+//! # Fidelity
+//!
+//! Validation follows `JSONSchema.pm` of pve-common: per parameter the order type →
+//! format → pattern → maxLength → minLength → maximum → minimum → enum, first failure wins;
+//! then `requires` and unknown parameters. Texts are PVE's, including the trailing `\n` of
+//! format errors (`invalid format - value does not look like a valid DNS name\n`). Some
+//! consequences worth knowing:
+//!
+//! - A vmid out of range fails the `pve-vmid` format before the bounds are looked at, so
+//!   `newid=99` gives `invalid format - value does not look like a valid VM ID\n`.
+//! - Patterns are matched as Perl's `m/^$pattern$/` (see [`Parameter::pattern`]).
+//! - Indexed families (`net[n]`) accept `net0`…`net31`; limits in [`INDEXED_FAMILIES`].
+//! - Property strings (`net0=virtio=…,bridge=vmbr0`) are parsed and checked key by key;
+//!   errors read `invalid format - format error\nnet0.bridge: …\n`.
+//! - Formats listed by [`Schema::unchecked_formats`] are accepted unchecked; the formats
+//!   checked are [`CHECKED_FORMATS`] (with `-list`/`-opt` variants).
+//! - `_dc` and JSON booleans are the HTTP layer's business: drop `_dc` and map JSON
+//!   `true`/`false` to `1`/`0` before calling [`Endpoint::validate`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;

@@ -64,6 +64,10 @@ impl Endpoint {
     /// The schema of parameter `name`, resolving indexed names: `net3` → the `net[n]` entry
     /// if 3 is below the family's limit (see [`INDEXED_FAMILIES`]).
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
+        // `net[n]` is the schema's spelling of a family, not a name a client can send.
+        if name.ends_with("[n]") {
+            return None;
+        }
         if let Some(p) = self.parameters.get(name) {
             return Some(p);
         }

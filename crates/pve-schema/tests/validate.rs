@@ -267,11 +267,19 @@ fn indexed_parameters_resolve_within_their_limits() {
     assert!(lxc.parameter("mp255").is_some());
     assert!(lxc.parameter("mp256").is_none());
     assert!(qemu.parameter("mp0").is_none());
+    assert!(qemu.parameter("net[n]").is_none());
+    assert!(
+        qemu.parameter("rng0").is_some(),
+        "plain names ending in a digit"
+    );
 
     let base = [("node", "pve1"), ("vmid", "100")];
     let mut p = base.to_vec();
     p.push(("net32", "virtio,bridge=vmbr0"));
-    assert_eq!(errors(qemu, &p)["net32"], NOT_DEFINED);
+    p.push(("net[n]", "virtio,bridge=vmbr0"));
+    let e = errors(qemu, &p);
+    assert_eq!(e["net32"], NOT_DEFINED);
+    assert_eq!(e["net[n]"], NOT_DEFINED);
 }
 
 #[test]

@@ -1,0 +1,233 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+use crate::ids::VmId;
+use crate::upid::Upid;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while managing guests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request failed at the API layer (network, authentication, HTTP status, decoding).
+    #[error(transparent)]
+    Api(#[from] pve_auth::Error),
+
+    /// A task ran and ended with an error.
+    #[error("task {upid} failed: {exitstatus}{}", fmt_tail(.log_tail))]
+    TaskFailed {
+        /// The task.
+        upid: Upid,
+        /// PVE's exit status (the error text of the task).
+        exitstatus: String,
+        /// The last lines of the task log (may be empty if the log could not be read).
+        log_tail: Vec<String>,
+    },
+
+    /// Waiting for something took longer than allowed.
+    #[error("timed out after {after:?} waiting for {what}{}", fmt_last(.last_error))]
+    Timeout {
+        /// What was awaited, e.g. `task UPID:…` or `guest agent of VM 101`.
+        what: String,
+        /// The timeout that elapsed.
+        after: Duration,
+        /// The last transient error seen while waiting, if any.
+        last_error: Option<String>,
+    },
+
+    /// Input rejected before anything was sent.
+    #[error("invalid {what}: {why}")]
+    InvalidInput {
+        /// What was checked, including the offending value.
+        what: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+
+    /// The operation was refused by a safety check of this crate (nothing was changed).
+    #[error("refused: {why}")]
+    Refused {
+        /// Why, and what to do instead.
+        why: String,
+    },
+
+    /// The guest does not exist in the cluster (or is not visible to this user).
+    #[error(
+        "guest {vmid} not found in /cluster/resources (does it exist, and may this user see it?)"
+    )]
+    GuestNotFound {
+        /// The id looked up.
+        vmid: VmId,
+    },
+
+    /// A QEMU guest has no `agent` option; waiting for the agent would never succeed.
+    #[error("VM {vmid} has no QEMU guest agent configured; set `agent: 1` in its config (and restart it)")]
+    AgentNotConfigured {
+        /// The VM.
+        vmid: VmId,
+    },
+
+    /// No free guest id is left where one was asked for.
+    #[error("no free guest id: {why}")]
+    NoFreeId {
+        /// Which range was searched and what was found.
+        why: String,
+    },
+
+    /// The server answered something this crate cannot interpret.
+    #[error("unexpected answer from {what}: {why}")]
+    Unexpected {
+        /// The request.
+        what: String,
+        /// What was wrong with the answer.
+        why: String,
+    },
+}
+
+fn fmt_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(" (log tail: {})", tail.join(" | "))
+    }
+}
+
+fn fmt_last(last: &Option<String>) -> String {
+    match last {
+        Some(e) => format!(" (last error: {e})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// The API error, when this is one.
+    pub fn api(&self) -> Option<&pve_auth::Error> {
+        match self {
+            Error::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The texts PVE sent: API message and parameter errors, or a task's exit status.
+    fn texts(&self) -> Vec<&str> {
+        match self {
+            Error::Api(e) => {
+                let mut t: Vec<&str> = e.message().into_iter().collect();
+                if let Some(errs) = e.param_errors() {
+                    t.extend(errs.values().map(String::as_str));
+                }
+                t
+            }
+            Error::TaskFailed { exitstatus, .. } => vec![exitstatus.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// `true` when PVE's message (or a task's exit status) contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.texts().iter().any(|t| t.contains(needle))
+    }
+
+    /// The addressed guest or object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::GuestNotFound { .. })
+            || self.api().is_some_and(pve_auth::Error::is_not_found)
+    }
+
+    /// Something to be created exists already (also inside a failed task).
+    pub fn is_already_exists(&self) -> bool {
+        self.mentions("already exists")
+    }
+
+    /// The guest carries a config lock (`VM is locked (clone)`, `CT is locked (disk)`).
+    pub fn is_locked(&self) -> bool {
+        self.mentions("is locked (")
+    }
+
+    /// A file or cluster lock could not be taken in time (also inside a failed task).
+    pub fn is_lock_timeout(&self) -> bool {
+        self.texts().iter().any(|t| {
+            t.contains("got lock request timeout")
+                || (t.contains("got timeout") && t.contains("lock"))
+        })
+    }
+
+    /// A transient failure: repeating an idempotent request later may succeed. Includes
+    /// per-request timeouts and broken connections of reads, which polling loops tolerate.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Api(e) => {
+                e.is_retryable()
+                    || matches!(
+                        e,
+                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// The request certainly never reached the server.
+    pub fn was_never_sent(&self) -> bool {
+        self.api().is_some_and(pve_auth::Error::was_never_sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn api(status: u16, message: &str) -> Error {
+        Error::Api(pve_auth::Error::Api {
+            method: "POST".into(),
+            path: "/x".into(),
+            status,
+            message: message.into(),
+            errors: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn task_failures_are_classified_like_api_errors() {
+        let upid: Upid = "UPID:pve1:0012D68C:8206F38C:65144CB7:qmclone:9000:root@pam:"
+            .parse()
+            .unwrap();
+        let e = Error::TaskFailed {
+            upid,
+            exitstatus: "clone failed: cfs-lock 'storage-nfs' error: got lock request timeout"
+                .into(),
+            log_tail: vec!["a".into(), "TASK ERROR: x".into()],
+        };
+        assert!(e.is_lock_timeout() && !e.is_already_exists() && !e.is_transient());
+        let text = e.to_string();
+        assert!(
+            text.contains("qmclone") && text.contains("a | TASK ERROR: x"),
+            "{text}"
+        );
+        assert!(
+            api(500, "unable to create VM 101: config file already exists").is_already_exists()
+        );
+        assert!(api(500, "CT is locked (disk)").is_locked());
+        assert!(api(595, "x").is_transient());
+        assert!(!api(500, "x").is_transient());
+        assert!(api(500, "Configuration file 'x' does not exist").is_not_found());
+    }
+
+    #[test]
+    fn timeout_names_what_and_last_error() {
+        let e = Error::Timeout {
+            what: "task X".into(),
+            after: Duration::from_secs(2),
+            last_error: Some("HTTP 596".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "timed out after 2s waiting for task X (last error: HTTP 596)"
+        );
+    }
+}

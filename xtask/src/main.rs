@@ -14,7 +14,8 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  ci      fmt check, clippy (all targets, -D warnings), tests, rustdoc (warnings denied)
+  ci      fmt check, schema extract check, clippy (all targets, -D warnings), tests,
+          rustdoc (warnings denied)
   test    run every test of the workspace (unit, httpmock, simulator, end-to-end)
   schema  regenerate crates/pve-schema/schema/extract.json from the full PVE API schema
           (--check: fail if the committed extract is out of date; --schema PATH)
@@ -41,6 +42,9 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     step("fmt", || cargo(&["fmt", "--all", "--", "--check"]))?;
+    step("schema extract up to date", || {
+        schema::run(&project_root(), &["--check".to_owned()])
+    })?;
     step("clippy", || {
         cargo(&[
             "clippy",

@@ -1,0 +1,1896 @@
+//! Reversible, verified student isolation (reference Part B.10).
+//!
+//! # What `isolate` builds
+//! Per lab `<lab>` (datacenter level, names lower-case, group ≤ 18 characters):
+//!
+//! ```text
+//! [IPSET iso-<lab>-allowed]        # the allowed addresses (teacher)      comment labctl:<lab>
+//! [IPSET iso-<lab>-dns]            # only with IsolationOptions::dns       comment labctl:<lab>
+//! [IPSET iso-<lab>-students]       # only when the teacher's firewall is on
+//! [group iso-<lab>]                # comment: labctl:<lab> cluster-enable=<prior>
+//! IN  ACCEPT -source +iso-<lab>-allowed
+//! OUT ACCEPT -dest +iso-<lab>-allowed
+//! OUT DNS(ACCEPT) -dest +iso-<lab>-dns   # optional
+//! IN  DROP
+//! OUT DROP
+//! ```
+//!
+//! Per student: a `GROUP iso-<lab>` rule at position 0 whose comment is the marker
+//! `labctl:<lab>` followed by the **prior values** of everything labctl changes on that guest
+//! (`enable=- dhcp=0 net0=-`, `-` = not set), firewall options `enable=1` (and `dhcp=1`), and
+//! `firewall=1` on every NIC (the full `netX` string is re-sent with its MAC).
+//!
+//! # Where prior values live, and why there
+//! In the marker rule's comment, inside the guest's own `<vmid>.fw`. That file is what
+//! `unisolate` has to edit anyway, survives the process (a fresh `labctl` reads it back), is
+//! copied with the guest on clone and deleted with it on destroy, and it is written **before**
+//! anything else on the guest changes: the marker is created first, then options, then NICs,
+//! so a crash at any point leaves a marker that knows the original values. A re-run never
+//! overwrites a recorded value; it only adds values for keys it is about to change for the
+//! first time. `unisolate` restores NICs and options first and removes the marker last, so a
+//! crash there too leaves the record in place. The datacenter's prior `enable` is recorded the
+//! same way in the lab group's comment, which is created before the cluster firewall is
+//! switched on and removed only after it was restored. The guest `description` was rejected:
+//! it is user-visible free text others edit, and its digest is the whole VM config.
+//!
+//! # Safety rules
+//! - The datacenter firewall is switched on only if it is off, with PVE's anti-lockout step
+//!   (`enable=2`, read back through the API, then `enable=1`); its `policy_in` is never set.
+//!   Management networks given by the caller are added to the `management` IP set first.
+//! - Sets are created before rules reference them and deleted after (Part B.11 item 4).
+//! - Rules are sent with `enable=1` explicitly; names are lower-case.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use futures::stream::{self, StreamExt};
+use pve_vm::{ConfigUpdate, Guest, VmApi, VmId};
+
+use crate::api::{Firewall, IpSetEntry, Options, OptionsUpdate};
+use crate::error::{Error, Result};
+use crate::rule::{Rule, RuleEntry};
+use crate::scope::Scope;
+use crate::spec::{AddrSpec, Cidr, GroupName, IpSetName};
+
+/// How many times an edit guarded by a digest is retried after a concurrent change.
+const DIGEST_ATTEMPTS: u32 = 4;
+/// Largest number of students one call handles (a typo in a range should not touch a
+/// whole cluster).
+pub const MAX_STUDENTS: usize = 1000;
+/// The cluster IP set PVE uses for host access (Part B.5).
+pub const MANAGEMENT_SET: &str = "management";
+
+/// A lab name: 1-14 characters, a lower-case letter then lower-case letters, digits or `-`,
+/// so that the group `iso-<lab>` fits PVE's 18 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabName(String);
+
+impl LabName {
+    /// Longest lab name.
+    pub const MAX_LEN: usize = 14;
+
+    /// Checks and wraps a lab name.
+    pub fn new(name: &str) -> Result<Self> {
+        let mut chars = name.chars();
+        let ok = (1..=Self::MAX_LEN).contains(&name.len())
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(Error::invalid(
+                "lab name",
+                name,
+                "allowed: 1-14 characters, a lower-case letter, then lower-case letters, digits or '-' \
+                 (the security group iso-<lab> must fit 18 characters)",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The marker that tags everything this lab creates: `labctl:<lab>`.
+    pub fn marker(&self) -> String {
+        format!("labctl:{}", self.0)
+    }
+
+    /// The security group `iso-<lab>`.
+    pub fn group(&self) -> GroupName {
+        GroupName::new(&format!("iso-{}", self.0))
+            .expect("a lab name of <= 14 valid characters gives a valid group name")
+    }
+
+    fn set(&self, suffix: &str) -> IpSetName {
+        IpSetName::new(&format!("iso-{}-{suffix}", self.0))
+            .expect("a lab name of <= 14 valid characters gives a valid set name")
+    }
+
+    /// The IP set of allowed addresses `iso-<lab>-allowed`.
+    pub fn allowed_set(&self) -> IpSetName {
+        self.set("allowed")
+    }
+
+    /// The IP set of DNS servers `iso-<lab>-dns`.
+    pub fn dns_set(&self) -> IpSetName {
+        self.set("dns")
+    }
+
+    /// The IP set of student addresses `iso-<lab>-students` (used by the teacher's rule).
+    pub fn students_set(&self) -> IpSetName {
+        self.set("students")
+    }
+
+    /// `true` if `comment` carries this lab's marker as a word.
+    fn owns(&self, comment: Option<&str>) -> bool {
+        let marker = self.marker();
+        comment.is_some_and(|c| c.split_whitespace().any(|w| w == marker))
+    }
+}
+
+impl FromStr for LabName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for LabName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The student guests: an inclusive id range or an explicit list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Students {
+    /// `first..=last`.
+    Range {
+        /// First id.
+        first: VmId,
+        /// Last id (inclusive).
+        last: VmId,
+    },
+    /// These ids.
+    List(Vec<VmId>),
+}
+
+impl Students {
+    /// The ids, sorted and de-duplicated; at most [`MAX_STUDENTS`].
+    pub fn ids(&self) -> Result<Vec<VmId>> {
+        let ids: BTreeSet<VmId> = match self {
+            Students::Range { first, last } => {
+                if first > last {
+                    return Err(Error::invalid(
+                        "students",
+                        format!("{first}-{last}"),
+                        "the range goes backwards",
+                    ));
+                }
+                let n = (last.get() - first.get()) as usize + 1;
+                if n > MAX_STUDENTS {
+                    return Err(Error::invalid(
+                        "students",
+                        format!("{first}-{last}"),
+                        format!("{n} guests; at most {MAX_STUDENTS} per call"),
+                    ));
+                }
+                (first.get()..=last.get())
+                    .map(VmId::new)
+                    .collect::<std::result::Result<_, _>>()?
+            }
+            Students::List(list) => list.iter().copied().collect(),
+        };
+        if ids.is_empty() {
+            return Err(Error::invalid("students", "", "no student guests given"));
+        }
+        if ids.len() > MAX_STUDENTS {
+            return Err(Error::invalid(
+                "students",
+                format!("{} ids", ids.len()),
+                format!("at most {MAX_STUDENTS} per call"),
+            ));
+        }
+        Ok(ids.into_iter().collect())
+    }
+}
+
+/// Settings of [`Isolation::isolate`] / [`Isolation::unisolate`] / [`Isolation::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationOptions {
+    /// Names everything the lab creates and marks it (`labctl:<lab>`).
+    pub lab: LabName,
+    /// DNS servers students may query (`OUT DNS(ACCEPT) -dest +iso-<lab>-dns`); empty = no rule.
+    pub dns: Vec<Cidr>,
+    /// Set the guest option `dhcp=1` so DHCP keeps working (Part B.5). Default `true`.
+    pub dhcp: bool,
+    /// Networks added to the datacenter `management` IP set before anything else, so admins
+    /// and SPICE clients outside the cluster network keep host access (Part B.11 item 1).
+    pub management: Vec<Cidr>,
+    /// The teacher's guest. If its own firewall filters inbound traffic, it gets
+    /// `IN ACCEPT -source +iso-<lab>-students` at position 0 (needs `student_addresses`).
+    pub teacher: Option<VmId>,
+    /// The students' addresses or network, content of `iso-<lab>-students`.
+    pub student_addresses: Vec<Cidr>,
+    /// Switch the datacenter firewall on if it is off (without it nothing filters).
+    /// Default `true`; with `false` an off datacenter firewall is reported, not changed.
+    pub enable_cluster: bool,
+    /// Guests processed at the same time. Default 4.
+    pub concurrency: usize,
+}
+
+impl IsolationOptions {
+    /// Defaults for `lab`: DHCP kept, datacenter firewall switched on if needed, no DNS,
+    /// no management networks, no teacher guest.
+    pub fn new(lab: LabName) -> Self {
+        Self {
+            lab,
+            dns: Vec::new(),
+            dhcp: true,
+            management: Vec::new(),
+            teacher: None,
+            student_addresses: Vec::new(),
+            enable_cluster: true,
+            concurrency: 4,
+        }
+    }
+}
+
+/// One change made (or, in [`Report::notes`], observed) by isolate/unisolate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The datacenter `enable` option went from `from` to `to` (`None` = unset).
+    ClusterFirewall {
+        /// Before.
+        from: Option<String>,
+        /// After.
+        to: Option<String>,
+    },
+    /// An IP set was created.
+    IpSetCreated(String),
+    /// An IP set was deleted.
+    IpSetDeleted(String),
+    /// An entry was added to a set.
+    IpSetEntryAdded {
+        /// The set.
+        set: String,
+        /// The entry.
+        cidr: String,
+    },
+    /// An entry was removed from a set.
+    IpSetEntryRemoved {
+        /// The set.
+        set: String,
+        /// The entry.
+        cidr: String,
+    },
+    /// An entry's comment changed (ownership of shared management entries).
+    IpSetEntryComment {
+        /// The set.
+        set: String,
+        /// The entry.
+        cidr: String,
+        /// The new comment.
+        comment: String,
+    },
+    /// A security group was created.
+    GroupCreated(String),
+    /// A security group's comment (the datacenter record) changed.
+    GroupComment {
+        /// The group.
+        group: String,
+        /// The new comment.
+        comment: String,
+    },
+    /// A security group was deleted.
+    GroupDeleted(String),
+    /// A rule was created at position 0 of `scope`.
+    RuleCreated {
+        /// Where.
+        scope: String,
+        /// The rule in `.fw` syntax.
+        rule: String,
+    },
+    /// A rule was replaced.
+    RuleUpdated {
+        /// Where.
+        scope: String,
+        /// Position.
+        pos: u32,
+        /// The new rule in `.fw` syntax.
+        rule: String,
+    },
+    /// A rule was moved.
+    RuleMoved {
+        /// Where.
+        scope: String,
+        /// Old position.
+        from: u32,
+        /// New position.
+        to: u32,
+    },
+    /// A rule was deleted.
+    RuleDeleted {
+        /// Where.
+        scope: String,
+        /// Its position before deletion.
+        pos: u32,
+        /// The rule in `.fw` syntax.
+        rule: String,
+    },
+    /// A guest firewall option changed.
+    GuestOption {
+        /// The guest.
+        vmid: VmId,
+        /// The option.
+        key: String,
+        /// Before (`None` = unset).
+        from: Option<String>,
+        /// After (`None` = unset).
+        to: Option<String>,
+    },
+    /// A NIC's `firewall` flag changed (the full `netX` string was re-sent).
+    NicFirewall {
+        /// The guest.
+        vmid: VmId,
+        /// `X` of `netX`.
+        nic: u32,
+        /// Before (`None` = not in the string).
+        from: Option<String>,
+        /// After.
+        to: Option<String>,
+    },
+}
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("unset")
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::ClusterFirewall { from, to } => write!(
+                f,
+                "datacenter firewall enable: {} -> {}",
+                opt(from),
+                opt(to)
+            ),
+            Change::IpSetCreated(s) => write!(f, "created IP set {s}"),
+            Change::IpSetDeleted(s) => write!(f, "deleted IP set {s}"),
+            Change::IpSetEntryAdded { set, cidr } => write!(f, "added {cidr} to IP set {set}"),
+            Change::IpSetEntryRemoved { set, cidr } => {
+                write!(f, "removed {cidr} from IP set {set}")
+            }
+            Change::IpSetEntryComment { set, cidr, comment } => {
+                write!(f, "IP set {set} entry {cidr}: comment {comment:?}")
+            }
+            Change::GroupCreated(g) => write!(f, "created security group {g}"),
+            Change::GroupComment { group, comment } => {
+                write!(f, "security group {group}: comment {comment:?}")
+            }
+            Change::GroupDeleted(g) => write!(f, "deleted security group {g}"),
+            Change::RuleCreated { scope, rule } => {
+                write!(f, "{scope}: added rule {rule} at position 0")
+            }
+            Change::RuleUpdated { scope, pos, rule } => {
+                write!(f, "{scope}: rule {pos} is now {rule}")
+            }
+            Change::RuleMoved { scope, from, to } => {
+                write!(f, "{scope}: moved rule {from} to {to}")
+            }
+            Change::RuleDeleted { scope, pos, rule } => {
+                write!(f, "{scope}: deleted rule {pos} ({rule})")
+            }
+            Change::GuestOption {
+                vmid,
+                key,
+                from,
+                to,
+            } => {
+                write!(
+                    f,
+                    "guest {vmid}: firewall option {key}: {} -> {}",
+                    opt(from),
+                    opt(to)
+                )
+            }
+            Change::NicFirewall {
+                vmid,
+                nic,
+                from,
+                to,
+            } => {
+                write!(
+                    f,
+                    "guest {vmid}: net{nic} firewall: {} -> {}",
+                    opt(from),
+                    opt(to)
+                )
+            }
+        }
+    }
+}
+
+/// What an isolate/unisolate run changed, in order, and what it noticed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// The lab.
+    pub lab: String,
+    /// Every change, datacenter first, then guests in id order.
+    pub changes: Vec<Change>,
+    /// Observations that changed nothing but matter (e.g. host input policy, a guest
+    /// without NICs, a teacher whose firewall is off).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// `true` when nothing was changed.
+    pub fn is_unchanged(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changes.is_empty() {
+            writeln!(f, "lab {}: nothing to change", self.lab)?;
+        } else {
+            writeln!(f, "lab {}: {} change(s)", self.lab, self.changes.len())?;
+        }
+        for c in &self.changes {
+            writeln!(f, "  {c}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Prior values recorded in a guest's marker rule comment: key → value (`None` = unset).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Record {
+    values: BTreeMap<String, Option<String>>,
+}
+
+impl Record {
+    fn parse(lab: &LabName, comment: &str, object: &str) -> Result<Self> {
+        let mut words = comment.split_whitespace();
+        let bad = |why: String| Error::Inconsistent {
+            object: object.to_owned(),
+            message: format!(
+                "marker comment {comment:?}: {why}; remove the rule by hand if it is not labctl's"
+            ),
+        };
+        if words.next() != Some(lab.marker().as_str()) {
+            return Err(bad(format!("does not start with {}", lab.marker())));
+        }
+        let mut values = BTreeMap::new();
+        for w in words {
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{w}' is not key=value")))?;
+            let valid = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            };
+            if !valid(k) || !valid(v) {
+                return Err(bad(format!("'{w}' is not key=value")));
+            }
+            values.insert(k.to_owned(), (v != "-").then(|| v.to_owned()));
+        }
+        Ok(Self { values })
+    }
+
+    fn comment(&self, lab: &LabName) -> String {
+        let mut s = lab.marker();
+        for (k, v) in &self.values {
+            s.push(' ');
+            s.push_str(k);
+            s.push('=');
+            s.push_str(v.as_deref().unwrap_or("-"));
+        }
+        s
+    }
+
+    /// Records `key`'s prior value unless one is recorded already. Returns `true` if added.
+    fn note(&mut self, key: &str, prior: Option<String>) -> bool {
+        if self.values.contains_key(key) {
+            return false;
+        }
+        self.values.insert(key.to_owned(), prior);
+        true
+    }
+
+    fn get(&self, key: &str) -> Option<&Option<String>> {
+        self.values.get(key)
+    }
+}
+
+/// Per-guest result of [`Isolation::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCheck {
+    /// The guest.
+    pub vmid: VmId,
+    /// Guest firewall option `enable` is on.
+    pub firewall_enabled: bool,
+    /// Each NIC and whether it has `firewall=1`.
+    pub nics: Vec<(u32, bool)>,
+    /// The lab's group rule is the first rule, enabled and without errors.
+    pub group_rule_first: bool,
+    /// Why the guest is not isolated (empty when it is).
+    pub problems: Vec<String>,
+}
+
+impl GuestCheck {
+    /// All three switches and the rule are in place.
+    pub fn is_isolated(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Result of [`Isolation::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// The lab.
+    pub lab: String,
+    /// Datacenter `enable` is on.
+    pub cluster_enabled: bool,
+    /// Datacenter-level problems (group, sets, switch).
+    pub cluster_problems: Vec<String>,
+    /// One entry per student.
+    pub guests: Vec<GuestCheck>,
+}
+
+impl Verification {
+    /// Everything is in place: the fence is in force.
+    pub fn is_isolated(&self) -> bool {
+        self.cluster_problems.is_empty() && self.guests.iter().all(GuestCheck::is_isolated)
+    }
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_isolated() {
+            "isolated"
+        } else {
+            "NOT isolated"
+        };
+        writeln!(f, "lab {}: {state}", self.lab)?;
+        for p in &self.cluster_problems {
+            writeln!(f, "  datacenter: {p}")?;
+        }
+        for g in &self.guests {
+            if g.problems.is_empty() {
+                writeln!(f, "  guest {}: ok", g.vmid)?;
+            }
+            for p in &g.problems {
+                writeln!(f, "  guest {}: {p}", g.vmid)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the block again (up to [`DIGEST_ATTEMPTS`] times) when it failed because someone
+/// changed the list or options between our read and our write; the block must re-read what
+/// it edits. A macro rather than a closure so the block can push to the caller's `changes`.
+macro_rules! retry_digest {
+    ($body:block) => {{
+        let mut attempt = 1u32;
+        loop {
+            let r: Result<_> = async $body.await;
+            match r {
+                Err(e) if e.is_digest_mismatch() && attempt < DIGEST_ATTEMPTS => {
+                    tracing::debug!(attempt, "firewall changed concurrently; re-reading");
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+fn nic_key(i: u32) -> String {
+    format!("net{i}")
+}
+
+fn cluster_record_key() -> &'static str {
+    "cluster-enable"
+}
+
+/// The isolation engine over one client: firewall primitives plus guest lookup/config from
+/// `pve-vm`.
+///
+/// ```no_run
+/// use pve_firewall::isolation::{Isolation, IsolationOptions, LabName, Students};
+/// use pve_vm::VmId;
+/// # async fn demo(client: pve_auth::PveClient) -> Result<(), Box<dyn std::error::Error>> {
+/// let iso = Isolation::new(client);
+/// let students = Students::Range { first: VmId::new(201)?, last: VmId::new(210)? };
+/// let allowed = ["10.10.0.10".parse()?];
+/// let options = IsolationOptions::new(LabName::new("exam1")?);
+/// println!("{}", iso.isolate(&students, &allowed, &options).await?);
+/// assert!(iso.verify(&students, &allowed, &options).await?.is_isolated());
+/// println!("{}", iso.unisolate(&students, &options).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    fw: Firewall,
+    vms: VmApi,
+}
+
+/// Collects changes of one step.
+type Changes = Vec<Change>;
+
+/// What one guest step changed and noticed.
+#[derive(Debug, Default)]
+struct Outcome {
+    changes: Changes,
+    notes: Vec<String>,
+}
+
+impl Isolation {
+    /// Over `client`.
+    pub fn new(client: pve_auth::PveClient) -> Self {
+        Self {
+            fw: Firewall::new(client.clone()),
+            vms: VmApi::new(client),
+        }
+    }
+
+    /// With an existing [`VmApi`] (shares its guest placement cache).
+    pub fn with_vm_api(vms: VmApi) -> Self {
+        Self {
+            fw: Firewall::new(vms.client().clone()),
+            vms,
+        }
+    }
+
+    /// The firewall primitives.
+    pub fn firewall(&self) -> &Firewall {
+        &self.fw
+    }
+
+    fn check_inputs(allowed: &[Cidr], options: &IsolationOptions) -> Result<()> {
+        if allowed.is_empty() {
+            return Err(Error::invalid(
+                "allowed",
+                "",
+                "give at least one address or network the students may reach (the teacher)",
+            ));
+        }
+        for c in allowed
+            .iter()
+            .chain(&options.dns)
+            .chain(&options.management)
+            .chain(&options.student_addresses)
+        {
+            if c.prefix() == 0 {
+                return Err(Error::invalid(
+                    "cidr",
+                    c.to_string(),
+                    "a /0 network is not allowed in an IP set",
+                ));
+            }
+        }
+        if options.concurrency == 0 {
+            return Err(Error::invalid("concurrency", "0", "at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Fences `students` off so they reach only `allowed` (and each other not at all).
+    ///
+    /// Idempotent: a second run reports no changes. If some guests fail, the others are
+    /// still processed, the datacenter firewall is not switched on, and
+    /// [`Error::Incomplete`] carries the report; running it again completes the job.
+    pub async fn isolate(
+        &self,
+        students: &Students,
+        allowed: &[Cidr],
+        options: &IsolationOptions,
+    ) -> Result<Report> {
+        Self::check_inputs(allowed, options)?;
+        let ids = students.ids()?;
+        if options.teacher.is_some_and(|t| ids.contains(&t)) {
+            return Err(Error::invalid(
+                "teacher",
+                options.teacher.map(|t| t.to_string()).unwrap_or_default(),
+                "the teacher cannot be one of the students",
+            ));
+        }
+        let lab = &options.lab;
+        let mut report = Report {
+            lab: lab.to_string(),
+            ..Report::default()
+        };
+        let cluster = self.fw.options(&Scope::Cluster).await?;
+
+        // 1. Management networks first: host access must survive the datacenter switch.
+        self.add_management(lab, &options.management, &mut report.changes)
+            .await?;
+        // 2. Sets before the rules that reference them.
+        let allowed_set = lab.allowed_set();
+        self.sync_set(lab, &allowed_set, allowed, &mut report.changes)
+            .await?;
+        if !options.dns.is_empty() {
+            self.sync_set(lab, &lab.dns_set(), &options.dns, &mut report.changes)
+                .await?;
+        }
+        // 3. The group, recording the datacenter's prior state in its comment.
+        self.ensure_group(lab, &cluster, &mut report.changes)
+            .await?;
+        self.sync_group_rules(lab, &self.group_rules(options), &mut report.changes)
+            .await?;
+        if options.dns.is_empty() {
+            // A DNS set of an earlier run is no longer referenced once the rules are synced.
+            self.delete_set_if_ours(lab, &lab.dns_set(), &mut report.changes)
+                .await?;
+        }
+        // 4. The teacher, if its own firewall would drop the students.
+        if let Some(teacher) = options.teacher {
+            self.open_teacher(teacher, options, &mut report).await?;
+        }
+        // 5. The students.
+        let group = lab.group();
+        let results: Vec<(VmId, Result<Outcome>)> = stream::iter(ids.iter().copied())
+            .map(|vmid| {
+                let group = group.clone();
+                async move { (vmid, self.isolate_guest(vmid, &group, options).await) }
+            })
+            .buffer_unordered(options.concurrency)
+            .collect()
+            .await;
+        let failures = merge(&mut report, results);
+        if !failures.is_empty() {
+            return Err(Error::Incomplete {
+                operation: "isolate",
+                lab: lab.to_string(),
+                report: Box::new(report),
+                failures,
+            });
+        }
+        // 6. The datacenter switch, last, once every student is fenced.
+        self.enable_cluster(&cluster, options, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Lifts the fence of `options.lab` from `students` and restores every recorded prior
+    /// value; removes the lab's group and sets, its management entries, the teacher's rule,
+    /// and switches the datacenter firewall back off if this lab switched it on (unless
+    /// other labs are still isolated, then the duty is handed over to them). A lab that is
+    /// not isolated is a no-op.
+    pub async fn unisolate(
+        &self,
+        students: &Students,
+        options: &IsolationOptions,
+    ) -> Result<Report> {
+        let ids = students.ids()?;
+        let lab = &options.lab;
+        let mut report = Report {
+            lab: lab.to_string(),
+            ..Report::default()
+        };
+        let results: Vec<(VmId, Result<Outcome>)> = stream::iter(ids.iter().copied())
+            .map(|vmid| async move { (vmid, self.unisolate_guest(vmid, lab).await) })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+        let failures = merge(&mut report, results);
+        if !failures.is_empty() {
+            // The group stays while any guest still references it.
+            return Err(Error::Incomplete {
+                operation: "unisolate",
+                lab: lab.to_string(),
+                report: Box::new(report),
+                failures,
+            });
+        }
+        if let Some(teacher) = options.teacher {
+            match self.unisolate_guest(teacher, lab).await {
+                Ok(o) => {
+                    report.changes.extend(o.changes);
+                    report.notes.extend(o.notes);
+                }
+                Err(e) if e.is_not_found() => report
+                    .notes
+                    .push(format!("teacher {teacher} not found; nothing to restore")),
+                Err(e) => return Err(e),
+            }
+        }
+        self.teardown_cluster(lab, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Reads everything back and reports, per student, whether the three switches and the
+    /// group rule are in place, and the datacenter-level state (switch, group rules, sets).
+    pub async fn verify(
+        &self,
+        students: &Students,
+        allowed: &[Cidr],
+        options: &IsolationOptions,
+    ) -> Result<Verification> {
+        Self::check_inputs(allowed, options)?;
+        let ids = students.ids()?;
+        let lab = &options.lab;
+        let cluster = self.fw.options(&Scope::Cluster).await?;
+        let mut cluster_problems = Vec::new();
+        if !cluster.enabled() {
+            cluster_problems
+                .push("datacenter firewall is disabled (enable=0): nothing is filtered".to_owned());
+        }
+        let group = lab.group();
+        let groups = self.fw.groups().await?;
+        if !groups.iter().any(|g| g.group == group.as_str()) {
+            cluster_problems.push(format!("security group {group} does not exist"));
+        } else {
+            let rules = self.fw.rules(&Scope::Group(group.clone())).await?;
+            let want = self.group_rules(options);
+            let same =
+                rules.len() == want.len() && want.iter().zip(&rules).all(|(w, r)| w.matches(r));
+            if !same {
+                let have: Vec<String> = rules.iter().map(describe).collect();
+                let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+                cluster_problems.push(format!(
+                    "group {group} rules are [{}], expected [{}]",
+                    have.join("; "),
+                    want.join("; ")
+                ));
+            }
+            for r in rules.iter().filter(|r| !r.errors.is_empty()) {
+                cluster_problems.push(format!(
+                    "group {group} rule {} is skipped by PVE: {}",
+                    r.pos,
+                    r.error_text()
+                ));
+            }
+        }
+        let set = lab.allowed_set();
+        match self.fw.ipset_entries(&Scope::Cluster, &set).await {
+            Ok(entries) => {
+                let have: BTreeSet<String> = entries.iter().map(entry_key).collect();
+                let want: BTreeSet<String> = allowed.iter().map(ToString::to_string).collect();
+                if have != want {
+                    cluster_problems.push(format!(
+                        "IP set {set} holds {{{}}}, expected {{{}}}",
+                        have.into_iter().collect::<Vec<_>>().join(", "),
+                        want.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                cluster_problems.push(format!("IP set {set} does not exist"))
+            }
+            Err(e) => return Err(e),
+        }
+        let results: Vec<Result<GuestCheck>> = stream::iter(ids.iter().copied())
+            .map(|vmid| {
+                let group = group.clone();
+                async move { self.verify_guest(vmid, &group, lab).await }
+            })
+            .buffered(options.concurrency)
+            .collect()
+            .await;
+        let guests = results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(Verification {
+            lab: lab.to_string(),
+            cluster_enabled: cluster.enabled(),
+            cluster_problems,
+            guests,
+        })
+    }
+
+    /// The group body in evaluation order.
+    fn group_rules(&self, options: &IsolationOptions) -> Vec<Rule> {
+        let lab = &options.lab;
+        let marker = lab.marker();
+        let allowed = AddrSpec::ipset(&lab.allowed_set());
+        let mut rules = vec![
+            Rule::accept_in().source(allowed.clone()).comment(&marker),
+            Rule::accept_out().dest(allowed).comment(&marker),
+        ];
+        if !options.dns.is_empty() {
+            let dns = Rule::accept_out()
+                .macro_name("DNS")
+                .expect("DNS is a valid macro name")
+                .dest(AddrSpec::ipset(&lab.dns_set()))
+                .comment(&marker);
+            rules.push(dns);
+        }
+        rules.push(Rule::drop_in().comment(&marker));
+        rules.push(Rule::drop_out().comment(&marker));
+        rules
+    }
+
+    async fn guest(&self, vmid: VmId) -> Result<(Guest, Scope)> {
+        let guest = self.vms.guest(vmid).await?;
+        let scope = Scope::guest(guest.node().clone(), guest.kind(), vmid);
+        Ok((guest, scope))
+    }
+
+    // ----- datacenter -----
+
+    async fn add_management(
+        &self,
+        lab: &LabName,
+        nets: &[Cidr],
+        changes: &mut Changes,
+    ) -> Result<()> {
+        if nets.is_empty() {
+            return Ok(());
+        }
+        let set = IpSetName::new(MANAGEMENT_SET).expect("'management' is a valid set name");
+        let sets = self.fw.ipsets(&Scope::Cluster).await?;
+        if !sets.iter().any(|s| s.name == MANAGEMENT_SET) {
+            self.fw
+                .create_ipset(&Scope::Cluster, &set, Some(&lab.marker()))
+                .await?;
+            changes.push(Change::IpSetCreated(MANAGEMENT_SET.to_owned()));
+        }
+        for net in nets {
+            retry_digest!({
+                let entries = self.fw.ipset_entries(&Scope::Cluster, &set).await?;
+                let key = net.to_string();
+                match entries.iter().find(|e| entry_key(e) == key) {
+                    None => {
+                        self.fw
+                            .add_ipset_entry(&Scope::Cluster, &set, net, false, Some(&lab.marker()))
+                            .await?;
+                        changes.push(Change::IpSetEntryAdded {
+                            set: set.to_string(),
+                            cidr: key,
+                        });
+                    }
+                    // Someone else's entry that another lab owns: co-own it so its removal
+                    // waits for the last lab.
+                    Some(e)
+                        if !lab.owns(e.comment.as_deref())
+                            && e.comment.as_deref().is_some_and(|c| c.contains("labctl:")) =>
+                    {
+                        let comment =
+                            format!("{} {}", e.comment.as_deref().unwrap_or(""), lab.marker());
+                        self.fw
+                            .update_ipset_entry(
+                                &Scope::Cluster,
+                                &set,
+                                &e.cidr,
+                                e.nomatch,
+                                Some(&comment),
+                                e.digest.as_deref(),
+                            )
+                            .await?;
+                        changes.push(Change::IpSetEntryComment {
+                            set: set.to_string(),
+                            cidr: key,
+                            comment,
+                        });
+                    }
+                    // The admin's own entry, or ours already: nothing to do.
+                    Some(_) => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Creates `set` (marked as the lab's) if missing and makes its entries exactly `want`.
+    async fn sync_set(
+        &self,
+        lab: &LabName,
+        set: &IpSetName,
+        want: &[Cidr],
+        changes: &mut Changes,
+    ) -> Result<()> {
+        let sets = self.fw.ipsets(&Scope::Cluster).await?;
+        match sets.iter().find(|s| s.name == set.as_str()) {
+            None => {
+                self.fw
+                    .create_ipset(&Scope::Cluster, set, Some(&lab.marker()))
+                    .await?;
+                changes.push(Change::IpSetCreated(set.to_string()));
+            }
+            Some(s) if !lab.owns(s.comment.as_deref()) => {
+                return Err(Error::Inconsistent {
+                    object: format!("IP set {set}"),
+                    message: format!(
+                        "it exists but is not marked {}; choose another lab name or remove it",
+                        lab.marker()
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+        let want: BTreeSet<String> = want.iter().map(ToString::to_string).collect();
+        let entries = self.fw.ipset_entries(&Scope::Cluster, set).await?;
+        let have: BTreeSet<String> = entries.iter().map(entry_key).collect();
+        for add in want.difference(&have) {
+            let cidr: Cidr = add.parse()?;
+            self.fw
+                .add_ipset_entry(&Scope::Cluster, set, &cidr, false, Some(&lab.marker()))
+                .await?;
+            changes.push(Change::IpSetEntryAdded {
+                set: set.to_string(),
+                cidr: add.clone(),
+            });
+        }
+        for extra in entries.iter().filter(|e| !want.contains(&entry_key(e))) {
+            self.fw
+                .delete_ipset_entry(&Scope::Cluster, set, &extra.cidr, None)
+                .await?;
+            changes.push(Change::IpSetEntryRemoved {
+                set: set.to_string(),
+                cidr: extra.cidr.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes `set` with its entries if it exists and carries the lab's marker.
+    async fn delete_set_if_ours(
+        &self,
+        lab: &LabName,
+        set: &IpSetName,
+        changes: &mut Changes,
+    ) -> Result<()> {
+        let sets = self.fw.ipsets(&Scope::Cluster).await?;
+        let Some(s) = sets.iter().find(|s| s.name == set.as_str()) else {
+            return Ok(());
+        };
+        if !lab.owns(s.comment.as_deref()) {
+            return Ok(());
+        }
+        self.fw.delete_ipset(&Scope::Cluster, set, true).await?;
+        changes.push(Change::IpSetDeleted(set.to_string()));
+        Ok(())
+    }
+
+    async fn ensure_group(
+        &self,
+        lab: &LabName,
+        cluster: &Options,
+        changes: &mut Changes,
+    ) -> Result<()> {
+        let group = lab.group();
+        let groups = self.fw.groups().await?;
+        match groups.iter().find(|g| g.group == group.as_str()) {
+            None => {
+                let mut record = Record::default();
+                record.note(cluster_record_key(), cluster.get("enable"));
+                let comment = record.comment(lab);
+                self.fw.create_group(&group, Some(&comment)).await?;
+                changes.push(Change::GroupCreated(group.to_string()));
+                Ok(())
+            }
+            Some(g) if lab.owns(g.comment.as_deref()) => {
+                // Checks the record parses; it is used by unisolate.
+                Record::parse(
+                    lab,
+                    g.comment.as_deref().unwrap_or(""),
+                    &format!("security group {group}"),
+                )
+                .map(drop)
+            }
+            Some(_) => Err(Error::Inconsistent {
+                object: format!("security group {group}"),
+                message: format!(
+                    "it exists but is not marked {}; choose another lab name or remove it",
+                    lab.marker()
+                ),
+            }),
+        }
+    }
+
+    /// Makes the group body exactly `want`, sending rules in reverse because each POST
+    /// inserts at position 0.
+    async fn sync_group_rules(
+        &self,
+        lab: &LabName,
+        want: &[Rule],
+        changes: &mut Changes,
+    ) -> Result<()> {
+        let scope = Scope::Group(lab.group());
+        let have = self.fw.rules(&scope).await?;
+        let matches_from = |offset: usize| -> bool {
+            have.len() + offset == want.len()
+                && want[offset..].iter().zip(&have).all(|(w, h)| w.matches(h))
+        };
+        if matches_from(0) {
+            return Ok(());
+        }
+        // An interrupted earlier run leaves a tail of the wanted list: add the missing head.
+        let missing = if have.len() <= want.len() && matches_from(want.len() - have.len()) {
+            want.len() - have.len()
+        } else {
+            want.len()
+        };
+        for rule in want[..missing].iter().rev() {
+            self.fw.create_rule(&scope, rule).await?;
+            changes.push(Change::RuleCreated {
+                scope: scope.to_string(),
+                rule: rule.to_string(),
+            });
+        }
+        if missing == want.len() && !have.is_empty() {
+            // Foreign or stale rules below the fresh body: remove them from the bottom, so
+            // the body with its DROPs stays in force the whole time.
+            retry_digest!({
+                loop {
+                    let rules = self.fw.rules(&scope).await?;
+                    let Some(last) = rules.last().filter(|r| r.pos as usize >= want.len()) else {
+                        return Ok(());
+                    };
+                    self.fw
+                        .delete_rule(&scope, last.pos, last.digest.as_deref())
+                        .await?;
+                    changes.push(Change::RuleDeleted {
+                        scope: scope.to_string(),
+                        pos: last.pos,
+                        rule: describe(last),
+                    });
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn enable_cluster(
+        &self,
+        before: &Options,
+        options: &IsolationOptions,
+        report: &mut Report,
+    ) -> Result<()> {
+        let current = self.fw.options(&Scope::Cluster).await?;
+        let policy = current
+            .get("policy_in")
+            .unwrap_or_else(|| "DROP (default)".to_owned());
+        if current.enabled() {
+            if !before.enabled() {
+                report.notes.push(
+                    "datacenter firewall was switched on meanwhile by someone else".to_owned(),
+                );
+            }
+            return Ok(());
+        }
+        if !options.enable_cluster {
+            report.notes.push(
+                "datacenter firewall is off and enable_cluster is false: the fence is configured but NOT in force".to_owned(),
+            );
+            return Ok(());
+        }
+        // PVE's anti-lockout step (Part B.9): enable=2 is stored as a timestamp that reads back
+        // as 0 after 60 s; confirming with enable=1 only works if we still reach the API.
+        let mut update = OptionsUpdate::new().set("enable", 2u8);
+        if let Some(d) = &current.digest {
+            update = update.digest(d);
+        }
+        self.fw.set_options(&Scope::Cluster, &update).await?;
+        let probe = self.fw.options(&Scope::Cluster).await?;
+        let mut confirm = OptionsUpdate::new().enable(true);
+        if let Some(d) = &probe.digest {
+            confirm = confirm.digest(d);
+        }
+        self.fw.set_options(&Scope::Cluster, &confirm).await?;
+        report.changes.push(Change::ClusterFirewall {
+            from: current.get("enable"),
+            to: Some("1".to_owned()),
+        });
+        report.notes.push(format!(
+            "datacenter firewall switched on; host input policy stays {policy}: hosts accept 8006/22/VNC/SPICE only from \
+             the 'management' IP set and the cluster network{}",
+            if options.management.is_empty() { " (no management networks were given)" } else { "" }
+        ));
+        Ok(())
+    }
+
+    async fn teardown_cluster(&self, lab: &LabName, report: &mut Report) -> Result<()> {
+        let group = lab.group();
+        let groups = self.fw.groups().await?;
+        let ours = groups
+            .iter()
+            .find(|g| g.group == group.as_str() && lab.owns(g.comment.as_deref()));
+        if let Some(g) = ours {
+            let object = format!("security group {group}");
+            let record = Record::parse(lab, g.comment.as_deref().unwrap_or(""), &object)?;
+            if let Some(prior) = record.get(cluster_record_key()).cloned() {
+                let others: Vec<_> = groups
+                    .iter()
+                    .filter(|o| {
+                        o.group != group.as_str()
+                            && o.comment
+                                .as_deref()
+                                .is_some_and(|c| c.starts_with("labctl:"))
+                    })
+                    .collect();
+                self.restore_cluster(&prior, &others, report).await?;
+            }
+            // Rules first, then the group, then the sets (Part B.11 item 4).
+            let scope = Scope::Group(group.clone());
+            retry_digest!({
+                loop {
+                    let rules = self.fw.rules(&scope).await?;
+                    let Some(last) = rules.last() else {
+                        return Ok(());
+                    };
+                    self.fw
+                        .delete_rule(&scope, last.pos, last.digest.as_deref())
+                        .await?;
+                    report.changes.push(Change::RuleDeleted {
+                        scope: scope.to_string(),
+                        pos: last.pos,
+                        rule: describe(last),
+                    });
+                }
+            })?;
+            self.fw.delete_group(&group).await?;
+            report.changes.push(Change::GroupDeleted(group.to_string()));
+        }
+        for set in [lab.allowed_set(), lab.dns_set(), lab.students_set()] {
+            self.delete_set_if_ours(lab, &set, &mut report.changes)
+                .await?;
+        }
+        self.remove_management(lab, &mut report.changes).await
+    }
+
+    async fn restore_cluster(
+        &self,
+        prior: &Option<String>,
+        others: &[&crate::api::GroupInfo],
+        report: &mut Report,
+    ) -> Result<()> {
+        let current = self.fw.options(&Scope::Cluster).await?;
+        let now = current.get("enable");
+        if now == *prior {
+            return Ok(());
+        }
+        if !others.is_empty() {
+            // Other labs are still fenced and need the switch. Hand our record over to those
+            // that recorded "on" (they saw it on because of us), so the last one restores it.
+            for o in others {
+                let Some(comment) = o.comment.as_deref() else {
+                    continue;
+                };
+                let Some(other_lab) = comment
+                    .split_whitespace()
+                    .next()
+                    .and_then(|m| m.strip_prefix("labctl:"))
+                else {
+                    continue;
+                };
+                let Ok(other_lab) = LabName::new(other_lab) else {
+                    continue;
+                };
+                let Ok(mut rec) =
+                    Record::parse(&other_lab, comment, &format!("security group {}", o.group))
+                else {
+                    continue;
+                };
+                let theirs = rec.get(cluster_record_key()).cloned().flatten();
+                if theirs.as_deref().is_some_and(|v| v != "0") {
+                    rec.values
+                        .insert(cluster_record_key().to_owned(), prior.clone());
+                    let new = rec.comment(&other_lab);
+                    let name = GroupName::new(&o.group)?;
+                    self.fw
+                        .set_group_comment(&name, &new, o.digest.as_deref())
+                        .await?;
+                    report.changes.push(Change::GroupComment {
+                        group: o.group.clone(),
+                        comment: new,
+                    });
+                }
+            }
+            report.notes.push(format!(
+                "datacenter firewall left on: other labs are still isolated ({})",
+                others
+                    .iter()
+                    .map(|o| o.group.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            return Ok(());
+        }
+        let mut update = match prior {
+            Some(v) => OptionsUpdate::new().set("enable", v.as_str()),
+            None => OptionsUpdate::new().delete("enable"),
+        };
+        if let Some(d) = &current.digest {
+            update = update.digest(d);
+        }
+        self.fw.set_options(&Scope::Cluster, &update).await?;
+        report.changes.push(Change::ClusterFirewall {
+            from: now,
+            to: prior.clone(),
+        });
+        Ok(())
+    }
+
+    async fn remove_management(&self, lab: &LabName, changes: &mut Changes) -> Result<()> {
+        let set = IpSetName::new(MANAGEMENT_SET).expect("'management' is a valid set name");
+        let sets = self.fw.ipsets(&Scope::Cluster).await?;
+        let Some(info) = sets.iter().find(|s| s.name == MANAGEMENT_SET) else {
+            return Ok(());
+        };
+        let marker = lab.marker();
+        // One entry per pass, re-reading each time so every edit carries a fresh digest.
+        let mut conflicts = 0;
+        loop {
+            let entries = self.fw.ipset_entries(&Scope::Cluster, &set).await?;
+            let Some(e) = entries.iter().find(|e| lab.owns(e.comment.as_deref())) else {
+                if lab.owns(info.comment.as_deref()) && entries.is_empty() {
+                    self.fw.delete_ipset(&Scope::Cluster, &set, false).await?;
+                    changes.push(Change::IpSetDeleted(MANAGEMENT_SET.to_owned()));
+                }
+                return Ok(());
+            };
+            let rest: Vec<&str> = e
+                .comment
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .filter(|w| *w != marker)
+                .collect();
+            let result = if rest.iter().any(|w| w.starts_with("labctl:")) {
+                // Another lab co-owns the entry: it stays, without our marker.
+                let comment = rest.join(" ");
+                let r = self
+                    .fw
+                    .update_ipset_entry(
+                        &Scope::Cluster,
+                        &set,
+                        &e.cidr,
+                        e.nomatch,
+                        Some(&comment),
+                        e.digest.as_deref(),
+                    )
+                    .await;
+                r.map(|()| Change::IpSetEntryComment {
+                    set: set.to_string(),
+                    cidr: e.cidr.clone(),
+                    comment,
+                })
+            } else {
+                let r = self
+                    .fw
+                    .delete_ipset_entry(&Scope::Cluster, &set, &e.cidr, e.digest.as_deref())
+                    .await;
+                r.map(|()| Change::IpSetEntryRemoved {
+                    set: set.to_string(),
+                    cidr: e.cidr.clone(),
+                })
+            };
+            match result {
+                Ok(change) => changes.push(change),
+                Err(e) if e.is_digest_mismatch() && conflicts < DIGEST_ATTEMPTS => conflicts += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    // ----- teacher -----
+
+    async fn open_teacher(
+        &self,
+        teacher: VmId,
+        options: &IsolationOptions,
+        report: &mut Report,
+    ) -> Result<()> {
+        let lab = &options.lab;
+        let (guest, scope) = self.guest(teacher).await?;
+        let opts = self.fw.options(&scope).await?;
+        let config = guest.config().await?;
+        let rules = self.fw.rules(&scope).await?;
+        let has_marker = rules.iter().any(|r| lab.owns(r.comment.as_deref()));
+        let filtering = opts.enabled()
+            && config.nics().iter().any(|(_, n)| n.firewall())
+            && opts.get("policy_in").as_deref() != Some("ACCEPT");
+        if !filtering && !has_marker {
+            report.notes.push(format!(
+                "teacher {teacher}: its firewall does not filter inbound traffic; left unchanged"
+            ));
+            return Ok(());
+        }
+        if options.student_addresses.is_empty() {
+            return Err(Error::invalid(
+                "student_addresses",
+                "",
+                format!("teacher {teacher} has its firewall on (policy_in DROP); give the students' addresses or network so it can accept them"),
+            ));
+        }
+        let set = lab.students_set();
+        self.sync_set(lab, &set, &options.student_addresses, &mut report.changes)
+            .await?;
+        let rule = Rule::accept_in()
+            .source(AddrSpec::ipset(&set))
+            .comment(&lab.marker());
+        self.place_first(&scope, lab, &rule, &mut report.changes)
+            .await
+    }
+
+    /// Makes `rule` the only rule carrying the lab's marker and puts it at position 0.
+    async fn place_first(
+        &self,
+        scope: &Scope,
+        lab: &LabName,
+        rule: &Rule,
+        changes: &mut Changes,
+    ) -> Result<()> {
+        retry_digest!({
+            loop {
+                let rules = self.fw.rules(scope).await?;
+                let markers: Vec<&RuleEntry> = rules
+                    .iter()
+                    .filter(|r| lab.owns(r.comment.as_deref()))
+                    .collect();
+                match markers.as_slice() {
+                    [] => {
+                        self.fw.create_rule(scope, rule).await?;
+                        changes.push(Change::RuleCreated {
+                            scope: scope.to_string(),
+                            rule: rule.to_string(),
+                        });
+                        return Ok(());
+                    }
+                    [only] => {
+                        if !rule.matches(only) {
+                            self.fw
+                                .update_rule(scope, only.pos, rule, only.digest.as_deref())
+                                .await?;
+                            changes.push(Change::RuleUpdated {
+                                scope: scope.to_string(),
+                                pos: only.pos,
+                                rule: rule.to_string(),
+                            });
+                            continue;
+                        }
+                        if only.pos != 0 {
+                            self.fw
+                                .move_rule(scope, only.pos, 0, only.digest.as_deref())
+                                .await?;
+                            changes.push(Change::RuleMoved {
+                                scope: scope.to_string(),
+                                from: only.pos,
+                                to: 0,
+                            });
+                        }
+                        return Ok(());
+                    }
+                    // Duplicates (hand edits): keep the bottom one, the original.
+                    [first, ..] => {
+                        self.fw
+                            .delete_rule(scope, first.pos, first.digest.as_deref())
+                            .await?;
+                        changes.push(Change::RuleDeleted {
+                            scope: scope.to_string(),
+                            pos: first.pos,
+                            rule: describe(first),
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    // ----- students -----
+
+    async fn isolate_guest(
+        &self,
+        vmid: VmId,
+        group: &GroupName,
+        options: &IsolationOptions,
+    ) -> Result<Outcome> {
+        let lab = &options.lab;
+        let mut changes = Vec::new();
+        let mut notes = Vec::new();
+        let (guest, scope) = self.guest(vmid).await?;
+        let config = guest.config().await?;
+        let opts = self.fw.options(&scope).await?;
+        let rules = self.fw.rules(&scope).await?;
+        let object = format!("{scope} marker rule");
+        let mut record = match rules.iter().rev().find(|r| lab.owns(r.comment.as_deref())) {
+            Some(m) => Record::parse(lab, m.comment.as_deref().unwrap_or(""), &object)?,
+            None => Record::default(),
+        };
+        // Record what is about to change, before changing anything.
+        let want_enable = opts.flag("enable") != Some(true);
+        let want_dhcp = options.dhcp && opts.flag("dhcp") != Some(true);
+        if want_enable {
+            record.note("enable", opts.get("enable"));
+        }
+        if want_dhcp {
+            record.note("dhcp", opts.get("dhcp"));
+        }
+        let nics = config.nics();
+        if nics.is_empty() {
+            notes.push(format!("guest {vmid} has no network devices"));
+        }
+        for (i, nic) in &nics {
+            if !nic.firewall() {
+                record.note(&nic_key(*i), nic.get("firewall").map(str::to_owned));
+            }
+        }
+        let rule = Rule::group(group.clone()).comment(&record.comment(lab));
+        self.place_first(&scope, lab, &rule, &mut changes).await?;
+
+        if want_enable || want_dhcp {
+            retry_digest!({
+                let opts = self.fw.options(&scope).await?;
+                let mut update = OptionsUpdate::new();
+                let mut local = Vec::new();
+                if opts.flag("enable") != Some(true) {
+                    update = update.enable(true);
+                    local.push(Change::GuestOption {
+                        vmid,
+                        key: "enable".into(),
+                        from: opts.get("enable"),
+                        to: Some("1".into()),
+                    });
+                }
+                if options.dhcp && opts.flag("dhcp") != Some(true) {
+                    update = update.dhcp(true);
+                    local.push(Change::GuestOption {
+                        vmid,
+                        key: "dhcp".into(),
+                        from: opts.get("dhcp"),
+                        to: Some("1".into()),
+                    });
+                }
+                if let Some(d) = &opts.digest {
+                    update = update.digest(d);
+                }
+                self.fw.set_options(&scope, &update).await?;
+                changes.extend(local);
+                Ok(())
+            })?;
+        }
+
+        if nics.iter().any(|(_, n)| !n.firewall()) {
+            let mut local = Vec::new();
+            guest
+                .modify_config(|cfg| {
+                    local.clear();
+                    let mut update = ConfigUpdate::new();
+                    for (i, mut nic) in cfg.nics() {
+                        if !nic.firewall() {
+                            let from = nic.get("firewall").map(str::to_owned);
+                            nic.set_firewall(true);
+                            update = update.set(&nic_key(i), nic.to_string());
+                            local.push(Change::NicFirewall {
+                                vmid,
+                                nic: i,
+                                from,
+                                to: Some("1".into()),
+                            });
+                        }
+                    }
+                    Ok(update)
+                })
+                .await?;
+            changes.extend(local);
+        }
+        Ok(Outcome { changes, notes })
+    }
+
+    async fn unisolate_guest(&self, vmid: VmId, lab: &LabName) -> Result<Outcome> {
+        let mut changes = Vec::new();
+        let (guest, scope) = match self.guest(vmid).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => {
+                let notes = vec![format!("guest {vmid} does not exist; nothing to restore")];
+                return Ok(Outcome { changes, notes });
+            }
+            Err(e) => return Err(e),
+        };
+        let rules = self.fw.rules(&scope).await?;
+        let Some(marker) = rules.iter().rev().find(|r| lab.owns(r.comment.as_deref())) else {
+            return Ok(Outcome::default());
+        };
+        let record = Record::parse(
+            lab,
+            marker.comment.as_deref().unwrap_or(""),
+            &format!("{scope} marker rule"),
+        )?;
+
+        // NICs and options first; the marker (the record) goes last.
+        let nic_restores: Vec<(u32, Option<String>)> = record
+            .values
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("net")?.parse::<u32>().ok()?, v.clone())))
+            .collect();
+        if !nic_restores.is_empty() {
+            let mut local = Vec::new();
+            guest
+                .modify_config(|cfg| {
+                    local.clear();
+                    let mut update = ConfigUpdate::new();
+                    let nics: BTreeMap<u32, _> = cfg.nics().into_iter().collect();
+                    for (i, prior) in &nic_restores {
+                        let Some(nic) = nics.get(i) else { continue };
+                        let now = nic.get("firewall").map(str::to_owned);
+                        if now == *prior {
+                            continue;
+                        }
+                        let mut nic = nic.clone();
+                        match prior {
+                            Some(v) => nic.set("firewall", v),
+                            None => {
+                                nic.remove("firewall");
+                            }
+                        }
+                        update = update.set(&nic_key(*i), nic.to_string());
+                        local.push(Change::NicFirewall {
+                            vmid,
+                            nic: *i,
+                            from: now,
+                            to: prior.clone(),
+                        });
+                    }
+                    Ok(update)
+                })
+                .await?;
+            changes.extend(local);
+        }
+        retry_digest!({
+            let opts = self.fw.options(&scope).await?;
+            let mut update = OptionsUpdate::new();
+            let mut local = Vec::new();
+            for key in ["enable", "dhcp"] {
+                let Some(prior) = record.get(key) else {
+                    continue;
+                };
+                let now = opts.get(key);
+                if now == *prior {
+                    continue;
+                }
+                update = match prior {
+                    Some(v) => update.set(key, v.as_str()),
+                    None => update.delete(key),
+                };
+                local.push(Change::GuestOption {
+                    vmid,
+                    key: key.into(),
+                    from: now,
+                    to: prior.clone(),
+                });
+            }
+            if let Some(d) = &opts.digest {
+                update = update.digest(d);
+            }
+            self.fw.set_options(&scope, &update).await?;
+            changes.extend(local);
+            Ok(())
+        })?;
+        retry_digest!({
+            loop {
+                let rules = self.fw.rules(&scope).await?;
+                let Some(m) = rules.iter().find(|r| lab.owns(r.comment.as_deref())) else {
+                    return Ok(());
+                };
+                self.fw
+                    .delete_rule(&scope, m.pos, m.digest.as_deref())
+                    .await?;
+                changes.push(Change::RuleDeleted {
+                    scope: scope.to_string(),
+                    pos: m.pos,
+                    rule: describe(m),
+                });
+            }
+        })?;
+        Ok(Outcome {
+            changes,
+            notes: Vec::new(),
+        })
+    }
+
+    async fn verify_guest(
+        &self,
+        vmid: VmId,
+        group: &GroupName,
+        lab: &LabName,
+    ) -> Result<GuestCheck> {
+        let mut problems = Vec::new();
+        let (guest, scope) = match self.guest(vmid).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => {
+                return Ok(GuestCheck {
+                    vmid,
+                    firewall_enabled: false,
+                    nics: Vec::new(),
+                    group_rule_first: false,
+                    problems: vec!["guest does not exist".to_owned()],
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let opts = self.fw.options(&scope).await?;
+        let config = guest.config().await?;
+        let rules = self.fw.rules(&scope).await?;
+        let firewall_enabled = opts.flag("enable") == Some(true);
+        if !firewall_enabled {
+            problems.push(format!(
+                "guest firewall option enable is {} (needs 1)",
+                opts.get("enable").unwrap_or_else(|| "unset".into())
+            ));
+        }
+        let nics: Vec<(u32, bool)> = config
+            .nics()
+            .iter()
+            .map(|(i, n)| (*i, n.firewall()))
+            .collect();
+        if nics.is_empty() {
+            problems.push("guest has no network devices".to_owned());
+        }
+        for (i, on) in &nics {
+            if !on {
+                problems.push(format!(
+                    "net{i} lacks firewall=1: its traffic bypasses the firewall"
+                ));
+            }
+        }
+        let first = rules.first();
+        let group_rule_first = first.is_some_and(|r| {
+            r.is_group(group) && r.enable && r.errors.is_empty() && r.iface.is_none()
+        });
+        if !group_rule_first {
+            match rules.iter().find(|r| r.is_group(group)) {
+                None => problems.push(format!("no GROUP {group} rule")),
+                Some(r) if !r.enable => problems.push(format!(
+                    "GROUP {group} rule at position {} is disabled",
+                    r.pos
+                )),
+                Some(r) if !r.errors.is_empty() => problems.push(format!(
+                    "GROUP {group} rule is skipped by PVE: {}",
+                    r.error_text()
+                )),
+                Some(r) if r.iface.is_some() => problems.push(format!(
+                    "GROUP {group} rule applies only to {}",
+                    r.iface.as_deref().unwrap_or_default()
+                )),
+                Some(r) => problems.push(format!(
+                    "GROUP {group} rule is at position {}, after: {}",
+                    r.pos,
+                    rules
+                        .iter()
+                        .take_while(|x| x.pos < r.pos)
+                        .map(describe)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            }
+        }
+        if !rules.iter().any(|r| lab.owns(r.comment.as_deref())) {
+            problems.push(format!(
+                "no {} marker rule: unisolate would not know what to restore",
+                lab.marker()
+            ));
+        }
+        Ok(GuestCheck {
+            vmid,
+            firewall_enabled,
+            nics,
+            group_rule_first,
+            problems,
+        })
+    }
+}
+
+/// Folds per-guest results into the report (in id order) and returns the failures.
+fn merge(
+    report: &mut Report,
+    mut results: Vec<(VmId, Result<Outcome>)>,
+) -> Vec<(Option<u32>, Error)> {
+    results.sort_by_key(|(id, _)| *id);
+    let mut failures = Vec::new();
+    for (vmid, r) in results {
+        match r {
+            Ok(o) => {
+                report.changes.extend(o.changes);
+                report.notes.extend(o.notes);
+            }
+            Err(e) => failures.push((Some(vmid.get()), e)),
+        }
+    }
+    failures
+}
+
+/// Normalised text of an IP set entry for comparisons.
+fn entry_key(e: &IpSetEntry) -> String {
+    let base = e
+        .net()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.cidr.clone());
+    if e.nomatch {
+        format!("!{base}")
+    } else {
+        base
+    }
+}
+
+/// A listed rule in `.fw` syntax (falls back to the raw fields).
+fn describe(r: &RuleEntry) -> String {
+    r.to_rule()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{} {}", r.kind, r.action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names_and_derived_names() {
+        let lab = LabName::new("exam-2026a").unwrap();
+        assert_eq!(lab.group().as_str(), "iso-exam-2026a");
+        assert_eq!(lab.allowed_set().as_str(), "iso-exam-2026a-allowed");
+        assert_eq!(lab.marker(), "labctl:exam-2026a");
+        LabName::new("abcdefghijklmn").unwrap();
+        let err = LabName::new("abcdefghijklmno").unwrap_err().to_string();
+        assert!(err.contains("18 characters"), "{err}");
+        assert!(LabName::new("Exam").is_err());
+        assert!(LabName::new("").is_err());
+        assert!(lab.owns(Some("labctl:exam-2026a enable=-")));
+        assert!(!lab.owns(Some("labctl:exam-2026ab")));
+        assert!(!lab.owns(None));
+    }
+
+    #[test]
+    fn records_round_trip_and_never_overwrite() {
+        let lab = LabName::new("l1").unwrap();
+        let mut r = Record::default();
+        assert!(r.note("enable", None));
+        assert!(r.note("net0", Some("0".into())));
+        assert!(
+            !r.note("enable", Some("1".into())),
+            "a recorded prior value is kept"
+        );
+        let c = r.comment(&lab);
+        assert_eq!(c, "labctl:l1 enable=- net0=0");
+        let back = Record::parse(&lab, &c, "x").unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.get("enable"), Some(&None));
+        for bad in [
+            "labctl:l2 enable=-",
+            "labctl:l1 enable",
+            "labctl:l1 a=b=c",
+            "labctl:l1 x=$",
+        ] {
+            assert!(Record::parse(&lab, bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn students_ranges_and_lists() {
+        let id = |n| VmId::new(n).unwrap();
+        let r = Students::Range {
+            first: id(200),
+            last: id(203),
+        }
+        .ids()
+        .unwrap();
+        assert_eq!(r, vec![id(200), id(201), id(202), id(203)]);
+        assert!(Students::Range {
+            first: id(203),
+            last: id(200)
+        }
+        .ids()
+        .is_err());
+        assert!(Students::Range {
+            first: id(100),
+            last: id(5000)
+        }
+        .ids()
+        .is_err());
+        let l = Students::List(vec![id(300), id(200), id(300)])
+            .ids()
+            .unwrap();
+        assert_eq!(l, vec![id(200), id(300)]);
+        assert!(Students::List(vec![]).ids().is_err());
+    }
+}

@@ -536,6 +536,16 @@ impl PveClient {
                     Err(e) if e.is_auth() => {
                         tracing::debug!("ticket renewal rejected; logging in with the password")
                     }
+                    // The ticket still works for up to half an hour: a passing network or
+                    // gateway problem must not fail the caller's request. Renewal is retried
+                    // before the next request.
+                    Err(e)
+                        if e.is_retryable()
+                            || matches!(e, Error::Timeout { .. } | Error::Transport { .. }) =>
+                    {
+                        tracing::warn!(error = %e, "ticket renewal failed; keeping the current ticket for now");
+                        return Ok(state.session.clone());
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -215,14 +215,16 @@ impl ApiToken {
 impl FromStr for ApiToken {
     type Err = Error;
 
-    /// Parses `USER@REALM!TOKENID=SECRET`; also accepts the leading `PVEAPIToken=` as shown in
-    /// PVE's documentation.
+    /// Parses `USER@REALM!TOKENID=SECRET`; also accepts a leading `PVEAPIToken=` (or
+    /// `PVEAPIToken `) as in the header.
     fn from_str(s: &str) -> Result<Self> {
-        let s = s.strip_prefix("PVEAPIToken=").unwrap_or(s);
-        // The secret is a UUID, so the first '=' after the token id separates it; PVE splits
-        // the same way (user/token at '!', secret at '=').
+        let s = s
+            .strip_prefix("PVEAPIToken=")
+            .or_else(|| s.strip_prefix("PVEAPIToken "))
+            .unwrap_or(s);
+        // As PVE does: the secret (a UUID) after the last '=', user and token id split at '!'.
         let (id, secret) = s
-            .split_once('=')
+            .rsplit_once('=')
             .ok_or_else(|| invalid_token("<no '=' found>", "the secret is missing"))?;
         let (user, tokenid) = id
             .rsplit_once('!')
@@ -349,6 +351,14 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(same, t);
+        let spaced: ApiToken = "PVEAPIToken lab@pve!runner=0b5e7a4c-1111-2222-3333-444455556666"
+            .parse()
+            .unwrap();
+        assert_eq!(spaced, t);
+        // A user name may contain '=' (PVE allows it); the secret starts after the last '='.
+        let odd: ApiToken = "a=b@pve!runner=uuid-1".parse().unwrap();
+        assert_eq!(odd.userid().as_str(), "a=b@pve");
+        assert_eq!(odd.secret().expose(), "uuid-1");
     }
 
     #[test]

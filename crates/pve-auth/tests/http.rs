@@ -781,3 +781,42 @@ async fn bad_paths_and_builder_misuse_are_errors_before_sending() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failed_renewal_keeps_the_still_valid_ticket_and_tries_again_later() {
+    let server = MockServer::start_async().await;
+    let ticket_a = ticket(T0, "AAAA");
+    let login = server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/api2/json/access/ticket")
+                .body(LOGIN_BODY);
+            then.status(200).json_body(login_answer(&ticket_a, CSRF_A));
+        })
+        .await;
+    let renew = server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/api2/json/access/ticket")
+                .body(renew_body(&ticket_a));
+            then.status(503);
+        })
+        .await;
+    let get_a = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api2/json/nodes")
+                .header("cookie", cookie(&ticket_a));
+            then.status(200).json_body(json!({"data": []}));
+        })
+        .await;
+    let clock = TestClock::at(T0);
+    let client = password_client(&server, &clock);
+    client.login().await.unwrap();
+    clock.set(T0 + 6000); // due for renewal, still valid
+    let _: Vec<Value> = client.get("/nodes", &Params::new()).await.unwrap();
+    let _: Vec<Value> = client.get("/nodes", &Params::new()).await.unwrap();
+    renew.assert_calls_async(2).await; // tried before each request, never repeated within one
+    get_a.assert_calls_async(2).await;
+    login.assert_calls_async(1).await;
+}

@@ -1,4 +1,5 @@
 //! Wire tests with httpmock: every call's method, path, query, body and headers are pinned.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

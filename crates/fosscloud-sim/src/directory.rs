@@ -719,6 +719,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_fixture_example_loads() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let end = start + readme[start..].find("```").expect("closed block");
+        let f = Fixture::from_str_with_format(&readme[start..end], "toml").unwrap();
+        assert!(f.config.mac_by_parameter);
+        assert_eq!(f.directory.vms.len(), 1);
+        assert_eq!(f.directory.dynvmuser.as_deref(), Some("student1"));
+        assert_eq!(f.directory.users[0].right("dynamicVM.view"), Some("owner"));
+    }
+
+    #[test]
     fn broken_references_are_refused() {
         let mut d = Directory::builtin();
         d.vms[0].node = "node-99".into();

@@ -1,0 +1,68 @@
+//! Shared by the integration tests: a request log fed by pve-auth's observer, and the check
+//! of every logged request against the PVE schema extract (acceptance 4).
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use pve_auth::{Observer, RequestRecord};
+
+/// Records every request the client sends, in order.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<RequestRecord>>>);
+
+impl Log {
+    pub fn observer(&self) -> Observer {
+        let log = self.0.clone();
+        Arc::new(move |r: &RequestRecord| log.lock().expect("log lock").push(r.clone()))
+    }
+
+    pub fn records(&self) -> Vec<RequestRecord> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("log lock").clear();
+    }
+
+    /// `(method, path, params)` of the writes (everything but GET), in order.
+    pub fn writes(&self) -> Vec<(String, String, Vec<(String, String)>)> {
+        self.records()
+            .into_iter()
+            .filter(|r| r.method != pve_auth::Method::GET)
+            .map(|r| (r.method.to_string(), r.path, r.params))
+            .collect()
+    }
+}
+
+/// Every request must exist in the schema extract with valid parameters. Returns how many
+/// requests were checked.
+pub fn check_against_schema(records: &[RequestRecord]) -> usize {
+    let schema = pve_schema::schema();
+    let mut problems = Vec::new();
+    for r in records {
+        let Some(m) = schema.find(r.method.as_str(), &r.path) else {
+            problems.push(format!(
+                "{} {} is not in the schema extract",
+                r.method, r.path
+            ));
+            continue;
+        };
+        let mut params: BTreeMap<String, String> = m.path_params.clone();
+        for (k, v) in &r.params {
+            params.insert(k.clone(), v.clone());
+        }
+        if let Err(errors) = m.endpoint.validate(&params) {
+            problems.push(format!(
+                "{} {} {:?}: {errors:?}",
+                r.method, r.path, r.params
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "requests the real API would reject:\n{}",
+        problems.join("\n")
+    );
+    records.len()
+}

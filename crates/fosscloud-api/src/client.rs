@@ -576,6 +576,20 @@ mod tests {
     }
 
     #[test]
+    fn client_is_shareable_across_tasks() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<FossCloudClient>();
+        let a = client("https://fc.example.org/vm-manager");
+        let b = a.with_realm(Some("4000020".parse().unwrap()));
+        assert!(
+            Arc::ptr_eq(&a.inner, &b.inner),
+            "clones share one connection pool"
+        );
+        assert_eq!(a.realm(), None);
+        assert_eq!(b.realm().map(RealmId::as_str), Some("4000020"));
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let c = client("https://fc.example.org/vm-manager");
         let text = format!("{c:?}");

@@ -185,6 +185,14 @@ async fn generic_route_reaches_the_controller_with_any_method() {
         .iter()
         .all(|v| matches!(v.status, Some(VmStatus::Online | VmStatus::Offline))));
     assert_eq!(vms.len(), 2);
+    // The error action called directly: HTTP 400 / 500000 without a devDescription.
+    match raw_answer(&sim, "/api/api/error", None).await {
+        Err(Error::ServerInternal {
+            status: 400,
+            dev_description: None,
+        }) => {}
+        other => panic!("expected a bare 500000, got {other:?}"),
+    }
     // The typed list for comparison.
     let typed = user(&sim, "alice")
         .list_vms(VmKind::Persistent)

@@ -61,9 +61,12 @@ impl Keys {
 
     /// `PVE:<user>:<HEX>::<sig>`; `secret_data` is signed but not part of the ticket.
     fn assemble(&self, plain: &str, secret_data: &str) -> String {
-        let sig = Self::mac(&self.ticket, &[plain.as_bytes(), b"\0", secret_data.as_bytes()])
-            .finalize()
-            .into_bytes();
+        let sig = Self::mac(
+            &self.ticket,
+            &[plain.as_bytes(), b"\0", secret_data.as_bytes()],
+        )
+        .finalize()
+        .into_bytes();
         format!("{plain}::{}", STANDARD.encode(sig))
     }
 
@@ -90,9 +93,12 @@ impl Keys {
         }
         let at = u64::from_str_radix(hex_time, 16).ok()?;
         let sig = STANDARD.decode(sig).ok()?;
-        Self::mac(&self.ticket, &[plain.as_bytes(), b"\0", secret_data.as_bytes()])
-            .verify_slice(&sig)
-            .ok()?;
+        Self::mac(
+            &self.ticket,
+            &[plain.as_bytes(), b"\0", secret_data.as_bytes()],
+        )
+        .verify_slice(&sig)
+        .ok()?;
         age_ok(at, lifetime).then(|| (user.to_owned(), at))
     }
 
@@ -193,7 +199,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The ticket from `Cookie: PVEAuthCookie=…` or `Authorization: PVEAuthCookie=…`.
 fn ticket_from(headers: &HeaderMap) -> Option<String> {
     for cookie in headers.get_all(http::header::COOKIE) {
-        let Ok(cookie) = cookie.to_str() else { continue };
+        let Ok(cookie) = cookie.to_str() else {
+            continue;
+        };
         for pair in cookie.split(';') {
             if let Some(v) = pair.trim().strip_prefix("PVEAuthCookie=") {
                 return Some(percent_decode_str(v).decode_utf8_lossy().into_owned());
@@ -211,10 +219,15 @@ pub(crate) fn has_token(headers: &HeaderMap) -> bool {
 }
 
 /// Authenticate an API request. The error is the 401 to answer (with an empty body).
-pub(crate) fn authenticate(sh: &Shared, headers: &HeaderMap, method: &Method) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(
+    sh: &Shared,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Caller, ApiError> {
     let unauthorized = |msg: &str| ApiError::status(StatusCode::UNAUTHORIZED, msg);
     if let Some(value) = header(headers, "authorization").filter(|a| a.starts_with("PVEAPIToken")) {
-        let (user, id, secret) = parse_token_header(value).ok_or_else(|| unauthorized(AUTH_FAILED))?;
+        let (user, id, secret) =
+            parse_token_header(value).ok_or_else(|| unauthorized(AUTH_FAILED))?;
         return match &sh.cfg.token {
             Some(t) if t.user == user && t.id == id && t.secret == secret => Ok(Caller {
                 user,
@@ -289,7 +302,10 @@ pub(crate) fn create_ticket(sh: &Shared, params: &Params, token_header: bool) ->
             user = format!("{user}@{realm}");
         }
     }
-    let password = params.get("password").map(String::as_str).unwrap_or_default();
+    let password = params
+        .get("password")
+        .map(String::as_str)
+        .unwrap_or_default();
     if user != sh.cfg.user {
         return Err(fail());
     }
@@ -351,7 +367,10 @@ mod tests {
 
     #[test]
     fn base32_decodes_rfc4648() {
-        assert_eq!(base32_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(), b"12345678901234567890");
+        assert_eq!(
+            base32_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+            b"12345678901234567890"
+        );
         assert_eq!(base32_decode("mzxw6ytb oi======").unwrap(), b"foobar");
         assert!(base32_decode("not base32!").is_none());
     }
@@ -384,9 +403,15 @@ mod tests {
     #[test]
     fn token_header_forms() {
         let (u, id, s) = parse_token_header("PVEAPIToken=lab@pve!runner=abc=def").unwrap();
-        assert_eq!((u.as_str(), id.as_str(), s.expose()), ("lab@pve", "runner=abc", "def"));
+        assert_eq!(
+            (u.as_str(), id.as_str(), s.expose()),
+            ("lab@pve", "runner=abc", "def")
+        );
         let (u, id, s) = parse_token_header("PVEAPIToken lab@pve!runner=0b5e").unwrap();
-        assert_eq!((u.as_str(), id.as_str(), s.expose()), ("lab@pve", "runner", "0b5e"));
+        assert_eq!(
+            (u.as_str(), id.as_str(), s.expose()),
+            ("lab@pve", "runner", "0b5e")
+        );
         assert!(parse_token_header("PVEAPIToken:lab@pve!runner=x").is_none());
     }
 }

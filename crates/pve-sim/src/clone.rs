@@ -38,7 +38,8 @@ pub(crate) const STORAGE_TIMEOUT: f64 = 10.0;
 pub(crate) const NEWID_LOCK_TIMEOUT: f64 = 1.0;
 
 fn storage_timeout_text() -> String {
-    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout".to_owned()
+    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout"
+        .to_owned()
 }
 
 /// The checks and the new config both clone kinds share.
@@ -74,11 +75,15 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     let volume = first_volume(src);
     if !full {
         if r.param("storage").is_some() {
-            return Err(ApiError::internal("parameter 'storage' not allowed for linked clones"));
+            return Err(ApiError::internal(
+                "parameter 'storage' not allowed for linked clones",
+            ));
         }
         if !src.is_template() {
             return Err(ApiError::internal(match kind {
-                Kind::Qemu => format!("Linked clone feature is not supported for '{volume}' (scsi0)"),
+                Kind::Qemu => {
+                    format!("Linked clone feature is not supported for '{volume}' (scsi0)")
+                }
                 Kind::Lxc => format!("Linked clone feature for '{volume}' is not available"),
             }));
         }
@@ -97,7 +102,9 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     config.remove("lock");
     match kind {
         Kind::Qemu => {
-            let name = r.param("name").map_or_else(|| format!("Copy-of-VM-{src_name}"), str::to_owned);
+            let name = r
+                .param("name")
+                .map_or_else(|| format!("Copy-of-VM-{src_name}"), str::to_owned);
             config.insert("name".into(), name);
         }
         Kind::Lxc => {
@@ -120,7 +127,11 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
             } else {
                 format!("{vol}/vm-{newid}-disk-{disk_no}")
             };
-            *v = if opts.is_empty() { new_vol } else { format!("{new_vol},{opts}") };
+            *v = if opts.is_empty() {
+                new_vol
+            } else {
+                format!("{new_vol},{opts}")
+            };
         }
     }
     // MACs and UUIDs are drawn now, in request order, so they follow the seed.
@@ -128,10 +139,17 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     probe.regenerate_macs(&mut st.rng);
     let mut config = probe.config;
     if kind == Kind::Qemu {
-        config.insert("smbios1".into(), format!("uuid={}", random_uuid(&mut st.rng)));
+        config.insert(
+            "smbios1".into(),
+            format!("uuid={}", random_uuid(&mut st.rng)),
+        );
         config.insert("vmgenid".into(), random_uuid(&mut st.rng));
     }
-    let fault = sh.faults.lock().unwrap_or_else(|e| e.into_inner()).clone_failure();
+    let fault = sh
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone_failure();
     Ok(Plan {
         node,
         vmid,
@@ -188,9 +206,16 @@ fn complete(st: &mut SimState, p: &Plan) {
 }
 
 fn log_lines(p: &Plan) -> Vec<String> {
-    let drive = if p.config.contains_key("rootfs") { "rootfs" } else { "scsi0" };
+    let drive = if p.config.contains_key("rootfs") {
+        "rootfs"
+    } else {
+        "scsi0"
+    };
     let how = if p.full { "full" } else { "linked" };
-    vec![format!("create {how} clone of drive {drive} ({})", p.source_volume)]
+    vec![format!(
+        "create {how} clone of drive {drive} ({})",
+        p.source_volume
+    )]
 }
 
 /// `POST /nodes/{node}/qemu/{vmid}/clone`.
@@ -209,51 +234,59 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     };
     let sh2 = Arc::clone(sh);
     let lines = log_lines(&p);
-    let upid = spawn_task(sh, &p.node.clone(), "qmclone", &p.vmid.to_string(), r.caller, Vec::new(), move |upid| async move {
-        sh2.sleep(CONFIG_DELAY).await;
-        // Create the new config under its flock; a busy or existing id loses.
-        let existing = {
-            let mut st = sh2.lock();
-            match st.guests.get(&p.newid) {
-                Some(g) => Some(g.lock().is_some()),
-                None => {
-                    let mut g = Guest::new(p.newid, Kind::Qemu, &p.node, p.config.clone());
-                    g.config.insert("lock".into(), "clone".into());
-                    st.guests.insert(p.newid, g);
-                    st.firewall.copy_guest(p.vmid, p.newid);
-                    for l in &lines {
-                        st.tasks.log(&upid, l.clone());
+    let upid = spawn_task(
+        sh,
+        &p.node.clone(),
+        "qmclone",
+        &p.vmid.to_string(),
+        r.caller,
+        Vec::new(),
+        move |upid| async move {
+            sh2.sleep(CONFIG_DELAY).await;
+            // Create the new config under its flock; a busy or existing id loses.
+            let existing = {
+                let mut st = sh2.lock();
+                match st.guests.get(&p.newid) {
+                    Some(g) => Some(g.lock().is_some()),
+                    None => {
+                        let mut g = Guest::new(p.newid, Kind::Qemu, &p.node, p.config.clone());
+                        g.config.insert("lock".into(), "clone".into());
+                        st.guests.insert(p.newid, g);
+                        st.firewall.copy_guest(p.vmid, p.newid);
+                        for l in &lines {
+                            st.tasks.log(&upid, l.clone());
+                        }
+                        None
                     }
-                    None
                 }
+            };
+            match existing {
+                Some(true) => {
+                    sh2.sleep(NEWID_LOCK_TIMEOUT).await;
+                    return Err(format!(
+                        "can't lock file '/var/lock/qemu-server/lock-{}.conf' - got timeout",
+                        p.newid
+                    ));
+                }
+                Some(false) => {
+                    return Err(format!(
+                        "clone failed: unable to create VM {}: config file already exists",
+                        p.newid
+                    ));
+                }
+                None => {}
             }
-        };
-        match existing {
-            Some(true) => {
-                sh2.sleep(NEWID_LOCK_TIMEOUT).await;
-                return Err(format!(
-                    "can't lock file '/var/lock/qemu-server/lock-{}.conf' - got timeout",
-                    p.newid
-                ));
+            let copied = copy_disks(&sh2, &p.node, p.full).await;
+            let mut st = sh2.lock();
+            if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+                // The partial VM is removed again.
+                remove_guest(&mut st, p.newid);
+                return Err(e);
             }
-            Some(false) => {
-                return Err(format!(
-                    "clone failed: unable to create VM {}: config file already exists",
-                    p.newid
-                ));
-            }
-            None => {}
-        }
-        let copied = copy_disks(&sh2, &p.node, p.full).await;
-        let mut st = sh2.lock();
-        if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
-            // The partial VM is removed again.
-            remove_guest(&mut st, p.newid);
-            return Err(e);
-        }
-        complete(&mut st, &p);
-        Ok(0)
-    });
+            complete(&mut st, &p);
+            Ok(0)
+        },
+    );
     Ok(json!(upid))
 }
 
@@ -282,18 +315,26 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     };
     let sh2 = Arc::clone(sh);
     let lines = log_lines(&p);
-    let upid = spawn_task(sh, &p.node.clone(), "vzclone", &p.vmid.to_string(), r.caller, lines, move |_| async move {
-        let copied = copy_disks(&sh2, &p.node, p.full).await;
-        let mut st = sh2.lock();
-        if let Some(src) = st.guests.get_mut(&p.vmid) {
-            src.config.remove("lock");
-        }
-        if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
-            remove_guest(&mut st, p.newid);
-            return Err(e);
-        }
-        complete(&mut st, &p);
-        Ok(0)
-    });
+    let upid = spawn_task(
+        sh,
+        &p.node.clone(),
+        "vzclone",
+        &p.vmid.to_string(),
+        r.caller,
+        lines,
+        move |_| async move {
+            let copied = copy_disks(&sh2, &p.node, p.full).await;
+            let mut st = sh2.lock();
+            if let Some(src) = st.guests.get_mut(&p.vmid) {
+                src.config.remove("lock");
+            }
+            if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+                remove_guest(&mut st, p.newid);
+                return Err(e);
+            }
+            complete(&mut st, &p);
+            Ok(0)
+        },
+    );
     Ok(json!(upid))
 }

@@ -42,7 +42,10 @@ fn disk_size(spec: &str) -> u64 {
     let Some(size) = crate::guest::net_option(spec, "size") else {
         return 0;
     };
-    let (num, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
+    let (num, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(size.len()),
+    );
     let n: u64 = num.parse().unwrap_or(0);
     match unit {
         "T" => n * 1024 * GIB,
@@ -63,7 +66,11 @@ pub(crate) fn sizes(g: &Guest) -> (u64, u64, u64) {
         .unwrap_or(512)
         * 1024
         * 1024;
-    let cores = g.config.get("cores").and_then(|c| c.parse().ok()).unwrap_or(1);
+    let cores = g
+        .config
+        .get("cores")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
     let disk = ["scsi0", "virtio0", "sata0", "ide0", "rootfs"]
         .iter()
         .find_map(|k| g.config.get(*k))
@@ -76,7 +83,10 @@ pub(crate) fn sizes(g: &Guest) -> (u64, u64, u64) {
 pub(crate) fn guest_resource(st: &SimState, g: &Guest) -> Value {
     let (maxmem, cores, maxdisk) = sizes(g);
     let mut m = Map::new();
-    m.insert("id".into(), json!(format!("{}/{}", g.kind.as_str(), g.vmid)));
+    m.insert(
+        "id".into(),
+        json!(format!("{}/{}", g.kind.as_str(), g.vmid)),
+    );
     m.insert("type".into(), json!(g.kind.as_str()));
     m.insert("vmid".into(), json!(g.vmid));
     m.insert("node".into(), json!(g.node));
@@ -90,7 +100,11 @@ pub(crate) fn guest_resource(st: &SimState, g: &Guest) -> Value {
         m.insert("template".into(), json!(u8::from(r.template)));
     }
     let running = status == "running";
-    let uptime = if running { unix_now().saturating_sub(g.started_unix) } else { 0 };
+    let uptime = if running {
+        unix_now().saturating_sub(g.started_unix)
+    } else {
+        0
+    };
     m.insert("uptime".into(), json!(uptime));
     m.insert("cpu".into(), json!(if running { 0.012 } else { 0.0 }));
     m.insert("maxcpu".into(), json!(cores));
@@ -155,9 +169,9 @@ pub(crate) fn resources(sh: &Shared, typ: Option<&str>) -> Value {
 pub(crate) fn nextid(sh: &Shared, vmid: Option<&str>) -> ApiResult<Value> {
     let st = sh.lock();
     if let Some(v) = vmid {
-        let n: u32 = v
-            .parse()
-            .map_err(|_| ApiError::param("vmid", format!("type check ('integer') failed - got '{v}'")))?;
+        let n: u32 = v.parse().map_err(|_| {
+            ApiError::param("vmid", format!("type check ('integer') failed - got '{v}'"))
+        })?;
         if st.guests.contains_key(&n) {
             return Err(ApiError::param("vmid", format!("VM {n} already exists")));
         }
@@ -174,8 +188,10 @@ pub(crate) fn status(sh: &Shared) -> Value {
     let n = sh.cfg.nodes.len();
     let mut out = Vec::new();
     if n > 1 {
-        out.push(json!({"type": "cluster", "id": "cluster", "name": CLUSTER_NAME,
-                        "nodes": n, "version": n + 2, "quorate": 1}));
+        out.push(
+            json!({"type": "cluster", "id": "cluster", "name": CLUSTER_NAME,
+                        "nodes": n, "version": n + 2, "quorate": 1}),
+        );
     }
     for (i, node) in sh.cfg.nodes.iter().enumerate() {
         out.push(json!({

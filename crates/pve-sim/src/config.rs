@@ -14,12 +14,32 @@ use crate::tasks::spawn_task;
 
 /// Keys PVE's config reader returns as JSON numbers (the rest are strings).
 const NUMERIC_KEYS: &[&str] = &[
-    "cores", "sockets", "template", "onboot", "protection", "swap", "cpuunits", "balloon",
-    "unprivileged", "numa", "vcpus", "tablet", "acpi", "kvm",
+    "cores",
+    "sockets",
+    "template",
+    "onboot",
+    "protection",
+    "swap",
+    "cpuunits",
+    "balloon",
+    "unprivileged",
+    "numa",
+    "vcpus",
+    "tablet",
+    "acpi",
+    "kvm",
 ];
 
 /// Parameters of the config endpoints that are not config keys.
-const CONTROL: &[&str] = &["delete", "digest", "revert", "skiplock", "background_delay", "node", "vmid"];
+const CONTROL: &[&str] = &[
+    "delete",
+    "digest",
+    "revert",
+    "skiplock",
+    "background_delay",
+    "node",
+    "vmid",
+];
 
 /// `GET …/config`: the config keys plus `digest`.
 pub(crate) fn get(sh: &Shared, kind: Kind, node: &str, vmid: u32) -> ApiResult<Value> {
@@ -38,7 +58,13 @@ pub(crate) fn get(sh: &Shared, kind: Kind, node: &str, vmid: u32) -> ApiResult<V
 }
 
 /// The new config after applying `set` and `delete` to `old`.
-fn apply(kind: Kind, old: &BTreeMap<String, String>, set: &BTreeMap<String, String>, delete: &[String], rng: &mut impl rand::Rng) -> ApiResult<BTreeMap<String, String>> {
+fn apply(
+    kind: Kind,
+    old: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    rng: &mut impl rand::Rng,
+) -> ApiResult<BTreeMap<String, String>> {
     let mut new = old.clone();
     for key in delete {
         new.remove(key);
@@ -48,7 +74,10 @@ fn apply(kind: Kind, old: &BTreeMap<String, String>, set: &BTreeMap<String, Stri
         if k == "tags" {
             v = normalize_tags(&v)?;
         }
-        if k.strip_prefix("net").is_some_and(|n| n.parse::<u32>().is_ok()) && !has_mac(kind, &v) {
+        if k.strip_prefix("net")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+            && !has_mac(kind, &v)
+        {
             // A netX without MAC gets a new random one (clients must resend the MAC).
             v = with_mac(kind, &v, &random_mac(rng));
         }
@@ -62,7 +91,12 @@ fn apply(kind: Kind, old: &BTreeMap<String, String>, set: &BTreeMap<String, Stri
 }
 
 /// `PUT …/config` (`asynchronous = false`) or `POST …/config` (QEMU, returns a UPID).
-pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, asynchronous: bool) -> ApiResult<Value> {
+pub(crate) fn update(
+    sh: &Arc<Shared>,
+    r: &Req<'_>,
+    kind: Kind,
+    asynchronous: bool,
+) -> ApiResult<Value> {
     let node = r.node().to_owned();
     let vmid = r.vmid();
     let delete: Vec<String> = r
@@ -81,7 +115,10 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, asynchronous: bo
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Some(both) = delete.iter().find(|k| set.contains_key(*k)) {
-        return Err(ApiError::param("delete", format!("cannot set and delete '{both}' at the same time")));
+        return Err(ApiError::param(
+            "delete",
+            format!("cannot set and delete '{both}' at the same time"),
+        ));
     }
     let new = {
         let mut guard = sh.lock();
@@ -89,7 +126,9 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, asynchronous: bo
         let g = st.guest(kind, &node, vmid)?;
         if let Some(digest) = r.param("digest") {
             if digest != g.digest() {
-                return Err(ApiError::internal("checksum mismatch (file change by other user?)"));
+                return Err(ApiError::internal(
+                    "checksum mismatch (file change by other user?)",
+                ));
             }
         }
         if !r.flag("skiplock") {
@@ -105,10 +144,20 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, asynchronous: bo
     };
     // POST: checks ran synchronously (as in qemu-server); the worker applies the change.
     let sh2 = Arc::clone(sh);
-    let upid = spawn_task(sh, &node.clone(), "qmconfig", &vmid.to_string(), r.caller, Vec::new(), move |_| async move {
-        let mut st = sh2.lock();
-        st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?.config = new;
-        Ok(0)
-    });
+    let upid = spawn_task(
+        sh,
+        &node.clone(),
+        "qmconfig",
+        &vmid.to_string(),
+        r.caller,
+        Vec::new(),
+        move |_| async move {
+            let mut st = sh2.lock();
+            st.guest_mut(kind, &node, vmid)
+                .map_err(|e| e.message)?
+                .config = new;
+            Ok(0)
+        },
+    );
     Ok(json!(upid))
 }

@@ -65,7 +65,10 @@ impl Faults {
             return None;
         }
         Some(match self.rng.gen_range(0..5u8) {
-            0 => Fault::Status(StatusCode::INTERNAL_SERVER_ERROR, "got no worker upid - start worker failed"),
+            0 => Fault::Status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "got no worker upid - start worker failed",
+            ),
             1 => Fault::Status(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
             2 => Fault::Status(
                 StatusCode::from_u16(596).expect("596 is a valid status code"),
@@ -100,14 +103,17 @@ mod tests {
         let hits = da.iter().filter(|f| f.is_some()).count();
         assert!((60..140).contains(&hits), "about half of 200, got {hits}");
         for kind in [0, 1, 2, 3, 4] {
-            assert!(da.iter().flatten().any(|f| match (kind, f) {
-                (0, Fault::Status(s, _)) => s.as_u16() == 500,
-                (1, Fault::Status(s, _)) => s.as_u16() == 503,
-                (2, Fault::Status(s, _)) => s.as_u16() == 596,
-                (3, Fault::Reset) => true,
-                (4, Fault::Latency(_)) => true,
-                _ => false,
-            }), "fault kind {kind} occurs");
+            assert!(
+                da.iter().flatten().any(|f| match (kind, f) {
+                    (0, Fault::Status(s, _)) => s.as_u16() == 500,
+                    (1, Fault::Status(s, _)) => s.as_u16() == 503,
+                    (2, Fault::Status(s, _)) => s.as_u16() == 596,
+                    (3, Fault::Reset) => true,
+                    (4, Fault::Latency(_)) => true,
+                    _ => false,
+                }),
+                "fault kind {kind} occurs"
+            );
         }
         let mut c = Faults::new(43, 0.5);
         let dc: Vec<_> = (0..200).map(|_| c.draw()).collect();

@@ -34,7 +34,11 @@ pub(crate) fn handle(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     } else if r.template.starts_with("/nodes/{node}/firewall/") {
         Scope::Node(r.node().to_owned())
     } else {
-        let kind = if r.template.starts_with("/nodes/{node}/lxc/") { Kind::Lxc } else { Kind::Qemu };
+        let kind = if r.template.starts_with("/nodes/{node}/lxc/") {
+            Kind::Lxc
+        } else {
+            Kind::Qemu
+        };
         // The guest must live on the node named in the path.
         st.guest(kind, r.node(), r.vmid())?;
         Scope::Guest(r.vmid())

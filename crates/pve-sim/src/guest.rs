@@ -76,8 +76,8 @@ pub(crate) struct Guest {
 
 /// NIC models QEMU accepts as the first key of `netX`.
 const QEMU_MODELS: &[&str] = &[
-    "virtio", "e1000", "e1000e", "vmxnet3", "rtl8139", "ne2k_pci", "ne2k_isa", "i82551",
-    "i82557b", "i82559er", "pcnet",
+    "virtio", "e1000", "e1000e", "vmxnet3", "rtl8139", "ne2k_pci", "ne2k_isa", "i82551", "i82557b",
+    "i82559er", "pcnet",
 ];
 
 impl Guest {
@@ -133,9 +133,8 @@ impl Guest {
     /// Is the guest agent enabled in the config (`agent: 1` or `agent: enabled=1,…`)?
     pub(crate) fn agent_enabled(&self) -> bool {
         self.config.get("agent").is_some_and(|v| {
-            v.split(',').any(|part| {
-                part == "1" || part == "enabled=1" || part == "on" || part == "yes"
-            })
+            v.split(',')
+                .any(|part| part == "1" || part == "enabled=1" || part == "on" || part == "yes")
         })
     }
 
@@ -177,7 +176,10 @@ impl Guest {
         let keys: Vec<String> = self
             .config
             .keys()
-            .filter(|k| k.strip_prefix("net").is_some_and(|n| n.parse::<u32>().is_ok()))
+            .filter(|k| {
+                k.strip_prefix("net")
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
             .cloned()
             .collect();
         for key in keys {
@@ -352,7 +354,11 @@ mod tests {
     #[test]
     fn mac_is_replaced_in_qemu_and_lxc_strings() {
         assert_eq!(
-            with_mac(Kind::Qemu, "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1", "BC:24:11:AA:BB:CC"),
+            with_mac(
+                Kind::Qemu,
+                "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1",
+                "BC:24:11:AA:BB:CC"
+            ),
             "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1"
         );
         assert_eq!(
@@ -360,7 +366,11 @@ mod tests {
             "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0"
         );
         assert_eq!(
-            with_mac(Kind::Lxc, "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp", "BC:24:11:AA:BB:CC"),
+            with_mac(
+                Kind::Lxc,
+                "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp",
+                "BC:24:11:AA:BB:CC"
+            ),
             "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp"
         );
         assert!(!has_mac(Kind::Qemu, "virtio,bridge=vmbr0"));
@@ -392,7 +402,8 @@ mod tests {
     fn agent_option_forms() {
         let mut g = Guest::new(100, Kind::Qemu, "pve1", BTreeMap::new());
         assert!(!g.agent_enabled());
-        g.config.insert("agent".into(), "enabled=1,fstrim_cloned_disks=1".into());
+        g.config
+            .insert("agent".into(), "enabled=1,fstrim_cloned_disks=1".into());
         assert!(g.agent_enabled());
         g.config.insert("agent".into(), "0".into());
         assert!(!g.agent_enabled());

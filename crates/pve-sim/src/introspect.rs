@@ -33,7 +33,12 @@ pub(crate) fn state_json(sh: &Shared) -> Value {
     let pools: BTreeMap<&String, Value> = st
         .pools
         .iter()
-        .map(|(n, p)| (n, json!({"comment": p.comment, "vms": p.vms, "storage": p.storage})))
+        .map(|(n, p)| {
+            (
+                n,
+                json!({"comment": p.comment, "vms": p.vms, "storage": p.storage}),
+            )
+        })
         .collect();
     json!({
         "nodes": sh.cfg.nodes,
@@ -64,7 +69,10 @@ pub(crate) async fn requests(State(sh): State<Arc<Shared>>) -> Json<Value> {
 
 /// `DELETE /_sim/requests`: reset the counts.
 pub(crate) async fn reset_requests(State(sh): State<Arc<Shared>>) -> StatusCode {
-    sh.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    sh.requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     StatusCode::NO_CONTENT
 }
 
@@ -79,11 +87,16 @@ pub(crate) struct ReachQuery {
 
 /// The firewall view of a guest, or why there is none.
 fn guest_host(st: &SimState, vmid: u32) -> Result<Host, String> {
-    let g = st.guests.get(&vmid).ok_or_else(|| format!("guest {vmid} does not exist"))?;
+    let g = st
+        .guests
+        .get(&vmid)
+        .ok_or_else(|| format!("guest {vmid} does not exist"))?;
     if !g.running {
         return Err(format!("guest {vmid} is not running"));
     }
-    let ip = g.ipv4.ok_or_else(|| format!("guest {vmid} has no IPv4 address"))?;
+    let ip = g
+        .ipv4
+        .ok_or_else(|| format!("guest {vmid} has no IPv4 address"))?;
     Ok(Host {
         vmid: Some(vmid),
         ip: IpAddr::V4(ip),
@@ -92,7 +105,13 @@ fn guest_host(st: &SimState, vmid: u32) -> Result<Host, String> {
 }
 
 /// Answer a reachability question; `Err` = bad question (400).
-pub(crate) fn reach(sh: &Shared, from: &str, to: &str, proto: &str, port: Option<&str>) -> Result<Verdict, String> {
+pub(crate) fn reach(
+    sh: &Shared,
+    from: &str,
+    to: &str,
+    proto: &str,
+    port: Option<&str>,
+) -> Result<Verdict, String> {
     let proto: Proto = proto.parse()?;
     let port = match port {
         None => None,
@@ -142,7 +161,10 @@ pub(crate) fn reach(sh: &Shared, from: &str, to: &str, proto: &str, port: Option
 }
 
 /// `GET /_sim/reachability?from=VMID&to=VMID_OR_IP&proto=tcp|udp|icmp&port=N`.
-pub(crate) async fn reachability(State(sh): State<Arc<Shared>>, Query(q): Query<ReachQuery>) -> Response {
+pub(crate) async fn reachability(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<ReachQuery>,
+) -> Response {
     let proto = q.proto.as_deref().unwrap_or("tcp");
     match reach(&sh, &q.from, &q.to, proto, q.port.as_deref()) {
         Ok(v) => Json(json!({"allowed": v.allowed, "reason": v.reason})).into_response(),

@@ -63,7 +63,10 @@ fn common_status(g: &Guest) -> Map<String, Value> {
     if let Some(name) = g.name() {
         m.insert("name".into(), json!(name));
     }
-    m.insert("status".into(), json!(if g.running { "running" } else { "stopped" }));
+    m.insert(
+        "status".into(),
+        json!(if g.running { "running" } else { "stopped" }),
+    );
     if let Some(lock) = g.lock() {
         m.insert("lock".into(), json!(lock));
     }
@@ -73,7 +76,11 @@ fn common_status(g: &Guest) -> Map<String, Value> {
     if let Some(tags) = g.config.get("tags") {
         m.insert("tags".into(), json!(tags));
     }
-    let uptime = if g.running { unix_now().saturating_sub(g.started_unix) } else { 0 };
+    let uptime = if g.running {
+        unix_now().saturating_sub(g.started_unix)
+    } else {
+        0
+    };
     m.insert("uptime".into(), json!(uptime));
     m.insert("cpus".into(), json!(cores));
     m.insert("cpu".into(), json!(if g.running { 0.0112 } else { 0.0 }));
@@ -116,7 +123,10 @@ pub(crate) fn status_current(sh: &Shared, kind: Kind, node: &str, vmid: u32) -> 
     m.insert("ha".into(), json!({"managed": 0}));
     match kind {
         Kind::Qemu => {
-            m.insert("qmpstatus".into(), json!(if g.running { "running" } else { "stopped" }));
+            m.insert(
+                "qmpstatus".into(),
+                json!(if g.running { "running" } else { "stopped" }),
+            );
             if g.agent_enabled() {
                 m.insert("agent".into(), json!(1));
             }
@@ -159,38 +169,46 @@ fn power_task(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, op: Op) -> ApiResult<Va
         (Kind::Lxc, Op::Reboot) => ("vzreboot", durations::SHUTDOWN + durations::START),
     };
     let sh2 = Arc::clone(sh);
-    let upid = spawn_task(sh, &node.clone(), typ, &vmid.to_string(), r.caller, Vec::new(), move |_| async move {
-        {
-            let st = sh2.lock();
-            let g = st.guest(kind, &node, vmid).map_err(|e| e.message)?;
-            if !skiplock {
-                g.check_lock().map_err(|e| e.message)?;
-            }
-            if op == Op::Start {
-                if g.is_template() {
-                    return Err(match kind {
-                        Kind::Qemu => "you can't start a vm if it's a template".to_owned(),
-                        Kind::Lxc => "you can't start a CT if it's a template".to_owned(),
-                    });
+    let upid = spawn_task(
+        sh,
+        &node.clone(),
+        typ,
+        &vmid.to_string(),
+        r.caller,
+        Vec::new(),
+        move |_| async move {
+            {
+                let st = sh2.lock();
+                let g = st.guest(kind, &node, vmid).map_err(|e| e.message)?;
+                if !skiplock {
+                    g.check_lock().map_err(|e| e.message)?;
                 }
-                if g.running {
-                    return Err(format!("{} {vmid} already running", kind.prefix()));
-                }
-            }
-        }
-        sh2.sleep(secs).await;
-        let mut st = sh2.lock();
-        st.guest(kind, &node, vmid).map_err(|e| e.message)?;
-        match op {
-            Op::Start | Op::Reboot => boot(&sh2, &mut st, vmid),
-            Op::Stop | Op::Shutdown => {
-                if let Ok(g) = st.guest_mut(kind, &node, vmid) {
-                    power_off(g);
+                if op == Op::Start {
+                    if g.is_template() {
+                        return Err(match kind {
+                            Kind::Qemu => "you can't start a vm if it's a template".to_owned(),
+                            Kind::Lxc => "you can't start a CT if it's a template".to_owned(),
+                        });
+                    }
+                    if g.running {
+                        return Err(format!("{} {vmid} already running", kind.prefix()));
+                    }
                 }
             }
-        }
-        TaskOutcome::Ok(0)
-    });
+            sh2.sleep(secs).await;
+            let mut st = sh2.lock();
+            st.guest(kind, &node, vmid).map_err(|e| e.message)?;
+            match op {
+                Op::Start | Op::Reboot => boot(&sh2, &mut st, vmid),
+                Op::Stop | Op::Shutdown => {
+                    if let Ok(g) = st.guest_mut(kind, &node, vmid) {
+                        power_off(g);
+                    }
+                }
+            }
+            TaskOutcome::Ok(0)
+        },
+    );
     Ok(json!(upid))
 }
 
@@ -225,7 +243,11 @@ pub(crate) fn reboot(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<Val
         let st = sh.lock();
         let g = st.guest(kind, r.node(), r.vmid())?;
         if !g.running {
-            return Err(ApiError::internal(format!("{} {} not running", kind.prefix(), g.vmid)));
+            return Err(ApiError::internal(format!(
+                "{} {} not running",
+                kind.prefix(),
+                g.vmid
+            )));
         }
     }
     power_task(sh, r, kind, Op::Reboot)
@@ -256,7 +278,9 @@ pub(crate) fn template(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<V
         let g = st.guest_mut(kind, &node, vmid)?;
         g.check_lock()?;
         if g.is_template() {
-            return Err(ApiError::internal("you can't convert a template to a template"));
+            return Err(ApiError::internal(
+                "you can't convert a template to a template",
+            ));
         }
         if g.running {
             return Err(ApiError::internal(match kind {
@@ -274,14 +298,22 @@ pub(crate) fn template(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<V
         Kind::Lxc => "vztemplate",
     };
     let sh2 = Arc::clone(sh);
-    let upid = spawn_task(sh, &node.clone(), typ, &vmid.to_string(), r.caller, Vec::new(), move |_| async move {
-        sh2.sleep(durations::TEMPLATE).await;
-        let mut st = sh2.lock();
-        let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
-        to_base_volumes(g);
-        g.config.insert("template".into(), "1".into());
-        Ok(0)
-    });
+    let upid = spawn_task(
+        sh,
+        &node.clone(),
+        typ,
+        &vmid.to_string(),
+        r.caller,
+        Vec::new(),
+        move |_| async move {
+            sh2.sleep(durations::TEMPLATE).await;
+            let mut st = sh2.lock();
+            let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
+            to_base_volumes(g);
+            g.config.insert("template".into(), "1".into());
+            Ok(0)
+        },
+    );
     Ok(match kind {
         Kind::Qemu => json!(upid),
         Kind::Lxc => Value::Null,
@@ -329,29 +361,43 @@ pub(crate) fn destroy(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<Va
         Kind::Lxc => "vzdestroy",
     };
     let sh2 = Arc::clone(sh);
-    let upid = spawn_task(sh, &node.clone(), typ, &vmid.to_string(), r.caller, Vec::new(), move |upid| async move {
-        {
+    let upid = spawn_task(
+        sh,
+        &node.clone(),
+        typ,
+        &vmid.to_string(),
+        r.caller,
+        Vec::new(),
+        move |upid| async move {
+            {
+                let mut st = sh2.lock();
+                let linked = st.guests.values().any(|c| c.linked_base == Some(vmid));
+                let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
+                if !skiplock {
+                    g.check_lock().map_err(|e| e.message)?;
+                }
+                if linked {
+                    return Err(format!(
+                        "base volume '{}' is still in use by linked cloned",
+                        first_volume(g)
+                    ));
+                }
+                power_off(g);
+                g.config.insert("lock".into(), "destroyed".into());
+                let vol = first_volume(g);
+                st.tasks.log(
+                    &upid,
+                    format!(
+                        "  Logical volume \"{}\" successfully removed.",
+                        vol.split(':').nth(1).unwrap_or_default()
+                    ),
+                );
+            }
+            sh2.sleep(durations::DESTROY).await;
             let mut st = sh2.lock();
-            let linked = st.guests.values().any(|c| c.linked_base == Some(vmid));
-            let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
-            if !skiplock {
-                g.check_lock().map_err(|e| e.message)?;
-            }
-            if linked {
-                return Err(format!(
-                    "base volume '{}' is still in use by linked cloned",
-                    first_volume(g)
-                ));
-            }
-            power_off(g);
-            g.config.insert("lock".into(), "destroyed".into());
-            let vol = first_volume(g);
-            st.tasks.log(&upid, format!("  Logical volume \"{}\" successfully removed.", vol.split(':').nth(1).unwrap_or_default()));
-        }
-        sh2.sleep(durations::DESTROY).await;
-        let mut st = sh2.lock();
-        remove_guest(&mut st, vmid);
-        Ok(0)
-    });
+            remove_guest(&mut st, vmid);
+            Ok(0)
+        },
+    );
     Ok(json!(upid))
 }

@@ -26,13 +26,28 @@ struct Args {
     user: String,
     /// The user's password [default: generated and printed]. Prefer the
     /// PVE_SIM_PASSWORD environment variable: arguments are visible to other users.
-    #[arg(long, value_name = "P", env = "PVE_SIM_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "P",
+        env = "PVE_SIM_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
     /// An API token accepted as `Authorization: PVEAPIToken=USER@REALM!ID=SECRET`.
-    #[arg(long, value_name = "USER@REALM!ID=SECRET", env = "PVE_SIM_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "USER@REALM!ID=SECRET",
+        env = "PVE_SIM_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// Require a TOTP second factor with this base32 secret [default: no TFA].
-    #[arg(long, value_name = "B32", env = "PVE_SIM_TOTP_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "B32",
+        env = "PVE_SIM_TOTP_SECRET",
+        hide_env_values = true
+    )]
     totp_secret: Option<String>,
     /// Seed of MAC addresses, DHCP leases and injected faults.
     #[arg(long, value_name = "S", default_value_t = 1)]
@@ -77,7 +92,11 @@ async fn main() -> anyhow::Result<()> {
         builder = builder.totp_secret(s);
     }
     let sim = builder.start().await?;
-    println!("listening on {} fingerprint {}", sim.url(), sim.fingerprint());
+    println!(
+        "listening on {} fingerprint {}",
+        sim.url(),
+        sim.fingerprint()
+    );
     if sim.password_generated() {
         // The operator needs the generated password to log in; it goes to stdout only.
         println!("password {}", sim.password());

@@ -49,7 +49,10 @@ pub(crate) fn list(sh: &Shared, poolid: Option<&str>, typ: Option<&str>) -> ApiR
             m.insert("comment".into(), json!(c));
         }
         if poolid.is_some() {
-            m.insert("members".into(), Value::Array(members(&st, &sh.cfg.nodes, pool, typ)));
+            m.insert(
+                "members".into(),
+                Value::Array(members(&st, &sh.cfg.nodes, pool, typ)),
+            );
         }
         out.push(Value::Object(m));
     }
@@ -70,13 +73,15 @@ pub(crate) fn get_legacy(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     if let Some(c) = &pool.comment {
         m.insert("comment".into(), json!(c));
     }
-    m.insert("members".into(), Value::Array(members(&st, &sh.cfg.nodes, pool, r.param("type"))));
+    m.insert(
+        "members".into(),
+        Value::Array(members(&st, &sh.cfg.nodes, pool, r.param("type"))),
+    );
     Ok(Value::Object(m))
 }
 
 fn poolid<'a>(r: &'a Req<'_>) -> ApiResult<&'a str> {
-    r.pp
-        .get("poolid")
+    r.pp.get("poolid")
         .map(String::as_str)
         .or_else(|| r.param("poolid"))
         .ok_or_else(|| ApiError::param("poolid", "property is missing and it is not optional"))
@@ -87,7 +92,9 @@ pub(crate) fn create(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     let id = poolid(r)?;
     let mut st = sh.lock();
     if st.pools.contains_key(id) {
-        return Err(ApiError::internal(format!("create pool failed: pool '{id}' already exists")));
+        return Err(ApiError::internal(format!(
+            "create pool failed: pool '{id}' already exists"
+        )));
     }
     if let Some((parent, _)) = id.rsplit_once('/') {
         if !st.pools.contains_key(parent) {
@@ -129,10 +136,16 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     // Work on a copy so a failing member leaves user.cfg unchanged.
     let mut pools = st.pools.clone();
     for v in split_list(r.param("vms")) {
-        let vmid: u32 = v
-            .parse()
-            .map_err(|_| ApiError::param("vms", format!("value '{v}' does not look like a valid VM ID")))?;
-        let current = pools.iter().find(|(_, p)| p.vms.contains(&vmid)).map(|(n, _)| n.clone());
+        let vmid: u32 = v.parse().map_err(|_| {
+            ApiError::param(
+                "vms",
+                format!("value '{v}' does not look like a valid VM ID"),
+            )
+        })?;
+        let current = pools
+            .iter()
+            .find(|(_, p)| p.vms.contains(&vmid))
+            .map(|(n, _)| n.clone());
         if delete {
             if current.as_deref() != Some(id.as_str()) {
                 return Err(fail(format!("VM {vmid} is not a pool member")));
@@ -163,7 +176,9 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
         }
     }
     for s in split_list(r.param("storage")) {
-        let p = pools.get_mut(&id).ok_or_else(|| fail(format!("pool '{id}' does not exist")))?;
+        let p = pools
+            .get_mut(&id)
+            .ok_or_else(|| fail(format!("pool '{id}' does not exist")))?;
         if delete {
             if !p.storage.remove(&s) {
                 return Err(fail(format!("storage '{s}' is not a pool member")));
@@ -179,7 +194,11 @@ pub(crate) fn update(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     }
     if let Some(c) = r.param("comment") {
         if let Some(p) = pools.get_mut(&id) {
-            p.comment = if c.is_empty() { None } else { Some(c.to_owned()) };
+            p.comment = if c.is_empty() {
+                None
+            } else {
+                Some(c.to_owned())
+            };
         }
     }
     st.pools = pools;
@@ -191,15 +210,24 @@ pub(crate) fn delete(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     let id = poolid(r)?;
     let mut st = sh.lock();
     let fail = |msg: String| ApiError::internal(format!("delete pool failed: {msg}"));
-    let pool = st.pools.get(id).ok_or_else(|| fail(format!("pool '{id}' does not exist")))?;
+    let pool = st
+        .pools
+        .get(id)
+        .ok_or_else(|| fail(format!("pool '{id}' does not exist")))?;
     if let Some(vmid) = pool.vms.iter().next() {
-        return Err(fail(format!("pool '{id}' is not empty (contains VM {vmid})")));
+        return Err(fail(format!(
+            "pool '{id}' is not empty (contains VM {vmid})"
+        )));
     }
     if let Some(s) = pool.storage.iter().next() {
-        return Err(fail(format!("pool '{id}' is not empty (contains storage '{s}')")));
+        return Err(fail(format!(
+            "pool '{id}' is not empty (contains storage '{s}')"
+        )));
     }
     if st.pools.keys().any(|k| k.starts_with(&format!("{id}/"))) {
-        return Err(fail(format!("pool '{id}' is not empty (contains child pools)")));
+        return Err(fail(format!(
+            "pool '{id}' is not empty (contains child pools)"
+        )));
     }
     st.pools.remove(id);
     Ok(Value::Null)

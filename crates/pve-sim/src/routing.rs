@@ -38,7 +38,10 @@ impl Req<'_> {
 
     /// The `{vmid}` path parameter (validated by the schema as 100..999999999).
     pub(crate) fn vmid(&self) -> u32 {
-        self.pp.get("vmid").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.pp
+            .get("vmid")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub(crate) fn param(&self, key: &str) -> Option<&str> {
@@ -98,7 +101,10 @@ pub(crate) const SERVED: &[(&str, &str)] = &[
     ("PUT", "/nodes/{node}/qemu/{vmid}/config"),
     ("POST", "/nodes/{node}/qemu/{vmid}/config"),
     ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
-    ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+    ),
     ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name"),
     ("GET", "/nodes/{node}/lxc"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}"),
@@ -138,7 +144,11 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
     if firewall_api::is_firewall(r.template) {
         return firewall_api::handle(sh, r).map(Reply::from);
     }
-    let kind = if r.template.contains("/lxc") { Kind::Lxc } else { Kind::Qemu };
+    let kind = if r.template.contains("/lxc") {
+        Kind::Lxc
+    } else {
+        Kind::Qemu
+    };
     let data: Value = match (r.method.as_str(), r.template) {
         ("GET", "/version") => cluster::version(),
         ("GET", "/nodes") => cluster::nodes(sh),
@@ -147,34 +157,48 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         ("GET", "/cluster/status") => cluster::status(sh),
         ("GET", "/nodes/{node}/tasks") => {
             let (data, total) = tasks::list(sh, r.node(), r.params);
-            return Ok(Reply { data, total: Some(total) });
+            return Ok(Reply {
+                data,
+                total: Some(total),
+            });
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status") => tasks::status(sh, r.node(), upid(r))?,
         ("GET", "/nodes/{node}/tasks/{upid}/log") => {
             let (data, total) = tasks::log(sh, r.node(), upid(r), r.params)?;
-            return Ok(Reply { data, total: Some(total) });
+            return Ok(Reply {
+                data,
+                total: Some(total),
+            });
         }
         ("DELETE", "/nodes/{node}/tasks/{upid}") => tasks::stop(sh, r.node(), upid(r))?,
         ("GET", "/nodes/{node}/qemu" | "/nodes/{node}/lxc") => lifecycle::list(sh, kind, r.node()),
-        ("GET", "/nodes/{node}/qemu/{vmid}/status/current" | "/nodes/{node}/lxc/{vmid}/status/current") => {
-            lifecycle::status_current(sh, kind, r.node(), r.vmid())?
-        }
-        ("POST", "/nodes/{node}/qemu/{vmid}/status/start" | "/nodes/{node}/lxc/{vmid}/status/start") => {
-            lifecycle::start(sh, r, kind)?
-        }
-        ("POST", "/nodes/{node}/qemu/{vmid}/status/stop" | "/nodes/{node}/lxc/{vmid}/status/stop") => {
-            lifecycle::stop(sh, r, kind, false)?
-        }
-        ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown" | "/nodes/{node}/lxc/{vmid}/status/shutdown") => {
-            lifecycle::stop(sh, r, kind, true)?
-        }
-        ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot" | "/nodes/{node}/lxc/{vmid}/status/reboot") => {
-            lifecycle::reboot(sh, r, kind)?
-        }
+        (
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/status/current" | "/nodes/{node}/lxc/{vmid}/status/current",
+        ) => lifecycle::status_current(sh, kind, r.node(), r.vmid())?,
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/start" | "/nodes/{node}/lxc/{vmid}/status/start",
+        ) => lifecycle::start(sh, r, kind)?,
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/stop" | "/nodes/{node}/lxc/{vmid}/status/stop",
+        ) => lifecycle::stop(sh, r, kind, false)?,
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/shutdown"
+            | "/nodes/{node}/lxc/{vmid}/status/shutdown",
+        ) => lifecycle::stop(sh, r, kind, true)?,
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/reboot" | "/nodes/{node}/lxc/{vmid}/status/reboot",
+        ) => lifecycle::reboot(sh, r, kind)?,
         ("POST", "/nodes/{node}/qemu/{vmid}/template" | "/nodes/{node}/lxc/{vmid}/template") => {
             lifecycle::template(sh, r, kind)?
         }
-        ("DELETE", "/nodes/{node}/qemu/{vmid}" | "/nodes/{node}/lxc/{vmid}") => lifecycle::destroy(sh, r, kind)?,
+        ("DELETE", "/nodes/{node}/qemu/{vmid}" | "/nodes/{node}/lxc/{vmid}") => {
+            lifecycle::destroy(sh, r, kind)?
+        }
         ("POST", "/nodes/{node}/qemu/{vmid}/clone") => clone::qemu(sh, r)?,
         ("POST", "/nodes/{node}/lxc/{vmid}/clone") => clone::lxc(sh, r)?,
         ("GET", "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/lxc/{vmid}/config") => {
@@ -185,7 +209,9 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         }
         ("POST", "/nodes/{node}/qemu/{vmid}/config") => config::update(sh, r, kind, true)?,
         ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping") => agent::ping(sh, r).await?,
-        ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => agent::interfaces(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => {
+            agent::interfaces(sh, r).await?
+        }
         ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name") => agent::host_name(sh, r).await?,
         ("GET", "/nodes/{node}/lxc/{vmid}/interfaces") => agent::lxc_interfaces(sh, r)?,
         ("GET", "/pools") => pools::list(sh, r.param("poolid"), r.param("type"))?,

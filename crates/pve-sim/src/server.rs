@@ -94,7 +94,10 @@ pub(crate) async fn serve(
     drop(listener);
     // Open connections got the signal; give them a moment to finish, then drop them.
     let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         conns.abort_all();
     }
 }
@@ -161,9 +164,11 @@ fn error_response(err: &ApiError, style: ErrorBody) -> Response {
         ErrorBody::Json => "application/json;charset=UTF-8",
         _ => "text/plain;charset=UTF-8",
     };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     // PVE disables keep-alive after any answer >= 400.
-    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     let first_line = err.message.lines().next().unwrap_or_default().to_owned();
     if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(first_line) {
         resp.extensions_mut().insert(reason);
@@ -204,11 +209,19 @@ fn json_param(v: &Value) -> Option<String> {
 }
 
 /// Merge query string and body (form or JSON) into one parameter map.
-fn parse_params(query: Option<&str>, content_type: Option<&str>, body: &Bytes) -> Result<Params, ApiError> {
+fn parse_params(
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> Result<Params, ApiError> {
     let mut params = Params::new();
     if let Some(q) = query {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
-            .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, format!("unable to parse query string - {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).map_err(|e| {
+            ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("unable to parse query string - {e}"),
+            )
+        })?;
         params.extend(pairs);
     }
     if body.is_empty() {
@@ -217,7 +230,10 @@ fn parse_params(query: Option<&str>, content_type: Option<&str>, body: &Bytes) -
     let is_json = content_type.is_some_and(|c| c.starts_with("application/json"));
     let body_pairs: Vec<(String, String)> = if is_json {
         let v: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::status(StatusCode::BAD_REQUEST, format!("unable to parse JSON request body - {e}"))
+            ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("unable to parse JSON request body - {e}"),
+            )
         })?;
         let Value::Object(obj) = v else {
             return Err(ApiError::status(
@@ -229,8 +245,12 @@ fn parse_params(query: Option<&str>, content_type: Option<&str>, body: &Bytes) -
             .filter_map(|(k, v)| json_param(v).map(|s| (k.clone(), s)))
             .collect()
     } else {
-        serde_urlencoded::from_bytes(body)
-            .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, format!("unable to parse request body - {e}")))?
+        serde_urlencoded::from_bytes(body).map_err(|e| {
+            ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("unable to parse request body - {e}"),
+            )
+        })?
     };
     for (k, v) in body_pairs {
         if params.get(&k).is_some_and(|old| *old != v) {
@@ -277,7 +297,10 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            let err = ApiError::status(StatusCode::BAD_REQUEST, format!("unable to read request body - {e}"));
+            let err = ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("unable to read request body - {e}"),
+            );
             return error_response(&err, ErrorBody::Plain);
         }
     };
@@ -306,7 +329,10 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
 
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let mut params = match parse_params(parts.uri.query(), content_type, &bytes) {
         Ok(p) => p,
         Err(e) => return error_response(&e, ErrorBody::Json),

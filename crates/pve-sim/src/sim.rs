@@ -167,23 +167,41 @@ impl SimulatorBuilder {
 
     fn check(&self) -> Result<(), SimError> {
         if !(1..=32).contains(&self.nodes) {
-            return Err(config_err("nodes", format!("{} (allowed: 1 to 32)", self.nodes)));
+            return Err(config_err(
+                "nodes",
+                format!("{} (allowed: 1 to 32)", self.nodes),
+            ));
         }
         if !valid_userid(&self.user) {
-            return Err(config_err("user", format!("'{}' (allowed: USER@REALM)", self.user)));
+            return Err(config_err(
+                "user",
+                format!("'{}' (allowed: USER@REALM)", self.user),
+            ));
         }
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            return Err(config_err("time scale", format!("{} (allowed: a number > 0)", self.time_scale)));
+            return Err(config_err(
+                "time scale",
+                format!("{} (allowed: a number > 0)", self.time_scale),
+            ));
         }
         if !(0.0..=1.0).contains(&self.fault_rate) {
-            return Err(config_err("fault rate", format!("{} (allowed: 0 to 1)", self.fault_rate)));
+            return Err(config_err(
+                "fault rate",
+                format!("{} (allowed: 0 to 1)", self.fault_rate),
+            ));
         }
         if self.ticket_lifetime.as_secs() < 1 {
-            return Err(config_err("ticket lifetime", "below 1 s (allowed: whole seconds >= 1)"));
+            return Err(config_err(
+                "ticket lifetime",
+                "below 1 s (allowed: whole seconds >= 1)",
+            ));
         }
         if let Some(s) = &self.totp_secret {
             if base32_decode(s.expose()).is_none() {
-                return Err(config_err("TOTP secret", "not base32 (allowed: A-Z and 2-7)"));
+                return Err(config_err(
+                    "TOTP secret",
+                    "not base32 (allowed: A-Z and 2-7)",
+                ));
             }
         }
         Ok(())
@@ -192,21 +210,33 @@ impl SimulatorBuilder {
     /// Check the settings, bind, and start serving in the background.
     pub async fn start(self) -> Result<SimHandle, SimError> {
         self.check()?;
-        let token = self.token.as_ref().map(|t| parse_token(t.expose())).transpose()?;
+        let token = self
+            .token
+            .as_ref()
+            .map(|t| parse_token(t.expose()))
+            .transpose()?;
         let (password, generated) = match self.password {
             Some(p) => (p, false),
             None => {
-                let p: String = rand::thread_rng().sample_iter(&Alphanumeric).take(16).map(char::from).collect();
+                let p: String = rand::thread_rng()
+                    .sample_iter(&Alphanumeric)
+                    .take(16)
+                    .map(char::from)
+                    .collect();
                 (Secret::new(p), true)
             }
         };
         let certificate = tls::generate(&self.listen.ip().to_string()).map_err(SimError::Tls)?;
         let listener = TcpListener::bind(self.listen)
             .await
-            .map_err(|source| SimError::Bind { addr: self.listen, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr: self.listen, source })?;
+            .map_err(|source| SimError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: self.listen,
+            source,
+        })?;
         let settings = Settings {
             nodes: (1..=self.nodes).map(|i| format!("pve{i}")).collect(),
             user: self.user,
@@ -220,7 +250,8 @@ impl SimulatorBuilder {
         };
         let shared = Arc::new(Shared::new(settings, self.fault_rate));
         let (tx, rx) = watch::channel(false);
-        let acceptor = (!self.plain_http).then(|| TlsAcceptor::from(Arc::clone(&certificate.config)));
+        let acceptor =
+            (!self.plain_http).then(|| TlsAcceptor::from(Arc::clone(&certificate.config)));
         let app = server::router(Arc::clone(&shared));
         let server = tokio::spawn(server::serve(listener, acceptor, app, rx.clone()));
         tokio::spawn(pvestatd(Arc::clone(&shared), rx));
@@ -251,8 +282,9 @@ async fn pvestatd(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 }
 
 fn valid_userid(u: &str) -> bool {
-    u.split_once('@')
-        .is_some_and(|(name, realm)| !name.is_empty() && !realm.is_empty() && !u.contains(['!', ':', ' ']))
+    u.split_once('@').is_some_and(|(name, realm)| {
+        !name.is_empty() && !realm.is_empty() && !u.contains(['!', ':', ' '])
+    })
 }
 
 /// Parse `USER@REALM!ID=SECRET`.
@@ -338,21 +370,38 @@ impl SimHandle {
 
     /// Reset the request counts (`DELETE /_sim/requests`).
     pub fn reset_requests(&self) {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Change the fault rate of subsequent requests (0..=1).
     pub fn set_fault_rate(&self, rate: f64) -> Result<(), SimError> {
         if !(0.0..=1.0).contains(&rate) {
-            return Err(config_err("fault rate", format!("{rate} (allowed: 0 to 1)")));
+            return Err(config_err(
+                "fault rate",
+                format!("{rate} (allowed: 0 to 1)"),
+            ));
         }
-        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).set_rate(rate);
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_rate(rate);
         Ok(())
     }
 
     /// The reachability oracle (as `/_sim/reachability`): can guest `from` open a new
     /// `proto` connection to `to` (a VMID or an IP address), port `port`?
-    pub fn reachability(&self, from: u32, to: &str, proto: &str, port: Option<u16>) -> Result<Verdict, SimError> {
+    pub fn reachability(
+        &self,
+        from: u32,
+        to: &str,
+        proto: &str,
+        port: Option<u16>,
+    ) -> Result<Verdict, SimError> {
         let port = port.map(|p| p.to_string());
         introspect::reach(&self.shared, &from.to_string(), to, proto, port.as_deref())
             .map_err(|message| config_err("reachability query", message))

@@ -193,7 +193,13 @@ impl SimState {
 
     /// The initial inventory documented in the README.
     fn build_inventory(&mut self, nodes: &[String]) {
-        let node = |i: usize| nodes.get(i).or_else(|| nodes.first()).cloned().unwrap_or_default();
+        let node = |i: usize| {
+            nodes
+                .get(i)
+                .or_else(|| nodes.first())
+                .cloned()
+                .unwrap_or_default()
+        };
         let pve1 = node(0);
         let now = Instant::now();
         let boot = unix_now().saturating_sub(86_400);
@@ -221,8 +227,14 @@ impl SimState {
             c
         };
 
-        let c = qemu(self, "debian-12-tmpl", "local-lvm:base-9000-disk-0,size=8G", &[("agent", "1"), ("template", "1")]);
-        self.guests.insert(9000, Guest::new(9000, Kind::Qemu, &pve1, c));
+        let c = qemu(
+            self,
+            "debian-12-tmpl",
+            "local-lvm:base-9000-disk-0,size=8G",
+            &[("agent", "1"), ("template", "1")],
+        );
+        self.guests
+            .insert(9000, Guest::new(9000, Kind::Qemu, &pve1, c));
 
         let mac = random_mac(&mut self.rng);
         let ct: BTreeMap<String, String> = [
@@ -230,7 +242,10 @@ impl SimState {
             ("cores", "1".to_owned()),
             ("hostname", "alpine-ct-tmpl".to_owned()),
             ("memory", "512".to_owned()),
-            ("net0", format!("name=eth0,bridge=vmbr0,hwaddr={mac},ip=dhcp,type=veth")),
+            (
+                "net0",
+                format!("name=eth0,bridge=vmbr0,hwaddr={mac},ip=dhcp,type=veth"),
+            ),
             ("ostype", "alpine".to_owned()),
             ("rootfs", "local-lvm:base-9001-disk-0,size=2G".to_owned()),
             ("swap", "512".to_owned()),
@@ -240,7 +255,8 @@ impl SimState {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        self.guests.insert(9001, Guest::new(9001, Kind::Lxc, &pve1, ct));
+        self.guests
+            .insert(9001, Guest::new(9001, Kind::Lxc, &pve1, ct));
 
         let running = [
             (100, "teacher", node(0), Some(Ipv4Addr::new(10, 10, 0, 1))),

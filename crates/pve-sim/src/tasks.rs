@@ -255,7 +255,8 @@ where
 
 /// Look a task up for `…/tasks/{upid}/…` on `node`.
 fn find<'a>(tasks: &'a TaskTable, node: &str, upid: &str) -> ApiResult<&'a Task> {
-    let parsed = parse_upid(upid).ok_or_else(|| ApiError::param("upid", "unable to parse worker upid"))?;
+    let parsed =
+        parse_upid(upid).ok_or_else(|| ApiError::param("upid", "unable to parse worker upid"))?;
     match tasks.get(upid) {
         Some(t) if parsed.node == node => Ok(t),
         _ => Err(ApiError::param("upid", "no such task")),
@@ -269,7 +270,12 @@ pub(crate) fn status(sh: &Shared, node: &str, upid: &str) -> ApiResult<Value> {
 }
 
 /// `GET /nodes/{node}/tasks/{upid}/log` → (lines, total).
-pub(crate) fn log(sh: &Shared, node: &str, upid: &str, params: &Params) -> ApiResult<(Value, usize)> {
+pub(crate) fn log(
+    sh: &Shared,
+    node: &str,
+    upid: &str,
+    params: &Params,
+) -> ApiResult<(Value, usize)> {
     let st = sh.lock();
     let task = find(&st.tasks, node, upid)?;
     let start = param_usize(params, "start", 0);
@@ -326,9 +332,9 @@ pub(crate) fn list(sh: &Shared, node: &str, params: &Params) -> (Value, usize) {
         .filter(|t| params.get("vmid").is_none_or(|v| &t.id == v))
         .filter(|t| params.get("typefilter").is_none_or(|v| &t.typ == v))
         .filter(|t| {
-            params.get("userfilter").is_none_or(|u| {
-                t.upid_user().to_lowercase().contains(&u.to_lowercase())
-            })
+            params
+                .get("userfilter")
+                .is_none_or(|u| t.upid_user().to_lowercase().contains(&u.to_lowercase()))
         })
         .filter(|t| !param_bool(params, "errors") || t.status_class() == "error")
         .filter(|t| {
@@ -367,7 +373,8 @@ mod tests {
 
     #[test]
     fn upid_round_trip() {
-        let u = parse_upid("UPID:pve-srv:0012D68C:8206F38C:65144CB7:qmclone:501:lab@pve!runner:").unwrap();
+        let u = parse_upid("UPID:pve-srv:0012D68C:8206F38C:65144CB7:qmclone:501:lab@pve!runner:")
+            .unwrap();
         assert_eq!(u.node, "pve-srv");
         assert_eq!(u.pid, 0x0012_D68C);
         assert_eq!(u.starttime, 0x6514_4CB7);
@@ -382,11 +389,21 @@ mod tests {
     #[test]
     fn created_upids_parse_and_finish_writes_the_last_line() {
         let mut t = TaskTable::default();
-        let caller = Caller { user: "root@pam".into(), tokenid: Some("ci".into()) };
+        let caller = Caller {
+            user: "root@pam".into(),
+            tokenid: Some("ci".into()),
+        };
         let upid = t.create("pve1", "qmstart", "100", &caller);
         let p = parse_upid(&upid).unwrap();
-        assert_eq!((p.node.as_str(), p.typ.as_str(), p.id.as_str(), p.user.as_str()),
-                   ("pve1", "qmstart", "100", "root@pam!ci"));
+        assert_eq!(
+            (
+                p.node.as_str(),
+                p.typ.as_str(),
+                p.id.as_str(),
+                p.user.as_str()
+            ),
+            ("pve1", "qmstart", "100", "root@pam!ci")
+        );
         t.finish(&upid, Ok(2));
         let task = t.get(&upid).unwrap();
         assert_eq!(task.log.last().unwrap(), "TASK WARNINGS: 2");

@@ -24,7 +24,11 @@ pub(crate) fn fingerprint(der: &[u8]) -> String {
 
 /// Generate a certificate for `localhost`, `127.0.0.1`, `::1` and `extra_host`.
 pub(crate) fn generate(extra_host: &str) -> Result<Tls, String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if !names.iter().any(|n| n == extra_host) && !extra_host.is_empty() && extra_host != "0.0.0.0" {
         names.push(extra_host.to_owned());
     }

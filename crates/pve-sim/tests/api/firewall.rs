@@ -1,0 +1,297 @@
+//! Firewall endpoints over HTTP, the clone/destroy life of `<vmid>.fw`, the reachability
+//! oracle, and the other introspection endpoints.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::{enc, Api};
+
+async fn reach(api: &Api, from: u32, to: &str, proto: &str, port: Option<u16>) -> Value {
+    let mut q = vec![
+        ("from", from.to_string()),
+        ("to", to.to_owned()),
+        ("proto", proto.to_owned()),
+    ];
+    if let Some(p) = port {
+        q.push(("port", p.to_string()));
+    }
+    let r = api
+        .http
+        .get(format!("{}/_sim/reachability", api.sim.url()))
+        .query(&q)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn firewall_nic(api: &Api, vmid: u32) {
+    let path = format!("/nodes/pve1/qemu/{vmid}/config");
+    let net0 = api.get(&path, &[]).await["net0"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.put(&path, &[("net0", &format!("{net0},firewall=1"))])
+        .await;
+}
+
+#[tokio::test]
+async fn student_isolation_through_the_api_and_the_oracle() {
+    let api = Api::start(0.01).await;
+    for id in [150, 151] {
+        api.clone_vm(id, &format!("stud-{id}")).await;
+        api.post_ok(&format!("/nodes/pve1/qemu/{id}/status/start"), &[])
+            .await;
+    }
+    // Nothing filters while the cluster firewall is off.
+    let v = reach(&api, 100, "150", "tcp", Some(22)).await;
+    assert_eq!(v["allowed"], true, "{v}");
+    api.put("/cluster/firewall/options", &[("enable", "1")])
+        .await;
+    let opts = api.get("/cluster/firewall/options", &[]).await;
+    assert_eq!(opts["enable"], 1);
+    assert_eq!(opts["digest"].as_str().unwrap().len(), 40);
+    // Guest enable + NIC flag: default policy_in DROP, policy_out ACCEPT.
+    for id in [150, 151] {
+        firewall_nic(&api, id).await;
+        api.put(
+            &format!("/nodes/pve1/qemu/{id}/firewall/options"),
+            &[("enable", "1")],
+        )
+        .await;
+    }
+    assert_eq!(
+        reach(&api, 100, "150", "tcp", Some(22)).await["allowed"],
+        false
+    );
+    assert_eq!(
+        reach(&api, 150, "100", "tcp", Some(22)).await["allowed"],
+        true
+    );
+    // The recommended security group (B.10); POST inserts at position 0, so in reverse.
+    api.post("/cluster/firewall/ipset", &[("name", "iso-teacher")])
+        .await;
+    api.post(
+        "/cluster/firewall/ipset/iso-teacher",
+        &[("cidr", "10.10.0.1")],
+    )
+    .await;
+    api.post("/cluster/firewall/groups", &[("group", "iso-student")])
+        .await;
+    for (typ, action, key, value) in [
+        ("out", "DROP", "", ""),
+        ("in", "DROP", "", ""),
+        ("out", "ACCEPT", "dest", "+iso-teacher"),
+        ("in", "ACCEPT", "source", "+iso-teacher"),
+    ] {
+        let mut p = vec![("type", typ), ("action", action), ("enable", "1")];
+        if !key.is_empty() {
+            p.push((key, value));
+        }
+        api.post("/cluster/firewall/groups/iso-student", &p).await;
+    }
+    let group = api.get("/cluster/firewall/groups/iso-student", &[]).await;
+    assert_eq!(group.as_array().unwrap().len(), 4);
+    assert_eq!(group[0]["source"], "+iso-teacher");
+    for id in [150, 151] {
+        api.post(
+            &format!("/nodes/pve1/qemu/{id}/firewall/rules"),
+            &[
+                ("type", "group"),
+                ("action", "iso-student"),
+                ("enable", "1"),
+                ("comment", "labctl"),
+            ],
+        )
+        .await;
+    }
+    let rules = api.get("/nodes/pve1/qemu/150/firewall/rules", &[]).await;
+    assert_eq!(rules[0]["pos"], 0);
+    assert_eq!(rules[0]["comment"], "labctl");
+    // Students reach the teacher and back, not each other, not the outside.
+    assert_eq!(
+        reach(&api, 150, "100", "tcp", Some(22)).await["allowed"],
+        true
+    );
+    assert_eq!(
+        reach(&api, 100, "150", "tcp", Some(22)).await["allowed"],
+        true
+    );
+    let v = reach(&api, 150, "151", "tcp", Some(22)).await;
+    assert_eq!(v["allowed"], false, "{v}");
+    assert!(!v["reason"].as_str().unwrap().is_empty());
+    assert_eq!(
+        reach(&api, 150, "8.8.8.8", "icmp", None).await["allowed"],
+        false
+    );
+    // The handle gives the same answer; addresses of guests resolve to the guest.
+    let ip151 = api.sim.state()["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 151)
+        .unwrap()["ipv4"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verdict = api.sim.reachability(150, &ip151, "tcp", Some(22)).unwrap();
+    assert!(!verdict.allowed);
+    // A stopped guest answers nothing.
+    api.post_ok("/nodes/pve1/qemu/151/status/stop", &[]).await;
+    let v = reach(&api, 100, "151", "icmp", None).await;
+    assert_eq!(v["allowed"], false);
+    assert!(v["reason"].as_str().unwrap().contains("not running"), "{v}");
+    // Bad questions are 400.
+    let r = api
+        .http
+        .get(format!(
+            "{}/_sim/reachability?from=x&to=100&proto=tcp&port=22",
+            api.sim.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(api.sim.reachability(150, "100", "sctp", Some(1)).is_err());
+    // Removing the rule by position with the list digest lifts the fence.
+    let digest = rules[0]["digest"].as_str().unwrap().to_owned();
+    api.delete(
+        "/nodes/pve1/qemu/150/firewall/rules/0",
+        &[("digest", &digest)],
+    )
+    .await;
+    assert_eq!(
+        reach(&api, 150, "100", "tcp", Some(22)).await["allowed"],
+        true
+    );
+    let a = api
+        .call(
+            Method::DELETE,
+            "/nodes/pve1/qemu/150/firewall/rules/0",
+            &[("digest", &digest)],
+        )
+        .await;
+    assert_eq!(a.status, 500, "stale digest or no rule: {a:?}");
+}
+
+#[tokio::test]
+async fn guest_firewall_file_is_copied_on_clone_and_removed_on_destroy() {
+    let api = Api::start(0.01).await;
+    api.put(
+        "/nodes/pve1/qemu/9000/firewall/options",
+        &[("enable", "1"), ("dhcp", "1")],
+    )
+    .await;
+    api.post(
+        "/nodes/pve1/qemu/9000/firewall/rules",
+        &[
+            ("type", "in"),
+            ("action", "ACCEPT"),
+            ("macro", "SSH"),
+            ("enable", "1"),
+            ("comment", "from-template"),
+        ],
+    )
+    .await;
+    api.clone_vm(150, "fwcopy").await;
+    let rules = api.get("/nodes/pve1/qemu/150/firewall/rules", &[]).await;
+    assert_eq!(rules[0]["comment"], "from-template");
+    assert_eq!(
+        api.get("/nodes/pve1/qemu/150/firewall/options", &[]).await["enable"],
+        1
+    );
+    assert!(api.sim.state()["firewall"]["guests"].get("150").is_some());
+    let upid = api.delete("/nodes/pve1/qemu/150", &[]).await;
+    api.wait_task(&upid).await;
+    assert!(api.sim.state()["firewall"]["guests"].get("150").is_none());
+    // Firewall paths check that the guest lives on the node.
+    let a = api
+        .call(Method::GET, "/nodes/pve2/qemu/9000/firewall/rules", &[])
+        .await;
+    assert_eq!(
+        a.message(),
+        "Configuration file 'nodes/pve2/qemu-server/9000.conf' does not exist\n"
+    );
+    // LXC and node level, IP set entries with a slash in the path.
+    api.put("/nodes/pve1/lxc/9001/firewall/options", &[("enable", "1")])
+        .await;
+    assert_eq!(
+        api.get("/nodes/pve1/lxc/9001/firewall/options", &[]).await["enable"],
+        1
+    );
+    api.put("/nodes/pve2/firewall/options", &[("enable", "0")])
+        .await;
+    assert_eq!(
+        api.get("/nodes/pve2/firewall/options", &[]).await["enable"],
+        0
+    );
+    api.post("/cluster/firewall/ipset", &[("name", "nets")])
+        .await;
+    api.post("/cluster/firewall/ipset/nets", &[("cidr", "10.20.0.0/24")])
+        .await;
+    let e = api
+        .get(
+            &format!("/cluster/firewall/ipset/nets/{}", enc("10.20.0.0/24")),
+            &[],
+        )
+        .await;
+    assert_eq!(e["cidr"], "10.20.0.0/24");
+    api.post(
+        "/cluster/firewall/aliases",
+        &[("name", "Teacher"), ("cidr", "10.10.0.1")],
+    )
+    .await;
+    assert_eq!(
+        api.get("/cluster/firewall/aliases/teacher", &[]).await["cidr"],
+        "10.10.0.1"
+    );
+}
+
+#[tokio::test]
+async fn request_counts_and_state() {
+    let api = Api::start(0.01).await;
+    api.get("/nodes/pve1/qemu/100/status/current", &[]).await;
+    api.get("/nodes/pve2/qemu/200/status/current", &[]).await;
+    api.get("/version", &[]).await;
+    let _ = api.call(Method::GET, "/nope", &[]).await;
+    let url = format!("{}/_sim/requests", api.sim.url());
+    let counts: Value = api
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counts["GET /nodes/{node}/qemu/{vmid}/status/current"], 2);
+    assert_eq!(counts["GET /version"], 1);
+    assert_eq!(counts["GET /nope"], 1);
+    assert_eq!(counts, api.sim.requests());
+    let r = api.http.delete(&url).send().await.unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(api.sim.requests(), json!({}));
+    let state: Value = api
+        .http
+        .get(format!("{}/_sim/state", api.sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["nodes"], json!(["pve1", "pve2", "pve3"]));
+    let teacher = state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 100)
+        .unwrap();
+    assert_eq!(
+        (teacher["ipv4"].as_str(), teacher["status"].as_str()),
+        (Some("10.10.0.1"), Some("running"))
+    );
+    assert!(state["firewall"]["cluster"].is_object());
+    assert_eq!(state["pools"], json!({}));
+}

@@ -1,0 +1,15 @@
+//! Tests of the simulator over real HTTP on 127.0.0.1 (one binary, modules per API area).
+
+// Helpers outside `#[test]` functions are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod common;
+mod conformance;
+mod envelope;
+mod faults;
+mod firewall;
+mod lxc;
+mod pools;
+mod qemu;
+mod races;

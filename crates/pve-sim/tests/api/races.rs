@@ -1,0 +1,171 @@
+//! Locks and races (§9): nextid, parallel template clones, storage lock, pvedaemon
+//! workers, the pvestatd cycle of /cluster/resources.
+
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::common::Api;
+
+#[tokio::test]
+async fn nextid_reserves_nothing_and_the_loser_fails() {
+    // Scale 0.2: a QEMU clone's config appears 0.2 s after its UPID.
+    let api = Api::start(0.2).await;
+    let id1 = api.get("/cluster/nextid", &[]).await;
+    let id1 = id1.as_str().unwrap().to_owned();
+    let winner = api
+        .post("/nodes/pve1/qemu/9000/clone", &[("newid", &id1)])
+        .await;
+    let id2 = api.get("/cluster/nextid", &[]).await;
+    assert_eq!(
+        id2.as_str().unwrap(),
+        id1,
+        "nextid hands out the same id again"
+    );
+    let a = api
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", &id1)],
+        )
+        .await;
+    if a.status == 200 {
+        // The winner's config was not visible yet: the loser fails in its task.
+        let st = api.wait_task(a.data()).await;
+        let exit = st["exitstatus"].as_str().unwrap();
+        assert!(
+            exit == format!(
+                "can't lock file '/var/lock/qemu-server/lock-{id1}.conf' - got timeout"
+            ) || exit
+                == format!("clone failed: unable to create VM {id1}: config file already exists"),
+            "{exit}"
+        );
+    } else {
+        assert_eq!(
+            a.message(),
+            format!("unable to create VM {id1}: config file already exists\n")
+        );
+    }
+    assert_eq!(api.wait_task(&winner).await["exitstatus"], "OK");
+    // Once the config exists the id is taken for nextid, and a clone fails synchronously.
+    assert_ne!(api.get("/cluster/nextid", &[]).await.as_str().unwrap(), id1);
+    let a = api
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", &id1)],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.message()),
+        (
+            500,
+            format!("unable to create VM {id1}: config file already exists\n").as_str()
+        )
+    );
+}
+
+#[tokio::test]
+async fn four_parallel_full_clones_on_one_node_fail_the_fourth_on_the_storage_lock() {
+    let api = Api::start(0.05).await;
+    let ids = ["301", "302", "303", "304"];
+    let params: Vec<[(&str, &str); 2]> = ids
+        .iter()
+        .map(|id| [("newid", *id), ("full", "1")])
+        .collect();
+    let posts = params
+        .iter()
+        .map(|p| api.post("/nodes/pve1/qemu/9000/clone", p));
+    let upids: Vec<Value> = join_all(posts).await;
+    // Template clones run in parallel: no "VM is locked" for the template.
+    let results: Vec<Value> = join_all(upids.iter().map(|u| api.wait_task(u))).await;
+    let exits: Vec<&str> = results
+        .iter()
+        .map(|r| r["exitstatus"].as_str().unwrap())
+        .collect();
+    assert_eq!(exits.iter().filter(|e| **e == "OK").count(), 3, "{exits:?}");
+    let failed: Vec<&&str> = exits.iter().filter(|e| **e != "OK").collect();
+    assert_eq!(
+        failed,
+        [&"clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout"]
+    );
+    // The failed clone's partial VM is gone; the others exist.
+    let vms = api.get("/nodes/pve1/qemu", &[]).await;
+    let clones = vms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| (301..=304).contains(&v["vmid"].as_u64().unwrap()))
+        .count();
+    assert_eq!(clones, 3);
+    // Storage locks are per node: three more on pve1 after these finished are fine.
+    assert_eq!(api.sim.state()["storage_clones"]["pve1"], 0);
+}
+
+#[tokio::test]
+async fn at_most_three_protected_requests_per_node_run_at_once() {
+    let api = Api::start(0.05).await;
+    api.clone_vm(150, "busy").await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    // The agent is still booting: each ping holds a worker for the 3 s (scaled) timeout.
+    let pings = (0..6).map(|_| api.call(Method::POST, "/nodes/pve1/qemu/150/agent/ping", &[]));
+    let answers = join_all(pings).await;
+    for a in &answers {
+        assert_eq!(
+            (a.status, a.message()),
+            (500, "QEMU guest agent is not running\n")
+        );
+    }
+    assert_eq!(api.sim.state()["daemon_peak"]["pve1"], 3);
+}
+
+#[tokio::test]
+async fn fresh_clones_are_unknown_in_cluster_resources_until_pvestatd_runs() {
+    // Scale 0.1: the pvestatd cycle is 1 s, a clone's config appears after 0.1 s.
+    let api = Api::start(0.1).await;
+    let upid = api
+        .post(
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "150"), ("name", "fresh")],
+        )
+        .await;
+    let first = loop {
+        let res = api.get("/cluster/resources", &[("type", "vm")]).await;
+        if let Some(g) = res.as_array().unwrap().iter().find(|g| g["vmid"] == 150) {
+            break g.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(first["status"], "unknown", "{first}");
+    assert!(
+        first.get("name").is_none() && first.get("template").is_none(),
+        "{first}"
+    );
+    assert_eq!(first["lock"], "clone", "lock is read fresh from the config");
+    api.wait_task(&upid).await;
+    let later = loop {
+        let res = api.get("/cluster/resources", &[("type", "vm")]).await;
+        let g = res
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["vmid"] == 150)
+            .cloned()
+            .unwrap();
+        if g["status"] != "unknown" {
+            break g;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (later["status"].as_str(), later["name"].as_str()),
+        (Some("stopped"), Some("fresh"))
+    );
+    assert_eq!(later["template"], 0);
+    // Start: status/current says running at once, resources lag until the next cycle.
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    assert_eq!(
+        api.get("/nodes/pve1/qemu/150/status/current", &[]).await["status"],
+        "running"
+    );
+}

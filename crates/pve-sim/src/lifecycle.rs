@@ -38,7 +38,9 @@ pub(crate) fn boot(sh: &Shared, st: &mut SimState, vmid: u32) {
         match g.kind {
             Kind::Qemu => {
                 let agent = now + sh.scaled(durations::AGENT_BOOT);
-                g.agent_ready_at = Some(agent);
+                // Without `agent` in the config at start there is no agent device, so
+                // enabling it later needs a restart (as on PVE); DHCP happens anyway.
+                g.agent_ready_at = g.agent_enabled().then_some(agent);
                 g.ipv4_ready_at = Some(agent + sh.scaled(durations::DHCP));
             }
             Kind::Lxc => {
@@ -158,6 +160,12 @@ fn power_task(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, op: Op) -> ApiResult<Va
     let vmid = r.vmid();
     sh.lock().guest(kind, &node, vmid)?;
     let skiplock = r.flag("skiplock");
+    // A guest needs SHUTDOWN seconds to power down; a shorter `timeout` runs out first.
+    let short_timeout = r
+        .param("timeout")
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|t| op == Op::Shutdown && kind == Kind::Qemu && *t < durations::SHUTDOWN);
+    let force = r.flag("forceStop");
     let (typ, secs) = match (kind, op) {
         (Kind::Qemu, Op::Start) => ("qmstart", durations::START),
         (Kind::Qemu, Op::Stop) => ("qmstop", durations::STOP),
@@ -176,7 +184,7 @@ fn power_task(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, op: Op) -> ApiResult<Va
         &vmid.to_string(),
         r.caller,
         Vec::new(),
-        move |_| async move {
+        move |upid| async move {
             {
                 let st = sh2.lock();
                 let g = st.guest(kind, &node, vmid).map_err(|e| e.message)?;
@@ -194,6 +202,23 @@ fn power_task(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind, op: Op) -> ApiResult<Va
                         return Err(format!("{} {vmid} already running", kind.prefix()));
                     }
                 }
+            }
+            let was_running = sh2.lock().guest(kind, &node, vmid).is_ok_and(|g| g.running);
+            if let Some(timeout) = short_timeout.filter(|_| was_running) {
+                sh2.sleep(timeout).await;
+                if !force {
+                    return Err("VM quit/powerdown failed - got timeout".to_owned());
+                }
+                // forceStop: a `warn` in the worker, so the task ends with WARNINGS: 1.
+                let mut st = sh2.lock();
+                st.tasks.log(
+                    &upid,
+                    "VM quit/powerdown failed - terminating now with SIGTERM",
+                );
+                if let Ok(g) = st.guest_mut(kind, &node, vmid) {
+                    power_off(g);
+                }
+                return Ok(1);
             }
             sh2.sleep(secs).await;
             let mut st = sh2.lock();

@@ -28,6 +28,9 @@ use crate::routing::{self, Reply, Req};
 use crate::state::Shared;
 use crate::{auth, introspect};
 
+/// Seconds pveproxy waits for pvedaemon before answering 596.
+const DAEMON_TIMEOUT: f64 = 30.0;
+
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -353,7 +356,22 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_else(|| sh.cfg.nodes.first().cloned().unwrap_or_default());
     let permit = if route.endpoint.protected {
         match sh.daemons.get(&daemon_node) {
-            Some(sem) => Arc::clone(sem).acquire_owned().await.ok(),
+            // pveproxy gives up on a busy pvedaemon after 30 s of inactivity: 596.
+            Some(sem) => match tokio::time::timeout(
+                sh.scaled(DAEMON_TIMEOUT),
+                Arc::clone(sem).acquire_owned(),
+            )
+            .await
+            {
+                Ok(permit) => permit.ok(),
+                Err(_) => {
+                    let status = StatusCode::from_u16(596).expect("596 is a valid status code");
+                    return error_response(
+                        &ApiError::status(status, "Connection timed out"),
+                        ErrorBody::Json,
+                    );
+                }
+            },
             None => None,
         }
     } else {

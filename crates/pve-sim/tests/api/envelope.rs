@@ -202,3 +202,15 @@ async fn loose_types_nextid_string_booleans_numbers_absent_fields() {
         "9.1"
     );
 }
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let api = Api::start(0.01).await;
+    let addr = api.sim.addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    api.sim.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "port closed after shutdown"
+    );
+}

@@ -506,3 +506,57 @@ impl Api {
         panic!("POST {path} never succeeded");
     }
 }
+
+#[tokio::test]
+async fn shutdown_timeouts_fail_or_warn_with_force_stop() {
+    let api = Api::start(0.01).await;
+    api.clone_vm(150, "slow").await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    // The guest needs 5 s to power down; 2 s is not enough.
+    let upid = api
+        .post("/nodes/pve1/qemu/150/status/shutdown", &[("timeout", "2")])
+        .await;
+    assert_eq!(
+        api.wait_task(&upid).await["exitstatus"],
+        "VM quit/powerdown failed - got timeout"
+    );
+    assert_eq!(
+        api.get("/nodes/pve1/qemu/150/status/current", &[]).await["status"],
+        "running"
+    );
+    let upid = api
+        .post(
+            "/nodes/pve1/qemu/150/status/shutdown",
+            &[("timeout", "2"), ("forceStop", "1")],
+        )
+        .await;
+    let st = api.wait_task(&upid).await;
+    assert_eq!(st["exitstatus"], "WARNINGS: 1");
+    let log = api
+        .get(
+            &format!("/nodes/pve1/tasks/{}/log", enc(upid.as_str().unwrap())),
+            &[],
+        )
+        .await;
+    let lines: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["t"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "VM quit/powerdown failed - terminating now with SIGTERM",
+            "TASK WARNINGS: 1"
+        ]
+    );
+    assert_eq!(
+        api.get("/nodes/pve1/qemu/150/status/current", &[]).await["status"],
+        "stopped"
+    );
+    let warn = api
+        .get("/nodes/pve1/tasks", &[("statusfilter", "warning")])
+        .await;
+    assert_eq!(warn.as_array().unwrap().len(), 1);
+}

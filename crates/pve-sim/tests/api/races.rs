@@ -169,3 +169,37 @@ async fn fresh_clones_are_unknown_in_cluster_resources_until_pvestatd_runs() {
         "running"
     );
 }
+
+#[tokio::test]
+async fn a_saturated_pvedaemon_answers_596_after_the_forward_timeout() {
+    let api = Api::start(0.01).await;
+    api.clone_vm(150, "noagent").await;
+    api.put("/nodes/pve1/qemu/150/config", &[("delete", "agent")])
+        .await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    // Enabled while running: the agent device only appears after a restart, so every
+    // ping costs a worker the 3 s timeout; 40 at once exceed the 30 s forward timeout.
+    api.put("/nodes/pve1/qemu/150/config", &[("agent", "1")])
+        .await;
+    let pings = (0..40).map(|_| api.call(Method::POST, "/nodes/pve1/qemu/150/agent/ping", &[]));
+    let answers = join_all(pings).await;
+    let timed_out = answers.iter().filter(|a| a.status == 596).count();
+    assert!(timed_out > 0, "some requests time out waiting for a worker");
+    for a in answers.iter().filter(|a| a.status != 596) {
+        assert_eq!(
+            (a.status, a.message()),
+            (500, "QEMU guest agent is not running\n")
+        );
+    }
+    for a in answers.iter().filter(|a| a.status == 596) {
+        assert_eq!(a.message(), "Connection timed out\n");
+    }
+    assert_eq!(api.sim.state()["daemon_peak"]["pve1"], 3);
+    // After a restart the agent answers.
+    api.post_ok("/nodes/pve1/qemu/150/status/stop", &[]).await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    assert_eq!(
+        api.wait_for_post("/nodes/pve1/qemu/150/agent/ping").await,
+        serde_json::json!({"result": {}})
+    );
+}

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use pve_auth::{Observer, RequestRecord};
 
+/// A write as sent: method, path, parameters in order.
+pub type Write = (String, String, Vec<(String, String)>);
+
 /// Records every request the client sends, in order.
 #[derive(Clone, Default)]
 pub struct Log(Arc<Mutex<Vec<RequestRecord>>>);
@@ -26,7 +29,7 @@ impl Log {
     }
 
     /// `(method, path, params)` of the writes (everything but GET), in order.
-    pub fn writes(&self) -> Vec<(String, String, Vec<(String, String)>)> {
+    pub fn writes(&self) -> Vec<Write> {
         self.records()
             .into_iter()
             .filter(|r| r.method != pve_auth::Method::GET)

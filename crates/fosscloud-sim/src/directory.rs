@@ -1,11 +1,16 @@
 //! The simulated server's configuration switches and its in-memory LDAP directory.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::SimError;
+
+/// What `Debug` prints instead of a password: fixtures hold real-looking secrets, and a
+/// `{:?}` of the directory ends up in test failures and logs.
+const REDACTED: &str = "***";
 
 /// The server's API configuration (`api_config.php`) plus the presence of the FC4School
 /// module and the SPICE address mode.
@@ -57,8 +62,8 @@ pub struct RealmEntry {
     pub customer: String,
 }
 
-/// A user of the internal directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user of the internal directory. `Debug` prints the password as `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEntry {
     /// The internal uid (what pools and VMs list under `ou=people`).
     pub uid: String,
@@ -75,6 +80,19 @@ pub struct UserEntry {
     /// `"dynamicVM.view" = "all"`, `"persistentVM.view" = "owner"`, `"vmPool.view" = "all"`.
     #[serde(default)]
     pub rights: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserEntry")
+            .field("uid", &self.uid)
+            .field("name", &self.name)
+            .field("password", &REDACTED)
+            .field("customer", &self.customer)
+            .field("groups", &self.groups)
+            .field("rights", &self.rights)
+            .finish()
+    }
 }
 
 impl UserEntry {
@@ -143,8 +161,8 @@ impl VmType {
     }
 }
 
-/// A VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A VM. `Debug` prints the SPICE password as `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmEntry {
     /// `sstVirtualMachine`, the libvirt domain UUID.
     pub uuid: String,
@@ -176,6 +194,25 @@ pub struct VmEntry {
     /// Whether the libvirt domain is active (persistent VMs report online/offline from it).
     #[serde(default)]
     pub running: bool,
+}
+
+impl fmt::Debug for VmEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmEntry")
+            .field("uuid", &self.uuid)
+            .field("display_name", &self.display_name)
+            .field("vm_type", &self.vm_type)
+            .field("subtype", &self.subtype)
+            .field("node", &self.node)
+            .field("spice_port", &self.spice_port)
+            .field("spice_password", &REDACTED)
+            .field("os", &self.os)
+            .field("pool", &self.pool)
+            .field("people", &self.people)
+            .field("groups", &self.groups)
+            .field("running", &self.running)
+            .finish()
+    }
 }
 
 /// An FC4School mapping of a workstation's MAC address to a dynamic VM. FC4School is not
@@ -683,6 +720,32 @@ mod tests {
     #[test]
     fn builtin_directory_is_valid() {
         Directory::builtin().validate().unwrap();
+    }
+
+    #[test]
+    fn debug_hides_user_and_spice_passwords() {
+        let directory = Directory::builtin();
+        let fixture = Fixture {
+            config: Config::default(),
+            directory: directory.clone(),
+        };
+        let text = format!("{directory:?} {fixture:?}");
+        let secrets = directory
+            .users
+            .iter()
+            .map(|u| &u.password)
+            .chain(directory.vms.iter().map(|v| &v.spice_password));
+        for secret in secrets {
+            assert!(!text.contains(secret.as_str()), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("password: \"***\""), "{text}");
+        assert!(text.contains("spice_password: \"***\""), "{text}");
+        // The rest stays visible for diagnosis.
+        assert!(text.contains(&directory.users[0].uid), "{text}");
+        assert!(text.contains(&directory.vms[0].uuid), "{text}");
+        // The fixture file format still carries them.
+        let toml = fixture.to_toml().unwrap();
+        assert!(toml.contains(&directory.users[0].password), "{toml}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ struct Plan {
     pool: Option<String>,
     config: BTreeMap<String, String>,
     source_volume: String,
-    fault: Option<&'static str>,
+    fault: Option<String>,
 }
 
 fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Plan> {
@@ -278,7 +278,7 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             }
             let copied = copy_disks(&sh2, &p.node, p.full).await;
             let mut st = sh2.lock();
-            if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+            if let Err(e) = copied.and_then(|()| p.fault.clone().map_or(Ok(()), Err)) {
                 // The partial VM is removed again.
                 remove_guest(&mut st, p.newid);
                 return Err(e);
@@ -328,7 +328,7 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             if let Some(src) = st.guests.get_mut(&p.vmid) {
                 src.config.remove("lock");
             }
-            if let Err(e) = copied.and_then(|()| p.fault.map_or(Ok(()), |f| Err(f.to_owned()))) {
+            if let Err(e) = copied.and_then(|()| p.fault.clone().map_or(Ok(()), Err)) {
                 remove_guest(&mut st, p.newid);
                 return Err(e);
             }

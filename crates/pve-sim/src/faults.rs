@@ -25,6 +25,8 @@ pub(crate) enum Fault {
 pub(crate) struct Faults {
     rng: ChaCha8Rng,
     rate: f64,
+    /// Failures queued by [`crate::SimHandle::fail_next_clone`], used before any draw.
+    queued_clone_failures: std::collections::VecDeque<String>,
 }
 
 /// Texts of clone tasks that fail for reasons outside the client's control.
@@ -43,6 +45,7 @@ impl Faults {
         Self {
             rng: ChaCha8Rng::from_seed(s),
             rate,
+            queued_clone_failures: std::collections::VecDeque::new(),
         }
     }
 
@@ -80,12 +83,21 @@ impl Faults {
     }
 
     /// Should the clone task being forked fail, and with which text?
-    pub(crate) fn clone_failure(&mut self) -> Option<&'static str> {
+    pub(crate) fn clone_failure(&mut self) -> Option<String> {
+        if let Some(queued) = self.queued_clone_failures.pop_front() {
+            return Some(queued);
+        }
         if self.rate <= 0.0 {
             return None;
         }
         let x: f64 = self.rng.gen();
-        (x < self.rate).then(|| CLONE_FAILURES[self.rng.gen_range(0..CLONE_FAILURES.len())])
+        (x < self.rate)
+            .then(|| CLONE_FAILURES[self.rng.gen_range(0..CLONE_FAILURES.len())].to_owned())
+    }
+
+    /// Make the next clone task fail with `text` (tests of client error handling).
+    pub(crate) fn queue_clone_failure(&mut self, text: String) {
+        self.queued_clone_failures.push_back(text);
     }
 }
 
@@ -120,5 +132,8 @@ mod tests {
         assert_ne!(da, dc);
         let mut off = Faults::new(42, 0.0);
         assert!((0..100).all(|_| off.draw().is_none() && off.clone_failure().is_none()));
+        off.queue_clone_failure("x".into());
+        assert_eq!(off.clone_failure().as_deref(), Some("x"));
+        assert!(off.clone_failure().is_none());
     }
 }

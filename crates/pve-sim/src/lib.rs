@@ -55,7 +55,7 @@ mod state;
 mod tasks;
 mod tls;
 
-pub use routing::is_served;
+pub use routing::{is_served, SERVED};
 pub use secret::Secret;
 pub use sim::{totp_code, SimError, SimHandle, Simulator, SimulatorBuilder};
 

@@ -75,9 +75,9 @@ pub(crate) fn not_implemented(method: &Method, path: &str) -> ApiError {
     )
 }
 
-/// Every `(method, template)` the dispatcher serves, besides the firewall templates,
-/// which [`firewall_api::is_firewall`] recognises and hands to the firewall model.
-pub(crate) const SERVED: &[(&str, &str)] = &[
+/// Every `(method, template)` the dispatcher serves, besides the firewall templates
+/// (every `…/firewall/…` template of the extract, handed to the firewall model).
+pub const SERVED: &[(&str, &str)] = &[
     ("POST", "/access/ticket"),
     ("GET", "/version"),
     ("GET", "/nodes"),

@@ -28,6 +28,9 @@ use crate::routing::{self, Reply, Req};
 use crate::state::Shared;
 use crate::{auth, introspect};
 
+/// Idle keep-alive connections are closed after this long.
+const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Seconds pveproxy waits for pvedaemon before answering 596.
 const DAEMON_TIMEOUT: f64 = 30.0;
 
@@ -124,7 +127,11 @@ where
             }
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    // pve-http-server drops idle keep-alive connections after 5 s (real time).
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(KEEP_ALIVE_IDLE)
+        .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -393,6 +393,17 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Make the next clone task (QEMU or LXC) fail with `message` — e.g.
+    /// `clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout` —
+    /// after its disk phase, as a real one would; the partial guest is removed.
+    pub fn fail_next_clone(&self, message: impl Into<String>) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_clone_failure(message.into());
+    }
+
     /// The reachability oracle (as `/_sim/reachability`): can guest `from` open a new
     /// `proto` connection to `to` (a VMID or an IP address), port `port`?
     pub fn reachability(

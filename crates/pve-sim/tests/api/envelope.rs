@@ -214,3 +214,30 @@ async fn shutdown_stops_serving() {
         "port closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_by_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::start(0.01).await;
+    let mut s = tokio::net::TcpStream::connect(api.sim.addr())
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /api2/json/version HTTP/1.1\r\nHost: x\r\nAuthorization: PVEAPIToken={TOKEN}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
+    // Keep-alive: the connection stays usable, then the server drops it when idle.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+}

@@ -109,6 +109,15 @@ async fn student_isolation_through_the_api_and_the_oracle() {
     let rules = api.get("/nodes/pve1/qemu/150/firewall/rules", &[]).await;
     assert_eq!(rules[0]["pos"], 0);
     assert_eq!(rules[0]["comment"], "labctl");
+    let d = rules[0]["digest"].as_str().unwrap().to_owned();
+    api.put(
+        "/nodes/pve1/qemu/150/firewall/rules/0",
+        &[("comment", "labctl exam"), ("digest", &d)],
+    )
+    .await;
+    let one = api.get("/nodes/pve1/qemu/150/firewall/rules/0", &[]).await;
+    assert_eq!(one["comment"], "labctl exam");
+    let rules = api.get("/nodes/pve1/qemu/150/firewall/rules", &[]).await;
     // Students reach the teacher and back, not each other, not the outside.
     assert_eq!(
         reach(&api, 150, "100", "tcp", Some(22)).await["allowed"],

@@ -560,3 +560,34 @@ async fn shutdown_timeouts_fail_or_warn_with_force_stop() {
         .await;
     assert_eq!(warn.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn injected_clone_failure_and_local_storage_target() {
+    let api = Api::start(0.01).await;
+    let a = api
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "150"), ("target", "pve2")],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.message()),
+        (
+            500,
+            "can't clone VM to node 'pve2' (VM uses local storage)\n"
+        )
+    );
+    let text = "clone failed: cfs-lock 'storage-local-lvm' error: got lock request timeout";
+    api.sim.fail_next_clone(text);
+    let upid = api
+        .post("/nodes/pve1/qemu/9000/clone", &[("newid", "150")])
+        .await;
+    assert_eq!(api.wait_task(&upid).await["exitstatus"], text);
+    let a = api
+        .call(Method::GET, "/nodes/pve1/qemu/150/config", &[])
+        .await;
+    assert_eq!(a.status, 500, "the partial VM was removed");
+    // Only the next clone fails.
+    api.clone_vm(150, "ok").await;
+}

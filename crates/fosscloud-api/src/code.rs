@@ -194,9 +194,12 @@ impl Code {
     /// The number the published documentation uses, when it differs from [`Code::number`].
     pub fn doc_number(self) -> Option<u32> {
         match self {
-            Code::MappingAssignMacParamDisabled => Some(400_068),
+            // Not in DOC_ALIASES: the source uses 400065 for another code, and wins.
             Code::MappingAssignPoolInvalid => Some(400_065),
-            _ => None,
+            other => DOC_ALIASES
+                .iter()
+                .find(|(_, c)| *c == other)
+                .map(|(n, _)| *n),
         }
     }
 
@@ -338,7 +341,13 @@ mod tests {
             Code::MappingAssignMacParamDisabled.doc_number(),
             Some(400_068)
         );
+        assert_eq!(Code::HttpAuthMissing.doc_number(), Some(401_002));
         assert_eq!(Code::LoginOk.doc_number(), None);
+        // Every documentation number read by from_number is the one doc_number reports.
+        for (number, code) in DOC_ALIASES {
+            assert_eq!(Code::from_number(*number), *code);
+            assert_eq!(code.doc_number(), Some(*number), "{code:?}");
+        }
     }
 
     #[test]

@@ -103,7 +103,18 @@ fn describe(vm: &Vm) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // Print errors with Display: it names the code and what to do, Debug only the fields.
+    match report().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn report() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = run(Settings::from_env()?).await?;
     println!("{} VM(s):", outcome.vms.len());
     for vm in &outcome.vms {

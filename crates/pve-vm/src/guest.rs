@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pve_auth::{api_path, Params};
+use pve_auth::{api_path, Method, Params};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -15,6 +15,9 @@ use crate::upid::Upid;
 
 /// How many times a digest-guarded change is re-read and re-applied after a concurrent edit.
 const DIGEST_ATTEMPTS: u32 = 5;
+/// How many times a non-idempotent request is sent again after its answer was lost and its
+/// effect was not observed.
+pub(crate) const RESENDS: u32 = 3;
 
 /// Run state from `status/current`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +178,8 @@ impl Guest {
     }
 
     /// `PUT …/config` (synchronous for QEMU and LXC). Set a digest in `update` to refuse the
-    /// change if the config changed since it was read. Lock timeouts (nothing was changed) are
-    /// retried with backoff. An empty update sends nothing.
+    /// change if the config changed since it was read. Lock timeouts (nothing was changed)
+    /// and transient failures are retried with backoff. An empty update sends nothing.
     pub async fn update_config(&self, update: &ConfigUpdate) -> Result<()> {
         update.check()?;
         if update.is_empty() {
@@ -184,7 +187,8 @@ impl Guest {
         }
         let params = update.to_params();
         let path = self.path(&["config"]);
-        self.retry_busy(|| async {
+        // A PUT of the same values is idempotent, so a lost answer may be retried blindly.
+        self.retry_busy(true, || async {
             self.client()
                 .put::<serde_json::Value>(&path, &params)
                 .await
@@ -312,8 +316,11 @@ impl Guest {
 
     /// Starts the guest and waits for the start task. Already running is success.
     pub async fn start(&self) -> Result<()> {
+        let wait = self.api.timing().task_timeout;
         let r = self
-            .power("start", Params::new(), true, self.api.timing().task_timeout)
+            .power("start", Params::new(), wait, |s: &GuestStatus| {
+                s.is_running()
+            })
             .await;
         match r {
             Err(e) if e.mentions("already running") => Ok(()),
@@ -323,8 +330,11 @@ impl Guest {
 
     /// Stops the guest hard and waits. Already stopped is success.
     pub async fn stop(&self) -> Result<()> {
+        let wait = self.api.timing().task_timeout;
         let r = self
-            .power("stop", Params::new(), false, self.api.timing().task_timeout)
+            .power("stop", Params::new(), wait, |s: &GuestStatus| {
+                !s.is_running()
+            })
             .await;
         match r {
             Err(e) if e.mentions("not running") => Ok(()),
@@ -344,7 +354,10 @@ impl Guest {
         }
         // The task itself may take the whole server-side timeout.
         let wait = self.api.timing().task_timeout + opts.timeout.unwrap_or(Duration::from_secs(60));
-        match self.power("shutdown", params, false, wait).await {
+        let r = self
+            .power("shutdown", params, wait, |s: &GuestStatus| !s.is_running())
+            .await;
+        match r {
             Err(e) if e.mentions("not running") && !e.mentions("agent") => Ok(()),
             other => other,
         }
@@ -353,22 +366,28 @@ impl Guest {
     /// Reboots the guest and waits for the reboot task.
     pub async fn reboot(&self) -> Result<()> {
         let wait = self.api.timing().task_timeout;
-        self.power("reboot", Params::new(), true, wait).await
+        // A reboot that happened shows as a running guest with a smaller uptime.
+        let before = self.status().await?.uptime.unwrap_or(u64::MAX);
+        self.power("reboot", Params::new(), wait, move |s: &GuestStatus| {
+            s.is_running() && s.uptime.is_some_and(|u| u < before)
+        })
+        .await
     }
 
-    /// POSTs `status/<action>` and waits for its task. After a lost answer the state is
-    /// checked before sending again (`want_running` is the state the action leads to).
+    /// POSTs `status/<action>` and waits for its task. After a lost answer `reached` is
+    /// checked on the guest's status before the action is sent again.
     async fn power(
         &self,
         action: &str,
         params: Params,
-        want_running: bool,
         wait: Duration,
+        reached: impl Fn(&GuestStatus) -> bool,
     ) -> Result<()> {
         let path = self.path(&["status", action]);
+        let reached = &reached;
         let upid = self
-            .post_task_checked(&path, &params, || async {
-                Ok(self.status().await?.is_running() == want_running)
+            .send_task_checked(Method::POST, &path, &params, || async move {
+                Ok(reached(&self.status().await?))
             })
             .await?;
         if let Some(upid) = upid {
@@ -377,13 +396,16 @@ impl Guest {
         Ok(())
     }
 
-    /// POSTs a task-starting request with busy-lock retries. If the answer is lost after the
-    /// request may have reached the server, `done` is polled for [`Timing::settle`] before one
-    /// more attempt; `Ok(None)` means the effect was observed without a UPID.
+    /// Sends a task-starting, non-idempotent request (POST or DELETE) with busy-lock
+    /// retries, answering its UPID (`None` for calls answering null). If the answer is lost
+    /// after the request may have reached the server, `done` is polled for
+    /// [`Timing::settle`] before the request is sent again (at most [`RESENDS`] times);
+    /// `Ok(None)` also means the effect was observed.
     ///
     /// [`Timing::settle`]: crate::Timing::settle
-    pub(crate) async fn post_task_checked<F, Fut>(
+    pub(crate) async fn send_task_checked<F, Fut>(
         &self,
+        method: Method,
         path: &str,
         params: &Params,
         mut done: F,
@@ -392,17 +414,21 @@ impl Guest {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool>>,
     {
-        let mut resent = false;
+        let mut resends = 0;
         loop {
             let sent = self
-                .retry_busy(|| async {
-                    let upid: Upid = self.client().post(path, params).await?;
-                    Ok(upid)
+                .retry_busy(false, || async {
+                    let answer: Option<Upid> = if method == Method::DELETE {
+                        self.client().delete(path, params).await?
+                    } else {
+                        self.client().post(path, params).await?
+                    };
+                    Ok(answer)
                 })
                 .await;
             match sent {
-                Ok(upid) => return Ok(Some(upid)),
-                Err(e) if !resent && e.is_transient() && !e.was_never_sent() => {
+                Ok(upid) => return Ok(upid),
+                Err(e) if resends < RESENDS && e.is_transient() && !e.was_never_sent() => {
                     tracing::debug!(path, error = %e, "answer lost; checking state before resending");
                     let settle = self.api.timing().settle;
                     let seen = self
@@ -424,7 +450,7 @@ impl Guest {
                         .await;
                     match seen {
                         Ok(()) => return Ok(None),
-                        Err(Error::Timeout { .. }) => resent = true,
+                        Err(Error::Timeout { .. }) => resends += 1,
                         Err(other) => return Err(other),
                     }
                 }
@@ -434,10 +460,11 @@ impl Guest {
     }
 
     /// Runs `op` again while it fails on a busy lock that means "nothing happened" (a lock
-    /// timeout or a config lock), with backoff and jitter within [`Timing::lock_retry`].
+    /// timeout or a config lock) — and, for `idempotent` requests, on transient failures —
+    /// with backoff and jitter within [`Timing::lock_retry`].
     ///
     /// [`Timing::lock_retry`]: crate::Timing::lock_retry
-    pub(crate) async fn retry_busy<T, F, Fut>(&self, mut op: F) -> Result<T>
+    pub(crate) async fn retry_busy<T, F, Fut>(&self, idempotent: bool, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -446,7 +473,12 @@ impl Guest {
         let mut retry = 1;
         loop {
             match op().await {
-                Err(e) if matches!(e, Error::Api(_)) && (e.is_lock_timeout() || e.is_locked()) => {
+                Err(e)
+                    if matches!(e, Error::Api(_))
+                        && (e.is_lock_timeout()
+                            || e.is_locked()
+                            || (idempotent && e.is_transient())) =>
+                {
                     let Some(delay) = self
                         .api
                         .timing()
@@ -466,12 +498,14 @@ impl Guest {
 
     /// Converts the guest into a template and waits until it is one. QEMU answers a task;
     /// LXC answers nothing (the conversion runs in the background), so the config is polled
-    /// for `template: 1`.
+    /// for `template: 1` (as it is after a lost answer).
     pub async fn make_template(&self) -> Result<()> {
         let path = self.path(&["template"]);
         let timeout = self.api.timing().task_timeout;
-        let answer: Option<Upid> = self
-            .retry_busy(|| async { Ok(self.client().post(&path, &Params::new()).await?) })
+        let answer = self
+            .send_task_checked(Method::POST, &path, &Params::new(), || async {
+                Ok(self.config().await?.is_template())
+            })
             .await?;
         match answer {
             Some(upid) => {
@@ -530,12 +564,26 @@ impl Guest {
             params.insert("destroy-unreferenced-disks", true);
         }
         let path = self.path(&[]);
-        let upid: Upid = self
-            .retry_busy(|| async { Ok(self.client().delete(&path, &params).await?) })
+        let answer = self
+            .send_task_checked(Method::DELETE, &path, &params, || async {
+                match self.config().await {
+                    Err(e) if e.is_not_found() => Ok(true),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(false),
+                }
+            })
             .await?;
-        self.api
-            .wait_task(&upid, self.api.timing().task_timeout)
-            .await?;
+        match answer {
+            Some(upid) => {
+                self.api
+                    .wait_task(&upid, self.api.timing().task_timeout)
+                    .await?;
+            }
+            None => {
+                // A lost answer and the guest is gone: destroyed (by this call, as far as
+                // anyone can tell).
+            }
+        }
         self.api.forget(self.vmid);
         Ok(())
     }

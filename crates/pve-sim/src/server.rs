@@ -1,6 +1,6 @@
 //! The HTTP layer: accept loop (plain or TLS) on hyper, the axum router, and the request
 //! pipeline every `/api2/json` call goes through:
-//! count → fault → body check → schema route (501) → auth (401) → parameters (400) →
+//! count → fault → body check (501) → auth (401) → schema route (501) → parameters (400) →
 //! pvedaemon worker slot (protected calls) → handler → envelope.
 
 use std::collections::BTreeMap;
@@ -321,12 +321,9 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         );
         return error_response(&err, ErrorBody::Plain);
     }
-    let Some(route) = route else {
-        return error_response(&routing::not_implemented(&method, &rel), ErrorBody::Json);
-    };
-    let template = route.endpoint.path.as_str();
-
-    let is_login = template == "/access/ticket";
+    // pve-http-server authenticates before it looks for a handler (only the login and
+    // the realm list are open), so an unknown path without credentials is a 401.
+    let is_login = rel == "/access/ticket";
     let caller = if is_login {
         None
     } else {
@@ -338,6 +335,10 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             }
         }
     };
+    let Some(route) = route else {
+        return error_response(&routing::not_implemented(&method, &rel), ErrorBody::Json);
+    };
+    let template = route.endpoint.path.as_str();
 
     let content_type = parts
         .headers

@@ -28,6 +28,13 @@ async fn unknown_paths_and_methods_are_501() {
         line,
         "HTTP/1.1 501 Method 'GET /nodes/pve1/nothing' not implemented"
     );
+    // Authentication comes first: without credentials even an unknown path is a 401.
+    let (line, _) = raw(
+        api.sim.addr(),
+        "GET /api2/json/foo HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(line, "HTTP/1.1 401 No ticket");
 }
 
 #[tokio::test]

@@ -197,44 +197,37 @@ impl Schema {
     /// Named formats used by the extract that the validator does not check (values are
     /// accepted), with `-list`/`-opt` suffixes as written in the schema.
     pub fn unchecked_formats(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut visit = |p: &Parameter| {
-            if let Some(Format::Named(name)) = &p.format {
-                if format::check_named(name, "").is_none() {
-                    out.insert(name.clone());
+        self.all_parameters()
+            .filter_map(|p| match &p.format {
+                Some(Format::Named(name)) if format::check_named(name, "").is_none() => {
+                    Some(name.clone())
                 }
-            }
-        };
-        for ep in &self.endpoints {
-            for p in ep.parameters.values() {
-                visit(p);
-                if let Some(Format::PropertyString(keys)) = &p.format {
-                    keys.values().for_each(&mut visit);
-                }
-            }
-        }
-        out
+                _ => None,
+            })
+            .collect()
     }
 
     /// Schema patterns the `regex` crate cannot compile (even after translating Perl's
     /// `(?^:` and `\0`); such patterns are not enforced.
     pub fn uncompilable_patterns(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut visit = |p: &Parameter| {
-            if let Some(pattern) = &p.pattern {
-                if validate::compile_pattern(pattern).is_none() {
-                    out.insert(pattern.clone());
-                }
-            }
-        };
-        for ep in &self.endpoints {
-            for p in ep.parameters.values() {
-                visit(p);
-                if let Some(Format::PropertyString(keys)) = &p.format {
-                    keys.values().for_each(&mut visit);
-                }
-            }
-        }
-        out
+        self.all_parameters()
+            .filter_map(|p| p.pattern.as_ref())
+            .filter(|pattern| validate::compile_pattern(pattern).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Every parameter of every endpoint, followed by the keys of its property string.
+    fn all_parameters(&self) -> impl Iterator<Item = &Parameter> {
+        self.endpoints
+            .iter()
+            .flat_map(|ep| ep.parameters.values())
+            .flat_map(|p| {
+                let keys = match &p.format {
+                    Some(Format::PropertyString(keys)) => Some(keys.values()),
+                    _ => None,
+                };
+                std::iter::once(p).chain(keys.into_iter().flatten())
+            })
     }
 }

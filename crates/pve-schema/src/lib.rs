@@ -68,6 +68,11 @@ pub use format::CHECKED_FORMATS;
 pub use model::{Endpoint, Format, ParamType, Parameter};
 pub use validate::INDEXED_FAMILIES;
 
+// The README's Rust example is compiled (and run where it can be) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The committed extract, embedded.
 pub const EXTRACT_JSON: &str = include_str!("../schema/extract.json");
 /// The committed endpoint list the extract was generated from, embedded.

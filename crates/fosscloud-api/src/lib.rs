@@ -34,3 +34,8 @@ pub use client::{read_answer, Answer, ClientBuilder, FossCloudClient, DEFAULT_TI
 pub use code::Code;
 pub use error::{Error, Result};
 pub use types::{MacAddr, PoolId, Realm, RealmId, Secret, Vm, VmKind, VmStatus, VmType};
+
+// The README's Rust example is compiled (and run where it can be) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -162,31 +162,74 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     })
 }
 
-/// Take a storage slot of `node`, or `None` when all are held.
-fn take_storage_slot(st: &mut SimState, node: &str) -> bool {
-    let n = st.storage_clones.entry(node.to_owned()).or_insert(0);
-    if *n >= STORAGE_SLOTS {
-        return false;
-    }
-    *n += 1;
-    true
+/// A held storage slot; released when dropped (also when the task is stopped).
+struct StorageSlot {
+    sh: Arc<Shared>,
+    node: String,
 }
 
-fn release_storage_slot(st: &mut SimState, node: &str) {
-    if let Some(n) = st.storage_clones.get_mut(node) {
-        *n = n.saturating_sub(1);
+impl StorageSlot {
+    /// Take a slot of `node`, or `None` when all are held.
+    fn take(sh: &Arc<Shared>, node: &str) -> Option<Self> {
+        let mut st = sh.lock();
+        let n = st.storage_clones.entry(node.to_owned()).or_insert(0);
+        if *n >= STORAGE_SLOTS {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            sh: Arc::clone(sh),
+            node: node.to_owned(),
+        })
+    }
+}
+
+impl Drop for StorageSlot {
+    fn drop(&mut self) {
+        if let Some(n) = self.sh.lock().storage_clones.get_mut(&self.node) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Undo of a clone that did not complete (error or stopped task): removes the partial
+/// guest and, for LXC, unlocks the source. Disarmed on success.
+struct Rollback {
+    sh: Arc<Shared>,
+    newid: Option<u32>,
+    unlock_source: Option<u32>,
+}
+
+impl Rollback {
+    fn disarm(mut self) {
+        self.newid = None;
+        self.unlock_source = None;
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if self.newid.is_none() && self.unlock_source.is_none() {
+            return;
+        }
+        let mut st = self.sh.lock();
+        if let Some(src) = self.unlock_source.and_then(|id| st.guests.get_mut(&id)) {
+            src.config.remove("lock");
+        }
+        if let Some(id) = self.newid {
+            remove_guest(&mut st, id);
+        }
     }
 }
 
 /// The disk phase: storage lock, copy, release. `Err` = task error text.
-async fn copy_disks(sh: &Shared, node: &str, full: bool) -> Result<(), String> {
-    let got = take_storage_slot(&mut sh.lock(), node);
-    if !got {
+async fn copy_disks(sh: &Arc<Shared>, node: &str, full: bool) -> Result<(), String> {
+    let Some(slot) = StorageSlot::take(sh, node) else {
         sh.sleep(STORAGE_TIMEOUT).await;
         return Err(storage_timeout_text());
-    }
+    };
     sh.sleep(if full { FULL } else { LINKED }).await;
-    release_storage_slot(&mut sh.lock(), node);
+    drop(slot);
     Ok(())
 }
 
@@ -276,14 +319,18 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 }
                 None => {}
             }
-            let copied = copy_disks(&sh2, &p.node, p.full).await;
-            let mut st = sh2.lock();
-            if let Err(e) = copied.and_then(|()| p.fault.clone().map_or(Ok(()), Err)) {
-                // The partial VM is removed again.
-                remove_guest(&mut st, p.newid);
-                return Err(e);
+            // From here on the partial VM is ours: removed again unless the clone completes.
+            let rollback = Rollback {
+                sh: Arc::clone(&sh2),
+                newid: Some(p.newid),
+                unlock_source: None,
+            };
+            copy_disks(&sh2, &p.node, p.full).await?;
+            if let Some(fault) = p.fault.clone() {
+                return Err(fault);
             }
-            complete(&mut st, &p);
+            complete(&mut sh2.lock(), &p);
+            rollback.disarm();
             Ok(0)
         },
     );
@@ -323,16 +370,23 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
         r.caller,
         lines,
         move |_| async move {
-            let copied = copy_disks(&sh2, &p.node, p.full).await;
-            let mut st = sh2.lock();
-            if let Some(src) = st.guests.get_mut(&p.vmid) {
-                src.config.remove("lock");
+            let rollback = Rollback {
+                sh: Arc::clone(&sh2),
+                newid: Some(p.newid),
+                unlock_source: Some(p.vmid),
+            };
+            copy_disks(&sh2, &p.node, p.full).await?;
+            if let Some(fault) = p.fault.clone() {
+                return Err(fault);
             }
-            if let Err(e) = copied.and_then(|()| p.fault.clone().map_or(Ok(()), Err)) {
-                remove_guest(&mut st, p.newid);
-                return Err(e);
+            {
+                let mut st = sh2.lock();
+                if let Some(src) = st.guests.get_mut(&p.vmid) {
+                    src.config.remove("lock");
+                }
+                complete(&mut st, &p);
             }
-            complete(&mut st, &p);
+            rollback.disarm();
             Ok(0)
         },
     );

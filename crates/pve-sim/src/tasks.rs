@@ -4,8 +4,11 @@
 //! finished by the tokio task that simulates the work. Failures are visible only in
 //! `exitstatus` and the last log line, as on a real node.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+
+use tokio::task::AbortHandle;
 
 use serde_json::{json, Map, Value};
 
@@ -37,6 +40,8 @@ pub(crate) type TaskOutcome = Result<u32, String>;
 pub(crate) struct TaskTable {
     tasks: Vec<Task>,
     next_pid: u32,
+    /// How to stop the simulated worker of each running task.
+    aborts: BTreeMap<String, AbortHandle>,
 }
 
 /// The parts of a UPID string.
@@ -125,8 +130,16 @@ impl TaskTable {
         }
     }
 
+    /// Remember how to stop the worker of a still running task.
+    fn set_abort(&mut self, upid: &str, handle: AbortHandle) {
+        if self.get(upid).is_some_and(|t| t.end.is_none()) {
+            self.aborts.insert(upid.to_owned(), handle);
+        }
+    }
+
     /// Stop a task with its outcome; writes the final `TASK …` line.
     pub(crate) fn finish(&mut self, upid: &str, outcome: TaskOutcome) {
+        self.aborts.remove(upid);
         if let Some(t) = self.get_mut(upid) {
             if t.end.is_some() {
                 return;
@@ -246,10 +259,11 @@ where
     let fut = work(upid.clone());
     let sh2 = Arc::clone(sh);
     let upid2 = upid.clone();
-    tokio::spawn(async move {
+    let handle = tokio::spawn(async move {
         let outcome = fut.await;
         sh2.lock().tasks.finish(&upid2, outcome);
     });
+    sh.lock().tasks.set_abort(&upid, handle.abort_handle());
     upid
 }
 
@@ -291,11 +305,23 @@ pub(crate) fn log(
     Ok((Value::Array(lines), task.log.len()))
 }
 
-/// `DELETE /nodes/{node}/tasks/{upid}`: stop a running task.
+/// `DELETE /nodes/{node}/tasks/{upid}`: stop a running task. The worker is killed
+/// (its guards undo half-done work, e.g. a partial clone) and the task ends with
+/// `interrupted by signal`; stopping a finished task changes nothing.
 pub(crate) fn stop(sh: &Shared, node: &str, upid: &str) -> ApiResult<Value> {
-    let mut st = sh.lock();
-    find(&st.tasks, node, upid)?;
-    st.tasks.finish(upid, Err("unexpected status".into()));
+    let handle = {
+        let mut st = sh.lock();
+        find(&st.tasks, node, upid)?;
+        let handle = st.tasks.aborts.get(upid).cloned();
+        if handle.is_some() {
+            st.tasks.finish(upid, Err("interrupted by signal".into()));
+        }
+        handle
+    };
+    // Abort outside the lock: dropping the worker runs guards that take it.
+    if let Some(h) = handle {
+        h.abort();
+    }
     Ok(Value::Null)
 }
 

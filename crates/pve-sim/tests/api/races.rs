@@ -203,3 +203,55 @@ async fn a_saturated_pvedaemon_answers_596_after_the_forward_timeout() {
         serde_json::json!({"result": {}})
     );
 }
+
+#[tokio::test]
+async fn stopping_a_clone_task_interrupts_it_and_undoes_the_partial_guest() {
+    let api = Api::start(0.05).await;
+    let upid = api
+        .post(
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "150"), ("full", "1")],
+        )
+        .await;
+    let u = crate::common::enc(upid.as_str().unwrap());
+    api.wait_for("/nodes/pve1/qemu/150/config", |a| a.status == 200)
+        .await;
+    assert_eq!(api.sim.state()["storage_clones"]["pve1"], 1);
+    assert_eq!(
+        api.delete(&format!("/nodes/pve1/tasks/{u}"), &[]).await,
+        Value::Null
+    );
+    let st = api.wait_task(&upid).await;
+    assert_eq!(st["exitstatus"], "interrupted by signal");
+    api.wait_for("/nodes/pve1/qemu/150/config", |a| a.status == 500)
+        .await;
+    assert_eq!(api.sim.state()["storage_clones"]["pve1"], 0);
+    // Stopping a finished task changes nothing.
+    api.delete(&format!("/nodes/pve1/tasks/{u}"), &[]).await;
+    assert_eq!(
+        api.wait_task(&upid).await["exitstatus"],
+        "interrupted by signal"
+    );
+
+    // LXC: the source lock goes away with the partial CT.
+    let upid = api
+        .post(
+            "/nodes/pve1/lxc/9001/clone",
+            &[("newid", "300"), ("full", "1")],
+        )
+        .await;
+    assert_eq!(
+        api.get("/nodes/pve1/lxc/9001/config", &[]).await["lock"],
+        "disk"
+    );
+    let u = crate::common::enc(upid.as_str().unwrap());
+    api.delete(&format!("/nodes/pve1/tasks/{u}"), &[]).await;
+    api.wait_for("/nodes/pve1/lxc/300/config", |a| a.status == 500)
+        .await;
+    let src = api
+        .wait_for("/nodes/pve1/lxc/9001/config", |a| {
+            a.data().get("lock").is_none()
+        })
+        .await;
+    assert_eq!(src.data()["template"], 1);
+}

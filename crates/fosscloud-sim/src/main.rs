@@ -85,7 +85,16 @@ async fn main() -> anyhow::Result<()> {
         println!("CA certificate written to {}", path.display());
     }
     println!("FOSS-Cloud API simulator at {}", sim.base_url());
-    println!("try: curl -u alice:alice-pw {}/api/vm/list", sim.base_url());
+    // Over HTTPS curl must trust the generated CA, or the hint fails as printed.
+    let trust = match (&args.ca_out, sim.ca_certificate_pem()) {
+        (_, None) => String::new(),
+        (Some(path), Some(_)) => format!("--cacert {} ", path.display()),
+        (None, Some(_)) => "--cacert <the file written by --ca-out FILE> ".to_owned(),
+    };
+    println!(
+        "try: curl {trust}-u alice:alice-pw {}/api/vm/list",
+        sim.base_url()
+    );
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -45,6 +45,11 @@ pub use directory::{
     UserEntry, VmEntry, VmType,
 };
 
+// The README's Rust example is compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The path the application is deployed under (Apache `RewriteBase /vm-manager/`).
 pub const BASE_PATH: &str = "/vm-manager";
 

@@ -56,3 +56,8 @@ pub use ticket::{Clock, SystemClock};
 pub use tls::{Fingerprint, TlsOptions};
 pub use uri::{base_uri, DEFAULT_PORT};
 pub use url::Url;
+
+// The README's Rust example is compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

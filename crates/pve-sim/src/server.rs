@@ -86,8 +86,12 @@ pub(crate) async fn serve(
                 conns.spawn(async move {
                     match tls {
                         Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                serve_conn(stream, app, rx).await;
+                            // A client that never finishes the handshake is dropped.
+                            let handshake = tokio::time::timeout(KEEP_ALIVE_IDLE, acceptor.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => serve_conn(stream, app, rx).await,
+                                Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
                         }
                         None => serve_conn(stream, app, rx).await,
@@ -295,6 +299,9 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     }
 
     let fault = sh.faults.lock().unwrap_or_else(|e| e.into_inner()).draw();
+    if let Some(f) = &fault {
+        tracing::debug!(%method, path = %rel, "injected fault: {f:?}");
+    }
     match fault {
         Some(Fault::Reset) => return reset_response(),
         Some(Fault::Status(status, text)) => {
@@ -410,6 +417,10 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     }
     drop(permit);
 
+    match &result {
+        Ok(_) => tracing::debug!(%method, path = %rel, "200"),
+        Err(e) => tracing::debug!(%method, path = %rel, "{e}"),
+    }
     match result {
         Ok(reply) => ok_response(reply),
         Err(e) => {

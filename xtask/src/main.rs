@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
 mod schema;
 
 const HELP: &str = "\
@@ -19,6 +20,9 @@ Commands:
   test    run every test of the workspace (unit, httpmock, simulator, end-to-end)
   schema  regenerate crates/pve-schema/schema/extract.json from the full PVE API schema
           (--check: fail if the committed extract is out of date; --schema PATH)
+  bench   build labctl-bench in release mode and run it: schema checks, firewall oracle,
+          simulator over HTTP, lab bring-up, memory; table on stdout, JSON in
+          target/bench/results.json (--quick: small counts; --only GROUP; --json PATH)
   fmt     format the whole workspace
   help    print this text
 ";
@@ -31,6 +35,7 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "test" => test(&rest),
         "schema" => schema::run(&project_root(), &rest),
+        "bench" => bench::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -1,0 +1,78 @@
+//! `cargo xtask bench [--quick] [--only GROUP]… [--json PATH]`: build `labctl-bench` in
+//! release mode, run it, print its table and keep its JSON in
+//! `<target dir>/bench/results.json`. The benchmarks measure; they never fail on a
+//! figure (see `bench/src/main.rs` for the groups).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Run the command with the arguments after `bench` (passed on to `labctl-bench`).
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let mut bench_args: Vec<String> = args.to_vec();
+    if !has_json_flag(args) {
+        let path = target_dir(root)?.join("bench").join("results.json");
+        bench_args.push("--json".to_owned());
+        bench_args.push(path.to_string_lossy().into_owned());
+    }
+    let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "labctl-bench", "--"];
+    cargo_args.extend(bench_args.iter().map(String::as_str));
+    crate::cargo(&cargo_args)
+}
+
+/// Did the user choose the JSON path (`--json PATH` or `--json=PATH`)?
+fn has_json_flag(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--json" || a.starts_with("--json="))
+}
+
+/// The workspace's target directory as cargo resolves it (`CARGO_TARGET_DIR`,
+/// `build.target-dir`, or `<root>/target`).
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root)
+        .output()
+        .context("could not run cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    target_dir_of(&output.stdout)
+}
+
+/// `target_directory` of a `cargo metadata` answer.
+fn target_dir_of(metadata: &[u8]) -> Result<PathBuf> {
+    let value: serde_json::Value =
+        serde_json::from_slice(metadata).context("cargo metadata printed invalid JSON")?;
+    value["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_flag_in_both_spellings() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(has_json_flag(&args(&["--quick", "--json", "x.json"])));
+        assert!(has_json_flag(&args(&["--json=x.json"])));
+        assert!(!has_json_flag(&args(&["--quick", "--only", "http"])));
+    }
+
+    #[test]
+    fn target_directory_is_read_from_metadata() {
+        let meta = br#"{"packages":[],"target_directory":"/w/target","version":1}"#;
+        assert_eq!(target_dir_of(meta).unwrap(), PathBuf::from("/w/target"));
+        assert!(target_dir_of(br#"{"version":1}"#).is_err());
+        assert!(target_dir_of(b"not json").is_err());
+    }
+}

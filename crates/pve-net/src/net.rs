@@ -74,8 +74,7 @@ impl NetApi {
             }
             GuestKind::Lxc => {
                 let path = guest.path(&["interfaces"]);
-                let data: serde_json::Value =
-                    guest.api().client().get(&path, &Params::new()).await?;
+                let data: serde_json::Value = guest.api().read(&path, &Params::new()).await?;
                 parse_lxc(&path, data)?.ok_or(Error::NotRunning { vmid: guest.vmid() })
             }
         }

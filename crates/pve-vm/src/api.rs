@@ -16,6 +16,8 @@ use crate::poll::Poll;
 use crate::timing::Timing;
 use crate::upid::Upid;
 
+/// Attempts of a read answered with `got no worker upid`.
+const READ_ATTEMPTS: u32 = 4;
 /// How many task log lines a [`Error::TaskFailed`] carries.
 const LOG_TAIL_LINES: usize = 10;
 
@@ -173,8 +175,7 @@ impl VmApi {
     /// cache.
     pub async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         let list: Vec<GuestSummary> = self
-            .client()
-            .get("/cluster/resources", &Params::new().with("type", "vm"))
+            .read("/cluster/resources", &Params::new().with("type", "vm"))
             .await?;
         let mut placements = lock(&self.inner.placements);
         for g in &list {
@@ -209,6 +210,33 @@ impl VmApi {
 
     pub(crate) fn remember(&self, vmid: VmId, node: &NodeName, kind: GuestKind) {
         lock(&self.inner.placements).insert(vmid, (node.clone(), kind));
+    }
+
+    /// `GET` through the client, repeated (up to 4 attempts in all, with
+    /// [`Timing::lock_retry`] backoff) when PVE answers `got no worker upid`: the server
+    /// could not fork a worker, so nothing ran; `pve-auth` retries the other transient
+    /// failures of reads itself.
+    pub async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &Params,
+    ) -> Result<T> {
+        let mut attempt = 1;
+        loop {
+            match self.client().get(path, params).await {
+                Err(e)
+                    if attempt < READ_ATTEMPTS
+                        && e.message()
+                            .is_some_and(|m| m.contains("got no worker upid")) =>
+                {
+                    let delay = self.inner.timing.lock_retry.delay(attempt);
+                    tracing::debug!(path, error = %e, ?delay, "server could not fork a worker; reading again");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// The lowest free id `>= from`, checked with `GET /cluster/nextid?vmid=N` and reserved
@@ -278,13 +306,12 @@ impl VmApi {
             }
             // The cluster list can lag behind; nextid?vmid=N checks the config files.
             match self
-                .client()
-                .get::<serde_json::Value>("/cluster/nextid", &Params::new().with("vmid", id))
+                .read::<serde_json::Value>("/cluster/nextid", &Params::new().with("vmid", id))
                 .await
             {
                 Ok(_) => chosen.push(id),
                 Err(e) if e.is_already_exists() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
             if chosen.len() == count {
                 let mut reserved = lock(&self.inner.reserved);
@@ -329,7 +356,7 @@ impl VmApi {
             .task_poll
             .wait(&what, timeout, || async {
                 let step = async {
-                    let raw: RawTaskStatus = self.client().get(&path, &Params::new()).await?;
+                    let raw: RawTaskStatus = self.read(&path, &Params::new()).await?;
                     if raw.status == "running" {
                         return Ok(Poll::Pending(None));
                     }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use pve_auth::Params;
+use pve_auth::{Method, Params};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -317,24 +317,43 @@ impl Guest {
     /// After a failed clone task of ours: PVE removes the partial guest; make sure, and remove
     /// it if it is still there.
     async fn remove_partial(&self, new_guest: &Guest) -> Result<()> {
-        match new_guest.config().await {
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-            Ok(_) => {
-                tracing::warn!(vmid = %new_guest.vmid(), "failed clone left a guest behind; removing it");
-                let path = new_guest.path(&[]);
-                let params = Params::new()
-                    .with("purge", true)
-                    .with("destroy-unreferenced-disks", true);
-                let upid: crate::Upid = new_guest.api().client().delete(&path, &params).await?;
-                new_guest
-                    .api()
-                    .wait_task(&upid, new_guest.api().timing().task_timeout)
-                    .await?;
-                new_guest.api().forget(new_guest.vmid());
-                Ok(())
-            }
+        let timing = *self.api().timing();
+        let what = format!("the config of {} after a failed clone", new_guest.vmid());
+        let exists = timing
+            .task_poll
+            .wait(&what, timing.task_timeout, || async {
+                Poll::tolerate(match new_guest.config().await {
+                    Err(e) if e.is_not_found() => Ok(Poll::Ready(false)),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(Poll::Ready(true)),
+                })
+            })
+            .await?;
+        if !exists {
+            return Ok(());
         }
+        tracing::warn!(vmid = %new_guest.vmid(), "failed clone left a guest behind; removing it");
+        let path = new_guest.path(&[]);
+        let params = Params::new()
+            .with("purge", true)
+            .with("destroy-unreferenced-disks", true);
+        let answer = new_guest
+            .send_task_checked(Method::DELETE, &path, &params, || async {
+                match new_guest.config().await {
+                    Err(e) if e.is_not_found() => Ok(true),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(false),
+                }
+            })
+            .await?;
+        if let Some(upid) = answer {
+            new_guest
+                .api()
+                .wait_task(&upid, new_guest.api().timing().task_timeout)
+                .await?;
+        }
+        new_guest.api().forget(new_guest.vmid());
+        Ok(())
     }
 
     /// After a lost clone answer: does the new guest appear within [`Timing::settle`]? If so,

@@ -158,10 +158,9 @@ impl Guest {
 
     /// `GET …/status/current`.
     pub async fn status(&self) -> Result<GuestStatus> {
-        Ok(self
-            .client()
-            .get(&self.path(&["status", "current"]), &Params::new())
-            .await?)
+        self.api
+            .read(&self.path(&["status", "current"]), &Params::new())
+            .await
     }
 
     /// `true` for a template.
@@ -171,10 +170,7 @@ impl Guest {
 
     /// `GET …/config`.
     pub async fn config(&self) -> Result<GuestConfig> {
-        Ok(self
-            .client()
-            .get(&self.path(&["config"]), &Params::new())
-            .await?)
+        self.api.read(&self.path(&["config"]), &Params::new()).await
     }
 
     /// `PUT …/config` (synchronous for QEMU and LXC). Set a digest in `update` to refuse the

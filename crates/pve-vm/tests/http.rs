@@ -957,3 +957,38 @@ async fn pool_membership_uses_put_pools() {
     join.assert_calls_async(1).await;
     leave.assert_calls_async(1).await;
 }
+
+#[tokio::test]
+async fn reads_are_repeated_when_the_server_could_not_fork_a_worker() {
+    let server = MockServer::start_async().await;
+    let n = Arc::new(AtomicUsize::new(0));
+    let c = n.clone();
+    let status = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api2/json/nodes/pve1/qemu/101/status/current")
+                .header("authorization", AUTH);
+            then.respond_with(move |_| {
+                if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                    pve_error(500, "got no worker upid - start worker failed")
+                } else {
+                    data(json!({"status": "running", "template": 0}))
+                }
+            });
+        })
+        .await;
+    let api = api(&server);
+    let g = api.guest_on(node("pve1"), GuestKind::Qemu, vmid(101));
+    assert!(g.status().await.unwrap().is_running());
+    status.assert_calls_async(3).await;
+
+    // Other server errors are not repeated.
+    let config = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api2/json/nodes/pve1/qemu/101/config");
+            then.respond_with(|_| pve_error(500, "VM 101 qmp command failed"));
+        })
+        .await;
+    assert!(g.config().await.is_err());
+    config.assert_calls_async(1).await;
+}

@@ -339,3 +339,45 @@ async fn destroy_of_template_or_running_guest_is_refused() {
     );
     lab.check_schema();
 }
+
+#[tokio::test]
+async fn clones_and_starts_survive_injected_faults() {
+    let lab = Lab::start().await;
+    let api = lab.api();
+    api.client().login().await.unwrap();
+    let template = api.guest(vmid(9000)).await.unwrap();
+    // From here on 15 % of requests fail (500 `got no worker upid`, 503, 596, reset, latency)
+    // and 15 % of clone tasks fail on a storage or user.cfg lock.
+    lab.sim.set_fault_rate(0.15).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let template = template.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = template
+                .clone_to(CloneOptions {
+                    hostname: Some(format!("flaky-{i}")),
+                    newid: NewId::Within(VmId::new(3000).unwrap()..=VmId::new(3999).unwrap()),
+                    ..CloneOptions::default()
+                })
+                .await?;
+            g.start().await?;
+            g.wait_agent(Duration::from_secs(30)).await?;
+            Ok::<_, Error>(g.vmid())
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().unwrap_or_else(|e| panic!("{e}")));
+    }
+    lab.sim.set_fault_rate(0.0).unwrap();
+    assert_eq!(ids.len(), 6);
+    let guests = lab.guests();
+    let new: Vec<_> = guests.keys().filter(|id| !INITIAL.contains(id)).collect();
+    assert_eq!(new.len(), 6, "no partial leftovers: {new:?}");
+    for id in &ids {
+        let g = &guests[&u64::from(id.get())];
+        assert_eq!(g["status"], "running");
+        assert!(g["lock"].is_null());
+    }
+    lab.check_schema();
+}

@@ -1,0 +1,50 @@
+//! `lab-core`: what an exam lab is, independent of any hypervisor.
+//!
+//! This crate owns the domain types ([`VmId`], [`Node`], [`VmKind`], [`VmStatus`],
+//! [`GuestInfo`], [`GuestStatus`], [`LabName`]), the capability trait [`Hypervisor`] that
+//! backends implement (`lab-proxmox` for Proxmox VE), the lab specification ([`LabSpec`]:
+//! template, count, id range, host name pattern, teacher addresses, clone mode,
+//! concurrency) and the orchestration engine: [`plan`] (what `up` would change),
+//! [`apply`] (bounded concurrency, progress [`Event`]s), [`status`], [`plan_down`] and
+//! [`teardown`] (which touches only guests carrying the lab's pool **and** tag, never a
+//! template). It has no HTTP dependency: everything here is tested with a
+//! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor`).
+//!
+//! ```no_run
+//! use lab_core::{apply, teardown, Event, Hypervisor, LabName, LabSpec, VmId};
+//!
+//! # async fn demo(hv: &dyn Hypervisor) -> lab_core::Result<()> {
+//! let mut spec = LabSpec::new(LabName::new("exam1")?, VmId::new(9000)?, 5)?;
+//! spec.hostname = "exam-{n:02}".parse()?;
+//! spec.teachers = vec!["10.10.0.1".parse().expect("an IP address")];
+//! let show = |e: Event| eprintln!("{e:?}");
+//! let report = apply(hv, &spec, &show).await?;
+//! for s in &report.students {
+//!     println!("{} {} {} {:?}", s.vmid, s.hostname, s.node, s.primary_address());
+//! }
+//! teardown(hv, &spec.name, 4, &show).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod engine;
+mod error;
+mod hypervisor;
+mod spec;
+mod types;
+
+#[cfg(test)]
+mod engine_tests;
+
+pub use engine::{
+    apply, no_progress, plan, plan_down, plan_teardown, plan_up, status, teardown, Event,
+    LabReport, Plan, PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
+};
+pub use error::{Error, Failure, Result};
+#[cfg(any(test, feature = "mock"))]
+pub use hypervisor::MockHypervisor;
+pub use hypervisor::{CloneRequest, Hypervisor};
+pub use spec::{
+    CloneMode, HostnamePattern, IdRange, LabSpec, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
+};
+pub use types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmKind, VmStatus};

@@ -1,0 +1,385 @@
+//! The lab specification: what a teacher asks for.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::types::{LabName, VmId};
+
+/// Most students one lab may have (a typo should not clone a thousand guests).
+pub const MAX_STUDENTS: u32 = 500;
+/// Most guests processed at the same time.
+pub const MAX_CONCURRENCY: usize = 64;
+
+/// A host name pattern such as `exam-{n:02}`: literal DNS characters and one placeholder
+/// `{n}` (the student number, from 1) or `{n:0W}` (zero-padded to `W` digits, 1-9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostnamePattern {
+    prefix: String,
+    width: usize,
+    suffix: String,
+    source: String,
+}
+
+const PATTERN_RULE: &str = "letters, digits and '-' around exactly one placeholder {n} or \
+     {n:0W} (W = 1..9), e.g. exam-{n:02}; the result must be a DNS label (1-63 characters, \
+     not starting or ending with '-')";
+
+impl HostnamePattern {
+    /// Parses and checks a pattern.
+    pub fn new(pattern: &str) -> Result<Self> {
+        let bad = || Error::invalid("hostname pattern", pattern, PATTERN_RULE);
+        let open = pattern.find('{').ok_or_else(bad)?;
+        let close = pattern[open..].find('}').ok_or_else(bad)? + open;
+        let (prefix, inner, suffix) = (
+            &pattern[..open],
+            &pattern[open + 1..close],
+            &pattern[close + 1..],
+        );
+        let width = match inner {
+            "n" => 1,
+            _ => inner
+                .strip_prefix("n:0")
+                .filter(|w| w.len() == 1)
+                .and_then(|w| w.parse::<usize>().ok())
+                .filter(|w| (1..=9).contains(w))
+                .ok_or_else(bad)?,
+        };
+        let literal_ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !literal_ok(prefix) || !literal_ok(suffix) {
+            return Err(bad());
+        }
+        let p = HostnamePattern {
+            prefix: prefix.to_ascii_lowercase(),
+            width,
+            suffix: suffix.to_ascii_lowercase(),
+            source: pattern.to_owned(),
+        };
+        // The shortest rendering decides the edges; the longest the length.
+        p.check_rendered(&p.render(1), pattern)?;
+        p.check_rendered(&p.render(MAX_STUDENTS), pattern)?;
+        Ok(p)
+    }
+
+    fn check_rendered(&self, name: &str, pattern: &str) -> Result<()> {
+        if name.len() > 63 || name.starts_with('-') || name.ends_with('-') {
+            return Err(Error::invalid("hostname pattern", pattern, PATTERN_RULE));
+        }
+        Ok(())
+    }
+
+    /// The host name of student `n` (1-based).
+    pub fn render(&self, n: u32) -> String {
+        format!(
+            "{}{:0width$}{}",
+            self.prefix,
+            n,
+            self.suffix,
+            width = self.width
+        )
+    }
+}
+
+impl fmt::Display for HostnamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl FromStr for HostnamePattern {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        HostnamePattern::new(s)
+    }
+}
+
+/// An inclusive range of guest ids the lab may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    first: VmId,
+    last: VmId,
+}
+
+impl IdRange {
+    /// `first..=last`; `first <= last`.
+    pub fn new(first: VmId, last: VmId) -> Result<Self> {
+        if first > last {
+            return Err(Error::invalid(
+                "id range",
+                format!("{first}-{last}"),
+                "the first id must not be above the last",
+            ));
+        }
+        Ok(IdRange { first, last })
+    }
+
+    /// First id.
+    pub fn first(&self) -> VmId {
+        self.first
+    }
+
+    /// Last id.
+    pub fn last(&self) -> VmId {
+        self.last
+    }
+
+    /// How many ids.
+    pub fn len(&self) -> u64 {
+        u64::from(self.last.get() - self.first.get()) + 1
+    }
+
+    /// Never empty; for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `id` is inside.
+    pub fn contains(&self, id: VmId) -> bool {
+        (self.first..=self.last).contains(&id)
+    }
+
+    /// The ids, in order.
+    pub fn iter(&self) -> impl Iterator<Item = VmId> {
+        // Every number between two valid ids is a valid id.
+        (self.first.get()..=self.last.get()).filter_map(|n| VmId::new(n).ok())
+    }
+}
+
+impl FromStr for IdRange {
+    type Err = Error;
+    /// `5000-5099`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (a, b) = s.split_once('-').ok_or_else(|| {
+            Error::invalid(
+                "id range",
+                s,
+                "FIRST-LAST, e.g. 5000-5099 (ids 100..=999999999)",
+            )
+        })?;
+        IdRange::new(a.parse()?, b.parse()?)
+    }
+}
+
+impl fmt::Display for IdRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Linked (fast, copy-on-write, needs the template kept) or full (independent) clones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CloneMode {
+    /// Copy-on-write clone of the template's disks.
+    #[default]
+    Linked,
+    /// Independent copy of every disk.
+    Full,
+}
+
+/// Waits of [`apply`](crate::apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait until a started guest is ready (its agent answers).
+    pub ready: Duration,
+    /// Longest wait for its address once ready.
+    pub address: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            ready: Duration::from_secs(300),
+            address: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What a teacher asks for: `count` students cloned from `template`, named by `hostname`,
+/// with ids from `ids`, reaching only `teachers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabSpec {
+    /// The lab's name (pool, tag and firewall group derive from it).
+    pub name: LabName,
+    /// The template every student is cloned from.
+    pub template: VmId,
+    /// Number of students, 1..=[`MAX_STUDENTS`].
+    pub count: u32,
+    /// Ids the students may take (the lowest free ones are used).
+    pub ids: IdRange,
+    /// Host names.
+    pub hostname: HostnamePattern,
+    /// Addresses the students may reach; empty = no fence.
+    pub teachers: Vec<IpAddr>,
+    /// Linked or full clones.
+    pub clone_mode: CloneMode,
+    /// Guests processed at the same time, 1..=[`MAX_CONCURRENCY`].
+    pub concurrency: usize,
+    /// Waits.
+    pub timeouts: Timeouts,
+}
+
+impl LabSpec {
+    /// A spec with defaults: ids `5000-5999`, host names `<lab>-{n:02}`, linked clones,
+    /// 4 at a time, no teacher (add [`LabSpec::teachers`] to fence).
+    pub fn new(name: LabName, template: VmId, count: u32) -> Result<Self> {
+        let hostname = HostnamePattern::new(&format!("{name}-{{n:02}}"))?;
+        let spec = LabSpec {
+            name,
+            template,
+            count,
+            ids: IdRange::new(VmId::new(5000)?, VmId::new(5999)?)?,
+            hostname,
+            teachers: Vec::new(),
+            clone_mode: CloneMode::Linked,
+            concurrency: 4,
+            timeouts: Timeouts::default(),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the values against each other; every error names the input and what is
+    /// allowed.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_STUDENTS).contains(&self.count) {
+            return Err(Error::invalid(
+                "count",
+                self.count.to_string(),
+                format!("the number of students must be between 1 and {MAX_STUDENTS}"),
+            ));
+        }
+        if u64::from(self.count) > self.ids.len() {
+            return Err(Error::invalid(
+                "id range",
+                self.ids.to_string(),
+                format!(
+                    "holds {} ids but {} students need one each",
+                    self.ids.len(),
+                    self.count
+                ),
+            ));
+        }
+        if self.ids.contains(self.template) {
+            return Err(Error::invalid(
+                "id range",
+                self.ids.to_string(),
+                format!("must not contain the template {}", self.template),
+            ));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(Error::invalid(
+                "concurrency",
+                self.concurrency.to_string(),
+                format!("between 1 and {MAX_CONCURRENCY}"),
+            ));
+        }
+        for t in &self.teachers {
+            if t.is_unspecified() || t.is_multicast() {
+                return Err(Error::invalid(
+                    "teacher address",
+                    t.to_string(),
+                    "a unicast address of the teacher's machine",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host names, student 1 first.
+    pub fn hostnames(&self) -> Vec<String> {
+        (1..=self.count).map(|n| self.hostname.render(n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmid(n: u32) -> VmId {
+        VmId::new(n).unwrap()
+    }
+
+    #[test]
+    fn pattern_renders_padding() {
+        let p = HostnamePattern::new("exam-{n:02}").unwrap();
+        assert_eq!(p.render(1), "exam-01");
+        assert_eq!(p.render(12), "exam-12");
+        assert_eq!(p.render(123), "exam-123");
+        let p = HostnamePattern::new("pc{n}-lab").unwrap();
+        assert_eq!(p.render(7), "pc7-lab");
+        assert!(HostnamePattern::new("Stud-{n:3}").is_err());
+    }
+
+    #[test]
+    fn bad_patterns_name_input_and_rule() {
+        for bad in [
+            "exam",
+            "exam-{x}",
+            "exam_{n}",
+            "{n}-",
+            "-{n}",
+            "exam-{n:0}",
+            "exam-{n:010}",
+            "a{n}b{n}",
+            "exam-{n",
+        ] {
+            let e = HostnamePattern::new(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("hostname pattern") && e.contains(bad) && e.contains("{n:0W}"),
+                "{bad}: {e}"
+            );
+        }
+        let long = format!("{}{{n}}", "a".repeat(62));
+        assert!(HostnamePattern::new(&long).is_err());
+    }
+
+    #[test]
+    fn spec_validation() {
+        let lab = LabName::new("exam1").unwrap();
+        let mut s = LabSpec::new(lab.clone(), vmid(9000), 5).unwrap();
+        assert_eq!(s.hostnames()[4], "exam1-05");
+        let e = LabSpec::new(lab.clone(), vmid(9000), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("count") && e.contains("between 1 and 500"),
+            "{e}"
+        );
+        s.ids = "5000-5002".parse().unwrap();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("holds 3 ids but 5"), "{e}");
+        s.ids = "8990-9010".parse().unwrap();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("template 9000"));
+        s.ids = "5000-5010".parse().unwrap();
+        s.concurrency = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("concurrency"));
+        s.concurrency = 4;
+        s.teachers = vec!["0.0.0.0".parse().unwrap()];
+        assert!(s.validate().unwrap_err().to_string().contains("teacher"));
+    }
+
+    #[test]
+    fn id_range_parsing() {
+        let r: IdRange = "5000-5002".parse().unwrap();
+        assert_eq!(
+            r.iter().map(VmId::get).collect::<Vec<_>>(),
+            [5000, 5001, 5002]
+        );
+        assert!("5002-5000".parse::<IdRange>().is_err());
+        assert!("50"
+            .parse::<IdRange>()
+            .unwrap_err()
+            .to_string()
+            .contains("FIRST-LAST"));
+    }
+}

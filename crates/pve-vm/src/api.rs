@@ -272,9 +272,9 @@ impl VmApi {
         lock(&self.inner.reserved).iter().copied().collect()
     }
 
-    /// Reserves a caller-chosen id; `false` if this process already reserved it.
-    pub(crate) fn reserve(&self, id: VmId) -> bool {
-        lock(&self.inner.reserved).insert(id)
+    /// Reserves a caller-chosen id (again).
+    pub(crate) fn reserve(&self, id: VmId) {
+        lock(&self.inner.reserved).insert(id);
     }
 
     pub(crate) async fn pick_ids(

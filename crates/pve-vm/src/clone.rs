@@ -230,13 +230,8 @@ impl Guest {
     async fn pick_newid(&self, newid: &NewId, taken: &BTreeSet<VmId>) -> Result<VmId> {
         match newid {
             NewId::Exact(id) => {
-                if !self.api().reserve(*id) {
-                    return Err(Error::Refused {
-                        why: format!(
-                            "guest id {id} is reserved by another operation of this process"
-                        ),
-                    });
-                }
+                // Usually one of `allocate_ids`' ids, so already reserved by the caller.
+                self.api().reserve(*id);
                 Ok(*id)
             }
             NewId::Within(range) => {

@@ -10,6 +10,7 @@ use crate::api::VmApi;
 use crate::config::{normalize_tags, ConfigUpdate, GuestConfig};
 use crate::error::{Error, Result};
 use crate::ids::{GuestKind, NodeName, PoolId, VmId};
+use crate::netdev::NetDevice;
 use crate::poll::Poll;
 use crate::upid::Upid;
 
@@ -218,6 +219,31 @@ impl Guest {
                 other => return other,
             }
         }
+    }
+
+    /// Changes NIC `net<index>` digest-guarded (read, `change`, write back if different).
+    /// The whole property string is written back, MAC included, so the NIC keeps its MAC
+    /// (PVE assigns a new one to a `netX` written without it).
+    pub async fn update_nic<F>(&self, index: u32, mut change: F) -> Result<()>
+    where
+        F: FnMut(&mut NetDevice),
+    {
+        let key = format!("net{index}");
+        self.modify_config(|cfg| {
+            let current = cfg.get(&key).ok_or_else(|| Error::InvalidInput {
+                what: format!("NIC {key} of {}", self.label()),
+                why: "the guest has no such network device".to_owned(),
+            })?;
+            let mut nic = NetDevice::parse(&current)?;
+            change(&mut nic);
+            let updated = nic.to_string();
+            Ok(if updated == current {
+                ConfigUpdate::new()
+            } else {
+                ConfigUpdate::new().set(&key, updated)
+            })
+        })
+        .await
     }
 
     /// The tags (from the config).

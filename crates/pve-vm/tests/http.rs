@@ -985,10 +985,45 @@ async fn reads_are_repeated_when_the_server_could_not_fork_a_worker() {
     // Other server errors are not repeated.
     let config = server
         .mock_async(|when, then| {
-            when.method(GET).path("/api2/json/nodes/pve1/qemu/101/config");
+            when.method(GET)
+                .path("/api2/json/nodes/pve1/qemu/101/config");
             then.respond_with(|_| pve_error(500, "VM 101 qmp command failed"));
         })
         .await;
     assert!(g.config().await.is_err());
     config.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn update_nic_writes_back_the_whole_device_with_its_mac() {
+    let server = MockServer::start_async().await;
+    server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api2/json/nodes/pve1/qemu/101/config");
+            then.status(200).json_body(json!({"data": {
+                "digest": "abc",
+                "net0": "virtio=BC:24:11:2E:C5:4A,bridge=vmbr0,tag=10"
+            }}));
+        })
+        .await;
+    let put = server
+        .mock_async(|when, then| {
+            when.method(PUT)
+                .path("/api2/json/nodes/pve1/qemu/101/config")
+                .header("authorization", AUTH)
+                .header("content-type", FORM)
+                .body("net0=virtio%3DBC%3A24%3A11%3A2E%3AC5%3A4A%2Cbridge%3Dvmbr0%2Ctag%3D10%2Cfirewall%3D1&digest=abc");
+            then.status(200).json_body(json!({"data": null}));
+        })
+        .await;
+    let api = api(&server);
+    let g = api.guest_on(node("pve1"), GuestKind::Qemu, vmid(101));
+    g.update_nic(0, |nic| nic.set_firewall(true)).await.unwrap();
+    put.assert_calls_async(1).await;
+    // No change, no write.
+    g.update_nic(0, |nic| nic.set_link_down(false))
+        .await
+        .unwrap();
+    put.assert_calls_async(1).await;
 }

@@ -381,3 +381,39 @@ async fn clones_and_starts_survive_injected_faults() {
     }
     lab.check_schema();
 }
+
+#[tokio::test]
+async fn allocated_block_clones_exactly_and_nic_firewall_keeps_the_mac() {
+    let lab = Lab::start().await;
+    let api = lab.api();
+    let ids = api.allocate_ids(vmid(5000)..=vmid(5099), 3).await.unwrap();
+    assert_eq!(ids, vec![vmid(5000), vmid(5001), vmid(5002)]);
+    let template = api.guest(vmid(9000)).await.unwrap();
+    let clones = ids.iter().map(|id| {
+        template.clone_to(CloneOptions {
+            newid: NewId::Exact(*id),
+            ..CloneOptions::default()
+        })
+    });
+    let guests: Vec<_> = futures::future::join_all(clones).await;
+    for (g, id) in guests.iter().zip(&ids) {
+        assert_eq!(g.as_ref().unwrap().vmid(), *id);
+    }
+    assert!(api.reserved_ids().is_empty(), "clones released the block");
+
+    let g = guests[0].as_ref().unwrap();
+    let mac_before = g.config().await.unwrap().nics()[0]
+        .1
+        .mac()
+        .map(str::to_owned);
+    g.update_nic(0, |nic| nic.set_firewall(true)).await.unwrap();
+    let nic = g.config().await.unwrap().nics()[0].1.clone();
+    assert!(nic.firewall());
+    assert_eq!(nic.mac().map(str::to_owned), mac_before);
+    let err = g
+        .update_nic(7, |nic| nic.set_firewall(true))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("net7"), "{err}");
+    lab.check_schema();
+}

@@ -1027,3 +1027,30 @@ async fn update_nic_writes_back_the_whole_device_with_its_mac() {
         .unwrap();
     put.assert_calls_async(1).await;
 }
+
+#[tokio::test]
+async fn reboot_posts_and_waits() {
+    let server = MockServer::start_async().await;
+    let status = status_mock(&server, "/nodes/pve1/qemu/101", "running", false).await;
+    let u = upid("pve1", "qmreboot", 101);
+    let reboot = server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path("/api2/json/nodes/pve1/qemu/101/status/reboot")
+                .header("authorization", AUTH)
+                .header("content-type", FORM)
+                .body("")
+                .query_param_count(".*", ".*", 0);
+            then.status(200).json_body(json!({ "data": u }));
+        })
+        .await;
+    let task = task_mock(&server, &u, 1, "OK").await;
+    let api = api(&server);
+    api.guest_on(node("pve1"), GuestKind::Qemu, vmid(101))
+        .reboot()
+        .await
+        .unwrap();
+    status.assert_calls_async(1).await; // uptime before, to recognise a lost answer
+    reboot.assert_calls_async(1).await;
+    task.assert_calls_async(2).await;
+}

@@ -118,6 +118,8 @@ struct Inner {
     picking: tokio::sync::Mutex<()>,
     /// One lock per LXC template: PVE locks the source CT (`lock: disk`) for a whole clone.
     clone_locks: Mutex<HashMap<VmId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Clone slots per source node ([`Timing::clones_per_node`]).
+    clone_slots: Mutex<HashMap<NodeName, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// Guest lifecycle API over a [`PveClient`]. Cheap to clone; clones share the node cache,
@@ -157,6 +159,7 @@ impl VmApi {
                 reserved: Mutex::new(BTreeSet::new()),
                 picking: tokio::sync::Mutex::new(()),
                 clone_locks: Mutex::new(HashMap::new()),
+                clone_slots: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -328,6 +331,19 @@ impl VmApi {
                 range.end()
             ),
         })
+    }
+
+    /// Waits for a clone slot on `node`; the slot is held while the permit lives.
+    pub(crate) async fn clone_slot(&self, node: &NodeName) -> tokio::sync::OwnedSemaphorePermit {
+        let slots = self.inner.timing.clones_per_node.max(1);
+        let semaphore = lock(&self.inner.clone_slots)
+            .entry(node.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(slots)))
+            .clone();
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("clone semaphores are never closed")
     }
 
     pub(crate) fn clone_lock(&self, template: VmId) -> Arc<tokio::sync::Mutex<()>> {

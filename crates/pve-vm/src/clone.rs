@@ -161,12 +161,14 @@ impl Guest {
     ///   new id's config) the next free id is used (not for [`NewId::Exact`]).
     /// - Busy storage locks (`got timeout`, `got lock request timeout`) and `CT is locked
     ///   (disk)` are retried with backoff and jitter within [`Timing::lock_retry`]; clones of
-    ///   one LXC template are serialised inside this process.
+    ///   one LXC template are serialised inside this process, and at most
+    ///   [`Timing::clones_per_node`] clones per source node run at once.
     /// - After a failed clone task the new id is checked and a partial guest this call
     ///   created is removed.
     /// - After a lost answer the new id is looked for before sending the clone again.
     ///
     /// [`Timing::lock_retry`]: crate::Timing::lock_retry
+    /// [`Timing::clones_per_node`]: crate::Timing::clones_per_node
     pub async fn clone_to(&self, opts: CloneOptions) -> Result<Guest> {
         opts.check()?;
         // PVE locks an LXC source (`lock: disk`) for the whole clone; queue here instead of
@@ -249,6 +251,7 @@ impl Guest {
     }
 
     async fn clone_attempt(&self, newid: VmId, opts: &CloneOptions) -> Result<Guest, Attempt> {
+        let _slot = self.api().clone_slot(self.node()).await;
         let params = opts.params(self.kind(), newid);
         let path = self.path(&["clone"]);
         let target = opts.target.clone().unwrap_or_else(|| self.node().clone());

@@ -77,6 +77,9 @@ pub struct Timing {
     pub settle: Duration,
     /// How many times a clone may move to another id because its id was taken.
     pub max_id_moves: u32,
+    /// Clones this `VmApi` runs at the same time per source node (PVE's storage allocation
+    /// lock admits few; reference §9.2 suggests 2–4). A count, not scaled.
+    pub clones_per_node: usize,
 }
 
 impl Default for Timing {
@@ -94,6 +97,7 @@ impl Default for Timing {
             },
             settle: Duration::from_secs(10),
             max_id_moves: 50,
+            clones_per_node: 3,
         }
     }
 }
@@ -115,6 +119,7 @@ impl Timing {
             lock_retry: self.lock_retry.scaled(scale),
             settle: self.settle.mul_f64(scale),
             max_id_moves: self.max_id_moves,
+            clones_per_node: self.clones_per_node,
         }
     }
 }
@@ -151,5 +156,6 @@ mod tests {
         assert_eq!(t.agent_poll.min(), Duration::from_millis(10));
         assert_eq!(t.lock_retry.max_retries, 30);
         assert_eq!(t.max_id_moves, 50);
+        assert_eq!(t.clones_per_node, 3);
     }
 }

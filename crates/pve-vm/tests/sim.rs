@@ -417,3 +417,28 @@ async fn allocated_block_clones_exactly_and_nic_firewall_keeps_the_mac() {
     assert!(err.to_string().contains("net7"), "{err}");
     lab.check_schema();
 }
+
+#[tokio::test]
+async fn one_process_bounds_its_clones_and_needs_no_retries() {
+    let lab = Lab::start().await;
+    let api = lab.api();
+    let template = api.guest(vmid(9000)).await.unwrap();
+    lab.sim.reset_requests();
+    let clones = (0..20).map(|i| {
+        template.clone_to(CloneOptions {
+            hostname: Some(format!("seat-{i:02}")),
+            ..CloneOptions::default()
+        })
+    });
+    let guests = futures::future::join_all(clones).await;
+    let ids: BTreeSet<VmId> = guests.into_iter().map(|g| g.unwrap().vmid()).collect();
+    assert_eq!(ids.len(), 20);
+    // In-process reservations rule out the nextid race; 3 clones per node at a time stay
+    // within the storage lock, so every clone request succeeds the first time.
+    let requests = lab.sim.requests();
+    assert_eq!(
+        requests["POST /nodes/{node}/qemu/{vmid}/clone"], 20,
+        "{requests}"
+    );
+    lab.check_schema();
+}

@@ -623,6 +623,9 @@ impl PveClient {
                 // Never reached the server: safe for every method.
                 Error::Connect { .. } => true,
                 Error::Transport { closed: true, .. } => *method == Method::GET,
+                // The daemon could not fork the task worker: nothing was started, so
+                // repeating is safe for every method (bpg's client does the same).
+                Error::Api { .. } if err.api_mentions("got no worker upid") => true,
                 Error::Api { status, .. } => {
                     *method == Method::GET && RETRYABLE_STATUS.contains(status)
                 }

@@ -185,7 +185,7 @@ impl Error {
         )
     }
 
-    fn api_mentions(&self, needle: &str) -> bool {
+    pub(crate) fn api_mentions(&self, needle: &str) -> bool {
         self.api_texts().any(|t| t.contains(needle))
     }
 

@@ -56,6 +56,29 @@ async fn the_reason_phrase_of_a_500_reaches_the_caller_and_the_post_is_not_repea
 }
 
 #[tokio::test]
+async fn a_post_is_repeated_when_the_task_worker_was_never_forked() {
+    let server = scripted(vec![
+        Reply::Status(
+            "500 got no worker upid - start worker failed",
+            "{\"data\":null}",
+        ),
+        Reply::Status(
+            "200 OK",
+            "{\"data\":\"UPID:pve1:0012D68C:8206F38C:65144CB7:qmstart:100:root@pam:\"}",
+        ),
+    ])
+    .await;
+    let log = Log::default();
+    let c = client(&server.base(), fast_retry(4), &log);
+    let upid: String = c
+        .post("/nodes/pve1/qemu/100/status/start", &Params::new())
+        .await
+        .unwrap();
+    assert!(upid.starts_with("UPID:pve1:"), "{upid}");
+    assert_eq!(server.count(), 2, "one failed fork, one successful POST");
+}
+
+#[tokio::test]
 async fn the_reason_phrase_wins_over_the_json_message() {
     let server = scripted(vec![Reply::Status(
         "500 can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout",

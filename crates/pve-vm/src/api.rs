@@ -16,8 +16,6 @@ use crate::poll::Poll;
 use crate::timing::Timing;
 use crate::upid::Upid;
 
-/// Attempts of a read answered with `got no worker upid`.
-const READ_ATTEMPTS: u32 = 4;
 /// How many task log lines a [`Error::TaskFailed`] carries.
 const LOG_TAIL_LINES: usize = 10;
 
@@ -215,31 +213,14 @@ impl VmApi {
         lock(&self.inner.placements).insert(vmid, (node.clone(), kind));
     }
 
-    /// `GET` through the client, repeated (up to 4 attempts in all, with
-    /// [`Timing::lock_retry`] backoff) when PVE answers `got no worker upid`: the server
-    /// could not fork a worker, so nothing ran; `pve-auth` retries the other transient
-    /// failures of reads itself.
+    /// `GET` through the client. `pve-auth` repeats reads on transient failures, including
+    /// `got no worker upid` (the server could not fork a worker, so nothing ran).
     pub async fn read<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         params: &Params,
     ) -> Result<T> {
-        let mut attempt = 1;
-        loop {
-            match self.client().get(path, params).await {
-                Err(e)
-                    if attempt < READ_ATTEMPTS
-                        && e.message()
-                            .is_some_and(|m| m.contains("got no worker upid")) =>
-                {
-                    let delay = self.inner.timing.lock_retry.delay(attempt);
-                    tracing::debug!(path, error = %e, ?delay, "server could not fork a worker; reading again");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                other => return Ok(other?),
-            }
-        }
+        Ok(self.client().get(path, params).await?)
     }
 
     /// The lowest free id `>= from`, checked with `GET /cluster/nextid?vmid=N` and reserved

@@ -977,7 +977,18 @@ async fn reads_are_repeated_when_the_server_could_not_fork_a_worker() {
             });
         })
         .await;
-    let api = api(&server);
+    // pve-auth repeats such reads; pve-vm relies on its retry policy.
+    let client = PveClient::builder(&server.base_url())
+        .token(TOKEN.parse().unwrap())
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(4)
+                .initial_backoff(std::time::Duration::from_millis(1))
+                .max_backoff(std::time::Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let api = VmApi::with_timing(client, Timing::default().scaled(0.001));
     let g = api.guest_on(node("pve1"), GuestKind::Qemu, vmid(101));
     assert!(g.status().await.unwrap().is_running());
     status.assert_calls_async(3).await;

@@ -32,7 +32,8 @@ pub struct CloneRequest {
 ///
 /// Ownership contract: [`Hypervisor::clone_guest`] marks the guest as the lab's (pool
 /// [`LabName::pool`] and tag [`LabName::tag`]); [`Hypervisor::lab_members`] returns the
-/// guests so marked; the engine checks the marks again before anything destructive.
+/// guests with either mark; the engine requires both (and no template flag), and checks
+/// again right before anything destructive.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Hypervisor: Send + Sync {
@@ -79,7 +80,8 @@ pub trait Hypervisor: Send + Sync {
     /// Destroys a stopped guest and its disks. The backend must refuse templates.
     async fn destroy(&self, vmid: VmId) -> Result<()>;
 
-    /// Guests carrying the lab's marks (pool and tag), templates excluded.
+    /// Guests carrying either of the lab's marks (in its pool, or with its tag), templates
+    /// included: the engine decides which are provably the lab's and reports the rest.
     async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>>;
 
     /// Removes what [`Hypervisor::prepare_lab`] created, once the lab has no guests left.

@@ -1,2 +1,117 @@
-//! placeholder while being written
-fn main() {}
+//! `labctl`: exam labs on Proxmox VE from the command line.
+//!
+//! Clones N student machines from a template with proper host names, starts them, waits
+//! for their guest agents, reads their addresses and fences them with the Proxmox
+//! firewall so each reaches only the teacher; after the exam lifts the fence and destroys
+//! exactly the lab. `labctl demo` shows all of it against an embedded simulator, and
+//! `labctl sim` serves that simulator for your own experiments.
+//!
+//! ```text
+//! labctl demo
+//! export PVE_HOST=https://pve1:8006 PVE_USER=root@pam PVE_FINGERPRINT=AA:BB:…
+//! labctl lab up --name exam1 --template 9000 --count 20 --hostname 'exam-{n:02}' \
+//!     --teacher 10.10.0.1 --dry-run
+//! labctl lab down --name exam1 --dry-run
+//! ```
+
+mod connect;
+mod demo;
+mod lab;
+mod progress;
+mod sim;
+mod table;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Exam labs on Proxmox VE: clone, start, wait, read IPs, fence — and tear down exactly
+/// the lab afterwards.
+///
+/// Connection: --host/PVE_HOST, then either PVE_TOKEN=USER@REALM!ID=SECRET or
+/// --user/PVE_USER with PVE_PASSWORD (or a prompt). Secrets are never accepted as
+/// arguments. Trust: --fingerprint (pin), --ca-file, or the system roots.
+///
+/// No cluster at hand? `labctl demo` runs everything against an embedded simulator.
+#[derive(Debug, Parser)]
+#[command(name = "labctl", version, about, long_about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten)]
+    connection: connect::Connection,
+
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  labctl demo                                  # the whole story against a simulator
+  labctl sim --listen 127.0.0.1:8006           # a simulator to point labctl at
+  PVE_HOST=https://pve1:8006 PVE_USER=root@pam PVE_FINGERPRINT=AA:BB:... \\
+    labctl lab up -n exam1 -t 9000 -c 20 --hostname 'exam-{n:02}' --teacher 10.10.0.1
+  labctl lab ips -n exam1
+  labctl lab down -n exam1 --dry-run           # what would be destroyed
+  labctl lab down -n exam1";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage an exam lab: up, status, ips, down.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// Run the embedded Proxmox VE simulator in the foreground (Ctrl-C stops it).
+    Sim(sim::SimArgs),
+    /// Show a whole lab cycle against an embedded simulator: up, IPs, fence verdicts,
+    /// down, and proof that nothing else was touched.
+    Demo(demo::DemoArgs),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "labctl=info,warn",
+        1 => "labctl=debug,lab_core=debug,lab_proxmox=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Lab(cmd) => {
+            cmd.check()?;
+            let hv = cli.connection.backend()?;
+            lab::run(cmd, &hv).await
+        }
+        Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the demo did not finish within {:?}", demo::DEMO_TIMEOUT)
+            })?,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("labctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! `labctl demo`: a whole exam lab against an embedded simulator, in seconds.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use lab_core::{apply, plan_down, teardown, HostnamePattern, Hypervisor, LabName, LabSpec, VmId};
+use lab_proxmox::ProxmoxLab;
+use pve_auth::{PveClient, Secret};
+use pve_sim::{SimHandle, Simulator};
+use pve_vm::Timing;
+use serde_json::Value;
+
+use crate::progress::Bars;
+use crate::table;
+
+/// The simulator's teacher VM and its address (see pve-sim's inventory).
+const TEACHER_VM: u32 = 100;
+const TEACHER_IP: &str = "10.10.0.1";
+/// Guests a lab must never touch: the production VMs and the templates.
+const BYSTANDERS: [u32; 4] = [200, 201, 9000, 9001];
+
+/// `labctl demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of students.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    students: u32,
+    /// Simulated time factor: 0.05 makes a 20 s boot take 1 s.
+    #[arg(long, default_value_t = 0.05, value_name = "F")]
+    time_scale: f64,
+    /// Host name pattern of the students.
+    #[arg(long, default_value = "exam-{n:02}", value_name = "PATTERN")]
+    hostname: String,
+    /// Students processed at the same time.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    concurrency: usize,
+}
+
+/// Runs the demo; an error means a guarantee did not hold.
+pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0 && args.time_scale <= 1.0) {
+        bail!(
+            "invalid time scale {}: a number above 0 and at most 1",
+            args.time_scale
+        );
+    }
+    let lab = LabName::new("demo")?;
+    let mut spec = LabSpec::new(lab.clone(), VmId::new(9000)?, args.students)?;
+    spec.hostname = HostnamePattern::new(&args.hostname)?;
+    spec.ids = "5000-5999".parse()?;
+    spec.teachers = vec![TEACHER_IP.parse()?];
+    spec.concurrency = args.concurrency;
+    spec.validate()?;
+
+    println!(
+        "== 1. Starting an embedded Proxmox VE simulator (3 nodes, time scale {})",
+        args.time_scale
+    );
+    let sim = Simulator::builder()
+        .nodes(3)
+        .plain_http(true)
+        .time_scale(args.time_scale)
+        .start()
+        .await
+        .context("starting the simulator")?;
+    println!("   API at {} (user {})", sim.base_url(), sim.user());
+    let client = PveClient::builder(&sim.url())
+        .password(sim.user(), Secret::new(sim.password()))
+        .build()?;
+    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(args.time_scale));
+    let before = sim.state();
+    println!("   inventory before:");
+    for g in hv.list_guests().await? {
+        println!(
+            "     {:<6} {:<16} {:<5} {:<8}{}",
+            g.vmid,
+            g.name.as_deref().unwrap_or("-"),
+            g.node,
+            g.status,
+            if g.template { " template" } else { "" }
+        );
+    }
+
+    println!(
+        "\n== 2. lab up: {} students from template 9000, fenced to the teacher {TEACHER_IP}",
+        args.students
+    );
+    let bars = Bars::new();
+    let result = apply(&hv, &spec, &|e| bars.event(e)).await;
+    bars.finish();
+    let report = result.context("lab up")?;
+    print!("{}", table::students(&report.students));
+
+    println!("\n== 3. The firewall oracle of the simulator (new TCP connection to port 22)");
+    let ids: Vec<(u32, &str)> = report
+        .students
+        .iter()
+        .map(|s| (s.vmid.get(), s.hostname.as_str()))
+        .collect();
+    let mut wrong = 0;
+    if let (Some(&(a, an)), Some(&(b, bn))) = (ids.first(), ids.get(1)) {
+        wrong += verdict(&sim, a, an, &b.to_string(), bn, false)?;
+        wrong += verdict(&sim, b, bn, &a.to_string(), an, false)?;
+    }
+    for &(s, sn) in &ids {
+        wrong += verdict(&sim, s, sn, TEACHER_IP, "teacher", true)?;
+    }
+    if let Some(&(a, an)) = ids.first() {
+        wrong += verdict(&sim, a, an, "200", "prod-db", false)?;
+        wrong += verdict(&sim, TEACHER_VM, "teacher", &a.to_string(), an, true)?;
+    }
+    if wrong > 0 {
+        bail!("{wrong} reachability verdicts differ from the fence's promise");
+    }
+
+    println!("\n== 4. lab down: what would go (dry run), then tear down");
+    print!("{}", plan_down(&hv, &lab).await?);
+    let bars = Bars::new();
+    let result = teardown(&hv, &lab, args.concurrency, &|e| bars.event(e)).await;
+    bars.finish();
+    let plan = result.context("lab down")?;
+    println!("   destroyed {} guests", plan.destroy.len());
+
+    println!("\n== 5. What the lab did not touch");
+    let after = sim.state();
+    check_untouched(&before, &after)?;
+    println!("\ndemo finished: every guarantee held");
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Asks the oracle and prints the verdict; returns 1 if it is not `expect_allowed`.
+fn verdict(
+    sim: &SimHandle,
+    from: u32,
+    from_name: &str,
+    to: &str,
+    to_name: &str,
+    expect_allowed: bool,
+) -> anyhow::Result<u32> {
+    let v = sim.reachability(from, to, "tcp", Some(22))?;
+    let word = if v.allowed { "ALLOWED" } else { "BLOCKED" };
+    let ok = v.allowed == expect_allowed;
+    println!(
+        "   {from_name:>10} -> {to_name:<10} {word:<8} {} ({})",
+        if ok { "as intended" } else { "UNEXPECTED" },
+        v.reason
+    );
+    Ok(u32::from(!ok))
+}
+
+fn guest(state: &Value, vmid: u32) -> Option<&Value> {
+    state["guests"]
+        .as_array()?
+        .iter()
+        .find(|g| g["vmid"].as_u64() == Some(u64::from(vmid)))
+}
+
+/// Compares bystanders, pools and the firewall before and after; prints and fails on
+/// any difference.
+fn check_untouched(before: &Value, after: &Value) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for vmid in std::iter::once(TEACHER_VM).chain(BYSTANDERS) {
+        let (b, a) = (guest(before, vmid), guest(after, vmid));
+        let same = b.is_some() && b == a;
+        let what = a.or(b);
+        println!(
+            "   {vmid:<6} {:<16} {:<8} {}",
+            what.and_then(|g| g["name"].as_str()).unwrap_or("-"),
+            what.and_then(|g| g["status"].as_str()).unwrap_or("gone"),
+            if same { "untouched" } else { "CHANGED" }
+        );
+        if !same {
+            problems.push(format!("guest {vmid} changed"));
+        }
+    }
+    let lab_left = after["guests"].as_array().map_or(0, |gs| {
+        gs.iter()
+            .filter(|g| g["vmid"].as_u64() >= Some(5000) && g["vmid"].as_u64() < Some(6000))
+            .count()
+    });
+    println!("   lab guests left: {lab_left}");
+    if lab_left > 0 {
+        problems.push(format!("{lab_left} lab guests left"));
+    }
+    let pools_same = before["pools"] == after["pools"];
+    println!(
+        "   pools: {}",
+        if pools_same { "as before" } else { "CHANGED" }
+    );
+    if !pools_same {
+        problems.push("pools changed".to_owned());
+    }
+    let fw_same = before["firewall"] == after["firewall"];
+    println!(
+        "   firewall configuration: {}",
+        if fw_same {
+            "restored exactly"
+        } else {
+            "CHANGED"
+        }
+    );
+    if !fw_same {
+        problems.push(format!(
+            "firewall differs: before {} after {}",
+            before["firewall"], after["firewall"]
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("the lab left traces: {}", problems.join("; "))
+    }
+}
+
+/// Keeps the demo's wait bounded even if the simulator misbehaves.
+pub const DEMO_TIMEOUT: Duration = Duration::from_secs(300);

@@ -331,7 +331,7 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     // pve-http-server authenticates before it looks for a handler (only the login and
     // the realm list are open), so an unknown path without credentials is a 401.
     let is_login = rel == "/access/ticket";
-    let caller = if is_login {
+    let caller = if is_login || rel == "/access/domains" {
         None
     } else {
         match auth::authenticate(&sh, &parts.headers, &method) {
@@ -397,8 +397,11 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     }
 
     let result = match &caller {
-        None => auth::create_ticket(&sh, &params, auth::has_token(&parts.headers))
-            .map(|data| Reply { data, total: None }),
+        None if is_login && method == Method::POST => {
+            auth::create_ticket(&sh, &params, auth::has_token(&parts.headers))
+                .map(|data| Reply { data, total: None })
+        }
+        None => Err(routing::not_implemented(&method, &rel)),
         Some(caller) => {
             let req = Req {
                 method: &method,

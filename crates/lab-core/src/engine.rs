@@ -80,7 +80,7 @@ pub enum Step {
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Step::Prepare => "creating pool",
             Step::Clone => "cloning",
             Step::Start => "starting",
@@ -114,7 +114,8 @@ pub enum StudentAction {
 
 impl fmt::Display for StudentAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so table columns (`{:<7}`) line up.
+        f.pad(match self {
             StudentAction::Create => "create",
             StudentAction::Start => "start",
             StudentAction::Keep => "keep",
@@ -199,7 +200,10 @@ impl fmt::Display for Plan {
             )?;
         }
         if self.fence.is_empty() {
-            writeln!(f, "  no fence (no teacher address given)")?;
+            writeln!(
+                f,
+                "  fence: not put up or changed (no teacher address given)"
+            )?;
         } else {
             let allowed: Vec<String> = self.fence.iter().map(ToString::to_string).collect();
             writeln!(

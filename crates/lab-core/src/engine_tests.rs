@@ -384,3 +384,89 @@ async fn status_reads_addresses_only_of_running_guests() {
     assert!(rows[1].addresses.is_empty());
     assert_eq!(rows[1].status, VmStatus::Stopped);
 }
+
+/// A hand-written backend whose waits take (paused, simulated) time, to observe how many
+/// students the engine works on at once.
+struct SlowBackend {
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    clones: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Hypervisor for SlowBackend {
+    fn backend(&self) -> &'static str {
+        "slow"
+    }
+    async fn list_guests(&self) -> Result<Vec<GuestInfo>> {
+        Ok(vec![template()])
+    }
+    async fn guest(&self, vmid: VmId) -> Result<GuestInfo> {
+        Ok(member(vmid.get(), "x", VmStatus::Running))
+    }
+    async fn prepare_lab(&self, _: &LabName) -> Result<()> {
+        Ok(())
+    }
+    async fn clone_guest(&self, req: CloneRequest) -> Result<GuestInfo> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.clones.fetch_add(1, SeqCst);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        Ok(member(req.vmid.get(), &req.hostname, VmStatus::Stopped))
+    }
+    async fn start(&self, _: VmId) -> Result<()> {
+        Ok(())
+    }
+    async fn wait_ready(&self, _: VmId, _: std::time::Duration) -> Result<()> {
+        tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+        Ok(())
+    }
+    async fn addresses(&self, v: VmId) -> Result<Vec<IpAddr>> {
+        Ok(vec![ip_of(v)])
+    }
+    async fn wait_address(&self, v: VmId, _: std::time::Duration) -> Result<IpAddr> {
+        Ok(ip_of(v))
+    }
+    async fn isolate(&self, _: &LabName, _: Vec<VmId>, _: Vec<IpAddr>) -> Result<()> {
+        Ok(())
+    }
+    async fn unisolate(&self, _: &LabName, _: Vec<VmId>) -> Result<()> {
+        Ok(())
+    }
+    async fn stop(&self, _: VmId) -> Result<()> {
+        Ok(())
+    }
+    async fn destroy(&self, _: VmId) -> Result<()> {
+        Ok(())
+    }
+    async fn lab_members(&self, _: &LabName) -> Result<Vec<GuestInfo>> {
+        Ok(Vec::new())
+    }
+    async fn release_lab(&self, _: &LabName) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_keeps_to_the_concurrency_bound() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for concurrency in [1, 3, 8] {
+        let hv = SlowBackend {
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            clones: AtomicUsize::new(0),
+        };
+        let mut s = spec(8);
+        s.concurrency = concurrency;
+        let report = apply(&hv, &s, &no_progress).await.unwrap();
+        assert_eq!(report.students.len(), 8);
+        assert_eq!(hv.clones.load(SeqCst), 8);
+        assert_eq!(
+            hv.peak.load(SeqCst),
+            concurrency,
+            "concurrency {concurrency}"
+        );
+    }
+}

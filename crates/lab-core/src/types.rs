@@ -40,7 +40,7 @@ impl VmId {
 
 impl fmt::Display for VmId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -97,7 +97,7 @@ impl Node {
 
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -141,11 +141,11 @@ impl VmStatus {
 
 impl fmt::Display for VmStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VmStatus::Running => f.write_str("running"),
-            VmStatus::Stopped => f.write_str("stopped"),
-            VmStatus::Other(s) => f.write_str(s),
-        }
+        f.pad(match self {
+            VmStatus::Running => "running",
+            VmStatus::Stopped => "stopped",
+            VmStatus::Other(s) => s,
+        })
     }
 }
 

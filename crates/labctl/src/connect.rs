@@ -37,16 +37,6 @@ pub struct Connection {
     /// Accept any certificate (no verification at all). Only for throw-away test setups.
     #[arg(long, global = true)]
     pub insecure: bool,
-
-    /// Multiply every wait and poll interval (for simulators running at a time scale).
-    #[arg(
-        long,
-        env = "LABCTL_TIME_SCALE",
-        global = true,
-        hide = true,
-        value_name = "F"
-    )]
-    pub time_scale: Option<f64>,
 }
 
 impl Connection {
@@ -102,12 +92,22 @@ impl Connection {
 
     /// The lab backend over [`Connection::client`].
     pub fn backend(&self) -> anyhow::Result<ProxmoxLab> {
+        // Only simulators run at a time scale; an environment variable keeps it out of
+        // the everyday flags.
+        let scale = match std::env::var("LABCTL_TIME_SCALE") {
+            Ok(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && *f > 0.0)
+                    .with_context(|| {
+                        format!("invalid LABCTL_TIME_SCALE {v:?}: a number above 0, e.g. 0.05")
+                    })?,
+            ),
+            Err(_) => None,
+        };
         let client = self.client()?;
-        Ok(match self.time_scale {
-            Some(f) if f.is_finite() && f > 0.0 => {
-                ProxmoxLab::with_timing(client, Timing::default().scaled(f))
-            }
-            Some(f) => bail!("invalid time scale {f}: a number above 0"),
+        Ok(match scale {
+            Some(f) => ProxmoxLab::with_timing(client, Timing::default().scaled(f)),
             None => ProxmoxLab::new(client),
         })
     }

@@ -55,7 +55,8 @@ pub struct UpArgs {
     /// Ids the students may take; the lowest free ones are used.
     #[arg(long, value_name = "FIRST-LAST", default_value = "5000-5999")]
     ids: String,
-    /// Host name pattern: `{n}` is the student number from 1, `{n:02}` zero-pads it.
+    /// Host name pattern: letters, digits and `-` around the student number (from 1),
+    /// written as n in braces, or `{n:02}` to zero-pad to 2 digits (`{n:03}`: 3, …).
     /// Default: `<lab>-{n:02}`.
     #[arg(long, value_name = "PATTERN")]
     hostname: Option<String>,

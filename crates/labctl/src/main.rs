@@ -38,7 +38,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "labctl", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Connection")]
     connection: connect::Connection,
 
     /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
@@ -57,7 +57,15 @@ Examples:
     labctl lab up -n exam1 -t 9000 -c 20 --hostname 'exam-{n:02}' --teacher 10.10.0.1
   labctl lab ips -n exam1
   labctl lab down -n exam1 --dry-run           # what would be destroyed
-  labctl lab down -n exam1";
+  labctl lab down -n exam1
+
+Environment:
+  PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   same as the flags
+  PVE_PASSWORD        password of PVE_USER (else a prompt on a terminal)
+  PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password)
+  LABCTL_LAB          default for --name
+  LABCTL_TIME_SCALE   scale labctl's waits to a simulator's --time-scale
+  RUST_LOG            log filter (e.g. lab_proxmox=debug)";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -103,6 +111,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, skipping causes the message already contains
+/// (wrappers often repeat their source), plus a hint for the usual TLS trouble.
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    if msg.contains("TLS handshake") {
+        msg.push_str(
+            "\nhint: pin the node's certificate with --fingerprint / PVE_FINGERPRINT \
+             (shown in the PVE web UI under the node's System > Certificates) or trust the \
+             cluster CA with --ca-file",
+        );
+    }
+    msg
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -110,7 +139,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("labctl: error: {e:#}");
+            eprintln!("labctl: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }

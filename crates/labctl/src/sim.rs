@@ -15,7 +15,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 3, value_name = "N")]
     nodes: usize,
     /// Simulated time factor (0.05: a 20 s boot takes 1 s).
-    #[arg(long = "sim-time-scale", default_value_t = 1.0, value_name = "F")]
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
     time_scale: f64,
     /// Serve plain HTTP instead of HTTPS with a self-signed certificate.
     #[arg(long)]

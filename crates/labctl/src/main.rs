@@ -16,6 +16,7 @@
 
 mod connect;
 mod demo;
+mod fosscloud;
 mod lab;
 mod progress;
 mod sim;
@@ -58,11 +59,13 @@ Examples:
   labctl lab ips -n exam1
   labctl lab down -n exam1 --dry-run           # what would be destroyed
   labctl lab down -n exam1
+  FC_USER=alice labctl fosscloud --url https://fc.example.org/vm-manager list
 
 Environment:
   PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   same as the flags
   PVE_PASSWORD        password of PVE_USER (else a prompt on a terminal)
   PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password)
+  FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_PASSWORD   the same for `fosscloud`
   LABCTL_LAB          default for --name
   LABCTL_TIME_SCALE   scale labctl's waits to a simulator's --time-scale
   RUST_LOG            log filter (e.g. lab_proxmox=debug)";
@@ -74,6 +77,8 @@ enum Command {
     Lab(lab::LabCommand),
     /// Run the embedded Proxmox VE simulator in the foreground (Ctrl-C stops it).
     Sim(sim::SimArgs),
+    /// FOSS-Cloud VDI: realms, a user's VMs, taking a desktop from a dynamic pool.
+    Fosscloud(fosscloud::FossCloudArgs),
     /// Show a whole lab cycle against an embedded simulator: up, IPs, fence verdicts,
     /// down, and proof that nothing else was touched.
     Demo(demo::DemoArgs),
@@ -103,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lab::run(cmd, &hv).await
         }
         Command::Sim(args) => sim::run(args).await,
+        Command::Fosscloud(args) => fosscloud::run(args).await,
         Command::Demo(args) => tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
             .await
             .map_err(|_| {

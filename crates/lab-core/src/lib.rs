@@ -48,3 +48,31 @@ pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };
 pub use types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmKind, VmStatus};
+
+#[cfg(test)]
+mod tidy {
+    /// The invariant of ARCHITECTURE.md: lab-core knows no backend and no HTTP.
+    #[test]
+    fn no_http_or_backend_dependency() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("lab-core has a [dependencies] table");
+        for banned in [
+            "reqwest",
+            "hyper",
+            "axum",
+            "http",
+            "pve-",
+            "fosscloud",
+            "url",
+        ] {
+            assert!(
+                !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+                "lab-core must not depend on {banned}"
+            );
+        }
+    }
+}

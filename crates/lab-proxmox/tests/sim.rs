@@ -214,3 +214,41 @@ fn spec_with_template(lab: &str, template: u32) -> LabSpec {
     s.template = VmId::new(template).unwrap();
     s
 }
+
+#[tokio::test]
+async fn containers_come_up_fenced_and_go() {
+    let (sim, hv, _) = sim().await;
+    let before = sim.state();
+    let mut s = spec("ct1", 2);
+    s.template = VmId::new(9001).unwrap();
+    s.hostname = "ct-{n:02}".parse().unwrap();
+    let report = apply(&hv, &s, &no_progress).await.unwrap();
+    assert!(report.fenced);
+    let state = sim.state();
+    for st in &report.students {
+        let g = guest(&state, u64::from(st.vmid.get())).unwrap();
+        assert_eq!(g["type"], "lxc");
+        assert_eq!(g["config"]["hostname"], st.hostname.as_str());
+        assert_eq!(
+            g["ipv4"].as_str().unwrap(),
+            st.primary_address().unwrap().to_string()
+        );
+    }
+    let (a, b) = (report.students[0].vmid.get(), report.students[1].vmid.get());
+    assert!(
+        !sim.reachability(a, &b.to_string(), "tcp", Some(22))
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        sim.reachability(a, "10.10.0.1", "tcp", Some(22))
+            .unwrap()
+            .allowed
+    );
+    teardown(&hv, &s.name, 2, &no_progress).await.unwrap();
+    let after = sim.state();
+    assert_eq!(before["guests"], after["guests"]);
+    assert_eq!(before["firewall"], after["firewall"]);
+    assert_eq!(before["pools"], after["pools"]);
+    sim.shutdown().await;
+}

@@ -14,6 +14,8 @@ pub struct Bars {
     /// Whether bars are drawn; otherwise events become `info` log lines.
     live: bool,
     overall: Mutex<Option<ProgressBar>>,
+    /// `up` or `down`, shown on the overall bar between lab-wide steps.
+    operation: Mutex<&'static str>,
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
@@ -30,6 +32,7 @@ impl Bars {
             multi: MultiProgress::with_draw_target(target),
             live,
             overall: Mutex::new(None),
+            operation: Mutex::new(""),
             bars: Mutex::new(HashMap::new()),
         }
     }
@@ -66,6 +69,7 @@ impl Bars {
                         .progress_chars("=> "),
                 );
                 overall.set_message(operation);
+                *self.operation.lock().unwrap_or_else(|p| p.into_inner()) = operation;
                 *self.overall.lock().unwrap_or_else(|p| p.into_inner()) = Some(overall);
                 for s in subjects {
                     let bar = self.spinner(&s);
@@ -75,6 +79,10 @@ impl Bars {
             Event::Step { subject, step } => {
                 if let Some(b) = bars.get(&subject) {
                     b.set_message(step.to_string());
+                }
+                // A lab-wide step (fence, pool) is over once guests move again.
+                if let Some(o) = &*self.overall.lock().unwrap_or_else(|p| p.into_inner()) {
+                    o.set_message(*self.operation.lock().unwrap_or_else(|p| p.into_inner()));
                 }
             }
             Event::Done { subject, summary } => {

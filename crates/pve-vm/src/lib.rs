@@ -33,10 +33,13 @@
 //! addresses, stops and destroys, timing each step. Against the simulator:
 //!
 //! ```text
-//! cargo run -p pve-sim -- --plain-http --password secret --time-scale 0.05
+//! PVE_SIM_PASSWORD=secret cargo run -p pve-sim -- --plain-http --time-scale 0.05
 //! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
 //!     cargo run -p pve-vm --example lifecycle -- 9000 stud-01
 //! ```
+//!
+//! (9001 is the simulator's LXC template.) `tests/examples.rs` runs the same binary against
+//! an embedded simulator, so `cargo test -p pve-vm` checks this.
 
 mod api;
 mod clone;
@@ -59,3 +62,8 @@ pub use netdev::NetDevice;
 pub use poll::{Poll, PollPolicy};
 pub use timing::{Backoff, Timing};
 pub use upid::Upid;
+
+// The README's Rust example is compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -2,7 +2,7 @@
 //! host name when there is none.
 //!
 //! ```text
-//! cargo run -p pve-sim -- --plain-http --password secret --time-scale 0.05
+//! PVE_SIM_PASSWORD=secret cargo run -p pve-sim -- --plain-http --time-scale 0.05
 //! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
 //!     cargo run -p pve-net --example ip -- 100
 //! ```

@@ -32,10 +32,13 @@
 //! `examples/ip.rs VMID` prints a guest's addresses. Against the simulator:
 //!
 //! ```text
-//! cargo run -p pve-sim -- --plain-http --password secret --time-scale 0.05
+//! PVE_SIM_PASSWORD=secret cargo run -p pve-sim -- --plain-http --time-scale 0.05
 //! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
 //!     cargo run -p pve-net --example ip -- 100
 //! ```
+//!
+//! `tests/examples.rs` runs the same binary against an embedded simulator, so
+//! `cargo test -p pve-net` checks this.
 
 mod error;
 mod iface;
@@ -44,3 +47,8 @@ mod net;
 pub use error::{Error, Result};
 pub use iface::{choose_primary_ipv4, Address, Interface};
 pub use net::{HostAddress, NetApi};
+
+// The README's Rust example is compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

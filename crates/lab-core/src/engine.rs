@@ -8,11 +8,32 @@ use futures::stream::{self, StreamExt};
 
 use crate::error::{Error, Failure, Result};
 use crate::hypervisor::{CloneRequest, Hypervisor};
-use crate::spec::{CloneMode, LabSpec};
+use crate::spec::{CloneMode, LabSpec, Retry};
 use crate::types::{GuestInfo, GuestStatus, LabName, VmId};
 
 /// Guests read at the same time by [`status`].
 const STATUS_CONCURRENCY: usize = 8;
+
+/// Runs an idempotent step, repeating it after transient failures per `retry`.
+async fn retrying<T, F, Fut>(retry: &Retry, what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = retry.pause;
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if e.is_transient() && attempt < retry.attempts.max(1) => {
+                tracing::warn!("{what}: {e}; trying again in {pause:?} (attempt {attempt})");
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// What the engine is doing now; sent to the progress callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +316,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
 /// Lists the cluster and plans `up` (what `--dry-run` shows).
 pub async fn plan_up(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<Plan> {
     spec.validate()?;
-    let current = hv.list_guests().await?;
+    let current = retrying(&spec.timeouts.retry, "guest list", || hv.list_guests()).await?;
     plan(spec, &current)
 }
 
@@ -333,7 +354,8 @@ pub async fn apply(
     progress(Event::Lab {
         step: Step::Prepare,
     });
-    hv.prepare_lab(lab).await?;
+    let retry = &spec.timeouts.retry;
+    retrying(retry, "pool", || hv.prepare_lab(lab)).await?;
     let last_id = spec.ids.last();
     let results: Vec<(u32, String, Result<GuestStatus>)> = stream::iter(plan.students.clone())
         .map(|s| async move {
@@ -377,14 +399,17 @@ pub async fn apply(
         progress(Event::Lab { step: Step::Fence });
         // Fence every owned guest of the lab, also those that failed half-way.
         let mut ids: BTreeSet<VmId> = students.iter().map(|s| s.vmid).collect();
-        for g in hv.lab_members(lab).await? {
+        for g in retrying(retry, "lab members", || hv.lab_members(lab)).await? {
             if g.is_owned_by(lab) {
                 ids.insert(g.vmid);
             }
         }
-        match hv
-            .isolate(lab, ids.into_iter().collect(), spec.teachers.clone())
-            .await
+        let ids: Vec<VmId> = ids.into_iter().collect();
+        // Isolation is idempotent: a repeat completes what a failed try began.
+        match retrying(retry, "fence", || {
+            hv.isolate(lab, ids.clone(), spec.teachers.clone())
+        })
+        .await
         {
             Ok(()) => fenced = true,
             Err(e) => failures.push(Failure {
@@ -564,6 +589,26 @@ pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPla
     Ok(plan_teardown(lab, hv.lab_members(lab).await?))
 }
 
+/// Settings of [`teardown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownOptions {
+    /// Guests stopped and destroyed at the same time, 1..=[`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY).
+    pub concurrency: usize,
+    /// Repeats of idempotent steps (listing, lifting the fence, removing the pool) that
+    /// failed transiently.
+    pub retry: Retry,
+}
+
+impl DownOptions {
+    /// `concurrency` at once, default retries.
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            retry: Retry::default(),
+        }
+    }
+}
+
 /// Tears the lab down: lifts the fence (restoring what was there before), then per guest
 /// (at most `concurrency` at once) re-checks ownership, stops and destroys it; finally
 /// removes the lab's pool. Touches only guests in the lab's pool **and** with its tag,
@@ -571,13 +616,22 @@ pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPla
 pub async fn teardown(
     hv: &dyn Hypervisor,
     lab: &LabName,
-    concurrency: usize,
+    options: &DownOptions,
     progress: Progress<'_>,
 ) -> Result<TeardownPlan> {
-    if concurrency == 0 {
-        return Err(Error::invalid("concurrency", "0", "at least 1"));
+    let concurrency = options.concurrency;
+    if !(1..=crate::MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(Error::invalid(
+            "concurrency",
+            concurrency.to_string(),
+            format!("between 1 and {}", crate::MAX_CONCURRENCY),
+        ));
     }
-    let plan = plan_down(hv, lab).await?;
+    let retry = &options.retry;
+    let plan = plan_teardown(
+        lab,
+        retrying(retry, "lab members", || hv.lab_members(lab)).await?,
+    );
     progress(Event::Begin {
         operation: "down",
         subjects: plan.destroy.iter().map(subject).collect(),
@@ -586,8 +640,11 @@ pub async fn teardown(
         progress(Event::Lab {
             step: Step::Unfence,
         });
-        hv.unisolate(lab, plan.destroy.iter().map(|g| g.vmid).collect())
-            .await?;
+        let ids: Vec<VmId> = plan.destroy.iter().map(|g| g.vmid).collect();
+        retrying(retry, "lifting the fence", || {
+            hv.unisolate(lab, ids.clone())
+        })
+        .await?;
     }
     let results: Vec<(String, Result<()>)> = stream::iter(plan.destroy.clone())
         .map(|g| async move {
@@ -628,7 +685,7 @@ pub async fn teardown(
         progress(Event::Lab {
             step: Step::Release,
         });
-        hv.release_lab(lab).await?;
+        retrying(retry, "removing the pool", || hv.release_lab(lab)).await?;
     }
     Ok(plan)
 }

@@ -294,7 +294,9 @@ async fn teardown_destroys_only_owned_guests() {
     });
     // Something in the pool was left alone, so the pool stays.
     hv.expect_release_lab().never();
-    let plan = teardown(&hv, &lab(), 3, &no_progress).await.unwrap();
+    let plan = teardown(&hv, &lab(), &DownOptions::new(3), &no_progress)
+        .await
+        .unwrap();
     let mut destroyed = destroyed.lock().unwrap().clone();
     destroyed.sort_unstable();
     assert_eq!(destroyed, [5001, 5002]);
@@ -318,7 +320,9 @@ async fn teardown_releases_the_pool_when_everything_went() {
         .with(eq(lab()))
         .times(1)
         .returning(|_| Ok(()));
-    teardown(&hv, &lab(), 1, &no_progress).await.unwrap();
+    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -338,16 +342,19 @@ async fn teardown_rechecks_ownership_before_destroying() {
     hv.expect_unisolate().returning(|_, _| Ok(()));
     hv.expect_destroy().never();
     hv.expect_release_lab().never();
-    let e = teardown(&hv, &lab(), 2, &no_progress).await.unwrap_err();
+    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
+        .await
+        .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::Incomplete { .. }), "{text}");
     assert!(text.contains("template"), "{text}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn teardown_destroys_nothing_when_the_fence_cannot_be_lifted() {
     let mut hv = teardown_mock(vec![member(5001, "exam-01", VmStatus::Running)]);
-    hv.expect_unisolate().returning(|_, _| {
+    // Busy is transient: tried as often as the retry policy allows, then given up.
+    hv.expect_unisolate().times(4).returning(|_, _| {
         Err(Error::Busy {
             what: "firewall".into(),
             message: "locked".into(),
@@ -355,7 +362,9 @@ async fn teardown_destroys_nothing_when_the_fence_cannot_be_lifted() {
     });
     hv.expect_stop().never();
     hv.expect_destroy().never();
-    let e = teardown(&hv, &lab(), 2, &no_progress).await.unwrap_err();
+    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
 }
 
@@ -469,4 +478,34 @@ async fn apply_keeps_to_the_concurrency_bound() {
             "concurrency {concurrency}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_fence_failure_is_retried_and_a_permanent_one_is_not() {
+    let mut hv = happy_mock(None);
+    hv.expect_lab_members()
+        .returning(|_| Ok(vec![member(5000, "exam-01", VmStatus::Running)]));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    hv.expect_isolate().returning(move |_, _, _| {
+        if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            Err(Error::Busy {
+                what: "ipset".into(),
+                message: "HTTP 503 Service Unavailable".into(),
+            })
+        } else {
+            Ok(())
+        }
+    });
+    let report = apply(&hv, &spec(1), &no_progress).await.unwrap();
+    assert!(report.fenced);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let mut hv = happy_mock(None);
+    hv.expect_lab_members().returning(|_| Ok(Vec::new()));
+    hv.expect_isolate()
+        .times(1)
+        .returning(|_, _, _| Err(Error::invalid("allowed", "", "an address")));
+    let e = apply(&hv, &spec(1), &no_progress).await.unwrap_err();
+    assert!(e.to_string().contains("fence: invalid allowed"), "{e}");
 }

@@ -11,7 +11,7 @@
 //! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor`).
 //!
 //! ```no_run
-//! use lab_core::{apply, teardown, Event, Hypervisor, LabName, LabSpec, VmId};
+//! use lab_core::{apply, teardown, DownOptions, Event, Hypervisor, LabName, LabSpec, VmId};
 //!
 //! # async fn demo(hv: &dyn Hypervisor) -> lab_core::Result<()> {
 //! let mut spec = LabSpec::new(LabName::new("exam1")?, VmId::new(9000)?, 5)?;
@@ -22,7 +22,7 @@
 //! for s in &report.students {
 //!     println!("{} {} {} {:?}", s.vmid, s.hostname, s.node, s.primary_address());
 //! }
-//! teardown(hv, &spec.name, 4, &show).await?;
+//! teardown(hv, &spec.name, &DownOptions::new(4), &show).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -37,15 +37,15 @@ mod types;
 mod engine_tests;
 
 pub use engine::{
-    apply, no_progress, plan, plan_down, plan_teardown, plan_up, status, teardown, Event,
-    LabReport, Plan, PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
+    apply, no_progress, plan, plan_down, plan_teardown, plan_up, status, teardown, DownOptions,
+    Event, LabReport, Plan, PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
 };
 pub use error::{Error, Failure, Result};
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{CloneRequest, Hypervisor};
 pub use spec::{
-    CloneMode, HostnamePattern, IdRange, LabSpec, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
+    CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };
 pub use types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmKind, VmStatus};
 

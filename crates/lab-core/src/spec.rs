@@ -178,6 +178,37 @@ pub enum CloneMode {
     Full,
 }
 
+/// How the engine repeats an idempotent step (lab-wide fence, pool, listings) that failed
+/// transiently ([`Error::is_transient`]): `attempts` tries in all, pausing `pause`, then
+/// twice that, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries in all (1 = no retry).
+    pub attempts: u32,
+    /// Pause before the first retry; doubles after each.
+    pub pause: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            pause: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Retry {
+    /// Pauses multiplied by `factor` (for simulators running at a time scale).
+    #[must_use]
+    pub fn scaled(self, factor: f64) -> Self {
+        Self {
+            pause: self.pause.mul_f64(factor.clamp(0.0, 1e6)),
+            ..self
+        }
+    }
+}
+
 /// Waits of [`apply`](crate::apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -185,6 +216,8 @@ pub struct Timeouts {
     pub ready: Duration,
     /// Longest wait for its address once ready.
     pub address: Duration,
+    /// Repeats of idempotent steps that failed transiently.
+    pub retry: Retry,
 }
 
 impl Default for Timeouts {
@@ -192,6 +225,20 @@ impl Default for Timeouts {
         Self {
             ready: Duration::from_secs(300),
             address: Duration::from_secs(120),
+            retry: Retry::default(),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Every duration multiplied by `factor` (for simulators running at a time scale).
+    #[must_use]
+    pub fn scaled(self, factor: f64) -> Self {
+        let f = factor.clamp(0.0, 1e6);
+        Self {
+            ready: self.ready.mul_f64(f),
+            address: self.address.mul_f64(f),
+            retry: self.retry.scaled(f),
         }
     }
 }

@@ -185,7 +185,7 @@ fn vm_err(e: pve_vm::Error, what: &str) -> Error {
             what: what.to_owned(),
         };
     }
-    if e.is_locked() || e.is_lock_timeout() {
+    if e.is_locked() || e.is_lock_timeout() || e.is_transient() {
         return Error::Busy {
             what: what.to_owned(),
             message: e.to_string(),
@@ -211,7 +211,32 @@ fn net_err(e: pve_net::Error, what: &str) -> Error {
     }
 }
 
+/// Would repeating the (idempotent) firewall operation likely succeed?
+fn fw_transient(e: &pve_firewall::Error) -> bool {
+    match e {
+        pve_firewall::Error::Api(a) => {
+            a.is_retryable()
+                || matches!(
+                    a,
+                    pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
+                )
+        }
+        pve_firewall::Error::Vm(v) => v.is_transient() || v.is_locked() || v.is_lock_timeout(),
+        // "Re-running the same operation completes it": worth it when every failure was.
+        pve_firewall::Error::Incomplete { failures, .. } => {
+            !failures.is_empty() && failures.iter().all(|(_, f)| fw_transient(f))
+        }
+        _ => false,
+    }
+}
+
 fn fw_err(e: pve_firewall::Error, what: &str) -> Error {
+    if fw_transient(&e) {
+        return Error::Busy {
+            what: what.to_owned(),
+            message: e.to_string(),
+        };
+    }
     match e {
         pve_firewall::Error::Vm(e) => vm_err(e, what),
         pve_firewall::Error::Api(e) => api_err(e, what),
@@ -336,10 +361,20 @@ impl Hypervisor for ProxmoxLab {
             .await
             .map_err(|e| vm_err(e, &what))?;
         // The template's tags came along; the lab's tag replaces them.
-        guest
-            .set_tags(&[request.lab.tag()])
-            .await
-            .map_err(|e| vm_err(e, &format!("tags of VM {}", guest.vmid())))?;
+        if let Err(e) = guest.set_tags(&[request.lab.tag()]).await {
+            // Without its tag the clone could never be proven the lab's, so `down` would
+            // leave it behind: remove it now, while this call knows it created it.
+            let undo = guest
+                .destroy(DestroyOptions {
+                    purge: true,
+                    ..DestroyOptions::default()
+                })
+                .await;
+            if let Err(u) = undo {
+                tracing::warn!(vmid = %guest.vmid(), error = %u, "could not remove the untagged clone");
+            }
+            return Err(vm_err(e, &format!("tags of VM {}", guest.vmid())));
+        }
         tracing::debug!(vmid = %guest.vmid(), hostname = %request.hostname, "cloned");
         self.info_of(&guest, Some(request.lab.pool())).await
     }

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use lab_core::{
-    apply, no_progress, plan_down, status, teardown, Error, Hypervisor, LabName, LabSpec, VmId,
-    VmStatus,
+    apply, no_progress, plan_down, status, teardown, DownOptions, Error, Hypervisor, LabName,
+    LabSpec, VmId, VmStatus,
 };
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{Params, PveClient, Secret};
@@ -141,7 +141,9 @@ async fn teardown_touches_only_the_lab() {
     kept.sort_unstable();
     assert_eq!(kept, [7000, 7001]);
 
-    teardown(&hv, &lab, 4, &no_progress).await.unwrap();
+    teardown(&hv, &lab, &DownOptions::new(4), &no_progress)
+        .await
+        .unwrap();
     let after = sim.state();
     assert!(guest(&after, 5000).is_none() && guest(&after, 5001).is_none());
     assert!(guest(&after, u64::from(stranger.vmid().get())).is_some());
@@ -245,7 +247,9 @@ async fn containers_come_up_fenced_and_go() {
             .unwrap()
             .allowed
     );
-    teardown(&hv, &s.name, 2, &no_progress).await.unwrap();
+    teardown(&hv, &s.name, &DownOptions::new(2), &no_progress)
+        .await
+        .unwrap();
     let after = sim.state();
     assert_eq!(before["guests"], after["guests"]);
     assert_eq!(before["firewall"], after["firewall"]);

@@ -92,24 +92,28 @@ impl Connection {
 
     /// The lab backend over [`Connection::client`].
     pub fn backend(&self) -> anyhow::Result<ProxmoxLab> {
-        // Only simulators run at a time scale; an environment variable keeps it out of
-        // the everyday flags.
-        let scale = match std::env::var("LABCTL_TIME_SCALE") {
-            Ok(v) => Some(
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite() && *f > 0.0)
-                    .with_context(|| {
-                        format!("invalid LABCTL_TIME_SCALE {v:?}: a number above 0, e.g. 0.05")
-                    })?,
-            ),
-            Err(_) => None,
-        };
+        let scale = time_scale()?;
         let client = self.client()?;
         Ok(match scale {
             Some(f) => ProxmoxLab::with_timing(client, Timing::default().scaled(f)),
             None => ProxmoxLab::new(client),
         })
+    }
+}
+
+/// `LABCTL_TIME_SCALE`: only simulators run at a time scale, so an environment variable
+/// keeps it out of the everyday flags.
+pub fn time_scale() -> anyhow::Result<Option<f64>> {
+    match std::env::var("LABCTL_TIME_SCALE") {
+        Ok(v) => Ok(Some(
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .with_context(|| {
+                    format!("invalid LABCTL_TIME_SCALE {v:?}: a number above 0, e.g. 0.05")
+                })?,
+        )),
+        Err(_) => Ok(None),
     }
 }
 

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use lab_core::{apply, plan_down, teardown, HostnamePattern, Hypervisor, LabName, LabSpec, VmId};
+use lab_core::{
+    apply, plan_down, teardown, DownOptions, HostnamePattern, Hypervisor, LabName, LabSpec,
+    Timeouts, VmId,
+};
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{PveClient, Secret};
 use pve_sim::{SimHandle, Simulator};
@@ -35,6 +38,10 @@ pub struct DemoArgs {
     /// Students processed at the same time.
     #[arg(long, default_value_t = 5, value_name = "N")]
     concurrency: usize,
+    /// Probability (0-1) that the simulator injects a fault into a request or a clone
+    /// (500/503/596 answers, dropped connections, lock timeouts): watch labctl cope.
+    #[arg(long, default_value_t = 0.0, value_name = "R")]
+    fault_rate: f64,
 }
 
 /// Runs the demo; an error means a guarantee did not hold.
@@ -51,6 +58,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     spec.ids = "5000-5999".parse()?;
     spec.teachers = vec![TEACHER_IP.parse()?];
     spec.concurrency = args.concurrency;
+    spec.timeouts = Timeouts::default().scaled(args.time_scale);
     spec.validate()?;
 
     println!(
@@ -61,6 +69,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .nodes(3)
         .plain_http(true)
         .time_scale(args.time_scale)
+        .fault_rate(args.fault_rate)
         .start()
         .await
         .context("starting the simulator")?;
@@ -117,7 +126,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("\n== 4. lab down: what would go (dry run), then tear down");
     print!("{}", plan_down(&hv, &lab).await?);
     let bars = Bars::new();
-    let result = teardown(&hv, &lab, args.concurrency, &|e| bars.event(e)).await;
+    let down = DownOptions {
+        concurrency: args.concurrency,
+        retry: spec.timeouts.retry,
+    };
+    let result = teardown(&hv, &lab, &down, &|e| bars.event(e)).await;
     bars.finish();
     let plan = result.context("lab down")?;
     println!("   destroyed {} guests", plan.destroy.len());

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab_core::{
-    apply, plan_down, plan_up, status, teardown, CloneMode, HostnamePattern, Hypervisor, IdRange,
-    LabName, LabSpec, Timeouts, VmId,
+    apply, plan_down, plan_up, status, teardown, CloneMode, DownOptions, HostnamePattern,
+    Hypervisor, IdRange, LabName, LabSpec, Timeouts, VmId,
 };
 
 use crate::progress::Bars;
@@ -113,10 +113,10 @@ impl UpArgs {
                 CloneMode::Linked
             },
             concurrency: self.concurrency,
-            timeouts: Timeouts {
+            timeouts: scaled(Timeouts {
                 ready: Duration::from_secs(self.ready_timeout),
                 ..Timeouts::default()
-            },
+            })?,
         };
         spec.validate()?;
         Ok(spec)
@@ -137,6 +137,14 @@ impl LabCommand {
             }
         }
     }
+}
+
+/// Waits matched to a simulator's time scale (`LABCTL_TIME_SCALE`), else as given.
+fn scaled(t: Timeouts) -> anyhow::Result<Timeouts> {
+    Ok(match crate::connect::time_scale()? {
+        Some(f) => t.scaled(f),
+        None => t,
+    })
 }
 
 fn check_concurrency(n: usize) -> anyhow::Result<()> {
@@ -196,7 +204,11 @@ pub async fn run(cmd: &LabCommand, hv: &dyn Hypervisor) -> anyhow::Result<()> {
                 return Ok(());
             }
             let bars = Bars::new();
-            let result = teardown(hv, &lab, args.concurrency, &|e| bars.event(e)).await;
+            let options = DownOptions {
+                concurrency: args.concurrency,
+                retry: scaled(Timeouts::default())?.retry,
+            };
+            let result = teardown(hv, &lab, &options, &|e| bars.event(e)).await;
             bars.finish();
             let plan = result.with_context(|| format!("lab down {lab}"))?;
             print!("{plan}");

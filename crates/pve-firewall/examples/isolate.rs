@@ -5,7 +5,7 @@
 //! Environment (as pve-auth's `whoami` example):
 //! - `PVE_HOST` (required): `pve1`, `https://pve1:8006`, or `http://127.0.0.1:8006` for the simulator
 //! - `PVE_TOKEN` (`USER@REALM!TOKENID=SECRET`), or `PVE_USER` + `PVE_PASSWORD`
-//! - `PVE_FINGERPRINT` (pin the certificate) or `PVE_INSECURE=1`
+//! - at most one of `PVE_FINGERPRINT` (pin the certificate), `PVE_CA_FILE`, `PVE_INSECURE=1`
 //! - `LAB` (default `exam`), `PVE_MANAGEMENT` (comma list of admin networks kept able to reach
 //!   the hosts when the datacenter firewall is switched on), `TEACHER` (the teacher's VMID)
 //!
@@ -13,7 +13,7 @@
 //! students here, or clone your own first, e.g. with pve-vm's `lifecycle` example):
 //!
 //! ```text
-//! cargo run -p pve-sim -- --plain-http --password secret --time-scale 0.05
+//! PVE_SIM_PASSWORD=secret cargo run -p pve-sim -- --plain-http --time-scale 0.05
 //! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
 //!     cargo run -p pve-firewall --example isolate -- 200 201 10.10.0.1
 //! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
@@ -23,9 +23,11 @@
 //! The first run prints 16 changes and `lab exam: isolated`; a second run prints `nothing to
 //! change`; `--undo` restores every recorded value, and a second `--undo` changes nothing.
 
-use anyhow::{bail, Context};
+#[path = "../../pve-vm/examples/support/env.rs"]
+mod client_env;
+
+use anyhow::bail;
 use clap::Parser;
-use pve_auth::{ApiToken, PveClient, Secret, TlsOptions};
 use pve_firewall::isolation::{Isolation, IsolationOptions, LabName, Students};
 use pve_firewall::Cidr;
 use pve_vm::VmId;
@@ -48,24 +50,6 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn client() -> anyhow::Result<PveClient> {
-    let host = env("PVE_HOST").context("set PVE_HOST, e.g. pve1 or http://127.0.0.1:8006")?;
-    let mut builder = PveClient::builder(&host);
-    builder = match (env("PVE_TOKEN"), env("PVE_USER"), env("PVE_PASSWORD")) {
-        (Some(token), _, _) => builder.token(token.parse::<ApiToken>()?),
-        (None, Some(user), Some(password)) => builder.password(&user, Secret::new(password)),
-        _ => bail!("set PVE_TOKEN, or PVE_USER and PVE_PASSWORD"),
-    };
-    let insecure = env("PVE_INSECURE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-    let tls = match (env("PVE_FINGERPRINT"), insecure) {
-        (Some(fp), false) => TlsOptions::fingerprint(&fp)?,
-        (None, true) => TlsOptions::insecure(),
-        (None, false) => TlsOptions::system_roots(),
-        _ => bail!("set at most one of PVE_FINGERPRINT, PVE_INSECURE"),
-    };
-    Ok(builder.tls(tls).build()?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -85,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(t) = env("TEACHER") {
         options.teacher = Some(t.parse()?);
     }
-    let iso = Isolation::new(client()?);
+    let iso = Isolation::new(client_env::client_from_env()?);
     let allowed = [args.allowed];
     if args.undo {
         print!("{}", iso.unisolate(&students, &options).await?);

@@ -44,6 +44,21 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Example program
+//!
+//! `examples/isolate.rs FIRST LAST ALLOWED_IP [--undo]` fences a range of students, verifies
+//! and prints the changes; `--undo` restores. Against the simulator (teacher 100 at
+//! 10.10.0.1, guests 200 and 201 as students):
+//!
+//! ```text
+//! PVE_SIM_PASSWORD=secret cargo run -p pve-sim -- --plain-http --time-scale 0.05
+//! PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \
+//!     cargo run -p pve-firewall --example isolate -- 200 201 10.10.0.1
+//! ```
+//!
+//! `tests/examples.rs` runs the same binary (isolate, re-run, undo) against an embedded
+//! simulator, so `cargo test -p pve-firewall` checks this.
 
 mod api;
 mod error;
@@ -62,3 +77,8 @@ pub use spec::{
     AddrSpec, AliasName, Cidr, GroupName, Iface, IpSetName, LogLevel, PortSpec, Proto,
     MAX_ADDR_SPEC, MAX_PORT_NUMBERS,
 };
+
+// The README's Rust example is compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

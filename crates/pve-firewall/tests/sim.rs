@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{check_against_schema, Log};
+use common::{check_against_schema, fw_state, Log};
 use pve_auth::{ApiToken, PveClient};
 use pve_firewall::isolation::{Isolation, IsolationOptions, LabName, Students};
 use pve_firewall::{Cidr, Error, Firewall, OptionsUpdate, Scope};
 use pve_sim::{SimHandle, Simulator};
 use pve_vm::{CloneMode, CloneOptions, NewId, VmApi, VmId};
-use serde_json::Value;
 
 const TOKEN: &str = "root@pam!tester=11111111-2222-3333-4444-555555555555";
 const TEACHER: u32 = 100;
@@ -64,24 +61,6 @@ async fn students(client: &PveClient, n: u32) -> Vec<u32> {
         ids.push(vmid);
     }
     ids
-}
-
-/// What must come back after unisolate: the whole firewall model and every guest's NICs.
-fn fw_state(sim: &SimHandle) -> (Value, BTreeMap<u64, Vec<(String, Value)>>) {
-    let state = sim.state();
-    let mut nics = BTreeMap::new();
-    for g in state["guests"].as_array().expect("guests") {
-        let vmid = g["vmid"].as_u64().expect("vmid");
-        let config = g["config"].as_object().expect("config");
-        let mut list: Vec<(String, Value)> = config
-            .iter()
-            .filter(|(k, _)| k.starts_with("net"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        nics.insert(vmid, list);
-    }
-    (state["firewall"].clone(), nics)
 }
 
 fn reach(sim: &SimHandle, from: u32, to: u32, proto: &str) -> (bool, String) {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use pve_auth::{Observer, RequestRecord};
+use pve_sim::SimHandle;
+use serde_json::Value;
 
 /// A write as sent: method, path, parameters in order.
 pub type Write = (String, String, Vec<(String, String)>);
@@ -68,4 +70,22 @@ pub fn check_against_schema(records: &[RequestRecord]) -> usize {
         problems.join("\n")
     );
     records.len()
+}
+
+/// What must come back after unisolate: the whole firewall model and every guest's NICs.
+pub fn fw_state(sim: &SimHandle) -> (Value, BTreeMap<u64, Vec<(String, Value)>>) {
+    let state = sim.state();
+    let mut nics = BTreeMap::new();
+    for g in state["guests"].as_array().expect("guests") {
+        let vmid = g["vmid"].as_u64().expect("vmid");
+        let config = g["config"].as_object().expect("config");
+        let mut list: Vec<(String, Value)> = config
+            .iter()
+            .filter(|(k, _)| k.starts_with("net"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        nics.insert(vmid, list);
+    }
+    (state["firewall"].clone(), nics)
 }

@@ -27,9 +27,14 @@ async fn pinned_https_login_reads_version_and_nodes() {
         .build()
         .expect("client builds");
 
-    let version: Value = client.get("/version", &Params::new()).await.expect("version");
+    let version: Value = client
+        .get("/version", &Params::new())
+        .await
+        .expect("version");
     assert!(
-        version["version"].as_str().is_some_and(|v| v.starts_with('9')),
+        version["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('9')),
         "a PVE 9 version string, got {version}"
     );
     let nodes: Vec<Value> = client.get("/nodes", &Params::new()).await.expect("nodes");
@@ -146,7 +151,11 @@ async fn two_step_totp_login() {
     client.login().await.expect("two-step login succeeds");
     let nodes: Vec<Value> = client.get("/nodes", &Params::new()).await.expect("nodes");
     assert_eq!(nodes.len(), 3);
-    assert_eq!(codes_asked.load(Ordering::SeqCst), 1, "one TOTP code per login");
+    assert_eq!(
+        codes_asked.load(Ordering::SeqCst),
+        1,
+        "one TOTP code per login"
+    );
     sim.shutdown().await;
 }
 
@@ -173,7 +182,10 @@ async fn expired_ticket_is_replaced_transparently() {
         .build()
         .expect("client builds");
 
-    let _: Value = client.get("/version", &Params::new()).await.expect("first call");
+    let _: Value = client
+        .get("/version", &Params::new())
+        .await
+        .expect("first call");
     let first_logins = logins.load(Ordering::SeqCst);
     assert_eq!(first_logins, 1, "one login before the first call");
 

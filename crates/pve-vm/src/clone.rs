@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use pve_auth::{Method, Params};
+use pve_auth::Params;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -331,27 +331,10 @@ impl Guest {
             return Ok(());
         }
         tracing::warn!(vmid = %new_guest.vmid(), "failed clone left a guest behind; removing it");
-        let path = new_guest.path(&[]);
         let params = Params::new()
             .with("purge", true)
             .with("destroy-unreferenced-disks", true);
-        let answer = new_guest
-            .send_task_checked(Method::DELETE, &path, &params, || async {
-                match new_guest.config().await {
-                    Err(e) if e.is_not_found() => Ok(true),
-                    Err(e) => Err(e),
-                    Ok(_) => Ok(false),
-                }
-            })
-            .await?;
-        if let Some(upid) = answer {
-            new_guest
-                .api()
-                .wait_task(&upid, new_guest.api().timing().task_timeout)
-                .await?;
-        }
-        new_guest.api().forget(new_guest.vmid());
-        Ok(())
+        new_guest.delete_and_wait(&params).await
     }
 
     /// After a lost clone answer: does the new guest appear within [`Timing::settle`]? If so,

@@ -585,9 +585,15 @@ impl Guest {
         if opts.destroy_unreferenced_disks {
             params.insert("destroy-unreferenced-disks", true);
         }
-        let path = self.path(&[]);
+        self.delete_and_wait(&params).await
+    }
+
+    /// `DELETE` the guest (with `params` in the query string) and wait for the destroy task.
+    /// After a lost answer the config is checked before the DELETE is sent again; a guest
+    /// found gone counts as destroyed (by this call, as far as anyone can tell).
+    pub(crate) async fn delete_and_wait(&self, params: &Params) -> Result<()> {
         let answer = self
-            .send_task_checked(Method::DELETE, &path, &params, || async {
+            .send_task_checked(Method::DELETE, &self.path(&[]), params, || async {
                 match self.config().await {
                     Err(e) if e.is_not_found() => Ok(true),
                     Err(e) => Err(e),
@@ -595,16 +601,10 @@ impl Guest {
                 }
             })
             .await?;
-        match answer {
-            Some(upid) => {
-                self.api
-                    .wait_task(&upid, self.api.timing().task_timeout)
-                    .await?;
-            }
-            None => {
-                // A lost answer and the guest is gone: destroyed (by this call, as far as
-                // anyone can tell).
-            }
+        if let Some(upid) = answer {
+            self.api
+                .wait_task(&upid, self.api.timing().task_timeout)
+                .await?;
         }
         self.api.forget(self.vmid);
         Ok(())

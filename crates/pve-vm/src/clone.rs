@@ -164,7 +164,8 @@ impl Guest {
     ///   one LXC template are serialised inside this process, and at most
     ///   [`Timing::clones_per_node`] clones per source node run at once.
     /// - After a failed clone task the new id is checked and a partial guest this call
-    ///   created is removed.
+    ///   provably created (unlocked, named with [`CloneOptions::hostname`]) is removed; a
+    ///   guest another client cloned into the freed id meanwhile is never touched.
     /// - After a lost answer the new id is looked for before sending the clone again.
     ///
     /// [`Timing::lock_retry`]: crate::Timing::lock_retry
@@ -293,7 +294,10 @@ impl Guest {
                     // Someone else holds that id: nothing of ours exists under it.
                     return Err(Attempt::IdTaken(e));
                 }
-                if let Err(cleanup) = self.remove_partial(&new_guest).await {
+                if let Err(cleanup) = self
+                    .remove_partial(&new_guest, opts.hostname.as_deref())
+                    .await
+                {
                     return Err(Attempt::Fatal(Error::Refused {
                         why: format!(
                             "clone into {newid} failed ({e}) and the partial guest it left could \
@@ -312,22 +316,35 @@ impl Guest {
         }
     }
 
-    /// After a failed clone task of ours: PVE removes the partial guest; make sure, and remove
-    /// it if it is still there.
-    async fn remove_partial(&self, new_guest: &Guest) -> Result<()> {
+    /// After a failed clone task of ours. PVE removes the partial guest before the task ends,
+    /// so the new id is usually free again — and another client may already have taken it.
+    /// A guest found under the id is therefore removed only when it is provably this clone's
+    /// leftover: no clone in progress on it (no `lock`) and named with the hostname this
+    /// clone sent. Anything else is left alone (the id counts as taken on the next attempt).
+    async fn remove_partial(&self, new_guest: &Guest, hostname: Option<&str>) -> Result<()> {
         let timing = *self.api().timing();
         let what = format!("the config of {} after a failed clone", new_guest.vmid());
-        let exists = timing
+        let found = timing
             .task_poll
             .wait(&what, timing.task_timeout, || async {
                 Poll::tolerate(match new_guest.config().await {
-                    Err(e) if e.is_not_found() => Ok(Poll::Ready(false)),
+                    Err(e) if e.is_not_found() => Ok(Poll::Ready(None)),
                     Err(e) => Err(e),
-                    Ok(_) => Ok(Poll::Ready(true)),
+                    Ok(config) => Ok(Poll::Ready(Some(config))),
                 })
             })
             .await?;
-        if !exists {
+        let Some(config) = found else {
+            return Ok(());
+        };
+        let name = config.name();
+        let lock = config.lock();
+        if lock.is_some() || hostname.is_none() || name.as_deref() != hostname {
+            tracing::warn!(
+                vmid = %new_guest.vmid(), ?name, ?lock,
+                "a guest exists under the id of a failed clone but is not provably its leftover; \
+                 leaving it alone"
+            );
             return Ok(());
         }
         tracing::warn!(vmid = %new_guest.vmid(), "failed clone left a guest behind; removing it");

@@ -633,8 +633,9 @@ async fn clone_task_storage_timeout_is_retried_after_checking_for_leftovers() {
     leftover.assert_calls_async(1).await;
 }
 
-#[tokio::test]
-async fn failed_clone_removes_the_partial_guest_it_created() {
+/// A clone into 100 whose task fails ("no space left") while `leftover` is the config then
+/// found under 100. Returns how many DELETEs of 100 were sent.
+async fn failed_clone_with_leftover(leftover: serde_json::Value) -> usize {
     let server = MockServer::start_async().await;
     resources_and_free_ids(&server, &[100]).await;
     let u = upid("pve1", "qmclone", 9000);
@@ -656,8 +657,7 @@ async fn failed_clone_removes_the_partial_guest_it_created() {
         .mock_async(|when, then| {
             when.method(GET)
                 .path("/api2/json/nodes/pve1/qemu/100/config");
-            then.status(200)
-                .json_body(json!({"data": {"digest": "x", "name": "stud-01"}}));
+            then.status(200).json_body(json!({ "data": leftover }));
         })
         .await;
     let d = upid("pve1", "qmdestroy", 100);
@@ -679,12 +679,28 @@ async fn failed_clone_removes_the_partial_guest_it_created() {
         .guest_on(node("pve1"), GuestKind::Qemu, vmid(9000))
         .clone_to(CloneOptions {
             newid: NewId::Within(vmid(100)..=vmid(100)),
+            hostname: Some("stud-01".into()),
             ..CloneOptions::default()
         })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no space left"), "{err}");
-    destroy.assert_calls_async(1).await;
+    destroy.calls_async().await
+}
+
+#[tokio::test]
+async fn failed_clone_removes_the_partial_guest_it_created() {
+    let ours = json!({"digest": "x", "name": "stud-01"});
+    assert_eq!(failed_clone_with_leftover(ours).await, 1);
+}
+
+#[tokio::test]
+async fn failed_clone_leaves_a_guest_another_client_cloned_into_the_freed_id_alone() {
+    // PVE removed our partial guest; another client took the id at once.
+    let theirs = json!({"digest": "x", "name": "stud-02"});
+    assert_eq!(failed_clone_with_leftover(theirs).await, 0);
+    let theirs_in_progress = json!({"digest": "x", "name": "stud-01", "lock": "clone"});
+    assert_eq!(failed_clone_with_leftover(theirs_in_progress).await, 0);
 }
 
 #[tokio::test]

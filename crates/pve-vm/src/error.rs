@@ -137,22 +137,38 @@ impl Error {
             || self.api().is_some_and(pve_auth::Error::is_not_found)
     }
 
+    /// Applies one of `pve-auth`'s classifications (which own PVE's phrases) to an API error,
+    /// or to a failed task's exit status read as the HTTP 500 message a synchronous call
+    /// would have carried.
+    fn classified(&self, test: fn(&pve_auth::Error) -> bool) -> bool {
+        match self {
+            Error::Api(e) => test(e),
+            Error::TaskFailed {
+                upid, exitstatus, ..
+            } => test(&pve_auth::Error::Api {
+                method: "TASK".to_owned(),
+                path: upid.to_string(),
+                status: 500,
+                message: exitstatus.clone(),
+                errors: Default::default(),
+            }),
+            _ => false,
+        }
+    }
+
     /// Something to be created exists already (also inside a failed task).
     pub fn is_already_exists(&self) -> bool {
-        self.mentions("already exists")
+        self.classified(pve_auth::Error::is_already_exists)
     }
 
     /// The guest carries a config lock (`VM is locked (clone)`, `CT is locked (disk)`).
     pub fn is_locked(&self) -> bool {
-        self.mentions("is locked (")
+        self.classified(pve_auth::Error::is_locked)
     }
 
     /// A file or cluster lock could not be taken in time (also inside a failed task).
     pub fn is_lock_timeout(&self) -> bool {
-        self.texts().iter().any(|t| {
-            t.contains("got lock request timeout")
-                || (t.contains("got timeout") && t.contains("lock"))
-        })
+        self.classified(pve_auth::Error::is_lock_timeout)
     }
 
     /// A transient failure: repeating an idempotent request later may succeed. Includes

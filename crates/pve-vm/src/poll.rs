@@ -62,13 +62,10 @@ impl PollPolicy {
         self
     }
 
-    /// Both bounds multiplied by `scale` (e.g. a simulator's time scale in tests).
+    /// Both bounds multiplied by `scale` (e.g. a simulator's time scale in tests); a negative
+    /// scale counts as 0, a non-finite one as 1.
     pub fn scaled(self, scale: f64) -> Self {
-        let scale = if scale.is_finite() {
-            scale.max(0.0)
-        } else {
-            1.0
-        };
+        let scale = sane_scale(scale);
         Self {
             min: self.min.mul_f64(scale),
             max: self.max.mul_f64(scale),
@@ -134,6 +131,16 @@ impl PollPolicy {
             attempt = attempt.saturating_add(1);
             tokio::time::sleep(pause).await;
         }
+    }
+}
+
+/// A time scale as [`PollPolicy::scaled`] and [`Timing::scaled`](crate::Timing::scaled)
+/// apply it: negative counts as 0, non-finite as 1.
+pub(crate) fn sane_scale(scale: f64) -> f64 {
+    if scale.is_finite() {
+        scale.max(0.0)
+    } else {
+        1.0
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::poll::PollPolicy;
+use crate::poll::{sane_scale, PollPolicy};
 
 /// Backoff with jitter for retrying operations that failed on a busy lock: the pause before
 /// retry *n* (1-based) is `initial · 2^(n-1)` capped at `max`, of which a random part of up
@@ -103,14 +103,11 @@ impl Default for Timing {
 }
 
 impl Timing {
-    /// Every duration multiplied by `scale` (counts unchanged).
+    /// Every duration multiplied by `scale` (counts unchanged); a negative scale counts as 0,
+    /// a non-finite one as 1.
     #[must_use]
     pub fn scaled(self, scale: f64) -> Self {
-        let scale = if scale.is_finite() {
-            scale.max(0.0)
-        } else {
-            1.0
-        };
+        let scale = sane_scale(scale);
         Self {
             task_poll: self.task_poll.scaled(scale),
             agent_poll: self.agent_poll.scaled(scale),
@@ -157,5 +154,7 @@ mod tests {
         assert_eq!(t.lock_retry.max_retries, 30);
         assert_eq!(t.max_id_moves, 50);
         assert_eq!(t.clones_per_node, 3);
+        assert_eq!(Timing::default().scaled(-1.0).task_timeout, Duration::ZERO);
+        assert_eq!(Timing::default().scaled(f64::NAN), Timing::default());
     }
 }

@@ -468,16 +468,20 @@ async fn bring_up(
         }
         vmid = g.vmid;
     }
+    let retry = &spec.timeouts.retry;
     if s.action != StudentAction::Keep {
         step(Step::Start);
-        hv.start(vmid).await?;
+        // Starting a running guest is success, so a repeat is safe.
+        retrying(retry, "start", || hv.start(vmid)).await?;
     }
     step(Step::WaitReady);
     hv.wait_ready(vmid, spec.timeouts.ready).await?;
     step(Step::WaitAddress);
     let address = hv.wait_address(vmid, spec.timeouts.address).await?;
-    let g = hv.guest(vmid).await?;
-    let mut addresses = hv.addresses(vmid).await.unwrap_or_default();
+    let g = retrying(retry, "guest", || hv.guest(vmid)).await?;
+    let mut addresses = retrying(retry, "addresses", || hv.addresses(vmid))
+        .await
+        .unwrap_or_default();
     if !addresses.contains(&address) {
         addresses.insert(0, address);
     }
@@ -649,7 +653,7 @@ pub async fn teardown(
     let results: Vec<(String, Result<()>)> = stream::iter(plan.destroy.clone())
         .map(|g| async move {
             let who = subject(&g);
-            let r = take_down(hv, lab, &g, progress).await;
+            let r = take_down(hv, lab, &g, retry, progress).await;
             match &r {
                 Ok(()) => progress(Event::Done {
                     subject: who.clone(),
@@ -698,10 +702,11 @@ async fn take_down(
     hv: &dyn Hypervisor,
     lab: &LabName,
     listed: &GuestInfo,
+    retry: &Retry,
     progress: Progress<'_>,
 ) -> Result<()> {
     // Read it again: it may have changed (turned into a template, moved) since listing.
-    let g = hv.guest(listed.vmid).await?;
+    let g = retrying(retry, "guest", || hv.guest(listed.vmid)).await?;
     if let Some(reason) = g.ownership_problem(lab) {
         return Err(Error::NotOwned {
             vmid: g.vmid,
@@ -716,7 +721,8 @@ async fn take_down(
     };
     if g.status.is_running() {
         step(Step::Stop);
-        hv.stop(g.vmid).await?;
+        // Stopping a stopped guest is success, so a repeat is safe.
+        retrying(retry, "stop", || hv.stop(g.vmid)).await?;
     }
     step(Step::Destroy);
     hv.destroy(g.vmid).await

@@ -189,7 +189,9 @@ async fn expired_ticket_is_replaced_transparently() {
     let first_logins = logins.load(Ordering::SeqCst);
     assert_eq!(first_logins, 1, "one login before the first call");
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Ticket times have whole-second resolution and a ticket is valid while its age is at
+    // most the lifetime, so only an age of 2 s is certainly past a 1 s lifetime.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let _: Value = client
         .get("/version", &Params::new())
         .await

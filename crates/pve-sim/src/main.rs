@@ -12,8 +12,9 @@ use pve_sim::Simulator;
 /// teacher VM 100, production VMs 200/201) plus /_sim/state, /_sim/requests and
 /// /_sim/reachability. Log in with POST /access/ticket (username, password) or an API
 /// token header; every simulated duration is multiplied by --time-scale.
-#[derive(Debug, Parser)]
-#[command(name = "pve-sim", version, about, long_about)]
+// No `Debug`: the arguments hold the password, the token secret and the TOTP secret.
+#[derive(Parser)]
+#[command(name = "pve-sim", version, about, long_about, after_long_help = EXAMPLES)]
 struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8006")]
@@ -66,6 +67,22 @@ struct Args {
     plain_http: bool,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  # HTTPS on the PVE port, generated password printed on stdout
+  pve-sim
+  # plain HTTP on another port, 20x faster (a linked clone takes 0.1 s, a boot 1 s)
+  PVE_SIM_PASSWORD=secret pve-sim --listen 127.0.0.1:18006 --plain-http --time-scale 0.05
+  # an API token and one node; then: curl -H 'Authorization: PVEAPIToken=root@pam!ci=s3cr3t' ...
+  PVE_SIM_TOKEN='root@pam!ci=s3cr3t' pve-sim --nodes 1 --plain-http
+  # seeded faults on 5 % of requests and clones (same seed, same faults)
+  pve-sim --fault-rate 0.05 --seed 7
+
+Log in:  curl -d username=root@pam -d password=secret http://127.0.0.1:18006/api2/json/access/ticket
+Inspect: curl http://127.0.0.1:18006/_sim/state
+Stop with Ctrl-C or SIGTERM (open requests are finished first).
+The crate README walks through login, clone, start and the agent's IPv4 with curl.";
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -110,7 +127,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The operator needs the generated password to log in; it goes to stdout only.
         println!("password {}", sim.password());
     }
-    tokio::signal::ctrl_c().await?;
+    stopped().await?;
     sim.shutdown().await;
     Ok(())
+}
+
+/// Wait for Ctrl-C or (on Unix) SIGTERM, so `kill <pid>` also shuts down gracefully.
+async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

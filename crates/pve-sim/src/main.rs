@@ -117,6 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.totp_secret {
         builder = builder.totp_secret(s);
     }
+    let signals = StopSignals::install()?;
     let sim = builder.start().await?;
     println!(
         "listening on {} fingerprint {}",
@@ -127,23 +128,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The operator needs the generated password to log in; it goes to stdout only.
         println!("password {}", sim.password());
     }
-    stopped().await?;
+    signals.wait().await?;
     sim.shutdown().await;
     Ok(())
 }
 
-/// Wait for Ctrl-C or (on Unix) SIGTERM, so `kill <pid>` also shuts down gracefully.
-async fn stopped() -> std::io::Result<()> {
+/// Ctrl-C and (on Unix) SIGTERM, so `kill <pid>` also shuts down gracefully. The
+/// handlers are installed when this is created: before the start line is printed, so a
+/// signal sent right after it is not lost to the default action.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    async fn wait(mut self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => {}
+                _ = self.term.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await
+        }
     }
 }

@@ -127,6 +127,37 @@ pub const SERVED: &[(&str, &str)] = &[
     ("DELETE", "/pools/{poolid}"),
 ];
 
+/// Parameters only `root@pam` (logged in with a ticket, not through a token) may set:
+/// the guest handlers answer `raise_param_exc({ <p> => "Only root may use this option." })`
+/// when one is set (true or non-empty) by anyone else (§4.2).
+const ROOT_ONLY: &[&str] = &[
+    "skiplock",
+    "keepActive",
+    "migratedfrom",
+    "migration_type",
+    "migration_network",
+    "stateuri",
+    "targetstorage",
+    "force-cpu",
+    "nets-host-mtu",
+];
+
+/// 400 `Only root may use this option.` for the first root-only parameter a caller
+/// other than `root@pam` sets.
+fn check_root_only(r: &Req<'_>) -> ApiResult<()> {
+    let is_root = r.caller.user == "root@pam" && r.caller.tokenid.is_none();
+    if is_root {
+        return Ok(());
+    }
+    match ROOT_ONLY
+        .iter()
+        .find(|p| r.param(p).is_some_and(|v| !v.is_empty() && v != "0"))
+    {
+        Some(p) => Err(ApiError::param(*p, "Only root may use this option.")),
+        None => Ok(()),
+    }
+}
+
 /// Is `(method, template)` served by this simulator?
 pub fn is_served(method: &str, template: &str) -> bool {
     SERVED.contains(&(method, template)) || firewall_api::is_firewall(template)
@@ -144,6 +175,7 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
     if firewall_api::is_firewall(r.template) {
         return firewall_api::handle(sh, r).map(Reply::from);
     }
+    check_root_only(r)?;
     let kind = if r.template.contains("/lxc") {
         Kind::Lxc
     } else {

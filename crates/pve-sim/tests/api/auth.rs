@@ -325,3 +325,69 @@ async fn https_with_self_signed_certificate_and_pve_style_fingerprint() {
         .is_err());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn root_only_options_need_root_at_pam_with_a_ticket() {
+    let api = Api::start(0.01).await;
+    // The token root@pam!ci is not root@pam.
+    for (path, param) in [
+        ("/nodes/pve1/qemu/100/status/stop", "skiplock"),
+        ("/nodes/pve1/qemu/100/status/shutdown", "keepActive"),
+        ("/nodes/pve1/qemu/9000/config", "skiplock"),
+    ] {
+        let method = if path.ends_with("config") {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let a = api.call(method, path, &[(param, "1")]).await;
+        assert_eq!(a.status, 400, "{path} {a:?}");
+        assert_eq!(
+            a.body["errors"][param], "Only root may use this option.",
+            "{path}"
+        );
+    }
+    let a = api
+        .call(
+            reqwest::Method::DELETE,
+            "/nodes/pve1/qemu/9000",
+            &[("skiplock", "1")],
+        )
+        .await;
+    assert_eq!(
+        a.body["errors"]["skiplock"],
+        "Only root may use this option."
+    );
+    assert!(api.sim.state()["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["vmid"] == 9000));
+    // Unset (0) is fine for anyone.
+    api.post_ok("/nodes/pve1/qemu/100/status/stop", &[("skiplock", "0")])
+        .await;
+
+    // root@pam logged in with a password may.
+    let (_, body) = login(&api, &[("username", "root@pam"), ("password", PASSWORD)]).await;
+    let (ticket, csrf) = (
+        body["data"]["ticket"].as_str().unwrap(),
+        body["data"]["CSRFPreventionToken"].as_str().unwrap(),
+    );
+    let r = with_ticket(
+        &api,
+        reqwest::Method::POST,
+        "/nodes/pve1/qemu/100/status/start",
+        ticket,
+    )
+    .header("CSRFPreventionToken", csrf)
+    .form(&[("skiplock", "1")])
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let upid: Value = r.json().await.unwrap();
+    assert!(upid["data"]
+        .as_str()
+        .unwrap()
+        .contains(":qmstart:100:root@pam:"));
+}

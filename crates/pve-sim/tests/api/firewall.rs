@@ -304,3 +304,125 @@ async fn request_counts_and_state() {
     assert!(state["firewall"]["cluster"].is_object());
     assert_eq!(state["pools"], json!({}));
 }
+
+#[tokio::test]
+async fn switches_defaults_disabled_new_rules_first_match_aliases_and_digests() {
+    let api = Api::start(0.01).await;
+    api.clone_vm(150, "stud-150").await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    let rules = "/nodes/pve1/qemu/150/firewall/rules";
+    let opts = "/nodes/pve1/qemu/150/firewall/options";
+    let ssh = || reach(&api, 100, "150", "tcp", Some(22));
+    let allowed = |v: Value| v["allowed"].as_bool().unwrap();
+
+    // Cluster and guest switched on, but the NIC lacks firewall=1: nothing filters.
+    api.put("/cluster/firewall/options", &[("enable", "1")])
+        .await;
+    api.put(opts, &[("enable", "1")]).await;
+    assert!(allowed(ssh().await), "NIC without firewall=1 is untouched");
+    // All three switches: the default policy_in DROP applies (GET shows set keys only).
+    firewall_nic(&api, 150).await;
+    let o = api.get(opts, &[]).await;
+    assert_eq!(o["enable"], 1);
+    assert!(o.get("policy_in").is_none(), "{o}");
+    assert!(!allowed(ssh().await), "default policy_in is DROP");
+    assert!(
+        allowed(reach(&api, 150, "100", "tcp", Some(22)).await),
+        "default policy_out is ACCEPT"
+    );
+
+    // A rule created without enable=1 is disabled.
+    api.post(
+        rules,
+        &[
+            ("type", "in"),
+            ("action", "ACCEPT"),
+            ("proto", "tcp"),
+            ("dport", "22"),
+        ],
+    )
+    .await;
+    let list = api.get(rules, &[]).await;
+    assert_eq!(list[0]["enable"], 0, "{list}");
+    assert!(!allowed(ssh().await), "a disabled rule does not match");
+    let digest = list[0]["digest"].as_str().unwrap().to_owned();
+    api.put(
+        &format!("{rules}/0"),
+        &[("enable", "1"), ("digest", &digest)],
+    )
+    .await;
+    assert!(allowed(ssh().await));
+    assert!(!allowed(reach(&api, 100, "150", "udp", Some(53)).await));
+
+    // New rules go to position 0, and the first match wins.
+    api.post(
+        rules,
+        &[
+            ("type", "in"),
+            ("action", "DROP"),
+            ("source", "10.10.0.1"),
+            ("enable", "1"),
+        ],
+    )
+    .await;
+    let list = api.get(rules, &[]).await;
+    assert_eq!(
+        (list[0]["action"].as_str(), list[1]["action"].as_str()),
+        (Some("DROP"), Some("ACCEPT"))
+    );
+    assert_eq!(
+        (list[0]["pos"].as_u64(), list[1]["pos"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(!allowed(ssh().await), "DROP at 0 shadows ACCEPT at 1");
+
+    // Aliases are keyed case-insensitively (the file parser lower-cases the key) and
+    // usable as a rule source.
+    api.post(
+        "/cluster/firewall/aliases",
+        &[("name", "Teacher"), ("cidr", "10.10.0.1")],
+    )
+    .await;
+    let alias = api.get("/cluster/firewall/aliases/teacher", &[]).await;
+    assert_eq!(alias["cidr"], "10.10.0.1");
+    api.post(
+        rules,
+        &[
+            ("type", "in"),
+            ("action", "ACCEPT"),
+            ("source", "teacher"),
+            ("proto", "tcp"),
+            ("dport", "22"),
+            ("enable", "1"),
+        ],
+    )
+    .await;
+    assert!(allowed(ssh().await));
+
+    // Digests: a stale one is refused with the firewall text, rules and options alike.
+    let stale = list[0]["digest"].as_str().unwrap();
+    let a = api
+        .call(
+            Method::PUT,
+            &format!("{rules}/1"),
+            &[("comment", "x"), ("digest", stale)],
+        )
+        .await;
+    let changed = "detected modified configuration - file changed by other user? Try again.\n";
+    assert_eq!((a.status, a.message()), (500, changed));
+    let a = api.call(Method::DELETE, &format!("{rules}/9"), &[]).await;
+    assert_eq!((a.status, a.message()), (500, "no rule at position 9\n"));
+    let a = api
+        .call(
+            Method::PUT,
+            opts,
+            &[("dhcp", "1"), ("digest", &"0".repeat(40))],
+        )
+        .await;
+    assert_eq!((a.status, a.message()), (500, changed));
+
+    // Switching the cluster firewall off lifts everything.
+    api.put("/cluster/firewall/options", &[("enable", "0")])
+        .await;
+    assert!(allowed(reach(&api, 100, "150", "udp", Some(53)).await));
+}

@@ -255,3 +255,41 @@ async fn stopping_a_clone_task_interrupts_it_and_undoes_the_partial_guest() {
         .await;
     assert_eq!(src.data()["template"], 1);
 }
+
+#[tokio::test]
+async fn a_cloning_guest_is_locked_until_its_clone_task_ends() {
+    // Full clone: 20 s × 0.05 = 1 s during which the new config carries `lock: clone`.
+    let api = Api::start(0.05).await;
+    let upid = api
+        .post(
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "150"), ("full", "1")],
+        )
+        .await;
+    let cur = api
+        .wait_for("/nodes/pve1/qemu/150/status/current", |a| a.status == 200)
+        .await;
+    assert_eq!(cur.data()["lock"], "clone", "{cur:?}");
+    let a = api
+        .call(Method::POST, "/nodes/pve1/qemu/150/template", &[])
+        .await;
+    assert_eq!((a.status, a.message()), (500, "VM is locked (clone)\n"));
+    let a = api
+        .call(
+            Method::PUT,
+            "/nodes/pve1/qemu/150/config",
+            &[("description", "x")],
+        )
+        .await;
+    assert_eq!((a.status, a.message()), (500, "VM is locked (clone)\n"));
+    // A start is accepted and fails inside its task.
+    let start = api.post("/nodes/pve1/qemu/150/status/start", &[]).await;
+    assert_eq!(
+        api.wait_task(&start).await["exitstatus"],
+        "VM is locked (clone)"
+    );
+    assert_eq!(api.wait_task(&upid).await["exitstatus"], "OK");
+    let cfg = api.get("/nodes/pve1/qemu/150/config", &[]).await;
+    assert!(cfg.get("lock").is_none(), "{cfg}");
+    assert_eq!(cfg["name"], "Copy-of-VM-debian-12-tmpl");
+}

@@ -176,8 +176,8 @@ impl TaskTable {
 }
 
 impl Task {
-    /// The object of `GET …/tasks/{upid}/status`.
-    pub(crate) fn status_json(&self) -> Value {
+    /// The fields the status object and the list items share (the decoded UPID).
+    fn upid_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("upid".into(), json!(self.upid));
         m.insert("node".into(), json!(self.node));
@@ -190,6 +190,12 @@ impl Task {
         if let Some(t) = &self.tokenid {
             m.insert("tokenid".into(), json!(t));
         }
+        m
+    }
+
+    /// The object of `GET …/tasks/{upid}/status`.
+    pub(crate) fn status_json(&self) -> Value {
+        let mut m = self.upid_fields();
         match &self.end {
             None => {
                 m.insert("status".into(), json!("running"));
@@ -204,18 +210,7 @@ impl Task {
 
     /// An item of `GET /nodes/{node}/tasks` (`status` here is the exit status).
     fn list_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("upid".into(), json!(self.upid));
-        m.insert("node".into(), json!(self.node));
-        m.insert("pid".into(), json!(self.pid));
-        m.insert("pstart".into(), json!(self.pstart));
-        m.insert("starttime".into(), json!(self.starttime));
-        m.insert("type".into(), json!(self.typ));
-        m.insert("id".into(), json!(self.id));
-        m.insert("user".into(), json!(self.user));
-        if let Some(t) = &self.tokenid {
-            m.insert("tokenid".into(), json!(t));
-        }
+        let mut m = self.upid_fields();
         if let Some((end, exit)) = &self.end {
             m.insert("endtime".into(), json!(end));
             m.insert("status".into(), json!(exit));

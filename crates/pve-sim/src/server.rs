@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::error::{ApiError, Params};
 use crate::faults::Fault;
 use crate::routing::{self, Reply, Req};
-use crate::state::Shared;
+use crate::state::{Shared, DAEMON_WORKERS};
 use crate::{auth, introspect};
 
 /// Idle keep-alive connections are closed after this long.
@@ -369,31 +369,27 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .filter(|n| sh.has_node(n))
         .cloned()
         .unwrap_or_else(|| sh.cfg.nodes.first().cloned().unwrap_or_default());
-    let permit = if route.endpoint.protected {
-        match sh.daemons.get(&daemon_node) {
-            // pveproxy gives up on a busy pvedaemon after 30 s of inactivity: 596.
-            Some(sem) => match tokio::time::timeout(
-                sh.scaled(DAEMON_TIMEOUT),
-                Arc::clone(sem).acquire_owned(),
-            )
-            .await
-            {
-                Ok(permit) => permit.ok(),
-                Err(_) => {
-                    let status = StatusCode::from_u16(596).expect("596 is a valid status code");
-                    return error_response(
-                        &ApiError::status(status, "Connection timed out"),
-                        ErrorBody::Json,
-                    );
-                }
-            },
-            None => None,
+    // The permit is held until the handler's future ends or is dropped (client gone).
+    let mut permit = None;
+    if let Some(sem) = sh
+        .daemons
+        .get(&daemon_node)
+        .filter(|_| route.endpoint.protected)
+    {
+        // pveproxy gives up on a busy pvedaemon after 30 s of inactivity: 596.
+        match tokio::time::timeout(sh.scaled(DAEMON_TIMEOUT), Arc::clone(sem).acquire_owned()).await
+        {
+            Ok(p) => permit = p.ok(),
+            Err(_) => {
+                let status = StatusCode::from_u16(596).expect("596 is a valid status code");
+                return error_response(
+                    &ApiError::status(status, "Connection timed out"),
+                    ErrorBody::Json,
+                );
+            }
         }
-    } else {
-        None
-    };
-    if permit.is_some() {
-        sh.lock().daemon_enter(&daemon_node);
+        let busy = DAEMON_WORKERS.saturating_sub(sem.available_permits());
+        sh.lock().note_daemon_busy(&daemon_node, busy);
     }
 
     let result = match &caller {
@@ -415,9 +411,6 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
 
-    if permit.is_some() {
-        sh.lock().daemon_leave(&daemon_node);
-    }
     drop(permit);
 
     match &result {

@@ -167,8 +167,7 @@ pub(crate) struct SimState {
     /// Randomness of MACs and UUIDs (seeded; separate from the fault stream).
     pub rng: ChaCha8Rng,
     pub seed: u64,
-    /// Protected requests being executed per node, and the peak seen.
-    pub daemon_busy: BTreeMap<String, usize>,
+    /// The most protected requests seen executing at once, per node.
     pub daemon_peak: BTreeMap<String, usize>,
 }
 
@@ -183,7 +182,6 @@ impl SimState {
             storage_clones: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             seed: cfg.seed,
-            daemon_busy: BTreeMap::new(),
             daemon_peak: BTreeMap::new(),
         };
         st.build_inventory(&cfg.nodes);
@@ -356,18 +354,9 @@ impl SimState {
         }
     }
 
-    /// Track a protected request entering (`+1`) or leaving (`-1`) a node's daemon.
-    pub(crate) fn daemon_enter(&mut self, node: &str) {
-        let busy = self.daemon_busy.entry(node.to_owned()).or_insert(0);
-        *busy += 1;
-        let b = *busy;
+    /// Record that `busy` protected requests are executing on `node` right now.
+    pub(crate) fn note_daemon_busy(&mut self, node: &str, busy: usize) {
         let peak = self.daemon_peak.entry(node.to_owned()).or_insert(0);
-        *peak = (*peak).max(b);
-    }
-
-    pub(crate) fn daemon_leave(&mut self, node: &str) {
-        if let Some(b) = self.daemon_busy.get_mut(node) {
-            *b = b.saturating_sub(1);
-        }
+        *peak = (*peak).max(busy);
     }
 }

@@ -120,6 +120,32 @@ async fn at_most_three_protected_requests_per_node_run_at_once() {
 }
 
 #[tokio::test]
+async fn a_client_that_gives_up_frees_its_pvedaemon_worker() {
+    let api = Api::start(0.05).await;
+    api.clone_vm(150, "busy").await;
+    api.post_ok("/nodes/pve1/qemu/150/status/start", &[]).await;
+    // Three pings (each holds a worker for 0.15 s) abandoned by the client after 20 ms.
+    let ping = || {
+        api.http
+            .post(api.url("/nodes/pve1/qemu/150/agent/ping"))
+            .header(
+                "Authorization",
+                format!("PVEAPIToken={}", crate::common::TOKEN),
+            )
+            .timeout(std::time::Duration::from_millis(20))
+            .send()
+    };
+    for r in join_all((0..3).map(|_| ping())).await {
+        assert!(r.unwrap_err().is_timeout());
+    }
+    // Their workers were released with them: three more in flight make a peak of 3, not
+    // 6 (the busy count used to leak when a request's future was dropped).
+    let pings = (0..3).map(|_| api.call(Method::POST, "/nodes/pve1/qemu/150/agent/ping", &[]));
+    join_all(pings).await;
+    assert_eq!(api.sim.state()["daemon_peak"]["pve1"], 3);
+}
+
+#[tokio::test]
 async fn fresh_clones_are_unknown_in_cluster_resources_until_pvestatd_runs() {
     // Scale 0.1: the pvestatd cycle is 1 s, a clone's config appears after 0.1 s.
     let api = Api::start(0.1).await;

@@ -69,7 +69,7 @@ pub(crate) struct Settings {
     pub user: String,
     pub password: Secret,
     pub token: Option<TokenSpec>,
-    /// Decoded TOTP key (RFC 6238) of `user`; `None` = no TFA.
+    /// Base32 TOTP secret (RFC 6238) of `user`; `None` = no TFA.
     pub totp: Option<Secret>,
     pub seed: u64,
     pub time_scale: f64,

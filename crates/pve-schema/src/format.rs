@@ -441,7 +441,7 @@ const CONNTRACK_HELPERS: &[&str] = &[
 ];
 
 /// `$icmp_type_names` of Firewall.pm (`iptables -p icmp -h`).
-const ICMP_TYPES: &[&str] = &[
+pub const ICMP_TYPES: &[&str] = &[
     "any",
     "echo-reply",
     "destination-unreachable",
@@ -482,7 +482,7 @@ const ICMP_TYPES: &[&str] = &[
 ];
 
 /// `$icmpv6_type_names` of Firewall.pm (`ip6tables -p icmpv6 -h`).
-const ICMPV6_TYPES: &[&str] = &[
+pub const ICMPV6_TYPES: &[&str] = &[
     "destination-unreachable",
     "no-route",
     "communication-prohibited",

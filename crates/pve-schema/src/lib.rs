@@ -64,7 +64,7 @@ mod route;
 mod validate;
 
 pub use extract::{build_extract, parse_endpoint_list, ListedEndpoint};
-pub use format::CHECKED_FORMATS;
+pub use format::{CHECKED_FORMATS, ICMPV6_TYPES, ICMP_TYPES};
 pub use model::{Endpoint, Format, ParamType, Parameter};
 pub use validate::INDEXED_FAMILIES;
 

@@ -369,75 +369,9 @@ pub(super) fn is_icmp(proto: &str) -> bool {
     matches!(proto, "icmp" | "icmpv6" | "ipv6-icmp")
 }
 
-/// `iptables -p icmp -h` type names.
-pub(super) const ICMP_TYPES: &[&str] = &[
-    "any",
-    "echo-reply",
-    "destination-unreachable",
-    "network-unreachable",
-    "host-unreachable",
-    "protocol-unreachable",
-    "port-unreachable",
-    "fragmentation-needed",
-    "source-route-failed",
-    "network-unknown",
-    "host-unknown",
-    "network-prohibited",
-    "host-prohibited",
-    "TOS-network-unreachable",
-    "TOS-host-unreachable",
-    "communication-prohibited",
-    "host-precedence-violation",
-    "precedence-cutoff",
-    "source-quench",
-    "redirect",
-    "network-redirect",
-    "host-redirect",
-    "TOS-network-redirect",
-    "TOS-host-redirect",
-    "echo-request",
-    "router-advertisement",
-    "router-solicitation",
-    "time-exceeded",
-    "ttl-zero-during-transit",
-    "ttl-zero-during-reassembly",
-    "parameter-problem",
-    "ip-header-bad",
-    "required-option-missing",
-    "timestamp-request",
-    "timestamp-reply",
-    "address-mask-request",
-    "address-mask-reply",
-];
-
-/// `ip6tables -p icmpv6 -h` type names.
-pub(super) const ICMPV6_TYPES: &[&str] = &[
-    "destination-unreachable",
-    "no-route",
-    "communication-prohibited",
-    "beyond-scope",
-    "address-unreachable",
-    "port-unreachable",
-    "failed-policy",
-    "reject-route",
-    "packet-too-big",
-    "time-exceeded",
-    "ttl-zero-during-transit",
-    "ttl-zero-during-reassembly",
-    "parameter-problem",
-    "bad-header",
-    "unknown-header-type",
-    "unknown-option",
-    "echo-request",
-    "echo-reply",
-    "router-solicitation",
-    "router-advertisement",
-    "neighbor-solicitation",
-    "neighbour-solicitation",
-    "neighbor-advertisement",
-    "neighbour-advertisement",
-    "redirect",
-];
+// ICMP type names (`iptables -p icmp -h`, `ip6tables -p icmpv6 -h`): one table, shared
+// with the schema validator.
+pub(super) use pve_schema::{ICMPV6_TYPES, ICMP_TYPES};
 
 /// Is `name` an ICMP or ICMPv6 type name?
 pub(super) fn is_icmp_type_name(name: &str) -> bool {

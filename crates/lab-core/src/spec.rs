@@ -203,7 +203,7 @@ impl Retry {
     #[must_use]
     pub fn scaled(self, factor: f64) -> Self {
         Self {
-            pause: self.pause.mul_f64(factor.clamp(0.0, 1e6)),
+            pause: scale_duration(self.pause, factor),
             ..self
         }
     }
@@ -234,13 +234,24 @@ impl Timeouts {
     /// Every duration multiplied by `factor` (for simulators running at a time scale).
     #[must_use]
     pub fn scaled(self, factor: f64) -> Self {
-        let f = factor.clamp(0.0, 1e6);
         Self {
-            ready: self.ready.mul_f64(f),
-            address: self.address.mul_f64(f),
-            retry: self.retry.scaled(f),
+            ready: scale_duration(self.ready, factor),
+            address: scale_duration(self.address, factor),
+            retry: self.retry.scaled(factor),
         }
     }
+}
+
+/// `d` times `factor` (clamped to 0..=1e6, NaN read as 1), saturating at `Duration::MAX`
+/// instead of panicking as `Duration::mul_f64` does on overflow (a huge `--ready-timeout`
+/// times a time scale must be an error-free long wait, not a crash).
+fn scale_duration(d: Duration, factor: f64) -> Duration {
+    let f = if factor.is_nan() {
+        1.0
+    } else {
+        factor.clamp(0.0, 1e6)
+    };
+    Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(Duration::MAX)
 }
 
 /// What a teacher asks for: `count` students cloned from `template`, named by `hostname`,
@@ -346,6 +357,21 @@ mod tests {
 
     fn vmid(n: u32) -> VmId {
         VmId::new(n).unwrap()
+    }
+
+    #[test]
+    fn scaling_saturates_instead_of_panicking() {
+        let huge = Timeouts {
+            ready: Duration::from_secs(99_999_999_999_999_999),
+            ..Timeouts::default()
+        };
+        assert_eq!(huge.scaled(1e6).ready, Duration::MAX);
+        assert_eq!(huge.scaled(f64::INFINITY).ready, Duration::MAX);
+        let t = Timeouts::default();
+        assert_eq!(t.scaled(f64::NAN), t);
+        assert_eq!(t.scaled(-1.0).ready, Duration::ZERO);
+        assert_eq!(t.scaled(0.5).ready, Duration::from_secs(150));
+        assert_eq!(t.scaled(0.5).retry.pause, Duration::from_secs(1));
     }
 
     #[test]

@@ -101,6 +101,10 @@ impl Connection {
     }
 }
 
+/// Largest `LABCTL_TIME_SCALE`: waits stretched further overflow (and no simulator runs
+/// that slowly).
+const MAX_TIME_SCALE: f64 = 1000.0;
+
 /// `LABCTL_TIME_SCALE`: only simulators run at a time scale, so an environment variable
 /// keeps it out of the everyday flags.
 pub fn time_scale() -> anyhow::Result<Option<f64>> {
@@ -108,9 +112,12 @@ pub fn time_scale() -> anyhow::Result<Option<f64>> {
         Ok(v) => Ok(Some(
             v.parse::<f64>()
                 .ok()
-                .filter(|f| f.is_finite() && *f > 0.0)
+                .filter(|f| *f > 0.0 && *f <= MAX_TIME_SCALE)
                 .with_context(|| {
-                    format!("invalid LABCTL_TIME_SCALE {v:?}: a number above 0, e.g. 0.05")
+                    format!(
+                        "invalid LABCTL_TIME_SCALE {v:?}: a number above 0 and at most \
+                         {MAX_TIME_SCALE}, e.g. 0.05"
+                    )
                 })?,
         )),
         Err(_) => Ok(None),

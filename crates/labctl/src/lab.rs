@@ -70,8 +70,9 @@ pub struct UpArgs {
     /// Students processed at the same time (1-64).
     #[arg(long, default_value_t = 4, value_name = "N")]
     concurrency: usize,
-    /// Longest wait for a student's guest agent, in seconds.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    /// Longest wait for a student's guest agent, in seconds (1-86400).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ready_timeout: u64,
     /// Only show what would be created, started and fenced.
     #[arg(long)]

@@ -215,6 +215,38 @@ async fn bad_input_names_the_input_and_what_is_allowed() {
             assert!(stderr.contains(n), "{args:?}: {n:?} not in {stderr}");
         }
     }
+    // Waits that would overflow are refused, not a panic.
+    let (out, _, stderr) = run(
+        labctl(),
+        &[
+            "lab",
+            "up",
+            "-n",
+            "exam1",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--ready-timeout",
+            "0",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--ready-timeout") && stderr.contains("1..=86400"),
+        "{stderr}"
+    );
+    let mut c = labctl();
+    c.env("LABCTL_TIME_SCALE", "1e300");
+    let (out, _, stderr) = run(c, &["lab", "down", "-n", "exam1", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("LABCTL_TIME_SCALE") && stderr.contains("at most 1000"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // A valid command without a host says how to give one.
     let (out, _, stderr) = run(labctl(), &["lab", "status", "-n", "exam1"]).await;
     assert!(!out.status.success());

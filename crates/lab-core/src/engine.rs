@@ -537,15 +537,23 @@ pub struct TeardownPlan {
 
 impl fmt::Display for TeardownPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // [`teardown`] removes the pool only when nothing foreign is left in it.
+        let pool = if self.skipped.is_empty() {
+            format!("remove pool {:?}", self.lab.pool())
+        } else {
+            format!(
+                "keep pool {:?} (it holds guests that are not the lab's)",
+                self.lab.pool()
+            )
+        };
         if self.destroy.is_empty() {
-            writeln!(f, "lab {}: no guests to destroy", self.lab)?;
+            writeln!(f, "lab {}: no guests to destroy; {pool}", self.lab)?;
         } else {
             writeln!(
                 f,
-                "lab {}: lift the fence, stop and destroy {} guests, then remove pool {:?}",
+                "lab {}: lift the fence, stop and destroy {} guests, then {pool}",
                 self.lab,
                 self.destroy.len(),
-                self.lab.pool()
             )?;
         }
         for g in &self.destroy {

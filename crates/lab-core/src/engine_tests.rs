@@ -306,6 +306,10 @@ async fn teardown_destroys_only_owned_guests() {
         text.contains("lacks the lab tag") && text.contains("template"),
         "{text}"
     );
+    assert!(
+        text.contains("keep pool \"exam1\"") && !text.contains("remove pool"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -320,9 +324,13 @@ async fn teardown_releases_the_pool_when_everything_went() {
         .with(eq(lab()))
         .times(1)
         .returning(|_| Ok(()));
-    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
+    let plan = teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
         .await
         .unwrap();
+    assert!(
+        plan.to_string().contains("then remove pool \"exam1\""),
+        "{plan}"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use lab_core::{
     Hypervisor, IdRange, LabName, LabSpec, Timeouts, VmId,
 };
 
-use crate::progress::Bars;
+use crate::progress::{half_done, Bars};
 use crate::table;
 
 /// The lab subcommands.
@@ -172,6 +172,9 @@ pub async fn run(cmd: &LabCommand, hv: &dyn Hypervisor) -> anyhow::Result<()> {
             let bars = Bars::new();
             let result = apply(hv, &spec, &|e| bars.event(e)).await;
             bars.finish();
+            if result.is_err() {
+                print!("{}", half_done("brought up", &bars.done()));
+            }
             let report = result.with_context(|| format!("lab up {}", spec.name))?;
             print!("{}", table::students(&report.students));
             if report.fenced {
@@ -211,6 +214,9 @@ pub async fn run(cmd: &LabCommand, hv: &dyn Hypervisor) -> anyhow::Result<()> {
             };
             let result = teardown(hv, &lab, &options, &|e| bars.event(e)).await;
             bars.finish();
+            if result.is_err() {
+                print!("{}", half_done("destroyed", &bars.done()));
+            }
             let plan = result.with_context(|| format!("lab down {lab}"))?;
             print!("{plan}");
             println!("lab {lab} is down: {} guests destroyed", plan.destroy.len());

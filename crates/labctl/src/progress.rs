@@ -17,6 +17,9 @@ pub struct Bars {
     /// `up` or `down`, shown on the overall bar between lab-wide steps.
     operation: Mutex<&'static str>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// `subject: summary` of every finished subject, so a half-done run can say what it
+    /// did after the bars are gone.
+    done: Mutex<Vec<String>>,
 }
 
 impl Bars {
@@ -34,6 +37,7 @@ impl Bars {
             overall: Mutex::new(None),
             operation: Mutex::new(""),
             bars: Mutex::new(HashMap::new()),
+            done: Mutex::new(Vec::new()),
         }
     }
 
@@ -51,6 +55,12 @@ impl Bars {
 
     /// Handles one event (the engine's callback).
     pub fn event(&self, e: Event) {
+        if let Event::Done { subject, summary } = &e {
+            self.done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{subject}: {summary}"));
+        }
         if !self.live {
             log_event(&e);
             return;
@@ -129,6 +139,24 @@ impl Bars {
         }
         let _ = self.multi.clear();
     }
+
+    /// What finished so far (`subject: summary`), in the order it finished.
+    pub fn done(&self) -> Vec<String> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The lines a failed `up`/`down` prints before its error: what was `verb` before it
+/// stopped, or that nothing was.
+pub fn half_done(verb: &str, done: &[String]) -> String {
+    if done.is_empty() {
+        return format!("nothing was {verb}\n");
+    }
+    let mut out = format!("{verb} before the failure:\n");
+    for d in done {
+        out.push_str(&format!("  {d}\n"));
+    }
+    out
 }
 
 fn log_event(e: &Event) {
@@ -142,5 +170,34 @@ fn log_event(e: &Event) {
         Event::Failed { subject, message } => tracing::warn!("{subject}: failed: {message}"),
         Event::Lab { step } => tracing::info!("lab: {step}"),
         other => tracing::info!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_half_done_run_lists_what_finished() {
+        let bars = Bars::new();
+        bars.event(Event::Step {
+            subject: "exam-01".into(),
+            step: lab_core::Step::Destroy,
+        });
+        bars.event(Event::Done {
+            subject: "exam-02".into(),
+            summary: "vm 5001 destroyed".into(),
+        });
+        bars.event(Event::Failed {
+            subject: "exam-01".into(),
+            message: "locked".into(),
+        });
+        bars.finish();
+        assert_eq!(bars.done(), ["exam-02: vm 5001 destroyed"]);
+        assert_eq!(
+            half_done("destroyed", &bars.done()),
+            "destroyed before the failure:\n  exam-02: vm 5001 destroyed\n"
+        );
+        assert_eq!(half_done("destroyed", &[]), "nothing was destroyed\n");
     }
 }

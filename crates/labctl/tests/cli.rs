@@ -148,8 +148,12 @@ async fn up_then_down_touches_exactly_the_lab() {
 
     // Dry run: exactly the lab's guests, nothing changes.
     let before_dry = vmids(&sim.state());
+    let state_before_dry = lasting(&sim);
+    sim.reset_requests();
     let (out, dry, stderr) = run(against(&sim), &["lab", "down", "-n", "exam1", "--dry-run"]).await;
     assert!(out.status.success(), "{stderr}");
+    assert_only_reads(&sim);
+    assert_eq!(lasting(&sim), state_before_dry);
     let listed: Vec<&str> = dry
         .lines()
         .filter(|l| l.trim_start().starts_with("destroy vm"))
@@ -169,6 +173,57 @@ async fn up_then_down_touches_exactly_the_lab() {
     assert!(sim.state()["pools"].as_object().unwrap().is_empty());
     let (_, st, _) = run(against(&sim), &["lab", "status", "-n", "exam1"]).await;
     assert!(st.contains("no students"), "{st}");
+    sim.shutdown().await;
+}
+
+/// The simulator's state without its load statistics (reads raise `daemon_peak`).
+fn lasting(sim: &SimHandle) -> Value {
+    let mut state = sim.state();
+    state.as_object_mut().unwrap().remove("daemon_peak");
+    state
+}
+
+/// Fails unless every request since the last reset was a read or the login: a dry run
+/// that stops, unfences or destroys anything sends a POST, PUT or DELETE.
+fn assert_only_reads(sim: &SimHandle) {
+    let requests = sim.requests();
+    let counts = requests.as_object().unwrap();
+    assert!(!counts.is_empty(), "no requests seen at all");
+    for key in counts.keys() {
+        assert!(
+            key.starts_with("GET ") || key == "POST /access/ticket",
+            "a dry run sent {key}: {requests}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn up_dry_run_only_reads() {
+    let sim = sim().await;
+    let before = lasting(&sim);
+    sim.reset_requests();
+    let (out, stdout, stderr) = run(
+        against(&sim),
+        &[
+            "lab",
+            "up",
+            "-n",
+            "exam1",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--teacher",
+            "10.10.0.1",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("create  vm 5000"), "{stdout}");
+    assert!(stdout.contains("dry run: nothing changed"), "{stdout}");
+    assert_only_reads(&sim);
+    assert_eq!(lasting(&sim), before);
     sim.shutdown().await;
 }
 

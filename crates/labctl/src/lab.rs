@@ -20,15 +20,32 @@ pub enum LabCommand {
     ///
     /// Re-running is safe: students that exist (same lab, same host name) are kept or
     /// started, missing ones are cloned, and the fence is brought up to date.
+    #[command(after_help = "\
+Examples:
+  labctl lab up -n exam1 -t 9000 -c 20 --teacher 10.10.0.1 --dry-run   # the plan only
+  labctl lab up -n exam1 -t 9000 -c 20 --hostname 'pc-{n:02}' --teacher 10.10.0.1
+  labctl lab up -n exam1 -t 9000 -c 20 --ids 7000-7099 --full --concurrency 8
+
+Students get the lowest free ids of --ids, join pool <LAB> and carry the tag labctl.<LAB>;
+`lab down -n <LAB>` later removes exactly them.")]
     Up(UpArgs),
     /// Show the lab's students: id, host name, node, state, address.
+    #[command(after_help = "Example:\n  labctl lab status -n exam1")]
     Status(NameArg),
     /// Print `IP<TAB>HOSTNAME` per student (ready for /etc/hosts or an exam sheet).
+    #[command(after_help = "Example:\n  labctl lab ips -n exam1 | sudo tee -a /etc/hosts")]
     Ips(NameArg),
     /// Lift the fence, stop and destroy the lab's students, remove its pool.
     ///
     /// Only guests in the lab's pool AND carrying its tag `labctl.<lab>` are touched,
     /// never a template; anything else is listed and left alone.
+    #[command(after_help = "\
+Examples:
+  labctl lab down -n exam1 --dry-run   # lists what would be destroyed and what is kept
+  labctl lab down -n exam1
+
+If a guest fails, the others are still destroyed and labctl lists what was done; run the
+same command again to finish.")]
     Down(DownArgs),
 }
 

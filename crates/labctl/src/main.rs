@@ -76,11 +76,26 @@ enum Command {
     #[command(subcommand)]
     Lab(lab::LabCommand),
     /// Run the embedded Proxmox VE simulator in the foreground (Ctrl-C stops it).
+    ///
+    /// It prints its URL, certificate fingerprint and the environment to point `labctl lab`
+    /// at it. Its password comes from PVE_SIM_PASSWORD (else one is generated and printed).
+    #[command(after_help = "\
+Example (two shells):
+  PVE_SIM_PASSWORD=secret labctl sim --plain-http --time-scale 0.05
+  PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \\
+    LABCTL_TIME_SCALE=0.05 labctl lab up -n exam1 -t 9000 -c 3 --teacher 10.10.0.1")]
     Sim(sim::SimArgs),
     /// FOSS-Cloud VDI: realms, a user's VMs, taking a desktop from a dynamic pool.
     Fosscloud(fosscloud::FossCloudArgs),
     /// Show a whole lab cycle against an embedded simulator: up, IPs, fence verdicts,
     /// down, and proof that nothing else was touched.
+    ///
+    /// Needs no cluster and no credentials; exits non-zero if any guarantee broke.
+    #[command(after_help = "\
+Examples:
+  labctl demo
+  labctl demo --students 12 --hostname 'pc-{n:02}'
+  labctl demo --fault-rate 0.1   # one request in ten fails: watch the retries")]
     Demo(demo::DemoArgs),
 }
 

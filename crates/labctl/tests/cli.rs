@@ -326,3 +326,23 @@ async fn passwords_are_not_accepted_as_arguments() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn every_subcommand_help_shows_an_example() {
+    for args in [
+        &["lab", "up", "--help"][..],
+        &["lab", "down", "--help"],
+        &["lab", "status", "--help"],
+        &["lab", "ips", "--help"],
+        &["sim", "--help"],
+        &["demo", "--help"],
+    ] {
+        let (out, help, _) = run(labctl(), args).await;
+        assert!(out.status.success(), "{args:?}");
+        let cmd = format!("labctl {} ", args[..args.len() - 1].join(" "));
+        assert!(
+            help.contains("Example") && help.contains(&cmd),
+            "{args:?}: no example running {cmd:?}:\n{help}"
+        );
+    }
+}

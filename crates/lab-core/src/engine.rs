@@ -23,7 +23,15 @@ where
     let mut pause = retry.pause;
     let mut attempt = 1;
     loop {
+        let started = tokio::time::Instant::now();
         match step().await {
+            Err(e) if e.is_transient() && started.elapsed() >= retry.long_step => {
+                tracing::warn!(
+                    "{what}: {e}; not repeated: the step already waited {:?}",
+                    started.elapsed()
+                );
+                return Err(e);
+            }
             Err(e) if e.is_transient() && attempt < retry.attempts.max(1) => {
                 tracing::warn!("{what}: {e}; trying again in {pause:?} (attempt {attempt})");
                 tokio::time::sleep(pause).await;
@@ -734,4 +742,48 @@ async fn take_down(
     }
     step(Step::Destroy);
     hv.destroy(g.vmid).await
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn busy() -> Error {
+        Error::Busy {
+            what: "VM 5001".into(),
+            message: "VM is locked (backup)".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quick_transient_failures_are_repeated_up_to_the_attempts() {
+        let calls = AtomicU32::new(0);
+        let e = retrying(&Retry::default(), "fence", || async {
+            calls.fetch_add(1, SeqCst);
+            Err::<(), _>(busy())
+        })
+        .await
+        .unwrap_err();
+        assert!(e.is_transient());
+        assert_eq!(calls.load(SeqCst), Retry::default().attempts);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_already_waited_long_is_not_repeated() {
+        let calls = AtomicU32::new(0);
+        let retry = Retry::default();
+        let e = retrying(&retry, "fence", || async {
+            calls.fetch_add(1, SeqCst);
+            // The backend waited out its own lock retries before giving up.
+            tokio::time::sleep(retry.long_step + Duration::from_secs(1)).await;
+            Err::<(), _>(busy())
+        })
+        .await
+        .unwrap_err();
+        assert!(e.is_transient());
+        assert_eq!(calls.load(SeqCst), 1);
+    }
 }

@@ -180,13 +180,17 @@ pub enum CloneMode {
 
 /// How the engine repeats an idempotent step (lab-wide fence, pool, listings) that failed
 /// transiently ([`Error::is_transient`]): `attempts` tries in all, pausing `pause`, then
-/// twice that, and so on.
+/// twice that, and so on. A step that failed only after running for `long_step` or more
+/// is not repeated: the backend has already waited out its own retries (a guest lock held
+/// by a backup, say), and repeating would multiply that wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Tries in all (1 = no retry).
     pub attempts: u32,
     /// Pause before the first retry; doubles after each.
     pub pause: Duration,
+    /// A failure after a step ran this long is final.
+    pub long_step: Duration,
 }
 
 impl Default for Retry {
@@ -194,12 +198,15 @@ impl Default for Retry {
         Self {
             attempts: 4,
             pause: Duration::from_secs(2),
+            long_step: Duration::from_secs(60),
         }
     }
 }
 
 impl Retry {
-    /// Pauses multiplied by `factor` (for simulators running at a time scale).
+    /// Pauses multiplied by `factor` (for simulators running at a time scale). `long_step`
+    /// stays as it is: it is a safety valve against multiplying long waits, and scaling it
+    /// down would refuse ordinary retries of a fast simulation under injected faults.
     #[must_use]
     pub fn scaled(self, factor: f64) -> Self {
         Self {

@@ -1121,22 +1121,10 @@ impl Isolation {
         if missing == want.len() && !have.is_empty() {
             // Foreign or stale rules below the fresh body: remove them from the bottom, so
             // the body with its DROPs stays in force the whole time.
-            retry_digest!({
-                loop {
-                    let rules = self.fw.rules(&scope).await?;
-                    let Some(last) = rules.last().filter(|r| r.pos as usize >= want.len()) else {
-                        return Ok(());
-                    };
-                    self.fw
-                        .delete_rule(&scope, last.pos, last.digest.as_deref())
-                        .await?;
-                    changes.push(Change::RuleDeleted {
-                        scope: scope.to_string(),
-                        pos: last.pos,
-                        rule: describe(last),
-                    });
-                }
-            })?;
+            self.delete_rules_while(&scope, changes, |rules| {
+                rules.last().filter(|r| r.pos as usize >= want.len())
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1213,22 +1201,8 @@ impl Isolation {
             }
             // Rules first, then the group, then the sets (Part B.11 item 4).
             let scope = Scope::Group(group.clone());
-            retry_digest!({
-                loop {
-                    let rules = self.fw.rules(&scope).await?;
-                    let Some(last) = rules.last() else {
-                        return Ok(());
-                    };
-                    self.fw
-                        .delete_rule(&scope, last.pos, last.digest.as_deref())
-                        .await?;
-                    report.changes.push(Change::RuleDeleted {
-                        scope: scope.to_string(),
-                        pos: last.pos,
-                        rule: describe(last),
-                    });
-                }
-            })?;
+            self.delete_rules_while(&scope, &mut report.changes, |rules| rules.last())
+                .await?;
             self.fw.delete_group(&group).await?;
             report.changes.push(Change::GroupDeleted(group.to_string()));
         }
@@ -1478,6 +1452,32 @@ impl Isolation {
         })
     }
 
+    /// Deletes the rule `pick` chooses, one at a time and re-reading the list before each
+    /// (positions shift after a delete), until it chooses none; records each deletion.
+    async fn delete_rules_while(
+        &self,
+        scope: &Scope,
+        changes: &mut Changes,
+        pick: impl Fn(&[RuleEntry]) -> Option<&RuleEntry>,
+    ) -> Result<()> {
+        retry_digest!({
+            loop {
+                let rules = self.fw.rules(scope).await?;
+                let Some(rule) = pick(&rules) else {
+                    return Ok(());
+                };
+                self.fw
+                    .delete_rule(scope, rule.pos, rule.digest.as_deref())
+                    .await?;
+                changes.push(Change::RuleDeleted {
+                    scope: scope.to_string(),
+                    pos: rule.pos,
+                    rule: describe(rule),
+                });
+            }
+        })
+    }
+
     // ----- students -----
 
     async fn isolate_guest(
@@ -1667,22 +1667,10 @@ impl Isolation {
             changes.extend(local);
             Ok(())
         })?;
-        retry_digest!({
-            loop {
-                let rules = self.fw.rules(&scope).await?;
-                let Some(m) = rules.iter().find(|r| lab.owns(r.comment.as_deref())) else {
-                    return Ok(());
-                };
-                self.fw
-                    .delete_rule(&scope, m.pos, m.digest.as_deref())
-                    .await?;
-                changes.push(Change::RuleDeleted {
-                    scope: scope.to_string(),
-                    pos: m.pos,
-                    rule: describe(m),
-                });
-            }
-        })?;
+        self.delete_rules_while(&scope, &mut changes, |rules| {
+            rules.iter().find(|r| lab.owns(r.comment.as_deref()))
+        })
+        .await?;
         Ok(Outcome {
             changes,
             notes: Vec::new(),

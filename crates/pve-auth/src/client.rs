@@ -625,7 +625,7 @@ impl PveClient {
                 Error::Transport { closed: true, .. } => *method == Method::GET,
                 // The daemon could not fork the task worker: nothing was started, so
                 // repeating is safe for every method (bpg's client does the same).
-                Error::Api { .. } if err.api_mentions("got no worker upid") => true,
+                Error::Api { .. } if err.mentions("got no worker upid") => true,
                 Error::Api { status, .. } => {
                     *method == Method::GET && RETRYABLE_STATUS.contains(status)
                 }

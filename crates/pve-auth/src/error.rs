@@ -185,7 +185,9 @@ impl Error {
         )
     }
 
-    pub(crate) fn api_mentions(&self, needle: &str) -> bool {
+    /// `true` when the server's message or one of its per-parameter errors contains
+    /// `needle` (PVE's texts are the only stable signal for many conditions, §10).
+    pub fn mentions(&self, needle: &str) -> bool {
         self.api_texts().any(|t| t.contains(needle))
     }
 
@@ -193,19 +195,19 @@ impl Error {
     /// file`, `no such …`, or HTTP 404).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
-            || self.api_mentions("does not exist")
-            || self.api_mentions("unable to find configuration file")
-            || self.api_mentions("no such task")
+            || self.mentions("does not exist")
+            || self.mentions("unable to find configuration file")
+            || self.mentions("no such task")
     }
 
     /// The thing to create already exists (`… already exists`, also inside a 400 `errors` map).
     pub fn is_already_exists(&self) -> bool {
-        self.api_mentions("already exists")
+        self.mentions("already exists")
     }
 
     /// The guest is locked by another operation (`VM is locked (clone)`, `CT is locked (…)`).
     pub fn is_locked(&self) -> bool {
-        self.api_mentions("is locked (")
+        self.mentions("is locked (")
     }
 
     /// Waiting for a lock timed out (`can't lock file '…' - got timeout`, `cfs-lock '…' error:
@@ -236,7 +238,7 @@ impl Error {
             Error::Connect { .. } => true,
             Error::Transport { closed, .. } => *closed,
             Error::Api { status, .. } => {
-                RETRYABLE_STATUS.contains(status) || self.api_mentions("got no worker upid")
+                RETRYABLE_STATUS.contains(status) || self.mentions("got no worker upid")
             }
             _ => false,
         }

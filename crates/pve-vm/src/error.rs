@@ -111,24 +111,14 @@ impl Error {
         }
     }
 
-    /// The texts PVE sent: API message and parameter errors, or a task's exit status.
-    fn texts(&self) -> Vec<&str> {
-        match self {
-            Error::Api(e) => {
-                let mut t: Vec<&str> = e.message().into_iter().collect();
-                if let Some(errs) = e.param_errors() {
-                    t.extend(errs.values().map(String::as_str));
-                }
-                t
-            }
-            Error::TaskFailed { exitstatus, .. } => vec![exitstatus.as_str()],
-            _ => Vec::new(),
-        }
-    }
-
-    /// `true` when PVE's message (or a task's exit status) contains `needle`.
+    /// `true` when PVE's message (or a parameter error, or a task's exit status) contains
+    /// `needle`.
     pub fn mentions(&self, needle: &str) -> bool {
-        self.texts().iter().any(|t| t.contains(needle))
+        match self {
+            Error::Api(e) => e.mentions(needle),
+            Error::TaskFailed { exitstatus, .. } => exitstatus.contains(needle),
+            _ => false,
+        }
     }
 
     /// The addressed guest or object does not exist.

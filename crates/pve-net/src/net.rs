@@ -178,14 +178,10 @@ impl NetApi {
 /// `GET` an agent command, mapping `No QEMU guest agent configured` to
 /// [`pve_vm::Error::AgentNotConfigured`].
 async fn agent_get(guest: &Guest, path: &str) -> Result<serde_json::Value> {
-    match guest.api().client().get(path, &Params::new()).await {
-        Ok(v) => Ok(v),
-        Err(e)
-            if e.message()
-                .is_some_and(|m| m.contains("No QEMU guest agent configured")) =>
-        {
-            Err(pve_vm::Error::AgentNotConfigured { vmid: guest.vmid() }.into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    guest
+        .api()
+        .client()
+        .get(path, &Params::new())
+        .await
+        .map_err(|e| pve_vm::Error::from(e).for_agent_of(guest.vmid()).into())
 }

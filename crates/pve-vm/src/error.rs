@@ -176,6 +176,16 @@ impl Error {
         }
     }
 
+    /// An answer to an agent call for `vmid`: PVE's `No QEMU guest agent configured` becomes
+    /// [`Error::AgentNotConfigured`] (waiting cannot help), anything else stays as it is.
+    pub fn for_agent_of(self, vmid: VmId) -> Self {
+        if self.mentions("No QEMU guest agent configured") {
+            Error::AgentNotConfigured { vmid }
+        } else {
+            self
+        }
+    }
+
     /// The request certainly never reached the server.
     pub fn was_never_sent(&self) -> bool {
         self.api().is_some_and(pve_auth::Error::was_never_sent)

@@ -634,16 +634,11 @@ impl Guest {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) => {
-                let e = Error::from(e);
-                if e.mentions("No QEMU guest agent configured") {
-                    Err(Error::AgentNotConfigured { vmid: self.vmid })
-                } else if e.mentions("is not running") || e.mentions("got timeout") {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => match Error::from(e).for_agent_of(self.vmid) {
+                e @ Error::AgentNotConfigured { .. } => Err(e),
+                e if e.mentions("is not running") || e.mentions("got timeout") => Ok(false),
+                e => Err(e),
+            },
         }
     }
 

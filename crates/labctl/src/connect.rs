@@ -125,13 +125,22 @@ pub fn time_scale() -> anyhow::Result<Option<f64>> {
 }
 
 fn password(user: &str) -> anyhow::Result<Secret> {
-    if let Ok(p) = std::env::var("PVE_PASSWORD") {
-        return Ok(Secret::new(p));
+    password_from_env_or_prompt("PVE_PASSWORD", &format!("Password for {user}: "), user)
+        .map(Secret::new)
+}
+
+/// A password from the environment variable `var`, else asked for on the terminal: never
+/// from argv. The caller wraps it in its own secret type at once.
+pub(crate) fn password_from_env_or_prompt(
+    var: &str,
+    prompt: &str,
+    user: &str,
+) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no password for {user}: set PVE_PASSWORD (stdin is not a terminal to prompt on)");
+        bail!("no password for {user}: set {var} (stdin is not a terminal to prompt on)");
     }
-    let p = rpassword::prompt_password(format!("Password for {user}: "))
-        .context("reading the password")?;
-    Ok(Secret::new(p))
+    rpassword::prompt_password(prompt).context("reading the password")
 }

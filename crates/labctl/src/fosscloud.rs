@@ -78,17 +78,12 @@ impl FossCloudArgs {
 }
 
 fn password(user: &str) -> anyhow::Result<Secret> {
-    use std::io::IsTerminal;
-    if let Ok(p) = std::env::var("FC_PASSWORD") {
-        return Ok(Secret::new(p));
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("no password for {user}: set FC_PASSWORD (stdin is not a terminal to prompt on)");
-    }
-    Ok(Secret::new(
-        rpassword::prompt_password(format!("FOSS-Cloud password for {user}: "))
-            .context("reading the password")?,
-    ))
+    crate::connect::password_from_env_or_prompt(
+        "FC_PASSWORD",
+        &format!("FOSS-Cloud password for {user}: "),
+        user,
+    )
+    .map(Secret::new)
 }
 
 fn row(vm: &Vm) -> String {

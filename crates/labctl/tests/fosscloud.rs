@@ -89,3 +89,17 @@ async fn plain_http_and_missing_credentials_are_refused_with_a_hint() {
     assert_eq!(sim.request_count(), 0, "nothing reached the server");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_missing_password_names_the_variable_and_never_prompts_without_a_terminal() {
+    let sim = Simulator::builder().plain_http(true).start().await.unwrap();
+    let mut c = labctl(sim.base_url());
+    c.env("FC_USER", "alice").stdin(std::process::Stdio::null());
+    let (ok, _, err) = run(c, &["fosscloud", "--allow-http", "list"]).await;
+    assert!(!ok, "no password must fail");
+    assert!(
+        err.contains("no password for alice: set FC_PASSWORD"),
+        "{err}"
+    );
+    assert_eq!(sim.request_count(), 0, "nothing sent without a password");
+}

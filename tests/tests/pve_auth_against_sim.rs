@@ -8,24 +8,42 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pve_auth::{ApiToken, Params, PveClient, RequestRecord, Secret, TlsOptions, TotpSource};
-use pve_sim::Simulator;
+use pve_sim::{SimHandle, Simulator};
 use serde_json::Value;
 
 const TIME_SCALE: f64 = 0.01;
+const PASSWORD: &str = "exam-secret";
+
+/// A simulator with the test password, HTTPS unless `plain_http`.
+fn sim_builder(plain_http: bool) -> pve_sim::SimulatorBuilder {
+    Simulator::builder()
+        .password(PASSWORD)
+        .plain_http(plain_http)
+        .time_scale(TIME_SCALE)
+}
+
+async fn start(builder: pve_sim::SimulatorBuilder) -> SimHandle {
+    builder.start().await.expect("simulator starts")
+}
+
+/// A password client for `sim`, with `tls` (or the default system roots).
+fn password_client(sim: &SimHandle, tls: Option<TlsOptions>) -> pve_auth::PveClientBuilder {
+    let builder = PveClient::builder(&sim.url()).password("root@pam", Secret::new(PASSWORD));
+    match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    }
+}
 
 #[tokio::test]
 async fn pinned_https_login_reads_version_and_nodes() {
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("exam-secret"))
-        .tls(TlsOptions::fingerprint(sim.fingerprint()).expect("sim fingerprint parses"))
-        .build()
-        .expect("client builds");
+    let sim = start(sim_builder(false)).await;
+    let client = password_client(
+        &sim,
+        Some(TlsOptions::fingerprint(sim.fingerprint()).expect("sim fingerprint parses")),
+    )
+    .build()
+    .expect("client builds");
 
     let version: Value = client
         .get("/version", &Params::new())
@@ -46,18 +64,14 @@ async fn pinned_https_login_reads_version_and_nodes() {
 
 #[tokio::test]
 async fn wrong_pin_is_refused_and_names_the_presented_fingerprint() {
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
+    let sim = start(sim_builder(false)).await;
     let wrong = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("exam-secret"))
-        .tls(TlsOptions::fingerprint(wrong).expect("pin parses"))
-        .build()
-        .expect("client builds");
+    let client = password_client(
+        &sim,
+        Some(TlsOptions::fingerprint(wrong).expect("pin parses")),
+    )
+    .build()
+    .expect("client builds");
 
     let err = client
         .get::<Value>("/version", &Params::new())
@@ -75,16 +89,8 @@ async fn wrong_pin_is_refused_and_names_the_presented_fingerprint() {
 
 #[tokio::test]
 async fn default_verification_refuses_the_self_signed_node_certificate() {
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("exam-secret"))
-        .build()
-        .expect("client builds");
+    let sim = start(sim_builder(false)).await;
+    let client = password_client(&sim, None).build().expect("client builds");
     let err = client
         .get::<Value>("/version", &Params::new())
         .await
@@ -96,14 +102,7 @@ async fn default_verification_refuses_the_self_signed_node_certificate() {
 #[tokio::test]
 async fn api_token_writes_without_csrf() {
     let token = "lab@pve!runner=5c1d7e2a-0b7e-4a43-9d3c-6f3a1e8b2c44";
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .token(token)
-        .plain_http(true)
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
+    let sim = start(sim_builder(true).token(token)).await;
     let client = PveClient::builder(&sim.url())
         .token(token.parse::<ApiToken>().expect("token parses"))
         .build()
@@ -125,18 +124,10 @@ async fn api_token_writes_without_csrf() {
 #[tokio::test]
 async fn two_step_totp_login() {
     let secret = "JBSWY3DPEHPK3PXP";
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .totp_secret(secret)
-        .plain_http(true)
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
+    let sim = start(sim_builder(true).totp_secret(secret)).await;
     let codes_asked = Arc::new(AtomicUsize::new(0));
     let asked = Arc::clone(&codes_asked);
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("exam-secret"))
+    let client = password_client(&sim, None)
         .totp(TotpSource::callback(move || {
             asked.fetch_add(1, Ordering::SeqCst);
             let now = SystemTime::now()
@@ -161,14 +152,7 @@ async fn two_step_totp_login() {
 
 #[tokio::test]
 async fn expired_ticket_is_replaced_transparently() {
-    let sim = Simulator::builder()
-        .password("exam-secret")
-        .ticket_lifetime(Duration::from_secs(1))
-        .plain_http(true)
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .expect("simulator starts");
+    let sim = start(sim_builder(true).ticket_lifetime(Duration::from_secs(1))).await;
     let logins = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&logins);
     let observer: pve_auth::Observer = Arc::new(move |record: &RequestRecord| {
@@ -176,8 +160,7 @@ async fn expired_ticket_is_replaced_transparently() {
             seen.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("exam-secret"))
+    let client = password_client(&sim, None)
         .observer(observer)
         .build()
         .expect("client builds");

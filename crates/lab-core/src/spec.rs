@@ -275,6 +275,9 @@ pub struct LabSpec {
     pub ids: IdRange,
     /// Host names.
     pub hostname: HostnamePattern,
+    /// Explicit host names, student 1 first (from a roster); when set, `count` must equal
+    /// its length and [`LabSpec::hostname`] is not used.
+    pub names: Option<Vec<String>>,
     /// Addresses the students may reach; empty = no fence.
     pub teachers: Vec<IpAddr>,
     /// Linked or full clones.
@@ -296,6 +299,7 @@ impl LabSpec {
             count,
             ids: IdRange::new(VmId::new(5000)?, VmId::new(5999)?)?,
             hostname,
+            names: None,
             teachers: Vec::new(),
             clone_mode: CloneMode::Linked,
             concurrency: 4,
@@ -340,6 +344,36 @@ impl LabSpec {
                 format!("between 1 and {MAX_CONCURRENCY}"),
             ));
         }
+        if let Some(names) = &self.names {
+            if names.len() != self.count as usize {
+                return Err(Error::invalid(
+                    "names",
+                    names.len().to_string(),
+                    format!(
+                        "one host name per student: {} names for {} students",
+                        names.len(),
+                        self.count
+                    ),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for n in names {
+                let label = !n.is_empty()
+                    && n.len() <= 63
+                    && !n.starts_with('-')
+                    && !n.ends_with('-')
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if !label || !seen.insert(n.as_str()) {
+                    return Err(Error::invalid(
+                        "names",
+                        n.clone(),
+                        "distinct DNS labels: 1-63 lower-case letters, digits or '-', not \
+                         starting or ending with '-'",
+                    ));
+                }
+            }
+        }
         for t in &self.teachers {
             if t.is_unspecified() || t.is_multicast() {
                 return Err(Error::invalid(
@@ -354,6 +388,9 @@ impl LabSpec {
 
     /// The host names, student 1 first.
     pub fn hostnames(&self) -> Vec<String> {
+        if let Some(names) = &self.names {
+            return names.clone();
+        }
         (1..=self.count).map(|n| self.hostname.render(n)).collect()
     }
 }
@@ -364,6 +401,24 @@ mod tests {
 
     fn vmid(n: u32) -> VmId {
         VmId::new(n).unwrap()
+    }
+
+    #[test]
+    fn explicit_names_replace_the_pattern_and_are_checked() {
+        let mut spec = LabSpec::new(LabName::new("exam").unwrap(), vmid(9000), 2).unwrap();
+        spec.names = Some(vec!["anna".into(), "bruno-2".into()]);
+        spec.validate().unwrap();
+        assert_eq!(spec.hostnames(), ["anna", "bruno-2"]);
+        spec.names = Some(vec!["anna".into()]);
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("1 names for 2"));
+        spec.names = Some(vec!["anna".into(), "anna".into()]);
+        assert!(spec.validate().is_err());
+        spec.names = Some(vec!["anna".into(), "Bruno".into()]);
+        assert!(spec.validate().is_err());
     }
 
     #[test]

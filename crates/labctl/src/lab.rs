@@ -124,6 +124,7 @@ impl UpArgs {
             count: self.count,
             ids: self.ids.parse::<IdRange>()?,
             hostname,
+            names: None,
             teachers: self.teachers.clone(),
             clone_mode: if self.full {
                 CloneMode::Full

@@ -35,8 +35,12 @@ pub struct CloneRequest {
 pub struct CloneCapacity {
     /// What the clones share, e.g. `pve1/local-lvm`.
     pub key: String,
-    /// Clones that may run there at the same time (at least 1).
+    /// Clones that may hold the shared resource at the same time (at least 1).
     pub slots: usize,
+    /// Clones that may wait on the server for a slot without risk (PVE's storage lock
+    /// waits up to 10 s): submitted early, they prepare while others copy, so the slots
+    /// never idle. The engine keeps at most `slots + queue` clones in flight.
+    pub queue: usize,
 }
 
 /// What one readiness check saw.

@@ -35,6 +35,9 @@ mod spec;
 mod types;
 mod up;
 
+#[cfg(test)]
+mod engine_tests;
+
 pub use down::{teardown, teardown_with};
 pub use engine::{
     no_progress, plan, plan_down, plan_teardown, plan_up, DownOptions, Event, LabReport, Plan,

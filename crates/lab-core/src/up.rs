@@ -83,7 +83,8 @@ pub async fn apply(
 
 /// Brings the lab up: plans from what the cluster shows, creates the pool, puts up the
 /// lab-wide fence while the first clones run, then per student — all at once, limited
-/// only by the backend's clone capacity — clones (the clone request carries the lab's
+/// only by the backend's clone capacity ([`CloneCapacity`](crate::CloneCapacity): its
+/// slots plus the clones that may queue for them) — clones (the clone request carries the lab's
 /// marks), tags and fences it, starts it, and probes it until it is ready and has an
 /// address. With teachers given, no student ever runs without its fence.
 ///
@@ -115,8 +116,8 @@ pub async fn apply_with(
             hv.clone_capacity(spec.template, spec.clone_mode)
         })
         .await?;
-        tracing::debug!(key = %capacity.key, slots = capacity.slots, "clone capacity");
-        capacity.slots.max(1)
+        tracing::debug!(key = %capacity.key, slots = capacity.slots, queue = capacity.queue, "clone capacity");
+        capacity.slots.max(1) + capacity.queue
     } else {
         1
     };

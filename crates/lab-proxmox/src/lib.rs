@@ -611,16 +611,21 @@ impl Hypervisor for ProxmoxLab {
         let t = self.template(template).await?;
         let storage = t.storage.clone().unwrap_or_else(|| "unknown".to_owned());
         // Reference §9.2: the storage allocation lock admits about 3 linked clones per
-        // node at once; full clones copy disks (2); an LXC template is locked (`disk`) for
-        // the whole clone, so its clones run one at a time.
-        let slots = match (t.kind, mode) {
-            (GuestKind::Lxc, _) => 1,
-            (_, CloneMode::Linked) => 3,
-            (_, CloneMode::Full) => 2,
+        // node at once (2-4 in practice); full clones copy disks (2); an LXC template is
+        // locked (`disk`) for the whole clone, so its clones run one at a time. A linked
+        // clone holds the lock a few seconds and a waiting clone gives up after 10 s
+        // (§9.1), so as many again may be submitted early: they write their config while
+        // the others copy, and the lock never idles. A full clone holds it for minutes:
+        // nothing may wait.
+        let (slots, queue) = match (t.kind, mode) {
+            (GuestKind::Lxc, _) => (1, 0),
+            (_, CloneMode::Linked) => (3, 3),
+            (_, CloneMode::Full) => (2, 0),
         };
         Ok(CloneCapacity {
             key: format!("{}/{storage}", t.node),
             slots,
+            queue,
         })
     }
 

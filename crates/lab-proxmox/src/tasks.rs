@@ -1,7 +1,10 @@
 //! Waiting for many tasks at once: one task listing per node per tick serves every
 //! waiter (`GET /nodes/{node}/tasks?source=all&since=…`), instead of one status request
-//! per task and tick. Ticks are planned from what this process saw: a task type's first
-//! check comes when the quickest task of that type finished so far, later checks back off.
+//! per task and tick. Ticks are planned from what this process saw: per task type, the
+//! duration is bracketed by the longest a task was seen still running (`lo`) and the
+//! shortest in which one was seen ended (`hi`); a task's first check comes at `hi`, or in
+//! the middle of the bracket while it is wide, so the bracket closes in on the real
+//! duration within a few tasks and each later task is seen ended about when it ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +25,48 @@ pub(crate) struct Tasks {
     client: PveClient,
     poll: PollPolicy,
     nodes: Mutex<HashMap<String, Arc<NodeTasks>>>,
-    /// Per task type: the quickest time from submission to a seen end.
-    quickest: Arc<Mutex<HashMap<String, Duration>>>,
+    /// Per task type: what its durations were seen to be.
+    learned: Arc<Mutex<HashMap<String, Bracket>>>,
+}
+
+/// Durations of one task type: longest seen running, shortest seen ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bracket {
+    lo: Option<Duration>,
+    hi: Option<Duration>,
+}
+
+impl Bracket {
+    /// When to check a task first, counted from its submission.
+    fn first_check(&self, fallback: Duration) -> Duration {
+        match (self.lo, self.hi) {
+            (Some(lo), Some(hi)) if hi.saturating_sub(lo) > hi / 10 => lo + (hi - lo) / 2,
+            (_, Some(hi)) => hi,
+            (Some(lo), None) => lo + fallback,
+            (None, None) => fallback,
+        }
+    }
+
+    /// The pause between checks of a task seen still running.
+    fn gap(&self, fallback: Duration) -> Duration {
+        match self.hi {
+            Some(hi) => (hi / 4).clamp(Duration::from_millis(1), fallback),
+            None => fallback,
+        }
+    }
+
+    fn running_at(&mut self, elapsed: Duration) {
+        if self.hi.is_none_or(|hi| elapsed < hi) {
+            self.lo = Some(self.lo.map_or(elapsed, |lo| lo.max(elapsed)));
+        }
+    }
+
+    fn ended_by(&mut self, elapsed: Duration) {
+        self.hi = Some(self.hi.map_or(elapsed, |hi| hi.min(elapsed)));
+        if self.lo.is_some_and(|lo| lo >= elapsed) {
+            self.lo = None;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +112,7 @@ impl Tasks {
             client,
             poll,
             nodes: Mutex::new(HashMap::new()),
-            quickest: Arc::new(Mutex::new(HashMap::new())),
+            learned: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -82,10 +125,11 @@ impl Tasks {
         };
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
-        let first = lock(&self.quickest)
+        let first = lock(&self.learned)
             .get(upid.task_type())
             .copied()
-            .unwrap_or(self.poll.min());
+            .unwrap_or_default()
+            .first_check(self.poll.min());
         lock(&entry.waiters).insert(
             upid.as_str().to_owned(),
             Waiter {
@@ -107,7 +151,7 @@ impl Tasks {
                 poll: self.poll,
                 node,
                 tasks: Arc::clone(&entry),
-                quickest: Arc::clone(&self.quickest),
+                learned: Arc::clone(&self.learned),
             };
             tokio::spawn(poller.run());
         } else {
@@ -134,7 +178,7 @@ struct Poller {
     poll: PollPolicy,
     node: String,
     tasks: Arc<NodeTasks>,
-    quickest: Arc<Mutex<HashMap<String, Duration>>>,
+    learned: Arc<Mutex<HashMap<String, Bracket>>>,
 }
 
 impl Poller {
@@ -166,6 +210,7 @@ impl Poller {
             (since, waiters.len())
         };
         let Some(since) = since else { return };
+        let sent = Instant::now();
         let params = Params::new()
             .with("source", "all")
             .with("since", since.saturating_sub(1))
@@ -198,6 +243,11 @@ impl Poller {
                             }
                             Some(_) => {
                                 w.unseen = 0;
+                                let mut learned = lock(&self.learned);
+                                let b = learned.entry(w.upid.task_type().to_owned()).or_default();
+                                b.running_at(sent.saturating_duration_since(w.submitted));
+                                w.gap = w.gap.min(b.gap(self.poll.max()));
+                                drop(learned);
                                 reschedule(w, now, &self.poll);
                             }
                             None => {
@@ -219,11 +269,10 @@ impl Poller {
             }
         }
         for (w, exit) in ended {
-            let took = now - w.submitted;
-            let mut q = lock(&self.quickest);
-            let e = q.entry(w.upid.task_type().to_owned()).or_insert(took);
-            *e = (*e).min(took);
-            drop(q);
+            lock(&self.learned)
+                .entry(w.upid.task_type().to_owned())
+                .or_default()
+                .ended_by(sent.saturating_duration_since(w.submitted));
             let _ = w.done.send(exit);
         }
         // A task the listings do not show (a listing limit, a foreign filter): ask for it.

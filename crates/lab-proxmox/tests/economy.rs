@@ -166,3 +166,46 @@ async fn an_up_cut_off_anywhere_is_completed_by_the_next_one() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_student_ever_runs_unfenced() {
+    let (sim, hv) = sim().await;
+    let sim = std::sync::Arc::new(sim);
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let sim = sim.clone();
+        let watching = watching.clone();
+        tokio::spawn(async move {
+            let mut looks = 0u32;
+            let mut seen_running = 0usize;
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                for (vmid, (name, running)) in lab_guests(&sim, "watch") {
+                    if !running {
+                        continue;
+                    }
+                    seen_running += 1;
+                    // The production database (VM 200) and the outside are out of reach.
+                    let prod = sim
+                        .reachability(vmid as u32, "200", "tcp", Some(5432))
+                        .unwrap();
+                    assert!(!prod.allowed, "{name} (vm {vmid}) runs unfenced: {prod:?}");
+                    let out = sim
+                        .reachability(vmid as u32, "192.0.2.7", "tcp", Some(443))
+                        .unwrap();
+                    assert!(!out.allowed, "{name} (vm {vmid}) reaches out: {out:?}");
+                }
+                looks += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (looks, seen_running)
+        })
+    };
+    let report = apply(&hv, &spec("watch", 8), &no_progress).await.unwrap();
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (looks, seen_running) = watcher.await.unwrap();
+    assert_eq!(report.students.len(), 8);
+    assert!(
+        looks > 20 && seen_running > 0,
+        "the watcher looked {looks} times"
+    );
+}

@@ -161,13 +161,15 @@ impl Connection {
 
     /// The lab backend over [`Connection::client`].
     pub fn backend(&self) -> anyhow::Result<ProxmoxLab> {
-        Ok(ProxmoxLab::with_timing(self.client()?, timing()?))
+        let timing = timing()?;
+        Ok(ProxmoxLab::with_timing(self.client()?, timing))
     }
 
     /// The guest API over [`Connection::client`], with waits matched to
     /// `LABCTL_TIME_SCALE`.
     pub fn vm_api(&self) -> anyhow::Result<VmApi> {
-        Ok(VmApi::with_timing(self.client()?, timing()?))
+        let timing = timing()?;
+        Ok(VmApi::with_timing(self.client()?, timing))
     }
 }
 
@@ -191,11 +193,11 @@ pub fn time_scale() -> anyhow::Result<Option<f64>> {
             v.parse::<f64>()
                 .ok()
                 .filter(|f| *f > 0.0 && *f <= MAX_TIME_SCALE)
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    crate::fail::usage(format!(
                         "invalid LABCTL_TIME_SCALE {v:?}: a number above 0 and at most \
                          {MAX_TIME_SCALE}, e.g. 0.05"
-                    )
+                    ))
                 })?,
         )),
         Err(_) => Ok(None),

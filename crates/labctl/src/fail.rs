@@ -102,6 +102,17 @@ fn fosscloud_code(e: &fosscloud_api::Error) -> Option<u8> {
     }
 }
 
+/// A failure whose explanation is already on stdout (`vm is-template` answering no).
+pub fn silent(code: u8) -> anyhow::Error {
+    with_code(code, String::new())
+}
+
+/// `true` for [`silent`] failures: nothing more to print.
+pub fn is_silent(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Fail>()
+        .is_some_and(|f| f.message.is_empty())
+}
+
 /// The exit code for an error: the first error in its chain that has a meaning decides.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {

@@ -77,10 +77,10 @@ enum FossCloudCommand {
     List {
         /// Which VMs: `owner` (the user's, default), `dynamic`, `persistent`, `all`.
         #[arg(value_name = "TYPE")]
-        kind: Option<String>,
+        vm_type: Option<String>,
         /// The same as TYPE (kept for older scripts).
-        #[arg(long, value_name = "TYPE", hide = true, conflicts_with = "kind")]
-        r#type: Option<String>,
+        #[arg(long, value_name = "TYPE", hide = true, conflicts_with = "vm_type")]
+        kind: Option<String>,
     },
     /// Take a VM from a dynamic pool (not idempotent: every call takes another VM).
     Assign {
@@ -303,8 +303,8 @@ pub async fn run(args: &FossCloudArgs, format: Format) -> anyhow::Result<()> {
                 .collect();
             s.print(format, &json)?;
         }
-        FossCloudCommand::List { kind, r#type } => {
-            let text = kind.as_deref().or(r#type.as_deref()).unwrap_or("owner");
+        FossCloudCommand::List { vm_type, kind } => {
+            let text = vm_type.as_deref().or(kind.as_deref()).unwrap_or("owner");
             let kind: VmKind = text.parse().map_err(|e| {
                 fail::usage(format!(
                     "invalid type {text:?}: owner, dynamic, persistent or all ({e})"

@@ -209,14 +209,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// (wrappers often repeat their source), plus a hint for the usual TLS trouble.
 fn describe(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
+    let mut fosscloud_tls = false;
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+        }
+        // fosscloud-api's messages already carry the TLS verdict; what lies below is the
+        // same again in rustls' debug spelling.
+        if let Some(f) = cause.downcast_ref::<fosscloud_api::Error>() {
+            fosscloud_tls = f.is_tls();
+            break;
         }
     }
-    if msg.contains("TLS handshake") {
+    if fosscloud_tls {
+        msg.push_str(
+            "\nhint: trust the FOSS-Cloud server with --fingerprint / FC_FINGERPRINT (its \
+             SHA-256 fingerprint, checked out of band, e.g. `openssl x509 -noout -fingerprint \
+             -sha256` on the server) or with --ca-file / FC_CA_FILE (its certificate or CA, PEM)",
+        );
+    } else if msg.contains("TLS handshake") {
         msg.push_str(
             "\nhint: pin the node's certificate with --fingerprint / PVE_FINGERPRINT \
              (shown in the PVE web UI under the node's System > Certificates) or trust the \
@@ -233,7 +248,9 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("labctl: error: {}", describe(&e));
+            if !fail::is_silent(&e) {
+                eprintln!("labctl: error: {}", describe(&e));
+            }
             ExitCode::from(fail::exit_code(&e))
         }
     }

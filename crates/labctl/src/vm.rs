@@ -442,10 +442,7 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
                 ),
             }
             if !template {
-                return Err(fail::with_code(
-                    fail::OTHER,
-                    format!("{} {} is not a template", guest.kind().noun(), guest.vmid()),
-                ));
+                return Err(fail::silent(fail::OTHER));
             }
         }
         VmCommand::Template(v) => {

@@ -357,7 +357,7 @@ async fn json_of(c: Command, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
 }
 
-fn guest<'a>(state: &'a Value, vmid: u64) -> Option<&'a Value> {
+fn guest(state: &Value, vmid: u64) -> Option<&Value> {
     state["guests"]
         .as_array()
         .unwrap()

@@ -241,8 +241,27 @@ fn describe(e: &anyhow::Error) -> String {
     msg
 }
 
+/// `labctl vm list | head -1` closes stdout early; `println!` then panics. Leave quietly
+/// (exit 1) instead of printing a panic, as tools killed by SIGPIPE do.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(fail::OTHER));
+        }
+        default(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match run(cli).await {

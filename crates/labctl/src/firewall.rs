@@ -64,8 +64,8 @@ pub struct Range {
     /// Last guest id of the range (inclusive).
     #[arg(long, value_name = "VMID")]
     last: String,
-    /// Name of the fence (security group iso-<NAME>, IP sets iso-<NAME>-…); 1-14 characters,
-    /// a lower-case letter then lower-case letters, digits or '-'. Default: fw-<FIRST>.
+    /// Name of the fence (security group iso-NAME, IP sets iso-NAME-…); 1-14 characters,
+    /// a lower-case letter then lower-case letters, digits or '-'. Default: fw-FIRST.
     #[arg(long, value_name = "NAME")]
     lab: Option<String>,
 }

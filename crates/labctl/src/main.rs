@@ -1,17 +1,18 @@
-//! `labctl`: exam labs on Proxmox VE from the command line.
+//! `labctl`: exam labs on Proxmox VE and desktops on FOSS-Cloud from the command line.
 //!
-//! Clones N student machines from a template with proper host names, starts them, waits
-//! for their guest agents, reads their addresses and fences them with the Proxmox
-//! firewall so each reaches only the teacher; after the exam lifts the fence and destroys
-//! exactly the lab. `labctl demo` shows all of it against an embedded simulator, and
-//! `labctl sim` serves that simulator for your own experiments.
+//! Command families, one module each: `vm` (one guest at a time, the seed's functions),
+//! `firewall` (fence a VMID range), `lab` (the lab from a TOML file or flags, with rosters:
+//! plan, up, status, ips, down), `fosscloud` (every REST call), `sim` (the simulators),
+//! `completions`, `demo`. Every command that prints data takes `-o table|json|csv`; exit
+//! codes are in [`fail`]; named clusters in [`config`].
 //!
 //! ```text
 //! labctl demo
 //! export PVE_HOST=https://pve1:8006 PVE_USER=root@pam PVE_FINGERPRINT=AA:BB:…
-//! labctl lab up --name exam1 --template 9000 --count 20 --hostname 'exam-{n:02}' \
-//!     --teacher 10.10.0.1 --dry-run
-//! labctl lab down --name exam1 --dry-run
+//! labctl vm status 100 -o json
+//! labctl lab plan examples/exam.toml
+//! labctl lab up examples/exam.toml
+//! labctl lab down examples/exam.toml --dry-run
 //! ```
 
 mod config;

@@ -1,6 +1,6 @@
 //! Output formats: aligned tables for people, JSON and CSV for scripts.
 //!
-//! Everything a command prints as data goes through [`Sheet`] (lists) or [`Format::print`]
+//! Everything a command prints as data goes through [`Sheet`] (lists) or [`print_json`]
 //! (objects), so `-o json|csv` behaves the same everywhere. Messages about what happened
 //! go to stderr or, in table mode, under the table.
 

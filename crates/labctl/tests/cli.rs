@@ -737,6 +737,19 @@ async fn the_example_lab_file_plan_up_status_ips_down() {
         assert_eq!(r["addresses"][0], g["ipv4"]);
         assert!(r.get("student").is_some() && r["node"].is_string());
     }
+    // The lab's guests by pool and by tag, through `vm list`.
+    for filter in [["--pool", "exam1"], ["--tag", "labctl.exam1"]] {
+        let mut args = vec!["vm", "list", "-o", "json"];
+        args.extend(filter);
+        let listed = json_of(against(&sim), &args).await;
+        let ids: Vec<u64> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["vmid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [5000, 5001, 5002], "{filter:?}");
+    }
     let (_, csv, _) = run(against(&sim), &["lab", "ips", &file, "-o", "csv"]).await;
     assert!(
         csv.starts_with("STUDENT,HOSTNAME,VMID,NODE,STATE,ADDRESSES\n"),

@@ -70,10 +70,15 @@ pub struct FossCloudArgs {
 #[derive(Debug, Subcommand)]
 enum FossCloudCommand {
     /// Check the user's credentials (and realm).
+    #[command(after_help = "Example:\n  FC_USER=alice labctl fosscloud login --realm 4000013")]
     Login,
     /// List the server's authentication realms (no login needed).
+    #[command(after_help = "Example:\n  labctl fosscloud realms -o json")]
     Realms,
     /// List the user's VMs and assignable pools.
+    #[command(
+        after_help = "Examples:\n  labctl fosscloud list\n  labctl fosscloud list dynamic -o json"
+    )]
     List {
         /// Which VMs: `owner` (the user's, default), `dynamic`, `persistent`, `all`.
         #[arg(value_name = "TYPE")]
@@ -83,6 +88,9 @@ enum FossCloudCommand {
         kind: Option<String>,
     },
     /// Take a VM from a dynamic pool (not idempotent: every call takes another VM).
+    #[command(
+        after_help = "Example:\n  labctl fosscloud assign 57e3bd10-1934-4b4f-3d4c-6e31473bddab --show-password"
+    )]
     Assign {
         /// The pool id, as `list` shows it.
         #[arg(value_name = "POOL")]
@@ -91,7 +99,10 @@ enum FossCloudCommand {
         show: ShowPassword,
     },
     /// FC4School: the VM mapped to a MAC address (call as the dynvmuser).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  FC_USER=dynvmuser labctl fosscloud mapping list 52:54:00:00:00:01"
+    )]
     Mapping(MappingCommand),
 }
 
@@ -99,6 +110,9 @@ enum FossCloudCommand {
 #[derive(Debug, Subcommand)]
 enum MappingCommand {
     /// The VM mapped to MAC (without MAC: to the caller's own address, local network only).
+    #[command(
+        after_help = "Example:\n  FC_USER=dynvmuser labctl fosscloud mapping list 52:54:00:00:00:01 -o json"
+    )]
     List {
         /// MAC address `52:54:00:12:34:56` (needs macByParameter on the server).
         #[arg(value_name = "MAC")]
@@ -107,6 +121,9 @@ enum MappingCommand {
         show: ShowPassword,
     },
     /// Assign the VM mapped to MAC from POOL.
+    #[command(
+        after_help = "Example:\n  FC_USER=dynvmuser labctl fosscloud mapping assign 6a1c2e3f-0000-4000-8000-00000000a004 52:54:00:00:00:01"
+    )]
     Assign {
         /// The pool id.
         #[arg(value_name = "POOL")]

@@ -421,7 +421,7 @@ pub async fn run(
             }
         }
         (LabCommand::Down(args), Checked::Select(lab, _)) => down(hv, args, &lab, format).await?,
-        _ => unreachable!("check() returns the variant of its command"),
+        _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }
     Ok(())
 }

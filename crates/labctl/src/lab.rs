@@ -456,9 +456,9 @@ async fn down(
         }
         return Ok(());
     }
-    if plan.destroy.is_empty() && plan.skipped.is_empty() {
+    if plan.destroy.is_empty() {
         // Still removes an empty pool left by an interrupted run; nothing to ask about.
-        tracing::debug!("lab {lab}: no guests");
+        tracing::debug!("lab {lab}: no guests to destroy");
     } else if !args.yes {
         eprint!("{plan}");
         crate::confirm::confirm(

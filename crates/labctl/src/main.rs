@@ -85,6 +85,7 @@ Environment:
   PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   same as the flags
   PVE_PASSWORD        password of PVE_USER (else a prompt on a terminal)
   PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password)
+  PVE_TOKEN_SECRET    the secret of a config cluster's token_id
   FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_FINGERPRINT, FC_PASSWORD   the same for `fosscloud`
   LABCTL_LAB          default for --name
   LABCTL_TIME_SCALE   scale labctl's waits to a simulator's --time-scale

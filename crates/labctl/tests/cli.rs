@@ -1056,3 +1056,66 @@ async fn completions_for_every_shell() {
     assert_eq!(o.status.code(), Some(2));
     assert!(e.contains("bash") && e.contains("powershell"), "{e}");
 }
+
+/// Runs `labctl ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+#[cfg(target_os = "linux")]
+async fn on_a_terminal(sim: &SimHandle, args: &str, answer: &str) -> (Option<i32>, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut c = Command::new("script");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PVE_") || k.starts_with("LABCTL_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_USER", "root@pam")
+        .env("PVE_PASSWORD", "secret")
+        .env("LABCTL_TIME_SCALE", SCALE)
+        .args([
+            "-qec",
+            &format!("{} {args}", env!("CARGO_BIN_EXE_labctl")),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = c.spawn().expect("util-linux `script` runs labctl on a pty");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn on_a_terminal_destroying_asks_first() {
+    let sim = sim().await;
+    let (out, _, err) = run(
+        against(&sim),
+        &["lab", "up", "-n", "exam5", "-t", "9000", "-c", "2"],
+    )
+    .await;
+    assert!(out.status.success(), "{err}");
+    let before = lasting(&sim);
+    let (code, screen) = on_a_terminal(&sim, "lab down -n exam5", "n\n").await;
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        screen.contains("destroy vm 5000") && screen.contains("[y/N]"),
+        "{screen}"
+    );
+    assert!(screen.contains("nothing changed"), "{screen}");
+    assert_eq!(lasting(&sim), before);
+    let (code, screen) = on_a_terminal(&sim, "lab down -n exam5", "y\n").await;
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(guest(&sim.state(), 5000).is_none() && guest(&sim.state(), 5001).is_none());
+    let (code, screen) = on_a_terminal(&sim, "vm destroy 201 --stop", "no\n").await;
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("Destroy VM 201? [y/N]"), "{screen}");
+    assert!(guest(&sim.state(), 201).is_some());
+    sim.shutdown().await;
+}

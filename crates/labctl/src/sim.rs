@@ -46,6 +46,18 @@ pub struct PveSimArgs {
     /// Number of nodes pve1…pveN (1-32).
     #[arg(long, default_value_t = 3, value_name = "N")]
     nodes: usize,
+    /// The user that can log in (its password: PVE_SIM_PASSWORD, else generated and
+    /// printed; an API token: PVE_SIM_TOKEN=USER@REALM!ID=SECRET; a TOTP second factor:
+    /// PVE_SIM_TOTP_SECRET; secrets are never taken from arguments).
+    #[arg(long, value_name = "USER@REALM", default_value = "root@pam")]
+    user: String,
+    /// Seed of MAC addresses, DHCP leases and injected faults.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Ticket lifetime in real seconds (not scaled).
+    #[arg(long, value_name = "SECONDS", default_value_t = 7200,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ticket_lifetime: u64,
     /// Simulated time factor (0.05: a 20 s boot takes 1 s).
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     time_scale: f64,
@@ -102,12 +114,21 @@ async fn pve(args: &PveSimArgs) -> anyhow::Result<()> {
     let mut builder = Simulator::builder()
         .listen(args.listen)
         .nodes(args.nodes)
+        .user(args.user.clone())
+        .seed(args.seed)
+        .ticket_lifetime(std::time::Duration::from_secs(args.ticket_lifetime))
         .time_scale(args.time_scale)
         .fault_rate(args.fault_rate)
         .plain_http(args.plain_http);
     // The password comes from the environment only (argv is visible to other users).
     if let Ok(p) = std::env::var("PVE_SIM_PASSWORD") {
         builder = builder.password(p);
+    }
+    if let Ok(t) = std::env::var("PVE_SIM_TOKEN") {
+        builder = builder.token(t);
+    }
+    if let Ok(t) = std::env::var("PVE_SIM_TOTP_SECRET") {
+        builder = builder.totp_secret(t);
     }
     let sim = builder.start().await?;
     println!(

@@ -1119,3 +1119,72 @@ async fn on_a_terminal_destroying_asks_first() {
     assert!(guest(&sim.state(), 201).is_some());
     sim.shutdown().await;
 }
+
+/// Starts `labctl sim …` and returns it with the URL from its first line.
+async fn serve(args: &[&str], prefix: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut c = labctl();
+    c.env("PVE_SIM_PASSWORD", "secret")
+        .args(args)
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let url = first
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{first}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    // Keep reading so the simulator never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+#[tokio::test]
+async fn sim_pve_and_sim_fosscloud_serve_what_labctl_talks_to() {
+    for args in [
+        &["sim", "--plain-http", "--listen", "127.0.0.1:0"][..],
+        &[
+            "sim",
+            "pve",
+            "--plain-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            "1",
+            "--seed",
+            "7",
+        ],
+    ] {
+        let (mut child, url) = serve(args, "pve-sim listening on ").await;
+        let mut c = labctl();
+        c.env("PVE_HOST", &url)
+            .env("PVE_USER", "root@pam")
+            .env("PVE_PASSWORD", "secret");
+        let st = json_of(c, &["vm", "status", "100", "-o", "json"]).await;
+        assert_eq!(st["name"], "teacher", "{args:?}");
+        if args.contains(&"--nodes") {
+            assert_eq!(st["node"], "pve1");
+        }
+        child.kill().await.unwrap();
+    }
+    let (mut child, url) = serve(
+        &[
+            "sim",
+            "fosscloud",
+            "--plain-http",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "fosscloud-sim listening on ",
+    )
+    .await;
+    let mut c = labctl();
+    c.env("FC_URL", &url);
+    let realms = json_of(c, &["fosscloud", "--allow-http", "realms", "-o", "json"]).await;
+    assert_eq!(realms[0]["uid"], "4000013");
+    child.kill().await.unwrap();
+}

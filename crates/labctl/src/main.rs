@@ -154,7 +154,10 @@ struct Pve<C: Subcommand> {
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "labctl=info,warn",
-        1 => "labctl=debug,lab_core=debug,lab_proxmox=debug,info",
+        1 => {
+            "labctl=debug,lab_core=debug,lab_proxmox=debug,pve_auth=debug,pve_vm=debug,\
+             pve_net=debug,pve_firewall=debug,fosscloud_api=debug,info"
+        }
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -413,9 +413,9 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
                 ),
             }
         }
-        VmCommand::Start(v) => power(vms, v, format, "start").await?,
-        VmCommand::Stop(v) => power(vms, v, format, "stop").await?,
-        VmCommand::Reboot(v) => power(vms, v, format, "reboot").await?,
+        VmCommand::Start(v) => power(vms, v, format, Power::Start).await?,
+        VmCommand::Stop(v) => power(vms, v, format, Power::Stop).await?,
+        VmCommand::Reboot(v) => power(vms, v, format, Power::Reboot).await?,
         VmCommand::Shutdown { vm, timeout, force } => {
             let guest = vms.guest(vm.id()?).await?;
             guest
@@ -473,14 +473,31 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
     Ok(())
 }
 
-async fn power(vms: &VmApi, v: &VmIdArg, format: Format, action: &str) -> anyhow::Result<()> {
+/// The power actions that take nothing but the guest.
+#[derive(Debug, Clone, Copy)]
+enum Power {
+    Start,
+    Stop,
+    Reboot,
+}
+
+async fn power(vms: &VmApi, v: &VmIdArg, format: Format, action: Power) -> anyhow::Result<()> {
     let guest = vms.guest(v.id()?).await?;
-    match action {
-        "start" => guest.start().await?,
-        "stop" => guest.stop().await?,
-        _ => guest.reboot().await?,
-    }
-    done(&guest, format, action)
+    let name = match action {
+        Power::Start => {
+            guest.start().await?;
+            "start"
+        }
+        Power::Stop => {
+            guest.stop().await?;
+            "stop"
+        }
+        Power::Reboot => {
+            guest.reboot().await?;
+            "reboot"
+        }
+    };
+    done(&guest, format, name)
 }
 
 fn done(guest: &Guest, format: Format, action: &str) -> anyhow::Result<()> {

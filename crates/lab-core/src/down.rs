@@ -41,6 +41,7 @@ pub async fn teardown_with(
         ));
     }
     let retry = &options.retry;
+    retrying(retry, "clones in flight", || hv.quiesce(None)).await?;
     let plan = plan_teardown(
         lab,
         retrying(retry, "lab members", || hv.lab_members(lab)).await?,

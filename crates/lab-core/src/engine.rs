@@ -328,6 +328,10 @@ pub async fn plan_up(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<Plan> {
 pub(crate) async fn survey(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<(Plan, Vec<GuestInfo>)> {
     spec.validate()?;
     let retry = &spec.timeouts.retry;
+    retrying(retry, "clones in flight", || {
+        hv.quiesce(Some(spec.template))
+    })
+    .await?;
     let mut current = retrying(retry, "guest list", || hv.list_guests()).await?;
     // The lab's members come with what the plain listing lacks (the clone marker of a guest
     // whose run died before tagging it), so an interrupted run's clones are adopted.
@@ -428,6 +432,7 @@ pub fn plan_teardown(lab: &LabName, members: Vec<GuestInfo>) -> TeardownPlan {
 
 /// Lists the lab and plans `down` (what `--dry-run` shows).
 pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPlan> {
+    hv.quiesce(None).await?;
     Ok(plan_teardown(lab, hv.lab_members(lab).await?))
 }
 

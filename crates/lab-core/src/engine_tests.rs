@@ -176,6 +176,9 @@ impl Hypervisor for Timed {
     fn backend(&self) -> &'static str {
         "timed"
     }
+    async fn quiesce(&self, t: Option<VmId>) -> Result<()> {
+        self.mock.quiesce(t).await
+    }
     async fn list_guests(&self) -> Result<Vec<GuestInfo>> {
         self.mock.list_guests().await
     }
@@ -294,6 +297,9 @@ fn mock_recording(
     cloned: Arc<Mutex<Vec<String>>>,
 ) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
+    hv.expect_quiesce()
+        .with(eq(Some(id(9000))))
+        .returning(|_| Ok(()));
     let listed = existing.clone();
     hv.expect_list_guests().returning(move || {
         let mut all = vec![template()];
@@ -492,6 +498,7 @@ async fn transient_failures_use_the_guests_own_budget() {
     let t = tries.clone();
     // exam-01's start is refused as busy three times, then succeeds.
     let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
     hv.expect_list_guests().returning(|| Ok(vec![template()]));
     hv.expect_lab_members().returning(|_| Ok(Vec::new()));
     hv.expect_prepare_lab().returning(|_| Ok(()));
@@ -573,6 +580,7 @@ async fn an_interrupt_starts_nothing_new_and_says_where_each_student_stands() {
 
 fn teardown_mock(members: Vec<GuestInfo>) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().with(eq(None)).returning(|_| Ok(()));
     let listed = members.clone();
     hv.expect_lab_members()
         .with(eq(lab()))
@@ -673,6 +681,7 @@ async fn teardown_releases_the_pool_when_everything_went() {
 async fn teardown_rechecks_ownership_before_destroying() {
     let listed = member(5001, "exam-01", VmStatus::Stopped);
     let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
     let l = listed.clone();
     hv.expect_lab_members()
         .returning(move |_| Ok(vec![l.clone()]));

@@ -85,6 +85,12 @@ pub trait Hypervisor: Send + Sync {
     /// A short backend name for messages (`proxmox`).
     fn backend(&self) -> &'static str;
 
+    /// Waits (bounded) until no clone started by this backend's user is still running:
+    /// of `template`, or anywhere with `None`. A clone request of an interrupted run may
+    /// still be creating its guest; planning before it lands would clone that student
+    /// twice, and tearing down before it lands would leave it behind.
+    async fn quiesce(&self, template: Option<VmId>) -> Result<()>;
+
     /// Every guest of the cluster (templates included).
     async fn list_guests(&self) -> Result<Vec<GuestInfo>>;
 

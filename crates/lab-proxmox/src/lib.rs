@@ -360,6 +360,21 @@ fn is_disk_key(k: &str) -> bool {
     base != k && matches!(base, "scsi" | "virtio" | "sata" | "ide" | "mp") || k == "rootfs"
 }
 
+/// One entry of `GET /nodes`.
+#[derive(Debug, Deserialize)]
+struct NodeEntry {
+    node: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// One entry of `GET /nodes/{node}/tasks?source=active`.
+#[derive(Debug, Deserialize)]
+struct ActiveTask {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
 /// One entry of `GET /pools`.
 #[derive(Debug, Deserialize)]
 struct PoolEntry {
@@ -520,6 +535,78 @@ fn lock_busy(text: &str) -> bool {
 impl Hypervisor for ProxmoxLab {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    async fn quiesce(&self, template: Option<VmId>) -> Result<()> {
+        let nodes: Vec<(NodeName, Option<&'static str>)> = match template {
+            Some(t) => {
+                let t = match self.template(t).await {
+                    Ok(t) => t,
+                    // No such template: nothing can be cloning it (the plan says so).
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let typ = match t.kind {
+                    GuestKind::Qemu => "qmclone",
+                    GuestKind::Lxc => "vzclone",
+                };
+                vec![(t.node, Some(typ))]
+            }
+            None => {
+                let listed: Vec<NodeEntry> = self
+                    .client()
+                    .get("/nodes", &Params::new())
+                    .await
+                    .map_err(|e| api_err(e, "nodes"))?;
+                listed
+                    .into_iter()
+                    .filter(|n| n.status.as_deref() != Some("offline"))
+                    .filter_map(|n| NodeName::new(n.node).ok())
+                    .map(|n| (n, None))
+                    .collect()
+            }
+        };
+        let user = self.client().auth_id();
+        let deadline = tokio::time::Instant::now() + self.vms.timing().clone_timeout;
+        let mut pause = self.vms.timing().task_poll.min();
+        for (node, typ) in nodes {
+            loop {
+                let mut params = Params::new()
+                    .with("source", "active")
+                    .with("userfilter", user.as_str());
+                if let Some(t) = template {
+                    params = params.with("vmid", t.get());
+                }
+                let active: Vec<ActiveTask> = self
+                    .client()
+                    .get(
+                        &pve_auth::api_path(&["nodes", node.as_str(), "tasks"]),
+                        &params,
+                    )
+                    .await
+                    .map_err(|e| api_err(e, &format!("tasks of node {node}")))?;
+                let clones = active
+                    .iter()
+                    .filter(|t| match typ {
+                        Some(typ) => t.kind == typ,
+                        None => t.kind == "qmclone" || t.kind == "vzclone",
+                    })
+                    .count();
+                if clones == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        what: format!("{clones} clones still running on {node}"),
+                        after: self.vms.timing().clone_timeout,
+                    });
+                }
+                tracing::info!(%node, clones, "waiting for clones of an earlier run to land");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.vms.timing().task_poll.max());
+            }
+        }
+        Ok(())
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestInfo>> {

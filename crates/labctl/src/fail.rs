@@ -122,7 +122,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             match l {
                 lab_core::Error::InvalidInput { .. } => Some(USAGE),
                 lab_core::Error::NotFound { .. } => Some(NOT_FOUND),
-                lab_core::Error::Incomplete { .. } => Some(INCOMPLETE),
+                lab_core::Error::Incomplete { .. } | lab_core::Error::Interrupted { .. } => {
+                    Some(INCOMPLETE)
+                }
                 // The backend's own error is next in the chain.
                 _ => None,
             }

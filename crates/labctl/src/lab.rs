@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab_core::{
-    apply, plan_down, plan_up, status, teardown, DownOptions, GuestStatus, Hypervisor, LabName,
-    LabReport, LabSpec, StudentAction, Timeouts,
+    apply_with, plan_down, plan_up, status, teardown_with, DownOptions, GuestStatus, Hypervisor,
+    Interrupt, LabName, LabReport, LabSpec, StudentAction, Timeouts,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -103,7 +103,9 @@ pub struct SpecArgs {
     /// Full clones (independent disks) instead of linked clones.
     #[arg(long)]
     full: bool,
-    /// Students processed at the same time (1-64). Default 4.
+    /// Write requests in flight per node (1-64; a node has 3 API workers, the default 4
+    /// keeps one request queued). Clones are limited by the storage's capacity and waits
+    /// by nothing, whatever this says.
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
     /// Longest wait for a student's guest agent, in seconds (1-86400). Default 300.
@@ -141,8 +143,8 @@ pub struct SelectArgs {
 pub struct DownArgs {
     #[command(flatten)]
     lab: SelectArgs,
-    /// Guests processed at the same time (1-64).
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Guests torn down at the same time (1-64); write requests per node stay at 4.
+    #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
     /// Only show what would be destroyed and what would be left alone.
     #[arg(long)]
@@ -249,6 +251,8 @@ struct SheetRow {
     node: String,
     state: String,
     addresses: Vec<IpAddr>,
+    /// Whether the lab's fence holds (`null`: not checked).
+    fenced: Option<bool>,
 }
 
 fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
@@ -269,6 +273,7 @@ fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
                 vmid: r.vmid.get(),
                 node: r.node.to_string(),
                 state: r.status.to_string(),
+                fenced: r.fenced,
                 // Primary first, then the rest in the backend's order.
                 addresses: {
                     let mut a = r.addresses.clone();
@@ -286,7 +291,15 @@ fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
 }
 
 fn sheet(rows: &[SheetRow]) -> Sheet {
-    let mut s = Sheet::new(&["STUDENT", "HOSTNAME", "VMID", "NODE", "STATE", "ADDRESSES"]);
+    let mut s = Sheet::new(&[
+        "STUDENT",
+        "HOSTNAME",
+        "VMID",
+        "NODE",
+        "STATE",
+        "FENCED",
+        "ADDRESSES",
+    ]);
     for r in rows {
         s.row(vec![
             r.student.clone().unwrap_or_else(|| "-".to_owned()),
@@ -294,6 +307,11 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
             r.vmid.to_string(),
             r.node.clone(),
             r.state.clone(),
+            match r.fenced {
+                Some(true) => "yes".to_owned(),
+                Some(false) => "NO".to_owned(),
+                None => "-".to_owned(),
+            },
             if r.addresses.is_empty() {
                 "-".to_owned()
             } else {
@@ -353,12 +371,25 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
     Ok(())
 }
 
-/// Brings the lab up. The one call of [`lab_core::apply`] (Ctrl-C handling goes here).
+/// Brings the lab up. The one call of [`lab_core::apply`]: Ctrl-C or SIGTERM stops it
+/// gracefully (in-flight steps settle), a second one ends the process at once.
 async fn up(hv: &dyn Hypervisor, spec: &LabSpec) -> anyhow::Result<LabReport> {
     let bars = Bars::new();
-    let result = apply(hv, spec, &|e| bars.event(e)).await;
+    let interrupt = Interrupt::new();
+    let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab up");
+    let result = apply_with(hv, spec, &|e| bars.event(e), &interrupt).await;
     bars.finish();
-    if result.is_err() {
+    if let Err(e) = &result {
+        if let lab_core::Error::Interrupted { unfinished, .. } = e {
+            eprintln!("interrupted; where each unfinished student stands:");
+            for f in unfinished {
+                eprintln!("  {}: {}", f.subject, f.message);
+            }
+            eprintln!(
+                "run the same `labctl lab up` again to resume: it adopts what exists and \
+                 clones nothing twice"
+            );
+        }
         eprint!("{}", half_done("brought up", &bars.done()));
     }
     result.with_context(|| format!("lab up {}", spec.name))
@@ -471,7 +502,12 @@ async fn down(
         concurrency: args.concurrency,
         retry: scaled(Timeouts::default())?.retry,
     };
-    let result = teardown(hv, lab, &options, &|e| bars.event(e)).await;
+    let interrupt = Interrupt::new();
+    let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab down");
+    let result = teardown_with(hv, lab, &options, &|e| bars.event(e), &interrupt).await;
+    if let Err(lab_core::Error::Interrupted { .. }) = &result {
+        eprintln!("interrupted; run the same `labctl lab down` again to finish");
+    }
     bars.finish();
     if result.is_err() {
         eprint!("{}", half_done("destroyed", &bars.done()));

@@ -27,6 +27,7 @@ mod labfile;
 mod output;
 mod progress;
 mod roster;
+mod signals;
 mod sim;
 mod table;
 mod vm;
@@ -178,7 +179,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command,
         }) => {
             let checked = command.check(format)?;
-            let hv = connection.backend()?;
+            let hv = match &checked {
+                lab::Checked::Spec(lab) => connection.backend()?.write_limit(lab.spec.concurrency),
+                lab::Checked::Select(..) => connection.backend()?,
+            };
             lab::run(command, checked, &hv, format).await
         }
         Command::Vm(Pve {

@@ -40,6 +40,7 @@ mod tests {
                 VmStatus::Stopped
             },
             addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
+            fenced: None,
         }
     }
 

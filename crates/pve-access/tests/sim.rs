@@ -129,6 +129,22 @@ async fn twenty_students_grant_verify_neighbours_refused_revoke() {
     assert_eq!(r2.changes(), 0, "{r2:#?}");
     assert_eq!(lab.writes(), writes);
     lab.foreign_untouched(1004);
+
+    let seen = lab.check_schema();
+    for route in [
+        "GET /access/users",
+        "POST /access/users",
+        "PUT /access/users/{userid}",
+        "GET /access/roles/{roleid}",
+        "POST /access/roles",
+        "GET /access/acl",
+        "PUT /access/acl",
+        "POST /nodes/{node}/qemu/{vmid}/vncproxy",
+        "GET /nodes/{node}/tasks",
+        "DELETE /nodes/{node}/tasks/{upid}",
+    ] {
+        assert!(seen.contains(route), "{route} not sent: {seen:?}");
+    }
 }
 
 #[tokio::test]

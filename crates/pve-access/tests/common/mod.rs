@@ -1,12 +1,14 @@
 //! A simulator lab shared by the test binaries.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pve_access::exam::{GrantOptions, Realm, RevokeOptions, Seat};
 use pve_access::{AccessApi, Result, Sheet, Userid, VmId};
-use pve_auth::{Params, PveClient, Secret};
+use pve_auth::{Observer, Params, PveClient, RequestRecord, Secret};
 use pve_sim::{SimHandle, Simulator};
 use serde_json::Value;
 
@@ -15,6 +17,7 @@ pub const LAB: &str = "exam1";
 
 pub struct Lab {
     pub sim: SimHandle,
+    pub log: Arc<Mutex<Vec<RequestRecord>>>,
     pub admin: AccessApi,
     pub dir: tempfile::TempDir,
 }
@@ -28,12 +31,15 @@ impl Lab {
             .start()
             .await
             .unwrap();
+        let log: Arc<Mutex<Vec<RequestRecord>>> = Arc::default();
         let client = PveClient::builder(&sim.base_url())
             .password("root@pam", Secret::new(PASSWORD))
+            .observer(recorder(&log))
             .build()
             .unwrap();
         Self {
             sim,
+            log,
             admin: AccessApi::new(client),
             dir: tempfile::tempdir().unwrap(),
         }
@@ -120,9 +126,11 @@ impl Lab {
 
     pub fn login(&self) -> impl Fn(&Userid, &Secret) -> Result<PveClient> + Send + Sync {
         let base = self.sim.base_url();
+        let log = self.log.clone();
         move |u: &Userid, pw: &Secret| {
             Ok(PveClient::builder(&base)
                 .password(u.as_str(), pw.clone())
+                .observer(recorder(&log))
                 .build()?)
         }
     }
@@ -171,4 +179,43 @@ pub async fn student(lab: &Lab, sheet: &Sheet, seat: &Seat) -> PveClient {
     let c = (lab.login())(&seat.userid, &pw).unwrap();
     c.login().await.unwrap();
     c
+}
+
+fn recorder(log: &Arc<Mutex<Vec<RequestRecord>>>) -> Observer {
+    let log = log.clone();
+    Arc::new(move |r: &RequestRecord| log.lock().unwrap().push(r.clone()))
+}
+
+impl Lab {
+    /// Every request the clients sent exists in the PVE schema with valid parameters
+    /// (redacted secrets stand in as 8 characters); returns the `METHOD /template`s seen.
+    pub fn check_schema(&self) -> BTreeSet<String> {
+        let schema = pve_schema::schema();
+        let records = self.log.lock().unwrap().clone();
+        assert!(!records.is_empty(), "nothing was recorded");
+        let mut seen = BTreeSet::new();
+        for r in &records {
+            let method = r.method.as_str();
+            let m = schema
+                .find(method, &r.path)
+                .unwrap_or_else(|| panic!("{method} {} is not in the PVE schema", r.path));
+            let mut params = m.path_params.clone();
+            for (k, v) in &r.params {
+                let v = if v == "***" {
+                    "********".to_owned()
+                } else {
+                    v.clone()
+                };
+                params.insert(k.clone(), v);
+            }
+            if let Err(errors) = m.endpoint.validate(&params) {
+                panic!(
+                    "{method} {} with {:?} violates the schema: {errors:?}",
+                    r.path, r.params
+                );
+            }
+            seen.insert(format!("{method} {}", m.endpoint.path));
+        }
+        seen
+    }
 }

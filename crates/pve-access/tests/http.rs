@@ -49,7 +49,7 @@ async fn create_user_sends_exactly_the_fields() {
     let e = api(&server).create_user(&u).await.unwrap_err().to_string();
     assert!(e.contains("allowed: 8 to 64"), "{e}");
     assert!(!e.contains("short"), "the password is not echoed: {e}");
-    m.assert_hits_async(1).await;
+    m.assert_calls_async(1).await;
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn roles_refuse_unknown_privileges_before_sending() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("VM.Monitor"), "{e}");
-    m.assert_hits_async(1).await;
+    m.assert_calls_async(1).await;
 }
 
 #[tokio::test]

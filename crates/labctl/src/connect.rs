@@ -40,7 +40,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn tls(&self) -> anyhow::Result<TlsOptions> {
+    pub(crate) fn tls(&self) -> anyhow::Result<TlsOptions> {
         let chosen = [
             self.fingerprint.is_some(),
             self.ca_file.is_some(),

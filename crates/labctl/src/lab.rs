@@ -47,6 +47,9 @@ Examples:
 If a guest fails, the others are still destroyed and labctl lists what was done; run the
 same command again to finish.")]
     Down(DownArgs),
+    /// Student logins on their own guests: grant, sheet, verify, revoke.
+    #[command(subcommand)]
+    Access(crate::access::AccessCommand),
 }
 
 /// The lab name.
@@ -154,6 +157,7 @@ impl LabCommand {
                 LabName::new(&d.lab.name)?;
                 check_concurrency(d.concurrency)
             }
+            LabCommand::Access(a) => a.check(),
         }
     }
 }
@@ -239,6 +243,8 @@ pub async fn run(cmd: &LabCommand, hv: &dyn Hypervisor) -> anyhow::Result<()> {
             print!("{plan}");
             println!("lab {lab} is down: {} guests destroyed", plan.destroy.len());
         }
+        // Dispatched in main, where the connection is at hand.
+        LabCommand::Access(_) => anyhow::bail!("`lab access` runs from main"),
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! labctl lab down --name exam1 --dry-run
 //! ```
 
+mod access;
 mod connect;
 mod demo;
 mod fosscloud;
@@ -117,6 +118,7 @@ fn init_tracing(verbose: u8) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::Lab(lab::LabCommand::Access(cmd)) => access::run(cmd, &cli.connection).await,
         Command::Lab(cmd) => {
             cmd.check()?;
             let hv = cli.connection.backend()?;

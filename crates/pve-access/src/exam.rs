@@ -674,6 +674,13 @@ impl VerifyReport {
 /// Logs a student in: given the user id and password, a client for the same host.
 pub type Login<'a> = &'a (dyn Fn(&Userid, &Secret) -> Result<PveClient> + Send + Sync);
 
+fn ids(set: &BTreeSet<VmId>) -> String {
+    set.iter()
+        .map(VmId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn outcome_403(r: &Result<impl Sized>) -> (bool, String) {
     match r {
         Err(e) if e.is_permission() => (true, "403".into()),
@@ -732,7 +739,7 @@ pub async fn verify(
             userid,
             "sees exactly their own guests",
             seen_ids == own,
-            format!("sees {seen_ids:?}, owns {own:?}"),
+            format!("sees [{}], owns [{}]", ids(&seen_ids), ids(&own)),
         );
         for g in seen.iter().filter(|g| own.contains(&g.vmid)) {
             match api.open_vnc(&g.node, g.kind, g.vmid).await {

@@ -309,3 +309,45 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(subcommand)]
+        cmd: AccessCommand,
+    }
+
+    fn parse(args: &[&str]) -> AccessCommand {
+        T::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+            .cmd
+    }
+
+    #[test]
+    fn input_is_checked_before_any_connection() {
+        assert!(parse(&["grant", "-n", "exam1"]).check().is_ok());
+        let e = parse(&["grant", "-n", "Exam 1"]).check().unwrap_err();
+        assert!(e.to_string().contains("Exam 1"), "{e}");
+        let e = parse(&["sheet", "-n", "exam1", "-o", "yaml"])
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("table, csv, json"), "{e}");
+        let e = parse(&["verify", "-n", "exam1", "--realm", "1x"])
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid realm"), "{e}");
+        let cmd = parse(&["revoke", "-n", "exam1", "--realm", "school"]);
+        assert_eq!(
+            cmd.common().realm().unwrap(),
+            Realm::Directory("school".into())
+        );
+        assert_eq!(
+            cmd.common().sheet_path(),
+            PathBuf::from("exam1-credentials.json")
+        );
+    }
+}

@@ -250,3 +250,87 @@ async fn a_foreign_user_with_a_seats_name_is_refused_before_any_write() {
     assert_eq!(lab.writes(), writes);
     assert!(!lab.sheet_path().exists());
 }
+
+#[tokio::test]
+async fn the_library_against_the_simulator() {
+    use pve_access::{
+        login_as, AclEntry, AclPath, GroupId, NewUser, Privilege, RoleId, Subject, UserUpdate,
+    };
+    let lab = Lab::start().await;
+    let api = &lab.admin;
+    let group = GroupId::new("students").unwrap();
+    api.create_group(&group, Some("class 4b")).await.unwrap();
+    let uid: pve_access::Userid = "kim@pve".parse().unwrap();
+    let mut u = NewUser::new(uid.clone());
+    u.password = Some(pve_auth::Secret::new("first-password"));
+    u.groups = vec![group.clone()];
+    api.create_user(&u).await.unwrap();
+    let info = api.user(&uid).await.unwrap().unwrap();
+    assert!(info.enable && info.groups.contains("students"));
+    assert!(api
+        .user(&"nobody@pve".parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(api.groups().await.unwrap()[0].users.len(), 1);
+
+    let roles = api.roles().await.unwrap();
+    let vmuser = roles
+        .iter()
+        .find(|r| r.roleid.as_str() == "PVEVMUser")
+        .unwrap();
+    assert!(vmuser.special && vmuser.privs.contains(&Privilege::VmBackup));
+    let role = RoleId::new("Watch").unwrap();
+    api.create_role(&role, &[Privilege::VmAudit]).await.unwrap();
+    api.set_role_privs(&role, &[Privilege::VmAudit, Privilege::VmConsole])
+        .await
+        .unwrap();
+    let entry = AclEntry {
+        path: AclPath::new("/vms/100").unwrap(),
+        subject: Subject::Group(group.clone()),
+        role: role.clone(),
+        propagate: true,
+    };
+    api.grant(&entry).await.unwrap();
+    assert!(api.acl().await.unwrap().contains(&entry));
+    let perms = api
+        .permissions(Some(&uid), Some(&AclPath::new("/vms/100").unwrap()))
+        .await
+        .unwrap();
+    let want: std::collections::BTreeSet<Privilege> = [Privilege::VmAudit, Privilege::VmConsole]
+        .into_iter()
+        .collect();
+    assert_eq!(perms["/vms/100"], want);
+
+    // A ticket for the user; a password change (root with a ticket) takes effect.
+    let builder = || pve_auth::PveClient::builder(&lab.sim.base_url());
+    let pw = pve_auth::Secret::new("first-password");
+    let kim = login_as(builder(), &uid, &pw).await.unwrap();
+    let own: std::collections::BTreeMap<String, Value> = kim
+        .get("/access/permissions", &Params::new())
+        .await
+        .unwrap();
+    assert!(own.contains_key("/vms/100"));
+    let new_pw = pve_auth::Secret::new("second-password");
+    api.set_password(&uid, &new_pw, None).await.unwrap();
+    let e = login_as(builder(), &uid, &pw).await.unwrap_err();
+    assert!(e.is_auth(), "{e}");
+    login_as(builder(), &uid, &new_pw).await.unwrap();
+
+    let upd = UserUpdate {
+        enable: Some(false),
+        ..UserUpdate::default()
+    };
+    api.update_user(&uid, &upd).await.unwrap();
+    assert!(login_as(builder(), &uid, &new_pw)
+        .await
+        .unwrap_err()
+        .is_auth());
+    api.revoke(&entry).await.unwrap();
+    api.delete_role(&role).await.unwrap();
+    api.delete_user(&uid).await.unwrap();
+    api.delete_group(&group).await.unwrap();
+    assert!(api.acl().await.unwrap().is_empty());
+    assert!(api.role(&role).await.unwrap().is_none());
+    lab.check_schema();
+}

@@ -57,7 +57,8 @@ pub const PASSWORD_LEN: usize = 16;
 /// (`0 O o 1 l I`): 56 symbols, so a 16-character password holds 16·log2(56) ≈ 92.9 bits.
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
 
-/// A password of [`PASSWORD_LEN`] symbols drawn uniformly from [`ALPHABET`] with the
+/// A password of [`PASSWORD_LEN`] symbols drawn uniformly from 56 letters and digits
+/// without look-alikes (about 92.9 bits) with the
 /// operating system's RNG.
 pub fn generate_password() -> Secret {
     let mut rng = rand::rngs::OsRng;

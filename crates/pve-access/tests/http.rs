@@ -223,3 +223,85 @@ async fn grant_for_a_directory_realm_sets_no_password() {
         Some("https://pve2:8006/?console=kvm&novnc=1&vmid=101&node=pve2&resize=scale")
     );
 }
+
+/// Revoke touches only the lab's marked user, its ACL entry and the console on its guest.
+#[tokio::test]
+async fn revoke_sends_writes_only_for_the_labs_user() {
+    let server = MockServer::start_async().await;
+    let users = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api2/json/access/users");
+            then.status(200).body(ok(json!([
+                {"userid": "s01@pve", "enable": 1, "comment": "labctl lab exam1"},
+                {"userid": "s09@pve", "enable": 1, "comment": "labctl lab other"},
+                {"userid": "teacher@pve", "enable": 1}
+            ])));
+        })
+        .await;
+    let disable = server
+        .mock_async(|when, then| {
+            when.method(PUT)
+                .path("/api2/json/access/users/s01%40pve")
+                .body_includes("enable=0&expire=");
+            then.status(200).body(ok(json!(null)));
+        })
+        .await;
+    let acl = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api2/json/access/acl");
+            then.status(200).body(ok(json!([
+                {"path": "/vms/101", "type": "user", "ugid": "s01@pve", "roleid": "LabctlExam", "propagate": 0},
+                {"path": "/vms/101", "type": "user", "ugid": "teacher@pve", "roleid": "PVEVMUser", "propagate": 1},
+                {"path": "/vms/109", "type": "user", "ugid": "s09@pve", "roleid": "LabctlExam", "propagate": 0}
+            ])));
+        })
+        .await;
+    let drop_acl = server
+        .mock_async(|when, then| {
+            when.method(PUT)
+                .path("/api2/json/access/acl")
+                .body("path=%2Fvms%2F101&roles=LabctlExam&users=s01%40pve&propagate=0&delete=1");
+            then.status(200).body(ok(json!(null)));
+        })
+        .await;
+    let nodes = server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api2/json/nodes");
+            then.status(200).body(ok(json!([{"node": "pve1"}])));
+        })
+        .await;
+    let mine = "UPID:pve1:0001200A:082EA082:6B0F2F30:vncproxy:101:s01@pve:";
+    let theirs = "UPID:pve1:0001200B:082EA083:6B0F2F31:vncproxy:109:s09@pve:";
+    let tasks = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path("/api2/json/nodes/pve1/tasks")
+                .query_param("source", "active");
+            then.status(200)
+                .body(ok(json!([{"upid": mine}, {"upid": theirs}])));
+        })
+        .await;
+    let stop = server
+        .mock_async(|when, then| {
+            when.method(DELETE)
+                .path_includes("/api2/json/nodes/pve1/tasks/UPID%3Apve1%3A0001200A");
+            then.status(200).body(ok(json!(null)));
+        })
+        .await;
+    let any_other_write = server
+        .mock_async(|when, then| {
+            when.matches(|r| r.method() != "GET");
+            then.status(500).body("unexpected write");
+        })
+        .await;
+    let opts = exam::RevokeOptions {
+        lab: "exam1".into(),
+        dry_run: false,
+    };
+    let report = exam::revoke(&api(&server), &opts, &[]).await.unwrap();
+    assert_eq!(report.changes(), 3, "{report:#?}");
+    for m in [&users, &disable, &acl, &drop_acl, &nodes, &tasks, &stop] {
+        m.assert_async().await;
+    }
+    any_other_write.assert_calls_async(0).await;
+}

@@ -290,7 +290,7 @@ async fn revoke_sends_writes_only_for_the_labs_user() {
         .await;
     let any_other_write = server
         .mock_async(|when, then| {
-            when.matches(|r| r.method() != "GET");
+            when.is_true(|r| r.method() != "GET");
             then.status(500).body("unexpected write");
         })
         .await;

@@ -29,7 +29,8 @@ Examples:
   labctl lab access grant -n exam1 --realm school   # LDAP/AD realm: no passwords
 
 Students get the role LabctlExam (VM.Audit, VM.Console, VM.PowerMgmt) on their own
-guest only; users carry the comment `labctl lab <LAB>`.")]
+guest only; users carry the comment `labctl lab <LAB>`. Keep the sheet: a lab user whose
+password is not on it is re-created with a new password.")]
     Grant(GrantArgs),
     /// Print the credential sheet: student, login, password, VMID, host name, IP, node,
     /// console link.

@@ -209,7 +209,10 @@ pub struct GrantOptions {
     /// Where students log in.
     pub realm: Realm,
     /// The credential sheet (JSON): read for known passwords, rewritten (0600) before
-    /// every user creation and at the end.
+    /// every user creation and at the end. A lab user (realm `pve`) whose password is
+    /// not on it is deleted and re-created with a new password — the only way that also
+    /// works with an API token (`PUT /access/password` refuses tokens) — so keep the
+    /// sheet: with it, a second run changes nothing.
     pub sheet: PathBuf,
     /// Host name for the console deep links (default: the guest's node name).
     pub console_host: Option<String>,

@@ -77,7 +77,7 @@ impl Connection {
         ))
     }
 
-    fn tls(&self) -> anyhow::Result<TlsOptions> {
+    pub(crate) fn tls(&self) -> anyhow::Result<TlsOptions> {
         let chosen = [
             self.fingerprint.is_some(),
             self.ca_file.is_some(),

@@ -66,6 +66,9 @@ Examples:
 If a guest fails, the others are still destroyed and labctl lists what was done; run the
 same command again to finish.")]
     Down(DownArgs),
+    /// Student logins on their own guests: grant, sheet, verify, revoke.
+    #[command(subcommand)]
+    Access(crate::access::AccessCommand),
 }
 
 /// The spec: a lab file and/or flags (flags win).
@@ -185,7 +188,8 @@ impl SpecArgs {
 }
 
 impl SelectArgs {
-    fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
+    /// The lab's name and, if known, its roster.
+    pub(crate) fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
         let file = self.file.as_deref().map(LabFile::read).transpose()?;
         let name = labfile::lab_name(self.name.as_deref(), file.as_ref().map(|(f, _)| f))?;
         let roster = labfile::roster_of(file.as_ref(), self.roster.as_deref())?;
@@ -212,6 +216,9 @@ impl LabCommand {
                 check_concurrency(d.concurrency)?;
                 let (n, r) = d.lab.resolve()?;
                 Checked::Select(n, r)
+            }
+            LabCommand::Access(_) => {
+                anyhow::bail!("internal: `lab access` is dispatched before the other lab verbs")
             }
         })
     }

@@ -15,6 +15,7 @@
 //! labctl lab down examples/exam.toml --dry-run
 //! ```
 
+mod access;
 mod config;
 mod confirm;
 mod connect;
@@ -174,6 +175,13 @@ fn init_tracing(verbose: u8) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.output;
     match &cli.command {
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Access(cmd),
+        }) => {
+            cmd.check()?;
+            access::run(cmd, connection).await
+        }
         Command::Lab(Pve {
             connection,
             command,

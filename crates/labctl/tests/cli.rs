@@ -780,10 +780,15 @@ async fn the_example_lab_file_plan_up_status_ips_down() {
     }
     let (_, csv, _) = run(against(&sim), &["lab", "ips", &file, "-o", "csv"]).await;
     assert!(
-        csv.starts_with("STUDENT,HOSTNAME,VMID,NODE,STATE,ADDRESSES\n"),
+        csv.starts_with("STUDENT,HOSTNAME,VMID,NODE,STATE,FENCED,ADDRESSES\n"),
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    // The fence of every student is read back and reported.
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",running,yes,")),
+        "{csv}"
+    );
 
     // down: without a terminal and --yes nothing changes, and it says why.
     let before = lasting(&sim);

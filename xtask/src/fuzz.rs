@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(positive("--time", "30").unwrap(), 30);
         for bad in ["0", "-1", "ten", ""] {
             let e = positive("--time", bad).unwrap_err().to_string();
-            assert!(e.contains("--time") && e.contains(&format!("{bad:?}")), "{e}");
+            assert!(
+                e.contains("--time") && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
         }
     }
 }

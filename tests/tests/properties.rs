@@ -551,6 +551,66 @@ mod lab_spec {
     }
 }
 
+mod whole_spec {
+    use super::*;
+    use lab_core::{IdRange, LabName, LabSpec, VmId, MAX_CONCURRENCY, MAX_STUDENTS};
+
+    fn is_dns_label(s: &str) -> bool {
+        (1..=63).contains(&s.len())
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any combination of values either validates into distinct DNS host names, one per
+        /// student, with ids that fit and avoid the template — or is refused, naming the input.
+        #[test]
+        fn a_spec_validates_into_distinct_labels_or_names_the_bad_value(
+            count in prop_oneof![0u32..=12, 490u32..=510],
+            first in 100u32..10_000,
+            span in 0u32..700,
+            template in 100u32..12_000,
+            concurrency in 0usize..=70,
+            names in prop::option::of(prop::collection::vec(
+                prop_oneof![label(), "[a-z0-9-]{1,8}", messy(10)], 0..14)),
+            teachers in prop::collection::vec(any::<std::net::IpAddr>(), 0..3),
+        ) {
+            let mut spec =
+                LabSpec::new(LabName::new("exam").unwrap(), VmId::new(9000).unwrap(), 1).unwrap();
+            spec.count = count;
+            spec.ids = IdRange::new(VmId::new(first).unwrap(), VmId::new(first + span).unwrap()).unwrap();
+            spec.template = VmId::new(template).unwrap();
+            spec.concurrency = concurrency;
+            spec.names = names.clone();
+            spec.teachers = teachers;
+            match spec.validate() {
+                Ok(()) => {
+                    prop_assert!((1..=MAX_STUDENTS).contains(&count));
+                    prop_assert!((1..=MAX_CONCURRENCY).contains(&concurrency));
+                    prop_assert!(u64::from(count) <= spec.ids.len());
+                    prop_assert!(!spec.ids.contains(spec.template));
+                    let hosts = spec.hostnames();
+                    prop_assert_eq!(hosts.len(), count as usize);
+                    let distinct: std::collections::BTreeSet<&String> = hosts.iter().collect();
+                    prop_assert_eq!(distinct.len(), hosts.len());
+                    for h in &hosts {
+                        prop_assert!(is_dns_label(h), "{:?}", h);
+                    }
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(text.starts_with("invalid "), "{}", text);
+                    prop_assert!(text.contains('"'), "the refused value is quoted: {}", text);
+                }
+            }
+        }
+    }
+}
+
 mod firewall {
     use super::*;
     use pve_firewall::{AddrSpec, Cidr, Iface, LogLevel, PortSpec, Proto};

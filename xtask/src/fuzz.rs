@@ -136,7 +136,17 @@ fn list_targets(root: &Path) -> Result<Vec<String>> {
 
 fn run_target(root: &Path, target: &str, time: u64, runs: Option<u64>) -> Result<Outcome> {
     let mut cmd = cargo_fuzz(root);
-    cmd.args(["run", "-O", target, "--"])
+    cmd.args(["run", "-O", target]);
+    // Committed seeds (example answers) start the search from valid inputs; new inputs go
+    // into the first directory, the uncommitted corpus.
+    let seeds = root.join("fuzz/seeds").join(target);
+    if seeds.is_dir() {
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("could not create {}", corpus.display()))?;
+        cmd.arg(&corpus).arg(&seeds);
+    }
+    cmd.arg("--")
         .arg(format!("-max_total_time={time}"))
         .arg("-print_final_stats=1");
     if let Some(n) = runs {

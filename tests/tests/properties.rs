@@ -454,6 +454,25 @@ mod host {
             prop_assert!(e.contains(&quoted(&input)) && e.contains("port"), "{}", e);
         }
     }
+
+    proptest! {
+        // Each case builds two HTTP clients (TLS set-up), so fewer cases.
+        #![proptest_config(ProptestConfig { cases: 200, ..config() })]
+
+        #[test]
+        fn fosscloud_base_urls_keep_the_host_as_written(
+            o in any::<[u8; 4]>(), b in 0u32..=0xFF_FFFF, port in prop::option::of(1u16..)
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let quad = format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3]);
+            let url = format!("https://{quad}{port}/vm-manager");
+            let client = fosscloud_api::FossCloudClient::builder(url.as_str()).build().unwrap();
+            prop_assert_eq!(client.base_url().host_str(), Some(quad.as_str()));
+            let short = format!("https://{}.{b}{port}/vm-manager", o[0]);
+            let e = fosscloud_api::FossCloudClient::builder(short.as_str()).build().unwrap_err();
+            prop_assert!(e.to_string().contains(&quoted(&short)), "{}", e);
+        }
+    }
 }
 
 mod lab_spec {

@@ -8,10 +8,22 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (status, body) = match data.split_first() {
-        Some((first, rest)) => (if first % 2 == 0 { 200 } else { 400 + u16::from(*first) }, rest),
+        Some((first, rest)) => (
+            if first % 2 == 0 {
+                200
+            } else {
+                400 + u16::from(*first)
+            },
+            rest,
+        ),
         None => (200, data),
     };
-    match read_answer("https://fc.test/vm/list", status, Some("application/json"), body) {
+    match read_answer(
+        "https://fc.test/vm/list",
+        status,
+        Some("application/json"),
+        body,
+    ) {
         Ok(answer) => {
             if let Ok(vms) = answer.take::<Vec<Vm>>("vms") {
                 for vm in vms {

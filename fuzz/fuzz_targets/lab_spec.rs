@@ -9,12 +9,16 @@ fn is_dns_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && !s.starts_with('-')
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fuzz_target!(|s: &str| {
     if let Ok(p) = s.parse::<HostnamePattern>() {
-        assert_eq!(p.to_string().parse::<HostnamePattern>().ok(), Some(p.clone()));
+        assert_eq!(
+            p.to_string().parse::<HostnamePattern>().ok(),
+            Some(p.clone())
+        );
         for n in [1, 9, 10, 99, 100, MAX_STUDENTS] {
             let name = p.render(n);
             assert!(is_dns_label(&name), "{s:?} renders {n} as {name:?}");
@@ -28,8 +32,14 @@ fuzz_target!(|s: &str| {
     match LabName::new(s) {
         Ok(name) => {
             assert_eq!(name.as_str(), s);
-            assert!(pve_vm::normalize_tags([name.tag()]).is_ok(), "the lab tag is a PVE tag");
-            assert!(pve_vm::PoolId::new(name.pool()).is_ok(), "the lab pool is a PVE pool id");
+            assert!(
+                pve_vm::normalize_tags([name.tag()]).is_ok(),
+                "the lab tag is a PVE tag"
+            );
+            assert!(
+                pve_vm::PoolId::new(name.pool()).is_ok(),
+                "the lab pool is a PVE pool id"
+            );
             let json = serde_json::to_value(&name).expect("a lab name serialises");
             assert_eq!(serde_json::from_value::<LabName>(json).ok(), Some(name));
         }

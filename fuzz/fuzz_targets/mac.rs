@@ -2,8 +2,8 @@
 //! side (`mac-addr` checks of `pve-schema` through a NIC's `macaddr`, `NetDevice::mac`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use fosscloud_api::MacAddr;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {
     match s.parse::<MacAddr>() {
@@ -24,7 +24,10 @@ fuzz_target!(|s: &str| {
             .find("PUT", "/nodes/pve1/qemu/100/config")
             .expect("config endpoint is in the extract");
         let mut params = m.path_params.clone();
-        params.insert("net0".to_owned(), format!("model=virtio,macaddr={s},bridge=vmbr0"));
+        params.insert(
+            "net0".to_owned(),
+            format!("model=virtio,macaddr={s},bridge=vmbr0"),
+        );
         let _ = m.endpoint.validate(&params);
     }
 });

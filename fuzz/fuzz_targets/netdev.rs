@@ -13,7 +13,13 @@ fuzz_target!(|s: &str| {
             let printed = nic.to_string();
             let again = NetDevice::parse(&printed).expect("a printed NIC parses");
             assert_eq!(again, nic, "parse(print(x)) == x for {printed:?}");
-            let _ = (nic.mac(), nic.model(), nic.bridge(), nic.firewall(), nic.is_lxc());
+            let _ = (
+                nic.mac(),
+                nic.model(),
+                nic.bridge(),
+                nic.firewall(),
+                nic.is_lxc(),
+            );
         }
         Err(e) => assert!(e.to_string().contains(&format!("{s:?}")), "{e}"),
     }
@@ -22,7 +28,9 @@ fuzz_target!(|s: &str| {
         ("PUT", "/nodes/pve1/qemu/100/config"),
         ("PUT", "/nodes/pve1/lxc/100/config"),
     ] {
-        let m = schema.find(method, path).expect("config endpoints are in the extract");
+        let m = schema
+            .find(method, path)
+            .expect("config endpoints are in the extract");
         let mut params = m.path_params.clone();
         params.insert("net0".to_owned(), s.to_owned());
         let _ = m.endpoint.validate(&params);

@@ -23,7 +23,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = s.is_running();
     }
     if let Some(c) = read::<pve_vm::GuestConfig>(data, &value) {
-        let _ = (c.tags(), c.nics(), c.name(), c.lock(), c.agent_enabled(), c.is_template());
+        let _ = (
+            c.tags(),
+            c.nics(),
+            c.name(),
+            c.lock(),
+            c.agent_enabled(),
+            c.is_template(),
+        );
     }
     if let Some(u) = read::<pve_vm::Upid>(data, &value) {
         assert_eq!(u.to_string().parse::<pve_vm::Upid>().ok(), Some(u));

@@ -8,7 +8,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         let a = s.parse::<pve_vm::VmId>();
         let b = s.parse::<lab_core::VmId>();
-        assert_eq!(a.as_ref().ok().map(|v| v.get()), b.as_ref().ok().map(|v| v.get()));
+        assert_eq!(
+            a.as_ref().ok().map(|v| v.get()),
+            b.as_ref().ok().map(|v| v.get())
+        );
         if let Ok(id) = a {
             assert!((100..=999_999_999).contains(&id.get()));
             assert_eq!(id.to_string().parse::<pve_vm::VmId>().ok(), Some(id));
@@ -16,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
         if let Err(e) = b {
             // Text that is no number is quoted; a number out of range is named as a number.
             let named = e.to_string().contains(&format!("{s:?}"))
-                || s.trim().parse::<u32>().is_ok_and(|n| e.to_string().contains(&n.to_string()));
+                || s.trim()
+                    .parse::<u32>()
+                    .is_ok_and(|n| e.to_string().contains(&n.to_string()));
             assert!(named, "{e}");
         }
     }

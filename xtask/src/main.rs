@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod fuzz;
 mod schema;
 
 const HELP: &str = "\
@@ -23,6 +24,9 @@ Commands:
   bench   build labctl-bench in release mode and run it: schema checks, firewall oracle,
           simulator over HTTP, lab bring-up, memory; table on stdout, JSON in
           target/bench/results.json (--quick: small counts; --only GROUP; --json PATH)
+  fuzz    run the cargo-fuzz targets of fuzz/ one after another on the nightly toolchain
+          (--time S: seconds per target, default 60; --runs N: at most N inputs each;
+          --target T: only T, repeatable); see fuzz/README.md
   fmt     format the whole workspace
   help    print this text
 ";
@@ -36,6 +40,7 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "schema" => schema::run(&project_root(), &rest),
         "bench" => bench::run(&project_root(), &rest),
+        "fuzz" => fuzz::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

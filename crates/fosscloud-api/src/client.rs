@@ -216,6 +216,20 @@ fn parse_base_url(text: &str, allow_http: bool) -> Result<Url> {
             "a URL without query or fragment",
         ));
     }
+    if let Some(url::Host::Ipv4(addr)) = url.host() {
+        // The URL standard reads `10.1`, `010.0.0.1` or `0x0a000001` as 10.0.0.1, 8.0.0.1,
+        // 10.0.0.1: a typo such as `192.168.1` would send the credentials to another machine.
+        let authority = text.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        if host != addr.to_string() {
+            return Err(Error::invalid_input(
+                "base URL",
+                text,
+                "an IPv4 host written as a dotted quad (all four decimal parts, e.g. https://10.0.0.5/vm-manager) or a host name that does not end in a number",
+            ));
+        }
+    }
     Ok(url)
 }
 
@@ -571,6 +585,22 @@ mod tests {
             "https://fc.example.org/vm-manager#top",
         ] {
             assert!(FossCloudClient::builder(bad).build().is_err(), "{bad}");
+        }
+        // Shorthand IPv4 forms the URL standard expands to another address.
+        for bad in [
+            "https://192.168.1/vm-manager",
+            "https://010.0.0.1/vm-manager",
+            "https://0x7f.1:8443/",
+            "https://3/",
+        ] {
+            let err = FossCloudClient::builder(bad)
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dotted quad") && err.contains(bad), "{err}");
+        }
+        for good in ["https://10.0.0.5/vm-manager", "https://10.0.0.5:8443/"] {
+            assert!(FossCloudClient::builder(good).build().is_ok(), "{good}");
         }
         let err = FossCloudClient::builder("https://fc.example.org/")
             .credentials("a:b", "pw")

@@ -407,6 +407,7 @@ pub async fn run(
     cmd: &LabCommand,
     checked: Checked,
     hv: &dyn Hypervisor,
+    access: Option<&pve_access::AccessApi>,
     format: Format,
 ) -> anyhow::Result<()> {
     match (cmd, checked) {
@@ -458,7 +459,9 @@ pub async fn run(
                 sheet(&rows).print(format, &rows)?;
             }
         }
-        (LabCommand::Down(args), Checked::Select(lab, _)) => down(hv, args, &lab, format).await?,
+        (LabCommand::Down(args), Checked::Select(lab, _)) => {
+            down(hv, access, args, &lab, format).await?;
+        }
         _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }
     Ok(())
@@ -466,11 +469,25 @@ pub async fn run(
 
 async fn down(
     hv: &dyn Hypervisor,
+    access: Option<&pve_access::AccessApi>,
     args: &DownArgs,
     lab: &LabName,
     format: Format,
 ) -> anyhow::Result<()> {
     let plan = plan_down(hv, lab).await?;
+    // Student logins of the lab (`lab access grant`) go first: an open console outlives
+    // its guest's fence, and a student must not reach anything while the lab comes down.
+    let revoke = |dry_run| pve_access::exam::RevokeOptions {
+        lab: lab.to_string(),
+        dry_run,
+    };
+    let pending_access = match access {
+        Some(api) => pve_access::exam::revoke(api, &revoke(true), &[])
+            .await
+            .with_context(|| format!("lab down {lab}: reading the lab's student logins"))?
+            .changes(),
+        None => 0,
+    };
     let plan_json = |done: bool| {
         json!({
             "lab": lab.as_str(),
@@ -489,20 +506,35 @@ async fn down(
         if format == Format::Json {
             print_json(&plan_json(false))?;
         } else {
+            if pending_access > 0 {
+                println!("revoke the lab's student logins first ({pending_access} steps)");
+            }
             print!("{plan}");
             println!("dry run: nothing changed");
         }
         return Ok(());
     }
-    if plan.destroy.is_empty() {
+    if plan.destroy.is_empty() && pending_access == 0 {
         // Still removes an empty pool left by an interrupted run; nothing to ask about.
         tracing::debug!("lab {lab}: no guests to destroy");
     } else if !args.yes {
+        if pending_access > 0 {
+            eprintln!("revoke the lab's student logins first ({pending_access} steps)");
+        }
         eprint!("{plan}");
         crate::confirm::confirm(
             &format!("Destroy these {} guests of lab {lab}?", plan.destroy.len()),
             args.yes,
         )?;
+    }
+    if let (Some(api), true) = (access, pending_access > 0) {
+        let report = pve_access::exam::revoke(api, &revoke(false), &[])
+            .await
+            .with_context(|| format!("lab down {lab}: revoking the lab's student logins"))?;
+        eprintln!(
+            "lab {lab}: student logins revoked ({} changes)",
+            report.changes()
+        );
     }
     let bars = Bars::new();
     let options = DownOptions {

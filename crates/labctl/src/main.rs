@@ -191,7 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lab::Checked::Spec(lab) => connection.backend()?.write_limit(lab.spec.concurrency),
                 lab::Checked::Select(..) => connection.backend()?,
             };
-            lab::run(command, checked, &hv, format).await
+            let access = pve_access::AccessApi::new(hv.vm_api().client().clone());
+            lab::run(command, checked, &hv, Some(&access), format).await
         }
         Command::Vm(Pve {
             connection,

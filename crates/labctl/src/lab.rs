@@ -393,13 +393,32 @@ async fn up(hv: &dyn Hypervisor, spec: &LabSpec) -> anyhow::Result<LabReport> {
                 eprintln!("  {}: {}", f.subject, f.message);
             }
             eprintln!(
-                "run the same `labctl lab up` again to resume: it adopts what exists and \
-                 clones nothing twice"
+                "to resume, run the same command again (it adopts what exists and clones \
+                 nothing twice):\n  {}",
+                resume_command()
             );
         }
         eprint!("{}", half_done("brought up", &bars.done()));
     }
     result.with_context(|| format!("lab up {}", spec.name))
+}
+
+/// The command line as typed, shell-quoted where needed (argv holds no secrets: they come
+/// only from the environment, a prompt or a file).
+fn resume_command() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+{}".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs a lab subcommand against `hv`; `checked` is what [`LabCommand::check`] returned.

@@ -151,7 +151,11 @@ async fn ctrl_c_settles_says_how_to_resume_and_leaves_only_marked_clones() {
     let (code, _, stderr) = finish(child).await;
     assert_eq!(code, 5, "interrupted = lab left incomplete:\n{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(stderr.contains("again to resume"), "{stderr}");
+    assert!(
+        stderr.contains("to resume, run the same command again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("lab up -n kil -t 9000 -c 8"), "{stderr}");
     // Every guest that exists carries the lab's marks; none was started after the signal
     // took effect unless its fence was in place.
     for (vmid, (name, description, _)) in pool_guests(&sim) {

@@ -47,10 +47,10 @@ impl fmt::Display for VmId {
 impl FromStr for VmId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let n: u32 = s.trim().parse().map_err(|_| {
-            Error::invalid("VMID", s, "a guest id is a number from 100 to 999999999")
-        })?;
-        VmId::new(n)
+        let bad = || Error::invalid("VMID", s, "a guest id is a number from 100 to 999999999");
+        let n: u32 = s.trim().parse().map_err(|_| bad())?;
+        // Name the text as typed (`01`), not the number it parsed to.
+        VmId::new(n).map_err(|_| bad())
     }
 }
 
@@ -393,6 +393,13 @@ mod tests {
             .unwrap();
         assert!(p.contains("\"prod\""), "{p}");
         assert!(!guest(None, &["labctl.exam1"], false).is_owned_by(&lab));
+    }
+
+    #[test]
+    fn a_bad_vmid_is_named_as_typed() {
+        let e = "01".parse::<VmId>().unwrap_err().to_string();
+        assert!(e.contains("\"01\""), "{e}");
+        assert_eq!(" 5000".parse::<VmId>().unwrap().get(), 5000);
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub struct PlannedStudent {
     pub action: StudentAction,
 }
 
-/// What `up` would change (`--dry-run` prints it; [`apply`] carries it out).
+/// What `up` would change (`--dry-run` prints it; [`apply`](crate::apply) carries it out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The lab.
@@ -436,7 +436,7 @@ pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPla
     Ok(plan_teardown(lab, hv.lab_members(lab).await?))
 }
 
-/// Settings of [`teardown`].
+/// Settings of [`teardown`](crate::teardown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DownOptions {
     /// Guests stopped and destroyed at the same time, 1..=[`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY)

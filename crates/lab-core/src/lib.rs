@@ -46,7 +46,15 @@ pub use engine::{
 pub use error::{Error, Failure, Result};
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::MockHypervisor;
-pub use hypervisor::{CloneCapacity, CloneRequest, Hypervisor, Probe, Secure};
+pub use hypervisor::{
+    Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
+    Hypervisor, Inventory, Isolation, Power, Probe, Provisioning, Readiness, Seat, Secure,
+};
+#[cfg(any(test, feature = "mock"))]
+pub use hypervisor::{
+    MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
+    MockReadiness,
+};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };

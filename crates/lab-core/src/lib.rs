@@ -27,16 +27,24 @@
 //! # }
 //! ```
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod down;
 mod engine;
 mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 mod hypervisor;
 mod spec;
 mod types;
 mod up;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod fake_props;
 
 pub use down::{teardown, teardown_with};
 pub use engine::{

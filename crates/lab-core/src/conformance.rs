@@ -204,14 +204,20 @@ pub async fn provisioning<H: Backend + Inventory + Provisioning + ?Sized>(
     ensure(C, marked(&made), || {
         format!("the clone came back without the lab's marks (pool, marker, name): {made:?}")
     })?;
+    // `guest` need not read descriptions; `lab_members` must, for guests not yet tagged.
     let read = call!(C, "guest(clone)", hv.guest(a));
-    ensure(C, marked(&read), || {
-        format!("the clone as read back lacks the lab's marks: {read:?}")
-    })?;
+    ensure(
+        C,
+        read.vmid == a && read.pool.as_deref() == Some(lab.pool().as_str()) && !read.template,
+        || format!("the clone as read back is not in the lab's pool: {read:?}"),
+    )?;
     let members = call!(C, "lab_members", hv.lab_members(lab));
-    ensure(C, members.iter().any(|g| g.vmid == a), || {
-        format!("lab_members does not list the clone {a}")
-    })?;
+    let member = members.iter().find(|g| g.vmid == a);
+    ensure(
+        C,
+        member.is_some_and(|g| marked(g) && g.is_owned_by(lab)),
+        || format!("lab_members does not list the clone {a} with the lab's marks: {member:?}"),
+    )?;
 
     // The id is taken now: a second clone there must be refused, not reuse it.
     let before = call!(C, "list_guests", hv.list_guests()).len();

@@ -160,7 +160,7 @@ impl Classroom {
             b = b.realm(r.clone());
         }
         if let Some(fp) = &self.fingerprint {
-            b = b.pin_fingerprint(fp.clone());
+            b = b.pin_fingerprint(*fp);
         }
         if let Some(ca) = &self.ca_file {
             let pem = std::fs::read(ca)
@@ -258,10 +258,7 @@ async fn run_on(
             Verb::Up => match lab.assign(seat.clone(), pool.clone()).await {
                 Ok(Assignment::New(d)) => Row::new(seat, pool, "assigned", Some(&d)),
                 Ok(Assignment::Existing(d)) => Row::new(seat, pool, "kept", Some(&d)),
-                Err(e) => {
-                    failed.push(format!("{seat}: {e}"));
-                    Row::new(seat, pool, &format!("error: {e}"), None)
-                }
+                Err(e) => seat_failed(seat, pool, e, &mut failed)?,
             },
             _ => match lab.assigned(seat.clone(), pool.clone()).await {
                 Ok(Some(d)) => Row::new(
@@ -284,10 +281,7 @@ async fn run_on(
                     },
                     None,
                 ),
-                Err(e) => {
-                    failed.push(format!("{seat}: {e}"));
-                    Row::new(seat, pool, &format!("error: {e}"), None)
-                }
+                Err(e) => seat_failed(seat, pool, e, &mut failed)?,
             },
         };
         rows.push(row);
@@ -321,6 +315,25 @@ async fn run_on(
                 failed.join("; ")
             ),
         ))
+    }
+}
+
+/// A seat's own trouble (no mapping, no free desktop) is one row and the others go on;
+/// anything else (network, TLS, credentials) ends the run at once, with its causes.
+fn seat_failed(
+    seat: &Seat,
+    pool: &str,
+    e: lab_core::Error,
+    failed: &mut Vec<String>,
+) -> anyhow::Result<Row> {
+    match e {
+        lab_core::Error::NotFound { .. }
+        | lab_core::Error::Busy { .. }
+        | lab_core::Error::InvalidInput { .. } => {
+            failed.push(format!("{seat}: {e}"));
+            Ok(Row::new(seat, pool, &format!("error: {e}"), None))
+        }
+        other => Err(anyhow::Error::new(other).context(format!("seat {seat}"))),
     }
 }
 

@@ -95,3 +95,23 @@ async fn classroom_up_assigns_each_mac_once_and_down_changes_nothing() {
     assert!(err.contains("--fingerprint"), "{err}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn url_on_a_proxmox_lab_is_a_usage_error() {
+    let exam = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/exam.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args([
+            "lab",
+            "status",
+            exam,
+            "--url",
+            "https://fc.example.org/vm-manager",
+        ])
+        .env_remove("PVE_HOST")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--url is for FOSS-Cloud"), "{err}");
+}

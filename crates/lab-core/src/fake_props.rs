@@ -134,3 +134,40 @@ proptest! {
         })?;
     }
 }
+
+/// The property is not vacuous: a killed run really leaves a half-built lab (clones
+/// without their tag), an interrupted one stops early, and the next `up` adopts what is
+/// there instead of cloning again.
+#[test]
+fn a_killed_run_leaves_marked_clones_that_the_next_run_adopts() {
+    let mut saw_untagged = false;
+    for k in 1..12 {
+        runtime().block_on(async {
+            let hv = FakeHypervisor::new().with_template(9000, "pve1");
+            let spec = spec(4);
+            hv.crash_after(k);
+            assert!(apply(&hv, &spec, &no_progress).await.is_err(), "k = {k}");
+            hv.heal();
+            let half: Vec<GuestInfo> = hv.guests().into_iter().filter(|g| !g.template).collect();
+            assert!(half.len() < 4, "k = {k}: {half:?}");
+            assert!(half.iter().all(|g| g.is_owned_by(&spec.name)));
+            saw_untagged |= half.iter().any(|g| !g.is_tagged(&spec.name));
+
+            let stop = Interrupt::new();
+            hv.interrupt_after(1, stop.clone());
+            let e = apply_with(&hv, &spec, &no_progress, &stop)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::Interrupted { .. }), "k = {k}: {e}");
+            hv.heal();
+
+            apply(&hv, &spec, &no_progress).await.unwrap();
+            assert_eq!(hv.guests().len(), 5);
+            assert_eq!(hv.clones(), 4, "k = {k}: a student was cloned twice");
+        });
+    }
+    assert!(
+        saw_untagged,
+        "some crash point leaves a clone without its tag"
+    );
+}

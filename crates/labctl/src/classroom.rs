@@ -440,4 +440,21 @@ macs = ["52:54:00:00:00:01", "52:54:00:00:00:02"]
         assert_eq!(fail::exit_code(&e), fail::INCOMPLETE);
         assert!(e.to_string().contains("52:54:00:00:00:02"), "{e}");
     }
+
+    #[tokio::test]
+    async fn a_connection_failure_ends_the_run_at_the_first_seat() {
+        let room = resolve(&file(ROOM), &Overrides::default()).unwrap();
+        let mut mock = lab_core::MockDesktops::new();
+        mock.expect_assign().times(1).returning(|_, _| {
+            Err(lab_core::Error::Backend {
+                backend: "fosscloud",
+                source: "connection refused".into(),
+            })
+        });
+        let e = run_on(Verb::Up, &room, &mock, Format::Json)
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("connection refused"), "{e:#}");
+        assert!(e.to_string().contains("52:54:00:00:00:01"), "{e}");
+    }
 }

@@ -2,6 +2,9 @@
 //! realms, list a user's VMs by kind, take a VM from a dynamic pool, and the FC4School
 //! MAC-mapping calls; every code the server (or its documentation) knows is a typed [`Code`].
 //!
+//! [`FossCloudLab`] implements `lab-core`'s capability traits: `Desktops` (a user's
+//! machines, dynamic-pool and MAC-mapped assignment), everything else `Unsupported`.
+//!
 //! The crate follows the server's source where the published documentation disagrees (see
 //! [`Code`] and the crate README). Credentials go only into an `Authorization: Basic` header;
 //! plain `http://` is refused unless allowed; SPICE passwords are [`Secret`]s.
@@ -27,6 +30,7 @@
 mod client;
 mod code;
 mod error;
+pub mod lab;
 mod lenient;
 mod tls;
 mod types;
@@ -34,6 +38,7 @@ mod types;
 pub use client::{read_answer, Answer, ClientBuilder, FossCloudClient, DEFAULT_TIMEOUT};
 pub use code::Code;
 pub use error::{Error, Result};
+pub use lab::FossCloudLab;
 pub use tls::Fingerprint;
 pub use types::{MacAddr, PoolId, Realm, RealmId, Secret, Vm, VmKind, VmStatus, VmType};
 

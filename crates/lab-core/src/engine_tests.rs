@@ -171,11 +171,17 @@ impl Timed {
     }
 }
 
-#[async_trait]
-impl Hypervisor for Timed {
+impl Backend for Timed {
     fn backend(&self) -> &'static str {
         "timed"
     }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::HYPERVISOR
+    }
+}
+
+#[async_trait]
+impl Inventory for Timed {
     async fn quiesce(&self, t: Option<VmId>) -> Result<()> {
         self.mock.quiesce(t).await
     }
@@ -185,6 +191,13 @@ impl Hypervisor for Timed {
     async fn guest(&self, vmid: VmId) -> Result<GuestInfo> {
         self.mock.guest(vmid).await
     }
+    async fn lab_members(&self, l: &LabName) -> Result<Vec<GuestInfo>> {
+        self.mock.lab_members(l).await
+    }
+}
+
+#[async_trait]
+impl Provisioning for Timed {
     async fn prepare_lab(&self, lab: &LabName) -> Result<()> {
         self.mock.prepare_lab(lab).await
     }
@@ -206,18 +219,16 @@ impl Hypervisor for Timed {
         }
         r
     }
-    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
-        self.note(Call::PrepareFence);
-        self.mock.prepare_fence(lab, allowed).await
+    async fn destroy(&self, v: VmId) -> Result<()> {
+        self.mock.destroy(v).await
     }
-    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()> {
-        self.note(Call::Secure {
-            vmid: guest.vmid.get(),
-            fresh: how.fresh,
-            fence: how.fence,
-        });
-        self.mock.secure(guest, how).await
+    async fn release_lab(&self, l: &LabName) -> Result<()> {
+        self.mock.release_lab(l).await
     }
+}
+
+#[async_trait]
+impl Power for Timed {
     async fn start(&self, vmid: VmId) -> Result<()> {
         self.note(Call::Start(vmid.get()));
         tokio::time::sleep(self.start_time).await;
@@ -230,6 +241,13 @@ impl Hypervisor for Timed {
         }
         r
     }
+    async fn stop(&self, v: VmId) -> Result<()> {
+        self.mock.stop(v).await
+    }
+}
+
+#[async_trait]
+impl Readiness for Timed {
     async fn probe(&self, vmid: VmId) -> Result<Probe> {
         self.note(Call::Probe(vmid.get()));
         self.mock.probe(vmid).await?;
@@ -247,6 +265,22 @@ impl Hypervisor for Timed {
     async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
         self.mock.addresses(vmid).await
     }
+}
+
+#[async_trait]
+impl Isolation for Timed {
+    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
+        self.note(Call::PrepareFence);
+        self.mock.prepare_fence(lab, allowed).await
+    }
+    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()> {
+        self.note(Call::Secure {
+            vmid: guest.vmid.get(),
+            fresh: how.fresh,
+            fence: how.fence,
+        });
+        self.mock.secure(guest, how).await
+    }
     async fn isolate(&self, l: &LabName, s: Vec<VmId>, a: Vec<IpAddr>) -> Result<()> {
         self.mock.isolate(l, s, a).await
     }
@@ -255,18 +289,6 @@ impl Hypervisor for Timed {
     }
     async fn fenced(&self, l: &LabName, v: VmId) -> Result<bool> {
         self.mock.fenced(l, v).await
-    }
-    async fn stop(&self, v: VmId) -> Result<()> {
-        self.mock.stop(v).await
-    }
-    async fn destroy(&self, v: VmId) -> Result<()> {
-        self.mock.destroy(v).await
-    }
-    async fn lab_members(&self, l: &LabName) -> Result<Vec<GuestInfo>> {
-        self.mock.lab_members(l).await
-    }
-    async fn release_lab(&self, l: &LabName) -> Result<()> {
-        self.mock.release_lab(l).await
     }
 }
 

@@ -1,4 +1,19 @@
-//! The capability trait every backend implements.
+//! The capability traits backends implement, one per area (object_store's shape): a
+//! backend implements what it can and answers [`Error::Unsupported`](crate::Error::Unsupported)
+//! for the rest; [`Backend::capabilities`] says which before a caller tries.
+//!
+//! | trait | methods | Proxmox | FOSS-Cloud | fake |
+//! |---|---|---|---|---|
+//! | [`Backend`] | name, capabilities | yes | yes | yes |
+//! | [`Inventory`] | quiesce, list_guests, guest, lab_members | yes | — | yes |
+//! | [`Provisioning`] | prepare_lab, clone_capacity, clone_guest, destroy, release_lab | yes | — | yes |
+//! | [`Power`] | start, stop | yes | — | yes |
+//! | [`Readiness`] | probe, addresses | yes | — | yes |
+//! | [`Isolation`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
+//! | [`Desktops`] | machines, assigned, assign | — | yes | yes |
+//!
+//! [`Hypervisor`] is the set the lab engine needs; every type implementing its parts
+//! implements it (blanket impl), and it stays object-safe (`&dyn Hypervisor`).
 
 use std::net::IpAddr;
 
@@ -61,30 +76,160 @@ pub struct Secure {
     /// the backend may rely on what it read of the template instead of reading the guest.
     pub fresh: bool,
     /// Put the lab's fence on the guest (the lab-wide part is in place,
-    /// [`Hypervisor::prepare_fence`]).
+    /// [`Isolation::prepare_fence`]).
     pub fence: bool,
 }
 
-/// What a hypervisor backend can do for a lab. Methods take `&self` and return owned
-/// values so the engine can run them from many tasks at once.
-///
-/// Ownership contract: [`Hypervisor::clone_guest`] marks the guest as the lab's in the
-/// clone request itself (pool [`LabName::pool`], description [`LabName::marker`]);
-/// [`Hypervisor::secure`] adds the tag [`LabName::tag`]; [`Hypervisor::lab_members`]
-/// returns the guests with any mark (with their description when they lack the tag); the
-/// engine requires the pool and the tag or marker (and no template flag), and checks again
-/// right before anything destructive.
-///
-/// Economy contract: the backend batches what it can (one task listing per node per tick
-/// for every task being waited on), reads a template once per run, and sends no request
-/// whose answer it already knows; the engine calls [`Hypervisor::probe`] on its own
-/// schedule and holds no slot while it waits.
+/// What every backend says about itself.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
-#[async_trait]
-pub trait Hypervisor: Send + Sync {
+pub trait Backend: Send + Sync {
     /// A short backend name for messages (`proxmox`).
     fn backend(&self) -> &'static str;
 
+    /// Which capability traits this backend implements for real (the others answer
+    /// [`Error::Unsupported`](crate::Error::Unsupported)).
+    fn capabilities(&self) -> Capabilities;
+}
+
+/// One capability trait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// [`Inventory`].
+    Inventory,
+    /// [`Provisioning`].
+    Provisioning,
+    /// [`Power`].
+    Power,
+    /// [`Readiness`].
+    Readiness,
+    /// [`Isolation`].
+    Isolation,
+    /// [`Desktops`].
+    Desktops,
+}
+
+impl Capability {
+    /// Every capability, in the order of [`Capabilities`]' fields.
+    pub const ALL: [Capability; 6] = [
+        Capability::Inventory,
+        Capability::Provisioning,
+        Capability::Power,
+        Capability::Readiness,
+        Capability::Isolation,
+        Capability::Desktops,
+    ];
+
+    /// The trait's name in lower case (`inventory`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Inventory => "inventory",
+            Capability::Provisioning => "provisioning",
+            Capability::Power => "power",
+            Capability::Readiness => "readiness",
+            Capability::Isolation => "isolation",
+            Capability::Desktops => "desktops",
+        }
+    }
+}
+
+/// What a backend can do, so a caller can ask before it tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Capabilities {
+    /// [`Inventory`]: list guests, one guest, a lab's members.
+    pub inventory: bool,
+    /// [`Provisioning`]: clone, destroy, the lab's pool.
+    pub provisioning: bool,
+    /// [`Power`]: start, stop.
+    pub power: bool,
+    /// [`Readiness`]: probe, addresses.
+    pub readiness: bool,
+    /// [`Isolation`]: the lab's firewall fence.
+    pub isolation: bool,
+    /// [`Desktops`]: hand a user or a thin client a machine from a pool.
+    pub desktops: bool,
+}
+
+impl Capabilities {
+    /// Everything the lab engine ([`Hypervisor`]) needs.
+    pub const HYPERVISOR: Capabilities = Capabilities {
+        inventory: true,
+        provisioning: true,
+        power: true,
+        readiness: true,
+        isolation: true,
+        desktops: false,
+    };
+
+    /// Only desktop assignment (a VDI broker such as FOSS-Cloud).
+    pub const DESKTOPS: Capabilities = Capabilities {
+        inventory: false,
+        provisioning: false,
+        power: false,
+        readiness: false,
+        isolation: false,
+        desktops: true,
+    };
+
+    /// Whether `capability` is supported.
+    pub fn supports(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Inventory => self.inventory,
+            Capability::Provisioning => self.provisioning,
+            Capability::Power => self.power,
+            Capability::Readiness => self.readiness,
+            Capability::Isolation => self.isolation,
+            Capability::Desktops => self.desktops,
+        }
+    }
+
+    /// Whether the lab engine can run on this backend.
+    pub fn is_hypervisor(&self) -> bool {
+        Capability::ALL[..5].iter().all(|c| self.supports(*c))
+    }
+
+    /// `Ok` if `capability` is supported, else the typed
+    /// [`Error::Unsupported`](crate::Error::Unsupported) naming `operation` and `backend`.
+    pub fn require(
+        &self,
+        capability: Capability,
+        operation: &'static str,
+        backend: &'static str,
+    ) -> Result<()> {
+        if self.supports(capability) {
+            Ok(())
+        } else {
+            Err(crate::Error::Unsupported { operation, backend })
+        }
+    }
+}
+
+impl std::fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Capability::ALL
+            .iter()
+            .filter(|c| self.supports(**c))
+            .map(|c| c.name())
+            .collect();
+        if names.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&names.join(", "))
+        }
+    }
+}
+
+/// Reading what exists.
+///
+/// Ownership contract: [`Provisioning::clone_guest`] marks the guest as the lab's in the
+/// clone request itself (pool [`LabName::pool`], description [`LabName::marker`]);
+/// [`Isolation::secure`] adds the tag [`LabName::tag`]; [`Inventory::lab_members`]
+/// returns the guests with any mark (with their description when they lack the tag); the
+/// engine requires the pool and the tag or marker (and no template flag), and checks again
+/// right before anything destructive.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Inventory: Send + Sync {
     /// Waits (bounded) until no clone started by this backend's user is still running:
     /// of `template`, or anywhere with `None`. A clone request of an interrupted run may
     /// still be creating its guest; planning before it lands would clone that student
@@ -98,6 +243,19 @@ pub trait Hypervisor: Send + Sync {
     /// listed); [`Error::NotFound`](crate::Error::NotFound) when there is none.
     async fn guest(&self, vmid: VmId) -> Result<GuestInfo>;
 
+    /// Guests carrying any of the lab's marks (in its pool, or with its tag), templates
+    /// included: the engine decides which are provably the lab's and reports the rest.
+    async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>>;
+}
+
+/// Creating and removing guests.
+///
+/// Economy contract: the backend batches what it can (one task listing per node per tick
+/// for every task being waited on), reads a template once per run, and sends no request
+/// whose answer it already knows.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Provisioning: Send + Sync {
     /// Creates what the lab's ownership marks need (a pool) if it is missing. Idempotent;
     /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if a pool of that name exists
     /// and was not made for a lab.
@@ -107,20 +265,34 @@ pub trait Hypervisor: Send + Sync {
     async fn clone_capacity(&self, template: VmId, mode: CloneMode) -> Result<CloneCapacity>;
 
     /// Clones the template with the lab's marks (pool, description, name) and waits for
-    /// the clone to finish; returns the new guest (stopped, not yet tagged).
+    /// the clone to finish; returns the new guest (stopped, not yet tagged). An id that is
+    /// taken is [`Error::AlreadyExists`](crate::Error::AlreadyExists), never reused.
     async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo>;
 
-    /// Puts up the lab-wide part of the fence: students reach only `allowed`. Idempotent;
-    /// called once per run before any student starts.
-    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()>;
+    /// Destroys a stopped guest, its disks and its firewall configuration. The backend
+    /// must refuse templates. A guest that is gone already is success.
+    async fn destroy(&self, vmid: VmId) -> Result<()>;
 
-    /// Completes a lab guest's marks (the tag) and, with [`Secure::fence`], its own part
-    /// of the fence, before it first runs. Idempotent.
-    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()>;
+    /// Removes what [`Provisioning::prepare_lab`] created, once the lab has no guests left.
+    async fn release_lab(&self, lab: &LabName) -> Result<()>;
+}
 
+/// Running and stopping guests.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Power: Send + Sync {
     /// Starts a guest; running already is success.
     async fn start(&self, vmid: VmId) -> Result<()>;
 
+    /// Stops a guest hard; stopped already is success.
+    async fn stop(&self, vmid: VmId) -> Result<()>;
+}
+
+/// Whether a guest is ready and where it can be reached. The engine calls
+/// [`Readiness::probe`] on its own schedule and holds no slot while it waits.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Readiness: Send + Sync {
     /// One readiness check (one request where the backend can): is the guest ready, and
     /// which addresses does it report. A guest still booting is `ready: false`, not an
     /// error.
@@ -128,6 +300,19 @@ pub trait Hypervisor: Send + Sync {
 
     /// The addresses the guest reports now (may be empty).
     async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>>;
+}
+
+/// The lab's fence: students reach only the teachers, not each other.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Isolation: Send + Sync {
+    /// Puts up the lab-wide part of the fence: students reach only `allowed`. Idempotent;
+    /// called once per run before any student starts.
+    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()>;
+
+    /// Completes a lab guest's marks (the tag) and, with [`Secure::fence`], its own part
+    /// of the fence, before it first runs. Idempotent.
+    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()>;
 
     /// Fences `students` so they reach only `allowed` (and not each other). Idempotent.
     async fn isolate(&self, lab: &LabName, students: Vec<VmId>, allowed: Vec<IpAddr>)
@@ -140,18 +325,175 @@ pub trait Hypervisor: Send + Sync {
 
     /// Whether the lab's fence holds on this guest.
     async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool>;
+}
 
-    /// Stops a guest hard; stopped already is success.
-    async fn stop(&self, vmid: VmId) -> Result<()>;
+/// Who a desktop is for: a user, or a thin client by its MAC address (FC4School).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seat {
+    /// A user name.
+    User(String),
+    /// A thin client's MAC address, lower case `aa:bb:cc:dd:ee:ff`.
+    Mac(String),
+}
 
-    /// Destroys a stopped guest, its disks and its firewall configuration. The backend
-    /// must refuse templates. A guest that is gone already is success.
-    async fn destroy(&self, vmid: VmId) -> Result<()>;
+impl Seat {
+    /// A thin-client seat; accepts `:` or `-` separated hex pairs in any case.
+    pub fn mac(input: &str) -> Result<Seat> {
+        let invalid = || crate::Error::InvalidInput {
+            what: "MAC address",
+            input: input.to_owned(),
+            allowed: "six hex pairs separated by ':' or '-', e.g. 52:54:00:12:34:56".into(),
+        };
+        let parts: Vec<&str> = input.split([':', '-']).collect();
+        if parts.len() != 6
+            || parts
+                .iter()
+                .any(|p| p.len() != 2 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(invalid());
+        }
+        Ok(Seat::Mac(parts.join(":").to_ascii_lowercase()))
+    }
 
-    /// Guests carrying any of the lab's marks (in its pool, or with its tag), templates
-    /// included: the engine decides which are provably the lab's and reports the rest.
-    async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>>;
+    /// A user seat; the name must be non-empty and free of whitespace and `/`.
+    pub fn user(name: &str) -> Result<Seat> {
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(crate::Error::InvalidInput {
+                what: "user name",
+                input: name.to_owned(),
+                allowed: "a non-empty name without spaces or '/'".into(),
+            });
+        }
+        Ok(Seat::User(name.to_owned()))
+    }
+}
 
-    /// Removes what [`Hypervisor::prepare_lab`] created, once the lab has no guests left.
-    async fn release_lab(&self, lab: &LabName) -> Result<()>;
+impl std::fmt::Display for Seat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seat::User(u) | Seat::Mac(u) => f.write_str(u),
+        }
+    }
+}
+
+/// A desktop machine handed to a seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desktop {
+    /// The backend's id of the machine (FOSS-Cloud: the libvirt UUID).
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// The pool it came from.
+    pub pool: String,
+    /// The node it runs on, if known.
+    pub node: Option<String>,
+    /// The SPICE endpoint `(host, port)`, if known. Passwords are not part of this type.
+    pub spice: Option<(String, u16)>,
+}
+
+/// What [`Desktops::assign`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    /// A machine was assigned by this call.
+    New(Desktop),
+    /// The seat had a machine already; nothing changed.
+    Existing(Desktop),
+}
+
+impl Assignment {
+    /// The machine, new or existing.
+    pub fn desktop(&self) -> &Desktop {
+        match self {
+            Assignment::New(d) | Assignment::Existing(d) => d,
+        }
+    }
+
+    /// Whether this call assigned it.
+    pub fn is_new(&self) -> bool {
+        matches!(self, Assignment::New(_))
+    }
+}
+
+/// Handing users or thin clients machines from a pool (a VDI broker).
+///
+/// Contract: [`Desktops::assign`] is idempotent per seat — a seat that has a machine of
+/// the pool gets [`Assignment::Existing`] and no second machine; two seats never get the
+/// same machine; [`Desktops::assigned`] reads what `assign` did.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Desktops: Send + Sync {
+    /// The machines the seat has now (its inventory), in any pool.
+    async fn machines(&self, seat: Seat) -> Result<Vec<Desktop>>;
+
+    /// The machine of `pool` the seat has, if any.
+    async fn assigned(&self, seat: Seat, pool: String) -> Result<Option<Desktop>>;
+
+    /// Gives the seat a machine of `pool`, unless it has one already.
+    async fn assign(&self, seat: Seat, pool: String) -> Result<Assignment>;
+}
+
+/// The set of capabilities the lab engine needs; implemented by every type that
+/// implements its parts. Object-safe: the engine takes `&dyn Hypervisor`.
+pub trait Hypervisor: Backend + Inventory + Provisioning + Power + Readiness + Isolation {}
+
+impl<T> Hypervisor for T where
+    T: Backend + Inventory + Provisioning + Power + Readiness + Isolation + ?Sized
+{
+}
+
+#[cfg(any(test, feature = "mock"))]
+mockall::mock! {
+    /// A mock of every capability the engine needs (and desktops), with the same
+    /// `expect_*` methods the single trait had.
+    pub Hypervisor {}
+
+    impl Backend for Hypervisor {
+        fn backend(&self) -> &'static str;
+        fn capabilities(&self) -> Capabilities;
+    }
+
+    #[async_trait]
+    impl Inventory for Hypervisor {
+        async fn quiesce(&self, template: Option<VmId>) -> Result<()>;
+        async fn list_guests(&self) -> Result<Vec<GuestInfo>>;
+        async fn guest(&self, vmid: VmId) -> Result<GuestInfo>;
+        async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>>;
+    }
+
+    #[async_trait]
+    impl Provisioning for Hypervisor {
+        async fn prepare_lab(&self, lab: &LabName) -> Result<()>;
+        async fn clone_capacity(&self, template: VmId, mode: CloneMode) -> Result<CloneCapacity>;
+        async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo>;
+        async fn destroy(&self, vmid: VmId) -> Result<()>;
+        async fn release_lab(&self, lab: &LabName) -> Result<()>;
+    }
+
+    #[async_trait]
+    impl Power for Hypervisor {
+        async fn start(&self, vmid: VmId) -> Result<()>;
+        async fn stop(&self, vmid: VmId) -> Result<()>;
+    }
+
+    #[async_trait]
+    impl Readiness for Hypervisor {
+        async fn probe(&self, vmid: VmId) -> Result<Probe>;
+        async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>>;
+    }
+
+    #[async_trait]
+    impl Isolation for Hypervisor {
+        async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()>;
+        async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()>;
+        async fn isolate(&self, lab: &LabName, students: Vec<VmId>, allowed: Vec<IpAddr>) -> Result<()>;
+        async fn unisolate(&self, lab: &LabName, students: Vec<VmId>) -> Result<()>;
+        async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool>;
+    }
+
+    #[async_trait]
+    impl Desktops for Hypervisor {
+        async fn machines(&self, seat: Seat) -> Result<Vec<Desktop>>;
+        async fn assigned(&self, seat: Seat, pool: String) -> Result<Option<Desktop>>;
+        async fn assign(&self, seat: Seat, pool: String) -> Result<Assignment>;
+    }
 }

@@ -1,14 +1,19 @@
 //! `lab-core`: what an exam lab is, independent of any hypervisor.
 //!
 //! This crate owns the domain types ([`VmId`], [`Node`], [`VmKind`], [`VmStatus`],
-//! [`GuestInfo`], [`GuestStatus`], [`LabName`]), the capability trait [`Hypervisor`] that
-//! backends implement (`lab-proxmox` for Proxmox VE), the lab specification ([`LabSpec`]:
+//! [`GuestInfo`], [`GuestStatus`], [`LabName`]), the small capability traits backends
+//! implement ([`Backend`], [`Inventory`], [`Provisioning`], [`Power`], [`Readiness`],
+//! [`Isolation`], [`Desktops`]; [`Hypervisor`] is the set the engine needs, `lab-proxmox`
+//! implements it for Proxmox VE, `fosscloud-api` implements [`Desktops`]), the lab specification ([`LabSpec`]:
 //! template, count, id range, host name pattern, teacher addresses, clone mode,
 //! concurrency) and the orchestration engine: [`plan`] (what `up` would change),
 //! [`apply`] (bounded concurrency, progress [`Event`]s), [`status`], [`plan_down`] and
 //! [`teardown`] (which touches only guests carrying the lab's pool **and** tag, never a
 //! template). It has no HTTP dependency: everything here is tested with a
-//! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor`).
+//! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor` and one mock
+//! per trait). Feature `fake` adds `fake::FakeHypervisor`, an in-memory backend with the
+//! simulators' semantics; feature `conformance` adds `conformance`, the trait-level
+//! contract every backend is tested against.
 //!
 //! ```no_run
 //! use lab_core::{apply, teardown, DownOptions, Event, Hypervisor, LabName, LabSpec, VmId};
@@ -27,16 +32,24 @@
 //! # }
 //! ```
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod down;
 mod engine;
 mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 mod hypervisor;
 mod spec;
 mod types;
 mod up;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod fake_props;
 
 pub use down::{teardown, teardown_with};
 pub use engine::{
@@ -46,7 +59,15 @@ pub use engine::{
 pub use error::{Error, Failure, Result};
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::MockHypervisor;
-pub use hypervisor::{CloneCapacity, CloneRequest, Hypervisor, Probe, Secure};
+pub use hypervisor::{
+    Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
+    Hypervisor, Inventory, Isolation, Power, Probe, Provisioning, Readiness, Seat, Secure,
+};
+#[cfg(any(test, feature = "mock"))]
+pub use hypervisor::{
+    MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
+    MockReadiness,
+};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };

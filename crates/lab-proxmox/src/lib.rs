@@ -31,8 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lab_core::{
-    CloneCapacity, CloneMode, CloneRequest, Error, GuestInfo, Hypervisor, LabName, Node, Probe,
-    Result, Secure, VmId, VmKind, VmStatus,
+    Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, GuestInfo, Inventory,
+    Isolation as LabIsolation, LabName, Node, Power, Probe, Provisioning, Readiness, Result,
+    Secure, VmId, VmKind, VmStatus,
 };
 use pve_auth::{Params, PveClient};
 use pve_firewall::isolation::{CloneBaseline, Isolation, IsolationOptions, Students};
@@ -531,12 +532,18 @@ fn lock_busy(text: &str) -> bool {
         || text.contains("is locked")
 }
 
-#[async_trait]
-impl Hypervisor for ProxmoxLab {
+impl Backend for ProxmoxLab {
     fn backend(&self) -> &'static str {
         BACKEND
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::HYPERVISOR
+    }
+}
+
+#[async_trait]
+impl Inventory for ProxmoxLab {
     async fn quiesce(&self, template: Option<VmId>) -> Result<()> {
         let nodes: Vec<(NodeName, Option<&'static str>)> = match template {
             Some(t) => {
@@ -652,6 +659,33 @@ impl Hypervisor for ProxmoxLab {
         self.info_of(&g, pool).await
     }
 
+    async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>> {
+        let pool = lab.pool();
+        let tag = lab.tag();
+        let mut members: Vec<GuestInfo> = self
+            .list_guests()
+            .await?
+            .into_iter()
+            .filter(|g| g.pool.as_deref() == Some(pool.as_str()) || g.tags.contains(&tag))
+            .collect();
+        // A clone whose run died before tagging it shows its mark only in its description.
+        for g in members
+            .iter_mut()
+            .filter(|g| !g.tags.contains(&tag) && !g.template)
+        {
+            let handle = self.placed(g)?;
+            match handle.config().await {
+                Ok(c) => g.description = c.get("description").map(|d| d.trim().to_owned()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(vm_err(e, &format!("VM {}", g.vmid))),
+            }
+        }
+        Ok(members)
+    }
+}
+
+#[async_trait]
+impl Provisioning for ProxmoxLab {
     async fn prepare_lab(&self, lab: &LabName) -> Result<()> {
         let pool = lab.pool();
         let comment = pool_comment(lab);
@@ -786,6 +820,156 @@ impl Hypervisor for ProxmoxLab {
         })
     }
 
+    async fn destroy(&self, vmid: VmId) -> Result<()> {
+        let g = match self.handle(vmid).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let what = format!("destroy of VM {vmid}");
+        let known = lock(&self.inner.is_template).get(&vmid.get()).copied();
+        let template = match known {
+            Some(t) => t,
+            None => g.is_template().await.map_err(|e| vm_err(e, &what))?,
+        };
+        if template {
+            return Err(Error::NotOwned {
+                vmid,
+                reason: "it is a template; labctl never destroys templates".to_owned(),
+            });
+        }
+        let params = Params::new()
+            .with("purge", true)
+            .with("destroy-unreferenced-disks", true);
+        let path = g.path(&[]);
+        let exit = match self
+            .run_task(g.node(), pve_auth::Method::DELETE, &path, &params, &what)
+            .await
+        {
+            Ok(exit) => exit,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("does not exist") {
+            self.vms.forget(g.vmid());
+            lock(&self.inner.pools).remove(&vmid.get());
+            return Ok(());
+        }
+        if lock_busy(&exit) {
+            return Err(Error::Busy {
+                what,
+                message: exit,
+            });
+        }
+        Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("{what} failed: {exit}").into(),
+        })
+    }
+
+    async fn release_lab(&self, lab: &LabName) -> Result<()> {
+        let pool = lab.pool();
+        let Some(p) = self.pools().await?.into_iter().find(|p| p.poolid == pool) else {
+            return Ok(());
+        };
+        if p.comment.as_deref() != Some(pool_comment(lab).as_str()) {
+            // Not ours: never delete a pool labctl did not create.
+            return Ok(());
+        }
+        self.client()
+            .delete::<serde_json::Value>("/pools", &Params::new().with("poolid", pool.as_str()))
+            .await
+            .map_err(|e| api_err(e, &format!("pool {pool:?}")))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Power for ProxmoxLab {
+    async fn start(&self, vmid: VmId) -> Result<()> {
+        let g = self.handle(vmid).await?;
+        let what = format!("start of VM {vmid}");
+        let path = g.path(&["status", "start"]);
+        let exit = self
+            .run_task(
+                g.node(),
+                pve_auth::Method::POST,
+                &path,
+                &Params::new(),
+                &what,
+            )
+            .await?;
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("already running") {
+            return Ok(());
+        }
+        if lock_busy(&exit) {
+            return Err(Error::Busy {
+                what,
+                message: exit,
+            });
+        }
+        Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("{what} failed: {exit}").into(),
+        })
+    }
+
+    async fn stop(&self, vmid: VmId) -> Result<()> {
+        let g = self.handle(vmid).await?;
+        let what = format!("stop of VM {vmid}");
+        let path = g.path(&["status", "stop"]);
+        let exit = self
+            .run_task(
+                g.node(),
+                pve_auth::Method::POST,
+                &path,
+                &Params::new(),
+                &what,
+            )
+            .await?;
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("not running") {
+            return Ok(());
+        }
+        Err(Error::Busy {
+            what,
+            message: exit,
+        })
+    }
+}
+
+#[async_trait]
+impl Readiness for ProxmoxLab {
+    async fn probe(&self, vmid: VmId) -> Result<Probe> {
+        let g = self.handle(vmid).await?;
+        let interfaces = match self.net.interfaces(&g).await {
+            Ok(i) => i,
+            Err(e) if e.is_pending() => return Ok(Probe::default()),
+            Err(e) => return Err(net_err(e, &format!("the guest agent of VM {vmid}"))),
+        };
+        let mut addresses: Vec<IpAddr> = pve_net::choose_primary_ipv4(&interfaces, &[])
+            .map(IpAddr::V4)
+            .into_iter()
+            .collect();
+        for iface in interfaces.iter().filter(|i| !i.is_loopback()) {
+            for a in iface.usable_ipv4() {
+                if !addresses.contains(&IpAddr::V4(a)) {
+                    addresses.push(IpAddr::V4(a));
+                }
+            }
+        }
+        Ok(Probe {
+            ready: true,
+            addresses,
+        })
+    }
+
+    async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
+        Ok(self.probe(vmid).await?.addresses)
+    }
+}
+
+#[async_trait]
+impl LabIsolation for ProxmoxLab {
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
         let options = fw_lab(lab)?;
         let allowed: Vec<Cidr> = allowed.into_iter().map(Cidr::host).collect();
@@ -844,62 +1028,6 @@ impl Hypervisor for ProxmoxLab {
         Ok(())
     }
 
-    async fn start(&self, vmid: VmId) -> Result<()> {
-        let g = self.handle(vmid).await?;
-        let what = format!("start of VM {vmid}");
-        let path = g.path(&["status", "start"]);
-        let exit = self
-            .run_task(
-                g.node(),
-                pve_auth::Method::POST,
-                &path,
-                &Params::new(),
-                &what,
-            )
-            .await?;
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("already running") {
-            return Ok(());
-        }
-        if lock_busy(&exit) {
-            return Err(Error::Busy {
-                what,
-                message: exit,
-            });
-        }
-        Err(Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} failed: {exit}").into(),
-        })
-    }
-
-    async fn probe(&self, vmid: VmId) -> Result<Probe> {
-        let g = self.handle(vmid).await?;
-        let interfaces = match self.net.interfaces(&g).await {
-            Ok(i) => i,
-            Err(e) if e.is_pending() => return Ok(Probe::default()),
-            Err(e) => return Err(net_err(e, &format!("the guest agent of VM {vmid}"))),
-        };
-        let mut addresses: Vec<IpAddr> = pve_net::choose_primary_ipv4(&interfaces, &[])
-            .map(IpAddr::V4)
-            .into_iter()
-            .collect();
-        for iface in interfaces.iter().filter(|i| !i.is_loopback()) {
-            for a in iface.usable_ipv4() {
-                if !addresses.contains(&IpAddr::V4(a)) {
-                    addresses.push(IpAddr::V4(a));
-                }
-            }
-        }
-        Ok(Probe {
-            ready: true,
-            addresses,
-        })
-    }
-
-    async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
-        Ok(self.probe(vmid).await?.addresses)
-    }
-
     async fn isolate(
         &self,
         lab: &LabName,
@@ -936,115 +1064,6 @@ impl Hypervisor for ProxmoxLab {
             .holds(pve_id(vmid)?, &options.lab)
             .await
             .map_err(|e| fw_err(e, &format!("fence of VM {vmid}")))
-    }
-
-    async fn stop(&self, vmid: VmId) -> Result<()> {
-        let g = self.handle(vmid).await?;
-        let what = format!("stop of VM {vmid}");
-        let path = g.path(&["status", "stop"]);
-        let exit = self
-            .run_task(
-                g.node(),
-                pve_auth::Method::POST,
-                &path,
-                &Params::new(),
-                &what,
-            )
-            .await?;
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("not running") {
-            return Ok(());
-        }
-        Err(Error::Busy {
-            what,
-            message: exit,
-        })
-    }
-
-    async fn destroy(&self, vmid: VmId) -> Result<()> {
-        let g = match self.handle(vmid).await {
-            Ok(g) => g,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let what = format!("destroy of VM {vmid}");
-        let known = lock(&self.inner.is_template).get(&vmid.get()).copied();
-        let template = match known {
-            Some(t) => t,
-            None => g.is_template().await.map_err(|e| vm_err(e, &what))?,
-        };
-        if template {
-            return Err(Error::NotOwned {
-                vmid,
-                reason: "it is a template; labctl never destroys templates".to_owned(),
-            });
-        }
-        let params = Params::new()
-            .with("purge", true)
-            .with("destroy-unreferenced-disks", true);
-        let path = g.path(&[]);
-        let exit = match self
-            .run_task(g.node(), pve_auth::Method::DELETE, &path, &params, &what)
-            .await
-        {
-            Ok(exit) => exit,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("does not exist") {
-            self.vms.forget(g.vmid());
-            lock(&self.inner.pools).remove(&vmid.get());
-            return Ok(());
-        }
-        if lock_busy(&exit) {
-            return Err(Error::Busy {
-                what,
-                message: exit,
-            });
-        }
-        Err(Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} failed: {exit}").into(),
-        })
-    }
-
-    async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>> {
-        let pool = lab.pool();
-        let tag = lab.tag();
-        let mut members: Vec<GuestInfo> = self
-            .list_guests()
-            .await?
-            .into_iter()
-            .filter(|g| g.pool.as_deref() == Some(pool.as_str()) || g.tags.contains(&tag))
-            .collect();
-        // A clone whose run died before tagging it shows its mark only in its description.
-        for g in members
-            .iter_mut()
-            .filter(|g| !g.tags.contains(&tag) && !g.template)
-        {
-            let handle = self.placed(g)?;
-            match handle.config().await {
-                Ok(c) => g.description = c.get("description").map(|d| d.trim().to_owned()),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(vm_err(e, &format!("VM {}", g.vmid))),
-            }
-        }
-        Ok(members)
-    }
-
-    async fn release_lab(&self, lab: &LabName) -> Result<()> {
-        let pool = lab.pool();
-        let Some(p) = self.pools().await?.into_iter().find(|p| p.poolid == pool) else {
-            return Ok(());
-        };
-        if p.comment.as_deref() != Some(pool_comment(lab).as_str()) {
-            // Not ours: never delete a pool labctl did not create.
-            return Ok(());
-        }
-        self.client()
-            .delete::<serde_json::Value>("/pools", &Params::new().with("poolid", pool.as_str()))
-            .await
-            .map_err(|e| api_err(e, &format!("pool {pool:?}")))?;
-        Ok(())
     }
 }
 

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use lab_core::{
-    apply, no_progress, plan_down, status, teardown, DownOptions, Error, Hypervisor, LabName,
-    LabSpec, VmId, VmStatus,
+    apply, no_progress, plan_down, status, teardown, DownOptions, Error, Inventory, LabName,
+    LabSpec, Provisioning, VmId, VmStatus,
 };
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{Params, PveClient, Secret};

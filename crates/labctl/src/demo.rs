@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use lab_core::{
-    apply, plan_down, teardown, DownOptions, HostnamePattern, Hypervisor, LabName, LabSpec,
+    apply, plan_down, teardown, DownOptions, HostnamePattern, Inventory, LabName, LabSpec,
     Timeouts, VmId,
 };
 use lab_proxmox::ProxmoxLab;

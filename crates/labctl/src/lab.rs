@@ -77,6 +77,10 @@ pub struct SpecArgs {
     /// The lab file (TOML; see examples/exam.toml for every field).
     #[arg(value_name = "LAB.toml")]
     file: Option<PathBuf>,
+    /// FOSS-Cloud classrooms (`backend = "fosscloud"`): the vm-manager URL, instead of the
+    /// file's `[fosscloud] url`.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
     /// Lab name: 1-14 characters, a lower-case letter, then lower-case letters, digits or
     /// `-`. Names the pool, the tag `labctl.<lab>` and the firewall group `iso-<lab>`.
     #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
@@ -133,6 +137,10 @@ pub struct SelectArgs {
     /// The lab file (its name and roster are used).
     #[arg(value_name = "LAB.toml")]
     file: Option<PathBuf>,
+    /// FOSS-Cloud classrooms (`backend = "fosscloud"`): the vm-manager URL, instead of the
+    /// file's `[fosscloud] url`.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
     /// Lab name (overrides the file's).
     #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
     name: Option<String>,
@@ -198,6 +206,44 @@ impl SelectArgs {
 }
 
 impl LabCommand {
+    /// A FOSS-Cloud classroom (the lab file says `backend = "fosscloud"`): the verb and
+    /// the checked classroom; `None` for a Proxmox lab. `tls` carries `--fingerprint`,
+    /// `--ca-file` and `--insecure`, which then apply to the FOSS-Cloud server.
+    pub fn classroom(
+        &self,
+        tls: crate::classroom::Overrides,
+    ) -> anyhow::Result<Option<(crate::classroom::Verb, crate::classroom::Classroom)>> {
+        use crate::classroom::{self, Verb};
+        let (verb, file, url, name) = match self {
+            LabCommand::Plan(a) => (Verb::Plan, &a.file, &a.url, &a.name),
+            LabCommand::Up(u) => (
+                if u.dry_run { Verb::Plan } else { Verb::Up },
+                &u.spec.file,
+                &u.spec.url,
+                &u.spec.name,
+            ),
+            LabCommand::Status(s) => (Verb::Status, &s.file, &s.url, &s.name),
+            LabCommand::Ips(s) => (Verb::Ips, &s.file, &s.url, &s.name),
+            LabCommand::Down(d) => (Verb::Down, &d.lab.file, &d.lab.url, &d.lab.name),
+            LabCommand::Access(_) => return Ok(None),
+        };
+        let Some(file) = classroom::read_if_fosscloud(file.as_deref())? else {
+            if url.is_some() {
+                return Err(crate::fail::usage(
+                    "--url is for FOSS-Cloud classrooms (backend = \"fosscloud\"); a Proxmox \
+                     lab takes --host",
+                ));
+            }
+            return Ok(None);
+        };
+        let o = classroom::Overrides {
+            url: url.clone(),
+            name: name.clone(),
+            ..tls
+        };
+        Ok(Some((verb, classroom::resolve(&file, &o)?)))
+    }
+
     /// Checks the input that needs no cluster (so typos fail before a password prompt).
     pub fn check(&self, format: Format) -> anyhow::Result<Checked> {
         Ok(match self {

@@ -17,6 +17,14 @@
 //! | `concurrency` | students processed at the same time, 1-64 | `4` |
 //! | `[timeouts] ready` | seconds to wait for a student's guest agent, 1-86400 | `300` |
 //! | `[timeouts] address` | seconds to wait for its address once the agent answers, 1-86400 | `120` |
+//! | `backend` | `"proxmox"` or `"fosscloud"` (a classroom of thin clients, see below) | `"proxmox"` |
+//!
+//! A FOSS-Cloud classroom (`backend = "fosscloud"`, `examples/classroom.toml`) needs only
+//! `name` and a `[fosscloud]` table: `url` (the vm-manager base URL), `user` (FC4School's
+//! dynvmuser; its password comes from `FC_PASSWORD` or a prompt), `pool` (the dynamic
+//! pool's id), `macs` (the thin clients' MAC addresses, one seat each), and optionally
+//! `realm`, `fingerprint`, `ca_file`, `allow_http`. `--url`, `--fingerprint`, `--ca-file`
+//! and `--insecure` on the `lab` verbs override the file.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +67,51 @@ pub struct LabFile {
     /// Waits.
     #[serde(default)]
     pub timeouts: FileTimeouts,
+    /// Which backend runs the lab.
+    pub backend: Option<BackendKind>,
+    /// The FOSS-Cloud classroom (with `backend = "fosscloud"`).
+    pub fosscloud: Option<FossCloudSection>,
+}
+
+/// `backend = "proxmox" | "fosscloud"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Proxmox VE: clones, fence, the whole engine.
+    Proxmox,
+    /// FOSS-Cloud: desktops assigned from a dynamic pool.
+    Fosscloud,
+}
+
+/// `[fosscloud]`: where the classroom's desktops come from and who sits where.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FossCloudSection {
+    /// The vm-manager base URL.
+    pub url: Option<String>,
+    /// The dynvmuser (thin clients log in as it).
+    pub user: Option<String>,
+    /// Realm id.
+    pub realm: Option<String>,
+    /// The dynamic pool's id.
+    pub pool: Option<String>,
+    /// The thin clients' MAC addresses.
+    #[serde(default)]
+    pub macs: Vec<String>,
+    /// Pinned SHA-256 certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// CA or server certificate (PEM), relative to the lab file.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain `http://` (simulators only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl LabFile {
+    /// Whether this file describes a FOSS-Cloud classroom.
+    pub fn is_fosscloud(&self) -> bool {
+        self.backend == Some(BackendKind::Fosscloud)
+    }
 }
 
 /// `clone = "linked" | "full"`.

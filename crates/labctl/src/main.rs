@@ -16,6 +16,7 @@
 //! ```
 
 mod access;
+mod classroom;
 mod config;
 mod confirm;
 mod connect;
@@ -186,6 +187,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connection,
             command,
         }) => {
+            let tls = classroom::Overrides {
+                fingerprint: connection.fingerprint.clone(),
+                ca_file: connection.ca_file.clone(),
+                insecure: connection.insecure,
+                ..classroom::Overrides::default()
+            };
+            if let Some((verb, room)) = command.classroom(tls)? {
+                return classroom::run(verb, &room, format).await;
+            }
             let checked = command.check(format)?;
             let hv = match &checked {
                 lab::Checked::Spec(lab) => connection.backend()?.write_limit(lab.spec.concurrency),

@@ -188,7 +188,14 @@ async fn soak(args: &SoakArgs) -> Result<bool> {
         }
     }
     for (seed, broke) in &failed {
-        println!("failed seed={seed}: {}", broke.join(" | "));
+        let steps: BTreeSet<&str> = broke
+            .iter()
+            .filter_map(|b| b.split_once(':').map(|(step, _)| step))
+            .collect();
+        println!(
+            "failed seed={seed} (repeat: --seed {seed} --runs 1): broke {}",
+            steps.into_iter().collect::<Vec<_>>().join(", ")
+        );
     }
     println!("soak runs={} ok={ok}", args.runs);
     Ok(failed.is_empty())
@@ -245,6 +252,16 @@ fn has_tag(g: &GuestView, tag: &str) -> bool {
     g.config["tags"]
         .as_str()
         .is_some_and(|t| t.split([';', ',', ' ']).any(|x| x == tag))
+}
+
+/// Which of the lab's marks a guest carries.
+fn marks(g: &GuestView, lab: &str, tag: &str) -> &'static str {
+    match (g.pool.as_deref() == Some(lab), has_tag(g, tag)) {
+        (true, true) => "pool and tag",
+        (true, false) => "pool only, no tag",
+        (false, true) => "tag only, no pool",
+        (false, false) => "no marks",
+    }
 }
 
 /// The firewall state without the files of `skip` guests (the racer's, which did not
@@ -361,6 +378,8 @@ async fn run(args: &SoakArgs, plan: &RunPlan, index: u32, down_yes: bool) -> Res
         ));
     }
     let after_down = sim.state();
+    let logins = sim.requests()["POST /access/ticket"].as_u64().unwrap_or(0);
+    out.notes.push(format!("{logins} logins/renewals"));
     check_down(
         &lab,
         &before,
@@ -549,7 +568,7 @@ fn check_up(
     let unmarked: Vec<String> = new
         .iter()
         .filter(|(_, g)| !(g.pool.as_deref() == Some(lab) && has_tag(g, &tag)))
-        .map(|(id, g)| format!("{id} {:?} pool {:?}", g.name, g.pool))
+        .map(|(id, g)| format!("{id} {:?} ({})", g.name, marks(g, lab, &tag)))
         .collect();
     if !unmarked.is_empty() {
         broke.push(format!(
@@ -681,15 +700,7 @@ fn check_down(
     let left: Vec<String> = now
         .iter()
         .filter(|(id, _)| !before_guests.contains_key(id) && !foreign.contains(id))
-        .map(|(id, g)| {
-            let marks = match (g.pool.as_deref() == Some(lab), has_tag(g, &tag)) {
-                (true, true) => "pool and tag",
-                (true, false) => "pool only",
-                (false, true) => "tag only",
-                (false, false) => "no marks",
-            };
-            format!("{id} {:?} ({marks})", g.name)
-        })
+        .map(|(id, g)| format!("{id} {:?} ({})", g.name, marks(g, lab, &tag)))
         .collect();
     if !left.is_empty() {
         broke.push(format!(
@@ -853,7 +864,7 @@ mod tests {
         check_down("s", &before, &after_up, &foreign, &after, &mut broke);
         let text = broke.join(" | ");
         assert!(
-            text.contains("1 guests left: 5003 \"s-03\" (pool only)"),
+            text.contains("1 guests left: 5003 \"s-03\" (pool only, no tag)"),
             "{text}"
         );
         assert!(text.contains("pool s still exists"), "{text}");
@@ -872,6 +883,51 @@ mod tests {
         let mut broke = Vec::new();
         check_down("s", &before, &guests(&clean), &foreign, &clean, &mut broke);
         assert!(broke.is_empty(), "{broke:?}");
+    }
+
+    #[tokio::test]
+    async fn up_check_names_missing_duplicate_and_unfenced_students() {
+        let sim = Simulator::builder()
+            .plain_http(true)
+            .password(PASSWORD)
+            .start()
+            .await
+            .unwrap();
+        let before = guests(&sim.state());
+        let mut after = before.clone();
+        // Two guests for student 1 (not in the simulator, so the oracle sends nothing:
+        // the teacher is unreachable), none for student 2, one without the tag.
+        after.insert(5000, view("s-01", Some("s"), Some("labctl.s")));
+        after.insert(5001, view("s-01", Some("s"), None));
+        let mut broke = Vec::new();
+        check_up(&sim, "s", 2, &before, &BTreeSet::new(), &after, &mut broke);
+        let text = broke.join(" | ");
+        assert!(
+            text.contains(
+                "1 new guests without the lab's pool and tag: 5001 \"s-01\" (pool only, no tag)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("1 students have no guest: s-02"), "{text}");
+        assert!(text.contains("s-01 ×2 [5000, 5001]"), "{text}");
+        assert!(text.contains("s-01 cannot reach the teacher"), "{text}");
+        assert!(!text.contains("existed before"), "{text}");
+        // A foreign guest is not the lab's, and a changed template is noticed.
+        let mut after = before.clone();
+        after.insert(5002, view("soakfg-0", None, None));
+        if let Some(t) = after.get_mut(&9000) {
+            t.config = json!({"changed": 1});
+        }
+        let mut broke = Vec::new();
+        check_up(&sim, "s", 1, &before, &[5002].into(), &after, &mut broke);
+        let text = broke.join(" | ");
+        assert!(text.contains("1 students have no guest: s-01"), "{text}");
+        assert!(
+            text.contains("existed before changed or vanished: 9000"),
+            "{text}"
+        );
+        assert!(!text.contains("5002"), "{text}");
+        sim.shutdown().await;
     }
 
     #[test]

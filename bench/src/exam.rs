@@ -126,7 +126,7 @@ impl Default for Budget {
         Self {
             factor: 8.0,
             min_s: 20.0,
-            max_s: 150.0,
+            max_s: 90.0,
         }
     }
 }
@@ -202,6 +202,12 @@ impl ExamResult {
     /// (≤ 5 requests/VM)? The zero-latency run has no time target.
     pub fn misses(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.left_after_down > 0 {
+            out.push(format!(
+                "down left {} guests with the lab's pool or tag",
+                self.left_after_down
+            ));
+        }
         if self.zero_latency {
             // Polls there are scaled to ~0, so neither time nor request targets apply.
             return out;
@@ -215,6 +221,13 @@ impl ExamResult {
         }
         if let Some(r) = self.up_ratio.filter(|r| *r > 1.10) {
             out.push(format!("up ratio {r:.2} > 1.10"));
+        }
+        if !self.up.finished {
+            out.push(format!(
+                "requests/VM not comparable: up was stopped with {} of {} students ready",
+                self.ready_after_up, self.students
+            ));
+            return out;
         }
         if self.up.requests_per_vm > 10.0 {
             out.push(format!(
@@ -582,7 +595,7 @@ mod tests {
         let b = Budget::default();
         assert_eq!(b.for_bound(1.0), Duration::from_secs(20));
         assert_eq!(b.for_bound(6.0), Duration::from_secs(48));
-        assert_eq!(b.for_bound(100.0), Duration::from_secs(150));
+        assert_eq!(b.for_bound(100.0), Duration::from_secs(90));
     }
 
     #[test]

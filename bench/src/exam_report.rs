@@ -108,11 +108,15 @@ impl ExamReport<'_> {
             } else {
                 format!("{:.1} (stopped)", r.up.makespan_s)
             };
+            let bound = if r.zero_latency {
+                "≈0".to_owned()
+            } else {
+                format!("{:.2}", r.bound.up_s)
+            };
             let _ = writeln!(
                 o,
-                "| {} | {up} | {:.2} | {ratio} | {:.1} | {:.2} | {:.1} | {} | {:.2} / {:.2} | {} |",
+                "| {} | {up} | {bound} | {ratio} | {:.1} | {:.2} | {:.1} | {} | {:.2} / {:.2} | {} |",
                 r.label,
-                r.bound.up_s,
                 r.up.requests_per_vm,
                 r.down.makespan_s,
                 r.down.requests_per_vm,
@@ -165,7 +169,7 @@ impl ExamReport<'_> {
                         top.mean_s,
                         100.0 * top.mean_s / p.makespan_s.max(1e-9),
                         p.makespan_s,
-                        hint(&top.step)
+                        hint(name, &top.step)
                     );
                 }
                 let top: Vec<String> = p
@@ -226,18 +230,22 @@ fn largest_step(p: &Phase) -> Option<&StepTime> {
         .max_by(|a, b| (a.mean_s * f64::from(a.count)).total_cmp(&(b.mean_s * f64::from(b.count))))
 }
 
-/// Why a step takes long, for the steps whose cause is known.
-fn hint(step: &str) -> &'static str {
-    match step {
-        QUEUED => {
+/// Why a step of `phase` (`up`, `down`) takes long, for the steps whose cause is known.
+fn hint(phase: &str, step: &str) -> &'static str {
+    match (phase, step) {
+        ("up", QUEUED) => {
             ": students wait for a free slot of the engine's pipeline (`--concurrency`, \
              default 4), and a slot is held through clone, start, agent boot and address, so \
              the 20 s boot (scaled) of one student blocks the next one's clone"
         }
-        "waiting for guest agent" => {
+        ("down", QUEUED) => {
+            ": guests wait for one of `lab down`'s slots (`--concurrency`, default 4), each \
+             held through stop and destroy"
+        }
+        (_, "waiting for guest agent") => {
             ": the simulated agent boot (20 s scaled) plus the agent poll interval"
         }
-        "cloning" => ": the storage admits 3 clones at a time (2 s each, scaled)",
+        (_, "cloning") => ": the storage admits 3 clones at a time (2 s each, scaled)",
         _ => "",
     }
 }

@@ -43,6 +43,8 @@ const TEACHER: &str = "10.10.0.1";
 const PROD_VM: u32 = 200;
 /// Name prefix of the racing client's guests.
 const FOREIGN_PREFIX: &str = "soakfg-";
+/// Tries of one racing clone.
+const RACER_ATTEMPTS: u32 = 4;
 /// The lab's id range (`labctl lab up`'s default `--ids`).
 const FIRST_ID: u32 = 5000;
 const LAST_ID: u32 = 5999;
@@ -431,20 +433,35 @@ fn spawn_racers(
                 wait_for_requests(&sim, after, Duration::from_secs(60)).await;
                 drop(sim);
                 let id = |n: u32| VmId::new(n).map_err(|e| e.to_string());
-                let template = api
-                    .guest(id(TEMPLATE)?)
-                    .await
-                    .map_err(|e| format!("reading the template: {e}"))?;
-                let g = template
-                    .clone_to(CloneOptions {
-                        newid: NewId::Within(id(from)?..=id(LAST_ID)?),
-                        hostname: Some(format!("{FOREIGN_PREFIX}{j}")),
-                        mode: CloneMode::Linked,
-                        ..CloneOptions::default()
-                    })
-                    .await
-                    .map_err(|e| format!("clone {FOREIGN_PREFIX}{j}: {e}"))?;
-                Ok(g.vmid().get())
+                let (template, first, last) = (id(TEMPLATE)?, id(from)?, id(LAST_ID)?);
+                // A user's script would try again after an injected fault, so the race
+                // happens even at high fault rates.
+                let mut last_error = String::new();
+                for attempt in 0..RACER_ATTEMPTS {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let result = async {
+                        let t = api
+                            .guest(template)
+                            .await
+                            .map_err(|e| format!("reading the template: {e}"))?;
+                        t.clone_to(CloneOptions {
+                            newid: NewId::Within(first..=last),
+                            hostname: Some(format!("{FOREIGN_PREFIX}{j}")),
+                            mode: CloneMode::Linked,
+                            ..CloneOptions::default()
+                        })
+                        .await
+                        .map_err(|e| format!("clone {FOREIGN_PREFIX}{j}: {e}"))
+                    }
+                    .await;
+                    match result {
+                        Ok(g) => return Ok(g.vmid().get()),
+                        Err(e) => last_error = e,
+                    }
+                }
+                Err(last_error)
             })
         })
         .collect())
@@ -519,9 +536,15 @@ async fn invoke(
     let _ = out_task.await;
     let stderr = err_task.await.unwrap_or_default();
     let text = String::from_utf8_lossy(&stderr);
-    let mut tail: Vec<&str> = text.lines().rev().take(3).collect();
-    tail.reverse();
-    let mut stderr_tail = tail.join(" / ");
+    // labctl's own error line says it all; else the last lines.
+    let mut stderr_tail = match text.lines().rev().find(|l| l.starts_with("labctl: error:")) {
+        Some(line) => line.to_owned(),
+        None => {
+            let mut tail: Vec<&str> = text.lines().rev().take(3).collect();
+            tail.reverse();
+            tail.join(" / ")
+        }
+    };
     if hung {
         stderr_tail = format!(
             "no exit within {} s, killed; {stderr_tail}",

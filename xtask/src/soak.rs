@@ -1,7 +1,7 @@
 //! `cargo xtask soak [--runs R] [--vms N] [--fault-rate F] [--seed S] [--time-scale X]`:
 //! build `labctl` and `labctl-bench` in release mode, then run `labctl-bench soak` with
 //! the `labctl` binary it should drive (the simulator lives in `labctl-bench`, so xtask
-//! stays free of it). Fails when a soak run failed.
+//! stays free of it). Exits with `labctl-bench`'s status: non-zero when a run failed.
 
 use std::path::Path;
 use std::process::Command;
@@ -37,7 +37,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .status()
         .with_context(|| format!("could not run {}", bench.display()))?;
     if !status.success() {
-        bail!("the soak failed ({status}): see the failed runs above");
+        // labctl-bench printed the failed runs and the summary last; keep it last.
+        std::process::exit(status.code().unwrap_or(1));
     }
     Ok(())
 }

@@ -108,6 +108,16 @@ impl ExamReport<'_> {
             } else {
                 format!("{:.1} (stopped)", r.up.makespan_s)
             };
+            // A stopped run's requests went to fewer students than N.
+            let up_requests = if r.up.finished {
+                format!("{:.1}", r.up.requests_per_vm)
+            } else {
+                format!(
+                    "{:.1} per ready VM ({} ready)",
+                    r.up.requests as f64 / r.ready_after_up.max(1) as f64,
+                    r.ready_after_up
+                )
+            };
             let bound = if r.zero_latency {
                 "≈0".to_owned()
             } else {
@@ -115,9 +125,8 @@ impl ExamReport<'_> {
             };
             let _ = writeln!(
                 o,
-                "| {} | {up} | {bound} | {ratio} | {:.1} | {:.2} | {:.1} | {} | {:.2} / {:.2} | {} |",
+                "| {} | {up} | {bound} | {ratio} | {up_requests} | {:.2} | {:.1} | {} | {:.2} / {:.2} | {} |",
                 r.label,
-                r.up.requests_per_vm,
                 r.down.makespan_s,
                 r.down.requests_per_vm,
                 r.daemon_peak.values().max().copied().unwrap_or(0),

@@ -256,6 +256,36 @@ fn has_tag(g: &GuestView, tag: &str) -> bool {
         .is_some_and(|t| t.split([';', ',', ' ']).any(|x| x == tag))
 }
 
+/// How a guest differs between two snapshots: `(vanished)`, `(appeared)` or the fields.
+fn what_changed(a: Option<&GuestView>, b: Option<&GuestView>) -> String {
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(_), None) => return "(vanished)".to_owned(),
+        (None, Some(_)) => return "(appeared)".to_owned(),
+        (None, None) => return "(absent)".to_owned(),
+    };
+    let mut fields = Vec::new();
+    if a.name != b.name {
+        fields.push(format!("name {:?}→{:?}", a.name, b.name));
+    }
+    if a.status != b.status {
+        fields.push(format!("status {}→{}", a.status, b.status));
+    }
+    if a.pool != b.pool {
+        fields.push(format!("pool {:?}→{:?}", a.pool, b.pool));
+    }
+    if a.template != b.template || a.node != b.node || a.ipv4 != b.ipv4 {
+        fields.push("template/node/address".to_owned());
+    }
+    if a.config != b.config {
+        fields.push(format!(
+            "config at {}",
+            first_difference(&a.config, &b.config)
+        ));
+    }
+    format!("({})", fields.join(", "))
+}
+
 /// Which of the lab's marks a guest carries.
 fn marks(g: &GuestView, lab: &str, tag: &str) -> &'static str {
     match (g.pool.as_deref() == Some(lab), has_tag(g, tag)) {
@@ -281,6 +311,8 @@ struct Invocation {
     status: Option<i32>,
     killed: bool,
     stderr_tail: String,
+    /// stdout and stderr, for naming what labctl said about a guest.
+    output: String,
 }
 
 async fn run(args: &SoakArgs, plan: &RunPlan, index: u32, down_yes: bool) -> Result<Outcome> {
@@ -329,25 +361,34 @@ async fn run(args: &SoakArgs, plan: &RunPlan, index: u32, down_yes: bool) -> Res
         }
     }
     let up = invoke(args, &sim, &up_args, None).await?;
-    let mut foreign = BTreeSet::new();
+    let mut claimed = Vec::new();
     for r in racers {
         match r.await {
-            Ok(Ok(id)) => {
-                foreign.insert(id);
-            }
+            Ok(Ok(id)) => claimed.push(id),
             Ok(Err(e)) => out.notes.push(format!("racer: {e}")),
             Err(e) => out.notes.push(format!("racer task: {e}")),
         }
     }
-    // The racer's guests by name, also those whose clone answer got lost to a fault.
+    // Let tasks nobody waits for any more (a killed labctl's clones, a racer's lost
+    // attempt) end, so the snapshot is what stays.
+    settle(&sim).await;
+    // The racer's guests are those it created, known by the name it gave them (the id
+    // its clone call answered with is not proof: see the note below).
     let after_up = sim.state();
     let after_up_guests = guests(&after_up);
-    foreign.extend(
-        after_up_guests
-            .iter()
-            .filter(|(_, g)| g.name.starts_with(FOREIGN_PREFIX))
-            .map(|(id, _)| *id),
-    );
+    let foreign: BTreeSet<u32> = after_up_guests
+        .iter()
+        .filter(|(id, g)| g.name.starts_with(FOREIGN_PREFIX) && !before_guests.contains_key(id))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in claimed.iter().filter(|id| !foreign.contains(id)) {
+        let g = after_up_guests.get(id);
+        out.notes.push(format!(
+            "racer's clone answered with vm {id}, which it did not create ({:?}, description {:?})",
+            g.map(|g| g.name.as_str()),
+            g.and_then(|g| g.config["description"].as_str())
+        ));
+    }
     out.notes.push(format!("{} foreign guests", foreign.len()));
     if up.status != Some(0) {
         out.broke.push(format!(
@@ -380,6 +421,23 @@ async fn run(args: &SoakArgs, plan: &RunPlan, index: u32, down_yes: bool) -> Res
         ));
     }
     let after_down = sim.state();
+    let after_down_guests = guests(&after_down);
+    let vanished: Vec<u32> = foreign
+        .iter()
+        .filter(|id| !after_down_guests.contains_key(id))
+        .copied()
+        .collect();
+    for id in vanished {
+        let said: Vec<&str> = up
+            .output
+            .lines()
+            .chain(down.output.lines())
+            .filter(|l| l.contains(&id.to_string()))
+            .take(4)
+            .collect();
+        out.notes
+            .push(format!("labctl on foreign {id}: {}", said.join(" / ")));
+    }
     let logins = sim.requests()["POST /access/ticket"].as_u64().unwrap_or(0);
     out.notes.push(format!("{logins} logins/renewals"));
     check_down(
@@ -394,6 +452,14 @@ async fn run(args: &SoakArgs, plan: &RunPlan, index: u32, down_yes: bool) -> Res
         sim.shutdown().await;
     }
     Ok(out)
+}
+
+/// Wait (at most 30 s) until the simulator runs no task.
+async fn settle(sim: &SimHandle) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while sim.state()["tasks"]["running"].as_u64().unwrap_or(0) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Requests the simulator has served since the last reset.
@@ -533,9 +599,10 @@ async fn invoke(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let _ = out_task.await;
+    let stdout = out_task.await.unwrap_or_default();
     let stderr = err_task.await.unwrap_or_default();
     let text = String::from_utf8_lossy(&stderr);
+    let output = format!("{}\n{text}", String::from_utf8_lossy(&stdout));
     // labctl's own error line says it all; else the last lines.
     let mut stderr_tail = match text.lines().rev().find(|l| l.starts_with("labctl: error:")) {
         Some(line) => line.to_owned(),
@@ -555,6 +622,7 @@ async fn invoke(
         status: status.code(),
         killed,
         stderr_tail,
+        output,
     })
 }
 
@@ -695,10 +763,22 @@ fn check_up(
             some(&fence)
         ));
     }
+    let taken: Vec<String> = foreign
+        .iter()
+        .filter_map(|id| Some((id, after.get(id)?)))
+        .filter(|(_, g)| g.pool.as_deref() == Some(lab) || has_tag(g, &tag))
+        .map(|(id, g)| format!("{id} {:?} ({})", g.name, marks(g, lab, &tag)))
+        .collect();
+    if !taken.is_empty() {
+        broke.push(format!(
+            "after up: foreign guests carry the lab's marks: {}",
+            some(&taken)
+        ));
+    }
     let changed: Vec<String> = before
         .iter()
         .filter(|(id, g)| after.get(id) != Some(*g))
-        .map(|(id, g)| format!("{id} {:?}", g.name))
+        .map(|(id, g)| format!("{id} {:?} {}", g.name, what_changed(Some(g), after.get(id))))
         .collect();
     if !changed.is_empty() {
         broke.push(format!(
@@ -735,7 +815,7 @@ fn check_down(
     let changed: Vec<String> = before_guests
         .iter()
         .filter(|(id, g)| now.get(id) != Some(*g))
-        .map(|(id, g)| format!("{id} {:?}", g.name))
+        .map(|(id, g)| format!("{id} {:?} {}", g.name, what_changed(Some(g), now.get(id))))
         .collect();
     if !changed.is_empty() {
         broke.push(format!(
@@ -746,7 +826,7 @@ fn check_down(
     let foreign_changed: Vec<String> = foreign
         .iter()
         .filter(|id| now.get(id) != after_up.get(id))
-        .map(ToString::to_string)
+        .map(|id| format!("{id} {}", what_changed(after_up.get(id), now.get(id))))
         .collect();
     if !foreign_changed.is_empty() {
         broke.push(format!(
@@ -950,6 +1030,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("5002"), "{text}");
+        // A foreign guest the lab tagged is reported.
+        after.insert(5002, view("soakfg-0", None, Some("labctl.s")));
+        let mut broke = Vec::new();
+        check_up(&sim, "s", 1, &before, &[5002].into(), &after, &mut broke);
+        let text = broke.join(" | ");
+        assert!(
+            text.contains(
+                "foreign guests carry the lab's marks: 5002 \"soakfg-0\" (tag only, no pool)"
+            ),
+            "{text}"
+        );
         sim.shutdown().await;
     }
 

@@ -46,8 +46,8 @@ pub const ZERO_SCALE: f64 = 1e-6;
 const TEMPLATE: u32 = 9000;
 /// The teacher's address (`--teacher 10.10.0.1`).
 const TEACHER: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
-/// `labctl lab down`'s default `--concurrency`.
-const DOWN_CONCURRENCY: usize = 4;
+/// `labctl lab down`'s default `--concurrency` (`crates/labctl/src/lab.rs`, `DownArgs`).
+const DOWN_CONCURRENCY: usize = 16;
 /// `#[tokio::main]`'s worker count on the 2-core machines this runs on; fixed so runs on
 /// bigger machines stay comparable.
 const CLIENT_THREADS: usize = 2;
@@ -339,8 +339,9 @@ fn client_waits(sc: &Scenario) -> (Timing, Timeouts) {
     (timing, timeouts)
 }
 
-/// The spec `labctl lab up -n LAB -t 9000 -c N --teacher 10.10.0.1` builds: the CLI's
-/// defaults are `LabSpec::new`'s (ids 5000-5999, `<lab>-{n:02}`, linked, concurrency 4).
+/// The spec `labctl lab up -n LAB -t 9000 -c N --teacher 10.10.0.1` builds
+/// (`crates/labctl/src/labfile.rs`, `resolve`): its defaults are `LabSpec::new`'s (ids
+/// 5000-5999, `<lab>-{n:02}`, linked, concurrency 4) with `Timeouts::default()` scaled.
 fn spec(sc: &Scenario, timeouts: Timeouts) -> Result<LabSpec> {
     let name = LabName::new(&sc.lab())?;
     let mut spec = LabSpec::new(name, VmId::new(TEMPLATE)?, sc.students)?;

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod fuzz;
 mod schema;
 mod soak;
 
@@ -30,6 +31,9 @@ Commands:
           a racing client and SIGKILLs; checks the cluster state after every run
           (--runs R, --vms N, --fault-rate F, --seed S, --time-scale X); prints
           soak runs=R ok=K and fails if a run failed
+  fuzz    run the cargo-fuzz targets of fuzz/ one after another on the nightly toolchain
+          (--time S: seconds per target, default 60; --runs N: at most N inputs each;
+          --target T: only T, repeatable); see fuzz/README.md
   fmt     format the whole workspace
   help    print this text
 ";
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "schema" => schema::run(&project_root(), &rest),
         "bench" => bench::run(&project_root(), &rest),
+        "fuzz" => fuzz::run(&project_root(), &rest),
         "soak" => soak::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {

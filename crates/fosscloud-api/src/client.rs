@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::code::Code;
 use crate::error::{Error, Result};
+use crate::tls::{certificates_from_pem, client_config, Fingerprint, Trust};
 use crate::types::{MacAddr, PoolId, Realm, RealmId, Secret, Vm, VmKind};
 
 /// How long one request may take unless [`ClientBuilder::timeout`] says otherwise.
@@ -52,6 +53,7 @@ pub struct ClientBuilder {
     realm: Option<RealmId>,
     allow_http: bool,
     root_pems: Vec<Vec<u8>>,
+    pin: Option<Fingerprint>,
     accept_invalid_certs: bool,
     timeout: Duration,
 }
@@ -81,9 +83,20 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts one more CA certificate (PEM), e.g. a school's own CA or the simulator's.
+    /// Trusts the certificates of a PEM bundle, in addition to the system roots: each one is
+    /// accepted as the server's own certificate when the server presents exactly it (a
+    /// self-signed server certificate, even one marked `CA:TRUE`), and as a CA that issued
+    /// the server's certificate otherwise (a school's own CA, the simulator's).
     pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_pems.push(pem.into());
+        self
+    }
+
+    /// Accepts exactly the server certificate with this SHA-256 fingerprint and nothing else
+    /// (host name and expiry are not checked, as with Proxmox VE's fingerprint pinning).
+    /// Takes precedence over [`ClientBuilder::add_root_certificate_pem`].
+    pub fn pin_fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.pin = Some(fingerprint);
         self
     }
 
@@ -118,29 +131,24 @@ impl ClientBuilder {
                 ));
             }
         }
-        let mut http = reqwest::Client::builder()
-            .use_rustls_tls()
+        let trust = if self.accept_invalid_certs {
+            Trust::Insecure
+        } else if let Some(pin) = self.pin {
+            Trust::Pinned(pin)
+        } else {
+            let mut certs = Vec::new();
+            for pem in &self.root_pems {
+                certs.extend(certificates_from_pem(pem)?);
+            }
+            Trust::Roots(certs)
+        };
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(client_config(&trust)?)
             .timeout(self.timeout)
             // A redirect would be answered by an HTML page anyway; not following it keeps the
             // Basic header on the host it was meant for.
             .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(self.accept_invalid_certs)
             .user_agent(concat!("labctl-fosscloud-api/", env!("CARGO_PKG_VERSION")));
-        for pem in &self.root_pems {
-            let bad = || Error::InvalidInput {
-                what: "CA certificate",
-                value: format!("<{} bytes>", pem.len()),
-                allowed: "one or more PEM-encoded X.509 certificates",
-            };
-            // from_pem() would accept anything and add nothing; the bundle reader tells.
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| bad())?;
-            if certs.is_empty() {
-                return Err(bad());
-            }
-            for cert in certs {
-                http = http.add_root_certificate(cert);
-            }
-        }
         let http = http.build().map_err(|e| Error::InvalidInput {
             what: "HTTP client settings",
             value: e.to_string(),
@@ -208,6 +216,20 @@ fn parse_base_url(text: &str, allow_http: bool) -> Result<Url> {
             "a URL without query or fragment",
         ));
     }
+    if let Some(url::Host::Ipv4(addr)) = url.host() {
+        // The URL standard reads `10.1`, `010.0.0.1` or `0x0a000001` as 10.0.0.1, 8.0.0.1,
+        // 10.0.0.1: a typo such as `192.168.1` would send the credentials to another machine.
+        let authority = text.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        if host != addr.to_string() {
+            return Err(Error::invalid_input(
+                "base URL",
+                text,
+                "an IPv4 host written as a dotted quad (all four decimal parts, e.g. https://10.0.0.5/vm-manager) or a host name that does not end in a number",
+            ));
+        }
+    }
     Ok(url)
 }
 
@@ -221,6 +243,7 @@ impl FossCloudClient {
             realm: None,
             allow_http: false,
             root_pems: Vec::new(),
+            pin: None,
             accept_invalid_certs: false,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -562,6 +585,22 @@ mod tests {
             "https://fc.example.org/vm-manager#top",
         ] {
             assert!(FossCloudClient::builder(bad).build().is_err(), "{bad}");
+        }
+        // Shorthand IPv4 forms the URL standard expands to another address.
+        for bad in [
+            "https://192.168.1/vm-manager",
+            "https://010.0.0.1/vm-manager",
+            "https://0x7f.1:8443/",
+            "https://3/",
+        ] {
+            let err = FossCloudClient::builder(bad)
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dotted quad") && err.contains(bad), "{err}");
+        }
+        for good in ["https://10.0.0.5/vm-manager", "https://10.0.0.5:8443/"] {
+            assert!(FossCloudClient::builder(good).build().is_ok(), "{good}");
         }
         let err = FossCloudClient::builder("https://fc.example.org/")
             .credentials("a:b", "pw")

@@ -24,7 +24,10 @@ pub enum Error {
     },
 
     /// The request could not be sent or its answer not read (DNS, TCP, TLS, timeout).
-    #[error("cannot reach the FOSS-Cloud server at {url}: {source}")]
+    #[error(
+        "cannot reach the FOSS-Cloud server at {url}: {source}{}",
+        tls_detail(source)
+    )]
     Network {
         /// The URL requested (never contains credentials).
         url: String,
@@ -87,6 +90,10 @@ pub enum Error {
     },
 }
 
+fn tls_detail(source: &reqwest::Error) -> String {
+    crate::tls::tls_failure(source).map_or_else(String::new, |t| format!(" ({t})"))
+}
+
 fn describe(dev_description: Option<&str>) -> String {
     dev_description.map_or_else(String::new, |d| format!(": {d}"))
 }
@@ -144,6 +151,15 @@ impl Error {
                     | Code::RealmIncorrect
             )
         )
+    }
+
+    /// Whether the TLS handshake failed: the certificate is not trusted, does not match the
+    /// pin, or TLS itself failed.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Error::Network { source, .. } => crate::tls::tls_failure(source).is_some(),
+            _ => false,
+        }
     }
 
     /// Whether the pool does not exist (400042) or has no free VM (500043).

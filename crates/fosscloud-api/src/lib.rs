@@ -28,11 +28,13 @@ mod client;
 mod code;
 mod error;
 mod lenient;
+mod tls;
 mod types;
 
 pub use client::{read_answer, Answer, ClientBuilder, FossCloudClient, DEFAULT_TIMEOUT};
 pub use code::Code;
 pub use error::{Error, Result};
+pub use tls::Fingerprint;
 pub use types::{MacAddr, PoolId, Realm, RealmId, Secret, Vm, VmKind, VmStatus, VmType};
 
 // The README's Rust example is compiled (and run where it can be) as a doctest.

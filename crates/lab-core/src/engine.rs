@@ -4,18 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use futures::stream::{self, StreamExt};
-
-use crate::error::{Error, Failure, Result};
-use crate::hypervisor::{CloneRequest, Hypervisor};
+use crate::error::{Error, Result};
+use crate::hypervisor::Hypervisor;
 use crate::spec::{CloneMode, LabSpec, Retry};
 use crate::types::{GuestInfo, GuestStatus, LabName, VmId};
 
-/// Guests read at the same time by [`status`].
-const STATUS_CONCURRENCY: usize = 8;
-
 /// Runs an idempotent step, repeating it after transient failures per `retry`.
-async fn retrying<T, F, Fut>(retry: &Retry, what: &str, mut step: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(retry: &Retry, what: &str, mut step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -133,11 +128,12 @@ pub fn no_progress(_: Event) {}
 /// What `up` does for one student.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StudentAction {
-    /// Clone it (with this planned id), start it, wait for it.
+    /// Clone it (with this planned id), fence and start it, wait for it.
     Create,
-    /// It exists but is stopped: start it, wait for it.
+    /// It exists but is stopped (possibly left half-done by an interrupted run): complete
+    /// its marks and fence, start it, wait for it.
     Start,
-    /// It exists and runs: only wait for it and read its address.
+    /// It exists and runs: check its marks and fence, wait for it.
     Keep,
 }
 
@@ -165,7 +161,7 @@ pub struct PlannedStudent {
     pub action: StudentAction,
 }
 
-/// What `up` would change (`--dry-run` prints it; [`apply`] carries it out).
+/// What `up` would change (`--dry-run` prints it; [`apply`](crate::apply) carries it out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The lab.
@@ -209,9 +205,11 @@ impl fmt::Display for Plan {
         )?;
         for s in &self.students {
             let what = match s.action {
-                StudentAction::Create => "clone, start, wait for agent and address",
-                StudentAction::Start => "exists (stopped): start, wait for agent and address",
-                StudentAction::Keep => "exists (running): wait for agent and address",
+                StudentAction::Create => "clone, mark, fence, start, wait for agent and address",
+                StudentAction::Start => {
+                    "exists (stopped): complete marks and fence, start, wait for agent and address"
+                }
+                StudentAction::Keep => "exists (running): check marks and fence, wait for address",
             };
             writeln!(
                 f,
@@ -323,12 +321,31 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
 
 /// Lists the cluster and plans `up` (what `--dry-run` shows).
 pub async fn plan_up(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<Plan> {
-    spec.validate()?;
-    let current = retrying(&spec.timeouts.retry, "guest list", || hv.list_guests()).await?;
-    plan(spec, &current)
+    Ok(survey(hv, spec).await?.0)
 }
 
-/// What [`apply`] achieved.
+/// Lists the cluster and the lab's members and plans `up`; also answers the listing.
+pub(crate) async fn survey(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<(Plan, Vec<GuestInfo>)> {
+    spec.validate()?;
+    let retry = &spec.timeouts.retry;
+    retrying(retry, "clones in flight", || {
+        hv.quiesce(Some(spec.template))
+    })
+    .await?;
+    let mut current = retrying(retry, "guest list", || hv.list_guests()).await?;
+    // The lab's members come with what the plain listing lacks (the clone marker of a guest
+    // whose run died before tagging it), so an interrupted run's clones are adopted.
+    let members = retrying(retry, "lab members", || hv.lab_members(&spec.name)).await?;
+    for m in members {
+        match current.iter_mut().find(|g| g.vmid == m.vmid) {
+            Some(g) => *g = m,
+            None => current.push(m),
+        }
+    }
+    Ok((plan(spec, &current)?, current))
+}
+
+/// What [`apply`](crate::apply) achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabReport {
     /// The lab.
@@ -339,197 +356,6 @@ pub struct LabReport {
     pub students: Vec<GuestStatus>,
     /// Whether the fence was put up.
     pub fenced: bool,
-}
-
-/// Brings the lab up: plans, creates the pool, then per student (at most
-/// `spec.concurrency` at once) clones, starts, waits for the agent and the address; then
-/// fences all students so they reach only the teacher addresses.
-///
-/// If some students fail, the others still come up and are fenced, and
-/// [`Error::Incomplete`] names the failures; running `apply` again completes the lab
-/// (existing students are kept).
-pub async fn apply(
-    hv: &dyn Hypervisor,
-    spec: &LabSpec,
-    progress: Progress<'_>,
-) -> Result<LabReport> {
-    let plan = plan_up(hv, spec).await?;
-    let lab = &spec.name;
-    progress(Event::Begin {
-        operation: "up",
-        subjects: plan.students.iter().map(|s| s.hostname.clone()).collect(),
-    });
-    progress(Event::Lab {
-        step: Step::Prepare,
-    });
-    let retry = &spec.timeouts.retry;
-    retrying(retry, "pool", || hv.prepare_lab(lab)).await?;
-    let last_id = spec.ids.last();
-    let results: Vec<(u32, String, Result<GuestStatus>)> = stream::iter(plan.students.clone())
-        .map(|s| async move {
-            let r = bring_up(hv, spec, &s, last_id, progress).await;
-            match &r {
-                Ok(st) => progress(Event::Done {
-                    subject: s.hostname.clone(),
-                    summary: format!(
-                        "vm {} on {}, {}",
-                        st.vmid,
-                        st.node,
-                        st.primary_address()
-                            .map_or_else(|| "no address".to_owned(), |a| a.to_string())
-                    ),
-                }),
-                Err(e) => progress(Event::Failed {
-                    subject: s.hostname.clone(),
-                    message: e.to_string(),
-                }),
-            }
-            (s.number, s.hostname, r)
-        })
-        .buffer_unordered(spec.concurrency)
-        .collect()
-        .await;
-    let mut ready = Vec::new();
-    let mut failures = Vec::new();
-    for (number, hostname, r) in results {
-        match r {
-            Ok(st) => ready.push((number, st)),
-            Err(e) => failures.push(Failure {
-                subject: hostname,
-                message: e.to_string(),
-            }),
-        }
-    }
-    ready.sort_by_key(|(n, _)| *n);
-    let students: Vec<GuestStatus> = ready.into_iter().map(|(_, s)| s).collect();
-    let mut fenced = false;
-    if !spec.teachers.is_empty() && !students.is_empty() {
-        progress(Event::Lab { step: Step::Fence });
-        // Fence every owned guest of the lab, also those that failed half-way.
-        let mut ids: BTreeSet<VmId> = students.iter().map(|s| s.vmid).collect();
-        for g in retrying(retry, "lab members", || hv.lab_members(lab)).await? {
-            if g.is_owned_by(lab) {
-                ids.insert(g.vmid);
-            }
-        }
-        let ids: Vec<VmId> = ids.into_iter().collect();
-        // Isolation is idempotent: a repeat completes what a failed try began.
-        match retrying(retry, "fence", || {
-            hv.isolate(lab, ids.clone(), spec.teachers.clone())
-        })
-        .await
-        {
-            Ok(()) => fenced = true,
-            Err(e) => failures.push(Failure {
-                subject: "fence".to_owned(),
-                message: e.to_string(),
-            }),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(Error::Incomplete {
-            operation: "up",
-            lab: lab.to_string(),
-            failures,
-        });
-    }
-    Ok(LabReport {
-        lab: lab.clone(),
-        plan,
-        students,
-        fenced,
-    })
-}
-
-async fn bring_up(
-    hv: &dyn Hypervisor,
-    spec: &LabSpec,
-    s: &PlannedStudent,
-    last_id: VmId,
-    progress: Progress<'_>,
-) -> Result<GuestStatus> {
-    let step = |step| {
-        progress(Event::Step {
-            subject: s.hostname.clone(),
-            step,
-        })
-    };
-    let mut vmid = s.vmid;
-    if s.action == StudentAction::Create {
-        step(Step::Clone);
-        let g = hv
-            .clone_guest(CloneRequest {
-                template: spec.template,
-                vmid,
-                last_id,
-                hostname: s.hostname.clone(),
-                mode: spec.clone_mode,
-                lab: spec.name.clone(),
-            })
-            .await?;
-        if let Some(problem) = g.ownership_problem(&spec.name) {
-            // A backend that does not mark its clones would make teardown impossible.
-            return Err(Error::NotOwned {
-                vmid: g.vmid,
-                reason: format!("the new clone is not marked as the lab's: {problem}"),
-            });
-        }
-        vmid = g.vmid;
-    }
-    let retry = &spec.timeouts.retry;
-    if s.action != StudentAction::Keep {
-        step(Step::Start);
-        // Starting a running guest is success, so a repeat is safe.
-        retrying(retry, "start", || hv.start(vmid)).await?;
-    }
-    step(Step::WaitReady);
-    hv.wait_ready(vmid, spec.timeouts.ready).await?;
-    step(Step::WaitAddress);
-    let address = hv.wait_address(vmid, spec.timeouts.address).await?;
-    let g = retrying(retry, "guest", || hv.guest(vmid)).await?;
-    let mut addresses = retrying(retry, "addresses", || hv.addresses(vmid))
-        .await
-        .unwrap_or_default();
-    if !addresses.contains(&address) {
-        addresses.insert(0, address);
-    }
-    Ok(GuestStatus {
-        vmid,
-        hostname: g.name.unwrap_or_else(|| s.hostname.clone()),
-        node: g.node,
-        status: g.status,
-        addresses,
-    })
-}
-
-/// The lab's students as they are now: run state and addresses, in id order.
-pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<GuestStatus>> {
-    let mut members: Vec<GuestInfo> = hv
-        .lab_members(lab)
-        .await?
-        .into_iter()
-        .filter(|g| g.is_owned_by(lab))
-        .collect();
-    members.sort_by_key(|g| g.vmid);
-    let rows: Vec<Result<GuestStatus>> = stream::iter(members)
-        .map(|g| async move {
-            let addresses = if g.status.is_running() {
-                hv.addresses(g.vmid).await?
-            } else {
-                Vec::new()
-            };
-            Ok(GuestStatus {
-                vmid: g.vmid,
-                hostname: g.name.unwrap_or_else(|| format!("vm {}", g.vmid)),
-                node: g.node,
-                status: g.status,
-                addresses,
-            })
-        })
-        .buffered(STATUS_CONCURRENCY)
-        .collect()
-        .await;
-    rows.into_iter().collect()
 }
 
 /// What `down` would do: the guests it destroys and the lab guests it refuses to touch.
@@ -559,7 +385,7 @@ impl fmt::Display for TeardownPlan {
         } else {
             writeln!(
                 f,
-                "lab {}: lift the fence, stop and destroy {} guests, then {pool}",
+                "lab {}: stop and destroy {} guests, lift the lab's fence, then {pool}",
                 self.lab,
                 self.destroy.len(),
             )?;
@@ -606,13 +432,15 @@ pub fn plan_teardown(lab: &LabName, members: Vec<GuestInfo>) -> TeardownPlan {
 
 /// Lists the lab and plans `down` (what `--dry-run` shows).
 pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPlan> {
+    hv.quiesce(None).await?;
     Ok(plan_teardown(lab, hv.lab_members(lab).await?))
 }
 
-/// Settings of [`teardown`].
+/// Settings of [`teardown`](crate::teardown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DownOptions {
-    /// Guests stopped and destroyed at the same time, 1..=[`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY).
+    /// Guests stopped and destroyed at the same time, 1..=[`MAX_CONCURRENCY`](crate::MAX_CONCURRENCY)
+    /// (the backend limits in-flight writes per node on its own).
     pub concurrency: usize,
     /// Repeats of idempotent steps (listing, lifting the fence, removing the pool) that
     /// failed transiently.
@@ -627,121 +455,6 @@ impl DownOptions {
             retry: Retry::default(),
         }
     }
-}
-
-/// Tears the lab down: lifts the fence (restoring what was there before), then per guest
-/// (at most `concurrency` at once) re-checks ownership, stops and destroys it; finally
-/// removes the lab's pool. Touches only guests in the lab's pool **and** with its tag,
-/// never a template. If lifting the fence fails nothing is destroyed.
-pub async fn teardown(
-    hv: &dyn Hypervisor,
-    lab: &LabName,
-    options: &DownOptions,
-    progress: Progress<'_>,
-) -> Result<TeardownPlan> {
-    let concurrency = options.concurrency;
-    if !(1..=crate::MAX_CONCURRENCY).contains(&concurrency) {
-        return Err(Error::invalid(
-            "concurrency",
-            concurrency.to_string(),
-            format!("between 1 and {}", crate::MAX_CONCURRENCY),
-        ));
-    }
-    let retry = &options.retry;
-    let plan = plan_teardown(
-        lab,
-        retrying(retry, "lab members", || hv.lab_members(lab)).await?,
-    );
-    progress(Event::Begin {
-        operation: "down",
-        subjects: plan.destroy.iter().map(subject).collect(),
-    });
-    if !plan.destroy.is_empty() {
-        progress(Event::Lab {
-            step: Step::Unfence,
-        });
-        let ids: Vec<VmId> = plan.destroy.iter().map(|g| g.vmid).collect();
-        retrying(retry, "lifting the fence", || {
-            hv.unisolate(lab, ids.clone())
-        })
-        .await?;
-    }
-    let results: Vec<(String, Result<()>)> = stream::iter(plan.destroy.clone())
-        .map(|g| async move {
-            let who = subject(&g);
-            let r = take_down(hv, lab, &g, retry, progress).await;
-            match &r {
-                Ok(()) => progress(Event::Done {
-                    subject: who.clone(),
-                    summary: format!("vm {} destroyed", g.vmid),
-                }),
-                Err(e) => progress(Event::Failed {
-                    subject: who.clone(),
-                    message: e.to_string(),
-                }),
-            }
-            (who, r)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let failures: Vec<Failure> = results
-        .into_iter()
-        .filter_map(|(who, r)| {
-            r.err().map(|e| Failure {
-                subject: who,
-                message: e.to_string(),
-            })
-        })
-        .collect();
-    if !failures.is_empty() {
-        return Err(Error::Incomplete {
-            operation: "down",
-            lab: lab.to_string(),
-            failures,
-        });
-    }
-    if plan.skipped.is_empty() {
-        progress(Event::Lab {
-            step: Step::Release,
-        });
-        retrying(retry, "removing the pool", || hv.release_lab(lab)).await?;
-    }
-    Ok(plan)
-}
-
-fn subject(g: &GuestInfo) -> String {
-    g.name.clone().unwrap_or_else(|| format!("vm {}", g.vmid))
-}
-
-async fn take_down(
-    hv: &dyn Hypervisor,
-    lab: &LabName,
-    listed: &GuestInfo,
-    retry: &Retry,
-    progress: Progress<'_>,
-) -> Result<()> {
-    // Read it again: it may have changed (turned into a template, moved) since listing.
-    let g = retrying(retry, "guest", || hv.guest(listed.vmid)).await?;
-    if let Some(reason) = g.ownership_problem(lab) {
-        return Err(Error::NotOwned {
-            vmid: g.vmid,
-            reason,
-        });
-    }
-    let step = |step| {
-        progress(Event::Step {
-            subject: subject(listed),
-            step,
-        })
-    };
-    if g.status.is_running() {
-        step(Step::Stop);
-        // Stopping a stopped guest is success, so a repeat is safe.
-        retrying(retry, "stop", || hv.stop(g.vmid)).await?;
-    }
-    step(Step::Destroy);
-    hv.destroy(g.vmid).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
-//! Trait-level tests of the engine against a `mockall` mock of [`Hypervisor`].
+//! Trait-level tests of the staged engine against a `mockall` mock of [`Hypervisor`],
+//! wrapped in [`Timed`] so calls take (paused, virtual) time and the order and overlap of
+//! steps can be checked: clone capacity per node, starts not batched, waits not limited
+//! by the clone capacity, fence before start, adoption, partial failures, interrupts.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
 
 use mockall::predicate::eq;
 
@@ -25,6 +32,7 @@ fn guest(vmid: u32, name: &str, status: VmStatus) -> GuestInfo {
         template: false,
         pool: None,
         tags: Vec::new(),
+        description: None,
     }
 }
 
@@ -113,145 +121,226 @@ fn plan_reports_too_few_free_ids() {
     );
 }
 
-/// A mock in which every clone succeeds at the planned id, marked as the lab's.
-fn happy_mock(fail_clone_of: Option<&'static str>) -> MockHypervisor {
+/// What happened when, as the [`Timed`] wrapper saw it.
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    CloneBegin(String),
+    CloneEnd(u32),
+    PrepareFence,
+    Secure { vmid: u32, fresh: bool, fence: bool },
+    Start(u32),
+    Probe(u32),
+}
+
+/// A [`MockHypervisor`] whose clones, starts and boots take virtual time: clone
+/// `clone_time`, start `start_time`; a started guest answers its first address
+/// `boot_time` after its start. Records every call with its instant.
+struct Timed {
+    mock: MockHypervisor,
+    clone_time: Duration,
+    start_time: Duration,
+    boot_time: Duration,
+    log: Mutex<Vec<(Instant, Call)>>,
+    started: Mutex<std::collections::HashMap<u32, Instant>>,
+    cloning: Mutex<(usize, usize)>,
+}
+
+impl Timed {
+    fn new(mock: MockHypervisor) -> Self {
+        Self {
+            mock,
+            clone_time: Duration::from_secs(2),
+            start_time: Duration::from_secs(2),
+            boot_time: Duration::from_secs(20),
+            log: Mutex::new(Vec::new()),
+            started: Mutex::new(Default::default()),
+            cloning: Mutex::new((0, 0)),
+        }
+    }
+
+    fn note(&self, c: Call) {
+        self.log.lock().unwrap().push((Instant::now(), c));
+    }
+
+    fn calls(&self) -> Vec<(Instant, Call)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn peak_clones(&self) -> usize {
+        self.cloning.lock().unwrap().1
+    }
+}
+
+#[async_trait]
+impl Hypervisor for Timed {
+    fn backend(&self) -> &'static str {
+        "timed"
+    }
+    async fn quiesce(&self, t: Option<VmId>) -> Result<()> {
+        self.mock.quiesce(t).await
+    }
+    async fn list_guests(&self) -> Result<Vec<GuestInfo>> {
+        self.mock.list_guests().await
+    }
+    async fn guest(&self, vmid: VmId) -> Result<GuestInfo> {
+        self.mock.guest(vmid).await
+    }
+    async fn prepare_lab(&self, lab: &LabName) -> Result<()> {
+        self.mock.prepare_lab(lab).await
+    }
+    async fn clone_capacity(&self, t: VmId, m: CloneMode) -> Result<CloneCapacity> {
+        self.mock.clone_capacity(t, m).await
+    }
+    async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
+        self.note(Call::CloneBegin(request.hostname.clone()));
+        {
+            let mut c = self.cloning.lock().unwrap();
+            c.0 += 1;
+            c.1 = c.1.max(c.0);
+        }
+        tokio::time::sleep(self.clone_time).await;
+        self.cloning.lock().unwrap().0 -= 1;
+        let r = self.mock.clone_guest(request).await;
+        if let Ok(g) = &r {
+            self.note(Call::CloneEnd(g.vmid.get()));
+        }
+        r
+    }
+    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
+        self.note(Call::PrepareFence);
+        self.mock.prepare_fence(lab, allowed).await
+    }
+    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()> {
+        self.note(Call::Secure {
+            vmid: guest.vmid.get(),
+            fresh: how.fresh,
+            fence: how.fence,
+        });
+        self.mock.secure(guest, how).await
+    }
+    async fn start(&self, vmid: VmId) -> Result<()> {
+        self.note(Call::Start(vmid.get()));
+        tokio::time::sleep(self.start_time).await;
+        let r = self.mock.start(vmid).await;
+        if r.is_ok() {
+            self.started
+                .lock()
+                .unwrap()
+                .insert(vmid.get(), Instant::now());
+        }
+        r
+    }
+    async fn probe(&self, vmid: VmId) -> Result<Probe> {
+        self.note(Call::Probe(vmid.get()));
+        self.mock.probe(vmid).await?;
+        let up = self
+            .started
+            .lock()
+            .unwrap()
+            .get(&vmid.get())
+            .is_some_and(|t| t.elapsed() + self.start_time >= self.boot_time);
+        Ok(Probe {
+            ready: up,
+            addresses: if up { vec![ip_of(vmid)] } else { Vec::new() },
+        })
+    }
+    async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
+        self.mock.addresses(vmid).await
+    }
+    async fn isolate(&self, l: &LabName, s: Vec<VmId>, a: Vec<IpAddr>) -> Result<()> {
+        self.mock.isolate(l, s, a).await
+    }
+    async fn unisolate(&self, l: &LabName, s: Vec<VmId>) -> Result<()> {
+        self.mock.unisolate(l, s).await
+    }
+    async fn fenced(&self, l: &LabName, v: VmId) -> Result<bool> {
+        self.mock.fenced(l, v).await
+    }
+    async fn stop(&self, v: VmId) -> Result<()> {
+        self.mock.stop(v).await
+    }
+    async fn destroy(&self, v: VmId) -> Result<()> {
+        self.mock.destroy(v).await
+    }
+    async fn lab_members(&self, l: &LabName) -> Result<Vec<GuestInfo>> {
+        self.mock.lab_members(l).await
+    }
+    async fn release_lab(&self, l: &LabName) -> Result<()> {
+        self.mock.release_lab(l).await
+    }
+}
+
+/// A freshly cloned guest as the backend answers it: pool and marker, no tag yet.
+fn fresh(vmid: u32, name: &str) -> GuestInfo {
+    GuestInfo {
+        pool: Some("exam1".into()),
+        description: Some(lab().marker(name)),
+        ..guest(vmid, name, VmStatus::Stopped)
+    }
+}
+
+/// A mock in which every clone succeeds at the requested id, marked as the lab's; the
+/// cluster holds `existing` besides the template; clones of `fail_clone_of` fail for good.
+fn mock_with(
+    existing: Vec<GuestInfo>,
+    slots: usize,
+    fail_clone_of: Option<&'static str>,
+) -> MockHypervisor {
+    mock_recording(existing, slots, fail_clone_of, Arc::default())
+}
+
+/// [`mock_with`], recording the host name of every clone request in `cloned`.
+fn mock_recording(
+    existing: Vec<GuestInfo>,
+    slots: usize,
+    fail_clone_of: Option<&'static str>,
+    cloned: Arc<Mutex<Vec<String>>>,
+) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
-    hv.expect_backend().return_const("mock");
-    hv.expect_list_guests().returning(|| Ok(vec![template()]));
+    hv.expect_quiesce()
+        .with(eq(Some(id(9000))))
+        .returning(|_| Ok(()));
+    let listed = existing.clone();
+    hv.expect_list_guests().returning(move || {
+        let mut all = vec![template()];
+        all.extend(listed.clone());
+        Ok(all)
+    });
+    let members = existing.clone();
+    hv.expect_lab_members()
+        .returning(move |_| Ok(members.clone()));
     hv.expect_prepare_lab()
         .with(eq(lab()))
         .times(1)
         .returning(|_| Ok(()));
+    hv.expect_clone_capacity().returning(move |_, _| {
+        Ok(CloneCapacity {
+            key: "pve1/local-lvm".into(),
+            slots,
+            queue: 0,
+        })
+    });
     hv.expect_clone_guest().returning(move |req| {
         assert_eq!(req.template, id(9000));
-        assert_eq!(req.last_id, id(5009));
         assert_eq!(req.lab, lab());
+        cloned.lock().unwrap().push(req.hostname.clone());
         if Some(req.hostname.as_str()) == fail_clone_of {
-            return Err(Error::Busy {
-                what: "storage".into(),
-                message: "got timeout".into(),
-            });
+            return Err(Error::backend(
+                "mock",
+                std::io::Error::other("clone failed: no space left on device"),
+            ));
         }
-        Ok(member(req.vmid.get(), &req.hostname, VmStatus::Stopped))
+        Ok(fresh(req.vmid.get(), &req.hostname))
     });
+    hv.expect_prepare_fence()
+        .withf(|l, a| *l == lab() && a == &["10.10.0.1".parse::<IpAddr>().unwrap()])
+        .times(1)
+        .returning(|_, _| Ok(()));
+    hv.expect_secure().returning(|_, _| Ok(()));
     hv.expect_start().returning(|_| Ok(()));
-    hv.expect_wait_ready().returning(|_, _| Ok(()));
-    hv.expect_wait_address().returning(|v, _| Ok(ip_of(v)));
-    hv.expect_addresses().returning(|v| Ok(vec![ip_of(v)]));
-    hv.expect_guest().returning(|v| {
-        Ok(member(
-            v.get(),
-            &format!("exam-{:02}", v.get() - 4999),
-            VmStatus::Running,
-        ))
-    });
-    hv
-}
-
-#[tokio::test]
-async fn apply_brings_every_student_up_and_fences_them_once() {
-    let mut hv = happy_mock(None);
-    hv.expect_lab_members().returning(|_| {
-        Ok((5000..5003)
-            .map(|n| member(n, &format!("exam-{:02}", n - 4999), VmStatus::Running))
-            .collect())
-    });
-    hv.expect_isolate()
-        .withf(|l, students, allowed| {
-            *l == lab()
-                && students == &[id(5000), id(5001), id(5002)]
-                && allowed == &["10.10.0.1".parse::<IpAddr>().unwrap()]
-        })
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    let events = Mutex::new(Vec::new());
-    let record = |e: Event| events.lock().unwrap().push(e);
-    let report = apply(&hv, &spec(3), &record).await.unwrap();
-    assert!(report.fenced);
-    let rows: Vec<(u32, &str, IpAddr)> = report
-        .students
-        .iter()
-        .map(|s| {
-            (
-                s.vmid.get(),
-                s.hostname.as_str(),
-                s.primary_address().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        rows,
-        [
-            (5000, "exam-01", ip_of(id(5000))),
-            (5001, "exam-02", ip_of(id(5001))),
-            (5002, "exam-03", ip_of(id(5002))),
-        ]
-    );
-    let events = events.into_inner().unwrap();
-    let dones = events
-        .iter()
-        .filter(|e| matches!(e, Event::Done { .. }))
-        .count();
-    assert_eq!(dones, 3);
-    assert!(events.contains(&Event::Lab { step: Step::Fence }));
-    assert!(events.contains(&Event::Step {
-        subject: "exam-02".into(),
-        step: Step::WaitReady
-    }));
-}
-
-#[tokio::test]
-async fn apply_reports_a_failed_student_and_still_fences_the_rest() {
-    let mut hv = happy_mock(Some("exam-02"));
-    hv.expect_lab_members().returning(|_| {
-        Ok(vec![
-            member(5000, "exam-01", VmStatus::Running),
-            member(5002, "exam-03", VmStatus::Running),
-        ])
-    });
-    hv.expect_isolate()
-        .withf(|_, students, _| students == &[id(5000), id(5002)])
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    let e = apply(&hv, &spec(3), &no_progress).await.unwrap_err();
-    match e {
-        Error::Incomplete {
-            operation,
-            failures,
-            ..
-        } => {
-            assert_eq!(operation, "up");
-            assert_eq!(failures.len(), 1);
-            assert_eq!(failures[0].subject, "exam-02");
-            assert!(failures[0].message.contains("got timeout"));
-        }
-        other => panic!("expected Incomplete, got {other}"),
-    }
-}
-
-#[tokio::test]
-async fn apply_refuses_a_clone_the_backend_did_not_mark() {
-    let mut hv = MockHypervisor::new();
-    hv.expect_list_guests().returning(|| Ok(vec![template()]));
-    hv.expect_prepare_lab().returning(|_| Ok(()));
-    hv.expect_clone_guest()
-        .returning(|req| Ok(guest(req.vmid.get(), &req.hostname, VmStatus::Stopped)));
-    hv.expect_start().never();
-    hv.expect_lab_members().returning(|_| Ok(Vec::new()));
-    let mut s = spec(1);
-    s.teachers.clear();
-    let e = apply(&hv, &s, &no_progress).await.unwrap_err().to_string();
-    assert!(e.contains("not marked as the lab's"), "{e}");
-}
-
-fn teardown_mock(members: Vec<GuestInfo>) -> MockHypervisor {
-    let mut hv = MockHypervisor::new();
-    let listed = members.clone();
-    hv.expect_lab_members()
-        .with(eq(lab()))
-        .returning(move |_| Ok(listed.clone()));
+    hv.expect_probe().returning(|_| Ok(Probe::default()));
     hv.expect_guest().returning(move |v| {
-        members
+        existing
             .iter()
             .find(|g| g.vmid == v)
             .cloned()
@@ -262,9 +351,260 @@ fn teardown_mock(members: Vec<GuestInfo>) -> MockHypervisor {
     hv
 }
 
+fn spec_n(count: u32) -> LabSpec {
+    let mut s = spec(count);
+    s.ids = "5000-5099".parse().unwrap();
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn clones_keep_to_the_declared_capacity_and_starts_are_not_batched() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, None));
+    let t0 = Instant::now();
+    let report = apply(&hv, &spec_n(10), &no_progress).await.unwrap();
+    assert_eq!(report.students.len(), 10);
+    assert!(report
+        .students
+        .iter()
+        .all(|s| s.primary_address().is_some()));
+    assert_eq!(
+        hv.peak_clones(),
+        3,
+        "the capacity is used, and never exceeded"
+    );
+    let calls = hv.calls();
+    // Student 1's start comes right after its own clone, long before the last clone ends.
+    let start_1 = calls
+        .iter()
+        .find(|(_, c)| *c == Call::Start(5000))
+        .map(|(t, _)| *t)
+        .unwrap();
+    let last_clone_end = calls
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::CloneEnd(_)))
+        .map(|(t, _)| *t)
+        .max()
+        .unwrap();
+    assert!(start_1 - t0 <= Duration::from_secs(3), "{:?}", start_1 - t0);
+    assert!(start_1 < last_clone_end);
+    // The whole lab within the bound: ceil(10/3)·2 + 2 + boot, plus the probe schedule's
+    // learning (virtual time, so this is exact arithmetic, not a wall-time assertion).
+    let bound = Duration::from_secs(4 * 2 + 20);
+    let took = Instant::now() - t0;
+    assert!(took <= bound + bound / 5, "took {took:?}, bound {bound:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_hold_no_clone_slot() {
+    let hv = Timed::new(mock_with(Vec::new(), 1, None));
+    apply(&hv, &spec_n(6), &no_progress).await.unwrap();
+    let calls = hv.calls();
+    // With one clone slot, clone 6 begins while earlier students are still booting: their
+    // waits did not hold the slot.
+    let clone_6 = calls
+        .iter()
+        .find(|(_, c)| *c == Call::CloneBegin("exam-06".into()))
+        .map(|(t, _)| *t)
+        .unwrap();
+    let first_ready = calls
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Probe(_)))
+        .map(|(t, _)| *t)
+        .min()
+        .unwrap();
+    assert!(clone_6 < first_ready + Duration::from_secs(20));
+    assert_eq!(hv.peak_clones(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_student_is_fenced_before_it_starts() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, None));
+    apply(&hv, &spec_n(5), &no_progress).await.unwrap();
+    let calls = hv.calls();
+    let pos = |want: &Call| calls.iter().position(|(_, c)| c == want).unwrap();
+    let fence = pos(&Call::PrepareFence);
+    for v in 5000..5005 {
+        let secure = calls
+            .iter()
+            .position(
+                |(_, c)| matches!(c, Call::Secure { vmid, fence: true, fresh: true } if *vmid == v),
+            )
+            .unwrap_or_else(|| panic!("vm {v} secured fresh with its fence: {calls:?}"));
+        let start = pos(&Call::Start(v));
+        assert!(fence < secure && secure < start, "vm {v}: {calls:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn marked_but_unfinished_guests_are_adopted_not_cloned_again() {
+    // A run died after cloning exam-02 (pool and marker, no tag) and after securing
+    // exam-03 (tagged, stopped).
+    let half = fresh(5001, "exam-02");
+    let secured = GuestInfo {
+        tags: vec!["labctl.exam1".into()],
+        ..fresh(5002, "exam-03")
+    };
+    // Someone else's guest with the same name, no marks: never adopted.
+    let stranger = guest(5003, "exam-01", VmStatus::Running);
+    let cloned = Arc::new(Mutex::new(Vec::new()));
+    let hv = mock_recording(vec![half, secured, stranger], 3, None, cloned.clone());
+    let hv = Timed::new(hv);
+    let report = apply(&hv, &spec_n(3), &no_progress).await.unwrap();
+    assert_eq!(*cloned.lock().unwrap(), ["exam-01"]);
+    let ids: Vec<u32> = report.students.iter().map(|s| s.vmid.get()).collect();
+    // exam-01 is cloned anew (the stranger is not the lab's); 02 and 03 are adopted.
+    assert_eq!(ids[1..], [5001, 5002]);
+    assert_ne!(ids[0], 5003);
+    let calls = hv.calls();
+    for v in [5001, 5002] {
+        assert!(
+            calls.iter().any(|(_, c)| *c
+                == Call::Secure {
+                    vmid: v,
+                    fresh: false,
+                    fence: true
+                }),
+            "vm {v} completed through the full (reading) path: {calls:?}"
+        );
+        assert!(calls.iter().any(|(_, c)| *c == Call::Start(v)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_student_is_reported_with_its_step_and_the_others_come_up() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, Some("exam-02")));
+    let e = apply(&hv, &spec_n(4), &no_progress).await.unwrap_err();
+    let Error::Incomplete { failures, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].subject, "exam-02");
+    assert!(
+        failures[0].message.starts_with("cloning:") && failures[0].message.contains("no space"),
+        "{failures:?}"
+    );
+    // The three others were started and probed.
+    let starts = hv
+        .calls()
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Start(_)))
+        .count();
+    assert_eq!(starts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_use_the_guests_own_budget() {
+    let tries = Arc::new(Mutex::new(0u32));
+    let t = tries.clone();
+    // exam-01's start is refused as busy three times, then succeeds.
+    let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
+    hv.expect_list_guests().returning(|| Ok(vec![template()]));
+    hv.expect_lab_members().returning(|_| Ok(Vec::new()));
+    hv.expect_prepare_lab().returning(|_| Ok(()));
+    hv.expect_clone_capacity().returning(|_, _| {
+        Ok(CloneCapacity {
+            key: "k".into(),
+            slots: 3,
+            queue: 0,
+        })
+    });
+    hv.expect_clone_guest()
+        .returning(|req| Ok(fresh(req.vmid.get(), &req.hostname)));
+    hv.expect_prepare_fence().returning(|_, _| Ok(()));
+    hv.expect_secure().returning(|_, _| Ok(()));
+    hv.expect_start().returning(move |v| {
+        let mut n = t.lock().unwrap();
+        if v == id(5000) && *n < 3 {
+            *n += 1;
+            return Err(Error::Busy {
+                what: "VM 5000".into(),
+                message: "VM is locked (backup)".into(),
+            });
+        }
+        Ok(())
+    });
+    hv.expect_probe().returning(|_| Ok(Probe::default()));
+    let hv = Timed::new(hv);
+    let report = apply(&hv, &spec_n(2), &no_progress).await.unwrap();
+    assert_eq!(report.students.len(), 2);
+    assert_eq!(*tries.lock().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_starts_nothing_new_and_says_where_each_student_stands() {
+    let hv = Timed::new(mock_with(Vec::new(), 1, None));
+    let interrupt = Interrupt::new();
+    let i = interrupt.clone();
+    // Interrupt while the second clone runs (clones take 2 s, one at a time).
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        i.trigger();
+    });
+    let e = apply_with(&hv, &spec_n(4), &no_progress, &interrupt)
+        .await
+        .unwrap_err();
+    let Error::Interrupted {
+        finished,
+        unfinished,
+        total,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(*total, 4);
+    assert!(finished.is_empty(), "{finished:?}");
+    assert_eq!(unfinished.len(), 4, "{unfinished:?}");
+    let msg = |h: &str| {
+        unfinished
+            .iter()
+            .find(|f| f.subject == h)
+            .map(|f| f.message.clone())
+            .unwrap()
+    };
+    // The clone in flight settled and is marked; nothing later was cloned.
+    assert!(
+        msg("exam-02").contains("cloned and marked, not started"),
+        "{}",
+        msg("exam-02")
+    );
+    assert_eq!(msg("exam-04"), "not cloned");
+    let calls = hv.calls();
+    assert!(!calls
+        .iter()
+        .any(|(_, c)| *c == Call::CloneBegin("exam-03".into())));
+    assert!(!calls.iter().any(|(_, c)| *c == Call::Start(5001)));
+    assert!(e.to_string().contains("run it again to resume"), "{e}");
+}
+
+fn teardown_mock(members: Vec<GuestInfo>) -> MockHypervisor {
+    let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().with(eq(None)).returning(|_| Ok(()));
+    let listed = members.clone();
+    hv.expect_lab_members()
+        .with(eq(lab()))
+        .returning(move |_| Ok(listed.clone()));
+    hv.expect_guest().returning(move |v| {
+        members
+            .iter()
+            .find(|g| g.vmid == v)
+            // A fresh read carries neither pool nor description.
+            .map(|g| GuestInfo {
+                pool: None,
+                description: None,
+                ..g.clone()
+            })
+            .ok_or(Error::NotFound {
+                what: format!("VM {v}"),
+            })
+    });
+    hv
+}
+
 #[tokio::test]
-async fn teardown_destroys_only_owned_guests() {
-    let in_pool_untagged = GuestInfo {
+async fn teardown_destroys_only_owned_guests_then_lifts_the_fence() {
+    let in_pool_unmarked = GuestInfo {
         tags: Vec::new(),
         ..member(5003, "borrowed", VmStatus::Running)
     };
@@ -272,23 +612,27 @@ async fn teardown_destroys_only_owned_guests() {
         template: true,
         ..member(5004, "graded-tmpl", VmStatus::Stopped)
     };
+    // Cloned by a run that died before tagging: its marker makes it the lab's.
+    let orphan = fresh(5005, "exam-03");
     let mut hv = teardown_mock(vec![
         member(5001, "exam-01", VmStatus::Running),
         member(5002, "exam-02", VmStatus::Stopped),
-        in_pool_untagged,
+        in_pool_unmarked,
         tmpl_in_pool,
+        orphan,
     ]);
+    // The lab-wide fence comes down after the guests (their own fence goes with them).
     hv.expect_unisolate()
-        .withf(|l, s| *l == lab() && s == &[id(5001), id(5002)])
+        .withf(|l, s| *l == lab() && s.is_empty())
         .times(1)
         .returning(|_, _| Ok(()));
     hv.expect_stop()
         .with(eq(id(5001)))
         .times(1)
         .returning(|_| Ok(()));
-    let destroyed = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
     let d = destroyed.clone();
-    hv.expect_destroy().times(2).returning(move |v| {
+    hv.expect_destroy().times(3).returning(move |v| {
         d.lock().unwrap().push(v.get());
         Ok(())
     });
@@ -299,7 +643,7 @@ async fn teardown_destroys_only_owned_guests() {
         .unwrap();
     let mut destroyed = destroyed.lock().unwrap().clone();
     destroyed.sort_unstable();
-    assert_eq!(destroyed, [5001, 5002]);
+    assert_eq!(destroyed, [5001, 5002, 5005]);
     assert_eq!(plan.skipped.len(), 2);
     let text = plan.to_string();
     assert!(
@@ -337,6 +681,7 @@ async fn teardown_releases_the_pool_when_everything_went() {
 async fn teardown_rechecks_ownership_before_destroying() {
     let listed = member(5001, "exam-01", VmStatus::Stopped);
     let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
     let l = listed.clone();
     hv.expect_lab_members()
         .returning(move |_| Ok(vec![l.clone()]));
@@ -347,8 +692,9 @@ async fn teardown_rechecks_ownership_before_destroying() {
             ..listed.clone()
         })
     });
-    hv.expect_unisolate().returning(|_, _| Ok(()));
     hv.expect_destroy().never();
+    // A guest survived: the lab's fence stays up, and so does the pool.
+    hv.expect_unisolate().never();
     hv.expect_release_lab().never();
     let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
         .await
@@ -359,161 +705,52 @@ async fn teardown_rechecks_ownership_before_destroying() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn teardown_destroys_nothing_when_the_fence_cannot_be_lifted() {
-    let mut hv = teardown_mock(vec![member(5001, "exam-01", VmStatus::Running)]);
-    // Busy is transient: tried as often as the retry policy allows, then given up.
-    hv.expect_unisolate().times(4).returning(|_, _| {
-        Err(Error::Busy {
-            what: "firewall".into(),
-            message: "locked".into(),
-        })
+async fn a_guest_that_cannot_be_destroyed_keeps_the_lab_fenced() {
+    let mut hv = teardown_mock(vec![
+        member(5001, "exam-01", VmStatus::Stopped),
+        member(5002, "exam-02", VmStatus::Stopped),
+    ]);
+    hv.expect_destroy().returning(|v| {
+        if v == id(5002) {
+            Err(Error::Busy {
+                what: "VM 5002".into(),
+                message: "VM is locked (backup)".into(),
+            })
+        } else {
+            Ok(())
+        }
     });
-    hv.expect_stop().never();
-    hv.expect_destroy().never();
+    hv.expect_unisolate().never();
+    hv.expect_release_lab().never();
     let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
         .await
         .unwrap_err();
-    assert!(e.is_transient(), "{e}");
+    let Error::Incomplete { failures, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].subject, "exam-02");
 }
 
 #[tokio::test]
-async fn status_reads_addresses_only_of_running_guests() {
+async fn status_reads_addresses_of_running_guests_and_the_fence_of_each() {
     let mut hv = MockHypervisor::new();
     hv.expect_lab_members().returning(|_| {
         Ok(vec![
             member(5002, "exam-02", VmStatus::Stopped),
             member(5001, "exam-01", VmStatus::Running),
-            // Not the lab's tag: not shown.
-            GuestInfo {
-                tags: Vec::new(),
-                ..member(5003, "x", VmStatus::Running)
-            },
+            guest(5009, "stranger", VmStatus::Running),
         ])
     });
     hv.expect_addresses()
         .with(eq(id(5001)))
         .times(1)
         .returning(|v| Ok(vec![ip_of(v)]));
+    hv.expect_fenced().returning(|_, v| Ok(v == id(5001)));
     let rows = status(&hv, &lab()).await.unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].vmid, id(5001));
-    assert_eq!(rows[0].addresses, [ip_of(id(5001))]);
-    assert!(rows[1].addresses.is_empty());
-    assert_eq!(rows[1].status, VmStatus::Stopped);
-}
-
-/// A hand-written backend whose waits take (paused, simulated) time, to observe how many
-/// students the engine works on at once.
-struct SlowBackend {
-    in_flight: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
-    clones: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Hypervisor for SlowBackend {
-    fn backend(&self) -> &'static str {
-        "slow"
-    }
-    async fn list_guests(&self) -> Result<Vec<GuestInfo>> {
-        Ok(vec![template()])
-    }
-    async fn guest(&self, vmid: VmId) -> Result<GuestInfo> {
-        Ok(member(vmid.get(), "x", VmStatus::Running))
-    }
-    async fn prepare_lab(&self, _: &LabName) -> Result<()> {
-        Ok(())
-    }
-    async fn clone_guest(&self, req: CloneRequest) -> Result<GuestInfo> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.clones.fetch_add(1, SeqCst);
-        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-        self.peak.fetch_max(now, SeqCst);
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        self.in_flight.fetch_sub(1, SeqCst);
-        Ok(member(req.vmid.get(), &req.hostname, VmStatus::Stopped))
-    }
-    async fn start(&self, _: VmId) -> Result<()> {
-        Ok(())
-    }
-    async fn wait_ready(&self, _: VmId, _: std::time::Duration) -> Result<()> {
-        tokio::time::sleep(std::time::Duration::from_secs(20)).await;
-        Ok(())
-    }
-    async fn addresses(&self, v: VmId) -> Result<Vec<IpAddr>> {
-        Ok(vec![ip_of(v)])
-    }
-    async fn wait_address(&self, v: VmId, _: std::time::Duration) -> Result<IpAddr> {
-        Ok(ip_of(v))
-    }
-    async fn isolate(&self, _: &LabName, _: Vec<VmId>, _: Vec<IpAddr>) -> Result<()> {
-        Ok(())
-    }
-    async fn unisolate(&self, _: &LabName, _: Vec<VmId>) -> Result<()> {
-        Ok(())
-    }
-    async fn stop(&self, _: VmId) -> Result<()> {
-        Ok(())
-    }
-    async fn destroy(&self, _: VmId) -> Result<()> {
-        Ok(())
-    }
-    async fn lab_members(&self, _: &LabName) -> Result<Vec<GuestInfo>> {
-        Ok(Vec::new())
-    }
-    async fn release_lab(&self, _: &LabName) -> Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn apply_keeps_to_the_concurrency_bound() {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-    for concurrency in [1, 3, 8] {
-        let hv = SlowBackend {
-            in_flight: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            clones: AtomicUsize::new(0),
-        };
-        let mut s = spec(8);
-        s.concurrency = concurrency;
-        let report = apply(&hv, &s, &no_progress).await.unwrap();
-        assert_eq!(report.students.len(), 8);
-        assert_eq!(hv.clones.load(SeqCst), 8);
-        assert_eq!(
-            hv.peak.load(SeqCst),
-            concurrency,
-            "concurrency {concurrency}"
-        );
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_transient_fence_failure_is_retried_and_a_permanent_one_is_not() {
-    let mut hv = happy_mock(None);
-    hv.expect_lab_members()
-        .returning(|_| Ok(vec![member(5000, "exam-01", VmStatus::Running)]));
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = calls.clone();
-    hv.expect_isolate().returning(move |_, _, _| {
-        if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
-            Err(Error::Busy {
-                what: "ipset".into(),
-                message: "HTTP 503 Service Unavailable".into(),
-            })
-        } else {
-            Ok(())
-        }
-    });
-    let report = apply(&hv, &spec(1), &no_progress).await.unwrap();
-    assert!(report.fenced);
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
-
-    let mut hv = happy_mock(None);
-    hv.expect_lab_members().returning(|_| Ok(Vec::new()));
-    hv.expect_isolate()
-        .times(1)
-        .returning(|_, _, _| Err(Error::invalid("allowed", "", "an address")));
-    let e = apply(&hv, &spec(1), &no_progress).await.unwrap_err();
-    assert!(e.to_string().contains("fence: invalid allowed"), "{e}");
+    let got: Vec<(u32, bool, Option<bool>)> = rows
+        .iter()
+        .map(|r| (r.vmid.get(), r.addresses.is_empty(), r.fenced))
+        .collect();
+    assert_eq!(got, [(5001, false, Some(true)), (5002, true, Some(false))]);
 }

@@ -84,6 +84,22 @@ pub enum Error {
         failures: Vec<Failure>,
     },
 
+    /// The run was interrupted (Ctrl-C, SIGTERM): in-flight steps settled, nothing new
+    /// was started. Running the same command again resumes from what the cluster shows.
+    #[error("{operation} of lab {lab} interrupted: {} of {total} finished; run it again to resume", finished.len())]
+    Interrupted {
+        /// `up` or `down`.
+        operation: &'static str,
+        /// The lab.
+        lab: String,
+        /// Subjects that were finished.
+        finished: Vec<String>,
+        /// Subjects left where they stood, and where that is (`cloned, not started`).
+        unfinished: Vec<Failure>,
+        /// Subjects in all.
+        total: usize,
+    },
+
     /// Any other failure of the backend.
     #[error("{backend}: {source}")]
     Backend {

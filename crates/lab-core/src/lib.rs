@@ -27,27 +27,31 @@
 //! # }
 //! ```
 
+mod down;
 mod engine;
 mod error;
 mod hypervisor;
 mod spec;
 mod types;
+mod up;
 
 #[cfg(test)]
 mod engine_tests;
 
+pub use down::{teardown, teardown_with};
 pub use engine::{
-    apply, no_progress, plan, plan_down, plan_teardown, plan_up, status, teardown, DownOptions,
-    Event, LabReport, Plan, PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
+    no_progress, plan, plan_down, plan_teardown, plan_up, DownOptions, Event, LabReport, Plan,
+    PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
 };
 pub use error::{Error, Failure, Result};
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::MockHypervisor;
-pub use hypervisor::{CloneRequest, Hypervisor};
+pub use hypervisor::{CloneCapacity, CloneRequest, Hypervisor, Probe, Secure};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };
 pub use types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmKind, VmStatus};
+pub use up::{apply, apply_with, status, Interrupt};
 
 #[cfg(test)]
 mod tidy {

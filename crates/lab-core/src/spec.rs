@@ -191,6 +191,9 @@ pub struct Retry {
     pub pause: Duration,
     /// A failure after a step ran this long is final.
     pub long_step: Duration,
+    /// Retries one guest may use over all its steps (a budget per guest, not per lab:
+    /// one unlucky guest cannot starve the others, and a flaky cluster still converges).
+    pub per_guest: u32,
 }
 
 impl Default for Retry {
@@ -199,6 +202,7 @@ impl Default for Retry {
             attempts: 4,
             pause: Duration::from_secs(2),
             long_step: Duration::from_secs(60),
+            per_guest: 16,
         }
     }
 }
@@ -225,6 +229,12 @@ pub struct Timeouts {
     pub address: Duration,
     /// Repeats of idempotent steps that failed transiently.
     pub retry: Retry,
+    /// When to look at a started guest first: a guest agent rarely answers sooner
+    /// (reference §9.5: 10-60 s). The engine learns the real boot time from the first
+    /// guests and uses it for the rest, so this only shapes the first few checks.
+    pub boot_hint: Duration,
+    /// When to look again at a ready guest that has no address yet (DHCP, a few s).
+    pub address_hint: Duration,
 }
 
 impl Default for Timeouts {
@@ -233,6 +243,8 @@ impl Default for Timeouts {
             ready: Duration::from_secs(300),
             address: Duration::from_secs(120),
             retry: Retry::default(),
+            boot_hint: Duration::from_secs(10),
+            address_hint: Duration::from_secs(2),
         }
     }
 }
@@ -245,6 +257,8 @@ impl Timeouts {
             ready: scale_duration(self.ready, factor),
             address: scale_duration(self.address, factor),
             retry: self.retry.scaled(factor),
+            boot_hint: scale_duration(self.boot_hint, factor),
+            address_hint: scale_duration(self.address_hint, factor),
         }
     }
 }

@@ -47,10 +47,10 @@ impl fmt::Display for VmId {
 impl FromStr for VmId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let n: u32 = s.trim().parse().map_err(|_| {
-            Error::invalid("VMID", s, "a guest id is a number from 100 to 999999999")
-        })?;
-        VmId::new(n)
+        let bad = || Error::invalid("VMID", s, "a guest id is a number from 100 to 999999999");
+        let n: u32 = s.trim().parse().map_err(|_| bad())?;
+        // Name the text as typed (`01`), not the number it parsed to.
+        VmId::new(n).map_err(|_| bad())
     }
 }
 
@@ -168,11 +168,23 @@ pub struct GuestInfo {
     pub pool: Option<String>,
     /// Its tags, lower-case.
     pub tags: Vec<String>,
+    /// Its description (notes), when the backend read it. A clone made by the engine
+    /// carries [`LabName::marker`] here from the clone request on.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 impl GuestInfo {
+    /// `true` when the description carries `lab`'s clone marker.
+    pub fn has_marker(&self, lab: &LabName) -> bool {
+        self.description
+            .as_deref()
+            .is_some_and(|d| lab.is_marker(d))
+    }
+
     /// Why this guest is **not** provably owned by `lab`, or `None` when it is: it must be
-    /// in the lab's pool, carry the lab's tag and not be a template.
+    /// in the lab's pool, carry the lab's tag **or** the clone marker in its description
+    /// (a clone whose run died before it was tagged), and not be a template.
     pub fn ownership_problem(&self, lab: &LabName) -> Option<String> {
         if self.template {
             return Some("it is a template".to_owned());
@@ -183,10 +195,18 @@ impl GuestInfo {
                 None => format!("it is in no pool, not the lab's pool {:?}", lab.pool()),
             });
         }
-        if !self.tags.iter().any(|t| *t == lab.tag()) {
-            return Some(format!("it lacks the lab tag {:?}", lab.tag()));
+        if !self.tags.iter().any(|t| *t == lab.tag()) && !self.has_marker(lab) {
+            return Some(format!(
+                "it lacks the lab tag {:?} and the lab's clone marker",
+                lab.tag()
+            ));
         }
         None
+    }
+
+    /// `true` when the guest carries the lab's tag (its marks are complete).
+    pub fn is_tagged(&self, lab: &LabName) -> bool {
+        self.tags.iter().any(|t| *t == lab.tag())
     }
 
     /// `true` when [`GuestInfo::ownership_problem`] finds none.
@@ -208,6 +228,9 @@ pub struct GuestStatus {
     pub status: VmStatus,
     /// Addresses the guest reports (empty while it boots or when stopped).
     pub addresses: Vec<IpAddr>,
+    /// Whether the lab's fence holds on this guest (`None`: not checked).
+    #[serde(default)]
+    pub fenced: Option<bool>,
 }
 
 impl GuestStatus {
@@ -261,6 +284,30 @@ impl LabName {
     pub fn tag(&self) -> String {
         format!("labctl.{}", self.0)
     }
+
+    /// The description a clone request writes, naming lab and student: the first mark a
+    /// guest gets, in the same request that creates it.
+    pub fn marker(&self, hostname: &str) -> String {
+        format!("{}student {hostname}", self.marker_prefix())
+    }
+
+    fn marker_prefix(&self) -> String {
+        format!("labctl lab {}: ", self.0)
+    }
+
+    /// `true` when `description` starts with this lab's clone marker.
+    pub fn is_marker(&self, description: &str) -> bool {
+        description.starts_with(&self.marker_prefix())
+    }
+
+    /// The student host name a marker names.
+    pub fn marked_student<'a>(&self, description: &'a str) -> Option<&'a str> {
+        description
+            .strip_prefix(&self.marker_prefix())?
+            .strip_prefix("student ")?
+            .split_whitespace()
+            .next()
+    }
 }
 
 impl fmt::Display for LabName {
@@ -297,6 +344,7 @@ mod tests {
             template,
             pool: pool.map(str::to_owned),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            description: None,
         }
     }
 
@@ -348,6 +396,13 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_vmid_is_named_as_typed() {
+        let e = "01".parse::<VmId>().unwrap_err().to_string();
+        assert!(e.contains("\"01\""), "{e}");
+        assert_eq!(" 5000".parse::<VmId>().unwrap().get(), 5000);
+    }
+
+    #[test]
     fn primary_address_prefers_ipv4() {
         let s = GuestStatus {
             vmid: VmId::new(5000).unwrap(),
@@ -355,6 +410,7 @@ mod tests {
             node: Node::new("pve1"),
             status: VmStatus::Running,
             addresses: vec!["fe80::1".parse().unwrap(), "10.0.0.5".parse().unwrap()],
+            fenced: None,
         };
         assert_eq!(s.primary_address(), Some("10.0.0.5".parse().unwrap()));
     }

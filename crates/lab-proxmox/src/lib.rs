@@ -25,33 +25,73 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lab_core::{
-    CloneMode, CloneRequest, Error, GuestInfo, Hypervisor, LabName, Node, Result, VmId, VmKind,
-    VmStatus,
+    CloneCapacity, CloneMode, CloneRequest, Error, GuestInfo, Hypervisor, LabName, Node, Probe,
+    Result, Secure, VmId, VmKind, VmStatus,
 };
 use pve_auth::{Params, PveClient};
-use pve_firewall::isolation::{Isolation, IsolationOptions, Students};
+use pve_firewall::isolation::{CloneBaseline, Isolation, IsolationOptions, Students};
 use pve_firewall::Cidr;
 use pve_net::NetApi;
 use pve_vm::{
-    DestroyOptions, Guest, GuestKind, GuestSummary, NewId, PoolId, RunState, Timing, VmApi,
+    ConfigUpdate, Guest, GuestKind, GuestSummary, NodeName, RunState, Timing, Upid, VmApi,
 };
 use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+mod tasks;
+
+use tasks::Tasks;
 
 /// The backend name in messages.
 pub const BACKEND: &str = "proxmox";
 /// Comment of a pool created by labctl, followed by the lab name.
 pub const POOL_COMMENT_PREFIX: &str = "labctl lab ";
+/// Write requests in flight per node by default (a node has 3 pvedaemon workers,
+/// reference §9.4; more only queues the teacher's own clicks behind ours).
+pub const DEFAULT_WRITES_PER_NODE: usize = 4;
 
-/// Proxmox VE as a [`Hypervisor`]. Cheap to clone; shares one client.
+/// Proxmox VE as a [`Hypervisor`]. Cheap to clone; shares one client, one task poller per
+/// node, the per-node write limit and what it read of templates.
 #[derive(Debug, Clone)]
 pub struct ProxmoxLab {
     vms: VmApi,
     net: NetApi,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tasks: Tasks,
+    writes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    write_limit: usize,
+    templates: Mutex<HashMap<u32, Template>>,
+    baselines: tokio::sync::Mutex<HashMap<(u32, String), CloneBaseline>>,
+    /// Guests this process cloned, and from which template (their state is known).
+    cloned_from: Mutex<HashMap<u32, u32>>,
+    /// Pool of each guest as last listed.
+    pools: Mutex<HashMap<u32, String>>,
+    /// Template flag of each guest as last read (destroy refuses templates without a read
+    /// when the engine has just re-read the guest).
+    is_template: Mutex<HashMap<u32, bool>>,
+}
+
+/// What clones of a template need, read once.
+#[derive(Debug, Clone)]
+struct Template {
+    node: NodeName,
+    kind: GuestKind,
+    tags: Vec<String>,
+    storage: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ProxmoxLab {
@@ -63,9 +103,39 @@ impl ProxmoxLab {
     /// Over `client` with these waits (`Timing::default().scaled(f)` against a simulator
     /// running at time scale `f`).
     pub fn with_timing(client: PveClient, timing: Timing) -> Self {
+        let poll = timing.task_poll;
         Self {
-            vms: VmApi::with_timing(client, timing),
+            vms: VmApi::with_timing(client.clone(), timing),
             net: NetApi::new(),
+            inner: Arc::new(Inner {
+                tasks: Tasks::new(client, poll),
+                writes: Mutex::new(HashMap::new()),
+                write_limit: DEFAULT_WRITES_PER_NODE,
+                templates: Mutex::new(HashMap::new()),
+                baselines: tokio::sync::Mutex::new(HashMap::new()),
+                cloned_from: Mutex::new(HashMap::new()),
+                pools: Mutex::new(HashMap::new()),
+                is_template: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// At most `limit` (1..) write requests in flight per node (`--concurrency`).
+    #[must_use]
+    pub fn write_limit(self, limit: usize) -> Self {
+        let inner = Inner {
+            tasks: Tasks::new(self.vms.client().clone(), self.vms.timing().task_poll),
+            writes: Mutex::new(HashMap::new()),
+            write_limit: limit.max(1),
+            templates: Mutex::new(HashMap::new()),
+            baselines: tokio::sync::Mutex::new(HashMap::new()),
+            cloned_from: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+            is_template: Mutex::new(HashMap::new()),
+        };
+        Self {
+            inner: Arc::new(inner),
+            ..self
         }
     }
 
@@ -85,10 +155,68 @@ impl ProxmoxLab {
             .map_err(|e| vm_err(e, &format!("VM {vmid}")))
     }
 
+    /// Sends one write request to `node`, within the node's write limit.
+    async fn write<T: serde::de::DeserializeOwned>(
+        &self,
+        node: &NodeName,
+        method: pve_auth::Method,
+        path: &str,
+        params: &Params,
+    ) -> pve_auth::Result<T> {
+        let gate = {
+            let mut writes = lock(&self.inner.writes);
+            Arc::clone(
+                writes
+                    .entry(node.as_str().to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.inner.write_limit))),
+            )
+        };
+        let _permit = gate.acquire().await;
+        let c = self.client();
+        match method {
+            pve_auth::Method::POST => c.post(path, params).await,
+            pve_auth::Method::PUT => c.put(path, params).await,
+            _ => c.delete(path, params).await,
+        }
+    }
+
+    /// Sends a task-starting write and waits for the task; its exit status.
+    async fn run_task(
+        &self,
+        node: &NodeName,
+        method: pve_auth::Method,
+        path: &str,
+        params: &Params,
+        what: &str,
+    ) -> Result<String> {
+        let upid: Upid = self
+            .write(node, method, path, params)
+            .await
+            .map_err(|e| api_err(e, what))?;
+        self.settle(&upid, what).await
+    }
+
+    async fn settle(&self, upid: &Upid, what: &str) -> Result<String> {
+        let timeout = if upid.task_type().ends_with("clone") {
+            self.vms.timing().clone_timeout
+        } else {
+            self.vms.timing().task_timeout
+        };
+        match self.inner.tasks.wait(upid, timeout).await {
+            Some(Ok(exit)) => Ok(exit),
+            Some(Err(e)) => Err(api_err(e, what)),
+            None => Err(Error::Timeout {
+                what: format!("{what} (task {upid})"),
+                after: timeout,
+            }),
+        }
+    }
+
     /// Reads a guest's current state (fresh name, status, template flag, tags).
     async fn info_of(&self, guest: &Guest, pool: Option<String>) -> Result<GuestInfo> {
         let what = format!("VM {}", guest.vmid());
         let st = guest.status().await.map_err(|e| vm_err(e, &what))?;
+        lock(&self.inner.is_template).insert(guest.vmid().get(), st.template);
         Ok(GuestInfo {
             vmid: core_id(guest.vmid())?,
             name: st.name.clone(),
@@ -98,6 +226,7 @@ impl ProxmoxLab {
             template: st.template,
             pool,
             tags: split_tags(st.tags.as_deref()),
+            description: None,
         })
     }
 
@@ -111,6 +240,139 @@ impl ProxmoxLab {
     fn isolation(&self) -> Isolation {
         Isolation::with_vm_api(self.vms.clone())
     }
+
+    /// The template's placement, tags and disk storage (one config read per run).
+    async fn template(&self, vmid: VmId) -> Result<Template> {
+        if let Some(t) = lock(&self.inner.templates).get(&vmid.get()) {
+            return Ok(t.clone());
+        }
+        let g = self.handle(vmid).await?;
+        let what = format!("template {vmid}");
+        let config = g.config().await.map_err(|e| vm_err(e, &what))?;
+        let storage = config
+            .raw
+            .keys()
+            .filter(|k| is_disk_key(k))
+            .filter_map(|k| config.get(k))
+            .filter(|v| !v.contains("media=cdrom"))
+            .find_map(|v| {
+                v.split(',')
+                    .next()
+                    .and_then(|vol| vol.split_once(':'))
+                    .map(|(store, _)| store.to_owned())
+                    .filter(|s| s != "none")
+            });
+        let t = Template {
+            node: g.node().clone(),
+            kind: g.kind(),
+            tags: config.tags(),
+            storage,
+        };
+        lock(&self.inner.templates).insert(vmid.get(), t.clone());
+        Ok(t)
+    }
+
+    async fn baseline(&self, template: u32, lab: &LabName) -> Result<CloneBaseline> {
+        let key = (template, lab.to_string());
+        let mut cache = self.inner.baselines.lock().await;
+        if let Some(b) = cache.get(&key) {
+            return Ok(b.clone());
+        }
+        let options = fw_lab(lab)?;
+        let b = self
+            .isolation()
+            .clone_baseline(
+                pve_vm::VmId::new(template).map_err(|e| vm_err(e, "VMID"))?,
+                &options.lab,
+            )
+            .await
+            .map_err(|e| fw_err(e, &format!("template {template}")))?;
+        cache.insert(key, b.clone());
+        Ok(b)
+    }
+
+    /// Is the guest at `vmid` the clone this request would make (from an earlier try whose
+    /// answer was lost, or an interrupted run)? Waits while its clone is still running.
+    async fn is_our_clone(
+        &self,
+        node: &NodeName,
+        kind_: GuestKind,
+        request: &CloneRequest,
+    ) -> Result<bool> {
+        let g = self
+            .vms
+            .guest_on(node.clone(), kind_, pve_id(request.vmid)?);
+        let marker = request.lab.marker(&request.hostname);
+        let deadline = tokio::time::Instant::now() + self.vms.timing().clone_timeout;
+        loop {
+            let config = match g.config().await {
+                Ok(c) => c,
+                Err(e) if e.is_not_found() => return Ok(false),
+                Err(e) => return Err(vm_err(e, &format!("VM {}", request.vmid))),
+            };
+            if config.get("description").as_deref().map(str::trim) != Some(marker.as_str()) {
+                return Ok(false);
+            }
+            if config.lock().as_deref() != Some("clone") {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("the clone of VM {} to finish", request.vmid),
+                    after: self.vms.timing().clone_timeout,
+                });
+            }
+            tokio::time::sleep(self.vms.timing().task_poll.max()).await;
+        }
+    }
+
+    fn cloned_info(&self, request: &CloneRequest, t: &Template) -> Result<GuestInfo> {
+        lock(&self.inner.cloned_from).insert(request.vmid.get(), request.template.get());
+        lock(&self.inner.pools).insert(request.vmid.get(), request.lab.pool());
+        self.vms.remember(pve_id(request.vmid)?, &t.node, t.kind);
+        Ok(GuestInfo {
+            vmid: request.vmid,
+            name: Some(request.hostname.clone()),
+            node: Node::new(t.node.as_str()),
+            kind: kind(t.kind),
+            status: VmStatus::Stopped,
+            template: false,
+            pool: Some(request.lab.pool()),
+            tags: t.tags.clone(),
+            description: Some(request.lab.marker(&request.hostname)),
+        })
+    }
+
+    /// The handle of a guest whose placement is known from a listing or a clone.
+    fn placed(&self, g: &GuestInfo) -> Result<Guest> {
+        let node = NodeName::new(g.node.as_str()).map_err(|e| vm_err(e, "node"))?;
+        let k = match g.kind {
+            VmKind::Vm => GuestKind::Qemu,
+            VmKind::Container => GuestKind::Lxc,
+        };
+        Ok(self.vms.guest_on(node, k, pve_id(g.vmid)?))
+    }
+}
+
+/// Config keys that hold disks (`scsi0`, `virtio1`, `rootfs`, `mp0`, …).
+fn is_disk_key(k: &str) -> bool {
+    let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+    base != k && matches!(base, "scsi" | "virtio" | "sata" | "ide" | "mp") || k == "rootfs"
+}
+
+/// One entry of `GET /nodes`.
+#[derive(Debug, Deserialize)]
+struct NodeEntry {
+    node: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// One entry of `GET /nodes/{node}/tasks?source=active`.
+#[derive(Debug, Deserialize)]
+struct ActiveTask {
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 /// One entry of `GET /pools`.
@@ -170,6 +432,7 @@ fn summary_info(g: &GuestSummary) -> Result<GuestInfo> {
         template: g.template.unwrap_or(false),
         pool: g.pool.as_ref().map(|p| p.as_str().to_owned()),
         tags: split_tags(g.tags.as_deref()),
+        description: None,
     })
 }
 
@@ -256,10 +519,94 @@ fn students(ids: &[VmId]) -> Result<Students> {
     ))
 }
 
+/// Does this failed clone (sync error or task exit) mean the new id is taken?
+fn id_taken(text: &str, newid: VmId) -> bool {
+    text.contains("already exists") || text.contains(&format!("lock-{newid}.conf"))
+}
+
+/// Does it mean a storage or source lock was busy (nothing was created; try again)?
+fn lock_busy(text: &str) -> bool {
+    text.contains("got timeout")
+        || text.contains("got lock request timeout")
+        || text.contains("is locked")
+}
+
 #[async_trait]
 impl Hypervisor for ProxmoxLab {
     fn backend(&self) -> &'static str {
         BACKEND
+    }
+
+    async fn quiesce(&self, template: Option<VmId>) -> Result<()> {
+        let nodes: Vec<(NodeName, Option<&'static str>)> = match template {
+            Some(t) => {
+                let t = match self.template(t).await {
+                    Ok(t) => t,
+                    // No such template: nothing can be cloning it (the plan says so).
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let typ = match t.kind {
+                    GuestKind::Qemu => "qmclone",
+                    GuestKind::Lxc => "vzclone",
+                };
+                vec![(t.node, Some(typ))]
+            }
+            None => {
+                let listed: Vec<NodeEntry> = self
+                    .client()
+                    .get("/nodes", &Params::new())
+                    .await
+                    .map_err(|e| api_err(e, "nodes"))?;
+                listed
+                    .into_iter()
+                    .filter(|n| n.status.as_deref() != Some("offline"))
+                    .filter_map(|n| NodeName::new(n.node).ok())
+                    .map(|n| (n, None))
+                    .collect()
+            }
+        };
+        let user = self.client().auth_id();
+        let deadline = tokio::time::Instant::now() + self.vms.timing().clone_timeout;
+        let mut pause = self.vms.timing().task_poll.min();
+        for (node, typ) in nodes {
+            loop {
+                let mut params = Params::new()
+                    .with("source", "active")
+                    .with("userfilter", user.as_str());
+                if let Some(t) = template {
+                    params = params.with("vmid", t.get());
+                }
+                let active: Vec<ActiveTask> = self
+                    .client()
+                    .get(
+                        &pve_auth::api_path(&["nodes", node.as_str(), "tasks"]),
+                        &params,
+                    )
+                    .await
+                    .map_err(|e| api_err(e, &format!("tasks of node {node}")))?;
+                let clones = active
+                    .iter()
+                    .filter(|t| match typ {
+                        Some(typ) => t.kind == typ,
+                        None => t.kind == "qmclone" || t.kind == "vzclone",
+                    })
+                    .count();
+                if clones == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        what: format!("{clones} clones still running on {node}"),
+                        after: self.vms.timing().clone_timeout,
+                    });
+                }
+                tracing::info!(%node, clones, "waiting for clones of an earlier run to land");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.vms.timing().task_poll.max());
+            }
+        }
+        Ok(())
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestInfo>> {
@@ -281,18 +628,27 @@ impl Hypervisor for ProxmoxLab {
                     Err(e) => return Err(e),
                 }
             }
+            self.vms.remember(g.vmid, &g.node, g.kind);
             out.push(info);
+        }
+        let mut templates = lock(&self.inner.is_template);
+        for g in &out {
+            templates.insert(g.vmid.get(), g.template);
+        }
+        drop(templates);
+        let mut pools = lock(&self.inner.pools);
+        for g in &out {
+            match &g.pool {
+                Some(p) => pools.insert(g.vmid.get(), p.clone()),
+                None => pools.remove(&g.vmid.get()),
+            };
         }
         Ok(out)
     }
 
     async fn guest(&self, vmid: VmId) -> Result<GuestInfo> {
         let g = self.handle(vmid).await?;
-        let pool = g
-            .pool()
-            .await
-            .map_err(|e| vm_err(e, &format!("VM {vmid}")))?
-            .map(|p| p.as_str().to_owned());
+        let pool = lock(&self.inner.pools).get(&vmid.get()).cloned();
         self.info_of(&g, pool).await
     }
 
@@ -338,94 +694,210 @@ impl Hypervisor for ProxmoxLab {
         }
     }
 
-    async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
-        let template = self.handle(request.template).await?;
-        let pool = PoolId::new(request.lab.pool()).map_err(|e| vm_err(e, "pool"))?;
-        let opts = pve_vm::CloneOptions {
-            newid: NewId::Within(pve_id(request.vmid)?..=pve_id(request.last_id)?),
-            hostname: Some(request.hostname.clone()),
-            mode: match request.mode {
-                CloneMode::Linked => pve_vm::CloneMode::Linked,
-                CloneMode::Full => pve_vm::CloneMode::Full,
-            },
-            pool: Some(pool),
-            description: Some(format!(
-                "labctl lab {}: student {} cloned from {}",
-                request.lab, request.hostname, request.template
-            )),
-            ..pve_vm::CloneOptions::default()
+    async fn clone_capacity(&self, template: VmId, mode: CloneMode) -> Result<CloneCapacity> {
+        let t = self.template(template).await?;
+        let storage = t.storage.clone().unwrap_or_else(|| "unknown".to_owned());
+        // Reference §9.2: the storage allocation lock admits about 3 linked clones per
+        // node at once (2-4 in practice); full clones copy disks (2); an LXC template is
+        // locked (`disk`) for the whole clone, so its clones run one at a time. A linked
+        // clone holds the lock a few seconds and a waiting clone gives up after 10 s
+        // (§9.1), so as many again may be submitted early: they write their config while
+        // the others copy, and the lock never idles. A full clone holds it for minutes:
+        // nothing may wait.
+        let (slots, queue) = match (t.kind, mode) {
+            (GuestKind::Lxc, _) => (1, 0),
+            (_, CloneMode::Linked) => (3, 3),
+            (_, CloneMode::Full) => (2, 0),
         };
+        Ok(CloneCapacity {
+            key: format!("{}/{storage}", t.node),
+            slots,
+            queue,
+        })
+    }
+
+    async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
+        let t = self.template(request.template).await?;
         let what = format!("clone of {} as {}", request.template, request.hostname);
-        let guest = template
-            .clone_to(opts)
-            .await
-            .map_err(|e| vm_err(e, &what))?;
-        // The template's tags came along; the lab's tag replaces them.
-        if let Err(e) = guest.set_tags(&[request.lab.tag()]).await {
-            // Without its tag the clone could never be proven the lab's, so `down` would
-            // leave it behind: remove it now, while this call knows it created it.
-            let undo = guest
-                .destroy(DestroyOptions {
-                    purge: true,
-                    ..DestroyOptions::default()
-                })
-                .await;
-            if let Err(u) = undo {
-                tracing::warn!(vmid = %guest.vmid(), error = %u, "could not remove the untagged clone");
+        let mut params = Params::new()
+            .with("newid", request.vmid.get())
+            .with("pool", request.lab.pool().as_str())
+            .with(
+                "description",
+                request.lab.marker(&request.hostname).as_str(),
+            )
+            .with("full", matches!(request.mode, CloneMode::Full));
+        params = match t.kind {
+            GuestKind::Qemu => params.with("name", request.hostname.as_str()),
+            GuestKind::Lxc => params.with("hostname", request.hostname.as_str()),
+        };
+        pve_vm::validate_hostname(&request.hostname).map_err(|e| vm_err(e, "host name"))?;
+        let path = pve_auth::api_path(&[
+            "nodes",
+            t.node.as_str(),
+            t.kind.as_str(),
+            &request.template.to_string(),
+            "clone",
+        ]);
+        let sent: pve_auth::Result<Upid> = self
+            .write(&t.node, pve_auth::Method::POST, &path, &params)
+            .await;
+        let upid = match sent {
+            Ok(u) => u,
+            Err(e) => {
+                let text = e.to_string();
+                if id_taken(&text, request.vmid) {
+                    // Ours from a try whose answer was lost, or someone else's.
+                    if self.is_our_clone(&t.node, t.kind, &request).await? {
+                        return self.cloned_info(&request, &t);
+                    }
+                    return Err(Error::AlreadyExists {
+                        what: format!("VM {}", request.vmid),
+                    });
+                }
+                if e.is_retryable() && !e.was_never_sent() {
+                    // The answer was lost: the cluster tells whether the clone exists.
+                    if self.is_our_clone(&t.node, t.kind, &request).await? {
+                        return self.cloned_info(&request, &t);
+                    }
+                }
+                return Err(api_err(e, &what));
             }
-            return Err(vm_err(e, &format!("tags of VM {}", guest.vmid())));
+        };
+        let exit = self.settle(&upid, &what).await?;
+        if exit == "OK" || exit.starts_with("WARNINGS") {
+            return self.cloned_info(&request, &t);
         }
-        tracing::debug!(vmid = %guest.vmid(), hostname = %request.hostname, "cloned");
-        self.info_of(&guest, Some(request.lab.pool())).await
+        // PVE removed the partial guest; say what to do next.
+        if id_taken(&exit, request.vmid) {
+            return Err(Error::AlreadyExists {
+                what: format!("VM {} ({exit})", request.vmid),
+            });
+        }
+        if lock_busy(&exit) {
+            return Err(Error::Busy {
+                what,
+                message: exit,
+            });
+        }
+        Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("{what} failed: {exit} (task {upid})").into(),
+        })
+    }
+
+    async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
+        let options = fw_lab(lab)?;
+        let allowed: Vec<Cidr> = allowed.into_iter().map(Cidr::host).collect();
+        let report = self
+            .isolation()
+            .prepare(&allowed, &options)
+            .await
+            .map_err(|e| fw_err(e, &format!("fence of lab {lab}")))?;
+        tracing::info!(lab = %lab, changes = report.changes.len(), "lab-wide fence in place");
+        Ok(())
+    }
+
+    async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()> {
+        let lab = &how.lab;
+        let handle = self.placed(&guest)?;
+        let vmid = guest.vmid;
+        let what = format!("marks and fence of VM {vmid}");
+        let template = lock(&self.inner.cloned_from).get(&vmid.get()).copied();
+        let mut update = ConfigUpdate::new();
+        let mut fenced = !how.fence;
+        if let (true, Some(template)) = (how.fresh, template) {
+            if how.fence {
+                let baseline = self.baseline(template, lab).await?;
+                let options = fw_lab(lab)?;
+                if let Some(nics) = self
+                    .isolation()
+                    .fence_clone(&handle, &baseline, &options)
+                    .await
+                    .map_err(|e| fw_err(e, &what))?
+                {
+                    update = nics;
+                    fenced = true;
+                }
+            }
+        }
+        if !fenced {
+            let options = fw_lab(lab)?;
+            self.isolation()
+                .isolate_one(pve_id(vmid)?, &options)
+                .await
+                .map_err(|e| fw_err(e, &what))?;
+        }
+        // The template's tags came along with the clone; the lab's tag replaces them.
+        if how.fresh || !guest.is_tagged(lab) || !update.is_empty() {
+            update = update.set("tags", lab.tag().as_str());
+            let path = handle.path(&["config"]);
+            self.write::<serde_json::Value>(
+                handle.node(),
+                pve_auth::Method::PUT,
+                &path,
+                &update.to_params(),
+            )
+            .await
+            .map_err(|e| api_err(e, &what))?;
+        }
+        Ok(())
     }
 
     async fn start(&self, vmid: VmId) -> Result<()> {
         let g = self.handle(vmid).await?;
-        g.start()
-            .await
-            .map_err(|e| vm_err(e, &format!("start of VM {vmid}")))
-    }
-
-    async fn wait_ready(&self, vmid: VmId, timeout: Duration) -> Result<()> {
-        let g = self.handle(vmid).await?;
-        match g.kind() {
-            GuestKind::Qemu => g
-                .wait_agent(timeout)
-                .await
-                .map_err(|e| vm_err(e, &format!("the guest agent of VM {vmid}"))),
-            // Containers have no agent; a finished start task means it runs.
-            GuestKind::Lxc => Ok(()),
+        let what = format!("start of VM {vmid}");
+        let path = g.path(&["status", "start"]);
+        let exit = self
+            .run_task(
+                g.node(),
+                pve_auth::Method::POST,
+                &path,
+                &Params::new(),
+                &what,
+            )
+            .await?;
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("already running") {
+            return Ok(());
         }
+        if lock_busy(&exit) {
+            return Err(Error::Busy {
+                what,
+                message: exit,
+            });
+        }
+        Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("{what} failed: {exit}").into(),
+        })
     }
 
-    async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
+    async fn probe(&self, vmid: VmId) -> Result<Probe> {
         let g = self.handle(vmid).await?;
-        let what = format!("addresses of VM {vmid}");
         let interfaces = match self.net.interfaces(&g).await {
             Ok(i) => i,
-            // Still booting or stopped: no addresses yet, not an error.
-            Err(e) if e.is_pending() => return Ok(Vec::new()),
-            Err(e) => return Err(net_err(e, &what)),
+            Err(e) if e.is_pending() => return Ok(Probe::default()),
+            Err(e) => return Err(net_err(e, &format!("the guest agent of VM {vmid}"))),
         };
-        let primary = self.net.primary_ipv4(&g).await.ok().flatten();
-        let mut out: Vec<IpAddr> = primary.map(IpAddr::V4).into_iter().collect();
+        let mut addresses: Vec<IpAddr> = pve_net::choose_primary_ipv4(&interfaces, &[])
+            .map(IpAddr::V4)
+            .into_iter()
+            .collect();
         for iface in interfaces.iter().filter(|i| !i.is_loopback()) {
             for a in iface.usable_ipv4() {
-                if !out.contains(&IpAddr::V4(a)) {
-                    out.push(IpAddr::V4(a));
+                if !addresses.contains(&IpAddr::V4(a)) {
+                    addresses.push(IpAddr::V4(a));
                 }
             }
         }
-        Ok(out)
+        Ok(Probe {
+            ready: true,
+            addresses,
+        })
     }
 
-    async fn wait_address(&self, vmid: VmId, timeout: Duration) -> Result<IpAddr> {
-        let g = self.handle(vmid).await?;
-        self.net
-            .wait_for_ip(&g, timeout)
-            .await
-            .map(IpAddr::V4)
-            .map_err(|e| net_err(e, &format!("an address of VM {vmid}")))
+    async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
+        Ok(self.probe(vmid).await?.addresses)
     }
 
     async fn isolate(
@@ -446,48 +918,117 @@ impl Hypervisor for ProxmoxLab {
     }
 
     async fn unisolate(&self, lab: &LabName, students_ids: Vec<VmId>) -> Result<()> {
-        if students_ids.is_empty() {
-            return Ok(());
-        }
         let options = fw_lab(lab)?;
-        let report = self
-            .isolation()
-            .unisolate(&students(&students_ids)?, &options)
-            .await
-            .map_err(|e| fw_err(e, &format!("fence of lab {lab}")))?;
+        let iso = self.isolation();
+        let report = if students_ids.is_empty() {
+            iso.lift_lab(&options).await
+        } else {
+            iso.unisolate(&students(&students_ids)?, &options).await
+        }
+        .map_err(|e| fw_err(e, &format!("fence of lab {lab}")))?;
         tracing::info!(lab = %lab, changes = report.changes.len(), "fence lifted");
         Ok(())
     }
 
+    async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool> {
+        let options = fw_lab(lab)?;
+        self.isolation()
+            .holds(pve_id(vmid)?, &options.lab)
+            .await
+            .map_err(|e| fw_err(e, &format!("fence of VM {vmid}")))
+    }
+
     async fn stop(&self, vmid: VmId) -> Result<()> {
         let g = self.handle(vmid).await?;
-        g.stop()
-            .await
-            .map_err(|e| vm_err(e, &format!("stop of VM {vmid}")))
+        let what = format!("stop of VM {vmid}");
+        let path = g.path(&["status", "stop"]);
+        let exit = self
+            .run_task(
+                g.node(),
+                pve_auth::Method::POST,
+                &path,
+                &Params::new(),
+                &what,
+            )
+            .await?;
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("not running") {
+            return Ok(());
+        }
+        Err(Error::Busy {
+            what,
+            message: exit,
+        })
     }
 
     async fn destroy(&self, vmid: VmId) -> Result<()> {
-        let g = self.handle(vmid).await?;
-        // allow_template stays false: pve-vm refuses templates on its own as well.
-        g.destroy(DestroyOptions {
-            purge: true,
-            destroy_unreferenced_disks: true,
-            stop_first: false,
-            allow_template: false,
+        let g = match self.handle(vmid).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let what = format!("destroy of VM {vmid}");
+        let known = lock(&self.inner.is_template).get(&vmid.get()).copied();
+        let template = match known {
+            Some(t) => t,
+            None => g.is_template().await.map_err(|e| vm_err(e, &what))?,
+        };
+        if template {
+            return Err(Error::NotOwned {
+                vmid,
+                reason: "it is a template; labctl never destroys templates".to_owned(),
+            });
+        }
+        let params = Params::new()
+            .with("purge", true)
+            .with("destroy-unreferenced-disks", true);
+        let path = g.path(&[]);
+        let exit = match self
+            .run_task(g.node(), pve_auth::Method::DELETE, &path, &params, &what)
+            .await
+        {
+            Ok(exit) => exit,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("does not exist") {
+            self.vms.forget(g.vmid());
+            lock(&self.inner.pools).remove(&vmid.get());
+            return Ok(());
+        }
+        if lock_busy(&exit) {
+            return Err(Error::Busy {
+                what,
+                message: exit,
+            });
+        }
+        Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("{what} failed: {exit}").into(),
         })
-        .await
-        .map_err(|e| vm_err(e, &format!("destroy of VM {vmid}")))
     }
 
     async fn lab_members(&self, lab: &LabName) -> Result<Vec<GuestInfo>> {
         let pool = lab.pool();
         let tag = lab.tag();
-        Ok(self
+        let mut members: Vec<GuestInfo> = self
             .list_guests()
             .await?
             .into_iter()
             .filter(|g| g.pool.as_deref() == Some(pool.as_str()) || g.tags.contains(&tag))
-            .collect())
+            .collect();
+        // A clone whose run died before tagging it shows its mark only in its description.
+        for g in members
+            .iter_mut()
+            .filter(|g| !g.tags.contains(&tag) && !g.template)
+        {
+            let handle = self.placed(g)?;
+            match handle.config().await {
+                Ok(c) => g.description = c.get("description").map(|d| d.trim().to_owned()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(vm_err(e, &format!("VM {}", g.vmid))),
+            }
+        }
+        Ok(members)
     }
 
     async fn release_lab(&self, lab: &LabName) -> Result<()> {

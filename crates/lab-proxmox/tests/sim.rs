@@ -36,6 +36,7 @@ fn spec(lab: &str, count: u32) -> LabSpec {
     s.hostname = "stud-{n:02}".parse().unwrap();
     s.ids = "5000-5099".parse().unwrap();
     s.teachers = vec!["10.10.0.1".parse().unwrap()];
+    s.timeouts = lab_core::Timeouts::default().scaled(SCALE);
     s
 }
 

@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{ApiToken, PveClient, Secret, TlsOptions};
-use pve_vm::Timing;
+use pve_vm::{Timing, VmApi};
+
+use crate::config::Cluster;
 
 /// Where the cluster is and how to trust and log in to it.
 #[derive(Debug, Args)]
@@ -37,10 +39,45 @@ pub struct Connection {
     /// Accept any certificate (no verification at all). Only for throw-away test setups.
     #[arg(long, global = true)]
     pub insecure: bool,
+
+    /// A cluster of the config file ($XDG_CONFIG_HOME/labctl/config.toml): its host, user
+    /// or token id, fingerprint or CA file. Flags and PVE_* variables override it.
+    #[arg(long, env = "LABCTL_CLUSTER", global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 impl Connection {
-    fn tls(&self) -> anyhow::Result<TlsOptions> {
+    /// The flags over the config file's cluster (flags and environment win).
+    fn resolved(&self) -> anyhow::Result<(Connection, Cluster)> {
+        let cluster = crate::config::cluster(self.cluster.as_deref())?.unwrap_or_default();
+        // TLS comes from one place: the flags if they choose any, else the file.
+        let flags_tls = self.fingerprint.is_some() || self.ca_file.is_some() || self.insecure;
+        Ok((
+            Connection {
+                host: self.host.clone().or_else(|| cluster.host.clone()),
+                user: self.user.clone().or_else(|| cluster.user.clone()),
+                fingerprint: if flags_tls {
+                    self.fingerprint.clone()
+                } else {
+                    cluster.fingerprint.clone()
+                },
+                ca_file: if flags_tls {
+                    self.ca_file.clone()
+                } else {
+                    cluster.ca_file.clone()
+                },
+                insecure: if flags_tls {
+                    self.insecure
+                } else {
+                    cluster.insecure
+                },
+                cluster: self.cluster.clone(),
+            },
+            cluster,
+        ))
+    }
+
+    pub(crate) fn tls(&self) -> anyhow::Result<TlsOptions> {
         let chosen = [
             self.fingerprint.is_some(),
             self.ca_file.is_some(),
@@ -50,7 +87,9 @@ impl Connection {
         .filter(|b| **b)
         .count();
         if chosen > 1 {
-            bail!("give at most one of --fingerprint, --ca-file and --insecure");
+            return Err(crate::fail::usage(
+                "give at most one of --fingerprint, --ca-file and --insecure",
+            ));
         }
         Ok(if let Some(fp) = &self.fingerprint {
             TlsOptions::fingerprint(fp)?
@@ -64,13 +103,20 @@ impl Connection {
         })
     }
 
-    /// Builds a client from the flags and `PVE_TOKEN` / `PVE_PASSWORD` (or a prompt).
+    /// Builds a client from the flags (over the config file's cluster) and `PVE_TOKEN` /
+    /// `PVE_PASSWORD` (or a secret file the config names, or a prompt).
     pub fn client(&self) -> anyhow::Result<PveClient> {
+        let (this, cluster) = self.resolved()?;
+        this.client_with(&cluster)
+    }
+
+    fn client_with(&self, cluster: &Cluster) -> anyhow::Result<PveClient> {
         let Some(host) = &self.host else {
-            bail!(
+            return Err(crate::fail::usage(
                 "no Proxmox VE host given: set --host or PVE_HOST (e.g. pve1 or \
-                 https://pve1:8006); to try labctl without a cluster run `labctl demo`"
-            );
+                 https://pve1:8006) or a cluster of the config file with --cluster; to \
+                 try labctl without a cluster run `labctl demo`",
+            ));
         };
         let builder = PveClient::builder(host).tls(self.tls()?);
         let builder = if let Ok(token) = std::env::var("PVE_TOKEN") {
@@ -78,27 +124,61 @@ impl Connection {
                 .parse()
                 .context("PVE_TOKEN must look like USER@REALM!TOKENID=SECRET")?;
             builder.token(token)
+        } else if let Some(id) = &cluster.token_id {
+            let secret = match std::env::var("PVE_TOKEN_SECRET") {
+                Ok(s) => s,
+                Err(_) => match &cluster.token_secret_file {
+                    Some(f) => crate::config::read_secret_file(f)?,
+                    None => {
+                        return Err(crate::fail::usage(format!(
+                            "the cluster's token {id} needs its secret: set PVE_TOKEN_SECRET or \
+                             token_secret_file in the config"
+                        )))
+                    }
+                },
+            };
+            let token: ApiToken = format!("{id}={secret}").parse().map_err(|_| {
+                crate::fail::usage(format!(
+                    "token_id {id:?} in the config must look like USER@REALM!TOKENID"
+                ))
+            })?;
+            builder.token(token)
         } else {
             let Some(user) = &self.user else {
-                bail!(
+                return Err(crate::fail::usage(
                     "no credentials: set PVE_TOKEN=USER@REALM!TOKENID=SECRET, or --user / \
-                     PVE_USER with PVE_PASSWORD (or answer the password prompt)"
-                );
+                     PVE_USER with PVE_PASSWORD (or answer the password prompt)",
+                ));
             };
-            builder.password(user, password(user)?)
+            let pw = match (std::env::var("PVE_PASSWORD"), &cluster.password_file) {
+                (Err(_), Some(f)) => Secret::new(crate::config::read_secret_file(f)?),
+                _ => password(user)?,
+            };
+            builder.password(user, pw)
         };
         Ok(builder.build()?)
     }
 
     /// The lab backend over [`Connection::client`].
     pub fn backend(&self) -> anyhow::Result<ProxmoxLab> {
-        let scale = time_scale()?;
-        let client = self.client()?;
-        Ok(match scale {
-            Some(f) => ProxmoxLab::with_timing(client, Timing::default().scaled(f)),
-            None => ProxmoxLab::new(client),
-        })
+        let timing = timing()?;
+        Ok(ProxmoxLab::with_timing(self.client()?, timing))
     }
+
+    /// The guest API over [`Connection::client`], with waits matched to
+    /// `LABCTL_TIME_SCALE`.
+    pub fn vm_api(&self) -> anyhow::Result<VmApi> {
+        let timing = timing()?;
+        Ok(VmApi::with_timing(self.client()?, timing))
+    }
+}
+
+/// Default timing, scaled by `LABCTL_TIME_SCALE` if set.
+fn timing() -> anyhow::Result<Timing> {
+    Ok(match time_scale()? {
+        Some(f) => Timing::default().scaled(f),
+        None => Timing::default(),
+    })
 }
 
 /// Largest `LABCTL_TIME_SCALE`: waits stretched further overflow (and no simulator runs
@@ -113,11 +193,11 @@ pub fn time_scale() -> anyhow::Result<Option<f64>> {
             v.parse::<f64>()
                 .ok()
                 .filter(|f| *f > 0.0 && *f <= MAX_TIME_SCALE)
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    crate::fail::usage(format!(
                         "invalid LABCTL_TIME_SCALE {v:?}: a number above 0 and at most \
                          {MAX_TIME_SCALE}, e.g. 0.05"
-                    )
+                    ))
                 })?,
         )),
         Err(_) => Ok(None),

@@ -1,161 +1,239 @@
-//! `labctl lab up|status|ips|down`.
+//! `labctl lab plan|up|status|ips|down [LAB.toml]`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab_core::{
-    apply, plan_down, plan_up, status, teardown, CloneMode, DownOptions, HostnamePattern,
-    Hypervisor, IdRange, LabName, LabSpec, Timeouts, VmId,
+    apply_with, plan_down, plan_up, status, teardown_with, DownOptions, GuestStatus, Hypervisor,
+    Interrupt, LabName, LabReport, LabSpec, StudentAction, Timeouts,
 };
+use serde::Serialize;
+use serde_json::json;
 
+use crate::labfile::{self, Lab, LabFile, Overrides};
+use crate::output::{print_json, Format, Sheet};
 use crate::progress::{half_done, Bars};
-use crate::table;
+use crate::roster::Named;
 
 /// The lab subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
+    /// Show what `up` would create, start, fence and leave alone (reads only).
+    #[command(after_help = "\
+Examples:
+  labctl lab plan examples/exam.toml
+  labctl lab plan examples/exam.toml -c 20 -o json
+  labctl lab plan -n exam1 -t 9000 --roster students.csv --teacher 10.10.0.1")]
+    Plan(SpecArgs),
     /// Clone, start and wait for the students, read their addresses, fence them.
     ///
     /// Re-running is safe: students that exist (same lab, same host name) are kept or
     /// started, missing ones are cloned, and the fence is brought up to date.
     #[command(after_help = "\
 Examples:
-  labctl lab up -n exam1 -t 9000 -c 20 --teacher 10.10.0.1 --dry-run   # the plan only
+  labctl lab up examples/exam.toml
+  labctl lab up examples/exam.toml --dry-run                          # the plan only
   labctl lab up -n exam1 -t 9000 -c 20 --hostname 'pc-{n:02}' --teacher 10.10.0.1
-  labctl lab up -n exam1 -t 9000 -c 20 --ids 7000-7099 --full --concurrency 8
+  labctl lab up -n exam1 -t 9000 --roster students.csv --teacher 10.10.0.1
 
 Students get the lowest free ids of --ids, join pool <LAB> and carry the tag labctl.<LAB>;
-`lab down -n <LAB>` later removes exactly them.")]
+`lab down <LAB.toml>` later removes exactly them.")]
     Up(UpArgs),
-    /// Show the lab's students: id, host name, node, state, address.
-    #[command(after_help = "Example:\n  labctl lab status -n exam1")]
-    Status(NameArg),
-    /// Print `IP<TAB>HOSTNAME` per student (ready for /etc/hosts or an exam sheet).
-    #[command(after_help = "Example:\n  labctl lab ips -n exam1 | sudo tee -a /etc/hosts")]
-    Ips(NameArg),
+    /// The student sheet: student, host name, VMID, node, state, addresses.
+    #[command(
+        after_help = "Examples:\n  labctl lab status examples/exam.toml\n  labctl lab status -n exam1 -o csv > sheet.csv"
+    )]
+    Status(SelectArgs),
+    /// `IP<TAB>HOSTNAME` per student (ready for /etc/hosts); -o json|csv: the sheet.
+    #[command(
+        after_help = "Examples:\n  labctl lab ips -n exam1 | sudo tee -a /etc/hosts\n  labctl lab ips examples/roster.toml -o json"
+    )]
+    Ips(SelectArgs),
     /// Lift the fence, stop and destroy the lab's students, remove its pool.
     ///
     /// Only guests in the lab's pool AND carrying its tag `labctl.<lab>` are touched,
-    /// never a template; anything else is listed and left alone.
+    /// never a template; anything else is listed and left alone. Shows the list and asks on
+    /// a terminal; without a terminal it needs --yes.
     #[command(after_help = "\
 Examples:
-  labctl lab down -n exam1 --dry-run   # lists what would be destroyed and what is kept
+  labctl lab down examples/exam.toml --dry-run   # lists what would be destroyed and what is kept
   labctl lab down -n exam1
+  labctl lab down -n exam1 --yes                 # in scripts
 
 If a guest fails, the others are still destroyed and labctl lists what was done; run the
 same command again to finish.")]
     Down(DownArgs),
+    /// Student logins on their own guests: grant, sheet, verify, revoke.
+    #[command(subcommand)]
+    Access(crate::access::AccessCommand),
 }
 
-/// The lab name.
+/// The spec: a lab file and/or flags (flags win).
 #[derive(Debug, Args)]
-pub struct NameArg {
+pub struct SpecArgs {
+    /// The lab file (TOML; see examples/exam.toml for every field).
+    #[arg(value_name = "LAB.toml")]
+    file: Option<PathBuf>,
     /// Lab name: 1-14 characters, a lower-case letter, then lower-case letters, digits or
     /// `-`. Names the pool, the tag `labctl.<lab>` and the firewall group `iso-<lab>`.
     #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
-    pub name: String,
-}
-
-/// `lab up`.
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    #[command(flatten)]
-    lab: NameArg,
+    name: Option<String>,
     /// Template to clone from (a VMID).
     #[arg(long, short = 't', value_name = "VMID")]
-    template: String,
+    template: Option<String>,
     /// Number of students (1-500).
     #[arg(long, short = 'c', value_name = "N")]
-    count: u32,
-    /// Ids the students may take; the lowest free ones are used.
-    #[arg(long, value_name = "FIRST-LAST", default_value = "5000-5999")]
-    ids: String,
+    count: Option<u32>,
+    /// Roster CSV of students (a `name` column, optional `id` and `email`): host names are
+    /// made from the names.
+    #[arg(long, value_name = "CSV")]
+    roster: Option<PathBuf>,
+    /// Ids the students may take; the lowest free ones are used. Default 5000-5999.
+    #[arg(long, value_name = "FIRST-LAST")]
+    ids: Option<String>,
     /// Host name pattern: letters, digits and `-` around the student number (from 1),
     /// written as n in braces, or `{n:02}` to zero-pad to 2 digits (`{n:03}`: 3, …).
     /// Default: `<lab>-{n:02}`.
     #[arg(long, value_name = "PATTERN")]
     hostname: Option<String>,
     /// Address students may reach (the teacher's machine); repeat for several. Without it
-    /// the students are not fenced.
+    /// (and without `teachers` in the file) the students are not fenced.
     #[arg(long = "teacher", value_name = "IP")]
     teachers: Vec<IpAddr>,
     /// Full clones (independent disks) instead of linked clones.
     #[arg(long)]
     full: bool,
-    /// Students processed at the same time (1-64).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    concurrency: usize,
-    /// Longest wait for a student's guest agent, in seconds (1-86400).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS",
+    /// Write requests in flight per node (1-64; a node has 3 API workers, the default 4
+    /// keeps one request queued). Clones are limited by the storage's capacity and waits
+    /// by nothing, whatever this says.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Longest wait for a student's guest agent, in seconds (1-86400). Default 300.
+    #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    ready_timeout: u64,
-    /// Only show what would be created, started and fenced.
+    ready_timeout: Option<u64>,
+}
+
+/// `lab up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Only show what would be created, started and fenced (same as `lab plan`).
     #[arg(long)]
     dry_run: bool,
+}
+
+/// Which lab: a file or a name (and a roster for the sheet's names).
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// The lab file (its name and roster are used).
+    #[arg(value_name = "LAB.toml")]
+    file: Option<PathBuf>,
+    /// Lab name (overrides the file's).
+    #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
+    name: Option<String>,
+    /// Roster CSV, so the sheet shows the students' names.
+    #[arg(long, value_name = "CSV")]
+    roster: Option<PathBuf>,
 }
 
 /// `lab down`.
 #[derive(Debug, Args)]
 pub struct DownArgs {
     #[command(flatten)]
-    lab: NameArg,
-    /// Guests processed at the same time (1-64).
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    lab: SelectArgs,
+    /// Guests torn down at the same time (1-64); write requests per node stay at 4.
+    #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
     /// Only show what would be destroyed and what would be left alone.
     #[arg(long)]
     dry_run: bool,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
-impl UpArgs {
-    /// The checked spec; fails on bad input before anything is contacted.
-    pub fn spec(&self) -> anyhow::Result<LabSpec> {
-        let name = LabName::new(&self.lab.name)?;
-        let template: VmId = self.template.parse()?;
-        let hostname = match &self.hostname {
-            Some(p) => HostnamePattern::new(p)?,
-            None => HostnamePattern::new(&format!("{name}-{{n:02}}"))?,
-        };
-        let spec = LabSpec {
-            name,
-            template,
-            count: self.count,
-            ids: self.ids.parse::<IdRange>()?,
-            hostname,
-            names: None,
-            teachers: self.teachers.clone(),
-            clone_mode: if self.full {
-                CloneMode::Full
-            } else {
-                CloneMode::Linked
+/// What the checks found, handed to [`run`].
+#[derive(Debug)]
+pub enum Checked {
+    /// `plan`/`up`: the whole spec.
+    Spec(Box<Lab>),
+    /// `status`/`ips`/`down`: the name and, if known, the roster.
+    Select(LabName, Option<Vec<Named>>),
+}
+
+impl SpecArgs {
+    fn resolve(&self) -> anyhow::Result<Lab> {
+        let file = self.file.as_deref().map(LabFile::read).transpose()?;
+        labfile::resolve(
+            file.as_ref(),
+            &Overrides {
+                name: self.name.clone(),
+                template: self.template.clone(),
+                count: self.count,
+                roster: self.roster.clone(),
+                ids: self.ids.clone(),
+                hostname: self.hostname.clone(),
+                teachers: self.teachers.clone(),
+                full: self.full,
+                concurrency: self.concurrency,
+                ready_timeout: self.ready_timeout,
             },
-            concurrency: self.concurrency,
-            timeouts: scaled(Timeouts {
-                ready: Duration::from_secs(self.ready_timeout),
-                ..Timeouts::default()
-            })?,
-        };
-        spec.validate()?;
-        Ok(spec)
+        )
+    }
+}
+
+impl SelectArgs {
+    /// The lab's name and, if known, its roster.
+    pub(crate) fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
+        let file = self.file.as_deref().map(LabFile::read).transpose()?;
+        let name = labfile::lab_name(self.name.as_deref(), file.as_ref().map(|(f, _)| f))?;
+        let roster = labfile::roster_of(file.as_ref(), self.roster.as_deref())?;
+        Ok((name, roster))
     }
 }
 
 impl LabCommand {
     /// Checks the input that needs no cluster (so typos fail before a password prompt).
-    pub fn check(&self) -> anyhow::Result<()> {
-        match self {
-            LabCommand::Up(a) => a.spec().map(|_| ()),
-            LabCommand::Status(n) | LabCommand::Ips(n) => {
-                LabName::new(&n.name).map(|_| ()).map_err(Into::into)
+    pub fn check(&self, format: Format) -> anyhow::Result<Checked> {
+        Ok(match self {
+            LabCommand::Plan(a) | LabCommand::Up(UpArgs { spec: a, .. }) => {
+                if format == Format::Csv && !matches!(self, LabCommand::Up(u) if !u.dry_run) {
+                    format.not_csv("lab plan")?;
+                }
+                Checked::Spec(Box::new(a.resolve()?))
+            }
+            LabCommand::Status(s) | LabCommand::Ips(s) => {
+                let (n, r) = s.resolve()?;
+                Checked::Select(n, r)
             }
             LabCommand::Down(d) => {
-                LabName::new(&d.lab.name)?;
-                check_concurrency(d.concurrency)
+                format.not_csv("lab down")?;
+                check_concurrency(d.concurrency)?;
+                let (n, r) = d.lab.resolve()?;
+                Checked::Select(n, r)
             }
-        }
+            LabCommand::Access(_) => {
+                anyhow::bail!("internal: `lab access` is dispatched before the other lab verbs")
+            }
+        })
     }
+}
+
+fn check_concurrency(n: usize) -> anyhow::Result<()> {
+    if !(1..=lab_core::MAX_CONCURRENCY).contains(&n) {
+        return Err(lab_core::Error::invalid(
+            "concurrency",
+            n.to_string(),
+            format!("between 1 and {}", lab_core::MAX_CONCURRENCY),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Waits matched to a simulator's time scale (`LABCTL_TIME_SCALE`), else as given.
@@ -166,79 +244,338 @@ fn scaled(t: Timeouts) -> anyhow::Result<Timeouts> {
     })
 }
 
-fn check_concurrency(n: usize) -> anyhow::Result<()> {
-    if !(1..=lab_core::MAX_CONCURRENCY).contains(&n) {
-        anyhow::bail!(
-            "invalid concurrency \"{n}\": between 1 and {}",
-            lab_core::MAX_CONCURRENCY
-        );
+/// One line of the student sheet. A new column is one field here and one cell in
+/// [`sheet`] (the lead's `fenced` goes next to `addresses`).
+#[derive(Debug, Serialize)]
+struct SheetRow {
+    student: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    student_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    hostname: String,
+    vmid: u32,
+    node: String,
+    state: String,
+    addresses: Vec<IpAddr>,
+    /// Whether the lab's fence holds (`null`: not checked).
+    fenced: Option<bool>,
+}
+
+fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
+    let by_host: BTreeMap<&str, &Named> = roster
+        .unwrap_or_default()
+        .iter()
+        .map(|n| (n.hostname.as_str(), n))
+        .collect();
+    let mut out: Vec<SheetRow> = rows
+        .iter()
+        .map(|r| {
+            let who = by_host.get(r.hostname.as_str());
+            SheetRow {
+                student: who.map(|n| n.student.name.clone()),
+                student_id: who.and_then(|n| n.student.id.clone()),
+                email: who.and_then(|n| n.student.email.clone()),
+                hostname: r.hostname.clone(),
+                vmid: r.vmid.get(),
+                node: r.node.to_string(),
+                state: r.status.to_string(),
+                fenced: r.fenced,
+                // Primary first, then the rest in the backend's order.
+                addresses: {
+                    let mut a = r.addresses.clone();
+                    if let Some(p) = r.primary_address() {
+                        a.retain(|x| *x != p);
+                        a.insert(0, p);
+                    }
+                    a
+                },
+            }
+        })
+        .collect();
+    out.sort_by_key(|r| r.vmid);
+    out
+}
+
+fn sheet(rows: &[SheetRow]) -> Sheet {
+    let mut s = Sheet::new(&[
+        "STUDENT",
+        "HOSTNAME",
+        "VMID",
+        "NODE",
+        "STATE",
+        "FENCED",
+        "ADDRESSES",
+    ]);
+    for r in rows {
+        s.row(vec![
+            r.student.clone().unwrap_or_else(|| "-".to_owned()),
+            r.hostname.clone(),
+            r.vmid.to_string(),
+            r.node.clone(),
+            r.state.clone(),
+            match r.fenced {
+                Some(true) => "yes".to_owned(),
+                Some(false) => "NO".to_owned(),
+                None => "-".to_owned(),
+            },
+            if r.addresses.is_empty() {
+                "-".to_owned()
+            } else {
+                r.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ]);
+    }
+    s
+}
+
+fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        let names: BTreeMap<&str, &Named> = lab
+            .roster
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| (n.hostname.as_str(), n))
+            .collect();
+        let action = |a: StudentAction| match a {
+            StudentAction::Create => "create",
+            StudentAction::Start => "start",
+            StudentAction::Keep => "keep",
+        };
+        return print_json(&json!({
+            "lab": plan.lab.as_str(),
+            "template": plan.template.get(),
+            "clone_mode": match plan.clone_mode { lab_core::CloneMode::Full => "full", _ => "linked" },
+            "pool": plan.lab.pool(),
+            "tag": plan.lab.tag(),
+            "students": plan.students.iter().map(|s| json!({
+                "number": s.number,
+                "student": names.get(s.hostname.as_str()).map(|n| n.student.name.clone()),
+                "hostname": s.hostname,
+                "vmid": s.vmid.get(),
+                "action": action(s.action),
+                "fence": !plan.fence.is_empty(),
+            })).collect::<Vec<_>>(),
+            "leave_alone": plan.extra.iter().map(|g| json!({
+                "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
+            })).collect::<Vec<_>>(),
+            "fence": plan.fence,
+            "creates": plan.creates(),
+        }));
+    }
+    print!("{plan}");
+    if let Some(r) = &lab.roster {
+        println!("  students (host name: name):");
+        for n in r {
+            println!("    {:<20} {}", n.hostname, n.student.name);
+        }
     }
     Ok(())
 }
 
-/// Runs a lab subcommand against `hv`.
-pub async fn run(cmd: &LabCommand, hv: &dyn Hypervisor) -> anyhow::Result<()> {
-    match cmd {
-        LabCommand::Up(args) => {
-            let spec = args.spec()?;
-            if args.dry_run {
-                let plan = plan_up(hv, &spec).await?;
-                print!("{plan}");
-                println!("dry run: nothing changed");
-                return Ok(());
+/// Brings the lab up. The one call of [`lab_core::apply`]: Ctrl-C or SIGTERM stops it
+/// gracefully (in-flight steps settle), a second one ends the process at once.
+async fn up(hv: &dyn Hypervisor, spec: &LabSpec) -> anyhow::Result<LabReport> {
+    let bars = Bars::new();
+    let interrupt = Interrupt::new();
+    let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab up");
+    let result = apply_with(hv, spec, &|e| bars.event(e), &interrupt).await;
+    bars.finish();
+    if let Err(e) = &result {
+        if let lab_core::Error::Interrupted { unfinished, .. } = e {
+            eprintln!("interrupted; where each unfinished student stands:");
+            for f in unfinished {
+                eprintln!("  {}: {}", f.subject, f.message);
             }
-            let bars = Bars::new();
-            let result = apply(hv, &spec, &|e| bars.event(e)).await;
-            bars.finish();
-            if result.is_err() {
-                print!("{}", half_done("brought up", &bars.done()));
-            }
-            let report = result.with_context(|| format!("lab up {}", spec.name))?;
-            print!("{}", table::students(&report.students));
-            if report.fenced {
-                let allowed: Vec<String> = spec.teachers.iter().map(ToString::to_string).collect();
-                println!(
-                    "fenced: students reach only {} and not each other",
-                    allowed.join(", ")
-                );
+            eprintln!(
+                "to resume, run the same command again (it adopts what exists and clones \
+                 nothing twice):\n  {}",
+                resume_command()
+            );
+        }
+        eprint!("{}", half_done("brought up", &bars.done()));
+    }
+    result.with_context(|| format!("lab up {}", spec.name))
+}
+
+/// The command line as typed, shell-quoted where needed (argv holds no secrets: they come
+/// only from the environment, a prompt or a file).
+fn resume_command() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+{}".contains(c))
+            {
+                a
             } else {
-                println!("not fenced (no --teacher given)");
+                format!("'{}'", a.replace('\'', "'\\''"))
             }
-        }
-        LabCommand::Status(n) => {
-            let rows = status(hv, &LabName::new(&n.name)?).await?;
-            if rows.is_empty() {
-                println!("lab {}: no students", n.name);
-            } else {
-                print!("{}", table::students(&rows));
-            }
-        }
-        LabCommand::Ips(n) => {
-            let rows = status(hv, &LabName::new(&n.name)?).await?;
-            print!("{}", table::ips(&rows));
-        }
-        LabCommand::Down(args) => {
-            let lab = LabName::new(&args.lab.name)?;
-            check_concurrency(args.concurrency)?;
-            if args.dry_run {
-                print!("{}", plan_down(hv, &lab).await?);
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs a lab subcommand against `hv`; `checked` is what [`LabCommand::check`] returned.
+pub async fn run(
+    cmd: &LabCommand,
+    checked: Checked,
+    hv: &dyn Hypervisor,
+    access: Option<&pve_access::AccessApi>,
+    format: Format,
+) -> anyhow::Result<()> {
+    match (cmd, checked) {
+        (LabCommand::Plan(_), Checked::Spec(lab))
+        | (LabCommand::Up(UpArgs { dry_run: true, .. }), Checked::Spec(lab)) => {
+            let plan = plan_up(hv, &lab.spec).await?;
+            print_plan(&lab, &plan, format)?;
+            if format.is_table() {
                 println!("dry run: nothing changed");
-                return Ok(());
             }
-            let bars = Bars::new();
-            let options = DownOptions {
-                concurrency: args.concurrency,
-                retry: scaled(Timeouts::default())?.retry,
-            };
-            let result = teardown(hv, &lab, &options, &|e| bars.event(e)).await;
-            bars.finish();
-            if result.is_err() {
-                print!("{}", half_done("destroyed", &bars.done()));
+        }
+        (LabCommand::Up(_), Checked::Spec(lab)) => {
+            let report = up(hv, &lab.spec).await?;
+            let rows = sheet_rows(&report.students, lab.roster.as_deref());
+            sheet(&rows).print(format, &rows)?;
+            if format.is_table() {
+                if report.fenced {
+                    let allowed: Vec<String> =
+                        lab.spec.teachers.iter().map(ToString::to_string).collect();
+                    println!(
+                        "fenced: students reach only {} and not each other",
+                        allowed.join(", ")
+                    );
+                } else {
+                    println!("not fenced (no teacher address given)");
+                }
             }
-            let plan = result.with_context(|| format!("lab down {lab}"))?;
+        }
+        (LabCommand::Status(_), Checked::Select(name, roster)) => {
+            let rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
+            if rows.is_empty() && format.is_table() {
+                println!("lab {name}: no students");
+            } else {
+                sheet(&rows).print(format, &rows)?;
+            }
+        }
+        (LabCommand::Ips(_), Checked::Select(name, roster)) => {
+            let rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
+            if format.is_table() {
+                for r in &rows {
+                    if let Some(a) = r.addresses.first() {
+                        match &r.student {
+                            Some(s) => println!("{a}\t{}\t# {s}", r.hostname),
+                            None => println!("{a}\t{}", r.hostname),
+                        }
+                    }
+                }
+            } else {
+                sheet(&rows).print(format, &rows)?;
+            }
+        }
+        (LabCommand::Down(args), Checked::Select(lab, _)) => {
+            down(hv, access, args, &lab, format).await?;
+        }
+        _ => anyhow::bail!("internal: lab command and its checked input disagree"),
+    }
+    Ok(())
+}
+
+async fn down(
+    hv: &dyn Hypervisor,
+    access: Option<&pve_access::AccessApi>,
+    args: &DownArgs,
+    lab: &LabName,
+    format: Format,
+) -> anyhow::Result<()> {
+    let plan = plan_down(hv, lab).await?;
+    // Student logins of the lab (`lab access grant`) go first: an open console outlives
+    // its guest's fence, and a student must not reach anything while the lab comes down.
+    let revoke = |dry_run| pve_access::exam::RevokeOptions {
+        lab: lab.to_string(),
+        dry_run,
+    };
+    let pending_access = match access {
+        Some(api) => pve_access::exam::revoke(api, &revoke(true), &[])
+            .await
+            .with_context(|| format!("lab down {lab}: reading the lab's student logins"))?
+            .changes(),
+        None => 0,
+    };
+    let plan_json = |done: bool| {
+        json!({
+            "lab": lab.as_str(),
+            "dry_run": args.dry_run,
+            "done": done,
+            "destroy": plan.destroy.iter().map(|g| json!({
+                "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
+                "status": g.status.to_string(),
+            })).collect::<Vec<_>>(),
+            "keep": plan.skipped.iter().map(|(g, why)| json!({
+                "vmid": g.vmid.get(), "name": g.name, "reason": why,
+            })).collect::<Vec<_>>(),
+        })
+    };
+    if args.dry_run {
+        if format == Format::Json {
+            print_json(&plan_json(false))?;
+        } else {
+            if pending_access > 0 {
+                println!("revoke the lab's student logins first ({pending_access} steps)");
+            }
             print!("{plan}");
-            println!("lab {lab} is down: {} guests destroyed", plan.destroy.len());
+            println!("dry run: nothing changed");
         }
+        return Ok(());
+    }
+    if plan.destroy.is_empty() && pending_access == 0 {
+        // Still removes an empty pool left by an interrupted run; nothing to ask about.
+        tracing::debug!("lab {lab}: no guests to destroy");
+    } else if !args.yes {
+        if pending_access > 0 {
+            eprintln!("revoke the lab's student logins first ({pending_access} steps)");
+        }
+        eprint!("{plan}");
+        crate::confirm::confirm(
+            &format!("Destroy these {} guests of lab {lab}?", plan.destroy.len()),
+            args.yes,
+        )?;
+    }
+    if let (Some(api), true) = (access, pending_access > 0) {
+        let report = pve_access::exam::revoke(api, &revoke(false), &[])
+            .await
+            .with_context(|| format!("lab down {lab}: revoking the lab's student logins"))?;
+        eprintln!(
+            "lab {lab}: student logins revoked ({} changes)",
+            report.changes()
+        );
+    }
+    let bars = Bars::new();
+    let options = DownOptions {
+        concurrency: args.concurrency,
+        retry: scaled(Timeouts::default())?.retry,
+    };
+    let interrupt = Interrupt::new();
+    let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab down");
+    let result = teardown_with(hv, lab, &options, &|e| bars.event(e), &interrupt).await;
+    if let Err(lab_core::Error::Interrupted { .. }) = &result {
+        eprintln!("interrupted; run the same `labctl lab down` again to finish");
+    }
+    bars.finish();
+    if result.is_err() {
+        eprint!("{}", half_done("destroyed", &bars.done()));
+    }
+    let done = result.with_context(|| format!("lab down {lab}"))?;
+    if format == Format::Json {
+        print_json(&plan_json(true))?;
+    } else {
+        print!("{done}");
+        println!("lab {lab} is down: {} guests destroyed", done.destroy.len());
     }
     Ok(())
 }

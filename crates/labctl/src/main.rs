@@ -1,26 +1,37 @@
-//! `labctl`: exam labs on Proxmox VE from the command line.
+//! `labctl`: exam labs on Proxmox VE and desktops on FOSS-Cloud from the command line.
 //!
-//! Clones N student machines from a template with proper host names, starts them, waits
-//! for their guest agents, reads their addresses and fences them with the Proxmox
-//! firewall so each reaches only the teacher; after the exam lifts the fence and destroys
-//! exactly the lab. `labctl demo` shows all of it against an embedded simulator, and
-//! `labctl sim` serves that simulator for your own experiments.
+//! Command families, one module each: `vm` (one guest at a time, the seed's functions),
+//! `firewall` (fence a VMID range), `lab` (the lab from a TOML file or flags, with rosters:
+//! plan, up, status, ips, down), `fosscloud` (every REST call), `sim` (the simulators),
+//! `completions`, `demo`. Every command that prints data takes `-o table|json|csv`; exit
+//! codes are in [`fail`]; named clusters in [`config`].
 //!
 //! ```text
 //! labctl demo
 //! export PVE_HOST=https://pve1:8006 PVE_USER=root@pam PVE_FINGERPRINT=AA:BB:…
-//! labctl lab up --name exam1 --template 9000 --count 20 --hostname 'exam-{n:02}' \
-//!     --teacher 10.10.0.1 --dry-run
-//! labctl lab down --name exam1 --dry-run
+//! labctl vm status 100 -o json
+//! labctl lab plan examples/exam.toml
+//! labctl lab up examples/exam.toml
+//! labctl lab down examples/exam.toml --dry-run
 //! ```
 
+mod access;
+mod config;
+mod confirm;
 mod connect;
 mod demo;
+mod fail;
+mod firewall;
 mod fosscloud;
 mod lab;
+mod labfile;
+mod output;
 mod progress;
+mod roster;
+mod signals;
 mod sim;
 mod table;
+mod vm;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -37,12 +48,14 @@ use tracing_subscriber::EnvFilter;
 ///
 /// No cluster at hand? `labctl demo` runs everything against an embedded simulator.
 #[derive(Debug, Parser)]
-#[command(name = "labctl", version, about, long_about, after_help = EXAMPLES)]
+#[command(name = "labctl", version, about, long_about, after_help = after_help())]
 struct Cli {
-    #[command(flatten, next_help_heading = "Connection")]
-    connection: connect::Connection,
+    /// Output format of commands that print data: table, json, or csv (lists only).
+    #[arg(short, long, global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
 
-    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    /// More log output on stderr (-v debug, -vv trace); RUST_LOG overrides. Secrets are
+    /// never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -50,10 +63,18 @@ struct Cli {
     command: Command,
 }
 
+fn after_help() -> String {
+    format!("{EXAMPLES}\n\n{}", fail::HELP)
+}
+
 const EXAMPLES: &str = "\
 Examples:
   labctl demo                                  # the whole story against a simulator
-  labctl sim --listen 127.0.0.1:8006           # a simulator to point labctl at
+  labctl sim pve --listen 127.0.0.1:8006       # a simulator to point labctl at
+  labctl vm status 100 -o json
+  labctl vm clone 9000 --name stud-01
+  labctl firewall isolate --first 5000 --last 5019 --allow 10.10.0.1
+  labctl lab up examples/exam.toml
   PVE_HOST=https://pve1:8006 PVE_USER=root@pam PVE_FINGERPRINT=AA:BB:... \\
     labctl lab up -n exam1 -t 9000 -c 20 --hostname 'exam-{n:02}' --teacher 10.10.0.1
   labctl lab ips -n exam1
@@ -62,29 +83,53 @@ Examples:
   FC_USER=alice labctl fosscloud --url https://fc.example.org/vm-manager list
 
 Environment:
+  LABCTL_CLUSTER      a cluster of the config file (same as --cluster)
   PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   same as the flags
   PVE_PASSWORD        password of PVE_USER (else a prompt on a terminal)
   PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password)
-  FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_PASSWORD   the same for `fosscloud`
+  PVE_TOKEN_SECRET    the secret of a config cluster's token_id
+  FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_FINGERPRINT, FC_PASSWORD   the same for `fosscloud`
   LABCTL_LAB          default for --name
   LABCTL_TIME_SCALE   scale labctl's waits to a simulator's --time-scale
-  RUST_LOG            log filter (e.g. lab_proxmox=debug)";
+  RUST_LOG            log filter (e.g. lab_proxmox=debug)
 
+Config file: $XDG_CONFIG_HOME/labctl/config.toml (else ~/.config/labctl/config.toml), see
+`labctl config --help`.";
+
+// One variant per command family; each family lives in its own module with a `run`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage an exam lab: up, status, ips, down.
-    #[command(subcommand)]
-    Lab(lab::LabCommand),
-    /// Run the embedded Proxmox VE simulator in the foreground (Ctrl-C stops it).
+    /// Manage an exam lab, from a TOML file or flags: plan, up, status, ips, down.
+    Lab(Pve<lab::LabCommand>),
+    /// One guest at a time: list, next-id, status, clone, start/stop/shutdown/reboot,
+    /// agent, is-template, template, destroy, ip.
+    Vm(Pve<vm::VmCommand>),
+    /// Fence a range of guests so they reach only given addresses: isolate, unisolate, verify.
+    Firewall(Pve<firewall::FirewallCommand>),
+    /// Run a simulator in the foreground (Ctrl-C stops it): `sim pve` (the default) or
+    /// `sim fosscloud`.
     ///
-    /// It prints its URL, certificate fingerprint and the environment to point `labctl lab`
-    /// at it. Its password comes from PVE_SIM_PASSWORD (else one is generated and printed).
+    /// It prints its URL, certificate fingerprint and the environment to point labctl at
+    /// it. The PVE simulator's password comes from PVE_SIM_PASSWORD (else one is generated
+    /// and printed).
     #[command(after_help = "\
-Example (two shells):
-  PVE_SIM_PASSWORD=secret labctl sim --plain-http --time-scale 0.05
+Examples (two shells):
+  PVE_SIM_PASSWORD=secret labctl sim pve --plain-http --time-scale 0.05
   PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \\
-    LABCTL_TIME_SCALE=0.05 labctl lab up -n exam1 -t 9000 -c 3 --teacher 10.10.0.1")]
+    LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml
+  labctl sim fosscloud --ca-out /tmp/fc-ca.pem")]
     Sim(sim::SimArgs),
+    /// Print a shell completion script: bash, zsh, fish or powershell.
+    #[command(after_help = "\
+Examples:
+  labctl completions bash > ~/.local/share/bash-completion/completions/labctl
+  labctl completions zsh > ~/.zfunc/_labctl
+  labctl completions fish > ~/.config/fish/completions/labctl.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// FOSS-Cloud VDI: realms, a user's VMs, taking a desktop from a dynamic pool.
     Fosscloud(fosscloud::FossCloudArgs),
     /// Show a whole lab cycle against an embedded simulator: up, IPs, fence verdicts,
@@ -99,10 +144,22 @@ Examples:
     Demo(demo::DemoArgs),
 }
 
+/// A command family that talks to Proxmox VE: the connection flags, then its subcommands.
+#[derive(Debug, clap::Args)]
+struct Pve<C: Subcommand> {
+    #[command(flatten, next_help_heading = "Connection")]
+    connection: connect::Connection,
+    #[command(subcommand)]
+    command: C,
+}
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "labctl=info,warn",
-        1 => "labctl=debug,lab_core=debug,lab_proxmox=debug,info",
+        1 => {
+            "labctl=debug,lab_core=debug,lab_proxmox=debug,pve_auth=debug,pve_vm=debug,\
+             pve_net=debug,pve_firewall=debug,fosscloud_api=debug,info"
+        }
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -116,14 +173,48 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.output;
     match &cli.command {
-        Command::Lab(cmd) => {
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Access(cmd),
+        }) => {
             cmd.check()?;
-            let hv = cli.connection.backend()?;
-            lab::run(cmd, &hv).await
+            access::run(cmd, connection).await
+        }
+        Command::Lab(Pve {
+            connection,
+            command,
+        }) => {
+            let checked = command.check(format)?;
+            let hv = match &checked {
+                lab::Checked::Spec(lab) => connection.backend()?.write_limit(lab.spec.concurrency),
+                lab::Checked::Select(..) => connection.backend()?,
+            };
+            let access = pve_access::AccessApi::new(hv.vm_api().client().clone());
+            lab::run(command, checked, &hv, Some(&access), format).await
+        }
+        Command::Vm(Pve {
+            connection,
+            command,
+        }) => {
+            command.check(format)?;
+            vm::run(command, &connection.vm_api()?, format).await
+        }
+        Command::Firewall(Pve {
+            connection,
+            command,
+        }) => {
+            command.check(format)?;
+            firewall::run(command, connection.vm_api()?, format).await
         }
         Command::Sim(args) => sim::run(args).await,
-        Command::Fosscloud(args) => fosscloud::run(args).await,
+        Command::Fosscloud(args) => fosscloud::run(args, format).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "labctl", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Demo(args) => tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
             .await
             .map_err(|_| {
@@ -136,14 +227,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// (wrappers often repeat their source), plus a hint for the usual TLS trouble.
 fn describe(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
+    let mut fosscloud_tls = false;
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+        }
+        // fosscloud-api's messages already carry the TLS verdict; what lies below is the
+        // same again in rustls' debug spelling.
+        if let Some(f) = cause.downcast_ref::<fosscloud_api::Error>() {
+            fosscloud_tls = f.is_tls();
+            break;
         }
     }
-    if msg.contains("TLS handshake") {
+    if fosscloud_tls {
+        msg.push_str(
+            "\nhint: trust the FOSS-Cloud server with --fingerprint / FC_FINGERPRINT (its \
+             SHA-256 fingerprint, checked out of band, e.g. `openssl x509 -noout -fingerprint \
+             -sha256` on the server) or with --ca-file / FC_CA_FILE (its certificate or CA, PEM)",
+        );
+    } else if msg.contains("TLS handshake") {
         msg.push_str(
             "\nhint: pin the node's certificate with --fingerprint / PVE_FINGERPRINT \
              (shown in the PVE web UI under the node's System > Certificates) or trust the \
@@ -153,15 +259,36 @@ fn describe(e: &anyhow::Error) -> String {
     msg
 }
 
+/// `labctl vm list | head -1` closes stdout early; `println!` then panics. Leave quietly
+/// (exit 1) instead of printing a panic, as tools killed by SIGPIPE do.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(fail::OTHER));
+        }
+        default(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("labctl: error: {}", describe(&e));
-            ExitCode::FAILURE
+            if !fail::is_silent(&e) {
+                eprintln!("labctl: error: {}", describe(&e));
+            }
+            ExitCode::from(fail::exit_code(&e))
         }
     }
 }

@@ -24,16 +24,6 @@ pub fn students(rows: &[GuestStatus]) -> String {
     out
 }
 
-/// `HOSTNAME IP` lines, one per student with an address (for `/etc/hosts`-style use).
-pub fn ips(rows: &[GuestStatus]) -> String {
-    rows.iter()
-        .filter_map(|r| {
-            r.primary_address()
-                .map(|a| format!("{a}\t{}\n", r.hostname))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +40,7 @@ mod tests {
                 VmStatus::Stopped
             },
             addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
+            fenced: None,
         }
     }
 
@@ -65,6 +56,5 @@ mod tests {
         assert!(lines[1].starts_with("5000") && lines[1].contains("exam-01"));
         assert!(lines[1].contains("pve2") && lines[1].ends_with("10.10.3.4"));
         assert!(lines[2].contains("stopped") && lines[2].ends_with('-'));
-        assert_eq!(ips(&rows), "10.10.3.4\texam-01\n");
     }
 }

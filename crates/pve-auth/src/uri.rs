@@ -130,6 +130,21 @@ fn split_host_port<'a>(input: &str, authority: &'a str) -> Result<(Host, Option<
     }
     let parsed = Host::parse(host)
         .map_err(|e| invalid(input, format!("{host:?} is not a valid host name ({e})")))?;
+    if let Host::Ipv4(addr) = &parsed {
+        // The URL standard reads `10.1`, `010.0.0.1`, `0x0a000001` or `3` as IPv4 addresses
+        // (10.0.0.1, 8.0.0.1, 10.0.0.1, 0.0.0.3): a typo such as `192.168.1` would silently
+        // send the password to another machine. Only the dotted quad as written is accepted.
+        if addr.to_string() != host {
+            return Err(invalid(
+                input,
+                format!(
+                    "{host:?} is not a dotted-quad IPv4 address (the URL standard would read it \
+                     as {addr}); write all four decimal parts, or a host name that does not \
+                     end in a number"
+                ),
+            ));
+        }
+    }
     if let Host::Domain(d) = &parsed {
         // url accepts almost anything as an opaque domain; PVE hosts are DNS names.
         let ok = d.split('.').all(|label| {
@@ -232,6 +247,11 @@ mod tests {
             ("pve_1!", "host name"),
             ("-pve1", "host name"),
             ("pve1..lan", "host name"),
+            // Found by the property tests: shorthand IPv4 forms the URL standard expands.
+            ("0", "dotted-quad"),
+            ("192.168.1", "dotted-quad"),
+            ("https://010.0.0.1:8006", "dotted-quad"),
+            ("0x7f.1", "dotted-quad"),
         ];
         for (input, why) in cases {
             let err = base_uri(input).expect_err(input);

@@ -1770,6 +1770,189 @@ impl Isolation {
 }
 
 /// Folds per-guest results into the report (in id order) and returns the failures.
+/// What every fresh clone of a template starts with. Clone copies the template's firewall
+/// file and NICs (reference §4.3), so one read of the template tells what each clone's
+/// fence changes and records, and each clone is fenced without being read.
+#[derive(Debug, Clone)]
+pub struct CloneBaseline {
+    template: VmId,
+    enable: Option<String>,
+    enabled: bool,
+    dhcp: Option<String>,
+    dhcp_on: bool,
+    /// The template carries a marker rule of the lab (its clones are not plain copies).
+    marked: bool,
+    nics: Vec<(u32, pve_vm::NetDevice)>,
+}
+
+impl CloneBaseline {
+    /// The template it was read from.
+    pub fn template(&self) -> VmId {
+        self.template
+    }
+
+    /// The template's NICs, as every fresh clone has them (with other MACs).
+    pub fn nics(&self) -> &[(u32, pve_vm::NetDevice)] {
+        &self.nics
+    }
+}
+
+impl Isolation {
+    /// Reads what fresh clones of `template` start with, for [`Isolation::fence_clone`]
+    /// (three reads: firewall options, rules, config).
+    pub async fn clone_baseline(&self, template: VmId, lab: &LabName) -> Result<CloneBaseline> {
+        let (guest, scope) = self.guest(template).await?;
+        let opts = self.fw.options(&scope).await?;
+        let rules = self.fw.rules(&scope).await?;
+        let config = guest.config().await?;
+        Ok(CloneBaseline {
+            template,
+            enable: opts.get("enable"),
+            enabled: opts.flag("enable") == Some(true),
+            dhcp: opts.get("dhcp"),
+            dhcp_on: opts.flag("dhcp") == Some(true),
+            marked: rules.iter().any(|r| lab.owns(r.comment.as_deref())),
+            nics: config.nics(),
+        })
+    }
+
+    /// The lab-wide part of [`Isolation::isolate`]: management networks, the lab's IP sets
+    /// and security group, the teacher, and the datacenter switch (on, if it is off and
+    /// [`IsolationOptions::enable_cluster`]). A student fenced afterwards
+    /// ([`Isolation::fence_clone`], [`Isolation::isolate_one`]) is fenced the moment its own
+    /// part is in place, so it can be started fenced.
+    pub async fn prepare(&self, allowed: &[Cidr], options: &IsolationOptions) -> Result<Report> {
+        Self::check_inputs(allowed, options)?;
+        let lab = &options.lab;
+        let mut report = Report {
+            lab: lab.to_string(),
+            ..Report::default()
+        };
+        let cluster = self.fw.options(&Scope::Cluster).await?;
+        self.add_management(lab, &options.management, &mut report.changes)
+            .await?;
+        self.sync_set(lab, &lab.allowed_set(), allowed, &mut report.changes)
+            .await?;
+        if !options.dns.is_empty() {
+            self.sync_set(lab, &lab.dns_set(), &options.dns, &mut report.changes)
+                .await?;
+        }
+        self.ensure_group(lab, &cluster, &mut report.changes)
+            .await?;
+        self.sync_group_rules(lab, &self.group_rules(options), &mut report.changes)
+            .await?;
+        if options.dns.is_empty() {
+            self.delete_set_if_ours(lab, &lab.dns_set(), &mut report.changes)
+                .await?;
+        }
+        if let Some(teacher) = options.teacher {
+            self.open_teacher(teacher, options, &mut report).await?;
+        }
+        self.enable_cluster(&cluster, options, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Fences one guest in whatever state it is (reads it first; idempotent). The
+    /// lab-wide part must be in place ([`Isolation::prepare`]).
+    pub async fn isolate_one(&self, vmid: VmId, options: &IsolationOptions) -> Result<Report> {
+        let outcome = self
+            .isolate_guest(vmid, &options.lab.group(), options)
+            .await?;
+        Ok(Report {
+            lab: options.lab.to_string(),
+            changes: outcome.changes,
+            notes: outcome.notes,
+        })
+    }
+
+    /// Fences a fresh clone of `baseline`'s template that nothing has touched since its
+    /// clone task ended, without reading it: the marker rule (recording the template's
+    /// values, which the clone has) and the guest options, two requests. Answers the NIC
+    /// changes the caller must send in its own config `PUT` (so tags and NIC flags go in
+    /// one request; the NICs are sent without MAC, so PVE generates new ones as clone did);
+    /// `None` when the template itself carries the lab's marker and the clone must go
+    /// through [`Isolation::isolate_one`] instead.
+    pub async fn fence_clone(
+        &self,
+        guest: &Guest,
+        baseline: &CloneBaseline,
+        options: &IsolationOptions,
+    ) -> Result<Option<ConfigUpdate>> {
+        if baseline.marked {
+            return Ok(None);
+        }
+        let lab = &options.lab;
+        let vmid = guest.vmid();
+        let scope = Scope::guest(guest.node().clone(), guest.kind(), vmid);
+        let mut record = Record::default();
+        let want_dhcp = options.dhcp && !baseline.dhcp_on;
+        if !baseline.enabled {
+            record.note("enable", baseline.enable.clone());
+        }
+        if want_dhcp {
+            record.note("dhcp", baseline.dhcp.clone());
+        }
+        let mut update = ConfigUpdate::new();
+        for (i, nic) in &baseline.nics {
+            if !nic.firewall() {
+                record.note(&nic_key(*i), nic.get("firewall").map(str::to_owned));
+                let mut fenced = nic.clone().without_mac();
+                fenced.set_firewall(true);
+                update = update.set(&nic_key(*i), fenced.to_string());
+            }
+        }
+        // Marker first: from here on, unisolate knows what to restore.
+        let rule = Rule::group(lab.group()).comment(&record.comment(lab));
+        self.fw.create_rule(&scope, &rule).await?;
+        if !baseline.enabled || want_dhcp {
+            let mut opts = OptionsUpdate::new();
+            if !baseline.enabled {
+                opts = opts.enable(true);
+            }
+            if want_dhcp {
+                opts = opts.dhcp(true);
+            }
+            self.fw.set_options(&scope, &opts).await?;
+        }
+        Ok(Some(update))
+    }
+
+    /// Lifts the lab-wide part of the fence once no student needs it (they were destroyed,
+    /// or unisolated one by one): the teacher's rule, the lab's group and sets, its
+    /// management entries, and the datacenter switch if this lab turned it on. A lab that
+    /// is not isolated is a no-op.
+    pub async fn lift_lab(&self, options: &IsolationOptions) -> Result<Report> {
+        let lab = &options.lab;
+        let mut report = Report {
+            lab: lab.to_string(),
+            ..Report::default()
+        };
+        if let Some(teacher) = options.teacher {
+            match self.unisolate_guest(teacher, lab).await {
+                Ok(o) => {
+                    report.changes.extend(o.changes);
+                    report.notes.extend(o.notes);
+                }
+                Err(e) if e.is_not_found() => report
+                    .notes
+                    .push(format!("teacher {teacher} not found; nothing to restore")),
+                Err(e) => return Err(e),
+            }
+        }
+        self.teardown_cluster(lab, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Whether the lab's fence holds on one guest: its marker rule first, its firewall on,
+    /// every NIC filtered (three reads).
+    pub async fn holds(&self, vmid: VmId, lab: &LabName) -> Result<bool> {
+        Ok(self
+            .verify_guest(vmid, &lab.group(), lab)
+            .await?
+            .is_isolated())
+    }
+}
+
 fn merge(
     report: &mut Report,
     mut results: Vec<(VmId, Result<Outcome>)>,

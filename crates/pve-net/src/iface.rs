@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Deserialize;
 
+use pve_vm::VmId;
+
 use crate::error::{Error, Result};
 
 /// One address of an interface.
@@ -247,6 +249,48 @@ pub(crate) fn parse_lxc(what: &str, data: serde_json::Value) -> Result<Option<Ve
             })
             .collect()
     }))
+}
+
+/// Parses the answer (`data`) of `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`
+/// (`{"result": [...]}`) into interfaces. Pure: no IO, so answers can be checked offline.
+///
+/// `source` names the request in errors (e.g. its path). The agent's own rejection
+/// (`{"result": {"error": …}}`) is [`Error::AgentCommand`] for `vmid`; any other shape is
+/// [`Error::Unexpected`]. Addresses that are not IP addresses are skipped.
+///
+/// ```
+/// let data = serde_json::json!({"result": [{"name": "ens18", "hardware-address": "BC:24:11:00:00:01",
+///     "ip-addresses": [{"ip-address": "10.0.0.7", "prefix": 24}]}]});
+/// let vmid = pve_vm::VmId::new(101).unwrap();
+/// let ifaces = pve_net::parse_agent_interfaces("agent", vmid, data).unwrap();
+/// assert_eq!(ifaces[0].mac.as_deref(), Some("bc:24:11:00:00:01"));
+/// assert_eq!(ifaces[0].addresses[0].to_string(), "10.0.0.7/24");
+/// ```
+pub fn parse_agent_interfaces(
+    source: &str,
+    vmid: VmId,
+    data: serde_json::Value,
+) -> Result<Vec<Interface>> {
+    match agent_result(source, data)? {
+        AgentResult::Value(v) => parse_qga(source, v),
+        AgentResult::Error(e) => Err(Error::AgentCommand {
+            vmid,
+            command: "network-get-interfaces",
+            class: e.class,
+            desc: e.desc,
+        }),
+    }
+}
+
+/// Parses the answer (`data`) of `GET /nodes/{node}/lxc/{vmid}/interfaces` into interfaces.
+/// Pure: no IO. `null` (a stopped container) is [`Error::NotRunning`] for `vmid`; any other
+/// shape than a list of interfaces is [`Error::Unexpected`] naming `source`.
+pub fn parse_lxc_interfaces(
+    source: &str,
+    vmid: VmId,
+    data: serde_json::Value,
+) -> Result<Vec<Interface>> {
+    parse_lxc(source, data)?.ok_or(Error::NotRunning { vmid })
 }
 
 #[cfg(test)]

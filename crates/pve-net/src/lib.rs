@@ -45,7 +45,9 @@ mod iface;
 mod net;
 
 pub use error::{Error, Result};
-pub use iface::{choose_primary_ipv4, Address, Interface};
+pub use iface::{
+    choose_primary_ipv4, parse_agent_interfaces, parse_lxc_interfaces, Address, Interface,
+};
 pub use net::{HostAddress, NetApi};
 
 // The README's Rust example is compiled as a doctest.

@@ -8,7 +8,8 @@ use pve_vm::{Guest, GuestKind, Poll, PollPolicy};
 
 use crate::error::{Error, Result};
 use crate::iface::{
-    agent_result, choose_primary_ipv4, parse_lxc, parse_qga, AgentResult, Interface,
+    agent_result, choose_primary_ipv4, parse_agent_interfaces, parse_lxc_interfaces, AgentResult,
+    Interface,
 };
 
 /// What [`NetApi::ip_or_hostname`] found.
@@ -62,20 +63,12 @@ impl NetApi {
             GuestKind::Qemu => {
                 let path = guest.path(&["agent", "network-get-interfaces"]);
                 let data = agent_get(guest, &path).await?;
-                match agent_result(&path, data)? {
-                    AgentResult::Value(v) => parse_qga(&path, v),
-                    AgentResult::Error(e) => Err(Error::AgentCommand {
-                        vmid: guest.vmid(),
-                        command: "network-get-interfaces",
-                        class: e.class,
-                        desc: e.desc,
-                    }),
-                }
+                parse_agent_interfaces(&path, guest.vmid(), data)
             }
             GuestKind::Lxc => {
                 let path = guest.path(&["interfaces"]);
                 let data: serde_json::Value = guest.api().read(&path, &Params::new()).await?;
-                parse_lxc(&path, data)?.ok_or(Error::NotRunning { vmid: guest.vmid() })
+                parse_lxc_interfaces(&path, guest.vmid(), data)
             }
         }
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::Sha256;
 
+use crate::access::Principal;
 use crate::error::{ApiError, ApiResult, Params};
 use crate::secret::Secret;
 use crate::state::{unix_now, Caller, Shared};
@@ -68,6 +69,17 @@ impl Keys {
         .finalize()
         .into_bytes();
         format!("{plain}::{}", STANDARD.encode(sig))
+    }
+
+    /// The raw signature of `plain` with `secret_data` bound in (VNC tickets).
+    pub(crate) fn sign(&self, plain: &str, secret_data: &str) -> Vec<u8> {
+        Self::mac(
+            &self.ticket,
+            &[plain.as_bytes(), b"\0", secret_data.as_bytes()],
+        )
+        .finalize()
+        .into_bytes()
+        .to_vec()
     }
 
     /// A full ticket for `user`, issued `at`.
@@ -228,13 +240,28 @@ pub(crate) fn authenticate(
     if let Some(value) = header(headers, "authorization").filter(|a| a.starts_with("PVEAPIToken")) {
         let (user, id, secret) =
             parse_token_header(value).ok_or_else(|| unauthorized(AUTH_FAILED))?;
-        return match &sh.cfg.token {
-            Some(t) if t.user == user && t.id == id && t.secret == secret => Ok(Caller {
-                user,
-                tokenid: Some(id),
-            }),
-            _ => Err(unauthorized(AUTH_FAILED)),
+        let cli = sh
+            .cfg
+            .token
+            .as_ref()
+            .is_some_and(|t| t.user == user && t.id == id && t.secret == secret);
+        let st = sh.lock();
+        let known = cli
+            || st
+                .access
+                .users
+                .get(&user)
+                .and_then(|u| u.tokens.get(&id))
+                .is_some_and(|t| t.secret == secret);
+        let caller = Caller {
+            user,
+            tokenid: Some(id),
         };
+        // check_user_enabled: a disabled or expired user (or token) is refused.
+        if !known || !st.access.usable(&Principal::of(&caller)) {
+            return Err(unauthorized(AUTH_FAILED));
+        }
+        return Ok(caller);
     }
     let ticket = ticket_from(headers).ok_or_else(|| unauthorized(NO_TICKET))?;
     let (user, _) = sh
@@ -249,10 +276,14 @@ pub(crate) fn authenticate(
             return Err(unauthorized(BAD_CSRF));
         }
     }
-    Ok(Caller {
+    let caller = Caller {
         user,
         tokenid: None,
-    })
+    };
+    if !sh.lock().access.usable(&Principal::of(&caller)) {
+        return Err(unauthorized(AUTH_FAILED));
+    }
+    Ok(caller)
 }
 
 /// The capabilities object of a successful login (root: everything).
@@ -287,6 +318,68 @@ fn full_login(sh: &Shared, user: &str) -> Value {
     data
 }
 
+/// The privileges of a non-root user summarised per area, as the login's `cap`: an area
+/// lists a privilege the user has on the area's root or on any ACL path below it.
+fn user_caps(sh: &Shared, user: &str) -> Value {
+    let st = sh.lock();
+    let p = Principal::User(user.to_owned());
+    let areas = [
+        ("vms", "/vms"),
+        ("nodes", "/nodes"),
+        ("storage", "/storage"),
+        ("access", "/access"),
+        ("dc", "/"),
+        ("sdn", "/sdn"),
+        ("mapping", "/mapping"),
+    ];
+    let mut cap = serde_json::Map::new();
+    for (area, root) in areas {
+        let mut privs = std::collections::BTreeSet::new();
+        let below: Vec<String> = st
+            .access
+            .acl
+            .keys()
+            .filter(|k| root == "/" || k.starts_with(root))
+            .cloned()
+            .chain(std::iter::once(root.to_owned()))
+            .collect();
+        for path in below {
+            privs.extend(crate::access::permissions(&st, &p, &path));
+        }
+        let obj: serde_json::Map<String, Value> =
+            privs.into_iter().map(|p| (p, json!(1))).collect();
+        cap.insert(area.to_owned(), Value::Object(obj));
+    }
+    Value::Object(cap)
+}
+
+/// Password login of a user of realm `pve` (`shadow.cfg`); `None` = authentication
+/// failure (unknown user, no or wrong password, disabled or expired).
+fn login_user(sh: &Shared, user: &str, password: &str) -> Option<Value> {
+    {
+        let st = sh.lock();
+        let u = st.access.users.get(user)?;
+        let ok = user.ends_with("@pve")
+            && u.usable()
+            && u.password.as_ref().is_some_and(|p| p.expose() == password);
+        if !ok {
+            // A still valid ticket of the same user renews it.
+            let renew = password.starts_with("PVE:")
+                && u.usable()
+                && sh
+                    .keys
+                    .verify(password, "", sh.cfg.ticket_lifetime)
+                    .is_some_and(|(t, _)| t == user);
+            if !renew {
+                return None;
+            }
+        }
+    }
+    let mut data = full_login(sh, user);
+    data["cap"] = user_caps(sh, user);
+    Some(data)
+}
+
 /// `POST /access/ticket`. `token_header` = an API token was sent (→ 403).
 pub(crate) fn create_ticket(sh: &Shared, params: &Params, token_header: bool) -> ApiResult<Value> {
     if token_header {
@@ -307,7 +400,7 @@ pub(crate) fn create_ticket(sh: &Shared, params: &Params, token_header: bool) ->
         .map(String::as_str)
         .unwrap_or_default();
     if user != sh.cfg.user {
-        return Err(fail());
+        return login_user(sh, &user, password).ok_or_else(fail);
     }
     if let Some(challenge) = params.get("tfa-challenge") {
         // Second step of the TFA flow: the answer is in `password` as `totp:<code>`.

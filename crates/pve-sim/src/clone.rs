@@ -222,11 +222,25 @@ impl Drop for Rollback {
     }
 }
 
-/// The disk phase: storage lock, copy, release. `Err` = task error text.
+/// Seconds between two tries for a storage slot (PVE's `lock_file_full` retries its
+/// flock until the timeout).
+const STORAGE_RETRY: f64 = 0.01;
+
+/// The disk phase: storage lock (waiting for a free slot up to [`STORAGE_TIMEOUT`], as
+/// PVE's flock with timeout does), copy, release. `Err` = task error text.
 async fn copy_disks(sh: &Arc<Shared>, node: &str, full: bool) -> Result<(), String> {
-    let Some(slot) = StorageSlot::take(sh, node) else {
-        sh.sleep(STORAGE_TIMEOUT).await;
-        return Err(storage_timeout_text());
+    let deadline = tokio::time::Instant::now() + sh.scaled(STORAGE_TIMEOUT);
+    let slot = loop {
+        if let Some(slot) = StorageSlot::take(sh, node) {
+            break slot;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(storage_timeout_text());
+        }
+        let pause = sh
+            .scaled(STORAGE_RETRY)
+            .max(std::time::Duration::from_millis(1));
+        tokio::time::sleep(pause).await;
     };
     sh.sleep(if full { FULL } else { LINKED }).await;
     drop(slot);

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::guest::Guest;
-use crate::state::{unix_now, Shared, SimState};
+use crate::state::{unix_now, Caller, Shared, SimState};
 
 /// The simulated PVE release.
 pub(crate) const VERSION: &str = "9.1.2";
@@ -137,15 +137,29 @@ pub(crate) fn storage_resource(node: &str) -> Value {
 }
 
 /// `GET /cluster/resources[?type=vm|storage|node|sdn]`.
-pub(crate) fn resources(sh: &Shared, typ: Option<&str>) -> Value {
+///
+/// A caller sees only guests with `VM.Audit`, nodes with `Sys.Audit`, storage with
+/// `Datastore.Audit` and pools with `Pool.Audit` on their paths.
+pub(crate) fn resources(sh: &Shared, typ: Option<&str>, caller: &Caller) -> Value {
     let st = sh.lock();
     let want = |t: &str| typ.is_none_or(|w| w == t);
+    let may = |path: String, privs: &[&str]| crate::access::may(&st, caller, &path, privs);
     let mut out = Vec::new();
     if want("vm") {
-        out.extend(st.guests.values().map(|g| guest_resource(&st, g)));
+        out.extend(
+            st.guests
+                .values()
+                .filter(|g| may(format!("/vms/{}", g.vmid), &["VM.Audit"]))
+                .map(|g| guest_resource(&st, g)),
+        );
     }
     if want("node") {
-        for n in &sh.cfg.nodes {
+        for n in sh
+            .cfg
+            .nodes
+            .iter()
+            .filter(|n| may(format!("/nodes/{n}"), &["Sys.Audit"]))
+        {
             out.push(json!({
                 "id": format!("node/{n}"), "type": "node", "node": n, "status": "online",
                 "cpu": 0.031, "maxcpu": 16, "mem": 9 * GIB, "maxmem": 64 * GIB,
@@ -155,10 +169,23 @@ pub(crate) fn resources(sh: &Shared, typ: Option<&str>) -> Value {
         }
     }
     if want("storage") {
-        out.extend(sh.cfg.nodes.iter().map(|n| storage_resource(n)));
+        out.extend(
+            sh.cfg
+                .nodes
+                .iter()
+                .filter(|n| {
+                    may("/storage/local-lvm".to_owned(), &["Datastore.Audit"])
+                        && may(format!("/nodes/{n}"), &["Sys.Audit", "Datastore.Audit"])
+                })
+                .map(|n| storage_resource(n)),
+        );
     }
     if typ.is_none() {
-        for name in st.pools.keys() {
+        for name in st
+            .pools
+            .keys()
+            .filter(|p| may(format!("/pool/{p}"), &["Pool.Audit"]))
+        {
             out.push(json!({"id": format!("/pool/{name}"), "type": "pool", "pool": name}));
         }
     }

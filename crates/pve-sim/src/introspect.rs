@@ -40,7 +40,56 @@ pub(crate) fn state_json(sh: &Shared) -> Value {
             )
         })
         .collect();
+    let users: BTreeMap<&String, Value> = st
+        .access
+        .users
+        .iter()
+        .map(|(id, u)| {
+            (
+                id,
+                json!({
+                    "enable": u.enable, "expire": u.expire, "comment": u.comment,
+                    "firstname": u.firstname, "lastname": u.lastname, "email": u.email,
+                    "groups": u.groups, "has_password": u.password.is_some(),
+                    "tokens": u.tokens.iter().map(|(tid, tk)| (tid.clone(), json!({
+                        "privsep": tk.privsep, "expire": tk.expire, "comment": tk.comment,
+                    }))).collect::<BTreeMap<String, Value>>(),
+                }),
+            )
+        })
+        .collect();
+    let mut acl = Vec::new();
+    for (path, entries) in &st.access.acl {
+        for ((kind, ugid), roles) in entries {
+            for (role, propagate) in roles {
+                acl.push(json!({"path": path, "type": kind.as_str(), "ugid": ugid,
+                    "roleid": role, "propagate": propagate}));
+            }
+        }
+    }
+    let consoles: Vec<Value> = st
+        .tasks
+        .all()
+        .iter()
+        .filter(|t| t.typ == "vncproxy" && t.end.is_none())
+        .map(|t| json!({"upid": t.upid, "node": t.node, "vmid": t.id, "user": t.user, "tokenid": t.tokenid}))
+        .collect();
+    let groups: BTreeMap<&String, Value> = st
+        .access
+        .groups
+        .iter()
+        .map(|(g, grp)| (g, json!({"comment": grp.comment})))
+        .collect();
     json!({
+        "access": {
+            "users": users,
+            "groups": groups,
+            "roles": st.access.roles,
+            "acl": acl,
+            "user_cfg_peak": st.user_cfg_peak,
+            "user_cfg_writes": st.user_cfg_writes,
+        },
+        "consoles": consoles,
         "nodes": sh.cfg.nodes,
         "guests": guests,
         "pools": pools,

@@ -34,11 +34,13 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod agent;
 mod auth;
 mod clone;
 mod cluster;
 mod config;
+mod console;
 pub mod error;
 mod faults;
 pub mod firewall;
@@ -55,6 +57,7 @@ mod state;
 mod tasks;
 mod tls;
 
+pub use access::route_permissions;
 pub use routing::{is_served, SERVED};
 pub use secret::Secret;
 pub use sim::{totp_code, SimError, SimHandle, Simulator, SimulatorBuilder};

@@ -100,12 +100,13 @@ fn common_status(g: &Guest) -> Map<String, Value> {
 }
 
 /// `GET /nodes/{node}/qemu` and `/lxc`.
-pub(crate) fn list(sh: &Shared, kind: Kind, node: &str) -> Value {
+pub(crate) fn list(sh: &Shared, kind: Kind, node: &str, caller: &crate::state::Caller) -> Value {
     let st = sh.lock();
     Value::Array(
         st.guests
             .values()
             .filter(|g| g.kind == kind && g.node == node)
+            .filter(|g| crate::access::may(&st, caller, &format!("/vms/{}", g.vmid), &["VM.Audit"]))
             .map(|g| {
                 let mut m = common_status(g);
                 if kind == Kind::Lxc {
@@ -363,6 +364,7 @@ pub(crate) fn remove_guest(st: &mut SimState, vmid: u32) {
         pool.vms.remove(&vmid);
     }
     st.firewall.remove_guest(vmid);
+    crate::access::remove_vm_access(st, vmid);
 }
 
 /// `DELETE /nodes/{node}/{qemu|lxc}/{vmid}`.

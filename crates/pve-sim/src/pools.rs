@@ -36,11 +36,19 @@ fn members(st: &SimState, nodes: &[String], pool: &Pool, typ: Option<&str>) -> V
 }
 
 /// `GET /pools[?poolid=x[&type=qemu|lxc|storage]]`.
-pub(crate) fn list(sh: &Shared, poolid: Option<&str>, typ: Option<&str>) -> ApiResult<Value> {
+pub(crate) fn list(
+    sh: &Shared,
+    poolid: Option<&str>,
+    typ: Option<&str>,
+    caller: &crate::state::Caller,
+) -> ApiResult<Value> {
     let st = sh.lock();
     let mut out = Vec::new();
     for (name, pool) in &st.pools {
         if poolid.is_some_and(|p| p != name) {
+            continue;
+        }
+        if !crate::access::may(&st, caller, &format!("/pool/{name}"), &["Pool.Audit"]) {
             continue;
         }
         let mut m = Map::new();

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::access::{self, api as acc};
+use crate::console::{self, Console};
 use crate::error::{ApiError, ApiResult, Params};
 use crate::guest::Kind;
 use crate::state::{Caller, Shared};
@@ -118,6 +120,34 @@ pub const SERVED: &[(&str, &str)] = &[
     ("GET", "/nodes/{node}/lxc/{vmid}/config"),
     ("PUT", "/nodes/{node}/lxc/{vmid}/config"),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"),
+    ("GET", "/access/users"),
+    ("POST", "/access/users"),
+    ("GET", "/access/users/{userid}"),
+    ("PUT", "/access/users/{userid}"),
+    ("DELETE", "/access/users/{userid}"),
+    ("GET", "/access/users/{userid}/token"),
+    ("GET", "/access/users/{userid}/token/{tokenid}"),
+    ("POST", "/access/users/{userid}/token/{tokenid}"),
+    ("PUT", "/access/users/{userid}/token/{tokenid}"),
+    ("DELETE", "/access/users/{userid}/token/{tokenid}"),
+    ("GET", "/access/groups"),
+    ("POST", "/access/groups"),
+    ("GET", "/access/groups/{groupid}"),
+    ("PUT", "/access/groups/{groupid}"),
+    ("DELETE", "/access/groups/{groupid}"),
+    ("GET", "/access/roles"),
+    ("POST", "/access/roles"),
+    ("GET", "/access/roles/{roleid}"),
+    ("PUT", "/access/roles/{roleid}"),
+    ("DELETE", "/access/roles/{roleid}"),
+    ("GET", "/access/acl"),
+    ("PUT", "/access/acl"),
+    ("PUT", "/access/password"),
+    ("GET", "/access/permissions"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/termproxy"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/vncproxy"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/termproxy"),
     ("GET", "/pools"),
     ("POST", "/pools"),
     ("PUT", "/pools"),
@@ -172,6 +202,12 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
             "hostname lookup '{n}' failed - failed to get address info for: {n}: Name or service not known"
         )));
     }
+    {
+        let mut all = r.params.clone();
+        all.extend(r.pp.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let st = sh.lock();
+        access::authorize(&st, r.caller, r.method.as_str(), r.template, &all)?;
+    }
     if firewall_api::is_firewall(r.template) {
         return firewall_api::handle(sh, r).map(Reply::from);
     }
@@ -184,26 +220,30 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
     let data: Value = match (r.method.as_str(), r.template) {
         ("GET", "/version") => cluster::version(),
         ("GET", "/nodes") => cluster::nodes(sh),
-        ("GET", "/cluster/resources") => cluster::resources(sh, r.param("type")),
+        ("GET", "/cluster/resources") => cluster::resources(sh, r.param("type"), r.caller),
         ("GET", "/cluster/nextid") => cluster::nextid(sh, r.param("vmid"))?,
         ("GET", "/cluster/status") => cluster::status(sh),
         ("GET", "/nodes/{node}/tasks") => {
-            let (data, total) = tasks::list(sh, r.node(), r.params);
+            let (data, total) = tasks::list(sh, r.node(), r.params, r.caller);
             return Ok(Reply {
                 data,
                 total: Some(total),
             });
         }
-        ("GET", "/nodes/{node}/tasks/{upid}/status") => tasks::status(sh, r.node(), upid(r))?,
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => {
+            tasks::status(sh, r.node(), upid(r), r.caller)?
+        }
         ("GET", "/nodes/{node}/tasks/{upid}/log") => {
-            let (data, total) = tasks::log(sh, r.node(), upid(r), r.params)?;
+            let (data, total) = tasks::log(sh, r.node(), upid(r), r.params, r.caller)?;
             return Ok(Reply {
                 data,
                 total: Some(total),
             });
         }
-        ("DELETE", "/nodes/{node}/tasks/{upid}") => tasks::stop(sh, r.node(), upid(r))?,
-        ("GET", "/nodes/{node}/qemu" | "/nodes/{node}/lxc") => lifecycle::list(sh, kind, r.node()),
+        ("DELETE", "/nodes/{node}/tasks/{upid}") => tasks::stop(sh, r.node(), upid(r), r.caller)?,
+        ("GET", "/nodes/{node}/qemu" | "/nodes/{node}/lxc") => {
+            lifecycle::list(sh, kind, r.node(), r.caller)
+        }
         (
             "GET",
             "/nodes/{node}/qemu/{vmid}/status/current" | "/nodes/{node}/lxc/{vmid}/status/current",
@@ -246,7 +286,37 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name") => agent::host_name(sh, r).await?,
         ("GET", "/nodes/{node}/lxc/{vmid}/interfaces") => agent::lxc_interfaces(sh, r)?,
-        ("GET", "/pools") => pools::list(sh, r.param("poolid"), r.param("type"))?,
+        ("GET", "/access/users") => acc::list_users(sh, r),
+        ("POST", "/access/users") => acc::create_user(sh, r).await?,
+        ("GET", "/access/users/{userid}") => acc::get_user(sh, r)?,
+        ("PUT", "/access/users/{userid}") => acc::update_user(sh, r).await?,
+        ("DELETE", "/access/users/{userid}") => acc::delete_user(sh, r).await?,
+        ("GET", "/access/users/{userid}/token") => acc::list_tokens(sh, r)?,
+        ("GET", "/access/users/{userid}/token/{tokenid}") => acc::get_token(sh, r)?,
+        ("POST", "/access/users/{userid}/token/{tokenid}") => acc::create_token(sh, r).await?,
+        ("PUT", "/access/users/{userid}/token/{tokenid}") => acc::update_token(sh, r).await?,
+        ("DELETE", "/access/users/{userid}/token/{tokenid}") => acc::delete_token(sh, r).await?,
+        ("GET", "/access/groups") => acc::list_groups(sh, r),
+        ("POST", "/access/groups") => acc::create_group(sh, r).await?,
+        ("GET", "/access/groups/{groupid}") => acc::get_group(sh, r)?,
+        ("PUT", "/access/groups/{groupid}") => acc::update_group(sh, r).await?,
+        ("DELETE", "/access/groups/{groupid}") => acc::delete_group(sh, r).await?,
+        ("GET", "/access/roles") => acc::list_roles(sh),
+        ("POST", "/access/roles") => acc::create_role(sh, r).await?,
+        ("GET", "/access/roles/{roleid}") => acc::get_role(sh, r)?,
+        ("PUT", "/access/roles/{roleid}") => acc::update_role(sh, r).await?,
+        ("DELETE", "/access/roles/{roleid}") => acc::delete_role(sh, r).await?,
+        ("GET", "/access/acl") => acc::list_acl(sh, r),
+        ("PUT", "/access/acl") => acc::update_acl(sh, r).await?,
+        ("PUT", "/access/password") => acc::change_password(sh, r).await?,
+        ("GET", "/access/permissions") => acc::get_permissions(sh, r)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy" | "/nodes/{node}/lxc/{vmid}/vncproxy") => {
+            console::open(sh, r, kind, Console::Vnc)?
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/termproxy" | "/nodes/{node}/lxc/{vmid}/termproxy") => {
+            console::open(sh, r, kind, Console::Term)?
+        }
+        ("GET", "/pools") => pools::list(sh, r.param("poolid"), r.param("type"), r.caller)?,
         ("POST", "/pools") => pools::create(sh, r)?,
         ("PUT", "/pools" | "/pools/{poolid}") => pools::update(sh, r)?,
         ("DELETE", "/pools" | "/pools/{poolid}") => pools::delete(sh, r)?,

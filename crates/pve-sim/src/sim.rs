@@ -247,6 +247,7 @@ impl SimulatorBuilder {
             time_scale: self.time_scale,
             fingerprint: certificate.fingerprint.clone(),
             ticket_lifetime: self.ticket_lifetime.as_secs(),
+            cert_pem: certificate.pem.clone(),
         };
         let shared = Arc::new(Shared::new(settings, self.fault_rate));
         let (tx, rx) = watch::channel(false);

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::access::{Access, User, ROOT};
 use crate::auth::Keys;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
@@ -76,6 +77,8 @@ pub(crate) struct Settings {
     /// SHA-256 fingerprint of the node certificate (shown in `/nodes`).
     pub fingerprint: String,
     pub ticket_lifetime: u64,
+    /// The node certificate (PEM), as `vncproxy` returns it.
+    pub cert_pem: String,
 }
 
 /// Everything shared by the request handlers and the simulated workers.
@@ -89,6 +92,10 @@ pub(crate) struct Shared {
     pub faults: Mutex<Faults>,
     /// Request counts per `METHOD /template`.
     pub requests: Mutex<BTreeMap<String, u64>>,
+    /// The cluster-wide `user.cfg` lock (one write at a time).
+    pub user_cfg: tokio::sync::Mutex<()>,
+    /// Writes waiting for or holding the `user.cfg` lock right now.
+    pub user_cfg_waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// pvedaemon's `max_workers`.
@@ -109,6 +116,8 @@ impl Shared {
             daemons,
             faults: Mutex::new(faults),
             requests: Mutex::new(BTreeMap::new()),
+            user_cfg: tokio::sync::Mutex::new(()),
+            user_cfg_waiting: std::sync::atomic::AtomicUsize::new(0),
             cfg,
         }
     }
@@ -169,6 +178,12 @@ pub(crate) struct SimState {
     pub seed: u64,
     /// The most protected requests seen executing at once, per node.
     pub daemon_peak: BTreeMap<String, usize>,
+    /// Users, groups, roles, ACL (`user.cfg`).
+    pub access: Access,
+    /// The most `user.cfg` writes ever seen waiting at once (1 = serialised).
+    pub user_cfg_peak: usize,
+    /// Successful `user.cfg` writes.
+    pub user_cfg_writes: u64,
 }
 
 impl SimState {
@@ -183,10 +198,40 @@ impl SimState {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             seed: cfg.seed,
             daemon_peak: BTreeMap::new(),
+            access: Access::default(),
+            user_cfg_peak: 0,
+            user_cfg_writes: 0,
         };
+        st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);
         st.refresh_rrd();
         st
+    }
+
+    /// `root@pam`, and the command-line user and token owner with `Administrator` on `/`
+    /// (so they behave as before access control existed).
+    fn seed_access(&mut self, cfg: &Settings) {
+        let mut root = User::new();
+        root.comment = Some("Superuser".into());
+        self.access.users.insert(ROOT.to_owned(), root);
+        let mut admins = vec![cfg.user.clone()];
+        if let Some(t) = &cfg.token {
+            admins.push(t.user.clone());
+            self.access.cli_token = Some((t.user.clone(), t.id.clone()));
+        }
+        for admin in admins.into_iter().filter(|u| u != ROOT) {
+            self.access
+                .users
+                .entry(admin.clone())
+                .or_insert_with(User::new);
+            self.access
+                .acl
+                .entry("/".to_owned())
+                .or_default()
+                .entry((crate::access::UgType::User, admin))
+                .or_default()
+                .insert("Administrator".to_owned(), true);
+        }
     }
 
     /// The initial inventory documented in the README.

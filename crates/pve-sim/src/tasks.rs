@@ -272,10 +272,30 @@ fn find<'a>(tasks: &'a TaskTable, node: &str, upid: &str) -> ApiResult<&'a Task>
     }
 }
 
+/// The owner of a task may read and stop it; others need `priv` on `/nodes/<node>`.
+fn check_owner(
+    st: &crate::state::SimState,
+    task: &Task,
+    caller: &Caller,
+    node: &str,
+    privilege: &str,
+) -> ApiResult<()> {
+    if task.upid_user() == caller.upid_user() {
+        return Ok(());
+    }
+    let p = crate::access::Principal::of(caller);
+    if p == crate::access::Principal::Root {
+        return Ok(());
+    }
+    crate::access::check(st, &p, &format!("/nodes/{node}"), &[privilege], false)
+}
+
 /// `GET /nodes/{node}/tasks/{upid}/status`.
-pub(crate) fn status(sh: &Shared, node: &str, upid: &str) -> ApiResult<Value> {
+pub(crate) fn status(sh: &Shared, node: &str, upid: &str, caller: &Caller) -> ApiResult<Value> {
     let st = sh.lock();
-    Ok(find(&st.tasks, node, upid)?.status_json())
+    let task = find(&st.tasks, node, upid)?;
+    check_owner(&st, task, caller, node, "Sys.Audit")?;
+    Ok(task.status_json())
 }
 
 /// `GET /nodes/{node}/tasks/{upid}/log` → (lines, total).
@@ -284,9 +304,11 @@ pub(crate) fn log(
     node: &str,
     upid: &str,
     params: &Params,
+    caller: &Caller,
 ) -> ApiResult<(Value, usize)> {
     let st = sh.lock();
     let task = find(&st.tasks, node, upid)?;
+    check_owner(&st, task, caller, node, "Sys.Audit")?;
     let start = param_usize(params, "start", 0);
     let limit = param_usize(params, "limit", 50);
     let lines: Vec<Value> = task
@@ -303,10 +325,11 @@ pub(crate) fn log(
 /// `DELETE /nodes/{node}/tasks/{upid}`: stop a running task. The worker is killed
 /// (its guards undo half-done work, e.g. a partial clone) and the task ends with
 /// `interrupted by signal`; stopping a finished task changes nothing.
-pub(crate) fn stop(sh: &Shared, node: &str, upid: &str) -> ApiResult<Value> {
+pub(crate) fn stop(sh: &Shared, node: &str, upid: &str, caller: &Caller) -> ApiResult<Value> {
     let handle = {
         let mut st = sh.lock();
-        find(&st.tasks, node, upid)?;
+        let task = find(&st.tasks, node, upid)?;
+        check_owner(&st, task, caller, node, "Sys.Modify")?;
         let handle = st.tasks.aborts.get(upid).cloned();
         if handle.is_some() {
             st.tasks.finish(upid, Err("interrupted by signal".into()));
@@ -332,8 +355,10 @@ fn param_bool(params: &Params, key: &str) -> bool {
 }
 
 /// `GET /nodes/{node}/tasks` → (items, total). Newest first, like PVE.
-pub(crate) fn list(sh: &Shared, node: &str, params: &Params) -> (Value, usize) {
+pub(crate) fn list(sh: &Shared, node: &str, params: &Params, caller: &Caller) -> (Value, usize) {
     let st = sh.lock();
+    let all_visible = crate::access::may(&st, caller, &format!("/nodes/{node}"), &["Sys.Audit"]);
+    let me = caller.upid_user();
     let source = params.get("source").map_or("archive", String::as_str);
     let statusfilter: Option<Vec<&str>> = params
         .get("statusfilter")
@@ -345,6 +370,7 @@ pub(crate) fn list(sh: &Shared, node: &str, params: &Params) -> (Value, usize) {
         .all()
         .iter()
         .filter(|t| t.node == node)
+        .filter(|t| all_visible || t.upid_user() == me)
         .filter(|t| match source {
             "active" => t.end.is_none(),
             "all" => true,

@@ -209,7 +209,9 @@ impl VmApi {
         lock(&self.inner.placements).remove(&vmid);
     }
 
-    pub(crate) fn remember(&self, vmid: VmId, node: &NodeName, kind: GuestKind) {
+    /// Records where `vmid` lives (a guest this process just created), so later lookups
+    /// need no listing.
+    pub fn remember(&self, vmid: VmId, node: &NodeName, kind: GuestKind) {
         lock(&self.inner.placements).insert(vmid, (node.clone(), kind));
     }
 

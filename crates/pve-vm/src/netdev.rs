@@ -154,6 +154,20 @@ impl NetDevice {
         self.entries.remove(pos).1
     }
 
+    /// Drops the MAC address (the QEMU model's value, `macaddr` or `hwaddr`): sent this way,
+    /// PVE generates a new one, as clone does. For a guest that never ran this saves
+    /// reading its config just to send its MAC back.
+    pub fn without_mac(mut self) -> Self {
+        if let Some(model) = self.model().map(str::to_owned) {
+            if let Some(entry) = self.entries.iter_mut().find(|(k, _)| *k == model) {
+                entry.1 = None;
+            }
+        }
+        self.remove("macaddr");
+        self.remove("hwaddr");
+        self
+    }
+
     /// The entries in order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
@@ -186,6 +200,21 @@ impl FromStr for NetDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_mac_leaves_the_rest() {
+        let q = NetDevice::parse("virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=0").unwrap();
+        assert_eq!(
+            q.without_mac().to_string(),
+            "virtio,bridge=vmbr0,firewall=0"
+        );
+        let l =
+            NetDevice::parse("name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:02,ip=dhcp").unwrap();
+        assert_eq!(
+            l.without_mac().to_string(),
+            "name=eth0,bridge=vmbr0,ip=dhcp"
+        );
+    }
 
     #[test]
     fn qemu_round_trip_keeps_order_and_unknown_keys() {

@@ -3,6 +3,7 @@
 // Helpers outside `#[test]` functions are test code too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod auth;
 mod cli;
 mod common;

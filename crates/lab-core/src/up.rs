@@ -1,0 +1,730 @@
+//! `up`: the staged engine. Every student moves through states the cluster shows
+//! (planned → cloned with marks → secured (tag, fence) → started → ready → addressed);
+//! each transition is idempotent, so an interrupted run is resumed by running it again.
+//!
+//! Stages have their own limits instead of one worker pool: clones wait for a slot of the
+//! capacity the backend declares (per source node and storage), a guest is secured and
+//! started the moment its clone is done, and waits for agents and addresses hold no slot
+//! at all: each student's probes run on a shared, learned schedule.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+use crate::engine::{
+    retrying, survey, Event, LabReport, PlannedStudent, Progress, Step, StudentAction,
+};
+use crate::error::{Error, Failure, Result};
+use crate::hypervisor::{CloneRequest, Hypervisor, Secure};
+use crate::spec::{LabSpec, Retry, Timeouts};
+use crate::types::{GuestInfo, GuestStatus, LabName, VmId, VmStatus};
+
+/// A request to stop an operation early (Ctrl-C, SIGTERM). Cheap to clone; every clone
+/// sees the same signal.
+///
+/// After [`Interrupt::trigger`] the engine starts no new step: requests and clone tasks in
+/// flight settle, waits end at once, and the operation answers [`Error::Interrupted`]
+/// with what was finished. The cluster then shows every student where it stopped, so the
+/// same command resumes.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<InterruptInner>);
+
+#[derive(Debug, Default)]
+struct InterruptInner {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Interrupt {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fires the signal (idempotent).
+    pub fn trigger(&self) {
+        self.0.set.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// `true` once fired.
+    pub fn is_triggered(&self) -> bool {
+        self.0.set.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the signal fires.
+    pub async fn triggered(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Brings the lab up; see [`apply_with`]. Never interrupted.
+pub async fn apply(
+    hv: &dyn Hypervisor,
+    spec: &LabSpec,
+    progress: Progress<'_>,
+) -> Result<LabReport> {
+    apply_with(hv, spec, progress, &Interrupt::new()).await
+}
+
+/// Brings the lab up: plans from what the cluster shows, creates the pool, puts up the
+/// lab-wide fence while the first clones run, then per student — all at once, limited
+/// only by the backend's clone capacity ([`CloneCapacity`](crate::CloneCapacity): its
+/// slots plus the clones that may queue for them) — clones (the clone request carries the lab's
+/// marks), tags and fences it, starts it, and probes it until it is ready and has an
+/// address. With teachers given, no student ever runs without its fence.
+///
+/// Students that exist already (kept from an earlier or an interrupted run: in the lab's
+/// pool with its tag or clone marker) are adopted: their marks and fence are completed and
+/// they are started. Each student retries transient failures within its own budget
+/// ([`Retry::per_guest`]); if some fail, the others still come up and
+/// [`Error::Incomplete`] names each failed student and step; running `apply` again
+/// completes the lab. `interrupt` stops it early ([`Error::Interrupted`]).
+pub async fn apply_with(
+    hv: &dyn Hypervisor,
+    spec: &LabSpec,
+    progress: Progress<'_>,
+    interrupt: &Interrupt,
+) -> Result<LabReport> {
+    let (plan, listed) = survey(hv, spec).await?;
+    let lab = &spec.name;
+    let retry = &spec.timeouts.retry;
+    progress(Event::Begin {
+        operation: "up",
+        subjects: plan.students.iter().map(|s| s.hostname.clone()).collect(),
+    });
+    progress(Event::Lab {
+        step: Step::Prepare,
+    });
+    retrying(retry, "pool", || hv.prepare_lab(lab)).await?;
+    let clones = if plan.creates() > 0 {
+        let capacity = retrying(retry, "clone capacity", || {
+            hv.clone_capacity(spec.template, spec.clone_mode)
+        })
+        .await?;
+        tracing::debug!(key = %capacity.key, slots = capacity.slots, queue = capacity.queue, "clone capacity");
+        capacity.slots.max(1) + capacity.queue
+    } else {
+        1
+    };
+    // Ids for clones whose planned id turned out taken: the range's free ids that no
+    // student was planned on, lowest first.
+    let planned: Vec<VmId> = plan.students.iter().map(|s| s.vmid).collect();
+    let spare: VecDeque<VmId> = spec
+        .ids
+        .iter()
+        .filter(|id| !planned.contains(id))
+        .filter(|id| *id != spec.template)
+        .collect();
+    let run = Run {
+        hv,
+        spec,
+        progress,
+        interrupt,
+        clone_slots: Semaphore::new(clones),
+        spare: Mutex::new(spare),
+        schedule: Schedule::new(spec.timeouts),
+        fence: watch::channel(None).0,
+        listed,
+    };
+    let fence_wanted = !spec.teachers.is_empty();
+    let fence_driver = async {
+        if !fence_wanted {
+            run.fence.send_replace(Some(Ok(())));
+            return;
+        }
+        progress(Event::Lab { step: Step::Fence });
+        let r = retrying(retry, "lab fence", || {
+            hv.prepare_fence(lab, spec.teachers.clone())
+        })
+        .await
+        .map_err(|e| e.to_string());
+        run.fence.send_replace(Some(r));
+    };
+    let students = join_all(plan.students.iter().map(|s| run.student(s)));
+    let ((), results) = tokio::join!(fence_driver, students);
+
+    let mut ready = Vec::new();
+    let mut failures = Vec::new();
+    let mut unfinished = Vec::new();
+    for (s, r) in plan.students.iter().zip(results) {
+        match r {
+            Outcome::Ready(st) => ready.push(st),
+            Outcome::Failed(step, e) => failures.push(Failure {
+                subject: s.hostname.clone(),
+                message: format!("{step}: {e}"),
+            }),
+            Outcome::Stopped(at) => unfinished.push(Failure {
+                subject: s.hostname.clone(),
+                message: at,
+            }),
+        }
+    }
+    if let Some(Err(e)) = run.fence.borrow().clone() {
+        failures.insert(
+            0,
+            Failure {
+                subject: "fence".to_owned(),
+                message: format!("the lab-wide fence could not be put up: {e}"),
+            },
+        );
+    }
+    if interrupt.is_triggered() && !unfinished.is_empty() {
+        unfinished.extend(failures);
+        return Err(Error::Interrupted {
+            operation: "up",
+            lab: lab.to_string(),
+            finished: ready.iter().map(|s| s.hostname.clone()).collect(),
+            unfinished,
+            total: plan.students.len(),
+        });
+    }
+    if !failures.is_empty() {
+        return Err(Error::Incomplete {
+            operation: "up",
+            lab: lab.to_string(),
+            failures,
+        });
+    }
+    Ok(LabReport {
+        lab: lab.clone(),
+        plan,
+        students: ready,
+        fenced: fence_wanted,
+    })
+}
+
+/// How one student's run ended.
+enum Outcome {
+    Ready(GuestStatus),
+    /// The step that failed and why.
+    Failed(Step, Error),
+    /// Interrupted; where the student stands.
+    Stopped(String),
+}
+
+/// What every student of one `up` run shares.
+struct Run<'a> {
+    hv: &'a dyn Hypervisor,
+    spec: &'a LabSpec,
+    progress: Progress<'a>,
+    interrupt: &'a Interrupt,
+    clone_slots: Semaphore,
+    spare: Mutex<VecDeque<VmId>>,
+    schedule: Schedule,
+    /// The lab-wide fence: `None` while it is being put up.
+    fence: watch::Sender<Option<std::result::Result<(), String>>>,
+    /// The cluster as planned from (marks a fresh read may not carry).
+    listed: Vec<GuestInfo>,
+}
+
+/// A student's retry budget over all its steps.
+struct Budget {
+    left: u32,
+    retry: Retry,
+}
+
+impl Budget {
+    /// Runs `op` again after transient failures while the budget lasts; a failure after
+    /// the step already ran [`Retry::long_step`] is final.
+    async fn run<T, F, Fut>(&mut self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut pause = self.retry.pause;
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            match op(attempt).await {
+                Err(e)
+                    if e.is_transient()
+                        && self.left > 0
+                        && started.elapsed() < self.retry.long_step =>
+                {
+                    self.left -= 1;
+                    tracing::warn!("{what}: {e}; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = pause
+                        .saturating_mul(2)
+                        .min(self.retry.pause.saturating_mul(8));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Run<'_> {
+    fn step(&self, s: &PlannedStudent, step: Step) {
+        (self.progress)(Event::Step {
+            subject: s.hostname.clone(),
+            step,
+        });
+    }
+
+    async fn student(&self, s: &PlannedStudent) -> Outcome {
+        let outcome = self.bring_up(s).await;
+        match &outcome {
+            Outcome::Ready(st) => (self.progress)(Event::Done {
+                subject: s.hostname.clone(),
+                summary: format!(
+                    "vm {} on {}, {}",
+                    st.vmid,
+                    st.node,
+                    st.primary_address()
+                        .map_or_else(|| "no address".to_owned(), |a| a.to_string())
+                ),
+            }),
+            Outcome::Failed(step, e) => (self.progress)(Event::Failed {
+                subject: s.hostname.clone(),
+                message: format!("{step}: {e}"),
+            }),
+            Outcome::Stopped(_) => {}
+        }
+        outcome
+    }
+
+    async fn bring_up(&self, s: &PlannedStudent) -> Outcome {
+        let hv = self.hv;
+        let spec = self.spec;
+        let lab = &spec.name;
+        let mut budget = Budget {
+            left: spec.timeouts.retry.per_guest,
+            retry: spec.timeouts.retry,
+        };
+        // 1. The guest: cloned now (with its marks), or the one the cluster has.
+        let (guest, fresh) = if s.action == StudentAction::Create {
+            let permit = tokio::select! {
+                p = self.clone_slots.acquire() => p,
+                () = self.interrupt.triggered() => return Outcome::Stopped("not cloned".into()),
+            };
+            if self.interrupt.is_triggered() {
+                return Outcome::Stopped("not cloned".into());
+            }
+            self.step(s, Step::Clone);
+            let cloned = self.clone(s, &mut budget).await;
+            drop(permit);
+            match cloned {
+                Ok(g) => (g, true),
+                Err(e) => return Outcome::Failed(Step::Clone, e),
+            }
+        } else {
+            match budget.run("guest", |_| hv.guest(s.vmid)).await {
+                Ok(mut g) => {
+                    if let Some(l) = self.listed.iter().find(|l| l.vmid == g.vmid) {
+                        if g.pool.is_none() {
+                            g.pool.clone_from(&l.pool);
+                        }
+                        if g.description.is_none() {
+                            g.description.clone_from(&l.description);
+                        }
+                    }
+                    (g, false)
+                }
+                Err(e) => return Outcome::Failed(Step::Clone, e),
+            }
+        };
+        if let Some(problem) = guest.ownership_problem(lab) {
+            // A backend that does not mark its clones would make teardown impossible.
+            return Outcome::Failed(
+                Step::Clone,
+                Error::NotOwned {
+                    vmid: guest.vmid,
+                    reason: format!("the guest is not marked as the lab's: {problem}"),
+                },
+            );
+        }
+        let vmid = guest.vmid;
+        if self.interrupt.is_triggered() {
+            return Outcome::Stopped(format!("vm {vmid}: cloned and marked, not started"));
+        }
+        // 2. Marks and fence, before it first runs.
+        let fence = !spec.teachers.is_empty();
+        if fence {
+            self.step(s, Step::Fence);
+            let mut rx = self.fence.subscribe();
+            let lab_fence = tokio::select! {
+                r = rx.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
+                () = self.interrupt.triggered() => {
+                    return Outcome::Stopped(format!("vm {vmid}: cloned and marked, not fenced"));
+                }
+            };
+            if let Some(Err(e)) = lab_fence {
+                return Outcome::Failed(
+                    Step::Fence,
+                    Error::Busy {
+                        what: "the lab-wide fence".into(),
+                        message: format!("{e}; the guest was not started"),
+                    },
+                );
+            }
+        }
+        let secured = budget
+            .run("marks and fence", |attempt| {
+                hv.secure(
+                    guest.clone(),
+                    Secure {
+                        lab: lab.clone(),
+                        // A repeat must not trust what the first try may have changed.
+                        fresh: fresh && attempt == 0,
+                        fence,
+                    },
+                )
+            })
+            .await;
+        if let Err(e) = secured {
+            return Outcome::Failed(Step::Fence, e);
+        }
+        if self.interrupt.is_triggered() {
+            return Outcome::Stopped(format!("vm {vmid}: marked and fenced, not started"));
+        }
+        // 3. Start, unless it runs.
+        let started_at = Instant::now();
+        if !guest.status.is_running() {
+            self.step(s, Step::Start);
+            if let Err(e) = budget.run("start", |_| hv.start(vmid)).await {
+                return Outcome::Failed(Step::Start, e);
+            }
+        }
+        // 4. Ready and addressed, on the shared schedule.
+        self.step(s, Step::WaitReady);
+        let known = guest.status.is_running() && !fresh;
+        match self
+            .await_address(s, vmid, started_at, known, &mut budget)
+            .await
+        {
+            Ok(addresses) => Outcome::Ready(GuestStatus {
+                vmid,
+                hostname: guest.name.clone().unwrap_or_else(|| s.hostname.clone()),
+                node: guest.node.clone(),
+                status: VmStatus::Running,
+                addresses,
+                fenced: fence.then_some(true),
+            }),
+            Err(Waited::Stopped) => {
+                Outcome::Stopped(format!("vm {vmid}: fenced and started, not yet ready"))
+            }
+            Err(Waited::Failed(step, e)) => Outcome::Failed(step, e),
+        }
+    }
+
+    /// Clones the student, moving to a spare id when its id turns out taken.
+    async fn clone(&self, s: &PlannedStudent, budget: &mut Budget) -> Result<GuestInfo> {
+        let spec = self.spec;
+        let mut vmid = s.vmid;
+        loop {
+            let request = CloneRequest {
+                template: spec.template,
+                vmid,
+                last_id: vmid,
+                hostname: s.hostname.clone(),
+                mode: spec.clone_mode,
+                lab: spec.name.clone(),
+            };
+            match budget
+                .run("clone", |_| self.hv.clone_guest(request.clone()))
+                .await
+            {
+                Err(Error::AlreadyExists { what }) => {
+                    let next = self
+                        .spare
+                        .lock()
+                        .map_err(|_| Error::invalid("id range", spec.ids.to_string(), "poisoned"))?
+                        .pop_front();
+                    let Some(next) = next else {
+                        return Err(Error::invalid(
+                            "id range",
+                            spec.ids.to_string(),
+                            format!("{what}, and no free id is left in the range; widen it"),
+                        ));
+                    };
+                    tracing::info!(student = %s.hostname, taken = %vmid, next = %next, "id taken; moving");
+                    vmid = next;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Probes the guest on the shared schedule until it reports an address.
+    async fn await_address(
+        &self,
+        s: &PlannedStudent,
+        vmid: VmId,
+        started_at: Instant,
+        known: bool,
+        budget: &mut Budget,
+    ) -> std::result::Result<Vec<IpAddr>, Waited> {
+        let timeouts = self.spec.timeouts;
+        let mut ready_at: Option<Instant> = None;
+        let mut gap = self.schedule.first_gap();
+        // A guest that ran before this run started is looked at at once.
+        let mut explorer: Option<Explore> = None;
+        let mut next_look = if known { Some(Duration::ZERO) } else { None };
+        loop {
+            // When to look: a guest that ran before this run is looked at at once; the
+            // others follow the learned schedule, or wait while another guest explores.
+            let look = match next_look.take() {
+                Some(at) => at,
+                None => match self.schedule.look(Instant::now() - started_at, gap) {
+                    Look::At(at, token) => {
+                        explorer = token;
+                        at
+                    }
+                    Look::Hold => {
+                        let changed = self.schedule.changed.notified();
+                        tokio::select! {
+                            () = changed => {}
+                            () = tokio::time::sleep(self.schedule.max_gap()) => {}
+                            () = self.interrupt.triggered() => return Err(Waited::Stopped),
+                        }
+                        continue;
+                    }
+                },
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(started_at + look) => {}
+                () = self.interrupt.triggered() => {
+                    if let Some(e) = explorer.take() {
+                        self.schedule.explored(e);
+                    }
+                    return Err(Waited::Stopped);
+                }
+            }
+            let sent = Instant::now();
+            let elapsed = sent - started_at;
+            let probed = self.hv.probe(vmid).await;
+            let explored = explorer.take();
+            match probed {
+                Ok(p) => {
+                    if p.ready && ready_at.is_none() {
+                        ready_at = Some(sent);
+                        self.step(s, Step::WaitAddress);
+                    }
+                    if !p.addresses.is_empty() {
+                        if !known {
+                            self.schedule.addressed(elapsed);
+                        }
+                        if let Some(e) = explored {
+                            self.schedule.explored(e);
+                        }
+                        return Ok(p.addresses);
+                    }
+                    if !known {
+                        self.schedule.not_yet(elapsed);
+                    }
+                }
+                Err(e) if e.is_transient() && budget.left > 0 => {
+                    budget.left -= 1;
+                    tracing::debug!(%vmid, error = %e, "probe failed; will look again");
+                }
+                Err(e) => {
+                    if let Some(x) = explored {
+                        self.schedule.explored(x);
+                    }
+                    let step = if ready_at.is_some() {
+                        Step::WaitAddress
+                    } else {
+                        Step::WaitReady
+                    };
+                    return Err(Waited::Failed(step, e));
+                }
+            }
+            if let Some(e) = explored {
+                self.schedule.explored(e);
+            }
+            let now = Instant::now();
+            match ready_at {
+                None if now - started_at >= timeouts.ready => {
+                    return Err(Waited::Failed(
+                        Step::WaitReady,
+                        Error::Timeout {
+                            what: format!("VM {vmid} to be ready (its guest agent)"),
+                            after: timeouts.ready,
+                        },
+                    ))
+                }
+                Some(r) if now - r >= timeouts.address => {
+                    return Err(Waited::Failed(
+                        Step::WaitAddress,
+                        Error::Timeout {
+                            what: format!("an address of VM {vmid}"),
+                            after: timeouts.address,
+                        },
+                    ))
+                }
+                _ => {}
+            }
+            if known || ready_at.is_some() {
+                // Ready (or known) and waiting for DHCP: cheap looks at a growing gap.
+                next_look = Some(now - started_at + gap);
+            }
+            gap = gap.mul_f64(1.5).min(self.schedule.max_gap());
+        }
+    }
+}
+
+/// Why a wait ended without an address.
+enum Waited {
+    Stopped,
+    Failed(Step, Error),
+}
+
+/// When to look at started guests: learned from every probe of this run. The time from
+/// a guest's start to its first address is bracketed by the latest look that saw none
+/// (`lo`) and the earliest that saw one (`hi`); later guests are looked at when the first
+/// guests had theirs, so most guests need one probe. While no guest has an address yet,
+/// or while the bracket is wide, one guest at a time explores (a look at a guest whose
+/// agent is not up yet costs the node a worker for seconds, reference §9.4).
+struct Schedule {
+    hint: Duration,
+    address_hint: Duration,
+    learned: Mutex<Learned>,
+    /// Fires after every look, so held guests re-plan.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Learned {
+    lo: Option<Duration>,
+    hi: Option<Duration>,
+    exploring: bool,
+}
+
+/// A token: this probe explores; hand it back with [`Schedule::explored`].
+struct Explore;
+
+/// What [`Schedule::look`] decides.
+enum Look {
+    /// Look at this time since the start (exploring with the token).
+    At(Duration, Option<Explore>),
+    /// Another guest is exploring: wait for [`Schedule::changed`].
+    Hold,
+}
+
+impl Schedule {
+    fn new(t: Timeouts) -> Self {
+        Self {
+            hint: t.boot_hint,
+            address_hint: t.address_hint,
+            learned: Mutex::new(Learned::default()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn learned(&self) -> std::sync::MutexGuard<'_, Learned> {
+        self.learned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn first_gap(&self) -> Duration {
+        (self.address_hint / 4).max(Duration::from_millis(1))
+    }
+
+    fn max_gap(&self) -> Duration {
+        self.hint
+            .max(self.address_hint)
+            .max(Duration::from_millis(10))
+    }
+
+    /// The next look of a guest started `elapsed` ago whose looks so far saw no address.
+    fn look(&self, elapsed: Duration, gap: Duration) -> Look {
+        let mut l = self.learned();
+        match (l.lo, l.hi) {
+            (lo, Some(hi)) if elapsed < hi => {
+                let lo = lo.unwrap_or_default();
+                if hi.saturating_sub(lo) > hi / 16 && !l.exploring {
+                    l.exploring = true;
+                    let mid = lo + (hi - lo) / 2;
+                    Look::At(mid.max(elapsed), Some(Explore))
+                } else {
+                    Look::At(hi, None)
+                }
+            }
+            // Past the earliest address anyone had: look again soon.
+            (_, Some(_)) => Look::At(elapsed + gap, None),
+            (_, None) if l.exploring => Look::Hold,
+            (lo, None) => {
+                l.exploring = true;
+                let after_lo = lo.map_or(self.hint, |lo| (lo + gap).max(self.hint));
+                Look::At(after_lo.max(elapsed), Some(Explore))
+            }
+        }
+    }
+
+    fn addressed(&self, elapsed: Duration) {
+        let mut l = self.learned();
+        l.hi = Some(l.hi.map_or(elapsed, |h| h.min(elapsed)));
+    }
+
+    fn not_yet(&self, elapsed: Duration) {
+        let mut l = self.learned();
+        if l.hi.is_none_or(|h| elapsed < h) {
+            l.lo = Some(l.lo.map_or(elapsed, |lo| lo.max(elapsed)));
+        }
+    }
+
+    fn explored(&self, _: Explore) {
+        self.learned().exploring = false;
+        self.changed.notify_waiters();
+    }
+}
+
+/// The lab's students as they are now: run state, addresses and whether the fence holds,
+/// in id order.
+pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<GuestStatus>> {
+    let mut members: Vec<GuestInfo> = hv
+        .lab_members(lab)
+        .await?
+        .into_iter()
+        .filter(|g| g.is_owned_by(lab))
+        .collect();
+    members.sort_by_key(|g| g.vmid);
+    let gate = Semaphore::new(STATUS_CONCURRENCY);
+    let rows = join_all(members.into_iter().map(|g| {
+        let gate = &gate;
+        async move {
+            let _permit = gate.acquire().await;
+            let addresses = if g.status.is_running() {
+                hv.addresses(g.vmid).await?
+            } else {
+                Vec::new()
+            };
+            let fenced = match hv.fenced(lab, g.vmid).await {
+                Ok(f) => Some(f),
+                Err(Error::Unsupported { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            Ok(GuestStatus {
+                vmid: g.vmid,
+                hostname: g.name.unwrap_or_else(|| format!("vm {}", g.vmid)),
+                node: g.node,
+                status: g.status,
+                addresses,
+                fenced,
+            })
+        }
+    }))
+    .await;
+    rows.into_iter().collect()
+}
+
+/// Guests read at the same time by [`status`].
+const STATUS_CONCURRENCY: usize = 8;

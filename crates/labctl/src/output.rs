@@ -1,0 +1,147 @@
+//! Output formats: aligned tables for people, JSON and CSV for scripts.
+//!
+//! Everything a command prints as data goes through [`Sheet`] (lists) or [`print_json`]
+//! (objects), so `-o json|csv` behaves the same everywhere. Messages about what happened
+//! go to stderr or, in table mode, under the table.
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// `-o, --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// Aligned columns (stable headers, so `awk` works too).
+    #[default]
+    Table,
+    /// JSON: one object, or one array for lists.
+    Json,
+    /// CSV with a header line (lists only).
+    Csv,
+}
+
+impl Format {
+    /// `true` for the human format.
+    pub fn is_table(self) -> bool {
+        self == Format::Table
+    }
+
+    /// Refuses CSV for a command whose output is not a list.
+    pub fn not_csv(self, command: &str) -> anyhow::Result<Self> {
+        if self == Format::Csv {
+            return Err(crate::fail::usage(format!(
+                "-o csv is for lists; `{command}` prints one object: use -o table or -o json"
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// Pretty JSON on stdout.
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("encoding the output as JSON")?
+    );
+    Ok(())
+}
+
+/// A list: headers and rows of cells, rendered as a table or CSV; JSON comes from the
+/// caller's typed rows (so field types stay numbers and booleans).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sheet {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Sheet {
+    /// An empty sheet with these column headers.
+    pub fn new(headers: &[&'static str]) -> Self {
+        Self {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (one cell per header).
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.headers.len());
+        self.rows.push(cells);
+    }
+
+    /// Aligned columns, two spaces apart; the last column is not padded.
+    pub fn to_table(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &mut dyn Iterator<Item = &str>| {
+            let mut out = String::new();
+            let cells: Vec<&str> = cells.collect();
+            for (i, c) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    out.push_str(c);
+                } else {
+                    let pad = widths[i] - c.chars().count();
+                    out.push_str(c);
+                    out.push_str(&" ".repeat(pad + 2));
+                }
+            }
+            out.push('\n');
+            out
+        };
+        let mut out = line(&mut self.headers.iter().copied());
+        for r in &self.rows {
+            out.push_str(&line(&mut r.iter().map(String::as_str)));
+        }
+        out
+    }
+
+    /// CSV with a header line (quoted where needed, by the `csv` crate).
+    pub fn to_csv(&self) -> anyhow::Result<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&self.headers)?;
+        for r in &self.rows {
+            w.write_record(r)?;
+        }
+        let bytes = w.into_inner().context("writing CSV")?;
+        String::from_utf8(bytes).context("CSV output is not UTF-8")
+    }
+
+    /// Prints the sheet as `format` says; `json` is what `-o json` prints.
+    pub fn print(&self, format: Format, json: &impl Serialize) -> anyhow::Result<()> {
+        match format {
+            Format::Table => print!("{}", self.to_table()),
+            Format::Csv => print!("{}", self.to_csv()?),
+            Format::Json => print_json(json)?,
+        }
+        Ok(())
+    }
+}
+
+/// `-` for an absent value in tables.
+pub fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_csv_quotes() {
+        let mut s = Sheet::new(&["STUDENT", "VMID"]);
+        s.row(vec!["Zoë Müller, jr.".into(), "5000".into()]);
+        s.row(vec!["Al".into(), "5001".into()]);
+        assert_eq!(
+            s.to_table(),
+            "STUDENT          VMID\nZoë Müller, jr.  5000\nAl               5001\n"
+        );
+        assert_eq!(
+            s.to_csv().unwrap(),
+            "STUDENT,VMID\n\"Zoë Müller, jr.\",5000\nAl,5001\n"
+        );
+    }
+}

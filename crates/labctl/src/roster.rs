@@ -1,0 +1,185 @@
+//! The student roster: a CSV with a `name` column (optional `id` and `email` columns), and
+//! the DNS-safe host names made from the names.
+//!
+//! Host names fold accents and other scripts to ASCII (`deunicode`: "Zoë Müller" →
+//! `zoe-muller`, "Łukasz" → `lukasz`), keep letters and digits, turn everything else into
+//! single `-`, and are at most 63 characters. Equal results are numbered in roster order
+//! (`zoe-muller`, `zoe-muller-2`, …). The sheet keeps the original names.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Longest DNS label.
+const MAX_LABEL: usize = 63;
+
+/// One student as the roster gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Student {
+    /// The name as written (accents and all).
+    pub name: String,
+    /// A school id, if the roster has one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// An e-mail address, if the roster has one.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A student with the host name made for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Named {
+    /// The student.
+    #[serde(flatten)]
+    pub student: Student,
+    /// Their machine's host name.
+    pub hostname: String,
+}
+
+/// Reads a roster CSV: a header line with a `name` column (any case); `id` and `email` are
+/// optional; other columns are ignored.
+pub fn read(path: &Path) -> anyhow::Result<Vec<Student>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the roster {}", path.display()))?;
+    parse(&text).map_err(|e| crate::fail::usage(format!("roster {}: {e}", path.display())))
+}
+
+/// Parses roster CSV text (see [`read`]).
+pub fn parse(text: &str) -> Result<Vec<Student>, String> {
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = r.headers().map_err(|e| e.to_string())?.clone();
+    let col = |want: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(want))
+    };
+    let name = col("name").ok_or_else(|| {
+        format!(
+            "no `name` column (columns: {}); the first line must name the columns, e.g. \
+             name,id,email",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let (id, email) = (col("id"), col("email"));
+    let mut students = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("line {}: {e}", i + 2))?;
+        let get = |c: Option<usize>| {
+            c.and_then(|c| rec.get(c))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let Some(n) = get(Some(name)) else {
+            return Err(format!("line {}: the name is empty", i + 2));
+        };
+        students.push(Student {
+            name: n,
+            id: get(id),
+            email: get(email),
+        });
+    }
+    if students.is_empty() {
+        return Err("no students (only a header line)".to_owned());
+    }
+    Ok(students)
+}
+
+/// The DNS label for a name, before collisions are numbered.
+fn label(name: &str) -> String {
+    let ascii = deunicode::deunicode(name).to_ascii_lowercase();
+    let mut out = String::new();
+    for c in ascii.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut out = out.trim_end_matches('-').to_owned();
+    out.truncate(MAX_LABEL);
+    out.trim_end_matches('-').to_owned()
+}
+
+/// Host names for the students, in order: folded, cleaned, collisions numbered; a name with
+/// nothing left (`"???"`) becomes `student-<n>`. `prefix` (e.g. `exam1-`) goes in front.
+pub fn hostnames(students: &[Student], prefix: &str) -> Vec<Named> {
+    let mut used = BTreeSet::new();
+    let mut out = Vec::with_capacity(students.len());
+    for (i, s) in students.iter().enumerate() {
+        let mut base = format!("{prefix}{}", label(&s.name));
+        if base.is_empty() || base.ends_with('-') {
+            base = format!("{prefix}student-{}", i + 1);
+        }
+        base.truncate(MAX_LABEL);
+        let base = base.trim_end_matches('-').to_owned();
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while used.contains(&candidate) {
+            let suffix = format!("-{n}");
+            let mut stem = base.clone();
+            stem.truncate(MAX_LABEL - suffix.len());
+            candidate = format!("{}{suffix}", stem.trim_end_matches('-'));
+            n += 1;
+        }
+        used.insert(candidate.clone());
+        out.push(Named {
+            student: s.clone(),
+            hostname: candidate,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_distinct_dns_labels() {
+        let students = parse(
+            "Name,Email,Id\nZoë Müller,zoe@school.example,17\nZoe Muller,,\n\"O'Brien, Seán\",,\n\
+             ???,,\nŁukasz Żółć,,\nZoë Müller,,\n",
+        )
+        .unwrap();
+        assert_eq!(students[0].email.as_deref(), Some("zoe@school.example"));
+        assert_eq!(students[0].id.as_deref(), Some("17"));
+        assert_eq!(students[1].email, None);
+        let names: Vec<String> = hostnames(&students, "")
+            .into_iter()
+            .map(|n| n.hostname)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "zoe-muller",
+                "zoe-muller-2",
+                "o-brien-sean",
+                "student-4",
+                "lukasz-zolc",
+                "zoe-muller-3"
+            ]
+        );
+        let long = Student {
+            name: "a".repeat(80),
+            id: None,
+            email: None,
+        };
+        let two = hostnames(&[long.clone(), long], "x-");
+        assert_eq!(two[0].hostname.len(), 63);
+        assert!(two[1].hostname.ends_with("-2") && two[1].hostname.len() == 63);
+    }
+
+    #[test]
+    fn bad_rosters_say_what_is_wrong() {
+        assert!(parse("email\na@b\n")
+            .unwrap_err()
+            .contains("no `name` column"));
+        assert!(parse("name\n").unwrap_err().contains("no students"));
+        assert!(parse("name,id\nAl,1\n,2\n").unwrap_err().contains("line 3"));
+    }
+}

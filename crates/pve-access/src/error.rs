@@ -1,0 +1,65 @@
+//! The crate's error type.
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong managing access.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request failed at the API layer (network, authentication, HTTP status, decoding).
+    #[error(transparent)]
+    Api(#[from] pve_auth::Error),
+
+    /// A guest-side call (listing guests, ids) failed.
+    #[error(transparent)]
+    Vm(#[from] pve_vm::Error),
+
+    /// Input rejected before anything was sent.
+    #[error("invalid {what}: {why}")]
+    InvalidInput {
+        /// What was checked, including the offending value.
+        what: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+
+    /// A safety check refused the operation; nothing was changed.
+    #[error("refused: {why}")]
+    Refused {
+        /// Why, and what to do instead.
+        why: String,
+    },
+
+    /// Reading or writing a local file (the credential sheet) failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+
+    /// The credential sheet could not be encoded or decoded.
+    #[error("credential sheet {path}: {message}")]
+    Sheet {
+        /// The file (or `-`).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The server refused for lack of a privilege (HTTP 403).
+    pub fn is_permission(&self) -> bool {
+        matches!(self, Error::Api(e) if e.is_permission())
+            || matches!(self, Error::Vm(pve_vm::Error::Api(e)) if e.is_permission())
+    }
+
+    /// Authentication failed (HTTP 401): wrong, disabled or expired credentials.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Api(e) if e.is_auth())
+            || matches!(self, Error::Vm(pve_vm::Error::Api(e)) if e.is_auth())
+    }
+}

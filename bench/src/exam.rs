@@ -14,8 +14,9 @@
 //! A run that exceeds its budget (a multiple of its bound, capped) is stopped and
 //! reported as unfinished, so a slow engine cannot push `cargo xtask bench` past 10
 //! minutes. The zero-latency run serves the simulator at [`ZERO_SCALE`] (the simulator
-//! refuses 0) with the client's polls scaled alike but its timeouts kept at their
-//! scale-0.1 values, so it measures client overhead without timing out on a busy machine.
+//! refuses 0) with the client's polls at [`CLIENT_ZERO_SCALE`] (1 ms, the timer's
+//! resolution) and its timeouts kept at their scale-0.1 values, so it measures client
+//! overhead without timing out on a busy machine.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,6 +43,10 @@ pub const TIME_SCALE: f64 = 0.1;
 /// The time scale of the zero-latency run (a 20 s boot takes 20 µs; the simulator's
 /// sleeps end at the next tick of tokio's 1 ms timer).
 pub const ZERO_SCALE: f64 = 1e-6;
+/// The scale of the client's polls and pauses in the zero-latency run: the shortest poll
+/// (250 ms) becomes 1 ms, tokio's timer resolution. Below it `lab-proxmox`'s task poller
+/// panics (`Bracket::gap` clamps to at least 1 ms with a smaller maximum) and `up` hangs.
+pub const CLIENT_ZERO_SCALE: f64 = 0.004;
 /// The template of the simulator's initial inventory.
 const TEMPLATE: u32 = 9000;
 /// The teacher's address (`--teacher 10.10.0.1`).
@@ -320,7 +325,7 @@ fn backend(base_url: &str, timing: Timing) -> Result<ProxmoxLab> {
 
 /// The client's waits: `labctl`'s `Timing::default().scaled(scale)` and
 /// `Timeouts::default().scaled(scale)`; for the zero-latency run polls and pauses at
-/// [`ZERO_SCALE`] with the timeouts of scale 0.1.
+/// [`CLIENT_ZERO_SCALE`] with the timeouts of scale 0.1.
 fn client_waits(sc: &Scenario) -> (Timing, Timeouts) {
     let normal = (
         Timing::default().scaled(TIME_SCALE),
@@ -329,13 +334,13 @@ fn client_waits(sc: &Scenario) -> (Timing, Timeouts) {
     if !sc.zero_latency {
         return normal;
     }
-    let mut timing = Timing::default().scaled(ZERO_SCALE);
+    let mut timing = Timing::default().scaled(CLIENT_ZERO_SCALE);
     timing.task_timeout = normal.0.task_timeout;
     timing.clone_timeout = normal.0.clone_timeout;
     timing.settle = normal.0.settle;
     timing.lock_retry.budget = normal.0.lock_retry.budget;
     let mut timeouts = normal.1;
-    timeouts.retry = Timeouts::default().scaled(ZERO_SCALE).retry;
+    timeouts.retry = Timeouts::default().scaled(CLIENT_ZERO_SCALE).retry;
     (timing, timeouts)
 }
 
@@ -624,6 +629,12 @@ mod tests {
         let normal = Timing::default().scaled(TIME_SCALE);
         assert_eq!(timing.task_timeout, normal.task_timeout);
         assert!(timing.task_poll.min() < normal.task_poll.min());
+        // Not below the timer's 1 ms: lab-proxmox's poller needs its fallback gap >= 1 ms.
+        assert!(
+            timing.task_poll.min() >= Duration::from_millis(1),
+            "{:?}",
+            timing.task_poll
+        );
         assert_eq!(timeouts.ready, Timeouts::default().scaled(TIME_SCALE).ready);
     }
 }

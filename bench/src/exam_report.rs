@@ -100,8 +100,10 @@ impl ExamReport<'_> {
         for r in self.scenarios {
             let ratio = match (r.up_ratio, r.up.finished) {
                 (Some(x), _) => format!("{x:.2}"),
-                (None, false) => format!(">{:.1}", r.budget_s / r.bound.up_s),
-                (None, true) => "–".to_owned(),
+                (None, false) if !r.zero_latency => {
+                    format!(">{:.1}", r.budget_s / r.bound.up_s)
+                }
+                (None, _) => "–".to_owned(),
             };
             let up = if r.up.finished {
                 format!("{:.2}", r.up.makespan_s)

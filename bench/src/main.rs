@@ -13,6 +13,13 @@
 //!   `GET /cluster/resources` at concurrency 1 and 16.
 //! - `lab`: a `pve-vm` bring-up (clone, start, wait for the agent) of 20 guests against the
 //!   simulator: wall time and HTTP requests per guest.
+//! - `exam`: scenario exam-N, `lab up` + `lab down` of N = 10, 50, 200, 500 students
+//!   (quick: 10, 50) through `lab-core`/`lab-proxmox` at time scale 0.1, compared with the
+//!   simulator's lower bound ([`bound`]), plus a zero-latency run for client overhead;
+//!   writes `report.md` and `report.json` (`--report-dir`) and ends stdout with
+//!   `exam-50 ratio=<x> requests_per_vm=<y>`.
+//!
+//! `labctl-bench soak` is the fault soak behind `cargo xtask soak` (see [`soak`]).
 //!
 //! After each group the process's resident set is read from `/proc/self/status` (the
 //! group's peak via `VmHWM`, reset before each group). Results are printed as a table and
@@ -26,14 +33,20 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
+mod bound;
+mod cpu;
+mod exam;
+mod exam_report;
 mod firewall;
 mod http;
 mod lab;
 mod measure;
 mod report;
 mod schema;
+mod soak;
+mod timeline;
 
 use measure::MemoryTracker;
 use report::{Group, Machine, Report};
@@ -54,6 +67,43 @@ struct Args {
     /// Run only these groups (repeatable; default: all).
     #[arg(long, value_enum, value_name = "GROUP")]
     only: Vec<GroupName>,
+    /// Where the exam group writes report.md and report.json (default: the directory of
+    /// --json, else target/bench).
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// An exam run is stopped after this many times its lower bound (1-1000)…
+    #[arg(long, default_value_t = exam::Budget::default().factor, value_name = "X",
+          value_parser = parse_factor)]
+    budget_factor: f64,
+    /// …but after at most this many seconds (1-3600).
+    #[arg(long, default_value_t = exam::Budget::default().max_s, value_name = "SECONDS",
+          value_parser = parse_budget_secs)]
+    budget_max: f64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands besides the benchmark groups.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Repeated `labctl lab up` + `lab down` under faults, expiring tickets, a racing
+    /// client and SIGKILLs; checks the simulator's state after every run.
+    Soak(soak::SoakArgs),
+}
+
+fn parse_factor(s: &str) -> Result<f64, String> {
+    parse_in(s, 1.0, 1000.0)
+}
+
+fn parse_budget_secs(s: &str) -> Result<f64, String> {
+    parse_in(s, 1.0, 3600.0)
+}
+
+fn parse_in(s: &str, lo: f64, hi: f64) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (lo..=hi).contains(v))
+        .ok_or_else(|| format!("invalid value {s:?}: a number from {lo} to {hi}"))
 }
 
 /// The benchmark groups.
@@ -63,6 +113,7 @@ enum GroupName {
     Firewall,
     Http,
     Lab,
+    Exam,
 }
 
 /// What every group needs to know about the run.
@@ -74,6 +125,13 @@ pub struct Settings {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Soak(soak_args)) = &args.command {
+        if !soak::main(soak_args)? {
+            // The summary line was printed last; the status tells scripts and CI.
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let settings = Settings { quick: args.quick };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,11 +149,13 @@ fn main() -> Result<()> {
     let selected = |g: GroupName| args.only.is_empty() || args.only.contains(&g);
     let mut memory = MemoryTracker::new();
     let mut groups = Vec::new();
+    let mut exam_results = None;
     for name in [
         GroupName::Schema,
         GroupName::Firewall,
         GroupName::Http,
         GroupName::Lab,
+        GroupName::Exam,
     ] {
         if !selected(name) {
             continue;
@@ -107,6 +167,16 @@ fn main() -> Result<()> {
             GroupName::Firewall => firewall::run(&settings)?,
             GroupName::Http => runtime.block_on(http::run(&settings))?,
             GroupName::Lab => runtime.block_on(lab::run(&settings))?,
+            GroupName::Exam => {
+                let budget = exam::Budget {
+                    factor: args.budget_factor,
+                    max_s: args.budget_max,
+                    ..exam::Budget::default()
+                };
+                let (group, results) = exam::run(&settings, &runtime, &budget)?;
+                exam_results = Some((budget, results));
+                group
+            }
         };
         group.memory = memory.end_group();
         groups.push(group);
@@ -127,6 +197,39 @@ fn main() -> Result<()> {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("\nresults written to {}", path.display());
+    }
+    if let Some((budget, results)) = &exam_results {
+        let exam = exam_report::ExamReport {
+            tool: report.tool.clone(),
+            mode: report.mode,
+            started_unix,
+            machine: &report.machine,
+            time_scale: exam::TIME_SCALE,
+            zero_scale: exam::ZERO_SCALE,
+            formula: exam_report::FORMULA,
+            budget: *budget,
+            scenarios: results,
+        };
+        let dir = args
+            .report_dir
+            .clone()
+            .or_else(|| {
+                args.json
+                    .as_ref()
+                    .and_then(|j| j.parent())
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("target/bench"));
+        exam.write(&dir)?;
+        println!(
+            "exam report written to {} and {}",
+            dir.join("report.md").display(),
+            dir.join("report.json").display()
+        );
+        if let Some(line) = exam.last_line() {
+            println!("{line}");
+        }
     }
     Ok(())
 }

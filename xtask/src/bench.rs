@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick] [--only GROUP]… [--json PATH]`: build `labctl-bench` in
 //! release mode, run it, print its table and keep its JSON in
-//! `<target dir>/bench/results.json`. The benchmarks measure; they never fail on a
-//! figure (see `bench/src/main.rs` for the groups).
+//! `<target dir>/bench/results.json`, and the exam report in
+//! `<target dir>/bench/report.md` and `report.json`. The benchmarks measure; they never
+//! fail on a figure (see `bench/src/main.rs` for the groups).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,25 +12,29 @@ use anyhow::{bail, Context, Result};
 /// Run the command with the arguments after `bench` (passed on to `labctl-bench`).
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut bench_args: Vec<String> = args.to_vec();
-    if !has_json_flag(args) {
-        let path = target_dir(root)?.join("bench").join("results.json");
+    let out = target_dir(root)?.join("bench");
+    if !has_flag(args, "--json") {
         bench_args.push("--json".to_owned());
-        bench_args.push(path.to_string_lossy().into_owned());
+        bench_args.push(out.join("results.json").to_string_lossy().into_owned());
+    }
+    if !has_flag(args, "--report-dir") {
+        bench_args.push("--report-dir".to_owned());
+        bench_args.push(out.to_string_lossy().into_owned());
     }
     let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "labctl-bench", "--"];
     cargo_args.extend(bench_args.iter().map(String::as_str));
     crate::cargo(&cargo_args)
 }
 
-/// Did the user choose the JSON path (`--json PATH` or `--json=PATH`)?
-fn has_json_flag(args: &[String]) -> bool {
+/// Did the user give `flag` (`--flag VALUE` or `--flag=VALUE`)?
+fn has_flag(args: &[String], flag: &str) -> bool {
     args.iter()
-        .any(|a| a == "--json" || a.starts_with("--json="))
+        .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
 }
 
 /// The workspace's target directory as cargo resolves it (`CARGO_TARGET_DIR`,
 /// `build.target-dir`, or `<root>/target`).
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -61,11 +66,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_flag_in_both_spellings() {
+    fn flags_in_both_spellings() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(has_json_flag(&args(&["--quick", "--json", "x.json"])));
-        assert!(has_json_flag(&args(&["--json=x.json"])));
-        assert!(!has_json_flag(&args(&["--quick", "--only", "http"])));
+        assert!(has_flag(&args(&["--quick", "--json", "x.json"]), "--json"));
+        assert!(has_flag(&args(&["--json=x.json"]), "--json"));
+        assert!(!has_flag(&args(&["--quick", "--only", "http"]), "--json"));
+        assert!(!has_flag(&args(&["--jsonx=1"]), "--json"));
+        assert!(has_flag(&args(&["--report-dir=/tmp/r"]), "--report-dir"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 mod bench;
 mod fuzz;
 mod schema;
+mod soak;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -23,7 +24,13 @@ Commands:
           (--check: fail if the committed extract is out of date; --schema PATH)
   bench   build labctl-bench in release mode and run it: schema checks, firewall oracle,
           simulator over HTTP, lab bring-up, memory; table on stdout, JSON in
-          target/bench/results.json (--quick: small counts; --only GROUP; --json PATH)
+          target/bench/results.json (--quick: small counts; --only GROUP; --json PATH);
+          group exam (lab up/down of 10-500 students vs the simulator's bound) writes
+          target/bench/report.md and report.json
+  soak    repeated labctl lab up + down against pve-sim with faults, expiring tickets,
+          a racing client and SIGKILLs; checks the cluster state after every run
+          (--runs R, --vms N, --fault-rate F, --seed S, --time-scale X); prints
+          soak runs=R ok=K and fails if a run failed
   fuzz    run the cargo-fuzz targets of fuzz/ one after another on the nightly toolchain
           (--time S: seconds per target, default 60; --runs N: at most N inputs each;
           --target T: only T, repeatable); see fuzz/README.md
@@ -41,6 +48,7 @@ fn main() -> Result<()> {
         "schema" => schema::run(&project_root(), &rest),
         "bench" => bench::run(&project_root(), &rest),
         "fuzz" => fuzz::run(&project_root(), &rest),
+        "soak" => soak::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -30,7 +30,7 @@ pub(crate) struct Tasks {
 }
 
 /// Durations of one task type: longest seen running, shortest seen ended.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bracket {
     lo: Option<Duration>,
     hi: Option<Duration>,
@@ -50,7 +50,10 @@ impl Bracket {
     /// The pause between checks of a task seen still running.
     fn gap(&self, fallback: Duration) -> Duration {
         match self.hi {
-            Some(hi) => (hi / 4).clamp(Duration::from_millis(1), fallback),
+            // `clamp` would panic when the fallback (scaled) is under 1 ms.
+            Some(hi) => (hi / 4)
+                .min(fallback)
+                .max(Duration::from_millis(1).min(fallback)),
             None => fallback,
         }
     }
@@ -181,8 +184,19 @@ struct Poller {
     learned: Arc<Mutex<HashMap<String, Bracket>>>,
 }
 
+/// Marks the node's poller gone however it ends (a panic included), so the next waiter
+/// starts a new one instead of waiting for a poller that is not there.
+struct Running(Arc<NodeTasks>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        *lock(&self.0.polling) = false;
+    }
+}
+
 impl Poller {
     async fn run(self) {
+        let _running = Running(Arc::clone(&self.tasks));
         loop {
             let next = {
                 let waiters = lock(&self.tasks.waiters);
@@ -299,4 +313,41 @@ impl Poller {
 fn reschedule(w: &mut Waiter, now: Instant, poll: &PollPolicy) {
     w.due = now + w.gap;
     w.gap = w.gap.mul_f64(1.5).min(poll.max());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gap_never_panics_and_stays_within_the_fallback() {
+        let b = Bracket {
+            lo: None,
+            hi: Some(Duration::from_millis(200)),
+        };
+        assert_eq!(b.gap(Duration::from_secs(2)), Duration::from_millis(50));
+        // A tiny time scale: the fallback is below 1 ms.
+        let tiny = Duration::from_micros(3);
+        assert_eq!(b.gap(tiny), tiny);
+        let zero = Bracket {
+            lo: None,
+            hi: Some(Duration::ZERO),
+        };
+        assert_eq!(zero.gap(Duration::from_secs(1)), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn the_bracket_closes_in_on_the_duration() {
+        let mut b = Bracket::default();
+        let fallback = Duration::from_millis(25);
+        assert_eq!(b.first_check(fallback), fallback);
+        b.running_at(Duration::from_millis(100));
+        b.ended_by(Duration::from_millis(330));
+        // Wide: the middle is explored.
+        assert_eq!(b.first_check(fallback), Duration::from_millis(215));
+        b.ended_by(Duration::from_millis(215));
+        b.running_at(Duration::from_millis(200));
+        // Narrow: check when the quickest ended.
+        assert_eq!(b.first_check(fallback), Duration::from_millis(215));
+    }
 }

@@ -613,6 +613,11 @@ impl PveClient {
     ) -> Result<Vec<u8>> {
         let policy = &self.inner.retry;
         let started = tokio::time::Instant::now();
+        // A password login or ticket renewal changes nothing on the server (tickets are
+        // signed, not stored), so it is repeated like a read; the TFA step is not (its
+        // one-time code may be refused the second time).
+        let idempotent = *method == Method::GET
+            || (path == TICKET_PATH && params.get("tfa-challenge").is_none());
         let mut attempt = 1;
         loop {
             let err = match self.send_once(method, path, params, headers, attempt).await {
@@ -622,13 +627,11 @@ impl PveClient {
             let may_retry = match &err {
                 // Never reached the server: safe for every method.
                 Error::Connect { .. } => true,
-                Error::Transport { closed: true, .. } => *method == Method::GET,
+                Error::Transport { closed: true, .. } => idempotent,
                 // The daemon could not fork the task worker: nothing was started, so
                 // repeating is safe for every method (bpg's client does the same).
                 Error::Api { .. } if err.mentions("got no worker upid") => true,
-                Error::Api { status, .. } => {
-                    *method == Method::GET && RETRYABLE_STATUS.contains(status)
-                }
+                Error::Api { status, .. } => idempotent && RETRYABLE_STATUS.contains(status),
                 _ => false,
             };
             if !may_retry || attempt >= policy.attempts() {

@@ -592,6 +592,23 @@ async fn a_post_is_not_retried_after_a_500_nor_a_503() {
 }
 
 #[tokio::test]
+async fn a_login_is_repeated_after_a_503_but_the_tfa_step_is_not() {
+    let server = MockServer::start_async().await;
+    let busy = server
+        .mock_async(|when, then| {
+            when.method(POST).path("/api2/json/access/ticket");
+            then.status(503);
+        })
+        .await;
+    let clock = TestClock::at(T0);
+    let client = password_client(&server, &clock);
+    let err = client.login().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // The whole policy (4 attempts), where any other POST is sent once.
+    busy.assert_calls_async(4).await;
+}
+
+#[tokio::test]
 async fn tfa_login_takes_two_steps() {
     let server = MockServer::start_async().await;
     let challenge = format!("PVE:!tfa!%7B%22totp%22%3Atrue%7D:{T0:08X}::chal+sig==");
@@ -816,7 +833,9 @@ async fn a_failed_renewal_keeps_the_still_valid_ticket_and_tries_again_later() {
     clock.set(T0 + 6000); // due for renewal, still valid
     let _: Vec<Value> = client.get("/nodes", &Params::new()).await.unwrap();
     let _: Vec<Value> = client.get("/nodes", &Params::new()).await.unwrap();
-    renew.assert_calls_async(2).await; // tried before each request, never repeated within one
+    // Tried before each request, repeated like a read (a login changes nothing on the
+    // server): 4 attempts of the default policy each time, then the valid ticket is kept.
+    renew.assert_calls_async(8).await;
     get_a.assert_calls_async(2).await;
     login.assert_calls_async(1).await;
 }

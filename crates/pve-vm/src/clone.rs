@@ -272,12 +272,14 @@ impl Guest {
             Err(e) if e.was_never_sent() && e.is_transient() => return Err(Attempt::Busy(e)),
             Err(e) if e.is_transient() => {
                 // The clone may have started: look for the new guest before sending again.
-                return match self.settle_lost_clone(&new_guest, timeout).await {
-                    Ok(true) => {
+                return match self.settle_lost_clone(&new_guest, timeout, opts).await {
+                    Ok(Lost::Ours) => {
                         self.api().remember(newid, new_guest.node(), self.kind());
                         Ok(new_guest)
                     }
-                    Ok(false) => Err(Attempt::Busy(e)),
+                    Ok(Lost::Absent) => Err(Attempt::Busy(e)),
+                    // Another client's guest under that id: ours never was created.
+                    Ok(Lost::Foreign) => Err(Attempt::IdTaken(e)),
                     Err(other) => Err(Attempt::Fatal(other)),
                 };
             }
@@ -358,7 +360,12 @@ impl Guest {
     /// wait until its clone lock is gone (`true`); if it never appears, `false`.
     ///
     /// [`Timing::settle`]: crate::Timing::settle
-    async fn settle_lost_clone(&self, new_guest: &Guest, timeout: Duration) -> Result<bool> {
+    async fn settle_lost_clone(
+        &self,
+        new_guest: &Guest,
+        timeout: Duration,
+        opts: &CloneOptions,
+    ) -> Result<Lost> {
         let timing = *self.api().timing();
         let appeared = timing
             .task_poll
@@ -372,23 +379,52 @@ impl Guest {
             .await;
         match appeared {
             Ok(()) => {}
-            Err(Error::Timeout { .. }) => return Ok(false),
+            Err(Error::Timeout { .. }) => return Ok(Lost::Absent),
             Err(e) => return Err(e),
         }
         let what = format!("the clone into {} to finish", new_guest.vmid());
-        timing
+        let config = timing
             .task_poll
             .wait(&what, timeout, || async {
                 Poll::tolerate(match new_guest.config().await {
-                    Ok(c) if c.lock().is_none() => Ok(Poll::Ready(true)),
+                    Ok(c) if c.lock().is_none() => Ok(Poll::Ready(Some(c))),
                     Ok(_) => Ok(Poll::Pending(None)),
                     // Gone again: the clone failed and PVE cleaned up.
-                    Err(e) if e.is_not_found() => Ok(Poll::Ready(false)),
+                    Err(e) if e.is_not_found() => Ok(Poll::Ready(None)),
                     Err(e) => Err(e),
                 })
             })
-            .await
+            .await?;
+        let Some(config) = config else {
+            return Ok(Lost::Absent);
+        };
+        // A guest under the id is ours only if it has what this clone sent: another client
+        // may have taken the id meanwhile (a guest is never claimed on its id alone).
+        let name_key = match self.kind() {
+            GuestKind::Qemu => "name",
+            GuestKind::Lxc => "hostname",
+        };
+        let same = |sent: Option<&str>, key: &str| {
+            sent.is_none_or(|v| config.get(key).as_deref().map(str::trim) == Some(v.trim()))
+        };
+        if same(opts.hostname.as_deref(), name_key)
+            && same(opts.description.as_deref(), "description")
+        {
+            Ok(Lost::Ours)
+        } else {
+            Ok(Lost::Foreign)
+        }
     }
+}
+
+/// What a clone whose answer was lost left under its id.
+enum Lost {
+    /// The guest this clone made.
+    Ours,
+    /// Nothing (it never started, or failed and PVE cleaned up): send it again.
+    Absent,
+    /// Someone else's guest.
+    Foreign,
 }
 
 #[cfg(test)]

@@ -39,6 +39,15 @@ fn handle(script: &mut Script, method: &str, path: &str) -> Answer {
     let data = |v: serde_json::Value| Answer::Json(serde_json::json!({ "data": v }).to_string());
     let line = format!("{method} {path}");
     match (method, path) {
+        // A clone whose answer is lost; under 150 another client's guest appears, under 151
+        // the guest this clone asked for.
+        ("POST", "/api2/json/nodes/pve1/qemu/9000/clone") => Answer::Drop,
+        ("GET", "/api2/json/nodes/pve1/qemu/150/config") => {
+            data(serde_json::json!({"name": "someone-else", "digest": "d"}))
+        }
+        ("GET", "/api2/json/nodes/pve1/qemu/151/config") => {
+            data(serde_json::json!({"name": "stud-01", "digest": "d"}))
+        }
         (_, p) if p.contains("/tasks/") => {
             data(serde_json::json!({"status": "stopped", "exitstatus": "OK"}))
         }
@@ -217,4 +226,42 @@ async fn a_destroy_whose_answer_was_lost_is_confirmed_by_the_missing_config() {
     );
     g.destroy(DestroyOptions::default()).await.unwrap();
     assert_eq!(seen(&script, "DELETE /api2/json/nodes/pve1/qemu/103"), 1);
+}
+
+fn clone_of(id: u32) -> pve_vm::CloneOptions {
+    pve_vm::CloneOptions {
+        hostname: Some("stud-01".into()),
+        newid: pve_vm::NewId::Exact(VmId::new(id).unwrap()),
+        ..pve_vm::CloneOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_clone_whose_answer_was_lost_never_claims_another_clients_guest() {
+    let (base, script) = start_server().await;
+    let api = api(&base);
+    let template = api.guest_on(
+        NodeName::new("pve1").unwrap(),
+        GuestKind::Qemu,
+        VmId::new(9000).unwrap(),
+    );
+    // Under 150 a guest with another name appeared: not ours, the clone fails.
+    assert!(template.clone_to(clone_of(150)).await.is_err());
+    assert_eq!(
+        seen(&script, "POST /api2/json/nodes/pve1/qemu/9000/clone"),
+        1
+    );
+    assert!(script
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .all(|s| !s.starts_with("DELETE")));
+    // Under 151 the guest has the name this clone sent: it is ours.
+    let g = template.clone_to(clone_of(151)).await.unwrap();
+    assert_eq!(g.vmid().get(), 151);
+    assert_eq!(
+        seen(&script, "POST /api2/json/nodes/pve1/qemu/9000/clone"),
+        2
+    );
 }

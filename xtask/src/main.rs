@@ -75,6 +75,23 @@ fn ci() -> Result<()> {
         ])
     })?;
     step("test", || test(&[]))?;
+    // A small fault soak (issue 10): 2 runs of 10 students with 10 % faults, a racing
+    // client, expiring tickets and kills, each checked against the simulator.
+    step("soak", || {
+        soak::run(
+            &project_root(),
+            &[
+                "--debug",
+                "--runs",
+                "2",
+                "--vms",
+                "10",
+                "--fault-rate",
+                "0.1",
+            ]
+            .map(String::from),
+        )
+    })?;
     step("doc", || {
         cargo_env(
             &["doc", "--workspace", "--no-deps", "--locked"],

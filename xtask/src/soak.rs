@@ -1,5 +1,6 @@
-//! `cargo xtask soak [--runs R] [--vms N] [--fault-rate F] [--seed S] [--time-scale X]`:
-//! build `labctl` and `labctl-bench` in release mode, then run `labctl-bench soak` with
+//! `cargo xtask soak [--debug] [--runs R] [--vms N] [--fault-rate F] [--seed S] [--time-scale X]`:
+//! build `labctl` and `labctl-bench` in release mode (`--debug`: the debug build, as CI has
+//! it already), then run `labctl-bench soak` with
 //! the `labctl` binary it should drive (the simulator lives in `labctl-bench`, so xtask
 //! stays free of it). Exits with `labctl-bench`'s status: non-zero when a run failed.
 
@@ -16,16 +17,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     {
         bail!("cargo xtask soak builds and passes --labctl itself; run labctl-bench soak directly to choose another binary");
     }
-    crate::cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "labctl",
-        "-p",
-        "labctl-bench",
-    ])?;
-    let release = crate::bench::target_dir(root)?.join("release");
+    let debug = args.iter().any(|a| a == "--debug");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--debug").collect();
+    let mut build = vec!["build", "--quiet", "-p", "labctl", "-p", "labctl-bench"];
+    if !debug {
+        build.push("--release");
+    }
+    crate::cargo(&build)?;
+    let release = crate::bench::target_dir(root)?.join(if debug { "debug" } else { "release" });
     let bench = release.join(exe("labctl-bench"));
     let labctl = release.join(exe("labctl"));
     let status = Command::new(&bench)

@@ -57,7 +57,7 @@ pub const POOL_COMMENT_PREFIX: &str = "labctl lab ";
 /// reference §9.4; more only queues the teacher's own clicks behind ours).
 pub const DEFAULT_WRITES_PER_NODE: usize = 4;
 
-/// Proxmox VE as a [`Hypervisor`]. Cheap to clone; shares one client, one task poller per
+/// Proxmox VE as a [`Hypervisor`](lab_core::Hypervisor). Cheap to clone; shares one client, one task poller per
 /// node, the per-node write limit and what it read of templates.
 #[derive(Debug, Clone)]
 pub struct ProxmoxLab {

@@ -6,6 +6,7 @@ use futures::stream::{self, StreamExt};
 use crate::engine::{plan_teardown, retrying, DownOptions, Event, Progress, Step, TeardownPlan};
 use crate::error::{Error, Failure, Result};
 use crate::hypervisor::Hypervisor;
+use crate::spec::Retry;
 use crate::types::{GuestInfo, LabName};
 use crate::up::Interrupt;
 
@@ -40,7 +41,17 @@ pub async fn teardown_with(
             format!("between 1 and {}", crate::MAX_CONCURRENCY),
         ));
     }
-    let retry = &options.retry;
+    // Teardown is what must converge whatever the cluster does: each step may use the
+    // whole per-guest budget, not only the few attempts of a lab-wide read.
+    let patient = Retry {
+        attempts: options.retry.attempts.max(options.retry.per_guest),
+        ..options.retry
+    };
+    let retry = &patient;
+    let options = &DownOptions {
+        retry: patient,
+        ..*options
+    };
     retrying(retry, "clones in flight", || hv.quiesce(None)).await?;
     let plan = plan_teardown(
         lab,

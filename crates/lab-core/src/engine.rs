@@ -30,7 +30,9 @@ where
             Err(e) if e.is_transient() && attempt < retry.attempts.max(1) => {
                 tracing::warn!("{what}: {e}; trying again in {pause:?} (attempt {attempt})");
                 tokio::time::sleep(pause).await;
-                pause = pause.saturating_mul(2);
+                // Doubling, but never past 8 × the first pause: a long run of faults must
+                // not turn into minutes of sleep.
+                pause = pause.saturating_mul(2).min(retry.pause.saturating_mul(8));
                 attempt += 1;
             }
             other => return other,

@@ -776,3 +776,28 @@ async fn status_reads_addresses_of_running_guests_and_the_fence_of_each() {
         .collect();
     assert_eq!(got, [(5001, false, Some(true)), (5002, true, Some(false))]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn teardown_steps_may_use_the_whole_per_guest_budget() {
+    let mut hv = teardown_mock(vec![member(5001, "exam-01", VmStatus::Stopped)]);
+    let tries = Arc::new(Mutex::new(0u32));
+    let t = tries.clone();
+    // Six busy answers in a row: more than a lab-wide read's 4 attempts, within the budget.
+    hv.expect_destroy().returning(move |_| {
+        let mut n = t.lock().unwrap();
+        *n += 1;
+        if *n <= 6 {
+            return Err(Error::Busy {
+                what: "VM 5001".into(),
+                message: "connection closed before message completed".into(),
+            });
+        }
+        Ok(())
+    });
+    hv.expect_unisolate().times(1).returning(|_, _| Ok(()));
+    hv.expect_release_lab().times(1).returning(|_| Ok(()));
+    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(*tries.lock().unwrap(), 7);
+}

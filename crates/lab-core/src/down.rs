@@ -33,6 +33,33 @@ pub async fn teardown_with(
     progress: Progress<'_>,
     interrupt: &Interrupt,
 ) -> Result<TeardownPlan> {
+    let options = &patient(options)?;
+    let retry = &options.retry;
+    retrying(retry, "clones in flight", || hv.quiesce(None)).await?;
+    let plan = plan_teardown(
+        lab,
+        retrying(retry, "lab members", || hv.lab_members(lab)).await?,
+    );
+    carry_out(hv, plan, options, progress, interrupt).await
+}
+
+/// Carries out a plan of [`plan_down`](crate::plan_down) (the one `--dry-run` showed and
+/// the user confirmed) without listing the lab again; every guest is still re-checked
+/// right before it is destroyed. Otherwise as [`teardown_with`].
+pub async fn teardown_planned(
+    hv: &dyn Hypervisor,
+    plan: TeardownPlan,
+    options: &DownOptions,
+    progress: Progress<'_>,
+    interrupt: &Interrupt,
+) -> Result<TeardownPlan> {
+    let options = &patient(options)?;
+    carry_out(hv, plan, options, progress, interrupt).await
+}
+
+/// Checks the options; teardown is what must converge whatever the cluster does, so each
+/// step may use the whole per-guest budget, not only the few attempts of a lab-wide read.
+fn patient(options: &DownOptions) -> Result<DownOptions> {
     let concurrency = options.concurrency;
     if !(1..=crate::MAX_CONCURRENCY).contains(&concurrency) {
         return Err(Error::invalid(
@@ -41,22 +68,24 @@ pub async fn teardown_with(
             format!("between 1 and {}", crate::MAX_CONCURRENCY),
         ));
     }
-    // Teardown is what must converge whatever the cluster does: each step may use the
-    // whole per-guest budget, not only the few attempts of a lab-wide read.
-    let patient = Retry {
-        attempts: options.retry.attempts.max(options.retry.per_guest),
-        ..options.retry
-    };
-    let retry = &patient;
-    let options = &DownOptions {
-        retry: patient,
+    Ok(DownOptions {
+        retry: Retry {
+            attempts: options.retry.attempts.max(options.retry.per_guest),
+            ..options.retry
+        },
         ..*options
-    };
-    retrying(retry, "clones in flight", || hv.quiesce(None)).await?;
-    let plan = plan_teardown(
-        lab,
-        retrying(retry, "lab members", || hv.lab_members(lab)).await?,
-    );
+    })
+}
+
+async fn carry_out(
+    hv: &dyn Hypervisor,
+    plan: TeardownPlan,
+    options: &DownOptions,
+    progress: Progress<'_>,
+    interrupt: &Interrupt,
+) -> Result<TeardownPlan> {
+    let retry = &options.retry;
+    let lab = &plan.lab.clone();
     progress(Event::Begin {
         operation: "down",
         subjects: plan.destroy.iter().map(subject).collect(),
@@ -80,7 +109,7 @@ pub async fn teardown_with(
             }
             (who, r.map(|()| true))
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(options.concurrency)
         .collect()
         .await;
     let mut finished = Vec::new();

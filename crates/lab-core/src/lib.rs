@@ -51,7 +51,7 @@ mod engine_tests;
 #[cfg(test)]
 mod fake_props;
 
-pub use down::{teardown, teardown_with};
+pub use down::{teardown, teardown_planned, teardown_with};
 pub use engine::{
     no_progress, plan, plan_down, plan_teardown, plan_up, DownOptions, Event, LabReport, Plan,
     PlannedStudent, Progress, Step, StudentAction, TeardownPlan,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab_core::{
-    apply_with, plan_down, plan_up, status, teardown_with, DownOptions, GuestStatus, Hypervisor,
+    apply_with, plan_down, plan_up, status, teardown_planned, DownOptions, GuestStatus, Hypervisor,
     Interrupt, LabName, LabReport, LabSpec, StudentAction, Timeouts,
 };
 use serde::Serialize;
@@ -608,7 +608,7 @@ async fn down(
     };
     let interrupt = Interrupt::new();
     let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab down");
-    let result = teardown_with(hv, lab, &options, &|e| bars.event(e), &interrupt).await;
+    let result = teardown_planned(hv, plan.clone(), &options, &|e| bars.event(e), &interrupt).await;
     if let Err(lab_core::Error::Interrupted { .. }) = &result {
         eprintln!("interrupted; run the same `labctl lab down` again to finish");
     }

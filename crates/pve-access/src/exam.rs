@@ -589,7 +589,13 @@ pub async fn revoke(api: &AccessApi, opts: &RevokeOptions, seats: &[Seat]) -> Re
 
     // 3. Open consoles: one task listing per node.
     let mut stopped = 0;
-    for node in nodes(api.client()).await? {
+    // With no lab user and no lab guest known, no console can be the lab's: no listing.
+    let nodes = if vmids.is_empty() && ids.is_empty() {
+        Vec::new()
+    } else {
+        nodes(api.client()).await?
+    };
+    for node in nodes {
         for t in api.console_tasks(&node, None).await? {
             let user = t.user.split('!').next().unwrap_or_default();
             let lab_guest = t.vmid.is_some_and(|v| vmids.contains(&v));

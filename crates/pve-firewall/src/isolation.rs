@@ -711,33 +711,7 @@ impl Isolation {
             lab: lab.to_string(),
             ..Report::default()
         };
-        let cluster = self.fw.options(&Scope::Cluster).await?;
-
-        // 1. Management networks first: host access must survive the datacenter switch.
-        self.add_management(lab, &options.management, &mut report.changes)
-            .await?;
-        // 2. Sets before the rules that reference them.
-        let allowed_set = lab.allowed_set();
-        self.sync_set(lab, &allowed_set, allowed, &mut report.changes)
-            .await?;
-        if !options.dns.is_empty() {
-            self.sync_set(lab, &lab.dns_set(), &options.dns, &mut report.changes)
-                .await?;
-        }
-        // 3. The group, recording the datacenter's prior state in its comment.
-        self.ensure_group(lab, &cluster, &mut report.changes)
-            .await?;
-        self.sync_group_rules(lab, &self.group_rules(options), &mut report.changes)
-            .await?;
-        if options.dns.is_empty() {
-            // A DNS set of an earlier run is no longer referenced once the rules are synced.
-            self.delete_set_if_ours(lab, &lab.dns_set(), &mut report.changes)
-                .await?;
-        }
-        // 4. The teacher, if its own firewall would drop the students.
-        if let Some(teacher) = options.teacher {
-            self.open_teacher(teacher, options, &mut report).await?;
-        }
+        let cluster = self.lab_wide(allowed, options, &mut report).await?;
         // 5. The students.
         let group = lab.group();
         let results: Vec<(VmId, Result<Outcome>)> = stream::iter(ids.iter().copied())
@@ -793,19 +767,7 @@ impl Isolation {
                 failures,
             });
         }
-        if let Some(teacher) = options.teacher {
-            match self.unisolate_guest(teacher, lab).await {
-                Ok(o) => {
-                    report.changes.extend(o.changes);
-                    report.notes.extend(o.notes);
-                }
-                Err(e) if e.is_not_found() => report
-                    .notes
-                    .push(format!("teacher {teacher} not found; nothing to restore")),
-                Err(e) => return Err(e),
-            }
-        }
-        self.teardown_cluster(lab, &mut report).await?;
+        self.lift(options, &mut report).await?;
         Ok(report)
     }
 
@@ -1828,6 +1790,22 @@ impl Isolation {
             lab: lab.to_string(),
             ..Report::default()
         };
+        let cluster = self.lab_wide(allowed, options, &mut report).await?;
+        self.enable_cluster(&cluster, options, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Steps 1-4 of [`Isolation::isolate`]: management networks first (host access must
+    /// survive the datacenter switch), the sets before the rules that reference them, the
+    /// group (recording the datacenter's prior state in its comment), the teacher. Answers
+    /// the datacenter options as they were before.
+    async fn lab_wide(
+        &self,
+        allowed: &[Cidr],
+        options: &IsolationOptions,
+        report: &mut Report,
+    ) -> Result<Options> {
+        let lab = &options.lab;
         let cluster = self.fw.options(&Scope::Cluster).await?;
         self.add_management(lab, &options.management, &mut report.changes)
             .await?;
@@ -1842,14 +1820,14 @@ impl Isolation {
         self.sync_group_rules(lab, &self.group_rules(options), &mut report.changes)
             .await?;
         if options.dns.is_empty() {
+            // A DNS set of an earlier run is no longer referenced once the rules are synced.
             self.delete_set_if_ours(lab, &lab.dns_set(), &mut report.changes)
                 .await?;
         }
         if let Some(teacher) = options.teacher {
-            self.open_teacher(teacher, options, &mut report).await?;
+            self.open_teacher(teacher, options, report).await?;
         }
-        self.enable_cluster(&cluster, options, &mut report).await?;
-        Ok(report)
+        Ok(cluster)
     }
 
     /// Fences one guest in whatever state it is (reads it first; idempotent). The
@@ -1922,11 +1900,18 @@ impl Isolation {
     /// management entries, and the datacenter switch if this lab turned it on. A lab that
     /// is not isolated is a no-op.
     pub async fn lift_lab(&self, options: &IsolationOptions) -> Result<Report> {
-        let lab = &options.lab;
         let mut report = Report {
-            lab: lab.to_string(),
+            lab: options.lab.to_string(),
             ..Report::default()
         };
+        self.lift(options, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The lab-wide part of lifting: the teacher's rule, then group, sets, management and
+    /// the datacenter switch.
+    async fn lift(&self, options: &IsolationOptions, report: &mut Report) -> Result<()> {
+        let lab = &options.lab;
         if let Some(teacher) = options.teacher {
             match self.unisolate_guest(teacher, lab).await {
                 Ok(o) => {
@@ -1939,8 +1924,7 @@ impl Isolation {
                 Err(e) => return Err(e),
             }
         }
-        self.teardown_cluster(lab, &mut report).await?;
-        Ok(report)
+        self.teardown_cluster(lab, report).await
     }
 
     /// Whether the lab's fence holds on one guest: its marker rule first, its firewall on,

@@ -181,7 +181,7 @@ impl ProxmoxLab {
         }
     }
 
-    /// Sends a task-starting write and waits for the task; its exit status.
+    /// Sends a task-starting write and waits for the task; see [`ProxmoxLab::settle`].
     async fn run_task(
         &self,
         node: &NodeName,
@@ -189,7 +189,7 @@ impl ProxmoxLab {
         path: &str,
         params: &Params,
         what: &str,
-    ) -> Result<String> {
+    ) -> Result<std::result::Result<(), pve_vm::Error>> {
         let upid: Upid = self
             .write(node, method, path, params)
             .await
@@ -197,14 +197,27 @@ impl ProxmoxLab {
         self.settle(&upid, what).await
     }
 
-    async fn settle(&self, upid: &Upid, what: &str) -> Result<String> {
+    /// Waits for the task. The outer error is the wait's (timeout, the listing failed);
+    /// the inner one a task that ended with an error, as pve-vm's typed
+    /// [`pve_vm::Error::TaskFailed`], so locks, taken ids and the like are classified
+    /// where every other PVE error is.
+    async fn settle(
+        &self,
+        upid: &Upid,
+        what: &str,
+    ) -> Result<std::result::Result<(), pve_vm::Error>> {
         let timeout = if upid.task_type().ends_with("clone") {
             self.vms.timing().clone_timeout
         } else {
             self.vms.timing().task_timeout
         };
         match self.inner.tasks.wait(upid, timeout).await {
-            Some(Ok(exit)) => Ok(exit),
+            Some(Ok(exit)) if exit == "OK" || exit.starts_with("WARNINGS") => Ok(Ok(())),
+            Some(Ok(exit)) => Ok(Err(pve_vm::Error::TaskFailed {
+                upid: upid.clone(),
+                exitstatus: exit,
+                log_tail: Vec::new(),
+            })),
             Some(Err(e)) => Err(api_err(e, what)),
             None => Err(Error::Timeout {
                 what: format!("{what} (task {upid})"),
@@ -520,16 +533,18 @@ fn students(ids: &[VmId]) -> Result<Students> {
     ))
 }
 
-/// Does this failed clone (sync error or task exit) mean the new id is taken?
-fn id_taken(text: &str, newid: VmId) -> bool {
-    text.contains("already exists") || text.contains(&format!("lock-{newid}.conf"))
-}
-
-/// Does it mean a storage or source lock was busy (nothing was created; try again)?
-fn lock_busy(text: &str) -> bool {
-    text.contains("got timeout")
-        || text.contains("got lock request timeout")
-        || text.contains("is locked")
+/// A power or destroy task that failed only because the guest already was where it was
+/// asked to go (`already` in its exit status) is success.
+fn done_unless(
+    ended: std::result::Result<(), pve_vm::Error>,
+    already: &str,
+    what: &str,
+) -> Result<()> {
+    match ended {
+        Ok(()) => Ok(()),
+        Err(e) if e.mentions(already) => Ok(()),
+        Err(e) => Err(vm_err(e, what)),
+    }
 }
 
 impl Backend for ProxmoxLab {
@@ -776,11 +791,12 @@ impl Provisioning for ProxmoxLab {
         let sent: pve_auth::Result<Upid> = self
             .write(&t.node, pve_auth::Method::POST, &path, &params)
             .await;
+        let newid = pve_id(request.vmid)?;
         let upid = match sent {
             Ok(u) => u,
             Err(e) => {
-                let text = e.to_string();
-                if id_taken(&text, request.vmid) {
+                let e = pve_vm::Error::from(e);
+                if e.is_id_taken(newid) {
                     // Ours from a try whose answer was lost, or someone else's.
                     if self.is_our_clone(&t.node, t.kind, &request).await? {
                         return self.cloned_info(&request, &t);
@@ -789,35 +805,23 @@ impl Provisioning for ProxmoxLab {
                         what: format!("VM {}", request.vmid),
                     });
                 }
-                if e.is_retryable() && !e.was_never_sent() {
+                if e.is_transient() && !e.was_never_sent() {
                     // The answer was lost: the cluster tells whether the clone exists.
                     if self.is_our_clone(&t.node, t.kind, &request).await? {
                         return self.cloned_info(&request, &t);
                     }
                 }
-                return Err(api_err(e, &what));
+                return Err(vm_err(e, &what));
             }
         };
-        let exit = self.settle(&upid, &what).await?;
-        if exit == "OK" || exit.starts_with("WARNINGS") {
-            return self.cloned_info(&request, &t);
+        match self.settle(&upid, &what).await? {
+            Ok(()) => self.cloned_info(&request, &t),
+            // PVE removed the partial guest; the engine moves to another id.
+            Err(e) if e.is_id_taken(newid) => Err(Error::AlreadyExists {
+                what: format!("VM {} ({e})", request.vmid),
+            }),
+            Err(e) => Err(vm_err(e, &what)),
         }
-        // PVE removed the partial guest; say what to do next.
-        if id_taken(&exit, request.vmid) {
-            return Err(Error::AlreadyExists {
-                what: format!("VM {} ({exit})", request.vmid),
-            });
-        }
-        if lock_busy(&exit) {
-            return Err(Error::Busy {
-                what,
-                message: exit,
-            });
-        }
-        Err(Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} failed: {exit} (task {upid})").into(),
-        })
     }
 
     async fn destroy(&self, vmid: VmId) -> Result<()> {
@@ -842,29 +846,18 @@ impl Provisioning for ProxmoxLab {
             .with("purge", true)
             .with("destroy-unreferenced-disks", true);
         let path = g.path(&[]);
-        let exit = match self
+        let ended = match self
             .run_task(g.node(), pve_auth::Method::DELETE, &path, &params, &what)
             .await
         {
-            Ok(exit) => exit,
+            Ok(ended) => ended,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("does not exist") {
-            self.vms.forget(g.vmid());
-            lock(&self.inner.pools).remove(&vmid.get());
-            return Ok(());
-        }
-        if lock_busy(&exit) {
-            return Err(Error::Busy {
-                what,
-                message: exit,
-            });
-        }
-        Err(Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} failed: {exit}").into(),
-        })
+        done_unless(ended, "does not exist", &what)?;
+        self.vms.forget(g.vmid());
+        lock(&self.inner.pools).remove(&vmid.get());
+        Ok(())
     }
 
     async fn release_lab(&self, lab: &LabName) -> Result<()> {
@@ -890,7 +883,7 @@ impl Power for ProxmoxLab {
         let g = self.handle(vmid).await?;
         let what = format!("start of VM {vmid}");
         let path = g.path(&["status", "start"]);
-        let exit = self
+        let ended = self
             .run_task(
                 g.node(),
                 pve_auth::Method::POST,
@@ -899,26 +892,14 @@ impl Power for ProxmoxLab {
                 &what,
             )
             .await?;
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("already running") {
-            return Ok(());
-        }
-        if lock_busy(&exit) {
-            return Err(Error::Busy {
-                what,
-                message: exit,
-            });
-        }
-        Err(Error::Backend {
-            backend: BACKEND,
-            source: format!("{what} failed: {exit}").into(),
-        })
+        done_unless(ended, "already running", &what)
     }
 
     async fn stop(&self, vmid: VmId) -> Result<()> {
         let g = self.handle(vmid).await?;
         let what = format!("stop of VM {vmid}");
         let path = g.path(&["status", "stop"]);
-        let exit = self
+        let ended = self
             .run_task(
                 g.node(),
                 pve_auth::Method::POST,
@@ -927,12 +908,13 @@ impl Power for ProxmoxLab {
                 &what,
             )
             .await?;
-        if exit == "OK" || exit.starts_with("WARNINGS") || exit.contains("not running") {
-            return Ok(());
-        }
-        Err(Error::Busy {
-            what,
-            message: exit,
+        // Any failure of a hard stop is worth another try (it was so before this mapping).
+        done_unless(ended, "not running", &what).map_err(|e| match e {
+            Error::Backend { source, .. } => Error::Busy {
+                what: what.clone(),
+                message: source.to_string(),
+            },
+            other => other,
         })
     }
 }

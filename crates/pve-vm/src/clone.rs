@@ -246,11 +246,6 @@ impl Guest {
         }
     }
 
-    /// `true` when an error says the new id was taken by someone else.
-    fn id_taken(e: &Error, newid: VmId) -> bool {
-        e.is_already_exists() || e.mentions(&format!("lock-{newid}.conf"))
-    }
-
     async fn clone_attempt(&self, newid: VmId, opts: &CloneOptions) -> Result<Guest, Attempt> {
         let _slot = self.api().clone_slot(self.node()).await;
         let params = opts.params(self.kind(), newid);
@@ -267,7 +262,7 @@ impl Guest {
             .map_err(Error::from)
         {
             Ok(upid) => upid,
-            Err(e) if Self::id_taken(&e, newid) => return Err(Attempt::IdTaken(e)),
+            Err(e) if e.is_id_taken(newid) => return Err(Attempt::IdTaken(e)),
             Err(e) if e.is_lock_timeout() || e.is_locked() => return Err(Attempt::Busy(e)),
             Err(e) if e.was_never_sent() && e.is_transient() => return Err(Attempt::Busy(e)),
             Err(e) if e.is_transient() => {
@@ -292,7 +287,7 @@ impl Guest {
                 Ok(new_guest)
             }
             Err(e @ Error::TaskFailed { .. }) => {
-                if Self::id_taken(&e, newid) {
+                if e.is_id_taken(newid) {
                     // Someone else holds that id: nothing of ours exists under it.
                     return Err(Attempt::IdTaken(e));
                 }
@@ -513,17 +508,11 @@ mod tests {
                 errors: Default::default(),
             })
         };
-        assert!(Guest::id_taken(
-            &api("unable to create VM 104: config file already exists"),
-            id
-        ));
-        assert!(Guest::id_taken(
-            &api("can't lock file '/var/lock/qemu-server/lock-104.conf' - got timeout"),
-            id
-        ));
-        assert!(!Guest::id_taken(
-            &api("clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout"),
-            id
-        ));
+        assert!(api("unable to create VM 104: config file already exists").is_id_taken(id));
+        assert!(
+            api("can't lock file '/var/lock/qemu-server/lock-104.conf' - got timeout")
+                .is_id_taken(id)
+        );
+        assert!(!api("clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout").is_id_taken(id));
     }
 }

@@ -151,6 +151,12 @@ impl Error {
         self.classified(pve_auth::Error::is_already_exists)
     }
 
+    /// A clone into `newid` failed because that id is taken (`already exists`, or the id's
+    /// config lock held by someone else's clone): another id may succeed.
+    pub fn is_id_taken(&self, newid: VmId) -> bool {
+        self.is_already_exists() || self.mentions(&format!("lock-{newid}.conf"))
+    }
+
     /// The guest carries a config lock (`VM is locked (clone)`, `CT is locked (disk)`).
     pub fn is_locked(&self) -> bool {
         self.classified(pve_auth::Error::is_locked)

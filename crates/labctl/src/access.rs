@@ -242,11 +242,7 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection) -> anyhow::Result<()> {
         }
         AccessCommand::Verify(a) => {
             let sheet = Sheet::load(&sheet_path)?;
-            let host = conn
-                .host
-                .clone()
-                .context("no Proxmox VE host given: set --host or PVE_HOST")?;
-            let tls = conn.tls()?;
+            let (host, tls) = conn.endpoint()?;
             let login = move |u: &Userid, pw: &Secret| -> pve_access::Result<PveClient> {
                 Ok(PveClient::builder(&host)
                     .tls(tls.clone())
@@ -303,7 +299,9 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection) -> anyhow::Result<()> {
 fn confirm(question: &str) -> anyhow::Result<bool> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to revoke without confirmation: stdin is not a terminal; pass --yes");
+        return Err(crate::fail::usage(
+            "refusing to revoke without confirmation: stdin is not a terminal; pass --yes",
+        ));
     }
     print!("{question}");
     std::io::stdout().flush()?;

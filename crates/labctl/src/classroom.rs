@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::fail;
 use crate::labfile::LabFile;
 use crate::output::{or_dash, print_json, Format, Sheet};
+use crate::precedence::{self, pick, Origin};
 
 /// What the verb asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,13 @@ pub struct Overrides {
     pub ca_file: Option<PathBuf>,
     /// `--insecure`.
     pub insecure: bool,
+}
+
+/// How the FOSS-Cloud server's certificate is checked (one choice per level).
+enum Trust {
+    Fingerprint(String),
+    CaFile(PathBuf),
+    Insecure,
 }
 
 /// A checked classroom: everything but the password.
@@ -99,12 +107,30 @@ pub fn resolve((file, dir): &(LabFile, PathBuf), o: &Overrides) -> anyhow::Resul
     let fc = file.fosscloud.clone().ok_or_else(|| {
         fail::usage("backend = \"fosscloud\" needs a [fosscloud] table (url, user, pool, macs)")
     })?;
-    let url = o.url.clone().or(fc.url).ok_or_else(|| {
-        fail::usage("no FOSS-Cloud server: give [fosscloud] url in the lab file or --url")
-    })?;
-    let user = fc.user.ok_or_else(|| {
-        fail::usage("no FOSS-Cloud user: give [fosscloud] user (FC4School's dynvmuser)")
-    })?;
+    // The one precedence rule: flag > lab file > FC_* environment > default. PVE_* never
+    // reach the FOSS-Cloud server.
+    let url = pick([
+        (Origin::flag("--url"), o.url.clone()),
+        (Origin::file("[fosscloud] url"), fc.url.clone()),
+        precedence::env("FC_URL"),
+    ])
+    .ok_or_else(|| {
+        fail::usage("no FOSS-Cloud server: give [fosscloud] url in the lab file, --url, or FC_URL")
+    })?
+    .value;
+    let user = pick([
+        (Origin::file("[fosscloud] user"), fc.user.clone()),
+        precedence::env("FC_USER"),
+    ])
+    .ok_or_else(|| {
+        fail::usage("no FOSS-Cloud user: give [fosscloud] user (FC4School's dynvmuser) or FC_USER")
+    })?
+    .value;
+    let realm = pick([
+        (Origin::file("[fosscloud] realm"), fc.realm.clone()),
+        precedence::env("FC_REALM"),
+    ])
+    .map(|r| r.value);
     let pool = fc
         .pool
         .ok_or_else(|| fail::usage("no pool: give [fosscloud] pool (the dynamic pool's id)"))?;
@@ -124,26 +150,60 @@ pub fn resolve((file, dir): &(LabFile, PathBuf), o: &Overrides) -> anyhow::Resul
         }
         seats.push(seat);
     }
-    let flag_tls = o.fingerprint.is_some() || o.ca_file.is_some() || o.insecure;
-    let (fingerprint, ca_file, insecure) = if flag_tls {
-        (o.fingerprint.clone(), o.ca_file.clone(), o.insecure)
-    } else {
-        (fc.fingerprint, fc.ca_file.map(|p| dir.join(p)), false)
+    let one_of = |fp: Option<String>, ca: Option<PathBuf>, insecure: bool, names: &str| {
+        let chosen = [fp.is_some(), ca.is_some(), insecure]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if chosen > 1 {
+            return Err(fail::usage(format!("give at most one of {names}")));
+        }
+        Ok(fp
+            .map(Trust::Fingerprint)
+            .or(ca.map(Trust::CaFile))
+            .or(insecure.then_some(Trust::Insecure)))
     };
-    let chosen = [fingerprint.is_some(), ca_file.is_some(), insecure]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if chosen > 1 {
-        return Err(fail::usage(
-            "give at most one of --fingerprint, --ca-file and --insecure",
-        ));
-    }
+    let trust = pick([
+        (
+            Origin::flag("--fingerprint/--ca-file/--insecure"),
+            one_of(
+                o.fingerprint.clone(),
+                o.ca_file.clone(),
+                o.insecure,
+                "--fingerprint, --ca-file and --insecure",
+            )?,
+        ),
+        (
+            Origin::file("[fosscloud] fingerprint/ca_file"),
+            one_of(
+                fc.fingerprint.clone(),
+                fc.ca_file.clone().map(|p| dir.join(p)),
+                false,
+                "fingerprint and ca_file in the lab file's [fosscloud]",
+            )?,
+        ),
+        (
+            Origin::env("FC_FINGERPRINT/FC_CA_FILE"),
+            one_of(
+                precedence::env("FC_FINGERPRINT").1,
+                precedence::env("FC_CA_FILE").1.map(PathBuf::from),
+                false,
+                "FC_FINGERPRINT and FC_CA_FILE (unset one)",
+            )?,
+        ),
+    ])
+    .map(|t| t.value);
+    let (fingerprint, ca_file, insecure) = match trust {
+        Some(Trust::Fingerprint(f)) => (Some(f), None, false),
+        Some(Trust::CaFile(c)) => (None, Some(c), false),
+        Some(Trust::Insecure) => (None, None, true),
+        None => (None, None, false),
+    };
     Ok(Classroom {
         name,
         url,
         user,
-        realm: fc.realm.as_deref().map(str::parse).transpose()?,
+        realm: realm.as_deref().map(str::parse).transpose()?,
         pool,
         seats,
         fingerprint: fingerprint.as_deref().map(Fingerprint::parse).transpose()?,

@@ -16,14 +16,14 @@
 //! fingerprint = "AA:BB:…"               # or ca_file = "/etc/labctl/pve-root-ca.pem"
 //! ```
 //!
-//! Flags and `PVE_*` variables win over the file. Secrets are never in the file itself: they
+//! Flags and `PVE_*` variables win over the file (see [`crate::precedence`]); what the file
+//! says about trust and secrets belongs to the cluster's `host` and is never used for another. Secrets are never in the file itself: they
 //! come from the environment, a prompt, or a file the config names, which labctl refuses to
 //! read unless only its owner (you) may read it (`chmod 600`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use serde::Deserialize;
 
 /// The config file.
@@ -83,12 +83,16 @@ pub fn load() -> anyhow::Result<(Option<PathBuf>, Config)> {
             Ok((Some(path), config))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Some(path), Config::default())),
-        Err(e) => Err(e).with_context(|| format!("reading the config file {}", path.display())),
+        Err(e) => Err(crate::fail::usage(format!(
+            "reading the config file {}: {e}",
+            path.display()
+        ))),
     }
 }
 
-/// The cluster named by `--cluster`/`LABCTL_CLUSTER`, else the file's default, else none.
-pub fn cluster(name: Option<&str>) -> anyhow::Result<Option<Cluster>> {
+/// The cluster named by `--cluster`/`LABCTL_CLUSTER`, else the file's default, else none;
+/// with its name.
+pub fn cluster(name: Option<&str>) -> anyhow::Result<Option<(String, Cluster)>> {
     let (path, config) = load()?;
     let name = match name {
         Some(n) => n.to_owned(),
@@ -98,7 +102,7 @@ pub fn cluster(name: Option<&str>) -> anyhow::Result<Option<Cluster>> {
         },
     };
     match config.clusters.get(&name) {
-        Some(c) => Ok(Some(c.clone())),
+        Some(c) => Ok(Some((name, c.clone()))),
         None => {
             let known: Vec<&str> = config.clusters.keys().map(String::as_str).collect();
             Err(crate::fail::usage(format!(
@@ -118,11 +122,15 @@ pub fn cluster(name: Option<&str>) -> anyhow::Result<Option<Cluster>> {
 /// labctl, may read or write it. The value is the first line, without the line break.
 pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     check_private(path)?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the secret file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::fail::usage(format!("reading the secret file {}: {e}", path.display()))
+    })?;
     let secret = text.lines().next().unwrap_or_default().to_owned();
-    if secret.is_empty() {
-        bail!("the secret file {} is empty", path.display());
+    if secret.trim().is_empty() {
+        return Err(crate::fail::usage(format!(
+            "the secret file {} is empty (its first line is the secret): nothing was sent",
+            path.display()
+        )));
     }
     Ok(secret)
 }
@@ -130,8 +138,9 @@ pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
 #[cfg(unix)]
 fn check_private(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("reading the secret file {}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        crate::fail::usage(format!("reading the secret file {}: {e}", path.display()))
+    })?;
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(crate::fail::with_code(
@@ -162,7 +171,7 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
 
 #[cfg(not(unix))]
 fn check_private(path: &Path) -> anyhow::Result<()> {
-    bail!(
+    anyhow::bail!(
         "secret files ({}) are only supported on Unix, where their permissions can be checked; \
          use the environment instead",
         path.display()

@@ -6,34 +6,39 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{ApiToken, PveClient, Secret, TlsOptions};
 use pve_vm::{Timing, VmApi};
 
 use crate::config::Cluster;
+use crate::precedence::{self, Origin, Sourced};
 
-/// Where the cluster is and how to trust and log in to it.
+/// Where the cluster is and how to trust and log in to it. Each flag beats its variable
+/// (`PVE_HOST`, …), which beats the config file's cluster: see [`crate::precedence`].
 #[derive(Debug, Args)]
 pub struct Connection {
     /// Proxmox VE host: `pve1`, `pve1:8006`, `https://pve1:8006` or, for a simulator,
-    /// `http://127.0.0.1:8006`.
-    #[arg(long, env = "PVE_HOST", global = true, value_name = "HOST")]
+    /// `http://127.0.0.1:8006`. Else PVE_HOST, else the config cluster's `host`.
+    #[arg(long, global = true, value_name = "HOST")]
     pub host: Option<String>,
 
-    /// User for password login, e.g. `root@pam`. The password comes from `PVE_PASSWORD` or
-    /// a prompt, never from the command line. Ignored when `PVE_TOKEN` is set.
-    #[arg(long, env = "PVE_USER", global = true, value_name = "USER@REALM")]
+    /// User for password login, e.g. `root@pam` (beats PVE_TOKEN, PVE_USER and the config
+    /// cluster). The password comes from `PVE_PASSWORD`, the cluster's password file or a
+    /// prompt, never from the command line.
+    #[arg(long, global = true, value_name = "USER@REALM")]
     pub user: Option<String>,
 
     /// Pin the server certificate's SHA-256 fingerprint (`AA:BB:…`, as the PVE web UI
     /// shows under Node → System → Certificates). The safe choice for self-signed nodes.
-    #[arg(long, env = "PVE_FINGERPRINT", global = true, value_name = "SHA256")]
+    /// Else PVE_FINGERPRINT.
+    #[arg(long, global = true, value_name = "SHA256")]
     pub fingerprint: Option<String>,
 
     /// Trust this CA certificate (PEM), e.g. the cluster's `/etc/pve/pve-root-ca.pem`.
-    #[arg(long, env = "PVE_CA_FILE", global = true, value_name = "PEM")]
+    /// Else PVE_CA_FILE.
+    #[arg(long, global = true, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
 
     /// Accept any certificate (no verification at all). Only for throw-away test setups.
@@ -41,120 +46,320 @@ pub struct Connection {
     pub insecure: bool,
 
     /// A cluster of the config file ($XDG_CONFIG_HOME/labctl/config.toml): its host, user
-    /// or token id, fingerprint or CA file. Flags and PVE_* variables override it.
-    #[arg(long, env = "LABCTL_CLUSTER", global = true, value_name = "NAME")]
+    /// or token id, fingerprint or CA file. Else LABCTL_CLUSTER, else the file's `default`.
+    /// Flags and PVE_* variables override it; its secrets are only sent to its own host.
+    #[arg(long, global = true, value_name = "NAME")]
     pub cluster: Option<String>,
 }
 
-impl Connection {
-    /// The flags over the config file's cluster (flags and environment win).
-    fn resolved(&self) -> anyhow::Result<(Connection, Cluster)> {
-        let cluster = crate::config::cluster(self.cluster.as_deref())?.unwrap_or_default();
-        // TLS comes from one place: the flags if they choose any, else the file.
-        let flags_tls = self.fingerprint.is_some() || self.ca_file.is_some() || self.insecure;
-        Ok((
-            Connection {
-                host: self.host.clone().or_else(|| cluster.host.clone()),
-                user: self.user.clone().or_else(|| cluster.user.clone()),
-                fingerprint: if flags_tls {
-                    self.fingerprint.clone()
-                } else {
-                    cluster.fingerprint.clone()
-                },
-                ca_file: if flags_tls {
-                    self.ca_file.clone()
-                } else {
-                    cluster.ca_file.clone()
-                },
-                insecure: if flags_tls {
-                    self.insecure
-                } else {
-                    cluster.insecure
-                },
-                cluster: self.cluster.clone(),
-            },
-            cluster,
-        ))
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Trust {
+    Fingerprint(String),
+    CaFile(PathBuf),
+    Insecure,
+    SystemRoots,
+}
+
+impl Trust {
+    /// At most one choice per level; `names` are the level's spellings of the three.
+    fn one_of(
+        fingerprint: Option<String>,
+        ca_file: Option<PathBuf>,
+        insecure: bool,
+        names: &str,
+    ) -> anyhow::Result<Option<Trust>> {
+        let chosen = [fingerprint.is_some(), ca_file.is_some(), insecure]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if chosen > 1 {
+            return Err(crate::fail::usage(format!("give at most one of {names}")));
+        }
+        Ok(fingerprint
+            .map(Trust::Fingerprint)
+            .or(ca_file.map(Trust::CaFile))
+            .or(insecure.then_some(Trust::Insecure)))
     }
 
-    pub(crate) fn tls(&self) -> anyhow::Result<TlsOptions> {
-        let chosen = [
-            self.fingerprint.is_some(),
-            self.ca_file.is_some(),
-            self.insecure,
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if chosen > 1 {
-            return Err(crate::fail::usage(
-                "give at most one of --fingerprint, --ca-file and --insecure",
-            ));
-        }
-        Ok(if let Some(fp) = &self.fingerprint {
-            TlsOptions::fingerprint(fp)?
-        } else if let Some(ca) = &self.ca_file {
-            TlsOptions::ca_file(ca)
-        } else if self.insecure {
-            tracing::warn!("--insecure: the server's certificate is not checked");
-            TlsOptions::insecure()
-        } else {
-            TlsOptions::system_roots()
+    fn options(&self) -> anyhow::Result<TlsOptions> {
+        Ok(match self {
+            Trust::Fingerprint(fp) => TlsOptions::fingerprint(fp)?,
+            Trust::CaFile(ca) => TlsOptions::ca_file(ca),
+            Trust::Insecure => {
+                tracing::warn!("--insecure: the server's certificate is not checked");
+                TlsOptions::insecure()
+            }
+            Trust::SystemRoots => TlsOptions::system_roots(),
         })
     }
+}
 
-    /// Builds a client from the flags (over the config file's cluster) and `PVE_TOKEN` /
-    /// `PVE_PASSWORD` (or a secret file the config names, or a prompt).
-    pub fn client(&self) -> anyhow::Result<PveClient> {
-        let (this, cluster) = self.resolved()?;
-        this.client_with(&cluster)
+/// Who logs in, before the secret is read.
+#[derive(Debug, Clone)]
+enum Identity {
+    /// `PVE_TOKEN`: id and secret together.
+    Token(String),
+    /// The config cluster's `token_id`: the secret is the cluster's.
+    ClusterToken(String),
+    /// Password login.
+    User(String),
+}
+
+/// The resolved host, its trust, and whether it is the config cluster's own host.
+struct Endpoint {
+    host: Sourced<String>,
+    trust: Sourced<Trust>,
+    bound: bool,
+    chosen: Option<Chosen>,
+}
+
+/// The config cluster in use, by name.
+struct Chosen {
+    name: String,
+    cluster: Cluster,
+}
+
+/// Whether two host spellings name the same API (`pve1` = `https://pve1:8006`).
+fn same_host(a: &str, b: &str) -> bool {
+    match (pve_auth::base_uri(a), pve_auth::base_uri(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn shown(host: &str) -> String {
+    pve_auth::base_uri(host).map_or_else(
+        |_| host.to_owned(),
+        |u| u.as_str().trim_end_matches("/api2/json").to_owned(),
+    )
+}
+
+impl Connection {
+    /// The config cluster: --cluster, else LABCTL_CLUSTER, else the file's default.
+    fn chosen_cluster(&self) -> anyhow::Result<Option<Chosen>> {
+        let name = precedence::pick([
+            (Origin::flag("--cluster"), self.cluster.clone()),
+            precedence::env("LABCTL_CLUSTER"),
+        ]);
+        Ok(
+            crate::config::cluster(name.as_ref().map(|n| n.value.as_str()))?
+                .map(|(name, cluster)| Chosen { name, cluster }),
+        )
     }
 
-    fn client_with(&self, cluster: &Cluster) -> anyhow::Result<PveClient> {
-        let Some(host) = &self.host else {
-            return Err(crate::fail::usage(
+    /// The host and how to trust it, each by the one precedence rule.
+    fn endpoint_resolved(&self) -> anyhow::Result<Endpoint> {
+        let chosen = self.chosen_cluster()?;
+        let cl = chosen.as_ref();
+        let cluster_field = |field: &str| Origin::cluster(cl.map_or("", |c| &c.name), field);
+
+        let host = precedence::pick([
+            (Origin::flag("--host"), self.host.clone()),
+            precedence::env("PVE_HOST"),
+            (
+                cluster_field("host"),
+                cl.and_then(|c| c.cluster.host.clone()),
+            ),
+        ])
+        .ok_or_else(|| {
+            crate::fail::usage(
                 "no Proxmox VE host given: set --host or PVE_HOST (e.g. pve1 or \
                  https://pve1:8006) or a cluster of the config file with --cluster; to \
                  try labctl without a cluster run `labctl demo`",
-            ));
+            )
+        })?;
+        // What the config cluster holds for its host (trust, secrets) goes to that host only.
+        let cluster_host = cl.and_then(|c| c.cluster.host.as_deref());
+        let bound = cluster_host.is_some_and(|h| same_host(h, &host.value));
+        let trust = {
+            let flag = Trust::one_of(
+                self.fingerprint.clone(),
+                self.ca_file.clone(),
+                self.insecure,
+                "--fingerprint, --ca-file and --insecure",
+            )?;
+            let env = Trust::one_of(
+                precedence::env("PVE_FINGERPRINT").1,
+                precedence::env("PVE_CA_FILE").1.map(PathBuf::from),
+                false,
+                "PVE_FINGERPRINT and PVE_CA_FILE (unset one)",
+            )?;
+            let cluster = match cl {
+                Some(c) => Trust::one_of(
+                    c.cluster.fingerprint.clone(),
+                    c.cluster.ca_file.clone(),
+                    c.cluster.insecure,
+                    &format!(
+                        "fingerprint, ca_file and insecure in cluster {:?} of the config file",
+                        c.name
+                    ),
+                )?,
+                None => None,
+            };
+            let cluster = match cluster {
+                Some(_) if !bound => {
+                    tracing::warn!(
+                        "the certificate choice of cluster {:?} is for its host, not for {} \
+                         (from {}); not used",
+                        cl.map_or("", |c| c.name.as_str()),
+                        shown(&host.value),
+                        host.from
+                    );
+                    None
+                }
+                other => other,
+            };
+            precedence::pick([
+                (Origin::flag("--fingerprint/--ca-file/--insecure"), flag),
+                (Origin::env("PVE_FINGERPRINT/PVE_CA_FILE"), env),
+                (cluster_field("fingerprint/ca_file/insecure"), cluster),
+                (Origin::default(), Some(Trust::SystemRoots)),
+            ])
+            .unwrap_or(Sourced {
+                value: Trust::SystemRoots,
+                from: Origin::default(),
+            })
         };
-        let builder = PveClient::builder(host).tls(self.tls()?);
-        let builder = if let Ok(token) = std::env::var("PVE_TOKEN") {
-            let token: ApiToken = token
-                .parse()
-                .context("PVE_TOKEN must look like USER@REALM!TOKENID=SECRET")?;
-            builder.token(token)
-        } else if let Some(id) = &cluster.token_id {
-            let secret = match std::env::var("PVE_TOKEN_SECRET") {
-                Ok(s) => s,
-                Err(_) => match &cluster.token_secret_file {
-                    Some(f) => crate::config::read_secret_file(f)?,
-                    None => {
+        let plain = pve_auth::base_uri(&host.value).is_ok_and(|u| u.scheme() == "http");
+        if plain && matches!(trust.value, Trust::Fingerprint(_) | Trust::CaFile(_)) {
+            return Err(crate::fail::usage(format!(
+                "the host {} (from {}) is plain http://, but {} chooses a certificate to \
+                 trust: over http nothing would be checked and the secret would travel in \
+                 clear text. Use https:// (or drop the certificate choice for a local \
+                 simulator)",
+                shown(&host.value),
+                host.from,
+                trust.from
+            )));
+        }
+
+        Ok(Endpoint {
+            host,
+            trust,
+            bound,
+            chosen,
+        })
+    }
+
+    /// The resolved host and TLS options (for logins as other users on the same host).
+    pub(crate) fn endpoint(&self) -> anyhow::Result<(String, TlsOptions)> {
+        let e = self.endpoint_resolved()?;
+        Ok((e.host.value, e.trust.value.options()?))
+    }
+
+    /// Builds a client: every setting by the one precedence rule (flag > environment >
+    /// config cluster > default), and a secret of the config cluster only for its own host.
+    pub fn client(&self) -> anyhow::Result<PveClient> {
+        let Endpoint {
+            host,
+            trust,
+            bound,
+            chosen,
+        } = self.endpoint_resolved()?;
+        let cl = chosen.as_ref();
+        let cluster_field = |field: &str| Origin::cluster(cl.map_or("", |c| &c.name), field);
+        let cluster_host = cl.and_then(|c| c.cluster.host.as_deref());
+        let refuse_secret = |what: &str| -> anyhow::Error {
+            let name = cl.map_or("", |c| c.name.as_str());
+            crate::fail::usage(match cluster_host {
+                Some(h) => format!(
+                    "refusing to send {what} of cluster {name:?} to {} (from {}): it belongs \
+                     to the cluster's host {}. Give that host's own secret (PVE_PASSWORD or \
+                     PVE_TOKEN), pick its cluster with --cluster, or drop {} to use cluster \
+                     {name:?}",
+                    shown(&host.value),
+                    host.from,
+                    shown(h),
+                    host.from,
+                ),
+                None => format!(
+                    "refusing to send {what} of cluster {name:?} to {} (from {}): the cluster \
+                     names no host, so its secret belongs to none; add `host = …` to the \
+                     cluster or give PVE_PASSWORD / PVE_TOKEN",
+                    shown(&host.value),
+                    host.from,
+                ),
+            })
+        };
+
+        let env_token = precedence::env_secret("PVE_TOKEN")?;
+        let identity = precedence::pick([
+            (
+                Origin::flag("--user"),
+                self.user.clone().map(Identity::User),
+            ),
+            (Origin::env("PVE_TOKEN"), env_token.map(Identity::Token)),
+            (
+                Origin::env("PVE_USER"),
+                precedence::env("PVE_USER").1.map(Identity::User),
+            ),
+            (
+                cluster_field("token_id"),
+                cl.and_then(|c| c.cluster.token_id.clone())
+                    .map(Identity::ClusterToken),
+            ),
+            (
+                cluster_field("user"),
+                cl.and_then(|c| c.cluster.user.clone()).map(Identity::User),
+            ),
+        ])
+        .ok_or_else(|| {
+            crate::fail::usage(
+                "no credentials: set PVE_TOKEN=USER@REALM!TOKENID=SECRET, or --user / \
+                 PVE_USER with PVE_PASSWORD (or answer the password prompt)",
+            )
+        })?;
+
+        let builder = PveClient::builder(&host.value).tls(trust.value.options()?);
+        let builder = match identity.value {
+            Identity::Token(token) => {
+                let token: ApiToken = token
+                    .parse()
+                    .context("PVE_TOKEN must look like USER@REALM!TOKENID=SECRET")?;
+                builder.token(token)
+            }
+            Identity::ClusterToken(id) => {
+                if !bound {
+                    return Err(refuse_secret(&format!("the secret of token {id}")));
+                }
+                let file = cl.and_then(|c| c.cluster.token_secret_file.clone());
+                let secret = match (precedence::env_secret("PVE_TOKEN_SECRET")?, file) {
+                    (Some(s), _) => s,
+                    (None, Some(f)) => crate::config::read_secret_file(&f)?,
+                    (None, None) => {
                         return Err(crate::fail::usage(format!(
                             "the cluster's token {id} needs its secret: set PVE_TOKEN_SECRET or \
                              token_secret_file in the config"
                         )))
                     }
-                },
-            };
-            let token: ApiToken = format!("{id}={secret}").parse().map_err(|_| {
-                crate::fail::usage(format!(
-                    "token_id {id:?} in the config must look like USER@REALM!TOKENID"
-                ))
-            })?;
-            builder.token(token)
-        } else {
-            let Some(user) = &self.user else {
-                return Err(crate::fail::usage(
-                    "no credentials: set PVE_TOKEN=USER@REALM!TOKENID=SECRET, or --user / \
-                     PVE_USER with PVE_PASSWORD (or answer the password prompt)",
-                ));
-            };
-            let pw = match (std::env::var("PVE_PASSWORD"), &cluster.password_file) {
-                (Err(_), Some(f)) => Secret::new(crate::config::read_secret_file(f)?),
-                _ => password(user)?,
-            };
-            builder.password(user, pw)
+                };
+                let token: ApiToken = format!("{id}={secret}").parse().map_err(|_| {
+                    crate::fail::usage(format!(
+                        "token_id {id:?} in the config must look like USER@REALM!TOKENID"
+                    ))
+                })?;
+                builder.token(token)
+            }
+            Identity::User(user) => {
+                // The cluster's password file is its user's, on its host.
+                let file = cl
+                    .filter(|c| c.cluster.user.as_deref() == Some(user.as_str()))
+                    .and_then(|c| c.cluster.password_file.clone());
+                let pw = match (precedence::env_secret("PVE_PASSWORD")?, file) {
+                    (Some(p), _) => Secret::new(p),
+                    (None, Some(f)) => {
+                        if !bound {
+                            return Err(refuse_secret(&format!(
+                                "the password of {user} (password_file)"
+                            )));
+                        }
+                        Secret::new(crate::config::read_secret_file(&f)?)
+                    }
+                    (None, None) => password(&user)?,
+                };
+                builder.password(&user, pw)
+            }
         };
         Ok(builder.build()?)
     }
@@ -216,11 +421,19 @@ pub(crate) fn password_from_env_or_prompt(
     prompt: &str,
     user: &str,
 ) -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var(var) {
+    if let Some(p) = precedence::env_secret(var)? {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no password for {user}: set {var} (stdin is not a terminal to prompt on)");
+        return Err(crate::fail::usage(format!(
+            "no password for {user}: set {var} (stdin is not a terminal to prompt on)"
+        )));
     }
-    rpassword::prompt_password(prompt).context("reading the password")
+    let p = rpassword::prompt_password(prompt).context("reading the password")?;
+    if p.trim().is_empty() {
+        return Err(crate::fail::usage(format!(
+            "empty password for {user}: nothing was sent"
+        )));
+    }
+    Ok(p)
 }

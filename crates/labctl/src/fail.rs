@@ -3,10 +3,10 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | anything else (server refused, timeout, a check answered "no") |
-//! | 2 | usage: bad arguments or input, or a confirmation that could not be given |
-//! | 3 | authentication, permission or TLS |
-//! | 4 | not found (guest, template, pool, MAC mapping) |
+//! | 1 | anything else (server refused, timeout, a check or a question answered "no") |
+//! | 2 | usage: bad arguments or input (files included), or a confirmation that could not be given |
+//! | 3 | authentication, permission (HTTP 403) or TLS |
+//! | 4 | not found (guest, template, pool, MAC mapping, a lab no guest belongs to) |
 //! | 5 | a lab or batch left incomplete (some guests failed; run it again) |
 
 use std::fmt;
@@ -26,10 +26,11 @@ pub const OTHER: u8 = 1;
 pub const HELP: &str = "\
 Exit codes:
   0  success
-  1  any other failure (a refusal, a timeout, a check that answered no)
-  2  usage: bad arguments or input, or a destructive command without --yes off a terminal
-  3  authentication, permission or TLS (wrong password, untrusted certificate)
-  4  not found (guest, template, pool, MAC mapping)
+  1  any other failure (a timeout, a check that answered no, a question answered no)
+  2  usage: bad arguments or input (a lab file, roster or config that is missing or does
+     not parse), or a destructive command without --yes off a terminal
+  3  authentication, permission or TLS (wrong password, HTTP 403, untrusted certificate)
+  4  not found (guest, template, pool, MAC mapping, a lab name no guest carries)
   5  a lab or batch left incomplete (some guests failed; run the same command again)";
 
 /// An error that carries its exit code (for failures labctl itself decides on).
@@ -102,6 +103,40 @@ fn fosscloud_code(e: &fosscloud_api::Error) -> Option<u8> {
     }
 }
 
+fn pve_access_code(e: &pve_access::Error) -> Option<u8> {
+    // `Api` and `Vm` are `#[error(transparent)]`: their error is not in the source chain,
+    // so they are looked into here.
+    match e {
+        pve_access::Error::Api(a) => pve_auth_code(a),
+        pve_access::Error::Vm(v) => pve_vm_code(v),
+        pve_access::Error::InvalidInput { .. } | pve_access::Error::Sheet { .. } => Some(USAGE),
+        _ => None,
+    }
+}
+
+/// Marks a failure that happened after the command began changing things (a `lab down`
+/// that destroyed some guests): unless the failure means something more precise
+/// (permission: 3), the lab is left incomplete, exit 5.
+#[derive(Debug)]
+pub struct Started(anyhow::Error);
+
+impl fmt::Display for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Started {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// Wraps an error of a command that had begun changing things (see [`Started`]).
+pub fn started(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Started(e.into()))
+}
+
 /// A failure whose explanation is already on stdout (`vm is-template` answering no).
 pub fn silent(code: u8) -> anyhow::Error {
     with_code(code, String::new())
@@ -113,8 +148,18 @@ pub fn is_silent(e: &anyhow::Error) -> bool {
         .is_some_and(|f| f.message.is_empty())
 }
 
-/// The exit code for an error: the first error in its chain that has a meaning decides.
+/// The exit code for an error: the first error in its chain that has a meaning decides;
+/// a failure without one after changes began ([`started`]) is [`INCOMPLETE`]. The one place
+/// where errors become exit codes.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let code = meaning(e);
+    if code == OTHER && e.chain().any(|c| c.downcast_ref::<Started>().is_some()) {
+        return INCOMPLETE;
+    }
+    code
+}
+
+fn meaning(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         let code = if let Some(f) = cause.downcast_ref::<Fail>() {
             Some(f.code)
@@ -147,6 +192,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             pve_auth_code(a)
         } else if let Some(f) = cause.downcast_ref::<fosscloud_api::Error>() {
             fosscloud_code(f)
+        } else if let Some(a) = cause.downcast_ref::<pve_access::Error>() {
+            pve_access_code(a)
         } else {
             None
         };

@@ -83,7 +83,8 @@ pub struct SpecArgs {
     url: Option<String>,
     /// Lab name: 1-14 characters, a lower-case letter, then lower-case letters, digits or
     /// `-`. Names the pool, the tag `labctl.<lab>` and the firewall group `iso-<lab>`.
-    #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
+    /// Beats the lab file's `name`, which beats LABCTL_LAB.
+    #[arg(long, short = 'n', value_name = "LAB")]
     name: Option<String>,
     /// Template to clone from (a VMID).
     #[arg(long, short = 't', value_name = "VMID")]
@@ -108,8 +109,11 @@ pub struct SpecArgs {
     #[arg(long = "teacher", value_name = "IP")]
     teachers: Vec<IpAddr>,
     /// Full clones (independent disks) instead of linked clones.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "linked")]
     full: bool,
+    /// Linked clones (the default; beats `clone = "full"` in the lab file).
+    #[arg(long)]
+    linked: bool,
     /// Write requests in flight per node (1-64; a node has 3 API workers, the default 4
     /// keeps one request queued). Clones are limited by the storage's capacity and waits
     /// by nothing, whatever this says.
@@ -141,8 +145,8 @@ pub struct SelectArgs {
     /// file's `[fosscloud] url`.
     #[arg(long, value_name = "URL")]
     url: Option<String>,
-    /// Lab name (overrides the file's).
-    #[arg(long, short = 'n', env = "LABCTL_LAB", value_name = "LAB")]
+    /// Lab name: beats the lab file's `name`, which beats LABCTL_LAB.
+    #[arg(long, short = 'n', value_name = "LAB")]
     name: Option<String>,
     /// Roster CSV, so the sheet shows the students' names.
     #[arg(long, value_name = "CSV")]
@@ -154,9 +158,10 @@ pub struct SelectArgs {
 pub struct DownArgs {
     #[command(flatten)]
     lab: SelectArgs,
-    /// Guests torn down at the same time (1-64); write requests per node stay at 4.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    concurrency: usize,
+    /// Guests torn down at the same time (1-64; default 16); write requests per node stay
+    /// at 4.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
     /// Only show what would be destroyed and what would be left alone.
     #[arg(long)]
     dry_run: bool,
@@ -164,6 +169,15 @@ pub struct DownArgs {
     #[arg(long, short = 'y')]
     yes: bool,
 }
+
+impl DownArgs {
+    fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(DOWN_CONCURRENCY)
+    }
+}
+
+/// Guests torn down at the same time unless `--concurrency` says otherwise.
+const DOWN_CONCURRENCY: usize = 16;
 
 /// What the checks found, handed to [`run`].
 #[derive(Debug)]
@@ -187,7 +201,13 @@ impl SpecArgs {
                 ids: self.ids.clone(),
                 hostname: self.hostname.clone(),
                 teachers: self.teachers.clone(),
-                full: self.full,
+                full: if self.full {
+                    Some(true)
+                } else if self.linked {
+                    Some(false)
+                } else {
+                    None
+                },
                 concurrency: self.concurrency,
                 ready_timeout: self.ready_timeout,
             },
@@ -207,11 +227,12 @@ impl SelectArgs {
 
 impl LabCommand {
     /// A FOSS-Cloud classroom (the lab file says `backend = "fosscloud"`): the verb and
-    /// the checked classroom; `None` for a Proxmox lab. `tls` carries `--fingerprint`,
-    /// `--ca-file` and `--insecure`, which then apply to the FOSS-Cloud server.
+    /// the checked classroom; `None` for a Proxmox lab. `--fingerprint`, `--ca-file` and
+    /// `--insecure` apply to the FOSS-Cloud server (over the file and `FC_*`); a flag that
+    /// only a Proxmox lab has is refused, never silently dropped.
     pub fn classroom(
         &self,
-        tls: crate::classroom::Overrides,
+        conn: &crate::connect::Connection,
     ) -> anyhow::Result<Option<(crate::classroom::Verb, crate::classroom::Classroom)>> {
         use crate::classroom::{self, Verb};
         let (verb, file, url, name) = match self {
@@ -227,7 +248,7 @@ impl LabCommand {
             LabCommand::Down(d) => (Verb::Down, &d.lab.file, &d.lab.url, &d.lab.name),
             LabCommand::Access(_) => return Ok(None),
         };
-        let Some(file) = classroom::read_if_fosscloud(file.as_deref())? else {
+        let Some(room) = classroom::read_if_fosscloud(file.as_deref())? else {
             if url.is_some() {
                 return Err(crate::fail::usage(
                     "--url is for FOSS-Cloud classrooms (backend = \"fosscloud\"); a Proxmox \
@@ -236,12 +257,59 @@ impl LabCommand {
             }
             return Ok(None);
         };
+        let given = self.proxmox_flags(conn);
+        if let Some(flag) = given.first() {
+            return Err(crate::fail::usage(format!(
+                "{flag} is for Proxmox labs, but {} is a FOSS-Cloud classroom (backend = \
+                 \"fosscloud\"), which takes its seats from [fosscloud] macs and its server \
+                 from [fosscloud] url / --url: drop {}",
+                file.as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                given.join(", ")
+            )));
+        }
         let o = classroom::Overrides {
             url: url.clone(),
             name: name.clone(),
-            ..tls
+            fingerprint: conn.fingerprint.clone(),
+            ca_file: conn.ca_file.clone(),
+            insecure: conn.insecure,
         };
-        Ok(Some((verb, classroom::resolve(&file, &o)?)))
+        Ok(Some((verb, classroom::resolve(&room, &o)?)))
+    }
+
+    /// The Proxmox-only flags given on the command line.
+    fn proxmox_flags(&self, conn: &crate::connect::Connection) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        let mut flag = |name: &'static str, on: bool| {
+            if on {
+                given.push(name);
+            }
+        };
+        flag("--host", conn.host.is_some());
+        flag("--user", conn.user.is_some());
+        flag("--cluster", conn.cluster.is_some());
+        match self {
+            LabCommand::Plan(a) | LabCommand::Up(UpArgs { spec: a, .. }) => {
+                flag("--template", a.template.is_some());
+                flag("--count", a.count.is_some());
+                flag("--roster", a.roster.is_some());
+                flag("--ids", a.ids.is_some());
+                flag("--hostname", a.hostname.is_some());
+                flag("--teacher", !a.teachers.is_empty());
+                flag("--full", a.full);
+                flag("--linked", a.linked);
+                flag("--concurrency", a.concurrency.is_some());
+                flag("--ready-timeout", a.ready_timeout.is_some());
+            }
+            LabCommand::Status(s) | LabCommand::Ips(s) => flag("--roster", s.roster.is_some()),
+            LabCommand::Down(d) => {
+                flag("--roster", d.lab.roster.is_some());
+                flag("--concurrency", d.concurrency.is_some());
+            }
+            LabCommand::Access(_) => {}
+        }
+        given
     }
 
     /// Checks the input that needs no cluster (so typos fail before a password prompt).
@@ -259,7 +327,7 @@ impl LabCommand {
             }
             LabCommand::Down(d) => {
                 format.not_csv("lab down")?;
-                check_concurrency(d.concurrency)?;
+                check_concurrency(d.concurrency())?;
                 let (n, r) = d.lab.resolve()?;
                 Checked::Select(n, r)
             }
@@ -412,6 +480,11 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
             })).collect::<Vec<_>>(),
             "fence": plan.fence,
             "creates": plan.creates(),
+            "concurrency": lab.spec.concurrency,
+            "timeouts": {
+                "ready": lab.spec.timeouts.ready.as_secs_f64(),
+                "address": lab.spec.timeouts.address.as_secs_f64(),
+            },
         }));
     }
     print!("{plan}");
@@ -508,9 +581,18 @@ pub async fn run(
             } else {
                 sheet(&rows).print(format, &rows)?;
             }
+            if rows.is_empty() {
+                return Err(no_such_lab(&name));
+            }
         }
         (LabCommand::Ips(_), Checked::Select(name, roster)) => {
             let rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
+            if rows.is_empty() {
+                if !format.is_table() {
+                    sheet(&rows).print(format, &rows)?;
+                }
+                return Err(no_such_lab(&name));
+            }
             if format.is_table() {
                 for r in &rows {
                     if let Some(a) = r.addresses.first() {
@@ -530,6 +612,20 @@ pub async fn run(
         _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }
     Ok(())
+}
+
+/// `status`/`ips` of a lab no guest belongs to: most often a typo, so exit 4, not an
+/// empty success.
+fn no_such_lab(name: &LabName) -> anyhow::Error {
+    crate::fail::with_code(
+        crate::fail::NOT_FOUND,
+        format!(
+            "lab {name} not found: no guest carries its marks (pool {}, tag {}); check the \
+             name (`labctl vm list` shows pools and tags)",
+            name.pool(),
+            name.tag()
+        ),
+    )
 }
 
 async fn down(
@@ -603,7 +699,7 @@ async fn down(
     }
     let bars = Bars::new();
     let options = DownOptions {
-        concurrency: args.concurrency,
+        concurrency: args.concurrency(),
         retry: scaled(Timeouts::default())?.retry,
     };
     let interrupt = Interrupt::new();
@@ -616,9 +712,15 @@ async fn down(
     if result.is_err() {
         eprint!("{}", half_done("destroyed", &bars.done()));
     }
-    let done = result.with_context(|| format!("lab down {lab}"))?;
+    // Once destroying began, a failure leaves the lab part-way down: run it again (exit 5),
+    // unless the failure has a meaning of its own (permission: 3).
+    let done = result
+        .map_err(crate::fail::started)
+        .with_context(|| format!("lab down {lab}"))?;
     if format == Format::Json {
         print_json(&plan_json(true))?;
+    } else if done.destroy.is_empty() && done.skipped.is_empty() && pending_access == 0 {
+        println!("lab {lab}: nothing to do (no guest carries its marks)");
     } else {
         print!("{done}");
         println!("lab {lab} is down: {} guests destroyed", done.destroy.len());

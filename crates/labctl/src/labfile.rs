@@ -35,6 +35,7 @@ use lab_core::{CloneMode, HostnamePattern, IdRange, LabName, LabSpec, Timeouts, 
 use serde::Deserialize;
 
 use crate::fail;
+use crate::precedence::{self, pick, Origin, Sourced};
 use crate::roster::{self, Named, Student};
 
 /// The TOML file.
@@ -138,7 +139,7 @@ impl LabFile {
     /// Reads and parses a lab file; errors name the file and the field.
     pub fn read(path: &Path) -> anyhow::Result<(LabFile, PathBuf)> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the lab file {}", path.display()))?;
+            .map_err(|e| fail::usage(format!("reading the lab file {}: {e}", path.display())))?;
         let file: LabFile = toml::from_str(&text)
             .map_err(|e| fail::usage(format!("lab file {}: {e}", path.display())))?;
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
@@ -163,8 +164,8 @@ pub struct Overrides {
     pub hostname: Option<String>,
     /// `--teacher` (replaces the file's list when given).
     pub teachers: Vec<IpAddr>,
-    /// `--full`.
-    pub full: bool,
+    /// `--full` (`Some(true)`) or `--linked` (`Some(false)`).
+    pub full: Option<bool>,
     /// `--concurrency`.
     pub concurrency: Option<usize>,
     /// `--ready-timeout`.
@@ -187,15 +188,19 @@ fn secs(what: &'static str, v: u64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(v))
 }
 
-/// Only the lab's name, from the flag or the file (for status, ips, down).
+/// The lab's name: `-n`, else the lab file's `name`, else `LABCTL_LAB` (for every verb).
 pub fn lab_name(flag: Option<&str>, file: Option<&LabFile>) -> anyhow::Result<LabName> {
-    let name = flag
-        .map(str::to_owned)
-        .or_else(|| file.and_then(|f| f.name.clone()))
-        .ok_or_else(|| {
-            fail::usage("no lab name: give a lab file (LAB.toml) or -n/--name (or LABCTL_LAB)")
-        })?;
-    Ok(LabName::new(&name)?)
+    let name = pick([
+        (Origin::flag("-n/--name"), flag.map(str::to_owned)),
+        (Origin::file("name"), file.and_then(|f| f.name.clone())),
+        precedence::env("LABCTL_LAB"),
+    ])
+    .ok_or_else(|| {
+        fail::usage("no lab name: give a lab file (LAB.toml) or -n/--name (or LABCTL_LAB)")
+    })?;
+    LabName::new(&name.value)
+        .with_context(|| format!("the lab name from {}", name.from))
+        .map_err(|e| fail::usage(format!("{e:#}")))
 }
 
 /// The students of the flag's or the file's roster, with host names.
@@ -233,21 +238,28 @@ pub fn roster_of(
 pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Result<Lab> {
     let f = file.map(|(f, _)| f.clone()).unwrap_or_default();
     let name = lab_name(o.name.as_deref(), file.map(|(f, _)| f))?;
-    let template: VmId = match (&o.template, f.template) {
-        (Some(t), _) => t.parse()?,
-        (None, Some(t)) => VmId::new(t)?,
-        (None, None) => {
+    // Each field: the flag, else the lab file, else the default (none of these has an
+    // environment variable or a config-cluster value).
+    let field = |flag: &'static str, file: &'static str| (Origin::flag(flag), Origin::file(file));
+    let (ft, fi) = field("-t/--template", "template");
+    let template: VmId = match pick([
+        (ft, o.template.clone()),
+        (fi, f.template.map(|t| t.to_string())),
+    ]) {
+        Some(t) => t.value.parse()?,
+        None => {
             return Err(fail::usage(
                 "no template: give `template = VMID` in the lab file or -t/--template",
             ))
         }
     };
     let roster = roster_of(file, o.roster.as_deref())?;
-    let count = match (&roster, o.count.or(f.count)) {
-        (Some(r), Some(c)) if c as usize != r.len() => {
+    let (fc, fic) = field("-c/--count", "count");
+    let count = match (&roster, pick([(fc, o.count), (fic, f.count)])) {
+        (Some(r), Some(c)) if c.value as usize != r.len() => {
             return Err(lab_core::Error::invalid(
                 "count",
-                c.to_string(),
+                c.value.to_string(),
                 format!(
                     "the roster has {} students; drop count or make them agree",
                     r.len()
@@ -256,33 +268,49 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
             .into())
         }
         (Some(r), _) => u32::try_from(r.len()).unwrap_or(u32::MAX),
-        (None, Some(c)) => c,
+        (None, Some(c)) => c.value,
         (None, None) => return Err(fail::usage(
             "no students: give `count` or a `roster` in the lab file, or -c/--count or --roster",
         )),
     };
-    let ids: IdRange = o
-        .ids
-        .clone()
-        .or(f.ids.clone())
-        .unwrap_or_else(|| "5000-5999".to_owned())
-        .parse()?;
-    let hostname = match o.hostname.clone().or(f.hostname.clone()) {
-        Some(p) => HostnamePattern::new(&p)?,
-        None => HostnamePattern::new(&format!("{name}-{{n:02}}"))?,
-    };
-    let clone_mode = if o.full || f.clone == Some(CloneKind::Full) {
-        CloneMode::Full
-    } else {
-        CloneMode::Linked
+    let (a, b) = field("--ids", "ids");
+    let ids: IdRange = pick([
+        (a, o.ids.clone()),
+        (b, f.ids.clone()),
+        (Origin::default(), Some("5000-5999".to_owned())),
+    ])
+    .map(|s| s.value)
+    .unwrap_or_default()
+    .parse()?;
+    let (a, b) = field("--hostname", "hostname");
+    let hostname = HostnamePattern::new(
+        &pick([
+            (a, o.hostname.clone()),
+            (b, f.hostname.clone()),
+            (Origin::default(), Some(format!("{name}-{{n:02}}"))),
+        ])
+        .map(|s| s.value)
+        .unwrap_or_default(),
+    )?;
+    let (a, b) = field("--full/--linked", "clone");
+    let clone_mode = match pick([
+        (a, o.full),
+        (b, f.clone.map(|c| c == CloneKind::Full)),
+        (Origin::default(), Some(false)),
+    ]) {
+        Some(Sourced { value: true, .. }) => CloneMode::Full,
+        _ => CloneMode::Linked,
     };
     let mut timeouts = Timeouts::default();
-    if let Some(r) = o.ready_timeout.or(f.timeouts.ready) {
-        timeouts.ready = secs("ready timeout", r)?;
+    let (a, b) = field("--ready-timeout", "timeouts.ready");
+    if let Some(r) = pick([(a, o.ready_timeout), (b, f.timeouts.ready)]) {
+        timeouts.ready = secs("ready timeout", r.value)?;
     }
     if let Some(a) = f.timeouts.address {
         timeouts.address = secs("address timeout", a)?;
     }
+    let (a, b) = field("--teacher", "teachers");
+    let (c, d) = field("--concurrency", "concurrency");
     let spec = LabSpec {
         name,
         template,
@@ -292,13 +320,19 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         names: roster
             .as_ref()
             .map(|r| r.iter().map(|n| n.hostname.clone()).collect()),
-        teachers: if o.teachers.is_empty() {
-            f.teachers.clone()
-        } else {
-            o.teachers.clone()
-        },
+        teachers: pick([
+            (a, Some(o.teachers.clone()).filter(|t| !t.is_empty())),
+            (b, Some(f.teachers.clone()).filter(|t| !t.is_empty())),
+        ])
+        .map(|t| t.value)
+        .unwrap_or_default(),
         clone_mode,
-        concurrency: o.concurrency.or(f.concurrency).unwrap_or(4),
+        concurrency: pick([
+            (c, o.concurrency),
+            (d, f.concurrency),
+            (Origin::default(), Some(4)),
+        ])
+        .map_or(4, |c| c.value),
         timeouts: match crate::connect::time_scale()? {
             Some(s) => timeouts.scaled(s),
             None => timeouts,
@@ -328,7 +362,7 @@ mod tests {
             count: Some(2),
             name: Some("other".into()),
             teachers: vec!["10.9.9.9".parse().unwrap()],
-            full: true,
+            full: Some(true),
             ..Overrides::default()
         };
         let lab = resolve(Some(&f), &o).unwrap();

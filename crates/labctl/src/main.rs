@@ -27,6 +27,7 @@ mod fosscloud;
 mod lab;
 mod labfile;
 mod output;
+mod precedence;
 mod progress;
 mod roster;
 mod signals;
@@ -83,19 +84,24 @@ Examples:
   labctl lab down -n exam1
   FC_USER=alice labctl fosscloud --url https://fc.example.org/vm-manager list
 
-Environment:
-  LABCTL_CLUSTER      a cluster of the config file (same as --cluster)
-  PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   same as the flags
-  PVE_PASSWORD        password of PVE_USER (else a prompt on a terminal)
-  PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password)
+Environment (a flag beats its variable; the order for every setting is flag > lab file >
+environment > config cluster > default):
+  LABCTL_CLUSTER      a cluster of the config file (under --cluster)
+  PVE_HOST, PVE_USER, PVE_FINGERPRINT, PVE_CA_FILE   under --host, --user, --fingerprint,
+                      --ca-file
+  PVE_PASSWORD        password of the user (else a prompt on a terminal); never empty
+  PVE_TOKEN           API token USER@REALM!TOKENID=SECRET (instead of a password; --user
+                      beats it)
   PVE_TOKEN_SECRET    the secret of a config cluster's token_id
-  FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_FINGERPRINT, FC_PASSWORD   the same for `fosscloud`
-  LABCTL_LAB          default for --name
+  FC_URL, FC_USER, FC_REALM, FC_CA_FILE, FC_FINGERPRINT, FC_PASSWORD   the same for
+                      `fosscloud` and for classroom lab files (never PVE_*)
+  LABCTL_LAB          the lab name when neither -n nor a lab file gives one
   LABCTL_TIME_SCALE   scale labctl's waits to a simulator's --time-scale
   RUST_LOG            log filter (e.g. lab_proxmox=debug)
 
-Config file: $XDG_CONFIG_HOME/labctl/config.toml (else ~/.config/labctl/config.toml), see
-`labctl config --help`.";
+Config file: $XDG_CONFIG_HOME/labctl/config.toml (else ~/.config/labctl/config.toml): named
+clusters (host, user or token_id, fingerprint or ca_file, an owner-only password_file or
+token_secret_file); a cluster's secrets are only ever sent to its own host.";
 
 // One variant per command family; each family lives in its own module with a `run`.
 #[derive(Debug, Subcommand)]
@@ -187,13 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connection,
             command,
         }) => {
-            let tls = classroom::Overrides {
-                fingerprint: connection.fingerprint.clone(),
-                ca_file: connection.ca_file.clone(),
-                insecure: connection.insecure,
-                ..classroom::Overrides::default()
-            };
-            if let Some((verb, room)) = command.classroom(tls)? {
+            if let Some((verb, room)) = command.classroom(connection)? {
                 return classroom::run(verb, &room, format).await;
             }
             let checked = command.check(format)?;

@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// Longest DNS label.
@@ -42,7 +41,7 @@ pub struct Named {
 /// optional; other columns are ignored.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Student>> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the roster {}", path.display()))?;
+        .map_err(|e| crate::fail::usage(format!("reading the roster {}: {e}", path.display())))?;
     parse(&text).map_err(|e| crate::fail::usage(format!("roster {}: {e}", path.display())))
 }
 

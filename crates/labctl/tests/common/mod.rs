@@ -1,0 +1,153 @@
+//! Helpers of the end-to-end tests in `precedence.rs` and `exit_codes.rs`: the `labctl`
+//! binary with a clean environment, the simulator, and a loopback server that records what
+//! reached it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use pve_sim::{SimHandle, Simulator};
+use tokio::process::Command;
+
+pub const SCALE: &str = "0.01";
+
+/// Every test's own limit: a run of labctl that hangs fails instead of blocking the suite.
+pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `labctl` with a clean environment: nothing from the developer's shell (PVE_*, FC_*,
+/// LABCTL_*, a config file) leaks in; HOME and XDG_CONFIG_HOME point to an empty place.
+pub fn labctl(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PVE_")
+            || k.starts_with("FC_")
+            || k.starts_with("LABCTL_")
+            || k == "RUST_LOG"
+        {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .current_dir(home)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// `labctl` pointed at the simulator as root.
+pub fn against(home: &Path, sim: &SimHandle) -> Command {
+    let mut c = labctl(home);
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_USER", "root@pam")
+        .env("PVE_PASSWORD", "secret")
+        .env("LABCTL_TIME_SCALE", SCALE);
+    c
+}
+
+pub async fn sim() -> SimHandle {
+    Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(0.01)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Runs `c` with `args`: (exit code, stdout, stderr).
+pub async fn run(mut c: Command, args: &[&str]) -> (Option<i32>, String, String) {
+    let out: Output = tokio::time::timeout(RUN_TIMEOUT, c.args(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("labctl {args:?} did not finish"))
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `$home/config/labctl/config.toml`.
+pub fn config(home: &Path, text: &str) {
+    let dir = home.join("config").join("labctl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+}
+
+/// Writes an owner-only secret file and returns its path.
+pub fn secret_file(home: &Path, name: &str, secret: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = home.join(name);
+    std::fs::write(&p, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p.display().to_string()
+}
+
+/// A loopback HTTP server that answers every request with 401 and records each request's
+/// head and body: whatever reached it, secrets included.
+pub struct Recorder {
+    pub url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line
+                        .to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(str::trim)
+                        .map(str::to_owned)
+                    {
+                        length = v.parse().unwrap_or(0);
+                    }
+                    let end = line == "\r\n";
+                    head.push_str(&line);
+                    if end {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                head.push_str(&String::from_utf8_lossy(&body));
+                log.lock().unwrap().push(head);
+                let reply = "{\"data\":null}";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 401 authentication failure\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        Recorder { url, seen }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> String {
+        self.seen.lock().unwrap().join("\n")
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}

@@ -266,11 +266,16 @@ impl Connection {
                 Some(h) => format!(
                     "refusing to send {what} of cluster {name:?} to {} (from {}): it belongs \
                      to the cluster's host {}. Give that host's own secret (PVE_PASSWORD or \
-                     PVE_TOKEN), pick its cluster with --cluster, or drop {} to use cluster \
+                     PVE_TOKEN), pick its cluster with --cluster, or {} {} to use cluster \
                      {name:?}",
                     shown(&host.value),
                     host.from,
                     shown(h),
+                    if host.from.level == precedence::Level::Env {
+                        "unset"
+                    } else {
+                        "drop"
+                    },
                     host.from,
                 ),
                 None => format!(

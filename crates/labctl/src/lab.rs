@@ -258,14 +258,15 @@ impl LabCommand {
             return Ok(None);
         };
         let given = self.proxmox_flags(conn);
-        if let Some(flag) = given.first() {
+        if !given.is_empty() {
+            let flags = given.join(", ");
             return Err(crate::fail::usage(format!(
-                "{flag} is for Proxmox labs, but {} is a FOSS-Cloud classroom (backend = \
+                "{flags}: {} for Proxmox labs, but {} is a FOSS-Cloud classroom (backend = \
                  \"fosscloud\"), which takes its seats from [fosscloud] macs and its server \
-                 from [fosscloud] url / --url: drop {}",
+                 from [fosscloud] url / --url: drop {flags}",
+                if given.len() == 1 { "a flag" } else { "flags" },
                 file.as_deref()
                     .map_or_else(String::new, |p| p.display().to_string()),
-                given.join(", ")
             )));
         }
         let o = classroom::Overrides {

@@ -786,5 +786,5 @@ async fn classroom_lab_up_with_teacher_is_refused_naming_the_flag() {
     let mut c = labctl(home.path());
     c.env("PVE_HOST", "pve1");
     let (_, _, err) = run(c, &["lab", "down", CLASSROOM, "--dry-run"]).await;
-    assert!(!err.contains("is for Proxmox labs"), "{err}");
+    assert!(!err.contains("for Proxmox labs"), "{err}");
 }

@@ -298,11 +298,17 @@ fn steps_json(report: &exam::Report) -> Vec<serde_json::Value> {
     report
         .steps
         .iter()
-        .map(|s| json!({"action": s.action, "target": s.target, "outcome": outcome_key(&s.outcome)}))
+        .map(
+            |s| json!({"action": s.action, "target": s.target, "outcome": outcome_key(&s.outcome)}),
+        )
         .collect()
 }
 
-fn print_steps(report: &exam::Report, format: Format, json: serde_json::Value) -> anyhow::Result<()> {
+fn print_steps(
+    report: &exam::Report,
+    format: Format,
+    json: serde_json::Value,
+) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             for s in &report.steps {
@@ -589,9 +595,16 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("invalid realm"), "{e}");
-        let e = parse(&["grant", "-n", "exam1", "--realm", "school", "--reset-password"])
-            .check()
-            .unwrap_err();
+        let e = parse(&[
+            "grant",
+            "-n",
+            "exam1",
+            "--realm",
+            "school",
+            "--reset-password",
+        ])
+        .check()
+        .unwrap_err();
         assert!(e.to_string().contains("realm pve"), "{e}");
         let cmd = parse(&["revoke", "-n", "exam1", "--realm", "school"]);
         assert_eq!(

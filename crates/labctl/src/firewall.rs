@@ -203,8 +203,10 @@ async fn guests_of(
         .into_iter()
         .map(|g| (g.vmid, g))
         .collect();
-    let (present, skipped): (Vec<VmId>, Vec<VmId>) =
-        wanted.iter().copied().partition(|id| guests.contains_key(id));
+    let (present, skipped): (Vec<VmId>, Vec<VmId>) = wanted
+        .iter()
+        .copied()
+        .partition(|id| guests.contains_key(id));
     if present.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -369,8 +371,7 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         }
         FirewallCommand::Unisolate { range, dry_run } => {
             let (_, options) = range.students()?;
-            let (students, skipped) =
-                guests_of(&iso, &vms, range, &options, false, format).await?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
             if *dry_run {
                 // verify needs an allowed address; only the per-guest state is used here.
                 let any: Vec<Cidr> = vec!["192.0.2.1".parse()?];
@@ -415,8 +416,7 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         }
         FirewallCommand::Verify { range, allow } => {
             let (_, options) = range.students()?;
-            let (students, skipped) =
-                guests_of(&iso, &vms, range, &options, false, format).await?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
             let v = iso.verify(&students, &allow.cidrs()?, &options).await?;
             match format {
                 Format::Json => print_json(&verification_json(&v, &skipped))?,

@@ -672,7 +672,11 @@ mod tests {
     #[test]
     fn hosts_lines_cannot_be_forged_by_names() {
         let rows = [
-            row("exam-01", Some("Zoë\n10.0.0.66 bank.example"), Some("10.10.3.4")),
+            row(
+                "exam-01",
+                Some("Zoë\n10.0.0.66 bank.example"),
+                Some("10.10.3.4"),
+            ),
             row("exam-02\n10.0.0.66\tbank", None, Some("10.10.3.5")),
             row("exam-03", None, None),
             row("exam-04", None, Some("10.10.3.7")),

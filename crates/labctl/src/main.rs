@@ -250,7 +250,7 @@ fn no_output_format(format: output::Format, command: &str) -> anyhow::Result<()>
 
 async fn demo_run(args: &demo::DemoArgs) -> anyhow::Result<()> {
     tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
-            .await
+        .await
         .map_err(|_| anyhow::anyhow!("the demo did not finish within {:?}", demo::DEMO_TIMEOUT))?
 }
 
@@ -342,7 +342,10 @@ mod tests {
                 // A subcommand that defines `output` again (as `lab access sheet` once did)
                 // panics when the global `-o` is read.
                 if a.get_id() == "output" {
-                    assert!(a.is_global_set() || path.is_empty(), "{path:?} redefines --output");
+                    assert!(
+                        a.is_global_set() || path.is_empty(),
+                        "{path:?} redefines --output"
+                    );
                 }
             }
             ids.push(path.join(" "));

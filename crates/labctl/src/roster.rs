@@ -217,7 +217,10 @@ mod tests {
         assert!(parse("name\n").unwrap_err().contains("no students"));
         assert!(parse("name,id\nAl,1\n,2\n").unwrap_err().contains("line 3"));
         let e = parse("name\nAl\n\"Eve\nEvil\"\n").unwrap_err();
-        assert!(e.contains("line 3") && e.contains("control character"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("control character"),
+            "{e}"
+        );
         let e = parse("name\nAl\tTab\n").unwrap_err();
         assert!(e.contains("control character '\\t'"), "{e}");
         let e = parse("name\n\u{1b}[31mRed\n").unwrap_err();

@@ -113,7 +113,18 @@ async fn lab_of_two(sim: &SimHandle, dir: &Path, lab: &str) {
     ok(
         sim,
         dir,
-        &["lab", "up", "-n", lab, "-t", "9000", "-c", "2", "--teacher", "10.10.0.1"],
+        &[
+            "lab",
+            "up",
+            "-n",
+            lab,
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--teacher",
+            "10.10.0.1",
+        ],
     )
     .await;
 }
@@ -128,10 +139,22 @@ async fn grant_then_sheet_prints_the_credentials_in_every_format() {
     let table = ok(&sim, dir.path(), &["lab", "access", "sheet", "-n", "shp"]).await;
     assert!(table.stdout.starts_with("student"), "{table}");
     assert_eq!(table.stdout.lines().count(), 3, "{table}");
-    let rows = json(&ok(&sim, dir.path(), &["lab", "access", "sheet", "-n", "shp", "-o", "json"]).await);
+    let rows = json(
+        &ok(
+            &sim,
+            dir.path(),
+            &["lab", "access", "sheet", "-n", "shp", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(rows.as_array().unwrap().len(), 2);
     assert_eq!(rows[0]["password"].as_str().unwrap().len(), 16);
-    let csv = ok(&sim, dir.path(), &["lab", "access", "sheet", "-n", "shp", "-o", "csv"]).await;
+    let csv = ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "sheet", "-n", "shp", "-o", "csv"],
+    )
+    .await;
     assert!(
         csv.stdout
             .starts_with("student,userid,password,vmid,hostname,ip,node,console\n"),
@@ -151,7 +174,12 @@ async fn grant_from_another_directory_replaces_no_password_and_says_why() {
     let before = writes(&sim);
 
     // The teacher runs grant again from another directory: no sheet there.
-    let out = labctl(&sim, elsewhere.path(), &["lab", "access", "grant", "-n", "lost"]).await;
+    let out = labctl(
+        &sim,
+        elsewhere.path(),
+        &["lab", "access", "grant", "-n", "lost"],
+    )
+    .await;
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
         out.stderr.contains("not known to the sheet") && out.stderr.contains("--reset-password"),
@@ -169,14 +197,27 @@ async fn grant_from_another_directory_replaces_no_password_and_says_why() {
     let out = labctl(
         &sim,
         home.path(),
-        &["lab", "access", "grant", "-n", "lost", "--sheet", wrong.to_str().unwrap()],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "lost",
+            "--sheet",
+            wrong.to_str().unwrap(),
+        ],
     )
     .await;
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(writes(&sim), before);
 
     // The right sheet still works: every student logs in with it.
-    ok(&sim, home.path(), &["lab", "access", "verify", "-n", "lost"]).await;
+    ok(
+        &sim,
+        home.path(),
+        &["lab", "access", "verify", "-n", "lost"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -185,7 +226,12 @@ async fn grant_with_a_stale_sheet_says_so_and_keeps_no_dead_password() {
     let home = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
     lab_of_two(&sim, home.path(), "stale").await;
-    ok(&sim, home.path(), &["lab", "access", "grant", "-n", "stale"]).await;
+    ok(
+        &sim,
+        home.path(),
+        &["lab", "access", "grant", "-n", "stale"],
+    )
+    .await;
     std::fs::copy(
         home.path().join("stale-credentials.json"),
         copy.path().join("stale-credentials.json"),
@@ -195,12 +241,26 @@ async fn grant_with_a_stale_sheet_says_so_and_keeps_no_dead_password() {
     let out = ok(
         &sim,
         home.path(),
-        &["lab", "access", "grant", "-n", "stale", "--reset-password", "stale-01,stale-02", "--yes"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "stale",
+            "--reset-password",
+            "stale-01,stale-02",
+            "--yes",
+        ],
     )
     .await;
     assert_eq!(out.stdout.matches("replace password").count(), 2, "{out}");
 
-    let out = labctl(&sim, copy.path(), &["lab", "access", "grant", "-n", "stale"]).await;
+    let out = labctl(
+        &sim,
+        copy.path(),
+        &["lab", "access", "grant", "-n", "stale"],
+    )
+    .await;
     assert_eq!(out.code, Some(1), "{out}");
     assert!(out.stderr.contains("stale"), "{out}");
     assert_eq!(out.stdout.matches("UNKNOWN").count(), 2, "{out}");
@@ -212,7 +272,12 @@ async fn grant_with_a_stale_sheet_says_so_and_keeps_no_dead_password() {
         assert!(row["password"].is_null(), "a dead password was kept: {row}");
     }
     // The fresh sheet works.
-    ok(&sim, home.path(), &["lab", "access", "verify", "-n", "stale"]).await;
+    ok(
+        &sim,
+        home.path(),
+        &["lab", "access", "verify", "-n", "stale"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -228,15 +293,35 @@ async fn reset_password_is_shown_by_dry_run_and_needs_yes_off_a_terminal() {
     let dry = ok(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "rst", "--reset-password", "rst-01", "--dry-run"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "rst",
+            "--reset-password",
+            "rst-01",
+            "--dry-run",
+        ],
     )
     .await;
-    assert!(dry.stdout.contains("replace password") && dry.stdout.contains("would do"), "{dry}");
+    assert!(
+        dry.stdout.contains("replace password") && dry.stdout.contains("would do"),
+        "{dry}"
+    );
     assert!(dry.stdout.contains("rst-01@pve"), "{dry}");
     let no = labctl(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "rst", "--reset-password", "rst-01"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "rst",
+            "--reset-password",
+            "rst-01",
+        ],
     )
     .await;
     assert_eq!(no.code, Some(2), "{no}");
@@ -250,7 +335,16 @@ async fn reset_password_is_shown_by_dry_run_and_needs_yes_off_a_terminal() {
     let bad = labctl(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "rst", "--reset-password", "nobody", "--yes"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "rst",
+            "--reset-password",
+            "nobody",
+            "--yes",
+        ],
     )
     .await;
     assert_eq!(bad.code, Some(2), "{bad}");
@@ -258,7 +352,16 @@ async fn reset_password_is_shown_by_dry_run_and_needs_yes_off_a_terminal() {
     ok(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "rst", "--reset-password", "rst-01", "-y"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "rst",
+            "--reset-password",
+            "rst-01",
+            "-y",
+        ],
     )
     .await;
     let after = lab_users(&sim, "rst");
@@ -279,17 +382,41 @@ async fn sheet_names_the_roster_student_not_the_host() {
     ok(
         &sim,
         dir.path(),
-        &["lab", "up", "-n", "ros", "-t", "9000", "--roster", "class.csv", "--teacher", "10.10.0.1"],
+        &[
+            "lab",
+            "up",
+            "-n",
+            "ros",
+            "-t",
+            "9000",
+            "--roster",
+            "class.csv",
+            "--teacher",
+            "10.10.0.1",
+        ],
     )
     .await;
     ok(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "ros", "--roster", "class.csv"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "ros",
+            "--roster",
+            "class.csv",
+        ],
     )
     .await;
     let rows = json(
-        &ok(&sim, dir.path(), &["lab", "access", "sheet", "-n", "ros", "-o", "json"]).await,
+        &ok(
+            &sim,
+            dir.path(),
+            &["lab", "access", "sheet", "-n", "ros", "-o", "json"],
+        )
+        .await,
     );
     let mut pairs: Vec<(String, String)> = rows
         .as_array()
@@ -310,7 +437,18 @@ async fn sheet_names_the_roster_student_not_the_host() {
     let dry = ok(
         &sim,
         dir.path(),
-        &["lab", "access", "grant", "-n", "ros", "--roster", "class.csv", "--reset-password", "Zoë Müller", "--dry-run"],
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "ros",
+            "--roster",
+            "class.csv",
+            "--reset-password",
+            "Zoë Müller",
+            "--dry-run",
+        ],
     )
     .await;
     assert_eq!(dry.stdout.matches("replace password").count(), 1, "{dry}");
@@ -321,24 +459,69 @@ async fn access_verbs_honour_output_formats() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     lab_of_two(&sim, dir.path(), "fmt").await;
-    let grant = json(&ok(&sim, dir.path(), &["lab", "access", "grant", "-n", "fmt", "-o", "json"]).await);
+    let grant = json(
+        &ok(
+            &sim,
+            dir.path(),
+            &["lab", "access", "grant", "-n", "fmt", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(grant["dry_run"], false);
     assert!(grant["steps"].as_array().unwrap().len() >= 4, "{grant}");
     let table = ok(&sim, dir.path(), &["lab", "access", "grant", "-n", "fmt"]).await;
-    let csv = ok(&sim, dir.path(), &["lab", "access", "grant", "-n", "fmt", "-o", "csv"]).await;
+    let csv = ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "grant", "-n", "fmt", "-o", "csv"],
+    )
+    .await;
     assert!(csv.stdout.starts_with("ACTION,TARGET,OUTCOME\n"), "{csv}");
     assert_ne!(csv.stdout, table.stdout);
 
-    let v = json(&ok(&sim, dir.path(), &["lab", "access", "verify", "-n", "fmt", "-o", "json"]).await);
+    let v = json(
+        &ok(
+            &sim,
+            dir.path(),
+            &["lab", "access", "verify", "-n", "fmt", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(v["passed"], true, "{v}");
-    let v = ok(&sim, dir.path(), &["lab", "access", "verify", "-n", "fmt", "-o", "csv"]).await;
+    let v = ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "verify", "-n", "fmt", "-o", "csv"],
+    )
+    .await;
     assert!(v.stdout.starts_with("RESULT,USERID,CHECK,DETAIL\n"), "{v}");
 
     let r = json(
-        &ok(&sim, dir.path(), &["lab", "access", "revoke", "-n", "fmt", "--dry-run", "-o", "json"]).await,
+        &ok(
+            &sim,
+            dir.path(),
+            &[
+                "lab",
+                "access",
+                "revoke",
+                "-n",
+                "fmt",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
     );
     assert_eq!(r["dry_run"], true);
-    assert!(r["steps"].as_array().unwrap().iter().any(|s| s["outcome"] == "would_do"), "{r}");
+    assert!(
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["outcome"] == "would_do"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -348,11 +531,26 @@ async fn revoke_off_a_terminal_needs_yes_and_dry_run_changes_nothing() {
     lab_of_two(&sim, dir.path(), "rvk").await;
     ok(&sim, dir.path(), &["lab", "access", "grant", "-n", "rvk"]).await;
     let before = writes(&sim);
-    ok(&sim, dir.path(), &["lab", "access", "revoke", "-n", "rvk", "--dry-run"]).await;
+    ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "revoke", "-n", "rvk", "--dry-run"],
+    )
+    .await;
     let no = labctl(&sim, dir.path(), &["lab", "access", "revoke", "-n", "rvk"]).await;
     assert_eq!(no.code, Some(2), "{no}");
     assert!(no.stderr.contains("--yes"), "{no}");
     assert_eq!(writes(&sim), before, "nothing changed");
-    ok(&sim, dir.path(), &["lab", "access", "revoke", "-n", "rvk", "-y"]).await;
-    ok(&sim, dir.path(), &["lab", "access", "verify", "-n", "rvk", "--revoked"]).await;
+    ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "revoke", "-n", "rvk", "-y"],
+    )
+    .await;
+    ok(
+        &sim,
+        dir.path(),
+        &["lab", "access", "verify", "-n", "rvk", "--revoked"],
+    )
+    .await;
 }

@@ -485,7 +485,9 @@ async fn every_vm_command_with_its_json_shape() {
 
     for action in ["reboot", "shutdown", "stop"] {
         // stop and shutdown interrupt a guest: they need --yes off a terminal.
-        let (out, stdout, err) = run(against(&sim), &["vm", action, "5000", "--yes"]).await;
+        let yes: &[&str] = if action == "reboot" { &[] } else { &["--yes"] };
+        let args: Vec<&str> = ["vm", action, "5000"].iter().chain(yes).copied().collect();
+        let (out, stdout, err) = run(against(&sim), &args).await;
         assert!(out.status.success(), "{action}: {err}");
         assert!(stdout.contains(&format!("{action} done")), "{stdout}");
     }

@@ -40,7 +40,10 @@ impl std::fmt::Display for Out {
 async fn labctl(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Out {
     let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("PVE_") || k.starts_with("LABCTL_") || k.starts_with("FC_") || k == "RUST_LOG"
+        if k.starts_with("PVE_")
+            || k.starts_with("LABCTL_")
+            || k.starts_with("FC_")
+            || k == "RUST_LOG"
         {
             c.env_remove(k);
         }
@@ -97,7 +100,12 @@ fn subcommands(help: &str) -> Vec<String> {
 }
 
 /// The whole tree: path → children (empty for a leaf), and every help text.
-async fn tree(dir: &Path) -> (BTreeMap<Vec<String>, Vec<String>>, BTreeMap<Vec<String>, String>) {
+async fn tree(
+    dir: &Path,
+) -> (
+    BTreeMap<Vec<String>, Vec<String>>,
+    BTreeMap<Vec<String>, String>,
+) {
     let mut children = BTreeMap::new();
     let mut helps = BTreeMap::new();
     let mut todo: Vec<Vec<String>> = vec![Vec::new()];
@@ -158,9 +166,22 @@ fn check_mentions(
         }
     }
     // Rust, not the user's language.
-    for needle in ["::", "[`", "Option<", "Vec<", "anyhow", "lab_core", "pve_access", "pve_vm", "crate::"] {
+    for needle in [
+        "::",
+        "[`",
+        "Option<",
+        "Vec<",
+        "anyhow",
+        "lab_core",
+        "pve_access",
+        "pve_vm",
+        "crate::",
+    ] {
         if help.contains(needle) {
-            bad.push(format!("`labctl {}` help contains {needle:?}", path.join(" ")));
+            bad.push(format!(
+                "`labctl {}` help contains {needle:?}",
+                path.join(" ")
+            ));
         }
     }
     bad
@@ -190,7 +211,11 @@ fn leaf(args: &[&str]) -> Leaf {
 /// test: a new command must be added, so it is walked too.
 fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
     let fc = |args: &[&str], user: &str| Leaf {
-        args: args.iter().map(|s| (*s).to_owned()).chain(["--allow-http".to_owned()]).collect(),
+        args: args
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(["--allow-http".to_owned()])
+            .collect(),
         env: vec![
             ("FC_URL", fc_url.to_owned()),
             ("FC_USER", user.to_owned()),
@@ -204,31 +229,128 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
         ..leaf(args)
     };
     BTreeMap::from([
-        ("lab plan", leaf(&["lab", "plan", "-n", "tree", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1"])),
-        ("lab up", leaf(&["lab", "up", "-n", "tree", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1"])),
+        (
+            "lab plan",
+            leaf(&[
+                "lab",
+                "plan",
+                "-n",
+                "tree",
+                "-t",
+                "9000",
+                "-c",
+                "2",
+                "--teacher",
+                "10.10.0.1",
+            ]),
+        ),
+        (
+            "lab up",
+            leaf(&[
+                "lab",
+                "up",
+                "-n",
+                "tree",
+                "-t",
+                "9000",
+                "-c",
+                "2",
+                "--teacher",
+                "10.10.0.1",
+            ]),
+        ),
         ("lab status", leaf(&["lab", "status", "-n", "tree"])),
         ("lab ips", leaf(&["lab", "ips", "-n", "tree"])),
-        ("lab down", leaf(&["lab", "down", "-n", "tree", "--dry-run"])),
-        ("lab access grant", leaf(&["lab", "access", "grant", "-n", "tree"])),
-        ("lab access sheet", leaf(&["lab", "access", "sheet", "-n", "tree"])),
-        ("lab access verify", leaf(&["lab", "access", "verify", "-n", "tree"])),
-        ("lab access revoke", leaf(&["lab", "access", "revoke", "-n", "tree", "--dry-run"])),
+        (
+            "lab down",
+            leaf(&["lab", "down", "-n", "tree", "--dry-run"]),
+        ),
+        (
+            "lab access grant",
+            leaf(&["lab", "access", "grant", "-n", "tree"]),
+        ),
+        (
+            "lab access sheet",
+            leaf(&["lab", "access", "sheet", "-n", "tree"]),
+        ),
+        (
+            "lab access verify",
+            leaf(&["lab", "access", "verify", "-n", "tree"]),
+        ),
+        (
+            "lab access revoke",
+            leaf(&["lab", "access", "revoke", "-n", "tree", "--dry-run"]),
+        ),
         ("vm list", leaf(&["vm", "list"])),
         ("vm next-id", leaf(&["vm", "next-id", "--from", "5000"])),
         ("vm status", leaf(&["vm", "status", "5000"])),
-        ("vm clone", leaf(&["vm", "clone", "9000", "--name", "extra"])),
+        (
+            "vm clone",
+            leaf(&["vm", "clone", "9000", "--name", "extra"]),
+        ),
         ("vm start", leaf(&["vm", "start", "5000"])),
         ("vm stop", leaf(&["vm", "stop", "5000", "--dry-run"])),
-        ("vm shutdown", leaf(&["vm", "shutdown", "5000", "--dry-run"])),
+        (
+            "vm shutdown",
+            leaf(&["vm", "shutdown", "5000", "--dry-run"]),
+        ),
         ("vm reboot", leaf(&["vm", "reboot", "5001"])),
         ("vm agent", leaf(&["vm", "agent", "5000"])),
         ("vm is-template", leaf(&["vm", "is-template", "9000"])),
-        ("vm template", leaf(&["vm", "template", "5000", "--dry-run"])),
-        ("vm destroy", leaf(&["vm", "destroy", "5000", "--stop", "--dry-run"])),
+        (
+            "vm template",
+            leaf(&["vm", "template", "5000", "--dry-run"]),
+        ),
+        (
+            "vm destroy",
+            leaf(&["vm", "destroy", "5000", "--stop", "--dry-run"]),
+        ),
         ("vm ip", leaf(&["vm", "ip", "5000"])),
-        ("firewall isolate", leaf(&["firewall", "isolate", "--first", "5000", "--last", "5001", "--lab", "tree", "--allow", "10.10.0.1", "--dry-run"])),
-        ("firewall unisolate", leaf(&["firewall", "unisolate", "--first", "5000", "--last", "5001", "--lab", "tree", "--dry-run"])),
-        ("firewall verify", leaf(&["firewall", "verify", "--first", "5000", "--last", "5001", "--lab", "tree", "--allow", "10.10.0.1"])),
+        (
+            "firewall isolate",
+            leaf(&[
+                "firewall",
+                "isolate",
+                "--first",
+                "5000",
+                "--last",
+                "5001",
+                "--lab",
+                "tree",
+                "--allow",
+                "10.10.0.1",
+                "--dry-run",
+            ]),
+        ),
+        (
+            "firewall unisolate",
+            leaf(&[
+                "firewall",
+                "unisolate",
+                "--first",
+                "5000",
+                "--last",
+                "5001",
+                "--lab",
+                "tree",
+                "--dry-run",
+            ]),
+        ),
+        (
+            "firewall verify",
+            leaf(&[
+                "firewall",
+                "verify",
+                "--first",
+                "5000",
+                "--last",
+                "5001",
+                "--lab",
+                "tree",
+                "--allow",
+                "10.10.0.1",
+            ]),
+        ),
         ("sim", serve(&["sim"])),
         ("sim pve", serve(&["sim", "pve"])),
         ("sim fosscloud", serve(&["sim", "fosscloud"])),
@@ -237,13 +359,22 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
         ("fosscloud login", fc(&["fosscloud", "login"], "alice")),
         ("fosscloud realms", fc(&["fosscloud", "realms"], "alice")),
         ("fosscloud list", fc(&["fosscloud", "list"], "alice")),
-        ("fosscloud assign", fc(&["fosscloud", "assign", WINDOWS_EXAM], "alice")),
-        ("fosscloud mapping list", fc(&["fosscloud", "mapping", "list", CLASS_01_MAC], "dynvmuser")),
+        (
+            "fosscloud assign",
+            fc(&["fosscloud", "assign", WINDOWS_EXAM], "alice"),
+        ),
+        (
+            "fosscloud mapping list",
+            fc(&["fosscloud", "mapping", "list", CLASS_01_MAC], "dynvmuser"),
+        ),
         (
             "fosscloud mapping assign",
             Leaf {
                 fresh_fc: true,
-                ..fc(&["fosscloud", "mapping", "assign", CLASSROOM, CLASS_01_MAC], "dynvmuser")
+                ..fc(
+                    &["fosscloud", "mapping", "assign", CLASSROOM, CLASS_01_MAC],
+                    "dynvmuser",
+                )
             },
         ),
     ])
@@ -251,8 +382,8 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
 
 /// The keys the README documents: the first column of the table under "### JSON keys".
 fn documented_keys() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let start = readme
         .find("### JSON keys")
         .expect("the README documents the JSON keys under \"### JSON keys\"");
@@ -326,11 +457,23 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
         .filter(|(_, c)| c.is_empty())
         .map(|(p, _)| p.join(" "))
         .collect();
-    let missing: Vec<&String> = found.iter().filter(|p| !table.contains_key(p.as_str())).collect();
-    assert!(missing.is_empty(), "leaves without arguments in this test: {missing:?}");
+    let missing: Vec<&String> = found
+        .iter()
+        .filter(|p| !table.contains_key(p.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "leaves without arguments in this test: {missing:?}"
+    );
     let nodes: Vec<String> = children.keys().map(|p| p.join(" ")).collect();
-    let gone: Vec<&&str> = table.keys().filter(|k| !nodes.iter().any(|f| f == *k)).collect();
-    assert!(gone.is_empty(), "the test lists commands that do not exist: {gone:?}");
+    let gone: Vec<&&str> = table
+        .keys()
+        .filter(|k| !nodes.iter().any(|f| f == *k))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "the test lists commands that do not exist: {gone:?}"
+    );
     // Leaves, plus the inner commands that run by themselves (`sim` runs `sim pve`).
     let found: Vec<String> = nodes
         .into_iter()
@@ -338,9 +481,23 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
         .collect();
 
     // The lab first, so the leaves have students, guests and a sheet to work on.
-    let up = labctl(dir.path(), &pve_env, &table["lab up"].args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let up = labctl(
+        dir.path(),
+        &pve_env,
+        &table["lab up"]
+            .args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .await;
     assert_eq!(up.code, Some(0), "{up}");
-    let grant = labctl(dir.path(), &pve_env, &["lab", "access", "grant", "-n", "tree"]).await;
+    let grant = labctl(
+        dir.path(),
+        &pve_env,
+        &["lab", "access", "grant", "-n", "tree"],
+    )
+    .await;
     assert_eq!(grant.code, Some(0), "{grant}");
 
     let mut keys = BTreeSet::new();
@@ -370,7 +527,10 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
                 ("table", Some(0)) => table_out = Some(out.stdout.clone()),
                 (_, Some(2)) if format != "table" => {
                     // Refused: must say so, and print nothing as data.
-                    if !out.stderr.contains("-o") && !out.stderr.contains("csv") && !out.stderr.contains("json") {
+                    if !out.stderr.contains("-o")
+                        && !out.stderr.contains("csv")
+                        && !out.stderr.contains("json")
+                    {
                         problems.push(format!("labctl {args:?} exits 2 without naming -o\n{out}"));
                     }
                 }
@@ -380,7 +540,9 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
                             json_keys(&v, &mut keys);
                         }
                     }
-                    Err(e) => problems.push(format!("labctl {args:?}: -o json printed no JSON ({e})\n{out}")),
+                    Err(e) => problems.push(format!(
+                        "labctl {args:?}: -o json printed no JSON ({e})\n{out}"
+                    )),
                 },
                 ("csv", Some(0)) => {
                     if table_out.as_deref() == Some(out.stdout.as_str()) {

@@ -89,17 +89,40 @@ async fn vm_state(sim: &SimHandle, dir: &Path, vmid: &str) -> Value {
 async fn vm_stop_shutdown_and_template_off_a_terminal_need_yes() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&sim, dir.path(), &["vm", "clone", "9000", "--name", "spare", "--newid", "700"]).await;
+    ok(
+        &sim,
+        dir.path(),
+        &["vm", "clone", "9000", "--name", "spare", "--newid", "700"],
+    )
+    .await;
     ok(&sim, dir.path(), &["vm", "start", "700"]).await;
     assert_eq!(vm_state(&sim, dir.path(), "700").await["status"], "running");
 
     for verb in ["stop", "shutdown", "template"] {
         let dry = ok(&sim, dir.path(), &["vm", verb, "700", "--dry-run"]).await;
-        assert!(dry.stdout.contains("dry run: nothing changed"), "{verb}: {dry}");
-        let j = json(&ok(&sim, dir.path(), &["vm", verb, "700", "--dry-run", "-o", "json"]).await);
-        assert_eq!((j["dry_run"].clone(), j["done"].clone()), (Value::Bool(true), Value::Bool(false)), "{j}");
+        assert!(
+            dry.stdout.contains("dry run: nothing changed"),
+            "{verb}: {dry}"
+        );
+        let j = json(
+            &ok(
+                &sim,
+                dir.path(),
+                &["vm", verb, "700", "--dry-run", "-o", "json"],
+            )
+            .await,
+        );
+        assert_eq!(
+            (j["dry_run"].clone(), j["done"].clone()),
+            (Value::Bool(true), Value::Bool(false)),
+            "{j}"
+        );
         let no = labctl(&sim, dir.path(), &["vm", verb, "700"]).await;
-        assert_eq!(no.code, Some(2), "{verb} without --yes off a terminal\n{no}");
+        assert_eq!(
+            no.code,
+            Some(2),
+            "{verb} without --yes off a terminal\n{no}"
+        );
         assert!(no.stderr.contains("--yes"), "{no}");
         let state = vm_state(&sim, dir.path(), "700").await;
         assert_eq!(state["status"], "running", "{verb}: {state}");
@@ -115,19 +138,48 @@ async fn vm_stop_shutdown_and_template_off_a_terminal_need_yes() {
 async fn firewall_isolate_of_a_range_with_unused_ids_lists_the_ids_skipped() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&sim, dir.path(), &["lab", "up", "-n", "gap", "-t", "9000", "-c", "2"]).await;
+    ok(
+        &sim,
+        dir.path(),
+        &["lab", "up", "-n", "gap", "-t", "9000", "-c", "2"],
+    )
+    .await;
     let out = ok(
         &sim,
         dir.path(),
-        &["firewall", "isolate", "--first", "5000", "--last", "5004", "--allow", "10.10.0.1"],
+        &[
+            "firewall",
+            "isolate",
+            "--first",
+            "5000",
+            "--last",
+            "5004",
+            "--allow",
+            "10.10.0.1",
+        ],
     )
     .await;
-    assert!(out.stderr.contains("skipped 3 ids with no guest: 5002-5004"), "{out}");
+    assert!(
+        out.stderr
+            .contains("skipped 3 ids with no guest: 5002-5004"),
+        "{out}"
+    );
     let v = json(
         &ok(
             &sim,
             dir.path(),
-            &["firewall", "verify", "--first", "5000", "--last", "5004", "--allow", "10.10.0.1", "-o", "json"],
+            &[
+                "firewall",
+                "verify",
+                "--first",
+                "5000",
+                "--last",
+                "5004",
+                "--allow",
+                "10.10.0.1",
+                "-o",
+                "json",
+            ],
         )
         .await,
     );
@@ -137,7 +189,16 @@ async fn firewall_isolate_of_a_range_with_unused_ids_lists_the_ids_skipped() {
     let none = labctl(
         &sim,
         dir.path(),
-        &["firewall", "isolate", "--first", "6000", "--last", "6009", "--allow", "10.10.0.1"],
+        &[
+            "firewall",
+            "isolate",
+            "--first",
+            "6000",
+            "--last",
+            "6009",
+            "--allow",
+            "10.10.0.1",
+        ],
     )
     .await;
     assert_eq!(none.code, Some(4), "a range with no guest at all\n{none}");
@@ -150,19 +211,41 @@ async fn firewall_isolate_of_a_range_inside_another_labs_fence_is_refused() {
     ok(
         &sim,
         dir.path(),
-        &["lab", "up", "-n", "fa", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1"],
+        &[
+            "lab",
+            "up",
+            "-n",
+            "fa",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--teacher",
+            "10.10.0.1",
+        ],
     )
     .await;
     let before = sim.state()["firewall"].clone();
     let out = labctl(
         &sim,
         dir.path(),
-        &["firewall", "isolate", "--first", "4999", "--last", "5001", "--allow", "10.10.0.9"],
+        &[
+            "firewall",
+            "isolate",
+            "--first",
+            "4999",
+            "--last",
+            "5001",
+            "--allow",
+            "10.10.0.9",
+        ],
     )
     .await;
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
-        out.stderr.contains("iso-fa") && out.stderr.contains("5000") && out.stderr.contains("Nothing changed"),
+        out.stderr.contains("iso-fa")
+            && out.stderr.contains("5000")
+            && out.stderr.contains("Nothing changed"),
         "{out}"
     );
     assert_eq!(sim.state()["firewall"], before, "nothing changed");
@@ -170,7 +253,19 @@ async fn firewall_isolate_of_a_range_inside_another_labs_fence_is_refused() {
     ok(
         &sim,
         dir.path(),
-        &["firewall", "isolate", "--first", "5000", "--last", "5001", "--allow", "10.10.0.1", "--lab", "fa", "--dry-run"],
+        &[
+            "firewall",
+            "isolate",
+            "--first",
+            "5000",
+            "--last",
+            "5001",
+            "--allow",
+            "10.10.0.1",
+            "--lab",
+            "fa",
+            "--dry-run",
+        ],
     )
     .await;
 }
@@ -181,9 +276,17 @@ async fn lab_up_with_a_roster_name_holding_a_newline_or_a_formula_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let guests = sim.state()["guests"].as_array().unwrap().len();
     for (file, text, says) in [
-        ("nl.csv", "name\nAl\n\"Eve\n10.0.0.1\tevil\"\n", "control character"),
+        (
+            "nl.csv",
+            "name\nAl\n\"Eve\n10.0.0.1\tevil\"\n",
+            "control character",
+        ),
         ("esc.csv", "name\n\u{1b}[2JEve\n", "control character"),
-        ("formula.csv", "name\n\"=HYPERLINK(\"\"http://x\"\")\"\n", "formula"),
+        (
+            "formula.csv",
+            "name\n\"=HYPERLINK(\"\"http://x\"\")\"\n",
+            "formula",
+        ),
     ] {
         std::fs::write(dir.path().join(file), text).unwrap();
         let out = labctl(
@@ -193,7 +296,10 @@ async fn lab_up_with_a_roster_name_holding_a_newline_or_a_formula_is_refused() {
         )
         .await;
         assert_eq!(out.code, Some(2), "{file}\n{out}");
-        assert!(out.stderr.contains(says) && out.stderr.contains(file), "{file}\n{out}");
+        assert!(
+            out.stderr.contains(says) && out.stderr.contains(file),
+            "{file}\n{out}"
+        );
     }
     assert_eq!(sim.state()["guests"].as_array().unwrap().len(), guests);
 }
@@ -202,12 +308,38 @@ async fn lab_up_with_a_roster_name_holding_a_newline_or_a_formula_is_refused() {
 async fn lab_ips_and_csv_sheets_are_safe_for_hosts_files_and_spreadsheets() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("class.csv"), "name,id\nZoë Müller,'=1+1\nAl,7\n").unwrap();
-    ok(&sim, dir.path(), &["lab", "up", "-n", "ips", "-t", "9000", "--roster", "class.csv"]).await;
-    let ips = ok(&sim, dir.path(), &["lab", "ips", "-n", "ips", "--roster", "class.csv"]).await;
+    std::fs::write(
+        dir.path().join("class.csv"),
+        "name,id\nZoë Müller,'=1+1\nAl,7\n",
+    )
+    .unwrap();
+    ok(
+        &sim,
+        dir.path(),
+        &[
+            "lab",
+            "up",
+            "-n",
+            "ips",
+            "-t",
+            "9000",
+            "--roster",
+            "class.csv",
+        ],
+    )
+    .await;
+    let ips = ok(
+        &sim,
+        dir.path(),
+        &["lab", "ips", "-n", "ips", "--roster", "class.csv"],
+    )
+    .await;
     for line in ips.stdout.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
-        assert!(fields.len() == 2 || (fields.len() == 3 && fields[2].starts_with("# ")), "{line:?}");
+        assert!(
+            fields.len() == 2 || (fields.len() == 3 && fields[2].starts_with("# ")),
+            "{line:?}"
+        );
         assert!(fields[0].parse::<std::net::IpAddr>().is_ok(), "{line:?}");
     }
     assert_eq!(ips.stdout.lines().count(), 2, "{ips}");
@@ -220,22 +352,99 @@ async fn json_keys_are_one_name_per_concept_across_commands() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&sim, d, &["lab", "up", "-n", "keys", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1"]).await;
+    ok(
+        &sim,
+        d,
+        &[
+            "lab",
+            "up",
+            "-n",
+            "keys",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--teacher",
+            "10.10.0.1",
+        ],
+    )
+    .await;
     let status = json(&ok(&sim, d, &["lab", "status", "-n", "keys", "-o", "json"]).await);
     assert_eq!(status[0]["fenced"], true, "{status}");
-    let plan = json(&ok(&sim, d, &["lab", "plan", "-n", "keys", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1", "-o", "json"]).await);
+    let plan = json(
+        &ok(
+            &sim,
+            d,
+            &[
+                "lab",
+                "plan",
+                "-n",
+                "keys",
+                "-t",
+                "9000",
+                "-c",
+                "2",
+                "--teacher",
+                "10.10.0.1",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
     assert_eq!(plan["students"][0]["fenced"], true, "{plan}");
     assert!(plan["left_alone"].is_array(), "{plan}");
-    let fw = json(&ok(&sim, d, &["firewall", "verify", "--first", "5000", "--last", "5001", "--lab", "keys", "--allow", "10.10.0.1", "-o", "json"]).await);
+    let fw = json(
+        &ok(
+            &sim,
+            d,
+            &[
+                "firewall",
+                "verify",
+                "--first",
+                "5000",
+                "--last",
+                "5001",
+                "--lab",
+                "keys",
+                "--allow",
+                "10.10.0.1",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
     assert_eq!(fw["fenced"], true, "{fw}");
     assert_eq!(fw["guests"][0]["fenced"], true, "{fw}");
-    let down = json(&ok(&sim, d, &["lab", "down", "-n", "keys", "--dry-run", "-o", "json"]).await);
+    let down = json(
+        &ok(
+            &sim,
+            d,
+            &["lab", "down", "-n", "keys", "--dry-run", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(down["dry_run"], true);
     assert_eq!(down["destroyed"].as_array().unwrap().len(), 2, "{down}");
     assert!(down["left_alone"].is_array(), "{down}");
-    let vm = json(&ok(&sim, d, &["vm", "destroy", "5000", "--stop", "--dry-run", "-o", "json"]).await);
+    let vm = json(
+        &ok(
+            &sim,
+            d,
+            &["vm", "destroy", "5000", "--stop", "--dry-run", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(vm["destroyed"][0]["vmid"], 5000, "{vm}");
-    let real = json(&ok(&sim, d, &["lab", "down", "-n", "keys", "--yes", "-o", "json"]).await);
+    let real = json(
+        &ok(
+            &sim,
+            d,
+            &["lab", "down", "-n", "keys", "--yes", "-o", "json"],
+        )
+        .await,
+    );
     assert_eq!(real["dry_run"], false);
     assert_eq!(real["destroyed"].as_array().unwrap().len(), 2, "{real}");
 
@@ -255,7 +464,17 @@ async fn json_keys_are_one_name_per_concept_across_commands() {
     for v in [&status, &plan, &fw, &down, &vm, &real] {
         keys(v, &mut all);
     }
-    for banned in ["isolated", "destroy", "keep", "leave_alone", "fence", "done"] {
-        assert!(!all.iter().any(|k| k == banned), "key {banned:?} in {all:?}");
+    for banned in [
+        "isolated",
+        "destroy",
+        "keep",
+        "leave_alone",
+        "fence",
+        "done",
+    ] {
+        assert!(
+            !all.iter().any(|k| k == banned),
+            "key {banned:?} in {all:?}"
+        );
     }
 }

@@ -353,8 +353,7 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
     if opts.realm != Realm::Pve && opts.reset != Reset::Nobody {
         return Err(Error::InvalidInput {
             what: format!("password reset in realm {}", opts.realm.id()),
-            why: "students of a directory realm use their own password; labctl sets none"
-                .into(),
+            why: "students of a directory realm use their own password; labctl sets none".into(),
         });
     }
     let mut report = Report::default();
@@ -1039,7 +1038,10 @@ mod tests {
         assert_eq!(c, format!("labctl lab exam1 sheet:{stamp}"));
         assert!(is_marked(Some(&c), "exam1"));
         assert!(is_marked(Some("labctl lab exam1"), "exam1"));
-        assert!(!is_marked(Some(&c), "exam"), "a prefix of another lab's name");
+        assert!(
+            !is_marked(Some(&c), "exam"),
+            "a prefix of another lab's name"
+        );
         assert!(!is_marked(Some("labctl lab exam10 sheet:x"), "exam1"));
         assert!(!is_marked(Some("labctl lab exam1 by hand"), "exam1"));
         assert!(!is_marked(None, "exam1"));

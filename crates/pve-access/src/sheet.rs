@@ -270,6 +270,7 @@ mod tests {
                 student: "Ann, \"A\"".into(),
                 userid: "ann@pve".into(),
                 password: Some("pw-123456".into()),
+                stamp: Some("K7pQ2xR9ab".into()),
                 vmid: 101,
                 hostname: Some("exam-01".into()),
                 ip: Some("10.10.0.5".into()),
@@ -294,6 +295,24 @@ mod tests {
         assert!(table.lines().nth(1).unwrap().contains("pw-123456"));
         assert!(!format!("{:?}", s).contains("pw-123456"));
         assert!("yaml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn csv_cells_are_not_formulas_and_table_cells_not_lines() {
+        let mut s = sheet();
+        s.rows[0].student = "=cmd|' /C calc'!A0".into();
+        s.rows[0].hostname = Some("a\nb\u{1b}[2J".into());
+        let csv = s.render(Format::Csv).unwrap();
+        assert!(csv.contains("'=cmd|' /C calc'!A0"), "{csv}");
+        let table = s.render(Format::Table).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            table.contains("a\\nb\\u{1b}[2J") && !table.contains('\u{1b}'),
+            "{table}"
+        );
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("Anna"), "Anna");
+        assert_eq!(line_cell("tab\there"), "tab\\there");
     }
 
     #[cfg(unix)]

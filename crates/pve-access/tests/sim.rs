@@ -50,10 +50,12 @@ async fn twenty_students_grant_verify_neighbours_refused_revoke() {
         st["access"]["roles"]["LabctlExam"],
         serde_json::json!(["VM.Audit", "VM.Console", "VM.PowerMgmt"])
     );
-    assert_eq!(
-        st["access"]["users"]["s07@pve"]["comment"],
-        "labctl lab exam1"
-    );
+    // The lab's marker, then the stamp of the password on the sheet.
+    let comment = st["access"]["users"]["s07@pve"]["comment"]
+        .as_str()
+        .unwrap();
+    let stamp = sheet.get("s07@pve").unwrap().stamp.clone().unwrap();
+    assert_eq!(comment, format!("labctl lab exam1 sheet:{stamp}"));
 
     let login = lab.login();
     let v = exam::verify(&lab.admin, &sheet, &seats, &login)
@@ -192,10 +194,17 @@ async fn a_crash_between_steps_is_completed_by_the_next_run() {
     assert!(did("create user", "s04@pve"));
     // The lost row is said, not silently replaced: its password stays unknown …
     assert_eq!(
-        done.unknown.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(),
+        done.unknown
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect::<Vec<_>>(),
         ["s03@pve"]
     );
-    assert!(done.report.steps.iter().any(|s| s.outcome == Outcome::Unknown));
+    assert!(done
+        .report
+        .steps
+        .iter()
+        .any(|s| s.outcome == Outcome::Unknown));
     assert_eq!(done.sheet.get("s03@pve").unwrap().password, None);
     // … until a reset is asked for.
     let reset = GrantOptions {
@@ -384,7 +393,12 @@ async fn a_lost_or_stale_sheet_replaces_no_password_and_is_said() {
         ..lab.opts()
     };
     let r = exam::grant(&lab.admin, &reset, &seats).await.unwrap();
-    assert_eq!(r.report.changes(), 2, "replace s01 and grant its ACL again: {:#?}", r.report);
+    assert_eq!(
+        r.report.changes(),
+        2,
+        "replace s01 and grant its ACL again: {:#?}",
+        r.report
+    );
     let stale = GrantOptions {
         sheet: copy.clone(),
         ..lab.opts()
@@ -395,9 +409,18 @@ async fn a_lost_or_stale_sheet_replaces_no_password_and_is_said() {
     assert!(r.unknown[0].1.contains("stale"), "{}", r.unknown[0].1);
     let kept = Sheet::load(&copy).unwrap();
     assert_eq!(kept.get(seats[0].userid.as_str()).unwrap().password, None);
-    assert!(kept.get(seats[1].userid.as_str()).unwrap().password.is_some());
-    let v = exam::verify(&lab.admin, &Sheet::load(&lab.sheet_path()).unwrap(), &seats, &lab.login())
-        .await
-        .unwrap();
+    assert!(kept
+        .get(seats[1].userid.as_str())
+        .unwrap()
+        .password
+        .is_some());
+    let v = exam::verify(
+        &lab.admin,
+        &Sheet::load(&lab.sheet_path()).unwrap(),
+        &seats,
+        &lab.login(),
+    )
+    .await
+    .unwrap();
     assert!(v.passed(), "{:#?}", v.failures());
 }

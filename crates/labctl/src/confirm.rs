@@ -1,4 +1,7 @@
-//! Asking before destroying: on a terminal a yes/no question, otherwise `--yes` is needed.
+//! The one confirmation rule: what destroys, interrupts or cannot be undone (`lab down`,
+//! `vm destroy|stop|shutdown|template`, `lab access revoke`, `lab access grant
+//! --reset-password`) shows what it will do, then asks here: on a terminal a yes/no
+//! question, otherwise `--yes` is needed. `--dry-run` never reaches this.
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -35,7 +35,8 @@ pub struct DemoArgs {
     /// Host name pattern of the students.
     #[arg(long, default_value = "exam-{n:02}", value_name = "PATTERN")]
     hostname: String,
-    /// Students processed at the same time.
+    /// Write requests in flight per node for `up`, and guests torn down at the same time
+    /// for `down` (1-64).
     #[arg(long, default_value_t = 5, value_name = "N")]
     concurrency: usize,
     /// Probability (0-1) that the simulator injects a fault into a request or a clone

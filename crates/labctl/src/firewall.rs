@@ -1,6 +1,12 @@
 //! `labctl firewall isolate|unisolate|verify`: the seed's isolation of a VMID range
 //! (`create_proxmox_vm_isolation_rules FIRST LAST ALLOWED_IP`), over
 //! `pve_firewall::isolation`.
+//!
+//! A range is a set of ids, not of guests: ids with no guest are skipped and listed
+//! (`skipped` in JSON), a range with no guest at all is "not found" (exit 4), and
+//! `isolate` refuses (exit 1, before any change) a range holding a guest that another
+//! fence already holds (it has a rule of another `iso-<name>` group): a guest belongs to
+//! one fence, and the other one's `unisolate` would no longer restore it.
 
 use clap::{Args, Subcommand};
 use pve_firewall::isolation::{
@@ -12,6 +18,7 @@ use serde_json::json;
 
 use crate::fail;
 use crate::output::{print_json, Format, Sheet};
+use pve_firewall::Scope;
 
 /// The firewall subcommands.
 #[derive(Debug, Subcommand)]
@@ -20,6 +27,8 @@ pub enum FirewallCommand {
     ///
     /// Idempotent; every prior value is recorded on the guest itself, so `unisolate`
     /// restores it exactly. The datacenter firewall is switched on last, if it is off.
+    /// Ids without a guest are skipped and listed; a guest that another fence holds makes
+    /// it refuse before changing anything.
     #[command(
         after_help = "Examples:\n  labctl firewall isolate --first 5000 --last 5019 --allow 10.10.0.1 --dry-run\n  labctl firewall isolate --first 5000 --last 5019 --allow 10.10.0.1,10.10.0.2"
     )]
@@ -43,7 +52,8 @@ pub enum FirewallCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check, per guest, the three switches and the rule; exit 1 if any guest is not fenced.
+    /// Check, per guest, the three switches and the rule; exit 1 if any guest is not
+    /// fenced. Ids without a guest are skipped and listed.
     #[command(
         after_help = "Example:\n  labctl firewall verify --first 5000 --last 5019 --allow 10.10.0.1 -o json"
     )]
@@ -122,30 +132,140 @@ impl FirewallCommand {
     }
 }
 
-fn report_json(report: &Report, dry_run: bool) -> serde_json::Value {
+fn report_json(report: &Report, dry_run: bool, skipped: &[VmId]) -> serde_json::Value {
     json!({
         "lab": report.lab,
         "dry_run": dry_run,
+        "skipped": ids_json(skipped),
         "changes": report.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "notes": report.notes,
     })
 }
 
-fn verification_json(v: &Verification) -> serde_json::Value {
+fn verification_json(v: &Verification, skipped: &[VmId]) -> serde_json::Value {
     json!({
         "lab": v.lab,
-        "isolated": v.is_isolated(),
+        "fenced": v.is_isolated(),
         "cluster_enabled": v.cluster_enabled,
         "cluster_problems": v.cluster_problems,
         "guests": v.guests.iter().map(|g| json!({
             "vmid": g.vmid.get(),
-            "isolated": g.is_isolated(),
+            "fenced": g.is_isolated(),
             "firewall_enabled": g.firewall_enabled,
             "nics": g.nics.iter().map(|(i, on)| json!({"nic": format!("net{i}"), "firewall": on})).collect::<Vec<_>>(),
             "group_rule_first": g.group_rule_first,
             "problems": g.problems,
         })).collect::<Vec<_>>(),
+        "skipped": ids_json(skipped),
     })
+}
+
+fn ids_json(ids: &[VmId]) -> Vec<u32> {
+    ids.iter().map(|v| v.get()).collect()
+}
+
+/// `5003, 5005-5019`: ids, consecutive ones as ranges.
+fn compact(ids: &[VmId]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1].get() == ids[j].get() + 1 {
+            j += 1;
+        }
+        parts.push(if j > i + 1 {
+            format!("{}-{}", ids[i], ids[j])
+        } else if j == i + 1 {
+            format!("{}, {}", ids[i], ids[j])
+        } else {
+            ids[i].to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+/// The range's ids that have a guest (as [`Students::List`]) and those that do not, said
+/// on stderr in table mode. With `overlap`, refuses a guest that another fence holds.
+async fn guests_of(
+    iso: &Isolation,
+    vms: &VmApi,
+    range: &Range,
+    options: &IsolationOptions,
+    overlap: bool,
+    format: Format,
+) -> anyhow::Result<(Students, Vec<VmId>)> {
+    let (students, _) = range.students()?;
+    let wanted = students.ids()?;
+    let guests: std::collections::BTreeMap<VmId, pve_vm::GuestSummary> = vms
+        .list_guests()
+        .await?
+        .into_iter()
+        .map(|g| (g.vmid, g))
+        .collect();
+    let (present, skipped): (Vec<VmId>, Vec<VmId>) = wanted
+        .iter()
+        .copied()
+        .partition(|id| guests.contains_key(id));
+    if present.is_empty() {
+        return Err(fail::with_code(
+            fail::NOT_FOUND,
+            format!(
+                "no guest has an id in {}-{}: nothing to do (check --first/--last with `labctl \
+                 vm list`)",
+                range.first, range.last
+            ),
+        ));
+    }
+    if !skipped.is_empty() && format.is_table() {
+        eprintln!(
+            "skipped {} ids with no guest: {}",
+            skipped.len(),
+            compact(&skipped)
+        );
+    }
+    if overlap {
+        let ours = options.lab.group();
+        let mut foreign: Vec<(VmId, String)> = Vec::new();
+        for id in &present {
+            let g = &guests[id];
+            let scope = Scope::Guest {
+                node: g.node.clone(),
+                kind: g.kind,
+                vmid: *id,
+            };
+            let rules = iso.firewall().rules(&scope).await?;
+            if let Some(r) = rules.iter().find(|r| {
+                r.kind == "group" && r.action.starts_with("iso-") && r.action != ours.as_str()
+            }) {
+                foreign.push((*id, r.action.clone()));
+            }
+        }
+        if !foreign.is_empty() {
+            let list: Vec<String> = foreign
+                .iter()
+                .map(|(id, group)| format!("{id} (group {group})"))
+                .collect();
+            let other = foreign[0].1.trim_start_matches("iso-").to_owned();
+            return Err(fail::with_code(
+                fail::OTHER,
+                format!(
+                    "refusing to fence {}-{} as {}: {} guests are already fenced by another \
+                     fence: {}. A guest belongs to one fence; choose a range without them, or \
+                     lift that fence first (e.g. `labctl firewall unisolate --first {} --last \
+                     {} --lab {other}`, or `labctl lab down` for a lab). Nothing changed",
+                    range.first,
+                    range.last,
+                    options.lab,
+                    foreign.len(),
+                    list.join(", "),
+                    foreign[0].0,
+                    foreign[foreign.len() - 1].0,
+                ),
+            ));
+        }
+    }
+    Ok((Students::List(present), skipped))
 }
 
 fn verification_sheet(v: &Verification) -> Sheet {
@@ -211,21 +331,23 @@ fn isolate_plan(v: &Verification) -> Vec<String> {
 
 /// Runs a firewall subcommand.
 pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::Result<()> {
-    let iso = Isolation::with_vm_api(vms);
+    let iso = Isolation::with_vm_api(vms.clone());
     match cmd {
         FirewallCommand::Isolate {
             range,
             allow,
             dry_run,
         } => {
-            let (students, options) = range.students()?;
+            let (_, options) = range.students()?;
             let allowed = allow.cidrs()?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, true, format).await?;
             if *dry_run {
                 let v = iso.verify(&students, &allowed, &options).await?;
                 let plan = isolate_plan(&v);
                 match format {
                     Format::Json => print_json(&json!({
                         "lab": v.lab, "dry_run": true, "plan": plan,
+                        "skipped": ids_json(&skipped),
                     }))?,
                     _ => {
                         if plan.is_empty() {
@@ -243,12 +365,13 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
             }
             let report = iso.isolate(&students, &allowed, &options).await?;
             match format {
-                Format::Json => print_json(&report_json(&report, false))?,
+                Format::Json => print_json(&report_json(&report, false, &skipped))?,
                 _ => print!("{report}"),
             }
         }
         FirewallCommand::Unisolate { range, dry_run } => {
-            let (students, options) = range.students()?;
+            let (_, options) = range.students()?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
             if *dry_run {
                 // verify needs an allowed address; only the per-guest state is used here.
                 let any: Vec<Cidr> = vec!["192.0.2.1".parse()?];
@@ -262,6 +385,7 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
                 match format {
                     Format::Json => print_json(&json!({
                         "lab": v.lab, "dry_run": true, "unfence": fenced,
+                        "skipped": ids_json(&skipped),
                     }))?,
                     _ => {
                         if fenced.is_empty() {
@@ -286,15 +410,16 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
             }
             let report = iso.unisolate(&students, &options).await?;
             match format {
-                Format::Json => print_json(&report_json(&report, false))?,
+                Format::Json => print_json(&report_json(&report, false, &skipped))?,
                 _ => print!("{report}"),
             }
         }
         FirewallCommand::Verify { range, allow } => {
-            let (students, options) = range.students()?;
+            let (_, options) = range.students()?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
             let v = iso.verify(&students, &allow.cidrs()?, &options).await?;
             match format {
-                Format::Json => print_json(&verification_json(&v))?,
+                Format::Json => print_json(&verification_json(&v, &skipped))?,
                 Format::Csv => print!("{}", verification_sheet(&v).to_csv()?),
                 Format::Table => {
                     print!("{}", verification_sheet(&v).to_table());
@@ -322,4 +447,19 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_ids_are_said_as_ranges() {
+        let ids: Vec<VmId> = [5002, 5003, 5004, 5007, 5009, 5010]
+            .into_iter()
+            .map(|i| VmId::new(i).unwrap())
+            .collect();
+        assert_eq!(compact(&ids), "5002-5004, 5007, 5009, 5010");
+        assert_eq!(compact(&[]), "");
+    }
 }

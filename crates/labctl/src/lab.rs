@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::labfile::{self, Lab, LabFile, Overrides};
-use crate::output::{print_json, Format, Sheet};
+use crate::output::{line_safe, print_json, Format, Sheet};
 use crate::progress::{half_done, Bars};
 use crate::roster::Named;
 
@@ -114,9 +114,10 @@ pub struct SpecArgs {
     /// Linked clones (the default; beats `clone = "full"` in the lab file).
     #[arg(long)]
     linked: bool,
-    /// Write requests in flight per node (1-64; a node has 3 API workers, the default 4
-    /// keeps one request queued). Clones are limited by the storage's capacity and waits
-    /// by nothing, whatever this says.
+    /// Write requests in flight per node, 1-64 (default 4: a node has 3 API workers, one
+    /// more waits queued). Clones are limited by the storage's capacity and waits for
+    /// agents and addresses by nothing, whatever this says. (`lab down --concurrency`
+    /// counts guests instead.)
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
     /// Longest wait for a student's guest agent, in seconds (1-86400). Default 300.
@@ -158,8 +159,8 @@ pub struct SelectArgs {
 pub struct DownArgs {
     #[command(flatten)]
     lab: SelectArgs,
-    /// Guests torn down at the same time (1-64; default 16); write requests per node stay
-    /// at 4.
+    /// Guests torn down at the same time, 1-64 (default 16); write requests in flight per
+    /// node stay at 4 (what `lab up --concurrency` sets).
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
     /// Only show what would be destroyed and what would be left alone.
@@ -474,12 +475,13 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
                 "hostname": s.hostname,
                 "vmid": s.vmid.get(),
                 "action": action(s.action),
-                "fence": !plan.fence.is_empty(),
+                "fenced": !plan.fence.is_empty(),
             })).collect::<Vec<_>>(),
-            "leave_alone": plan.extra.iter().map(|g| json!({
+            "left_alone": plan.extra.iter().map(|g| json!({
                 "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
+                "reason": "not a student of this plan",
             })).collect::<Vec<_>>(),
-            "fence": plan.fence,
+            "teachers": plan.fence,
             "creates": plan.creates(),
             "concurrency": lab.spec.concurrency,
             "timeouts": {
@@ -492,7 +494,11 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
     if let Some(r) = &lab.roster {
         println!("  students (host name: name):");
         for n in r {
-            println!("    {:<20} {}", n.hostname, n.student.name);
+            println!(
+                "    {:<20} {}",
+                line_safe(&n.hostname),
+                line_safe(&n.student.name)
+            );
         }
     }
     Ok(())
@@ -595,14 +601,7 @@ pub async fn run(
                 return Err(no_such_lab(&name));
             }
             if format.is_table() {
-                for r in &rows {
-                    if let Some(a) = r.addresses.first() {
-                        match &r.student {
-                            Some(s) => println!("{a}\t{}\t# {s}", r.hostname),
-                            None => println!("{a}\t{}", r.hostname),
-                        }
-                    }
-                }
+                print!("{}", hosts_lines(&rows));
             } else {
                 sheet(&rows).print(format, &rows)?;
             }
@@ -629,6 +628,31 @@ fn no_such_lab(name: &LabName) -> anyhow::Error {
     )
 }
 
+/// `lab ips` as `/etc/hosts` lines: `IP<TAB>HOSTNAME[<TAB># student]`. A host name that
+/// is not a DNS name (it came from the cluster, where anyone may rename a guest) is left
+/// out and said on stderr; the student's name is a comment with control characters
+/// escaped, so no value can start a line of its own.
+fn hosts_lines(rows: &[SheetRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let Some(a) = r.addresses.first() else {
+            continue;
+        };
+        if pve_vm::validate_hostname(&r.hostname).is_err() {
+            eprintln!(
+                "labctl: left out guest {} of the hosts lines: its name {:?} is not a host name",
+                r.vmid, r.hostname
+            );
+            continue;
+        }
+        match &r.student {
+            Some(s) => out.push_str(&format!("{a}\t{}\t# {}\n", r.hostname, line_safe(s))),
+            None => out.push_str(&format!("{a}\t{}\n", r.hostname)),
+        }
+    }
+    out
+}
+
 async fn down(
     hv: &dyn Hypervisor,
     access: Option<&pve_access::AccessApi>,
@@ -650,23 +674,23 @@ async fn down(
             .changes(),
         None => 0,
     };
-    let plan_json = |done: bool| {
+    let plan_json = |plan: &lab_core::TeardownPlan| {
         json!({
             "lab": lab.as_str(),
             "dry_run": args.dry_run,
-            "done": done,
-            "destroy": plan.destroy.iter().map(|g| json!({
+            "destroyed": plan.destroy.iter().map(|g| json!({
                 "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
                 "status": g.status.to_string(),
             })).collect::<Vec<_>>(),
-            "keep": plan.skipped.iter().map(|(g, why)| json!({
-                "vmid": g.vmid.get(), "name": g.name, "reason": why,
+            "left_alone": plan.skipped.iter().map(|(g, why)| json!({
+                "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
+                "reason": why,
             })).collect::<Vec<_>>(),
         })
     };
     if args.dry_run {
         if format == Format::Json {
-            print_json(&plan_json(false))?;
+            print_json(&plan_json(&plan))?;
         } else {
             if pending_access > 0 {
                 println!("revoke the lab's student logins first ({pending_access} steps)");
@@ -719,7 +743,7 @@ async fn down(
         .map_err(crate::fail::started)
         .with_context(|| format!("lab down {lab}"))?;
     if format == Format::Json {
-        print_json(&plan_json(true))?;
+        print_json(&plan_json(&done))?;
     } else if done.destroy.is_empty() && done.skipped.is_empty() && pending_access == 0 {
         println!("lab {lab}: nothing to do (no guest carries its marks)");
     } else {
@@ -727,4 +751,42 @@ async fn down(
         println!("lab {lab} is down: {} guests destroyed", done.destroy.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(host: &str, student: Option<&str>, ip: Option<&str>) -> SheetRow {
+        SheetRow {
+            student: student.map(str::to_owned),
+            student_id: None,
+            email: None,
+            hostname: host.to_owned(),
+            vmid: 5000,
+            node: "pve1".into(),
+            state: "running".into(),
+            addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
+            fenced: None,
+        }
+    }
+
+    #[test]
+    fn hosts_lines_cannot_be_forged_by_names() {
+        let rows = [
+            row(
+                "exam-01",
+                Some("Zoë\n10.0.0.66 bank.example"),
+                Some("10.10.3.4"),
+            ),
+            row("exam-02\n10.0.0.66\tbank", None, Some("10.10.3.5")),
+            row("exam-03", None, None),
+            row("exam-04", None, Some("10.10.3.7")),
+        ];
+        let text = hosts_lines(&rows);
+        assert_eq!(
+            text,
+            "10.10.3.4\texam-01\t# Zoë\\n10.0.0.66 bank.example\n10.10.3.7\texam-04\n"
+        );
+    }
 }

@@ -100,8 +100,9 @@ environment > config cluster > default):
   RUST_LOG            log filter (e.g. lab_proxmox=debug)
 
 Config file: $XDG_CONFIG_HOME/labctl/config.toml (else ~/.config/labctl/config.toml): named
-clusters (host, user or token_id, fingerprint or ca_file, an owner-only password_file or
-token_secret_file); a cluster's secrets are only ever sent to its own host.";
+clusters (host, user or token_id, password_file or token_secret_file, fingerprint or ca_file)
+chosen with --cluster or LABCTL_CLUSTER; a cluster's secrets are only ever sent to its own
+host. The README shows an example.";
 
 // One variant per command family; each family lives in its own module with a `run`.
 #[derive(Debug, Subcommand)]
@@ -187,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: lab::LabCommand::Access(cmd),
         }) => {
             cmd.check()?;
-            access::run(cmd, connection).await
+            access::run(cmd, connection, format).await
         }
         Command::Lab(Pve {
             connection,
@@ -218,19 +219,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command.check(format)?;
             firewall::run(command, connection.vm_api()?, format).await
         }
-        Command::Sim(args) => sim::run(args).await,
+        Command::Sim(args) => {
+            no_output_format(format, "sim")?;
+            sim::run(args).await
+        }
         Command::Fosscloud(args) => fosscloud::run(args, format).await,
         Command::Completions { shell } => {
+            no_output_format(format, "completions")?;
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "labctl", &mut std::io::stdout());
             Ok(())
         }
-        Command::Demo(args) => tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("the demo did not finish within {:?}", demo::DEMO_TIMEOUT)
-            })?,
+        Command::Demo(args) => {
+            no_output_format(format, "demo")?;
+            demo_run(args).await
+        }
     }
+}
+
+/// `-o json|csv` is honoured or refused, never ignored: these commands print no data.
+fn no_output_format(format: output::Format, command: &str) -> anyhow::Result<()> {
+    if format.is_table() {
+        return Ok(());
+    }
+    Err(fail::usage(format!(
+        "`labctl {command}` prints no data to format: leave out -o (it is for commands that \
+         print tables, JSON or CSV)"
+    )))
+}
+
+async fn demo_run(args: &demo::DemoArgs) -> anyhow::Result<()> {
+    tokio::time::timeout(demo::DEMO_TIMEOUT, demo::run(args))
+        .await
+        .map_err(|_| anyhow::anyhow!("the demo did not finish within {:?}", demo::DEMO_TIMEOUT))?
 }
 
 /// The error and its causes on one line, skipping causes the message already contains
@@ -300,5 +321,42 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(fail::exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap's own consistency checks over the whole tree (every subcommand, not only the
+    /// ones a run happens to build): duplicate flags, a subcommand's argument shadowing a
+    /// global one, bad defaults. The tree walk through the binary is in
+    /// `tests/command_tree.rs`.
+    #[test]
+    fn the_command_tree_passes_clap_debug_assert() {
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        cmd.clone().debug_assert();
+        fn walk(c: &clap::Command, path: &mut Vec<String>, ids: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                // A subcommand that defines `output` again (as `lab access sheet` once did)
+                // panics when the global `-o` is read.
+                if a.get_id() == "output" {
+                    assert!(
+                        a.is_global_set() || path.is_empty(),
+                        "{path:?} redefines --output"
+                    );
+                }
+            }
+            ids.push(path.join(" "));
+            for s in c.get_subcommands() {
+                path.push(s.get_name().to_owned());
+                walk(s, path, ids);
+                path.pop();
+            }
+        }
+        let mut ids = Vec::new();
+        walk(&cmd, &mut Vec::new(), &mut ids);
+        assert!(ids.iter().any(|p| p == "lab access sheet"), "{ids:?}");
     }
 }

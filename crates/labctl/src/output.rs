@@ -3,6 +3,10 @@
 //! Everything a command prints as data goes through [`Sheet`] (lists) or [`print_json`]
 //! (objects), so `-o json|csv` behaves the same everywhere. Messages about what happened
 //! go to stderr or, in table mode, under the table.
+//!
+//! Outputs are data: table cells and other line-based output show control characters
+//! escaped ([`line_safe`]), and CSV cells that a spreadsheet would evaluate as a formula
+//! get a leading `'` ([`csv_safe`]). JSON escapes by itself.
 
 use anyhow::Context;
 use clap::ValueEnum;
@@ -71,8 +75,13 @@ impl Sheet {
 
     /// Aligned columns, two spaces apart; the last column is not padded.
     pub fn to_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| line_safe(c)).collect())
+            .collect();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
+        for r in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(c.chars().count());
             }
@@ -93,7 +102,7 @@ impl Sheet {
             out
         };
         let mut out = line(&mut self.headers.iter().copied());
-        for r in &self.rows {
+        for r in &rows {
             out.push_str(&line(&mut r.iter().map(String::as_str)));
         }
         out
@@ -104,7 +113,7 @@ impl Sheet {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(&self.headers)?;
         for r in &self.rows {
-            w.write_record(r)?;
+            w.write_record(r.iter().map(|c| csv_safe(c)))?;
         }
         let bytes = w.into_inner().context("writing CSV")?;
         String::from_utf8(bytes).context("CSV output is not UTF-8")
@@ -119,6 +128,19 @@ impl Sheet {
         }
         Ok(())
     }
+}
+
+/// Text for line-based output (tables, `/etc/hosts` lines, messages): control characters
+/// (newline, tab, ESC, DEL, C1) escaped as `\n`, `\t`, `\u{1b}`, so a value can neither
+/// start a new line nor send terminal codes.
+pub fn line_safe(s: &str) -> String {
+    pve_access::sheet::line_cell(s)
+}
+
+/// A CSV cell a spreadsheet will show as text: a leading `=`, `+`, `-`, `@`, tab or
+/// carriage return (a formula to a spreadsheet) gets a leading `'`.
+pub fn csv_safe(s: &str) -> String {
+    pve_access::sheet::csv_cell(s)
 }
 
 /// `-` for an absent value in tables.
@@ -143,5 +165,20 @@ mod tests {
             s.to_csv().unwrap(),
             "STUDENT,VMID\n\"Zoë Müller, jr.\",5000\nAl,5001\n"
         );
+    }
+
+    #[test]
+    fn formulas_and_control_characters_do_not_reach_spreadsheets_or_lines() {
+        let mut s = Sheet::new(&["STUDENT", "VMID"]);
+        s.row(vec!["=HYPERLINK(\"x\")".into(), "5000".into()]);
+        s.row(vec!["a\nb\t\u{1b}[31m".into(), "5001".into()]);
+        s.row(vec!["-2+3".into(), "@SUM(A1)".into()]);
+        let csv = s.to_csv().unwrap();
+        assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
+        assert!(csv.contains("'-2+3,'@SUM(A1)"), "{csv}");
+        let table = s.to_table();
+        assert_eq!(table.lines().count(), 4, "{table}");
+        assert!(table.contains("a\\nb\\t\\u{1b}[31m"), "{table}");
+        assert!(!table.contains('\u{1b}'));
     }
 }

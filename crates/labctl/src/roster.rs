@@ -5,6 +5,11 @@
 //! `zoe-muller`, "Łukasz" → `lukasz`), keep letters and digits, turn everything else into
 //! single `-`, and are at most 63 characters. Equal results are numbered in roster order
 //! (`zoe-muller`, `zoe-muller-2`, …). The sheet keeps the original names.
+//!
+//! Names, ids and e-mail addresses end up in line-based output (`lab ips` for
+//! `/etc/hosts`, tables) and in spreadsheets (CSV), so they are checked here: no control
+//! characters (newline, tab, ESC, …) and no leading `=`, `+`, `-` or `@` (a spreadsheet
+//! formula). The outputs escape as well, for values that come from elsewhere.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -76,16 +81,46 @@ pub fn parse(text: &str) -> Result<Vec<Student>, String> {
         let Some(n) = get(Some(name)) else {
             return Err(format!("line {}: the name is empty", i + 2));
         };
-        students.push(Student {
+        let line = rec
+            .position()
+            .and_then(|p| usize::try_from(p.line()).ok())
+            .unwrap_or(i + 2);
+        let student = Student {
             name: n,
             id: get(id),
             email: get(email),
-        });
+        };
+        check_text("name", &student.name, line)?;
+        for (what, v) in [("id", &student.id), ("email", &student.email)] {
+            if let Some(v) = v {
+                check_text(what, v, line)?;
+            }
+        }
+        students.push(student);
     }
     if students.is_empty() {
         return Err("no students (only a header line)".to_owned());
     }
     Ok(students)
+}
+
+/// A roster value that is safe in line-based output and in a spreadsheet.
+fn check_text(what: &str, value: &str, line: usize) -> Result<(), String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "line {line}: the {what} {value:?} contains the control character {:?}; names \
+             may not contain newlines, tabs or escape characters",
+            c
+        ));
+    }
+    if value.starts_with(['=', '+', '-', '@']) {
+        return Err(format!(
+            "line {line}: the {what} {value:?} starts with {:?}, which a spreadsheet runs as a \
+             formula; remove it",
+            value.chars().next().unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// The DNS label for a name, before collisions are numbered.
@@ -180,5 +215,18 @@ mod tests {
             .contains("no `name` column"));
         assert!(parse("name\n").unwrap_err().contains("no students"));
         assert!(parse("name,id\nAl,1\n,2\n").unwrap_err().contains("line 3"));
+        let e = parse("name\nAl\n\"Eve\nEvil\"\n").unwrap_err();
+        assert!(
+            e.contains("line 3") && e.contains("control character"),
+            "{e}"
+        );
+        let e = parse("name\nAl\tTab\n").unwrap_err();
+        assert!(e.contains("control character '\\t'"), "{e}");
+        let e = parse("name\n\u{1b}[31mRed\n").unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+        let e = parse("name,email\n=HYPERLINK(\"http://x\"),\n").unwrap_err();
+        assert!(e.contains("formula"), "{e}");
+        let e = parse("name,email\nAl,@evil\n").unwrap_err();
+        assert!(e.contains("email"), "{e}");
     }
 }

@@ -14,7 +14,7 @@ use pve_vm::{
 use serde::Serialize;
 
 use crate::fail;
-use crate::output::{or_dash, print_json, Format, Sheet};
+use crate::output::{line_safe, or_dash, print_json, Format, Sheet};
 
 /// The vm subcommands.
 #[derive(Debug, Subcommand)]
@@ -49,14 +49,30 @@ pub enum VmCommand {
     /// Start a guest and wait for the start task.
     #[command(after_help = "Example:\n  labctl vm start 5000")]
     Start(VmIdArg),
-    /// Stop a guest hard (like pulling the plug) and wait for it.
-    #[command(after_help = "Example:\n  labctl vm stop 5000")]
-    Stop(VmIdArg),
+    /// Stop a guest hard (like pulling the plug) and wait for it: unsaved work in it is
+    /// lost.
+    ///
+    /// Shows the guest and asks on a terminal; without a terminal it needs --yes.
+    #[command(
+        after_help = "Examples:\n  labctl vm stop 5000 --dry-run\n  labctl vm stop 5000 --yes"
+    )]
+    Stop {
+        #[command(flatten)]
+        vm: VmIdArg,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Ask a guest to shut down (ACPI / the container's init) and wait for it.
-    #[command(after_help = "Example:\n  labctl vm shutdown 5000 --timeout 120 --force")]
+    ///
+    /// Shows the guest and asks on a terminal; without a terminal it needs --yes.
+    #[command(
+        after_help = "Examples:\n  labctl vm shutdown 5000 --dry-run\n  labctl vm shutdown 5000 --timeout 120 --force --yes"
+    )]
     Shutdown {
         #[command(flatten)]
         vm: VmIdArg,
+        #[command(flatten)]
+        confirm: Confirm,
         /// Seconds to wait for the guest to shut down.
         #[arg(long, value_name = "SECONDS",
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -83,9 +99,19 @@ pub enum VmCommand {
     /// Exit 0 if the guest is a template, 1 if it is not.
     #[command(after_help = "Example:\n  labctl vm is-template 9000 && echo template")]
     IsTemplate(VmIdArg),
-    /// Convert a (stopped) guest into a template.
-    #[command(after_help = "Example:\n  labctl vm template 5000")]
-    Template(VmIdArg),
+    /// Convert a (stopped) guest into a template. This cannot be undone: a template
+    /// cannot be started again, only cloned.
+    ///
+    /// Shows the guest and asks on a terminal; without a terminal it needs --yes.
+    #[command(
+        after_help = "Examples:\n  labctl vm template 5000 --dry-run\n  labctl vm template 5000 --yes"
+    )]
+    Template {
+        #[command(flatten)]
+        vm: VmIdArg,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Destroy a guest (and its disks). Refuses templates and running guests unless told.
     ///
     /// Shows what it will destroy and asks on a terminal; without a terminal it needs --yes.
@@ -120,6 +146,17 @@ pub enum VmCommand {
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: Option<u64>,
     },
+}
+
+/// `--dry-run` and `--yes` of the commands that destroy, interrupt or cannot be undone.
+#[derive(Debug, Args)]
+pub struct Confirm {
+    /// Only show what would be done (never asks).
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 /// A guest id argument.
@@ -182,10 +219,10 @@ impl VmCommand {
             }
             VmCommand::Status(v)
             | VmCommand::Start(v)
-            | VmCommand::Stop(v)
+            | VmCommand::Stop { vm: v, .. }
             | VmCommand::Reboot(v)
             | VmCommand::IsTemplate(v)
-            | VmCommand::Template(v)
+            | VmCommand::Template { vm: v, .. }
             | VmCommand::Shutdown { vm: v, .. }
             | VmCommand::Agent { vm: v, .. }
             | VmCommand::Ip { vm: v, .. }
@@ -414,9 +451,22 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
             }
         }
         VmCommand::Start(v) => power(vms, v, format, Power::Start).await?,
-        VmCommand::Stop(v) => power(vms, v, format, Power::Stop).await?,
+        VmCommand::Stop { vm, confirm } => {
+            if ask(vms, vm.id()?, confirm, ("stop", "stop"), "Stop", format).await? {
+                power(vms, vm, format, Power::Stop).await?;
+            }
+        }
         VmCommand::Reboot(v) => power(vms, v, format, Power::Reboot).await?,
-        VmCommand::Shutdown { vm, timeout, force } => {
+        VmCommand::Shutdown {
+            vm,
+            confirm,
+            timeout,
+            force,
+        } => {
+            let what = ("shutdown", "shut down");
+            if !ask(vms, vm.id()?, confirm, what, "Shut down", format).await? {
+                return Ok(());
+            }
             let guest = vms.guest(vm.id()?).await?;
             guest
                 .shutdown(ShutdownOptions {
@@ -445,8 +495,12 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
                 return Err(fail::silent(fail::OTHER));
             }
         }
-        VmCommand::Template(v) => {
-            let guest = vms.guest(v.id()?).await?;
+        VmCommand::Template { vm, confirm } => {
+            let what = ("template", "turn into a template (cannot be undone)");
+            if !ask(vms, vm.id()?, confirm, what, "Make a template of", format).await? {
+                return Ok(());
+            }
+            let guest = vms.guest(vm.id()?).await?;
             guest.make_template().await?;
             done(&guest, format, "template")?;
         }
@@ -471,6 +525,52 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
         VmCommand::Ip { vm, wait } => ip(vms, vm.id()?, *wait, format).await?,
     }
     Ok(())
+}
+
+/// The one confirmation rule for `vm stop|shutdown|template`: show the guest, then
+/// `--dry-run` prints what would be done and returns `false`; otherwise the question is
+/// asked on a terminal (or `--yes` is needed) and `true` means go ahead.
+async fn ask(
+    vms: &VmApi,
+    vmid: VmId,
+    confirm: &Confirm,
+    (action, what): (&str, &str),
+    question: &str,
+    format: Format,
+) -> anyhow::Result<bool> {
+    if confirm.yes && !confirm.dry_run {
+        return Ok(true);
+    }
+    let (guest, view) = status_view(vms, vmid).await?;
+    let label = format!(
+        "{} {} ({}) on {}, {}{}",
+        guest.kind().noun(),
+        vmid,
+        line_safe(view.name.as_deref().unwrap_or("no name")),
+        view.node,
+        view.status,
+        if view.template { ", a template" } else { "" }
+    );
+    if confirm.dry_run {
+        match format {
+            Format::Json => print_json(&serde_json::json!({
+                "vmid": vmid.get(),
+                "node": view.node,
+                "type": view.kind,
+                "action": action,
+                "dry_run": true,
+                "done": false,
+            }))?,
+            _ => println!("would {what}: {label}\ndry run: nothing changed"),
+        }
+        return Ok(false);
+    }
+    eprintln!("will {what}: {label}");
+    crate::confirm::confirm(
+        &format!("{question} {} {vmid}?", guest.kind().noun()),
+        confirm.yes,
+    )?;
+    Ok(true)
 }
 
 /// The power actions that take nothing but the guest.
@@ -507,6 +607,7 @@ fn done(guest: &Guest, format: Format, action: &str) -> anyhow::Result<()> {
             "node": guest.node().to_string(),
             "type": guest.kind().as_str(),
             "action": action,
+            "dry_run": false,
             "done": true,
         })),
         _ => {
@@ -615,7 +716,7 @@ async fn destroy(
         "{} {} ({}) on {}, {}{}",
         guest.kind().noun(),
         vmid,
-        view.name.as_deref().unwrap_or("no name"),
+        line_safe(view.name.as_deref().unwrap_or("no name")),
         view.node,
         view.status,
         if view.template { ", a template" } else { "" }
@@ -646,7 +747,7 @@ async fn destroy(
     if dry_run {
         match format {
             Format::Json => print_json(&serde_json::json!({
-                "dry_run": true, "destroy": [view],
+                "dry_run": true, "destroyed": [view],
             }))?,
             _ => println!("would {what}\ndry run: nothing changed"),
         }

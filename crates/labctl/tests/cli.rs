@@ -484,7 +484,10 @@ async fn every_vm_command_with_its_json_shape() {
     assert_eq!(plain.lines().next(), Some(lease.as_str()));
 
     for action in ["reboot", "shutdown", "stop"] {
-        let (out, stdout, err) = run(against(&sim), &["vm", action, "5000"]).await;
+        // stop and shutdown interrupt a guest: they need --yes off a terminal.
+        let yes: &[&str] = if action == "reboot" { &[] } else { &["--yes"] };
+        let args: Vec<&str> = ["vm", action, "5000"].iter().chain(yes).copied().collect();
+        let (out, stdout, err) = run(against(&sim), &args).await;
         assert!(out.status.success(), "{action}: {err}");
         assert!(stdout.contains(&format!("{action} done")), "{stdout}");
     }
@@ -494,7 +497,7 @@ async fn every_vm_command_with_its_json_shape() {
     let (out, stdout, _) = run(against(&sim), &["vm", "is-template", "5000"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("not a template"), "{stdout}");
-    let (out, _, err) = run(against(&sim), &["vm", "template", "5000"]).await;
+    let (out, _, err) = run(against(&sim), &["vm", "template", "5000", "--yes"]).await;
     assert!(out.status.success(), "{err}");
     let t = json_of(against(&sim), &["vm", "is-template", "5000", "-o", "json"]).await;
     assert_eq!(t, serde_json::json!({"vmid": 5000, "template": true}));
@@ -632,7 +635,7 @@ async fn firewall_isolate_verify_unisolate_a_range() {
 
     let v = with("verify", &["--allow", "10.10.0.1,10.10.0.9", "-o", "json"]);
     let check = json_of(against(&sim), &args(&v)).await;
-    assert_eq!(check["isolated"], true, "{check}");
+    assert_eq!(check["fenced"], true, "{check}");
     let guests = check["guests"].as_array().unwrap();
     assert_eq!(guests.len(), 2);
     for g in guests {
@@ -727,7 +730,7 @@ async fn the_example_lab_file_plan_up_status_ips_down() {
             ("exam1-03".into(), 5002)
         ]
     );
-    assert_eq!(plan["fence"], serde_json::json!(["10.10.0.1"]));
+    assert_eq!(plan["teachers"], serde_json::json!(["10.10.0.1"]));
 
     // Flags override the file.
     let plan = json_of(
@@ -806,7 +809,7 @@ async fn the_example_lab_file_plan_up_status_ips_down() {
         &["lab", "down", &file, "--dry-run", "-o", "json"],
     )
     .await;
-    assert_eq!(dry["destroy"].as_array().unwrap().len(), 3, "{dry}");
+    assert_eq!(dry["destroyed"].as_array().unwrap().len(), 3, "{dry}");
     let (out, _, err) = run(against(&sim), &["lab", "down", &file, "--yes"]).await;
     assert!(out.status.success(), "{err}");
     assert_eq!(vmids(&sim.state()), initial);

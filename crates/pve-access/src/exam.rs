@@ -3,10 +3,22 @@
 //! it as each student, and [`revoke`] it all when the exam ends.
 //!
 //! The cluster is the journal: every user labctl creates carries the comment
-//! `labctl lab <lab>` ([`marker`]); only such users and their `LabctlExam` ACL entries
-//! are ever changed, so a foreign user or ACL is never touched, and any run — first,
-//! repeated, or after a crash — reads what exists and completes it. Passwords are
-//! written to the sheet file *before* the user is created, so a crash cannot lose one.
+//! `labctl lab <lab> sheet:<stamp>` ([`marker`], [`user_comment`]); only such users and
+//! their `LabctlExam` ACL entries are ever changed, so a foreign user or ACL is never
+//! touched, and any run — first, repeated, or after a crash — reads what exists and
+//! completes it. Passwords are written to the sheet file *before* the user is created, so
+//! a crash cannot lose one.
+//!
+//! # One sheet model
+//!
+//! The cluster says which users exist; the sheet only says what their passwords are, and
+//! only where its row's `stamp` equals the stamp in the user's comment (a random token
+//! made with each password). [`grant`] creates missing users and never replaces an
+//! existing user's password unless [`GrantOptions::reset`] names it: a sheet that lacks a
+//! user's password, or holds one with another stamp (an old copy, another lab's sheet),
+//! is reported as [`Outcome::Unknown`] and the row's password is left empty — never
+//! kept as if it worked, never silently replaced. Users made before stamps existed (comment
+//! exactly `labctl lab <lab>`) match only a sheet row without a stamp.
 //! All `user.cfg` writes (users, role, ACL) are sent one at a time: PVE serialises them
 //! behind a cluster-wide lock anyway.
 //!
@@ -68,9 +80,43 @@ pub fn generate_password() -> Secret {
     Secret::new(pw)
 }
 
-/// The comment that marks a user as the lab's.
+/// The comment that marks a user as the lab's (the start of [`user_comment`]).
 pub fn marker(lab: &str) -> String {
     format!("labctl lab {lab}")
+}
+
+/// The whole comment of a lab user: the [`marker`], then the password's stamp if any.
+pub fn user_comment(lab: &str, stamp: Option<&str>) -> String {
+    match stamp {
+        Some(s) => format!("{} sheet:{s}", marker(lab)),
+        None => marker(lab),
+    }
+}
+
+/// Whether a user's comment marks it as lab `lab`'s (with or without a stamp).
+pub fn is_marked(comment: Option<&str>, lab: &str) -> bool {
+    let mark = marker(lab);
+    comment.is_some_and(|c| {
+        c == mark
+            || c.strip_prefix(mark.as_str())
+                .is_some_and(|rest| rest.starts_with(" sheet:"))
+    })
+}
+
+/// The password stamp in a lab user's comment, if it has one.
+pub fn stamp_of(comment: Option<&str>) -> Option<&str> {
+    comment
+        .and_then(|c| c.rsplit_once(" sheet:"))
+        .map(|(_, s)| s)
+        .filter(|s| !s.is_empty())
+}
+
+/// A new random, non-secret stamp for a password (10 symbols of the password alphabet).
+pub fn new_stamp() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..10)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 /// Where students log in.
@@ -150,6 +196,9 @@ pub enum Outcome {
     AlreadyDone,
     /// `--dry-run`: would be changed.
     WouldDo,
+    /// The user exists but the sheet does not know its password (missing or stale row):
+    /// nothing was changed; [`GrantOptions::reset`] gives it a new one.
+    Unknown,
 }
 
 /// One step of a run, for the report.
@@ -169,6 +218,7 @@ impl std::fmt::Display for Step {
             Outcome::Done => "done",
             Outcome::AlreadyDone => "already so",
             Outcome::WouldDo => "would do",
+            Outcome::Unknown => "UNKNOWN: not on this sheet",
         };
         write!(f, "{:<14} {:<40} {o}", self.action, self.target)
     }
@@ -196,8 +246,30 @@ impl Report {
     pub fn changes(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| s.outcome != Outcome::AlreadyDone)
+            .filter(|s| matches!(s.outcome, Outcome::Done | Outcome::WouldDo))
             .count()
+    }
+}
+
+/// Which existing users [`grant`] gives a new password (the old one stops working).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reset {
+    /// None: an existing user's password is never replaced (the default).
+    #[default]
+    Nobody,
+    /// Every user of a seat whose password the sheet does not know (missing or stale).
+    Unknown,
+    /// Exactly these users (whether the sheet knows their password or not).
+    These(BTreeSet<Userid>),
+}
+
+impl Reset {
+    fn wants(&self, userid: &Userid, known: bool) -> bool {
+        match self {
+            Reset::Nobody => false,
+            Reset::Unknown => !known,
+            Reset::These(set) => set.contains(userid),
+        }
     }
 }
 
@@ -208,12 +280,14 @@ pub struct GrantOptions {
     pub lab: String,
     /// Where students log in.
     pub realm: Realm,
-    /// The credential sheet (JSON): read for known passwords, rewritten (0600) before
-    /// every user creation and at the end. A lab user (realm `pve`) whose password is
-    /// not on it is deleted and re-created with a new password — the only way that also
-    /// works with an API token (`PUT /access/password` refuses tokens) — so keep the
-    /// sheet: with it, a second run changes nothing.
+    /// The credential sheet (JSON): read for known passwords (a row counts only if its
+    /// stamp matches the user's comment), rewritten (0600) before every password is set
+    /// and at the end. Keep it: with it, a second run changes nothing.
     pub sheet: PathBuf,
+    /// Existing users to give a new password: deleted and re-created — the only way that
+    /// also works with an API token (`PUT /access/password` refuses tokens) — and their
+    /// ACL entries granted again. Realm `pve` only.
+    pub reset: Reset,
     /// Host name for the console deep links (default: the guest's node name).
     pub console_host: Option<String>,
     /// Only report what would change.
@@ -227,6 +301,9 @@ pub struct GrantReport {
     pub report: Report,
     /// The credential sheet (also written to [`GrantOptions::sheet`]).
     pub sheet: Sheet,
+    /// Users that exist but whose password the sheet does not know (with why); their
+    /// rows have no password. Empty after a complete run.
+    pub unknown: Vec<(Userid, String)>,
 }
 
 fn exam_role() -> RoleId {
@@ -253,12 +330,11 @@ fn check_seats(seats: &[Seat]) -> Result<()> {
 
 /// The lab's users (marked with [`marker`]).
 pub async fn lab_users(api: &AccessApi, lab: &str) -> Result<Vec<UserInfo>> {
-    let mark = marker(lab);
     Ok(api
         .users()
         .await?
         .into_iter()
-        .filter(|u| u.comment.as_deref() == Some(mark.as_str()))
+        .filter(|u| is_marked(u.comment.as_deref(), lab))
         .collect())
 }
 
@@ -274,7 +350,14 @@ fn acl_key(e: &AclEntry) -> (AclPath, Subject, RoleId) {
 /// marker, or a guest is missing.
 pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Result<GrantReport> {
     check_seats(seats)?;
+    if opts.realm != Realm::Pve && opts.reset != Reset::Nobody {
+        return Err(Error::InvalidInput {
+            what: format!("password reset in realm {}", opts.realm.id()),
+            why: "students of a directory realm use their own password; labctl sets none".into(),
+        });
+    }
     let mut report = Report::default();
+    let mut unknown = Vec::new();
     let mark = marker(&opts.lab);
     let role = exam_role();
     let wet = |o: Outcome| if opts.dry_run { Outcome::WouldDo } else { o };
@@ -288,7 +371,7 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
         .collect();
     for s in seats {
         if let Some(u) = users.get(&s.userid) {
-            if u.comment.as_deref() != Some(mark.as_str()) {
+            if !is_marked(u.comment.as_deref(), &opts.lab) {
                 return Err(Error::Refused {
                     why: format!(
                         "user {} exists and is not lab {}'s (comment {:?}, expected {mark:?}); rename the student or remove that user yourself",
@@ -336,13 +419,39 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
         if !done_users.insert(s.userid.clone()) {
             continue;
         }
-        let known = sheet
-            .get(s.userid.as_str())
-            .and_then(|c| c.password.clone());
         let existing = users.get(&s.userid);
         let needs_password = opts.realm == Realm::Pve;
+        // What the sheet knows, checked against the cluster's stamp.
+        let row = sheet.get(s.userid.as_str());
+        let cluster_stamp = existing.and_then(|u| stamp_of(u.comment.as_deref()));
+        let sheet_stamp = row.and_then(|r| r.stamp.as_deref());
+        let doubt = match (row.and_then(|r| r.password.as_ref()), existing) {
+            _ if !needs_password => None,
+            (_, None) => None,
+            (None, Some(_)) => Some(format!(
+                "{} exists, but its password is not on the sheet {}",
+                s.userid,
+                opts.sheet.display()
+            )),
+            (Some(_), Some(_)) if sheet_stamp != cluster_stamp => Some(format!(
+                "the sheet {} is stale for {}: its password has stamp {}, the user on the \
+                 cluster {}",
+                opts.sheet.display(),
+                s.userid,
+                sheet_stamp.unwrap_or("(none)"),
+                cluster_stamp.map_or_else(|| "has none".to_owned(), |c| format!("has {c}")),
+            )),
+            (Some(_), Some(_)) => None,
+        };
+        let replace = existing.is_some() && opts.reset.wants(&s.userid, doubt.is_none());
         match existing {
-            Some(u) if known.is_some() || !needs_password => {
+            Some(u) if !replace => {
+                if let Some(why) = doubt {
+                    // Never trust it, never replace it unasked: the row loses its password.
+                    set_row(&mut sheet, s, None, None);
+                    report.push("password", s.userid.to_string(), Outcome::Unknown);
+                    unknown.push((s.userid.clone(), why));
+                }
                 if !u.usable_at(now) {
                     if !opts.dry_run {
                         let upd = UserUpdate {
@@ -358,36 +467,32 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
                 }
             }
             _ => {
-                // New, or ours with a password nobody knows (sheet lost): (re)create.
+                // New, or ours with a password to replace (asked for): (re)create.
+                let what = if replace {
+                    "replace password"
+                } else {
+                    "create user"
+                };
                 if opts.dry_run {
-                    let what = if existing.is_some() {
-                        "recreate user"
-                    } else {
-                        "create user"
-                    };
                     report.push(what, s.userid.to_string(), Outcome::WouldDo);
                     continue;
                 }
                 let password = needs_password.then(generate_password);
+                let stamp = needs_password.then(new_stamp);
                 if let Some(pw) = &password {
                     // Persist first: a crash after this point cannot lose the password.
-                    set_row(&mut sheet, s, Some(pw.expose().to_owned()));
+                    set_row(&mut sheet, s, Some(pw.expose().to_owned()), stamp.clone());
                     sheet.write(&opts.sheet, Format::Json)?;
                 }
-                if existing.is_some() {
+                if replace {
                     api.delete_user(&s.userid).await?;
                     recreated.insert(s.userid.clone());
                 }
                 let mut nu = NewUser::new(s.userid.clone());
                 nu.password = password;
-                nu.comment = Some(mark.clone());
+                nu.comment = Some(user_comment(&opts.lab, stamp.as_deref()));
                 nu.firstname = Some(s.student.clone());
                 api.create_user(&nu).await?;
-                let what = if existing.is_some() {
-                    "recreate user"
-                } else {
-                    "create user"
-                };
                 report.push(what, s.userid.to_string(), Outcome::Done);
             }
         }
@@ -397,7 +502,7 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
     let ours: BTreeSet<&Userid> = seats.iter().map(|s| &s.userid).collect();
     let lab_userids: BTreeSet<Userid> = users
         .values()
-        .filter(|u| u.comment.as_deref() == Some(mark.as_str()))
+        .filter(|u| is_marked(u.comment.as_deref(), &opts.lab))
         .map(|u| u.userid.clone())
         .chain(ours.iter().map(|u| (*u).clone()))
         .collect();
@@ -449,10 +554,11 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
 
     // The sheet, complete.
     for s in seats {
-        let known = sheet
+        let (known, stamp) = sheet
             .get(s.userid.as_str())
-            .and_then(|c| c.password.clone());
-        set_row(&mut sheet, s, known);
+            .map(|c| (c.password.clone(), c.stamp.clone()))
+            .unwrap_or_default();
+        set_row(&mut sheet, s, known, stamp);
         if let Some(row) = sheet
             .rows
             .iter_mut()
@@ -477,7 +583,11 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
     if !opts.dry_run {
         sheet.write(&opts.sheet, Format::Json)?;
     }
-    Ok(GrantReport { report, sheet })
+    Ok(GrantReport {
+        report,
+        sheet,
+        unknown,
+    })
 }
 
 fn s_name(s: &Subject) -> String {
@@ -488,19 +598,22 @@ fn s_name(s: &Subject) -> String {
     }
 }
 
-/// Insert or update the row of a seat (all rows of the user share the password).
-fn set_row(sheet: &mut Sheet, s: &Seat, password: Option<String>) {
+/// Insert or update the row of a seat (all rows of the user share the password and its
+/// stamp).
+fn set_row(sheet: &mut Sheet, s: &Seat, password: Option<String>, stamp: Option<String>) {
     for r in sheet
         .rows
         .iter_mut()
         .filter(|r| r.userid == s.userid.as_str())
     {
         r.password.clone_from(&password);
+        r.stamp.clone_from(&stamp);
     }
     let row = Credential {
         student: s.student.clone(),
         userid: s.userid.to_string(),
         password,
+        stamp,
         vmid: s.vmid.get(),
         hostname: s.hostname.clone(),
         ip: s.address.map(|a| a.to_string()),
@@ -914,6 +1027,33 @@ mod tests {
             ..s.clone()
         };
         assert!(check_seats(&[s, s2]).is_ok());
+    }
+
+    #[test]
+    fn user_comments_carry_the_lab_and_the_password_stamp() {
+        let stamp = new_stamp();
+        assert_eq!(stamp.len(), 10);
+        assert_ne!(stamp, new_stamp());
+        let c = user_comment("exam1", Some(&stamp));
+        assert_eq!(c, format!("labctl lab exam1 sheet:{stamp}"));
+        assert!(is_marked(Some(&c), "exam1"));
+        assert!(is_marked(Some("labctl lab exam1"), "exam1"));
+        assert!(
+            !is_marked(Some(&c), "exam"),
+            "a prefix of another lab's name"
+        );
+        assert!(!is_marked(Some("labctl lab exam10 sheet:x"), "exam1"));
+        assert!(!is_marked(Some("labctl lab exam1 by hand"), "exam1"));
+        assert!(!is_marked(None, "exam1"));
+        assert_eq!(stamp_of(Some(&c)), Some(stamp.as_str()));
+        assert_eq!(stamp_of(Some("labctl lab exam1")), None);
+        assert_eq!(stamp_of(Some("labctl lab exam1 sheet:")), None);
+        assert!(Reset::Unknown.wants(&"a@pve".parse().unwrap(), false));
+        assert!(!Reset::Unknown.wants(&"a@pve".parse().unwrap(), true));
+        assert!(!Reset::Nobody.wants(&"a@pve".parse().unwrap(), false));
+        let these = Reset::These(["a@pve".parse().unwrap()].into());
+        assert!(these.wants(&"a@pve".parse().unwrap(), true));
+        assert!(!these.wants(&"b@pve".parse().unwrap(), false));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //!     realm: Realm::Pve,
 //!     sheet: "exam1-credentials.json".into(),
 //!     console_host: Some("pve.school.example".into()),
+//!     reset: exam::Reset::Nobody,
 //!     dry_run: false,
 //! };
 //! let granted = exam::grant(&api, &opts, &seats).await?;

@@ -2,6 +2,14 @@
 //! address and the console deep link; rendered as a table, CSV or JSON and written to a
 //! file created readable by its owner only (0600). Passwords appear here and nowhere
 //! else: [`Credential`]'s `Debug` prints `***`.
+//!
+//! A row's `stamp` is a random, non-secret token that [`crate::exam::grant`] also writes
+//! into the user's comment on the cluster when it sets the password: a sheet whose stamp
+//! differs from the cluster's holds a password that no longer works, and is never trusted.
+//!
+//! Outputs are data: CSV cells that a spreadsheet would run as a formula (leading `=`,
+//! `+`, `-`, `@`, tab or carriage return) get a leading `'`, and table cells show control
+//! characters escaped (`\n`, `\u{1b}`), so a name cannot forge lines or terminal codes.
 
 use std::fmt;
 use std::io::Write as _;
@@ -20,9 +28,13 @@ pub struct Credential {
     /// The PVE login.
     pub userid: String,
     /// The generated password; `None` for directory realms (the student's own password),
-    /// or `null` when it is not known (e.g. a user created by an earlier run whose sheet
-    /// was lost — run grant with `reset_unknown_passwords`).
+    /// or `null` when it is not known (a user created by an earlier run whose sheet was
+    /// lost or is stale: grant with [`crate::exam::Reset`] gives a new one).
     pub password: Option<String>,
+    /// The non-secret stamp of the password, also in the user's comment on the cluster
+    /// (`labctl lab <lab> sheet:<stamp>`); `None` when no password is known.
+    #[serde(default)]
+    pub stamp: Option<String>,
     /// The student's guest.
     pub vmid: u32,
     /// The guest's host name.
@@ -45,6 +57,7 @@ impl fmt::Debug for Credential {
             .field("student", &self.student)
             .field("userid", &self.userid)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("stamp", &self.stamp)
             .field("vmid", &self.vmid)
             .field("hostname", &self.hostname)
             .field("ip", &self.ip)
@@ -63,6 +76,35 @@ impl Credential {
 /// The UI deep link to a QEMU guest's noVNC console on `host` (zzantares/ProxmoxVE#17).
 pub fn console_link(host: &str, node: &str, vmid: u32) -> String {
     format!("https://{host}:8006/?console=kvm&novnc=1&vmid={vmid}&node={node}&resize=scale")
+}
+
+/// A cell safe for a spreadsheet: a value that a spreadsheet would evaluate as a formula
+/// (leading `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP's CSV
+/// injection guard). Other text is unchanged.
+pub fn csv_cell(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A cell safe for line-based output (a table, a hosts line): control characters
+/// (newline, tab, ESC, DEL, C1) are shown escaped (`\n`, `\t`, `\u{1b}`), so a name can
+/// neither start a new line nor send terminal codes. Other text is unchanged.
+pub fn line_cell(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Output formats.
@@ -131,14 +173,18 @@ impl Sheet {
                 let mut w = csv::Writer::from_writer(Vec::new());
                 w.write_record(HEADER).map_err(|e| err(e.to_string()))?;
                 for r in &self.rows {
-                    w.write_record(Self::cells(r))
+                    w.write_record(Self::cells(r).map(|c| csv_cell(&c)))
                         .map_err(|e| err(e.to_string()))?;
                 }
                 let bytes = w.into_inner().map_err(|e| err(e.to_string()))?;
                 String::from_utf8(bytes).map_err(|e| err(e.to_string()))
             }
             Format::Table => {
-                let rows: Vec<[String; 8]> = self.rows.iter().map(Self::cells).collect();
+                let rows: Vec<[String; 8]> = self
+                    .rows
+                    .iter()
+                    .map(|r| Self::cells(r).map(|c| line_cell(&c)))
+                    .collect();
                 let mut width = HEADER.map(str::len);
                 for r in &rows {
                     for (i, c) in r.iter().enumerate() {
@@ -224,6 +270,7 @@ mod tests {
                 student: "Ann, \"A\"".into(),
                 userid: "ann@pve".into(),
                 password: Some("pw-123456".into()),
+                stamp: Some("K7pQ2xR9ab".into()),
                 vmid: 101,
                 hostname: Some("exam-01".into()),
                 ip: Some("10.10.0.5".into()),
@@ -248,6 +295,24 @@ mod tests {
         assert!(table.lines().nth(1).unwrap().contains("pw-123456"));
         assert!(!format!("{:?}", s).contains("pw-123456"));
         assert!("yaml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn csv_cells_are_not_formulas_and_table_cells_not_lines() {
+        let mut s = sheet();
+        s.rows[0].student = "=cmd|' /C calc'!A0".into();
+        s.rows[0].hostname = Some("a\nb\u{1b}[2J".into());
+        let csv = s.render(Format::Csv).unwrap();
+        assert!(csv.contains("'=cmd|' /C calc'!A0"), "{csv}");
+        let table = s.render(Format::Table).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            table.contains("a\\nb\\u{1b}[2J") && !table.contains('\u{1b}'),
+            "{table}"
+        );
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("Anna"), "Anna");
+        assert_eq!(line_cell("tab\there"), "tab\\there");
     }
 
     #[cfg(unix)]

@@ -208,6 +208,7 @@ async fn grant_for_a_directory_realm_sets_no_password() {
         realm,
         sheet: dir.path().join("sheet.json"),
         console_host: None,
+        reset: exam::Reset::Nobody,
         dry_run: false,
     };
     let out = exam::grant(&api(&server), &opts, &seats).await.unwrap();

@@ -50,10 +50,12 @@ async fn twenty_students_grant_verify_neighbours_refused_revoke() {
         st["access"]["roles"]["LabctlExam"],
         serde_json::json!(["VM.Audit", "VM.Console", "VM.PowerMgmt"])
     );
-    assert_eq!(
-        st["access"]["users"]["s07@pve"]["comment"],
-        "labctl lab exam1"
-    );
+    // The lab's marker, then the stamp of the password on the sheet.
+    let comment = st["access"]["users"]["s07@pve"]["comment"]
+        .as_str()
+        .unwrap();
+    let stamp = sheet.get("s07@pve").unwrap().stamp.clone().unwrap();
+    assert_eq!(comment, format!("labctl lab exam1 sheet:{stamp}"));
 
     let login = lab.login();
     let v = exam::verify(&lab.admin, &sheet, &seats, &login)
@@ -190,7 +192,34 @@ async fn a_crash_between_steps_is_completed_by_the_next_run() {
     };
     assert!(did("grant ACL", "/vms/1002 s02@pve"), "{:#?}", done.report);
     assert!(did("create user", "s04@pve"));
-    assert!(did("recreate user", "s03@pve"));
+    // The lost row is said, not silently replaced: its password stays unknown …
+    assert_eq!(
+        done.unknown
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect::<Vec<_>>(),
+        ["s03@pve"]
+    );
+    assert!(done
+        .report
+        .steps
+        .iter()
+        .any(|s| s.outcome == Outcome::Unknown));
+    assert_eq!(done.sheet.get("s03@pve").unwrap().password, None);
+    // … until a reset is asked for.
+    let reset = GrantOptions {
+        reset: pve_access::exam::Reset::Unknown,
+        ..lab.opts()
+    };
+    let done = exam::grant(&lab.admin, &reset, &seats).await.unwrap();
+    let did = |a: &str, t: &str| {
+        done.report
+            .steps
+            .iter()
+            .any(|s| s.action == a && s.target.contains(t) && s.outcome == Outcome::Done)
+    };
+    assert!(did("replace password", "s03@pve"), "{:#?}", done.report);
+    assert!(done.unknown.is_empty());
     let login = lab.login();
     let v = exam::verify(&lab.admin, &done.sheet, &seats, &login)
         .await
@@ -333,4 +362,65 @@ async fn the_library_against_the_simulator() {
     assert!(api.acl().await.unwrap().is_empty());
     assert!(api.role(&role).await.unwrap().is_none());
     lab.check_schema();
+}
+
+#[tokio::test]
+async fn a_lost_or_stale_sheet_replaces_no_password_and_is_said() {
+    let lab = Lab::start().await;
+    let seats = lab.seats(3).await;
+    let first = exam::grant(&lab.admin, &lab.opts(), &seats).await.unwrap();
+    assert!(first.unknown.is_empty());
+    let writes = lab.writes();
+
+    // Another directory: no sheet there. Nothing is written, every user is named.
+    let dir = tempfile::tempdir().unwrap();
+    let lost = GrantOptions {
+        sheet: dir.path().join("none.json"),
+        ..lab.opts()
+    };
+    let r = exam::grant(&lab.admin, &lost, &seats).await.unwrap();
+    assert_eq!(r.unknown.len(), 3, "{:#?}", r.report);
+    assert_eq!(r.report.changes(), 0);
+    assert_eq!(lab.writes(), writes, "no user was deleted or re-created");
+    assert!(r.sheet.rows.iter().all(|row| row.password.is_none()));
+
+    // An old copy: after one student's password was replaced (asked for), the copy's row
+    // for that student is stale and is dropped, the others still hold.
+    let copy = dir.path().join("copy.json");
+    std::fs::copy(lab.sheet_path(), &copy).unwrap();
+    let reset = GrantOptions {
+        reset: pve_access::exam::Reset::These([seats[0].userid.clone()].into()),
+        ..lab.opts()
+    };
+    let r = exam::grant(&lab.admin, &reset, &seats).await.unwrap();
+    assert_eq!(
+        r.report.changes(),
+        2,
+        "replace s01 and grant its ACL again: {:#?}",
+        r.report
+    );
+    let stale = GrantOptions {
+        sheet: copy.clone(),
+        ..lab.opts()
+    };
+    let r = exam::grant(&lab.admin, &stale, &seats).await.unwrap();
+    assert_eq!(r.unknown.len(), 1, "{:#?}", r.unknown);
+    assert_eq!(r.unknown[0].0, seats[0].userid);
+    assert!(r.unknown[0].1.contains("stale"), "{}", r.unknown[0].1);
+    let kept = Sheet::load(&copy).unwrap();
+    assert_eq!(kept.get(seats[0].userid.as_str()).unwrap().password, None);
+    assert!(kept
+        .get(seats[1].userid.as_str())
+        .unwrap()
+        .password
+        .is_some());
+    let v = exam::verify(
+        &lab.admin,
+        &Sheet::load(&lab.sheet_path()).unwrap(),
+        &seats,
+        &lab.login(),
+    )
+    .await
+    .unwrap();
+    assert!(v.passed(), "{:#?}", v.failures());
 }

@@ -113,6 +113,7 @@ impl Lab {
             realm: Realm::Pve,
             sheet: self.sheet_path(),
             console_host: Some("pve.example".into()),
+            reset: pve_access::exam::Reset::Nobody,
             dry_run: false,
         }
     }

@@ -181,6 +181,12 @@ impl AccessCommand {
     /// Checks the input that needs no cluster.
     pub fn check(&self) -> anyhow::Result<()> {
         let c = self.common();
+        if c.lab.url().is_some() {
+            return Err(fail::usage(
+                "--url is for FOSS-Cloud classrooms; `lab access` gives Proxmox VE logins and \
+                 takes --host",
+            ));
+        }
         c.lab()?;
         let realm = c.realm()?;
         if let AccessCommand::Grant(g) = self {
@@ -602,6 +608,16 @@ mod tests {
         .check()
         .unwrap_err();
         assert!(e.to_string().contains("realm pve"), "{e}");
+        let e = parse(&[
+            "sheet",
+            "-n",
+            "exam1",
+            "--url",
+            "https://fc.example/vm-manager",
+        ])
+        .check()
+        .unwrap_err();
+        assert_eq!(fail::exit_code(&e), fail::USAGE, "{e}");
         let cmd = parse(&["revoke", "-n", "exam1", "--realm", "school"]);
         assert_eq!(
             cmd.common().realm().unwrap(),

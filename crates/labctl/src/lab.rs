@@ -217,6 +217,11 @@ impl SpecArgs {
 }
 
 impl SelectArgs {
+    /// `--url`, which only FOSS-Cloud classrooms take.
+    pub(crate) fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     /// The lab's name and, if known, its roster.
     pub(crate) fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
         let file = self.file.as_deref().map(LabFile::read).transpose()?;

@@ -47,6 +47,9 @@ pub enum ParamType {
     Number,
     /// In form encoding only `0` or `1`.
     Boolean,
+    /// A list of strings (`agent/exec`'s `command`). A form sends the key once per item;
+    /// for validation the items are given as one JSON array text, e.g. `["ip","-j"]`.
+    Array,
 }
 
 impl ParamType {
@@ -57,6 +60,7 @@ impl ParamType {
             ParamType::Integer => "integer",
             ParamType::Number => "number",
             ParamType::Boolean => "boolean",
+            ParamType::Array => "array",
         }
     }
 }

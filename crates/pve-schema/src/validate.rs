@@ -256,8 +256,21 @@ pub(crate) fn check_prop(
         }
         return;
     };
+    if p.ty == Some(ParamType::Array) {
+        // Items arrive as one JSON array text; each item is a string.
+        let ok = serde_json::from_str::<Vec<String>>(value).is_ok();
+        if !ok {
+            add_error(
+                errors,
+                path,
+                &format!("type check ('array') failed - got '{value}'"),
+            );
+        }
+        return;
+    }
     if let Some(ty) = p.ty {
         let ok = match ty {
+            ParamType::Array => true,
             ParamType::String => true,
             ParamType::Boolean => value == "0" || value == "1",
             ParamType::Integer => is_integer(value),

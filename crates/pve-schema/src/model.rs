@@ -48,7 +48,8 @@ pub enum ParamType {
     /// In form encoding only `0` or `1`.
     Boolean,
     /// A list of strings (`agent/exec`'s `command`). A form sends the key once per item;
-    /// for validation the items are given as one JSON array text, e.g. `["ip","-j"]`.
+    /// for validation the items are given as one JSON array text, e.g. `["ip","-j"]`
+    /// (a plain value counts as a one-item list, as PVE reads a single form value).
     Array,
 }
 

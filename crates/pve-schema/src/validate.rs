@@ -257,8 +257,14 @@ pub(crate) fn check_prop(
         return;
     };
     if p.ty == Some(ParamType::Array) {
-        // Items arrive as one JSON array text; each item is a string.
-        let ok = serde_json::from_str::<Vec<String>>(value).is_ok();
+        // Items arrive as one JSON array text; a plain value is a one-item list (PVE
+        // turns a single form value into one). A JSON array must hold scalars.
+        let ok = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .all(|i| i.is_string() || i.is_number() || i.is_boolean()),
+            _ => true,
+        };
         if !ok {
             add_error(
                 errors,

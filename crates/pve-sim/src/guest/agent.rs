@@ -195,12 +195,17 @@ fn argv(r: &Req<'_>) -> ApiResult<Vec<String>> {
     let raw = r
         .param("command")
         .ok_or_else(|| ApiError::param("command", "property is missing and it is not optional"))?;
-    serde_json::from_str(raw).map_err(|_| {
-        ApiError::param(
-            "command",
-            format!("type check ('array') failed - got '{raw}'"),
-        )
-    })
+    // A plain value is a one-item list (PVE reads a single form value so).
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Array(items)) => Ok(items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect()),
+        _ => Ok(vec![raw.to_owned()]),
+    }
 }
 
 /// `POST …/agent/exec`.

@@ -523,3 +523,22 @@ async fn agent_calls_need_their_pve9_privilege() {
         assert_eq!(got, want, "{privs}: exec, file-read, file-write, info");
     }
 }
+
+#[tokio::test]
+async fn a_hung_agent_holds_a_pvedaemon_worker_per_call() {
+    let api = Api::start(0.01).await;
+    running_vm(&api, 150, "s").await;
+    put_state(&api, 150, json!({"agent": "hung"})).await;
+    // Each exec waits the 10 s (scaled) qga timeout inside a worker: at most 3 at once.
+    let calls = (0..6).map(|_| exec_json(&api, 150, &["true"]));
+    for a in futures::future::join_all(calls).await {
+        assert_eq!(
+            (a.status, a.message()),
+            (
+                500,
+                "VM 150 qga command 'guest-exec' failed - got timeout\n"
+            )
+        );
+    }
+    assert_eq!(api.sim.state()["daemon_peak"]["pve1"], 3);
+}

@@ -185,6 +185,28 @@ async fn command_is_an_argv_array_and_a_string_with_spaces_fails_to_spawn() {
     );
     let sh = run(&api, 150, &["/bin/sh", "-c", "cat '/etc/hostname'"]).await;
     assert_eq!(sh["out-data"], "s\n");
+    // A program the guest has, used beyond the simulation: says so, unless the command
+    // table knows the answer.
+    let neigh = run(&api, 150, &["ip", "-j", "neigh"]).await;
+    assert_eq!(neigh["exitcode"], 1);
+    assert!(
+        neigh["err-data"]
+            .as_str()
+            .unwrap()
+            .contains("command table"),
+        "{neigh}"
+    );
+    put_state(
+        &api,
+        150,
+        json!({"commands": [{"argv": ["ip", "-j", "neigh"], "stdout": "[]\n"}]}),
+    )
+    .await;
+    let neigh = run(&api, 150, &["ip", "-j", "neigh"]).await;
+    assert_eq!(
+        (neigh["exitcode"].clone(), neigh["out-data"].clone()),
+        (json!(0), json!("[]\n"))
+    );
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@
 //! In a GET, every file also shows `size` and `sha256`, and binary content comes as
 //! `content_base64`. `agent` is `running`, `stopped` (calls fail after 3 s with
 //! `QEMU guest agent is not running`) or `hung` (the ping answers, every other call
-//! fails after 10 s with `VM <id> qga command 'guest-<cmd>' failed - got timeout`);
+//! fails after 5 s with `VM <id> qga command 'guest-<cmd>' failed - got timeout`);
 //! both hold a pvedaemon worker meanwhile, and a restart brings the agent back.
 
 mod access;

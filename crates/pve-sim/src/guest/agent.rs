@@ -38,8 +38,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::routing::Req;
 use crate::state::Shared;
 
-/// Seconds PVE waits for a qga command other than `guest-ping` (the ping waits 3).
-pub(crate) const QGA_TIMEOUT: f64 = 10.0;
+/// Seconds PVE waits for a qga command other than `guest-ping` (the ping waits 3):
+/// `PVE::QMPClient`'s default timeout.
+pub(crate) const QGA_TIMEOUT: f64 = 5.0;
 /// `GUEST_EXEC_MAX_OUTPUT` of qemu-ga: captured stdout/stderr per command.
 pub(crate) const EXEC_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// `$MAX_READ_SIZE` of PVE's file-read.
@@ -358,13 +359,13 @@ pub(crate) async fn file_write(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value
     available(sh, r, "file-open").await?;
     with_guest(sh, r, |g| {
         if !path.starts_with('/') {
-            return Err(open_error(&path, "w", "No such file or directory"));
+            return Err(open_error(&path, "wb", "No such file or directory"));
         }
         if is_dir(g, &path) {
-            return Err(open_error(&path, "w", "Is a directory"));
+            return Err(open_error(&path, "wb", "Is a directory"));
         }
         if parent_is_file(g, &path) {
-            return Err(open_error(&path, "w", "Not a directory"));
+            return Err(open_error(&path, "wb", "Not a directory"));
         }
         let mode = g.os.files.get(&path).map_or(0o644, |f| f.mode);
         g.os.files.insert(

@@ -194,13 +194,16 @@ pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 .guest_mut(Kind::Qemu, &node, vmid)
                 .map_err(|e| e.message)?;
             g.config.remove("lock");
+            // The guest's description stays out: the snapshot's is its comment.
+            let mut config = g.config.clone();
+            config.remove("description");
             let snap = Snapshot {
                 name: name.clone(),
                 description,
                 snaptime: unix_now(),
                 vmstate,
                 parent: g.parent.clone(),
-                config: g.config.clone(),
+                config,
                 os: g.os.snapshot(),
             };
             g.snapshots.push(snap);
@@ -319,8 +322,12 @@ pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             let Some(snap) = g.snapshots.iter().find(|s| s.name == name).cloned() else {
                 return Err(format!("snapshot '{name}' does not exist"));
             };
+            // The current description (and unused disks) survive a rollback.
+            let description = g.config.get("description").cloned();
             g.config = snap.config.clone();
-            g.config.remove("lock");
+            if let Some(d) = description {
+                g.config.insert("description".into(), d);
+            }
             g.os = snap.os.clone();
             g.parent = Some(name);
             let resume = snap.vmstate;

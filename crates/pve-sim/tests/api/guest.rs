@@ -551,7 +551,7 @@ async fn a_hung_agent_holds_a_pvedaemon_worker_per_call() {
     let api = Api::start(0.01).await;
     running_vm(&api, 150, "s").await;
     put_state(&api, 150, json!({"agent": "hung"})).await;
-    // Each exec waits the 10 s (scaled) qga timeout inside a worker: at most 3 at once.
+    // Each exec waits the 5 s (scaled) qga timeout inside a worker: at most 3 at once.
     let calls = (0..6).map(|_| exec_json(&api, 150, &["true"]));
     for a in futures::future::join_all(calls).await {
         assert_eq!(

@@ -212,6 +212,12 @@ fn argv(r: &Req<'_>) -> ApiResult<Vec<String>> {
 /// `POST …/agent/exec`.
 pub(crate) async fn exec(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let argv = argv(r)?;
+    if argv.is_empty() && r.param("input-data").is_none() {
+        // qemu-server's qemu_exec, before asking the agent.
+        return Err(ApiError::internal(
+            "command or input-data (or both) required",
+        ));
+    }
     let stdin = r
         .param("input-data")
         .unwrap_or_default()

@@ -68,7 +68,8 @@ pub(crate) fn run(
     now: Instant,
 ) -> Result<Outcome, String> {
     let Some(program) = argv.first() else {
-        return Err("Guest agent command failed, error was 'Invalid parameter 'path''".into());
+        // guest-exec without `path` (only input-data): QMP's missing-argument error.
+        return Err("Parameter 'path' is missing".into());
     };
     if let Some(out) = builtin(st, vmid, argv, stdin, now) {
         return Ok(out);

@@ -160,6 +160,12 @@ async fn command_is_an_argv_array_and_a_string_with_spaces_fails_to_spawn() {
         a.message(),
         "Agent error: Guest agent command failed, error was 'Failed to execute child process \u{201c}cat /etc/hostname\u{201d} (No such file or directory)'\n"
     );
+    // An empty argv without input-data is refused before the agent is asked.
+    let empty = exec_json(&api, 150, &[]).await;
+    assert_eq!(
+        (empty.status, empty.message()),
+        (500, "command or input-data (or both) required\n")
+    );
     // input-data becomes stdin.
     let a = api
         .call(

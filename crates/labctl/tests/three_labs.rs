@@ -150,14 +150,29 @@ async fn lab_down_of_the_first_of_three_fenced_labs_completes_in_one_run() {
     );
     // The fence of b and c is in force: a student reaches the teacher, not the others.
     for from in [5010u32, 5020] {
-        assert!(sim.reachability(from, "10.10.0.1", "tcp", Some(22)).unwrap().allowed);
-        assert!(!sim.reachability(from, "5011", "tcp", Some(22)).unwrap().allowed);
-        assert!(!sim.reachability(from, "5021", "tcp", Some(22)).unwrap().allowed);
+        assert!(
+            sim.reachability(from, "10.10.0.1", "tcp", Some(22))
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !sim.reachability(from, "5011", "tcp", Some(22))
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !sim.reachability(from, "5021", "tcp", Some(22))
+                .unwrap()
+                .allowed
+        );
     }
 
     // One run of `lab down` of the lab that switched the datacenter firewall on.
     let (code, text) = run(&sim, dir.path(), &["lab", "down", "-n", "class-a", "--yes"]).await;
-    assert_eq!(code, 0, "lab down class-a must complete in one run:\n{text}");
+    assert_eq!(
+        code, 0,
+        "lab down class-a must complete in one run:\n{text}"
+    );
 
     let after = sim.state();
     assert!(
@@ -176,10 +191,9 @@ async fn lab_down_of_the_first_of_three_fenced_labs_completes_in_one_run() {
     );
     // b's and c's fences: the same sets, rules and guest files; their group comments now
     // carry a's record of the datacenter's prior state (the handover), nothing else.
-    for (lab, ids, (objects, guests)) in [
-        ("class-b", &b_ids, &b_fence),
-        ("class-c", &c_ids, &c_fence),
-    ] {
+    for (lab, ids, (objects, guests)) in
+        [("class-b", &b_ids, &b_fence), ("class-c", &c_ids, &c_fence)]
+    {
         let now = lab_objects(&after, lab);
         assert_eq!(now["sets"], objects["sets"], "{lab}'s IP sets unchanged");
         assert_eq!(
@@ -191,9 +205,21 @@ async fn lab_down_of_the_first_of_three_fenced_labs_completes_in_one_run() {
             comment.starts_with(&format!("labctl:{lab} ")),
             "{lab}'s group is still marked: {comment:?}"
         );
-        assert_eq!(&guest_fences(&after, ids), guests, "{lab}'s guests unchanged");
-        assert!(sim.reachability(ids[0], "10.10.0.1", "tcp", Some(22)).unwrap().allowed);
-        assert!(!sim.reachability(ids[0], &ids[1].to_string(), "tcp", Some(22)).unwrap().allowed);
+        assert_eq!(
+            &guest_fences(&after, ids),
+            guests,
+            "{lab}'s guests unchanged"
+        );
+        assert!(
+            sim.reachability(ids[0], "10.10.0.1", "tcp", Some(22))
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !sim.reachability(ids[0], &ids[1].to_string(), "tcp", Some(22))
+                .unwrap()
+                .allowed
+        );
     }
 
     // The other two go down as well, each in one run; the last restores the datacenter.

@@ -1308,7 +1308,7 @@ impl Isolation {
         if let Some(g) = ours {
             let record = Record::parse(lab, g.comment.as_deref().unwrap_or(""), &object)?;
             if let Some(prior) = record.get(cluster_record_key()).cloned() {
-                self.restore_cluster(lab, &prior, report).await?;
+                self.restore_cluster(lab, &prior, &groups, report).await?;
             }
             // Rules first, then the group, then the sets (Part B.11 item 4).
             let scope = Scope::Group(group.clone());
@@ -1348,11 +1348,12 @@ impl Isolation {
         &self,
         lab: &LabName,
         prior: &Option<String>,
+        groups: &[crate::api::GroupInfo],
         report: &mut Report,
     ) -> Result<()> {
         let own = lab.group();
-        let groups = retry_step!(self, "read security groups", { self.fw.groups().await })?;
-        // Other labs' groups: named `iso-…`, marked by their own lab.
+        // Other labs' groups, named `iso-<lab>` and marked by that lab, as listed (each
+        // handover re-reads the list before it writes).
         let others: Vec<(LabName, GroupName)> = groups
             .iter()
             .filter(|g| g.group != own.as_str())

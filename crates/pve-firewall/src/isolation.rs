@@ -1440,7 +1440,7 @@ impl Isolation {
             return Ok(());
         };
         let theirs = rec.get(cluster_record_key()).cloned().flatten();
-        if !theirs.as_deref().is_some_and(|v| v != "0") || theirs == *prior {
+        if theirs.as_deref().is_none_or(|v| v == "0") || theirs == *prior {
             return Ok(());
         }
         rec.values

@@ -152,14 +152,34 @@ async fn carry_out(
     retrying(retry, "lifting the lab's fence", || {
         hv.unisolate(lab, Vec::new())
     })
-    .await?;
+    .await
+    .map_err(|e| lab_wide_failed(lab, "fence", "the lab-wide fence could not be lifted", e))?;
     if plan.skipped.is_empty() {
         progress(Event::Lab {
             step: Step::Release,
         });
-        retrying(retry, "removing the pool", || hv.release_lab(lab)).await?;
+        retrying(retry, "removing the pool", || hv.release_lab(lab))
+            .await
+            .map_err(|e| lab_wide_failed(lab, "pool", "the lab's pool could not be removed", e))?;
     }
     Ok(plan)
+}
+
+/// A lab-wide step of `down` that failed after every guest was destroyed: the down is
+/// incomplete (the same command finishes it), said once for the lab. Only a backend
+/// that cannot do the step at all keeps its own error.
+fn lab_wide_failed(lab: &LabName, subject: &str, what: &str, e: Error) -> Error {
+    match e {
+        Error::Unsupported { .. } => e,
+        e => Error::Incomplete {
+            operation: "down",
+            lab: lab.to_string(),
+            failures: vec![Failure {
+                subject: subject.to_owned(),
+                message: format!("{what} (the guests are gone): {e}"),
+            }],
+        },
+    }
 }
 
 fn subject(g: &GuestInfo) -> String {

@@ -801,3 +801,40 @@ async fn teardown_steps_may_use_the_whole_per_guest_budget() {
         .unwrap();
     assert_eq!(*tries.lock().unwrap(), 7);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_down_whose_lab_wide_fence_cannot_be_lifted_is_incomplete() {
+    let mut hv = teardown_mock(vec![member(5001, "exam-01", VmStatus::Stopped)]);
+    hv.expect_destroy().times(1).returning(|_| Ok(()));
+    // Not transient: the engine does not repeat it, and the pool stays.
+    hv.expect_unisolate().times(1).returning(|_, _| {
+        Err(Error::backend(
+            "mock",
+            std::io::Error::other(
+                "detected modified configuration - file changed by other user? Try again.",
+            ),
+        ))
+    });
+    hv.expect_release_lab().never();
+    let e = teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
+        .await
+        .unwrap_err();
+    let Error::Incomplete {
+        operation,
+        failures,
+        ..
+    } = &e
+    else {
+        panic!("want Incomplete (exit 5 in labctl), got {e:?}");
+    };
+    assert_eq!(*operation, "down");
+    assert_eq!(failures.len(), 1, "{e}");
+    assert_eq!(failures[0].subject, "fence");
+    assert!(
+        failures[0].message.contains("the guests are gone")
+            && failures[0]
+                .message
+                .contains("detected modified configuration"),
+        "{e}"
+    );
+}

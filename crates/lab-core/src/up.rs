@@ -161,9 +161,11 @@ pub async fn apply_with(
     let mut ready = Vec::new();
     let mut failures = Vec::new();
     let mut unfinished = Vec::new();
+    let mut blocked = Vec::new();
     for (s, r) in plan.students.iter().zip(results) {
         match r {
             Outcome::Ready(st) => ready.push(st),
+            Outcome::Blocked => blocked.push(s.hostname.clone()),
             Outcome::Failed(step, e) => failures.push(Failure {
                 subject: s.hostname.clone(),
                 message: format!("{step}: {e}"),
@@ -175,11 +177,20 @@ pub async fn apply_with(
         }
     }
     if let Some(Err(e)) = run.fence.borrow().clone() {
+        // One cause, said once: the students that waited for it are summed up after it.
+        let mut message = format!("the lab-wide fence could not be put up: {e}");
+        if !blocked.is_empty() {
+            message.push_str(&format!(
+                "; so {} student(s) were cloned and marked but not started ({}); run the same command again",
+                blocked.len(),
+                name_some(&blocked)
+            ));
+        }
         failures.insert(
             0,
             Failure {
                 subject: "fence".to_owned(),
-                message: format!("the lab-wide fence could not be put up: {e}"),
+                message,
             },
         );
     }
@@ -208,9 +219,21 @@ pub async fn apply_with(
     })
 }
 
+/// Up to three names, then how many more.
+fn name_some(names: &[String]) -> String {
+    let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        0..=3 => shown,
+        n => format!("{shown} and {} more", n - 3),
+    }
+}
+
 /// How one student's run ended.
 enum Outcome {
     Ready(GuestStatus),
+    /// Cloned and marked, not started: the lab-wide fence it needs failed (reported once
+    /// for the lab, not per student).
+    Blocked,
     /// The step that failed and why.
     Failed(Step, Error),
     /// Interrupted; where the student stands.
@@ -295,6 +318,10 @@ impl Run<'_> {
                 subject: s.hostname.clone(),
                 message: format!("{step}: {e}"),
             }),
+            Outcome::Blocked => (self.progress)(Event::Failed {
+                subject: s.hostname.clone(),
+                message: "not started: the lab-wide fence is missing".to_owned(),
+            }),
             Outcome::Stopped(_) => {}
         }
         outcome
@@ -365,14 +392,8 @@ impl Run<'_> {
                     return Outcome::Stopped(format!("vm {vmid}: cloned and marked, not fenced"));
                 }
             };
-            if let Some(Err(e)) = lab_fence {
-                return Outcome::Failed(
-                    Step::Fence,
-                    Error::Busy {
-                        what: "the lab-wide fence".into(),
-                        message: format!("{e}; the guest was not started"),
-                    },
-                );
+            if let Some(Err(_)) = lab_fence {
+                return Outcome::Blocked;
             }
         }
         let secured = budget

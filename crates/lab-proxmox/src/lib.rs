@@ -488,22 +488,16 @@ fn net_err(e: pve_net::Error, what: &str) -> Error {
     }
 }
 
-/// Would repeating the (idempotent) firewall operation likely succeed?
+/// Would repeating the (idempotent) firewall operation likely succeed? pve-firewall's own
+/// classification, plus busy locks (pve-firewall has already retried all of these within
+/// its budget; the engine's retry is the last resort).
 fn fw_transient(e: &pve_firewall::Error) -> bool {
     match e {
-        pve_firewall::Error::Api(a) => {
-            a.is_retryable()
-                || matches!(
-                    a,
-                    pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
-                )
-        }
-        pve_firewall::Error::Vm(v) => v.is_transient() || v.is_locked() || v.is_lock_timeout(),
         // "Re-running the same operation completes it": worth it when every failure was.
         pve_firewall::Error::Incomplete { failures, .. } => {
             !failures.is_empty() && failures.iter().all(|(_, f)| fw_transient(f))
         }
-        _ => false,
+        _ => e.is_transient() || e.is_locked() || e.is_lock_timeout(),
     }
 }
 

@@ -115,4 +115,76 @@ impl Error {
     pub fn is_already_exists(&self) -> bool {
         self.api().is_some_and(pve_auth::Error::is_already_exists)
     }
+
+    /// A transient failure: trying the same idempotent step again later may succeed. The
+    /// same classification as `pve_vm::Error::is_transient` (from `pve-auth`'s helpers): no
+    /// connection, a connection closed or timed out, a gateway status (502/503/504/595/596),
+    /// PVE's `got no worker upid`. An [`Error::Incomplete`] is transient when every one of
+    /// its failures is (running the operation again then completes it).
+    ///
+    /// [`Isolation`](crate::isolation::Isolation) already retries these within its
+    /// [`retry`](crate::isolation::Isolation::retry) budget; an error that reaches the
+    /// caller has used it up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            // As pve-vm: pve-auth's retryable failures, plus per-request timeouts and
+            // broken connections (the steps repeated here re-read before they write).
+            Error::Api(e) => {
+                e.is_retryable()
+                    || matches!(
+                        e,
+                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
+                    )
+            }
+            Error::Vm(e) => e.is_transient(),
+            Error::Incomplete { failures, .. } => {
+                !failures.is_empty() && failures.iter().all(|(_, e)| e.is_transient())
+            }
+            _ => false,
+        }
+    }
+
+    /// A guest carries a config lock (`VM is locked (clone)`), also inside a failed task.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            Error::Api(e) => e.is_locked(),
+            Error::Vm(e) => e.is_locked(),
+            _ => false,
+        }
+    }
+
+    /// Waiting for a file or cluster lock timed out (`can't lock file '…' - got timeout`):
+    /// nothing was changed, so the step may be repeated.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            Error::Api(e) => e.is_lock_timeout(),
+            Error::Vm(e) => e.is_lock_timeout(),
+            _ => false,
+        }
+    }
+
+    /// Authentication failed (HTTP 401, or a missing second factor).
+    pub fn is_auth(&self) -> bool {
+        self.api().is_some_and(pve_auth::Error::is_auth)
+    }
+
+    /// The user lacks a privilege (HTTP 403).
+    pub fn is_permission(&self) -> bool {
+        self.api().is_some_and(pve_auth::Error::is_permission)
+    }
+
+    /// The request certainly never reached the server (see
+    /// `pve_auth::Error::was_never_sent`): even a non-idempotent request may be repeated.
+    pub fn was_never_sent(&self) -> bool {
+        match self {
+            Error::InvalidInput { .. } => true,
+            _ => self.api().is_some_and(pve_auth::Error::was_never_sent),
+        }
+    }
+
+    /// Worth repeating a step that re-reads what it changes: a transient failure, a lock
+    /// timeout, or a concurrent change (digest mismatch).
+    pub(crate) fn is_worth_repeating(&self) -> bool {
+        self.is_transient() || self.is_lock_timeout() || self.is_digest_mismatch()
+    }
 }

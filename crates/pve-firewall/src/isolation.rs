@@ -45,7 +45,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use futures::stream::{self, StreamExt};
-use pve_vm::{ConfigUpdate, Guest, VmApi, VmId};
+use pve_vm::{Backoff, ConfigUpdate, Guest, VmApi, VmId};
 
 use crate::api::{Firewall, IpSetEntry, Options, OptionsUpdate};
 use crate::error::{Error, Result};
@@ -576,9 +576,13 @@ impl fmt::Display for Verification {
     }
 }
 
-/// Runs the block again (up to [`DIGEST_ATTEMPTS`] times) when it failed because someone
-/// changed the list or options between our read and our write; the block must re-read what
-/// it edits. A macro rather than a closure so the block can push to the caller's `changes`.
+/// The one digest-safe update of shared firewall objects (datacenter options, the group
+/// list whose comments carry the labs' records, the `management` IP set, a teacher's
+/// rules): the block reads the object, decides, and writes **with the digest it read**; if
+/// someone changed the object in between (digest mismatch) the block runs again — a fresh
+/// read, the change re-applied to what is there now — up to [`DIGEST_ATTEMPTS`] times.
+/// One block edits one object once, so a digest is never reused after a write of our own.
+/// A macro rather than a closure so the block can push to the caller's `changes`.
 macro_rules! retry_digest {
     ($body:block) => {{
         let mut attempt = 1u32;
@@ -593,6 +597,43 @@ macro_rules! retry_digest {
             }
         }
     }};
+}
+
+/// Runs a step again after a transient failure, a lock timeout or a concurrent change,
+/// with jittered backoff within the isolation's [`Isolation::retry`] budget. Every step
+/// starts by reading what it changes, so a write whose answer was lost is seen (and not
+/// sent again) on the next attempt; steps keep what earlier attempts changed.
+macro_rules! retry_step {
+    ($iso:expr, $what:expr, $body:block) => {{
+        let started = tokio::time::Instant::now();
+        let mut retry = 0u32;
+        loop {
+            let r: Result<_> = async $body.await;
+            match r {
+                Err(e) if e.is_worth_repeating() => {
+                    retry += 1;
+                    match $iso.retry.next_delay(retry, started.elapsed()) {
+                        Some(delay) => {
+                            tracing::debug!(step = %$what, retry, ?delay, error = %e, "firewall step failed; repeating it");
+                            tokio::time::sleep(delay).await;
+                        }
+                        None => break Err(e),
+                    }
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// What [`Isolation::enable_cluster`] found or did.
+enum Switch {
+    /// Switched on by this call; the host input policy.
+    On(String),
+    /// On already (or switched on by someone else).
+    WasOn,
+    /// Off, and left off (`enable_cluster` is false).
+    Off,
 }
 
 fn nic_key(i: u32) -> String {
@@ -624,6 +665,7 @@ fn cluster_record_key() -> &'static str {
 pub struct Isolation {
     fw: Firewall,
     vms: VmApi,
+    retry: Backoff,
 }
 
 /// Collects changes of one step.
@@ -636,21 +678,61 @@ struct Outcome {
     notes: Vec<String>,
 }
 
+impl Outcome {
+    /// Notes once, however often a repeated step notices the same.
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
+/// Retries of one step by default: 8, the first after a quarter of `timing`'s lock-retry
+/// pause (0.5 s by default), doubling up to half its longest pause (7.5 s), none starting
+/// after a fifth of its budget (60 s). Derived from the [`VmApi`]'s timing so that a
+/// simulator's time scale, set once on `Timing`, applies here too.
+fn default_retry(timing: &pve_vm::Timing) -> Backoff {
+    let l = timing.lock_retry;
+    Backoff {
+        initial: l.initial / 4,
+        max: l.max / 2,
+        budget: l.budget / 5,
+        max_retries: 8,
+    }
+}
+
 impl Isolation {
     /// Over `client`.
     pub fn new(client: pve_auth::PveClient) -> Self {
-        Self {
-            fw: Firewall::new(client.clone()),
-            vms: VmApi::new(client),
-        }
+        Self::with_vm_api(VmApi::new(client))
     }
 
-    /// With an existing [`VmApi`] (shares its guest placement cache).
+    /// With an existing [`VmApi`] (shares its guest placement cache and its timing).
     pub fn with_vm_api(vms: VmApi) -> Self {
         Self {
             fw: Firewall::new(vms.client().clone()),
+            retry: default_retry(vms.timing()),
             vms,
         }
+    }
+
+    /// How each step of `isolate`, `unisolate`, `prepare`, `lift_lab`, `verify` and the
+    /// per-guest calls is repeated after a transient failure ([`Error::is_transient`]), a
+    /// lock timeout or a concurrent change: the pause before retry *n* is
+    /// `initial · 2^(n-1)` capped at `max`, with jitter, at most `max_retries` retries,
+    /// none starting after `budget`. Only steps that re-read what they change are repeated,
+    /// so a write whose answer was lost is never sent twice. The default: 8 retries from
+    /// 0.5 s up to 7.5 s, within 60 s per step (scaled with the [`VmApi`]'s timing).
+    /// `Backoff { max_retries: 0, .. }` turns retrying off.
+    #[must_use]
+    pub fn retry(mut self, retry: Backoff) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry settings in use (see [`Isolation::retry`]).
+    pub fn retry_policy(&self) -> &Backoff {
+        &self.retry
     }
 
     /// The firewall primitives.
@@ -714,10 +796,16 @@ impl Isolation {
         let cluster = self.lab_wide(allowed, options, &mut report).await?;
         // 5. The students.
         let group = lab.group();
-        let results: Vec<(VmId, Result<Outcome>)> = stream::iter(ids.iter().copied())
+        let results: Vec<(VmId, Outcome, Result<()>)> = stream::iter(ids.iter().copied())
             .map(|vmid| {
                 let group = group.clone();
-                async move { (vmid, self.isolate_guest(vmid, &group, options).await) }
+                async move {
+                    let mut out = Outcome::default();
+                    let r = retry_step!(self, format!("isolate guest {vmid}"), {
+                        self.isolate_guest(vmid, &group, options, &mut out).await
+                    });
+                    (vmid, out, r)
+                }
             })
             .buffer_unordered(options.concurrency)
             .collect()
@@ -752,8 +840,14 @@ impl Isolation {
             lab: lab.to_string(),
             ..Report::default()
         };
-        let results: Vec<(VmId, Result<Outcome>)> = stream::iter(ids.iter().copied())
-            .map(|vmid| async move { (vmid, self.unisolate_guest(vmid, lab).await) })
+        let results: Vec<(VmId, Outcome, Result<()>)> = stream::iter(ids.iter().copied())
+            .map(|vmid| async move {
+                let mut out = Outcome::default();
+                let r = retry_step!(self, format!("unisolate guest {vmid}"), {
+                    self.unisolate_guest(vmid, lab, &mut out).await
+                });
+                (vmid, out, r)
+            })
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;
@@ -782,18 +876,21 @@ impl Isolation {
         Self::check_inputs(allowed, options)?;
         let ids = students.ids()?;
         let lab = &options.lab;
-        let cluster = self.fw.options(&Scope::Cluster).await?;
+        let cluster = retry_step!(self, "read datacenter options", {
+            self.fw.options(&Scope::Cluster).await
+        })?;
         let mut cluster_problems = Vec::new();
         if !cluster.enabled() {
             cluster_problems
                 .push("datacenter firewall is disabled (enable=0): nothing is filtered".to_owned());
         }
         let group = lab.group();
-        let groups = self.fw.groups().await?;
+        let groups = retry_step!(self, "read security groups", { self.fw.groups().await })?;
         if !groups.iter().any(|g| g.group == group.as_str()) {
             cluster_problems.push(format!("security group {group} does not exist"));
         } else {
-            let rules = self.fw.rules(&Scope::Group(group.clone())).await?;
+            let scope = Scope::Group(group.clone());
+            let rules = retry_step!(self, "read group rules", { self.fw.rules(&scope).await })?;
             let want = self.group_rules(options);
             let same =
                 rules.len() == want.len() && want.iter().zip(&rules).all(|(w, r)| w.matches(r));
@@ -815,7 +912,10 @@ impl Isolation {
             }
         }
         let set = lab.allowed_set();
-        match self.fw.ipset_entries(&Scope::Cluster, &set).await {
+        let entries = retry_step!(self, "read IP set", {
+            self.fw.ipset_entries(&Scope::Cluster, &set).await
+        });
+        match entries {
             Ok(entries) => {
                 let have: BTreeSet<String> = entries.iter().map(entry_key).collect();
                 let want: BTreeSet<String> = allowed.iter().map(ToString::to_string).collect();
@@ -835,7 +935,11 @@ impl Isolation {
         let results: Vec<Result<GuestCheck>> = stream::iter(ids.iter().copied())
             .map(|vmid| {
                 let group = group.clone();
-                async move { self.verify_guest(vmid, &group, lab).await }
+                async move {
+                    retry_step!(self, format!("verify guest {vmid}"), {
+                        self.verify_guest(vmid, &group, lab).await
+                    })
+                }
             })
             .buffered(options.concurrency)
             .collect()
@@ -891,10 +995,16 @@ impl Isolation {
         let set = IpSetName::new(MANAGEMENT_SET).expect("'management' is a valid set name");
         let sets = self.fw.ipsets(&Scope::Cluster).await?;
         if !sets.iter().any(|s| s.name == MANAGEMENT_SET) {
-            self.fw
+            match self
+                .fw
                 .create_ipset(&Scope::Cluster, &set, Some(&lab.marker()))
-                .await?;
-            changes.push(Change::IpSetCreated(MANAGEMENT_SET.to_owned()));
+                .await
+            {
+                Ok(()) => changes.push(Change::IpSetCreated(MANAGEMENT_SET.to_owned())),
+                // Another lab created it meanwhile: shared, so that is as good.
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e),
+            }
         }
         for net in nets {
             retry_digest!({
@@ -1091,45 +1201,39 @@ impl Isolation {
         Ok(())
     }
 
+    /// Switches the datacenter firewall on (if it is off and the options allow it) with
+    /// PVE's anti-lockout step. Every write carries the digest just read, and the whole
+    /// step is repeated on transient failures: an `enable=2` whose answer was lost reads
+    /// back as a timestamp, which is then confirmed, never left to expire.
     async fn enable_cluster(
         &self,
         before: &Options,
         options: &IsolationOptions,
         report: &mut Report,
     ) -> Result<()> {
-        let current = self.fw.options(&Scope::Cluster).await?;
-        let policy = current
-            .get("policy_in")
-            .unwrap_or_else(|| "DROP (default)".to_owned());
-        if current.enabled() {
-            if !before.enabled() {
-                report.notes.push(
-                    "datacenter firewall was switched on meanwhile by someone else".to_owned(),
-                );
+        let mut switched = false;
+        let policy = retry_step!(self, "datacenter firewall", {
+            self.switch_cluster_on(options, &mut switched).await
+        })?;
+        let policy = match policy {
+            Switch::On(policy) => policy,
+            Switch::WasOn => {
+                if !before.enabled() {
+                    report.notes.push(
+                        "datacenter firewall was switched on meanwhile by someone else".to_owned(),
+                    );
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        if !options.enable_cluster {
-            report.notes.push(
-                "datacenter firewall is off and enable_cluster is false: the fence is configured but NOT in force".to_owned(),
-            );
-            return Ok(());
-        }
-        // PVE's anti-lockout step (Part B.9): enable=2 is stored as a timestamp that reads back
-        // as 0 after 60 s; confirming with enable=1 only works if we still reach the API.
-        let mut update = OptionsUpdate::new().set("enable", 2u8);
-        if let Some(d) = &current.digest {
-            update = update.digest(d);
-        }
-        self.fw.set_options(&Scope::Cluster, &update).await?;
-        let probe = self.fw.options(&Scope::Cluster).await?;
-        let mut confirm = OptionsUpdate::new().enable(true);
-        if let Some(d) = &probe.digest {
-            confirm = confirm.digest(d);
-        }
-        self.fw.set_options(&Scope::Cluster, &confirm).await?;
+            Switch::Off => {
+                report.notes.push(
+                    "datacenter firewall is off and enable_cluster is false: the fence is configured but NOT in force".to_owned(),
+                );
+                return Ok(());
+            }
+        };
         report.changes.push(Change::ClusterFirewall {
-            from: current.get("enable"),
+            from: before.get("enable"),
             to: Some("1".to_owned()),
         });
         report.notes.push(format!(
@@ -1140,114 +1244,222 @@ impl Isolation {
         Ok(())
     }
 
+    /// One attempt of [`Isolation::enable_cluster`]. `switched` remembers a write that may
+    /// have arrived, so an attempt after a lost answer still knows the switch was ours.
+    async fn switch_cluster_on(
+        &self,
+        options: &IsolationOptions,
+        switched: &mut bool,
+    ) -> Result<Switch> {
+        let current = self.fw.options(&Scope::Cluster).await?;
+        let policy = current
+            .get("policy_in")
+            .unwrap_or_else(|| "DROP (default)".to_owned());
+        let pending = current.enable().is_some_and(|e| e > 1);
+        if current.enabled() && !pending {
+            return Ok(if *switched {
+                Switch::On(policy)
+            } else {
+                Switch::WasOn
+            });
+        }
+        if !options.enable_cluster {
+            return Ok(if current.enabled() {
+                Switch::WasOn
+            } else {
+                Switch::Off
+            });
+        }
+        let mut confirm_digest = current.digest.clone();
+        if !pending {
+            // PVE's anti-lockout step (Part B.9): enable=2 is stored as a timestamp that
+            // reads back as 0 after 60 s; confirming with enable=1 only works if we still
+            // reach the API.
+            let mut update = OptionsUpdate::new().set("enable", 2u8);
+            if let Some(d) = &current.digest {
+                update = update.digest(d);
+            }
+            *switched = true;
+            self.fw.set_options(&Scope::Cluster, &update).await?;
+            confirm_digest = self.fw.options(&Scope::Cluster).await?.digest;
+        }
+        // A pending timestamp (ours from an attempt whose answer was lost, or someone's
+        // anti-lockout step under way) is confirmed: the fence needs the switch on.
+        let mut confirm = OptionsUpdate::new().enable(true);
+        if let Some(d) = &confirm_digest {
+            confirm = confirm.digest(d);
+        }
+        *switched = true;
+        self.fw.set_options(&Scope::Cluster, &confirm).await?;
+        Ok(Switch::On(policy))
+    }
+
+    /// Lifts the lab's datacenter objects: the switch (restored or handed over), then the
+    /// group's rules, the group, the sets and the management entries. Each part is its own
+    /// step, repeated on transient failures, and each reads what it removes, so a repeat
+    /// after a lost answer removes nothing twice.
     async fn teardown_cluster(&self, lab: &LabName, report: &mut Report) -> Result<()> {
         let group = lab.group();
-        let groups = self.fw.groups().await?;
+        let object = format!("security group {group}");
+        let groups = retry_step!(self, "read security groups", { self.fw.groups().await })?;
         let ours = groups
             .iter()
             .find(|g| g.group == group.as_str() && lab.owns(g.comment.as_deref()));
         if let Some(g) = ours {
-            let object = format!("security group {group}");
             let record = Record::parse(lab, g.comment.as_deref().unwrap_or(""), &object)?;
             if let Some(prior) = record.get(cluster_record_key()).cloned() {
-                let others: Vec<_> = groups
-                    .iter()
-                    .filter(|o| {
-                        o.group != group.as_str()
-                            && o.comment
-                                .as_deref()
-                                .is_some_and(|c| c.starts_with("labctl:"))
-                    })
-                    .collect();
-                self.restore_cluster(&prior, &others, report).await?;
+                self.restore_cluster(lab, &prior, &groups, report).await?;
             }
             // Rules first, then the group, then the sets (Part B.11 item 4).
             let scope = Scope::Group(group.clone());
-            self.delete_rules_while(&scope, &mut report.changes, |rules| rules.last())
-                .await?;
-            self.fw.delete_group(&group).await?;
-            report.changes.push(Change::GroupDeleted(group.to_string()));
+            let changes = &mut report.changes;
+            retry_step!(self, format!("rules of {object}"), {
+                self.delete_rules_while(&scope, changes, |rules| rules.last())
+                    .await
+            })?;
+            retry_step!(self, object.clone(), {
+                match self.fw.delete_group(&group).await {
+                    Ok(()) => {
+                        changes.push(Change::GroupDeleted(group.to_string()));
+                        Ok(())
+                    }
+                    // Deleted by an attempt whose answer was lost.
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
         }
         for set in [lab.allowed_set(), lab.dns_set(), lab.students_set()] {
-            self.delete_set_if_ours(lab, &set, &mut report.changes)
-                .await?;
+            retry_step!(self, format!("IP set {set}"), {
+                self.delete_set_if_ours(lab, &set, &mut report.changes)
+                    .await
+            })?;
         }
-        self.remove_management(lab, &mut report.changes).await
+        retry_step!(self, "management networks", {
+            self.remove_management(lab, &mut report.changes).await
+        })
     }
 
+    /// Restores the datacenter switch to `prior` (what it was before `lab` was fenced), or,
+    /// while other labs are still fenced, leaves it on and hands the duty over to them.
+    /// Every write is its own digest-safe update (see `retry_digest!`): one handover per
+    /// group, each on a fresh read of the group list, so several labs never share a digest.
     async fn restore_cluster(
         &self,
+        lab: &LabName,
         prior: &Option<String>,
-        others: &[&crate::api::GroupInfo],
+        groups: &[crate::api::GroupInfo],
         report: &mut Report,
     ) -> Result<()> {
-        let current = self.fw.options(&Scope::Cluster).await?;
-        let now = current.get("enable");
-        if now == *prior {
-            return Ok(());
-        }
+        let own = lab.group();
+        // Other labs' groups, named `iso-<lab>` and marked by that lab, as listed (each
+        // handover re-reads the list before it writes).
+        let others: Vec<(LabName, GroupName)> = groups
+            .iter()
+            .filter(|g| g.group != own.as_str())
+            .filter_map(|g| {
+                let other = g
+                    .comment
+                    .as_deref()?
+                    .split_whitespace()
+                    .next()?
+                    .strip_prefix("labctl:")?;
+                let other = LabName::new(other).ok()?;
+                (other.group().as_str() == g.group).then(|| (other.clone(), other.group()))
+            })
+            .collect();
         if !others.is_empty() {
+            let now = retry_step!(self, "read datacenter options", {
+                self.fw.options(&Scope::Cluster).await
+            })?
+            .get("enable");
+            if now == *prior {
+                return Ok(());
+            }
             // Other labs are still fenced and need the switch. Hand our record over to those
             // that recorded "on" (they saw it on because of us), so the last one restores it.
-            for o in others {
-                let Some(comment) = o.comment.as_deref() else {
-                    continue;
-                };
-                let Some(other_lab) = comment
-                    .split_whitespace()
-                    .next()
-                    .and_then(|m| m.strip_prefix("labctl:"))
-                else {
-                    continue;
-                };
-                let Ok(other_lab) = LabName::new(other_lab) else {
-                    continue;
-                };
-                let Ok(mut rec) =
-                    Record::parse(&other_lab, comment, &format!("security group {}", o.group))
-                else {
-                    continue;
-                };
-                let theirs = rec.get(cluster_record_key()).cloned().flatten();
-                if theirs.as_deref().is_some_and(|v| v != "0") {
-                    rec.values
-                        .insert(cluster_record_key().to_owned(), prior.clone());
-                    let new = rec.comment(&other_lab);
-                    let name = GroupName::new(&o.group)?;
-                    self.fw
-                        .set_group_comment(&name, &new, o.digest.as_deref())
-                        .await?;
-                    report.changes.push(Change::GroupComment {
-                        group: o.group.clone(),
-                        comment: new,
-                    });
-                }
+            for (other, name) in &others {
+                let changes = &mut report.changes;
+                retry_step!(self, format!("security group {name}"), {
+                    retry_digest!({ self.hand_over(other, name, prior, changes).await })
+                })?;
             }
             report.notes.push(format!(
                 "datacenter firewall left on: other labs are still isolated ({})",
                 others
                     .iter()
-                    .map(|o| o.group.as_str())
+                    .map(|(_, g)| g.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
             return Ok(());
         }
-        let mut update = match prior {
-            Some(v) => OptionsUpdate::new().set("enable", v.as_str()),
-            None => OptionsUpdate::new().delete("enable"),
+        let changes = &mut report.changes;
+        retry_step!(self, "datacenter firewall", {
+            retry_digest!({
+                let current = self.fw.options(&Scope::Cluster).await?;
+                let now = current.get("enable");
+                if now == *prior {
+                    return Ok(());
+                }
+                let mut update = match prior {
+                    Some(v) => OptionsUpdate::new().set("enable", v.as_str()),
+                    None => OptionsUpdate::new().delete("enable"),
+                };
+                if let Some(d) = &current.digest {
+                    update = update.digest(d);
+                }
+                self.fw.set_options(&Scope::Cluster, &update).await?;
+                changes.push(Change::ClusterFirewall {
+                    from: now,
+                    to: prior.clone(),
+                });
+                Ok(())
+            })
+        })
+    }
+
+    /// One read-modify-write of another lab's group comment: its record of the datacenter
+    /// switch becomes `prior` if it recorded "on". Reads the group list afresh and writes
+    /// with that digest; a group gone meanwhile needs nothing.
+    async fn hand_over(
+        &self,
+        other: &LabName,
+        name: &GroupName,
+        prior: &Option<String>,
+        changes: &mut Changes,
+    ) -> Result<()> {
+        let groups = self.fw.groups().await?;
+        let Some(g) = groups.iter().find(|g| g.group == name.as_str()) else {
+            return Ok(());
         };
-        if let Some(d) = &current.digest {
-            update = update.digest(d);
+        let Some(comment) = g.comment.as_deref() else {
+            return Ok(());
+        };
+        let Ok(mut rec) = Record::parse(other, comment, &format!("security group {name}")) else {
+            return Ok(());
+        };
+        let theirs = rec.get(cluster_record_key()).cloned().flatten();
+        if theirs.as_deref().is_none_or(|v| v == "0") || theirs == *prior {
+            return Ok(());
         }
-        self.fw.set_options(&Scope::Cluster, &update).await?;
-        report.changes.push(Change::ClusterFirewall {
-            from: now,
-            to: prior.clone(),
+        rec.values
+            .insert(cluster_record_key().to_owned(), prior.clone());
+        let new = rec.comment(other);
+        self.fw
+            .set_group_comment(name, &new, g.digest.as_deref())
+            .await?;
+        changes.push(Change::GroupComment {
+            group: name.to_string(),
+            comment: new,
         });
         Ok(())
     }
 
+    /// Removes the lab's marks from the `management` IP set: an entry only this lab owns
+    /// goes, one co-owned by another lab loses our marker. One entry per digest-safe
+    /// update (a fresh read each), then the set itself if labctl created it (for any
+    /// lab) and it is empty.
     async fn remove_management(&self, lab: &LabName, changes: &mut Changes) -> Result<()> {
         let set = IpSetName::new(MANAGEMENT_SET).expect("'management' is a valid set name");
         let sets = self.fw.ipsets(&Scope::Cluster).await?;
@@ -1255,57 +1467,64 @@ impl Isolation {
             return Ok(());
         };
         let marker = lab.marker();
-        // One entry per pass, re-reading each time so every edit carries a fresh digest.
-        let mut conflicts = 0;
         loop {
-            let entries = self.fw.ipset_entries(&Scope::Cluster, &set).await?;
-            let Some(e) = entries.iter().find(|e| lab.owns(e.comment.as_deref())) else {
-                if lab.owns(info.comment.as_deref()) && entries.is_empty() {
-                    self.fw.delete_ipset(&Scope::Cluster, &set, false).await?;
-                    changes.push(Change::IpSetDeleted(MANAGEMENT_SET.to_owned()));
+            let more = retry_digest!({
+                let entries = self.fw.ipset_entries(&Scope::Cluster, &set).await?;
+                let Some(e) = entries.iter().find(|e| lab.owns(e.comment.as_deref())) else {
+                    // A set labctl created (for this lab or another one whose entries
+                    // are gone meanwhile) goes with its last entry.
+                    let created_by_labctl = info
+                        .comment
+                        .as_deref()
+                        .and_then(|c| c.split_whitespace().next())
+                        .is_some_and(|w| w.starts_with("labctl:"));
+                    if created_by_labctl && entries.is_empty() {
+                        match self.fw.delete_ipset(&Scope::Cluster, &set, false).await {
+                            Ok(()) => changes.push(Change::IpSetDeleted(MANAGEMENT_SET.to_owned())),
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    return Ok(false);
+                };
+                let rest: Vec<&str> = e
+                    .comment
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter(|w| *w != marker)
+                    .collect();
+                if rest.iter().any(|w| w.starts_with("labctl:")) {
+                    // Another lab co-owns the entry: it stays, without our marker.
+                    let comment = rest.join(" ");
+                    self.fw
+                        .update_ipset_entry(
+                            &Scope::Cluster,
+                            &set,
+                            &e.cidr,
+                            e.nomatch,
+                            Some(&comment),
+                            e.digest.as_deref(),
+                        )
+                        .await?;
+                    changes.push(Change::IpSetEntryComment {
+                        set: set.to_string(),
+                        cidr: e.cidr.clone(),
+                        comment,
+                    });
+                } else {
+                    self.fw
+                        .delete_ipset_entry(&Scope::Cluster, &set, &e.cidr, e.digest.as_deref())
+                        .await?;
+                    changes.push(Change::IpSetEntryRemoved {
+                        set: set.to_string(),
+                        cidr: e.cidr.clone(),
+                    });
                 }
+                Ok(true)
+            })?;
+            if !more {
                 return Ok(());
-            };
-            let rest: Vec<&str> = e
-                .comment
-                .as_deref()
-                .unwrap_or("")
-                .split_whitespace()
-                .filter(|w| *w != marker)
-                .collect();
-            let result = if rest.iter().any(|w| w.starts_with("labctl:")) {
-                // Another lab co-owns the entry: it stays, without our marker.
-                let comment = rest.join(" ");
-                let r = self
-                    .fw
-                    .update_ipset_entry(
-                        &Scope::Cluster,
-                        &set,
-                        &e.cidr,
-                        e.nomatch,
-                        Some(&comment),
-                        e.digest.as_deref(),
-                    )
-                    .await;
-                r.map(|()| Change::IpSetEntryComment {
-                    set: set.to_string(),
-                    cidr: e.cidr.clone(),
-                    comment,
-                })
-            } else {
-                let r = self
-                    .fw
-                    .delete_ipset_entry(&Scope::Cluster, &set, &e.cidr, e.digest.as_deref())
-                    .await;
-                r.map(|()| Change::IpSetEntryRemoved {
-                    set: set.to_string(),
-                    cidr: e.cidr.clone(),
-                })
-            };
-            match result {
-                Ok(change) => changes.push(change),
-                Err(e) if e.is_digest_mismatch() && conflicts < DIGEST_ATTEMPTS => conflicts += 1,
-                Err(e) => return Err(e),
             }
         }
     }
@@ -1447,9 +1666,10 @@ impl Isolation {
         vmid: VmId,
         group: &GroupName,
         options: &IsolationOptions,
-    ) -> Result<Outcome> {
+        out: &mut Outcome,
+    ) -> Result<()> {
         let lab = &options.lab;
-        let mut changes = Vec::new();
+        let changes = &mut out.changes;
         let mut notes = Vec::new();
         let (guest, scope) = self.guest(vmid).await?;
         let config = guest.config().await?;
@@ -1479,7 +1699,7 @@ impl Isolation {
             }
         }
         let rule = Rule::group(group.clone()).comment(&record.comment(lab));
-        self.place_first(&scope, lab, &rule, &mut changes).await?;
+        self.place_first(&scope, lab, &rule, changes).await?;
 
         if want_enable || want_dhcp {
             retry_digest!({
@@ -1537,22 +1757,25 @@ impl Isolation {
                 .await?;
             changes.extend(local);
         }
-        Ok(Outcome { changes, notes })
+        for n in notes {
+            out.note(n);
+        }
+        Ok(())
     }
 
-    async fn unisolate_guest(&self, vmid: VmId, lab: &LabName) -> Result<Outcome> {
-        let mut changes = Vec::new();
+    async fn unisolate_guest(&self, vmid: VmId, lab: &LabName, out: &mut Outcome) -> Result<()> {
         let (guest, scope) = match self.guest(vmid).await {
             Ok(g) => g,
             Err(e) if e.is_not_found() => {
-                let notes = vec![format!("guest {vmid} does not exist; nothing to restore")];
-                return Ok(Outcome { changes, notes });
+                out.note(format!("guest {vmid} does not exist; nothing to restore"));
+                return Ok(());
             }
             Err(e) => return Err(e),
         };
+        let changes = &mut out.changes;
         let rules = self.fw.rules(&scope).await?;
         let Some(marker) = rules.iter().rev().find(|r| lab.owns(r.comment.as_deref())) else {
-            return Ok(Outcome::default());
+            return Ok(());
         };
         let record = Record::parse(
             lab,
@@ -1629,14 +1852,11 @@ impl Isolation {
             changes.extend(local);
             Ok(())
         })?;
-        self.delete_rules_while(&scope, &mut changes, |rules| {
+        self.delete_rules_while(&scope, changes, |rules| {
             rules.iter().find(|r| lab.owns(r.comment.as_deref()))
         })
         .await?;
-        Ok(Outcome {
-            changes,
-            notes: Vec::new(),
-        })
+        Ok(())
     }
 
     async fn verify_guest(
@@ -1731,7 +1951,6 @@ impl Isolation {
     }
 }
 
-/// Folds per-guest results into the report (in id order) and returns the failures.
 /// What every fresh clone of a template starts with. Clone copies the template's firewall
 /// file and NICs (reference §4.3), so one read of the template tells what each clone's
 /// fence changes and records, and each clone is fenced without being read.
@@ -1763,6 +1982,12 @@ impl Isolation {
     /// Reads what fresh clones of `template` start with, for [`Isolation::fence_clone`]
     /// (three reads: firewall options, rules, config).
     pub async fn clone_baseline(&self, template: VmId, lab: &LabName) -> Result<CloneBaseline> {
+        retry_step!(self, format!("read template {template}"), {
+            self.read_baseline(template, lab).await
+        })
+    }
+
+    async fn read_baseline(&self, template: VmId, lab: &LabName) -> Result<CloneBaseline> {
         let (guest, scope) = self.guest(template).await?;
         let opts = self.fw.options(&scope).await?;
         let rules = self.fw.rules(&scope).await?;
@@ -1806,26 +2031,40 @@ impl Isolation {
         report: &mut Report,
     ) -> Result<Options> {
         let lab = &options.lab;
-        let cluster = self.fw.options(&Scope::Cluster).await?;
-        self.add_management(lab, &options.management, &mut report.changes)
-            .await?;
-        self.sync_set(lab, &lab.allowed_set(), allowed, &mut report.changes)
-            .await?;
+        let changes = &mut report.changes;
+        let cluster = retry_step!(self, "read datacenter options", {
+            self.fw.options(&Scope::Cluster).await
+        })?;
+        retry_step!(self, "management networks", {
+            self.add_management(lab, &options.management, changes).await
+        })?;
+        retry_step!(self, "allowed IP set", {
+            self.sync_set(lab, &lab.allowed_set(), allowed, changes)
+                .await
+        })?;
         if !options.dns.is_empty() {
-            self.sync_set(lab, &lab.dns_set(), &options.dns, &mut report.changes)
-                .await?;
+            retry_step!(self, "DNS IP set", {
+                self.sync_set(lab, &lab.dns_set(), &options.dns, changes)
+                    .await
+            })?;
         }
-        self.ensure_group(lab, &cluster, &mut report.changes)
-            .await?;
-        self.sync_group_rules(lab, &self.group_rules(options), &mut report.changes)
-            .await?;
+        retry_step!(self, "security group", {
+            self.ensure_group(lab, &cluster, changes).await
+        })?;
+        let rules = self.group_rules(options);
+        retry_step!(self, "security group rules", {
+            self.sync_group_rules(lab, &rules, changes).await
+        })?;
         if options.dns.is_empty() {
             // A DNS set of an earlier run is no longer referenced once the rules are synced.
-            self.delete_set_if_ours(lab, &lab.dns_set(), &mut report.changes)
-                .await?;
+            retry_step!(self, "DNS IP set", {
+                self.delete_set_if_ours(lab, &lab.dns_set(), changes).await
+            })?;
         }
         if let Some(teacher) = options.teacher {
-            self.open_teacher(teacher, options, report).await?;
+            retry_step!(self, format!("teacher {teacher}"), {
+                self.open_teacher(teacher, options, report).await
+            })?;
         }
         Ok(cluster)
     }
@@ -1833,13 +2072,15 @@ impl Isolation {
     /// Fences one guest in whatever state it is (reads it first; idempotent). The
     /// lab-wide part must be in place ([`Isolation::prepare`]).
     pub async fn isolate_one(&self, vmid: VmId, options: &IsolationOptions) -> Result<Report> {
-        let outcome = self
-            .isolate_guest(vmid, &options.lab.group(), options)
-            .await?;
+        let group = options.lab.group();
+        let mut out = Outcome::default();
+        retry_step!(self, format!("isolate guest {vmid}"), {
+            self.isolate_guest(vmid, &group, options, &mut out).await
+        })?;
         Ok(Report {
             lab: options.lab.to_string(),
-            changes: outcome.changes,
-            notes: outcome.notes,
+            changes: out.changes,
+            notes: out.notes,
         })
     }
 
@@ -1881,7 +2122,20 @@ impl Isolation {
         }
         // Marker first: from here on, unisolate knows what to restore.
         let rule = Rule::group(lab.group()).comment(&record.comment(lab));
-        self.fw.create_rule(&scope, &rule).await?;
+        // A POST is not idempotent: after a failure that may have reached the server, the
+        // rules are read before it is sent again (a marker there means it arrived).
+        let mut maybe_sent = false;
+        retry_step!(self, format!("fence guest {vmid}"), {
+            if maybe_sent {
+                let rules = self.fw.rules(&scope).await?;
+                if rules.iter().any(|r| lab.owns(r.comment.as_deref())) {
+                    return Ok(());
+                }
+            }
+            let r = self.fw.create_rule(&scope, &rule).await;
+            maybe_sent = r.as_ref().is_err_and(|e| !e.was_never_sent());
+            r
+        })?;
         if !baseline.enabled || want_dhcp {
             let mut opts = OptionsUpdate::new();
             if !baseline.enabled {
@@ -1890,7 +2144,10 @@ impl Isolation {
             if want_dhcp {
                 opts = opts.dhcp(true);
             }
-            self.fw.set_options(&scope, &opts).await?;
+            // Setting values (no digest) is idempotent: repeated as it is.
+            retry_step!(self, format!("firewall options of guest {vmid}"), {
+                self.fw.set_options(&scope, &opts).await
+            })?;
         }
         Ok(Some(update))
     }
@@ -1913,11 +2170,14 @@ impl Isolation {
     async fn lift(&self, options: &IsolationOptions, report: &mut Report) -> Result<()> {
         let lab = &options.lab;
         if let Some(teacher) = options.teacher {
-            match self.unisolate_guest(teacher, lab).await {
-                Ok(o) => {
-                    report.changes.extend(o.changes);
-                    report.notes.extend(o.notes);
-                }
+            let mut out = Outcome::default();
+            let r = retry_step!(self, format!("teacher {teacher}"), {
+                self.unisolate_guest(teacher, lab, &mut out).await
+            });
+            report.changes.extend(out.changes);
+            report.notes.extend(out.notes);
+            match r {
+                Ok(()) => {}
                 Err(e) if e.is_not_found() => report
                     .notes
                     .push(format!("teacher {teacher} not found; nothing to restore")),
@@ -1930,26 +2190,27 @@ impl Isolation {
     /// Whether the lab's fence holds on one guest: its marker rule first, its firewall on,
     /// every NIC filtered (three reads).
     pub async fn holds(&self, vmid: VmId, lab: &LabName) -> Result<bool> {
-        Ok(self
-            .verify_guest(vmid, &lab.group(), lab)
-            .await?
-            .is_isolated())
+        let group = lab.group();
+        let check = retry_step!(self, format!("verify guest {vmid}"), {
+            self.verify_guest(vmid, &group, lab).await
+        })?;
+        Ok(check.is_isolated())
     }
 }
 
+/// Folds per-guest results into the report (in id order; what a failed guest changed
+/// before it gave up is reported too) and returns the failures.
 fn merge(
     report: &mut Report,
-    mut results: Vec<(VmId, Result<Outcome>)>,
+    mut results: Vec<(VmId, Outcome, Result<()>)>,
 ) -> Vec<(Option<u32>, Error)> {
-    results.sort_by_key(|(id, _)| *id);
+    results.sort_by_key(|(id, _, _)| *id);
     let mut failures = Vec::new();
-    for (vmid, r) in results {
-        match r {
-            Ok(o) => {
-                report.changes.extend(o.changes);
-                report.notes.extend(o.notes);
-            }
-            Err(e) => failures.push((Some(vmid.get()), e)),
+    for (vmid, o, r) in results {
+        report.changes.extend(o.changes);
+        report.notes.extend(o.notes);
+        if let Err(e) = r {
+            failures.push((Some(vmid.get()), e));
         }
     }
     failures

@@ -228,7 +228,13 @@ async fn isolate_interrupted_by_faults_converges_to_the_clean_result() {
     students(&c2, 4).await;
     let before = fw_state(&faulty);
     faulty.set_fault_rate(0.25).expect("fault rate");
-    let iso = Isolation::new(c2.clone());
+    // Retries off: this is about re-runs converging (tests/faults.rs covers the retries).
+    let iso = Isolation::new(c2.clone()).retry(pve_vm::Backoff {
+        initial: std::time::Duration::ZERO,
+        max: std::time::Duration::ZERO,
+        budget: std::time::Duration::ZERO,
+        max_retries: 0,
+    });
     let mut failed = 0;
     for _ in 0..40 {
         match iso.isolate(&range, &allowed(), &opts).await {

@@ -18,6 +18,9 @@ pub(crate) enum Fault {
     Reset,
     /// Run the request normally after this many simulated seconds.
     Latency(f64),
+    /// Run the request, then close the connection instead of answering (its effect
+    /// stays; only queued by [`crate::SimHandle::fail_next_request`], never drawn).
+    LostAnswer,
 }
 
 /// The fault stream.
@@ -27,6 +30,9 @@ pub(crate) struct Faults {
     rate: f64,
     /// Failures queued by [`crate::SimHandle::fail_next_clone`], used before any draw.
     queued_clone_failures: std::collections::VecDeque<String>,
+    /// One-shot faults queued by [`crate::SimHandle::fail_next_request`]: method, path
+    /// prefix, fault. The first match is used (and removed) instead of a draw.
+    queued_requests: Vec<(String, String, Fault)>,
 }
 
 /// Texts of clone tasks that fail for reasons outside the client's control.
@@ -46,6 +52,7 @@ impl Faults {
             rng: ChaCha8Rng::from_seed(s),
             rate,
             queued_clone_failures: std::collections::VecDeque::new(),
+            queued_requests: Vec::new(),
         }
     }
 
@@ -80,6 +87,25 @@ impl Faults {
             3 => Fault::Reset,
             _ => Fault::Latency(self.rng.gen_range(0.5..3.0)),
         })
+    }
+
+    /// The fault of the next request `method path`: a queued one-shot fault that matches,
+    /// else a draw (a queued match draws nothing, so the seeded stream is unchanged).
+    pub(crate) fn draw_for(&mut self, method: &str, path: &str) -> Option<Fault> {
+        let hit = self
+            .queued_requests
+            .iter()
+            .position(|(m, prefix, _)| m == method && path.starts_with(prefix.as_str()));
+        match hit {
+            Some(i) => Some(self.queued_requests.remove(i).2),
+            None => self.draw(),
+        }
+    }
+
+    /// Make the next `method` request whose API path starts with `prefix` fail with
+    /// `fault`, before its handler runs (tests of one precise transient failure).
+    pub(crate) fn queue_request_fault(&mut self, method: String, prefix: String, fault: Fault) {
+        self.queued_requests.push((method, prefix, fault));
     }
 
     /// Should the clone task being forked fail, and with which text?
@@ -132,6 +158,17 @@ mod tests {
         assert_ne!(da, dc);
         let mut off = Faults::new(42, 0.0);
         assert!((0..100).all(|_| off.draw().is_none() && off.clone_failure().is_none()));
+        off.queue_request_fault("POST".into(), "/cluster/firewall".into(), Fault::Reset);
+        assert_eq!(off.draw_for("GET", "/cluster/firewall/groups"), None);
+        assert_eq!(
+            off.draw_for("POST", "/cluster/firewall/groups"),
+            Some(Fault::Reset)
+        );
+        assert_eq!(
+            off.draw_for("POST", "/cluster/firewall/groups"),
+            None,
+            "once"
+        );
         off.queue_clone_failure("x".into());
         assert_eq!(off.clone_failure().as_deref(), Some("x"));
         assert!(off.clone_failure().is_none());

@@ -119,7 +119,7 @@ mod tls;
 pub use access::route_permissions;
 pub use routing::{is_served, SERVED};
 pub use secret::Secret;
-pub use sim::{totp_code, SimError, SimHandle, Simulator, SimulatorBuilder};
+pub use sim::{totp_code, RequestFault, SimError, SimHandle, Simulator, SimulatorBuilder};
 
 /// Endpoints of the schema extract the simulator deliberately does not serve, with the
 /// reason (checked by the conformance test: every other extract endpoint is served).

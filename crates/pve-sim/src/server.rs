@@ -341,12 +341,18 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         *counts.entry(key).or_insert(0) += 1;
     }
 
-    let fault = sh.faults.lock().unwrap_or_else(|e| e.into_inner()).draw();
+    let fault = sh
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .draw_for(method.as_str(), &rel);
     if let Some(f) = &fault {
         tracing::debug!(%method, path = %rel, "injected fault: {f:?}");
     }
+    let lose_answer = matches!(fault, Some(Fault::LostAnswer));
     match fault {
         Some(Fault::Reset) => return reset_response(),
+        Some(Fault::LostAnswer) => {}
         Some(Fault::Status(status, text)) => {
             return error_response(&ApiError::status(status, text), ErrorBody::Json)
         }
@@ -462,6 +468,9 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
 
     drop(permit);
+    if lose_answer {
+        return reset_response();
+    }
 
     match &result {
         Ok(_) => tracing::debug!(%method, path = %rel, "200"),

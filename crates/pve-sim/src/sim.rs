@@ -13,10 +13,25 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::base32_decode;
+use crate::faults::Fault;
 use crate::firewall::Verdict;
 use crate::secret::Secret;
 use crate::state::{Settings, Shared, TokenSpec};
 use crate::{introspect, server, tls};
+
+/// A one-shot fault of [`SimHandle::fail_next_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestFault {
+    /// Answer this HTTP status (400-599) and reason, e.g. `596`, `"Connection timed
+    /// out"`, without running the request.
+    Status(u16, &'static str),
+    /// Close the connection without running the request or answering.
+    Reset,
+    /// Run the request, then close the connection instead of answering: the change
+    /// happened, the client cannot know (what a real network loses).
+    LostAnswer,
+}
 
 /// Why a simulator could not start or a handle call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -403,6 +418,36 @@ impl SimHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .queue_clone_failure(message.into());
+    }
+
+    /// Make the next `method` request whose API path (after `/api2/json`) starts with
+    /// `path_prefix` fail once as `fault` says. Other requests are unaffected and the
+    /// seeded fault stream is not advanced by it.
+    pub fn fail_next_request(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        fault: RequestFault,
+    ) -> Result<(), SimError> {
+        let fault = match fault {
+            RequestFault::Reset => Fault::Reset,
+            RequestFault::LostAnswer => Fault::LostAnswer,
+            RequestFault::Status(code, reason) => Fault::Status(
+                http::StatusCode::from_u16(code)
+                    .ok()
+                    .filter(|c| c.is_client_error() || c.is_server_error())
+                    .ok_or_else(|| {
+                        config_err("fault status", format!("{code} (allowed: 400 to 599)"))
+                    })?,
+                reason,
+            ),
+        };
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_request_fault(method.to_uppercase(), path_prefix.to_owned(), fault);
+        Ok(())
     }
 
     /// The reachability oracle (as `/_sim/reachability`): can guest `from` open a new

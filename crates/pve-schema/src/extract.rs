@@ -180,10 +180,11 @@ fn convert_param(ctx: &str, def: &Value, top: bool) -> Result<Parameter, Error> 
         Some("integer") => Some(ParamType::Integer),
         Some("number") => Some(ParamType::Number),
         Some("boolean") => Some(ParamType::Boolean),
+        Some("array") if top => Some(ParamType::Array),
         Some(other) => {
             return Err(Error::Unsupported(format!(
                 "{ctx}: parameter type '{other}' is not supported by the validator \
-                 (only string, integer, number, boolean); extend pve-schema first"
+                 (only string, integer, number, boolean, and array at the top level); extend pve-schema first"
             )))
         }
     };
@@ -348,10 +349,10 @@ mod tests {
     #[test]
     fn build_extract_names_missing_endpoints_and_unsupported_types() {
         let full = json!([{"path": "/a", "info": {"GET": {"parameters": {"properties": {
-            "list": {"type": "array"}}}}}}]);
+            "list": {"type": "object"}}}}}}]);
         let err = build_extract(&full, "PUT /a\n").unwrap_err();
         assert_eq!(err.to_string(), "'PUT /a' is not in the PVE API schema");
         let err = build_extract(&full, "GET /a\n").unwrap_err();
-        assert!(err.to_string().contains("'array'"), "{err}");
+        assert!(err.to_string().contains("'object'"), "{err}");
     }
 }

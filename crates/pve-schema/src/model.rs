@@ -47,6 +47,10 @@ pub enum ParamType {
     Number,
     /// In form encoding only `0` or `1`.
     Boolean,
+    /// A list of strings (`agent/exec`'s `command`). A form sends the key once per item;
+    /// for validation the items are given as one JSON array text, e.g. `["ip","-j"]`
+    /// (a plain value counts as a one-item list, as PVE reads a single form value).
+    Array,
 }
 
 impl ParamType {
@@ -57,6 +61,7 @@ impl ParamType {
             ParamType::Integer => "integer",
             ParamType::Number => "number",
             ParamType::Boolean => "boolean",
+            ParamType::Array => "array",
         }
     }
 }

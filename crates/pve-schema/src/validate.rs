@@ -256,8 +256,27 @@ pub(crate) fn check_prop(
         }
         return;
     };
+    if p.ty == Some(ParamType::Array) {
+        // Items arrive as one JSON array text; a plain value is a one-item list (PVE
+        // turns a single form value into one). A JSON array must hold scalars.
+        let ok = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .all(|i| i.is_string() || i.is_number() || i.is_boolean()),
+            _ => true,
+        };
+        if !ok {
+            add_error(
+                errors,
+                path,
+                &format!("type check ('array') failed - got '{value}'"),
+            );
+        }
+        return;
+    }
     if let Some(ty) = p.ty {
         let ok = match ty {
+            ParamType::Array => true,
             ParamType::String => true,
             ParamType::Boolean => value == "0" || value == "1",
             ParamType::Integer => is_integer(value),

@@ -17,7 +17,7 @@ fn extract_lists_exactly_the_endpoints_of_endpoints_txt() {
         .map(|e| (e.method.clone(), e.path.clone()))
         .collect();
     assert_eq!(listed, extracted);
-    assert_eq!(listed.len(), 147);
+    assert_eq!(listed.len(), 160);
 }
 
 #[test]
@@ -81,6 +81,12 @@ fn unchecked_formats_are_the_known_ones() {
         "pve-qm-smbios1",
         "pve-qm-watchdog",
         "pve-vm-cpu-conf",
+        // vzdump's job options (`POST /nodes/{node}/vzdump`); pve-sim accepts them and
+        // does not simulate fleecing, performance tuning, mail or pruning.
+        "backup-fleecing",
+        "backup-performance",
+        "email-or-username-list",
+        "prune-backups",
         // Access-control ids; pve-sim's handlers check userid, groupid and roleid
         // themselves.
         "email-opt",

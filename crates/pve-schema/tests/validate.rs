@@ -400,3 +400,25 @@ fn patterns_are_anchored_like_perl_m_caret_pattern_dollar() {
         "value does not match the regex pattern"
     );
 }
+
+#[test]
+fn array_parameters_take_a_json_list_or_one_plain_value() {
+    let e = ep("POST", "/nodes/{node}/qemu/{vmid}/agent/exec");
+    let base = [("node", "pve1"), ("vmid", "100")];
+    let with = |cmd: &'static str| {
+        let mut p = base.to_vec();
+        p.push(("command", cmd));
+        p
+    };
+    assert!(e.validate(&params(&with(r#"["ip","-j","addr"]"#))).is_ok());
+    // A single form value is a one-item list (the program name, spaces and all).
+    assert!(e.validate(&params(&with("ip -j addr"))).is_ok());
+    assert_eq!(
+        errors(e, &with(r#"[["nested"]]"#))["command"],
+        r#"type check ('array') failed - got '[["nested"]]'"#
+    );
+    assert_eq!(
+        errors(e, &base)["command"],
+        "property is missing and it is not optional"
+    );
+}

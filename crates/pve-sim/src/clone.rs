@@ -52,6 +52,8 @@ struct Plan {
     config: BTreeMap<String, String>,
     source_volume: String,
     fault: Option<String>,
+    /// The inside of the new guest: the source's, with its own host name.
+    os: crate::guest::os::GuestOs,
 }
 
 fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Plan> {
@@ -97,6 +99,7 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         }
     }
     let mut config = src.config.clone();
+    let src_os = src.os.clone();
     let src_name = src.name().unwrap_or_default().to_owned();
     config.remove("template");
     config.remove("lock");
@@ -145,6 +148,11 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         );
         config.insert("vmgenid".into(), random_uuid(&mut st.rng));
     }
+    let new_name = config
+        .get(kind.name_key())
+        .cloned()
+        .unwrap_or_else(|| format!("vm{newid}"));
+    let os = src_os.cloned_for(&new_name);
     let fault = sh
         .faults
         .lock()
@@ -159,6 +167,7 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         config,
         source_volume: volume,
         fault,
+        os,
     })
 }
 
@@ -307,6 +316,7 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                     Some(g) => Some(g.lock().is_some()),
                     None => {
                         let mut g = Guest::new(p.newid, Kind::Qemu, &p.node, p.config.clone());
+                        g.os = p.os.clone();
                         g.config.insert("lock".into(), "clone".into());
                         st.guests.insert(p.newid, g);
                         st.firewall.copy_guest(p.vmid, p.newid);
@@ -366,6 +376,7 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
         }
         // pve-container writes the new config and locks the source before forking.
         let mut g = Guest::new(p.newid, Kind::Lxc, &p.node, p.config.clone());
+        g.os = p.os.clone();
         g.config.insert("lock".into(), "create".into());
         st.guests.insert(p.newid, g);
         st.firewall.copy_guest(p.vmid, p.newid);

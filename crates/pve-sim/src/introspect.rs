@@ -27,6 +27,8 @@ pub(crate) fn state_json(sh: &Shared) -> Value {
                 "template": g.is_template(), "lock": g.lock(), "pool": st.pool_of(g.vmid),
                 "ipv4": g.ipv4.map(|i| i.to_string()), "linked_base": g.linked_base,
                 "config": g.config,
+                "snapshots": g.snapshots.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+                "parent": g.parent,
             })
         })
         .collect();
@@ -96,6 +98,7 @@ pub(crate) fn state_json(sh: &Shared) -> Value {
         "firewall": st.firewall.state(),
         "tasks": {"total": st.tasks.all().len(), "running": st.tasks.running()},
         "storage_clones": st.storage_clones,
+        "backups": st.backups.iter().map(crate::guest::vzdump::Backup::to_json).collect::<Vec<_>>(),
         "daemon_peak": st.daemon_peak,
         "fault_rate": sh.faults.lock().unwrap_or_else(|e| e.into_inner()).rate(),
     })
@@ -146,6 +149,15 @@ fn guest_host(st: &SimState, vmid: u32) -> Result<Host, String> {
     let ip = g
         .ipv4
         .ok_or_else(|| format!("guest {vmid} has no IPv4 address"))?;
+    // link_down=1 on the NIC carrying the lease: the cable is pulled.
+    if let Some((index, _)) = g
+        .nets()
+        .into_iter()
+        .next()
+        .filter(|(_, v)| crate::guest::net_option(v, "link_down") == Some("1"))
+    {
+        return Err(format!("guest {vmid}'s net{index} has link_down=1"));
+    }
     Ok(Host {
         vmid: Some(vmid),
         ip: IpAddr::V4(ip),

@@ -33,9 +33,68 @@
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # The simulated guest
+//!
+//! Every QEMU guest holds one model of its inside (the `guest` module docs have the
+//! details): files (seeded with `/etc/hostname`, `/etc/os-release`,
+//! `/etc/network/interfaces`, `/etc/resolv.conf`, `/etc/hosts`), the interfaces
+//! (its NICs `ens18`, `ens19`, … from `netX` — MAC, `link_down`, the DHCP lease on the
+//! first — plus what a student adds: static addresses, VLAN sub-interfaces, bridges),
+//! static routes, services (`tcp/PORT`/`udp/PORT`: a banner, an HTTP status and body,
+//! DNS records, a systemd unit), a command table and the state of its agent. The agent
+//! API (`agent/exec`, `exec-status`, `file-read`, `file-write`, `info`, `get-osinfo`,
+//! `get-users`, `network-get-interfaces`, `get-host-name`), the built-in commands
+//! (`ip -j [-d] addr|link|route`, `hostname`, `cat`, `sha256sum`, `test`,
+//! `systemctl is-active`, `ping`, `nc -z`, `dig`, `curl`, `sh -c`), the firewall
+//! oracle's probes and snapshots all read and write that one model. Anything else
+//! runs from the command table, else exits 127 (`bash: NAME: command not found`).
+//!
+//! `GET /_sim/guests/{vmid}/state` returns it; `PUT` (same body shape) changes only
+//! what it names — a file by its path, an interface by its name, a route by its
+//! destination, a service by `proto/port`, a command by its argv, `users`, `agent` —
+//! and answers the new state (400 `{"error": "…"}` naming the input, and nothing
+//! changed, when a part is wrong). `null` removes an entry; a command item with
+//! `"remove": true` removes that argv. The answer also carries a read-only `view`
+//! (what `ip -j -d addr` and `ip -j route` print now, and the host name).
+//! [`SimHandle::guest_state`] and [`SimHandle::put_guest_state`] do the same in-process.
+//!
+//! ```json
+//! {
+//!   "files": {
+//!     "/etc/hostname": {"content": "student07\n", "mode": "0644"},
+//!     "/root/blob": {"content_base64": "AAEC"},
+//!     "/tmp/old": null
+//!   },
+//!   "interfaces": {
+//!     "eth1.10": {"kind": "vlan", "link": "ens18", "vlan": 10,
+//!                 "addresses": ["192.168.10.1/24"], "state": "up"},
+//!     "br0": {"kind": "bridge", "addresses": ["10.20.0.1/24"]},
+//!     "ens19": {"master": "br0"}
+//!   },
+//!   "routes": {"192.168.50.0/24": {"via": "192.168.10.254", "dev": "eth1.10"}},
+//!   "services": {
+//!     "tcp/80": {"unit": "nginx", "http": {"status": 200, "body": "hello"}},
+//!     "udp/53": {"unit": "bind9", "dns": {"www.lab.": {"A": ["10.10.0.5"]}}},
+//!     "tcp/22": {"active": false}
+//!   },
+//!   "commands": [
+//!     {"argv": ["nft", "list", "ruleset"], "stdout": "table inet filter {…}\n",
+//!      "stderr": "", "exit_code": 0, "run_time": 0.2},
+//!     {"argv": ["old"], "remove": true}
+//!   ],
+//!   "users": [{"user": "student", "login-time": 1733353200.5}],
+//!   "agent": "running"
+//! }
+//! ```
+//!
+//! In a GET, every file also shows `size` and `sha256`, and binary content comes as
+//! `content_base64`. `agent` is `running`, `stopped` (calls fail after 3 s with
+//! `QEMU guest agent is not running`) or `hung` (the ping answers, every other call
+//! fails after 10 s with `VM <id> qga command 'guest-<cmd>' failed - got timeout`);
+//! both hold a pvedaemon worker meanwhile, and a restart brings the agent back.
 
 mod access;
-mod agent;
 mod auth;
 mod clone;
 mod cluster;

@@ -54,6 +54,10 @@ pub(crate) fn boot(sh: &Shared, st: &mut SimState, vmid: u32) {
 /// Power a guest off (stop, shutdown, destroy --force).
 pub(crate) fn power_off(g: &mut Guest) {
     g.running = false;
+    // Processes die with the machine; the agent comes back with the next boot.
+    g.os.execs.clear();
+    g.os.users.clear();
+    g.os.agent = crate::guest::os::AgentState::Running;
     g.agent_ready_at = None;
     g.ipv4_ready_at = None;
 }
@@ -306,6 +310,11 @@ pub(crate) fn template(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<V
         if g.is_template() {
             return Err(ApiError::internal(
                 "you can't convert a template to a template",
+            ));
+        }
+        if kind == Kind::Qemu && !g.snapshots.is_empty() {
+            return Err(ApiError::internal(
+                "unable to create template, because VM contains snapshots",
             ));
         }
         if g.running {

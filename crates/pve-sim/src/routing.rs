@@ -15,8 +15,9 @@ use crate::access::{self, api as acc};
 use crate::console::{self, Console};
 use crate::error::{ApiError, ApiResult, Params};
 use crate::guest::Kind;
+use crate::guest::{agent, snapshot, vzdump};
 use crate::state::{Caller, Shared};
-use crate::{agent, clone, cluster, config, firewall_api, lifecycle, pools, tasks};
+use crate::{clone, cluster, config, firewall_api, lifecycle, pools, tasks};
 
 /// A request after routing, auth and parameter checks.
 #[derive(Debug)]
@@ -108,6 +109,25 @@ pub const SERVED: &[(&str, &str)] = &[
         "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
     ),
     ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/exec"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/exec-status"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/file-read"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/file-write"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/info"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-osinfo"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-users"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/snapshot"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/snapshot"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}"),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+    ),
+    ("POST", "/nodes/{node}/vzdump"),
     ("GET", "/nodes/{node}/lxc"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}"),
     ("GET", "/nodes/{node}/lxc/{vmid}/status/current"),
@@ -286,6 +306,21 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name") => agent::host_name(sh, r).await?,
         ("GET", "/nodes/{node}/lxc/{vmid}/interfaces") => agent::lxc_interfaces(sh, r)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/agent/exec") => agent::exec(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/exec-status") => agent::exec_status(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/file-read") => agent::file_read(sh, r).await?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/agent/file-write") => agent::file_write(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/info") => agent::info(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-osinfo") => agent::osinfo(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/get-users") => agent::users(sh, r).await?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot") => snapshot::list(sh, r)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot") => snapshot::create(sh, r)?,
+        ("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}") => snapshot::delete(sh, r)?,
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config") => snapshot::config(sh, r)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback") => {
+            snapshot::rollback(sh, r)?
+        }
+        ("POST", "/nodes/{node}/vzdump") => vzdump::start(sh, r)?,
         ("GET", "/access/users") => acc::list_users(sh, r),
         ("POST", "/access/users") => acc::create_user(sh, r).await?,
         ("GET", "/access/users/{userid}") => acc::get_user(sh, r)?,

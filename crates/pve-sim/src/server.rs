@@ -37,6 +37,9 @@ const DAEMON_TIMEOUT: f64 = 30.0;
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Largest `PUT /_sim/guests/{vmid}/state` body (room for files above the 16 MiB caps).
+const MAX_STATE_BODY: usize = 64 * 1024 * 1024;
+
 /// Marks a response that must not be sent: the connection is closed instead.
 #[derive(Debug, Clone, Copy)]
 struct ResetMarker;
@@ -62,6 +65,12 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             get(introspect::requests).delete(introspect::reset_requests),
         )
         .route("/_sim/reachability", get(introspect::reachability))
+        .route(
+            "/_sim/guests/{vmid}/state",
+            get(crate::guest::state_api::get)
+                .put(crate::guest::state_api::put)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_STATE_BODY)),
+        )
         .fallback(api)
         .with_state(sh)
 }
@@ -223,11 +232,17 @@ fn json_param(v: &Value) -> Option<String> {
 }
 
 /// Merge query string and body (form or JSON) into one parameter map.
+///
+/// Parameters of type `array` (named in `arrays`) collect every value given for the key
+/// (a form repeats the key; JSON sends an array; a single value is a one-item list, as
+/// PVE normalises it) and reach the handler as one JSON array text, e.g. `["ip","-j"]`.
 fn parse_params(
     query: Option<&str>,
     content_type: Option<&str>,
     body: &Bytes,
+    arrays: &[&str],
 ) -> Result<Params, ApiError> {
+    let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut params = Params::new();
     if let Some(q) = query {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).map_err(|e| {
@@ -236,10 +251,22 @@ fn parse_params(
                 format!("unable to parse query string - {e}"),
             )
         })?;
-        params.extend(pairs);
+        for (k, v) in pairs {
+            if arrays.contains(&k.as_str()) {
+                lists.entry(k).or_default().push(v);
+            } else {
+                params.insert(k, v);
+            }
+        }
     }
+    let finish = |mut params: Params, lists: BTreeMap<String, Vec<String>>| {
+        for (k, items) in lists {
+            params.insert(k, Value::from(items).to_string());
+        }
+        params
+    };
     if body.is_empty() {
-        return Ok(params);
+        return Ok(finish(params, lists));
     }
     let is_json = content_type.is_some_and(|c| c.starts_with("application/json"));
     let body_pairs: Vec<(String, String)> = if is_json {
@@ -255,9 +282,21 @@ fn parse_params(
                 "unable to parse JSON request body - expected an object",
             ));
         };
-        obj.iter()
-            .filter_map(|(k, v)| json_param(v).map(|s| (k.clone(), s)))
-            .collect()
+        let mut pairs = Vec::new();
+        for (k, v) in &obj {
+            match v {
+                Value::Array(items) if arrays.contains(&k.as_str()) => {
+                    let list = lists.entry(k.clone()).or_default();
+                    list.extend(items.iter().filter_map(json_param));
+                }
+                _ => {
+                    if let Some(s) = json_param(v) {
+                        pairs.push((k.clone(), s));
+                    }
+                }
+            }
+        }
+        pairs
     } else {
         serde_urlencoded::from_bytes(body).map_err(|e| {
             ApiError::status(
@@ -267,6 +306,10 @@ fn parse_params(
         })?
     };
     for (k, v) in body_pairs {
+        if arrays.contains(&k.as_str()) {
+            lists.entry(k).or_default().push(v);
+            continue;
+        }
         if params.get(&k).is_some_and(|old| *old != v) {
             return Err(ApiError::status(
                 StatusCode::BAD_REQUEST,
@@ -275,7 +318,7 @@ fn parse_params(
         }
         params.insert(k, v);
     }
-    Ok(params)
+    Ok(finish(params, lists))
 }
 
 /// The fallback handler: the PVE API.
@@ -351,7 +394,14 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let mut params = match parse_params(parts.uri.query(), content_type, &bytes) {
+    let arrays: Vec<&str> = route
+        .endpoint
+        .parameters
+        .iter()
+        .filter(|(_, p)| p.ty == Some(pve_schema::ParamType::Array))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut params = match parse_params(parts.uri.query(), content_type, &bytes, &arrays) {
         Ok(p) => p,
         Err(e) => return error_response(&e, ErrorBody::Json),
     };

@@ -419,6 +419,22 @@ impl SimHandle {
             .map_err(|message| config_err("reachability query", message))
     }
 
+    /// What `GET /_sim/guests/{vmid}/state` returns: the inside of a QEMU guest.
+    pub fn guest_state(&self, vmid: u32) -> Result<Value, SimError> {
+        let st = self.shared.lock();
+        let id = crate::guest::state_api::check(&st, &vmid.to_string())
+            .map_err(|(_, message)| config_err("guest state", message))?;
+        Ok(crate::guest::state_api::state_json(&st, id))
+    }
+
+    /// `PUT /_sim/guests/{vmid}/state`: change only what `changes` names (see the crate
+    /// docs); returns the new state.
+    pub fn put_guest_state(&self, vmid: u32, changes: Value) -> Result<Value, SimError> {
+        let mut st = self.shared.lock();
+        crate::guest::state_api::apply(&mut st, &vmid.to_string(), changes)
+            .map_err(|(_, message)| config_err("guest state", message))
+    }
+
     /// Stop accepting connections, let open requests finish, and wait for the server.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);

@@ -184,6 +184,8 @@ pub(crate) struct SimState {
     pub user_cfg_peak: usize,
     /// Successful `user.cfg` writes.
     pub user_cfg_writes: u64,
+    /// Backup volumes `vzdump` left.
+    pub backups: Vec<crate::guest::vzdump::Backup>,
 }
 
 impl SimState {
@@ -201,6 +203,7 @@ impl SimState {
             access: Access::default(),
             user_cfg_peak: 0,
             user_cfg_writes: 0,
+            backups: Vec::new(),
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

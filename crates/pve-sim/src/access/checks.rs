@@ -482,8 +482,43 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
         r#"{"check":["perm","/vms/{vmid}",["VM.Allocate"]]}"#,
     ),
     (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/agent/exec",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Unrestricted"]]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/exec-status",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Unrestricted"]]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/file-read",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.FileRead","VM.GuestAgent.Unrestricted"],"any",1]}"#,
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/agent/file-write",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.FileWrite","VM.GuestAgent.Unrestricted"],"any",1]}"#,
+    ),
+    (
         "GET",
         "/nodes/{node}/qemu/{vmid}/agent/get-host-name",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Audit","VM.GuestAgent.Unrestricted"],"any",1]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/get-osinfo",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Audit","VM.GuestAgent.Unrestricted"],"any",1]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/get-users",
+        r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Audit","VM.GuestAgent.Unrestricted"],"any",1]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/info",
         r#"{"check":["perm","/vms/{vmid}",["VM.GuestAgent.Audit","VM.GuestAgent.Unrestricted"],"any",1]}"#,
     ),
     (
@@ -618,6 +653,31 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/nodes/{node}/qemu/{vmid}/snapshot",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Audit"]]}"#,
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/snapshot",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot"]]}"#,
+    ),
+    (
+        "DELETE",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot"]]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot","VM.Snapshot.Rollback","VM.Audit"],"any",1]}"#,
+    ),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot","VM.Snapshot.Rollback"],"any",1]}"#,
+    ),
+    (
+        "GET",
         "/nodes/{node}/qemu/{vmid}/status/current",
         r#"{"check":["perm","/vms/{vmid}",["VM.Audit"]]}"#,
     ),
@@ -675,6 +735,11 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
         "GET",
         "/nodes/{node}/tasks/{upid}/status",
         r#"{"description":"The user needs 'Sys.Audit' permissions on '/nodes/<node>' if they are not the owner of the task.","user":"all"}"#,
+    ),
+    (
+        "POST",
+        "/nodes/{node}/vzdump",
+        r#"{"description":"The user needs 'VM.Backup' permissions on any VM, and 'Datastore.AllocateSpace' on the backup storage (and fleecing storage when fleecing is used). The 'tmpdir', 'dumpdir', 'script' and 'job-id' parameters are restricted to the 'root@pam' user. The 'prune-backups' setting requires 'Datastore.Allocate' on the backup storage. The 'bwlimit', 'performance' and 'ionice' parameters require 'Sys.Modify' on '/'.","user":"all"}"#,
     ),
     (
         "DELETE",

@@ -1,6 +1,22 @@
 //! Guests (QEMU VMs and LXC containers) as the simulator stores them: the config file as
 //! key → value strings plus the runtime state a node would know (running, boot times,
-//! DHCP lease).
+//! DHCP lease), and the inside of a QEMU guest ([`os::GuestOs`]) that its agent, the
+//! built-in commands and the firewall oracle all answer from.
+//!
+//! Submodules: [`os`] (files, services, command table, agent state), [`net`] (the
+//! interfaces and routes the guest sees), [`agent`] (the agent API), [`exec`] (what a
+//! command run through the agent answers), [`probes`] (ping, TCP connect, DNS, HTTP to
+//! other guests, through the firewall oracle), [`state_api`] (`/_sim/guests/{vmid}/state`),
+//! [`snapshot`] (snapshots and rollback) and [`vzdump`] (backups).
+
+pub(crate) mod agent;
+pub(crate) mod exec;
+pub(crate) mod net;
+pub(crate) mod os;
+pub(crate) mod probes;
+pub(crate) mod snapshot;
+pub(crate) mod state_api;
+pub(crate) mod vzdump;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -72,6 +88,12 @@ pub(crate) struct Guest {
     pub ipv4: Option<Ipv4Addr>,
     /// The template whose base volume this guest's disk is a linked clone of.
     pub linked_base: Option<u32>,
+    /// The inside of the guest (files, network configuration, services, agent).
+    pub os: os::GuestOs,
+    /// Snapshots, oldest first.
+    pub snapshots: Vec<snapshot::Snapshot>,
+    /// The snapshot the current state descends from.
+    pub parent: Option<String>,
 }
 
 /// NIC models QEMU accepts as the first key of `netX`.
@@ -82,7 +104,12 @@ const QEMU_MODELS: &[&str] = &[
 
 impl Guest {
     pub(crate) fn new(vmid: u32, kind: Kind, node: &str, config: BTreeMap<String, String>) -> Self {
+        let hostname = config
+            .get(kind.name_key())
+            .cloned()
+            .unwrap_or_else(|| format!("vm{vmid}"));
         Self {
+            os: os::GuestOs::seeded(&hostname),
             vmid,
             kind,
             node: node.to_owned(),
@@ -93,6 +120,8 @@ impl Guest {
             ipv4_ready_at: None,
             ipv4: None,
             linked_base: None,
+            snapshots: Vec::new(),
+            parent: None,
         }
     }
 

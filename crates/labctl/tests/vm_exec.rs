@@ -132,6 +132,7 @@ async fn exec_shows_what_the_student_configured_and_passes_exit_codes() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|a| a["family"] == "inet")
         .filter_map(|a| a["local"].as_str())
         .collect();
     assert_eq!(addrs, ["192.168.10.1"], "{vlan}");

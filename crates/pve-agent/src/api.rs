@@ -409,13 +409,13 @@ impl AgentApi {
     }
 
     /// Writes a whole file (`POST agent/file-write`; the file is created or replaced).
-    /// ASCII text of up to 61440 bytes is sent as it is (`encode=1`: PVE base64-encodes it
+    /// Printable ASCII text (with tabs and line breaks) of up to 61440 bytes is sent as it is (`encode=1`: PVE base64-encodes it
     /// for qemu-ga); anything else is base64-encoded here (`encode=0`), which fits files of
     /// up to 46080 bytes. Larger files are refused before anything is sent.
     pub async fn file_write(&self, guest: &Guest, path: &str, data: &[u8]) -> Result<()> {
         check_guest_path(path)?;
         let mut params = Params::new().with("file", path);
-        if data.is_ascii() && data.len() <= MAX_FILE_WRITE_CONTENT {
+        if is_plain_text(data) && data.len() <= MAX_FILE_WRITE_CONTENT {
             // `encode` defaults to 1.
             params.insert("content", String::from_utf8_lossy(data).as_ref());
         } else if data.len() <= MAX_FILE_WRITE_BINARY {
@@ -453,6 +453,13 @@ fn forgot_pid(e: &Error) -> bool {
     *status == 500 && message.to_ascii_lowercase().contains("pid")
 }
 
+/// Printable ASCII plus tab, CR and LF: sent as it is, a form value that every PVE version
+/// reads back byte for byte.
+fn is_plain_text(data: &[u8]) -> bool {
+    data.iter()
+        .all(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x20..=0x7e))
+}
+
 fn check_guest_path(path: &str) -> Result<()> {
     if path.is_empty() || path.contains('\0') {
         return Err(Error::InvalidInput {
@@ -476,5 +483,6 @@ mod tests {
         assert_eq!(o.exec_poll.min(), Duration::from_millis(1));
         assert!(check_guest_path("").is_err() && check_guest_path("/a\0b").is_err());
         check_guest_path("/etc/hostname").unwrap();
+        assert!(is_plain_text(b"a\tb\r\n~") && !is_plain_text(b"a\0") && !is_plain_text("ü".as_bytes()));
     }
 }

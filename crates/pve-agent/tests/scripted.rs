@@ -120,8 +120,13 @@ async fn serve(
                 (200, body)
             }
         };
+        // PVE puts its message in the reason phrase too.
+        let reason = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(|m| m.trim().to_owned()))
+            .unwrap_or_else(|| "OK".to_owned());
         let reply = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(reply.as_bytes()).await.is_err() {

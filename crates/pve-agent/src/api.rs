@@ -483,6 +483,8 @@ mod tests {
         assert_eq!(o.exec_poll.min(), Duration::from_millis(1));
         assert!(check_guest_path("").is_err() && check_guest_path("/a\0b").is_err());
         check_guest_path("/etc/hostname").unwrap();
-        assert!(is_plain_text(b"a\tb\r\n~") && !is_plain_text(b"a\0") && !is_plain_text("ü".as_bytes()));
+        assert!(
+            is_plain_text(b"a\tb\r\n~") && !is_plain_text(b"a\0") && !is_plain_text("ü".as_bytes())
+        );
     }
 }

@@ -24,6 +24,7 @@ mod demo;
 mod fail;
 mod firewall;
 mod fosscloud;
+mod guest;
 mod lab;
 mod labfile;
 mod output;
@@ -110,7 +111,7 @@ enum Command {
     /// Manage an exam lab, from a TOML file or flags: plan, up, status, ips, down.
     Lab(Pve<lab::LabCommand>),
     /// One guest at a time: list, next-id, status, clone, start/stop/shutdown/reboot,
-    /// agent, is-template, template, destroy, ip.
+    /// agent, is-template, template, destroy, ip, exec, file-read/-write, snapshot, link.
     Vm(Pve<vm::VmCommand>),
     /// Fence a range of guests so they reach only given addresses: isolate, unisolate, verify.
     Firewall(Pve<firewall::FirewallCommand>),
@@ -166,7 +167,7 @@ fn init_tracing(verbose: u8) {
         0 => "labctl=info,warn",
         1 => {
             "labctl=debug,lab_core=debug,lab_proxmox=debug,pve_auth=debug,pve_vm=debug,\
-             pve_net=debug,pve_firewall=debug,fosscloud_api=debug,info"
+             pve_agent=debug,pve_net=debug,pve_firewall=debug,fosscloud_api=debug,info"
         }
         _ => "trace",
     };

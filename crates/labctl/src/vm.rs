@@ -146,6 +146,36 @@ pub enum VmCommand {
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: Option<u64>,
     },
+    /// Run a command in a VM through its guest agent (argv after `--`, no shell); exits
+    /// with the command's exit code.
+    #[command(long_about = crate::guest::EXEC_ABOUT, after_help = crate::guest::EXEC_HELP)]
+    Exec(crate::guest::ExecArgs),
+    /// Read a file from a VM through its guest agent (to stdout or --out).
+    #[command(
+        after_help = "Examples:\n  labctl vm file-read 5000 /etc/hostname\n  labctl vm file-read 5000 /var/log/syslog --out syslog-5000.txt"
+    )]
+    FileRead(crate::guest::FileReadArgs),
+    /// Write a local file into a VM through its guest agent (created or replaced).
+    #[command(
+        after_help = "Examples:\n  labctl vm file-write 5000 /root/task.txt --from task.txt\n  echo hello | labctl vm file-write 5000 /tmp/hello --from -"
+    )]
+    FileWrite(crate::guest::FileWriteArgs),
+    /// Snapshots of a guest: create, list, rollback, delete.
+    ///
+    /// rollback and delete show what they will do, ask on a terminal, need --yes without
+    /// one, and take --dry-run.
+    #[command(
+        after_help = "Examples:\n  labctl vm snapshot 5000 create baseline\n  labctl vm snapshot 5000 create deadline --vmstate\n  labctl vm snapshot 5000 list -o json\n  labctl vm snapshot 5000 rollback baseline --dry-run\n  labctl vm snapshot 5000 rollback baseline --yes\n  labctl vm snapshot 5000 delete baseline --yes"
+    )]
+    Snapshot(crate::guest::SnapshotArgs),
+    /// Plug a guest's virtual network cable in or pull it (live; the MAC is kept).
+    ///
+    /// down shows what it will do, asks on a terminal, needs --yes without one, and takes
+    /// --dry-run.
+    #[command(
+        after_help = "Examples:\n  labctl vm link 5000 down --yes\n  labctl vm link 5000 down --net net1 --dry-run\n  labctl vm link 5000 up"
+    )]
+    Link(crate::guest::LinkArgs),
 }
 
 /// `--dry-run` and `--yes` of the commands that destroy, interrupt or cannot be undone.
@@ -230,6 +260,11 @@ impl VmCommand {
                 v.id()?;
                 format.not_csv("vm")?;
             }
+            VmCommand::Exec(a) => a.check(format)?,
+            VmCommand::FileRead(a) => a.check(format)?,
+            VmCommand::FileWrite(a) => a.check(format)?,
+            VmCommand::Snapshot(a) => a.check(format)?,
+            VmCommand::Link(a) => a.check(format)?,
         }
         Ok(())
     }
@@ -523,6 +558,11 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
             .await?
         }
         VmCommand::Ip { vm, wait } => ip(vms, vm.id()?, *wait, format).await?,
+        VmCommand::Exec(a) => crate::guest::exec(vms, a, format).await?,
+        VmCommand::FileRead(a) => crate::guest::file_read(vms, a, format).await?,
+        VmCommand::FileWrite(a) => crate::guest::file_write(vms, a, format).await?,
+        VmCommand::Snapshot(a) => crate::guest::snapshot(vms, a, format).await?,
+        VmCommand::Link(a) => crate::guest::link(vms, a, format).await?,
     }
     Ok(())
 }

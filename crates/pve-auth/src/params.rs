@@ -129,6 +129,23 @@ impl Params {
         self
     }
 
+    /// Adds another `name=value` entry even if `name` is present: PVE reads a parameter
+    /// of type array from the form key repeated once per item (`command=ip&command=-j`).
+    /// Use it only for array parameters; [`Params::get`] returns the first value.
+    ///
+    /// ```
+    /// use pve_auth::Params;
+    /// let mut p = Params::new();
+    /// for arg in ["ip", "-j", "addr"] {
+    ///     p.append("command", arg);
+    /// }
+    /// assert_eq!(p.to_query(), "command=ip&command=-j&command=addr");
+    /// ```
+    pub fn append(&mut self, name: &str, value: impl ParamValue) -> &mut Self {
+        self.0.push((name.to_owned(), value.to_param()));
+        self
+    }
+
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let pos = self.0.iter().position(|(k, _)| k == name)?;

@@ -384,14 +384,17 @@ impl VmApi {
 
     /// The last lines of a task log; empty if it cannot be read (the task error matters more).
     async fn task_log_tail(&self, upid: &Upid) -> Vec<String> {
+        let lines = self.task_log(upid).await;
+        let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+        lines.into_iter().skip(skip).collect()
+    }
+
+    /// The first 1000 lines of a task log; empty if it cannot be read.
+    pub(crate) async fn task_log(&self, upid: &Upid) -> Vec<String> {
         let path = api_path(&["nodes", upid.node().as_str(), "tasks", upid.as_str(), "log"]);
         let params = Params::new().with("start", 0u32).with("limit", 1000u32);
         match self.client().get::<Vec<LogLine>>(&path, &params).await {
-            Ok(lines) => {
-                let lines: Vec<String> = lines.into_iter().filter_map(|l| l.t).collect();
-                let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
-                lines.into_iter().skip(skip).collect()
-            }
+            Ok(lines) => lines.into_iter().filter_map(|l| l.t).collect(),
             Err(e) => {
                 tracing::debug!(%upid, error = %e, "cannot read the task log");
                 Vec::new()

@@ -5,7 +5,9 @@
 //! graceful shutdown, reboot, configuration (digest-aware updates, [`NetDevice`] property
 //! strings, tags, pools), cloning with hostname validation and race handling
 //! ([`CloneOptions`]), templates, destroy with safety checks, guest-agent readiness, and
-//! task (UPID) waiting with one polling helper ([`PollPolicy`]) that `pve-net` reuses.
+//! task (UPID) waiting with one polling helper ([`PollPolicy`]) that `pve-net` reuses,
+//! snapshots ([`Guest::create_snapshot`], [`Guest::rollback`]), vzdump backups
+//! ([`Guest::vzdump`]) and a NIC's link state ([`Guest::set_link`], MAC kept).
 //! It talks to PVE through [`pve_auth::PveClient`].
 //!
 //! ```no_run
@@ -49,6 +51,7 @@ mod guest;
 mod ids;
 mod netdev;
 mod poll;
+mod snapshot;
 mod timing;
 mod upid;
 
@@ -60,6 +63,9 @@ pub use guest::{DestroyOptions, Guest, GuestStatus, RunState, ShutdownOptions};
 pub use ids::{validate_hostname, GuestKind, NodeName, PoolId, VmId};
 pub use netdev::NetDevice;
 pub use poll::{Poll, PollPolicy};
+pub use snapshot::{
+    Backup, BackupMode, LinkChange, Snapshot, SnapshotName, SnapshotOptions, VzdumpOptions,
+};
 pub use timing::{Backoff, Timing};
 pub use upid::Upid;
 

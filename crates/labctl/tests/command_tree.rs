@@ -306,6 +306,27 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
             leaf(&["vm", "destroy", "5000", "--stop", "--dry-run"]),
         ),
         ("vm ip", leaf(&["vm", "ip", "5000"])),
+        ("vm exec", leaf(&["vm", "exec", "5000", "--", "hostname"])),
+        (
+            "vm file-read",
+            leaf(&["vm", "file-read", "5000", "/etc/hostname"]),
+        ),
+        (
+            "vm file-write",
+            leaf(&[
+                "vm",
+                "file-write",
+                "5000",
+                "/tmp/labctl-tree",
+                "--from",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            ]),
+        ),
+        ("vm snapshot", leaf(&["vm", "snapshot", "5000", "list"])),
+        (
+            "vm link",
+            leaf(&["vm", "link", "5000", "down", "--dry-run"]),
+        ),
         (
             "firewall isolate",
             leaf(&[
@@ -512,7 +533,9 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
                 continue; // runs until stopped; its --help ran above
             }
             let mut args: Vec<&str> = leaf.args.iter().map(String::as_str).collect();
-            args.extend(["-o", format]);
+            // After `--` every word is the guest's (`vm exec`): -o goes before it.
+            let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+            args.splice(at..at, ["-o", format]);
             let mut env = env.clone();
             let _fresh = if leaf.fresh_fc {
                 let sim = fc_sim().await;

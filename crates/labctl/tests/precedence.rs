@@ -108,7 +108,7 @@ fn lab_setting(name: &str) -> LabSetting {
             env: None,
             default: Some("none"),
             observe: |v| {
-                let f = v["fence"].to_string();
+                let f = v["teachers"].to_string();
                 ["10.0.0.1", "10.0.0.2"]
                     .into_iter()
                     .find(|ip| f.contains(ip))

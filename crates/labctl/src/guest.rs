@@ -93,7 +93,7 @@ pub struct FileWriteArgs {
 /// What `vm snapshot` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SnapshotAction {
-    /// Take a snapshot (NAME defaults to snap-<UTC time>).
+    /// Take a snapshot (NAME defaults to snap-YYYYMMDD-HHMMSS, the UTC time).
     Create,
     /// List the snapshots.
     List,

@@ -7,7 +7,7 @@
 //! setting has a rule of its own. A value keeps its [`Origin`], so messages can say where it
 //! came from ("the host http://x (from PVE_HOST)").
 //!
-//! Values from the environment are read here ([`env`], [`env_secret`]), not by clap, so that
+//! Values from the environment are read here ([`env()`], [`env_secret`]), not by clap, so that
 //! a flag and its variable stay two levels: `LABCTL_LAB=a labctl lab down b.toml` is lab `b`.
 
 use std::fmt;

@@ -1030,7 +1030,7 @@ async fn clusters_come_from_the_config_file_and_secret_files_must_be_private() {
     let mut c = labctl();
     cfg(&mut c);
     let (o, _, e) = run(c, &["vm", "status", "100", "--cluster", "sim"]).await;
-    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("mode is 644") && e.contains("chmod 600"), "{e}");
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut c = labctl();

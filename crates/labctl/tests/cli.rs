@@ -484,8 +484,8 @@ async fn every_vm_command_with_its_json_shape() {
     assert_eq!(plain.lines().next(), Some(lease.as_str()));
 
     for action in ["reboot", "shutdown", "stop"] {
-        // stop and shutdown interrupt a guest: they need --yes off a terminal.
-        let yes: &[&str] = if action == "reboot" { &[] } else { &["--yes"] };
+        // All three interrupt a guest: they need --yes off a terminal.
+        let yes: &[&str] = &["--yes"];
         let args: Vec<&str> = ["vm", action, "5000"].iter().chain(yes).copied().collect();
         let (out, stdout, err) = run(against(&sim), &args).await;
         assert!(out.status.success(), "{action}: {err}");

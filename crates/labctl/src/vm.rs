@@ -604,7 +604,7 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
     Ok(())
 }
 
-/// The one confirmation rule for `vm stop|shutdown|template`: show the guest, then
+/// The one confirmation rule for `vm stop|shutdown|reboot|template`: show the guest, then
 /// `--dry-run` prints what would be done and returns `false`; otherwise the question is
 /// asked on a terminal (or `--yes` is needed) and `true` means go ahead.
 async fn ask(

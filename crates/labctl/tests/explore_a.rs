@@ -365,6 +365,41 @@ async fn listing_guests_as_csv_leaves_missing_values_empty() {
     assert!(teacher.ends_with(",,"), "{teacher}");
     let table = ok(home.path(), &sim, &["vm", "list"]).await;
     assert!(table.contains(" -"), "tables keep the placeholder: {table}");
+    // The same in `lab status` (no roster: no student names) and `firewall verify`.
+    ok(
+        home.path(),
+        &sim,
+        &["lab", "up", "-n", "csv", "-t", "9000", "-c", "1"],
+    )
+    .await;
+    let out = ok(
+        home.path(),
+        &sim,
+        &["lab", "status", "-n", "csv", "-o", "csv"],
+    )
+    .await;
+    assert!(!out.contains("'-"), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with(','), "{out}");
+    let (_, out, err) = run(
+        against(home.path(), &sim),
+        &[
+            "firewall",
+            "verify",
+            "--first",
+            "100",
+            "--last",
+            "100",
+            "--allow",
+            "10.10.0.1",
+            "-o",
+            "csv",
+        ],
+    )
+    .await;
+    assert!(
+        out.lines().count() == 2 && !out.contains("'-"),
+        "{out}\n{err}"
+    );
     sim.shutdown().await;
 }
 

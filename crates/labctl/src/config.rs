@@ -80,6 +80,7 @@ pub fn load() -> anyhow::Result<(Option<PathBuf>, Config)> {
         Ok(text) => {
             let config: Config = toml::from_str(&text)
                 .map_err(|e| crate::fail::usage(format!("config file {}: {e}", path.display())))?;
+            check_not_writable_by_others(&path, &config)?;
             Ok((Some(path), config))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Some(path), Config::default())),
@@ -135,6 +136,42 @@ pub fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// A config file that names secret files decides where those secrets are sent (its
+/// clusters' hosts): refused (exit 2) if others may write it.
+#[cfg(unix)]
+fn check_not_writable_by_others(path: &Path, config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let names_secrets = config
+        .clusters
+        .values()
+        .any(|c| c.password_file.is_some() || c.token_secret_file.is_some());
+    if !names_secrets {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)
+        .map_err(|e| {
+            crate::fail::usage(format!("reading the config file {}: {e}", path.display()))
+        })?
+        .mode()
+        & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(crate::fail::usage(format!(
+            "refusing the config file {}: its mode is {mode:03o}, so others may change it, and \
+             it names secret files (password_file/token_secret_file) whose secrets go to the \
+             hosts it lists; make it writable by you only (chmod 600 {} or chmod 644 {})",
+            path.display(),
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_not_writable_by_others(_path: &Path, _config: &Config) -> anyhow::Result<()> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn check_private(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
@@ -143,8 +180,9 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
     })?;
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
+        // A file-mode problem is the user's setup, not a refused login: exit 2.
         return Err(crate::fail::with_code(
-            crate::fail::AUTH,
+            crate::fail::USAGE,
             format!(
                 "refusing the secret file {}: its mode is {mode:03o}, so others may read it; \
                  make it readable by you only (chmod 600 {})",
@@ -157,7 +195,7 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
     if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
         if meta.uid() != me {
             return Err(crate::fail::with_code(
-                crate::fail::AUTH,
+                crate::fail::USAGE,
                 format!(
                     "refusing the secret file {}: it belongs to uid {}, not to you (uid {me})",
                     path.display(),

@@ -1,5 +1,5 @@
 //! The one confirmation rule: what destroys, interrupts or cannot be undone (`lab down`,
-//! `vm destroy|stop|shutdown|template`, `lab access revoke`, `lab access grant
+//! `vm destroy|stop|shutdown|reboot|template`, `lab access revoke`, `lab access grant
 //! --reset-password`) shows what it will do, then asks here: on a terminal a yes/no
 //! question, otherwise `--yes` is needed. `--dry-run` never reaches this.
 

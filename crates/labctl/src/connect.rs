@@ -128,7 +128,17 @@ fn same_host(a: &str, b: &str) -> bool {
     }
 }
 
+/// `true` if the host's authority holds `user[:password]@`.
+fn has_userinfo(host: &str) -> bool {
+    let rest = host.split_once("://").map_or(host, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
+}
+
 fn shown(host: &str) -> String {
+    if has_userinfo(host) {
+        return "(a host with user info, not shown)".to_owned();
+    }
     pve_auth::base_uri(host).map_or_else(
         |_| host.to_owned(),
         |u| u.as_str().trim_end_matches("/api2/json").to_owned(),
@@ -169,6 +179,15 @@ impl Connection {
                  try labctl without a cluster run `labctl demo`",
             )
         })?;
+        if has_userinfo(&host.value) {
+            return Err(crate::fail::usage(format!(
+                "the host (from {}) carries a user name or password before '@': labctl never \
+                 takes credentials in a URL (others could read them in the process list or \
+                 shell history). Give the host alone (e.g. https://pve1:8006), the user with \
+                 --user / PVE_USER and the password with PVE_PASSWORD (or the prompt)",
+                host.from
+            )));
+        }
         // What the config cluster holds for its host (trust, secrets) goes to that host only.
         let cluster_host = cl.and_then(|c| c.cluster.host.as_deref());
         let bound = cluster_host.is_some_and(|h| same_host(h, &host.value));

@@ -48,6 +48,25 @@ impl fmt::Display for Fail {
 
 impl std::error::Error for Fail {}
 
+/// A failed write to stdout: a closed pipe (`labctl vm list | head -1`) ends quietly with
+/// exit 1, as a tool killed by SIGPIPE would; anything else (a full disk) is an error.
+pub fn stdout(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        silent(OTHER)
+    } else {
+        anyhow::anyhow!("writing to stdout: {}", io_reason(&e))
+    }
+}
+
+/// An I/O error's text without Rust's ` (os error N)` tail.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
 /// A usage error (exit 2).
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
     with_code(USAGE, message)

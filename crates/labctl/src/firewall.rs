@@ -192,7 +192,7 @@ async fn guests_of(
     vms: &VmApi,
     range: &Range,
     options: &IsolationOptions,
-    overlap: bool,
+    allowed: Option<&[Cidr]>,
     format: Format,
 ) -> anyhow::Result<(Students, Vec<VmId>)> {
     let (students, _) = range.students()?;
@@ -207,6 +207,31 @@ async fn guests_of(
         .iter()
         .copied()
         .partition(|id| guests.contains_key(id));
+    // A template is never fenced: every clone made from it later would inherit the rule
+    // (and keep it after `unisolate` of the range).
+    let (templates, present): (Vec<VmId>, Vec<VmId>) = match allowed {
+        Some(_) => present
+            .into_iter()
+            .partition(|id| guests[id].template == Some(true)),
+        None => (Vec::new(), present),
+    };
+    if present.is_empty() && !templates.is_empty() {
+        return Err(fail::usage(format!(
+            "refusing to fence {}-{}: its only guests are templates ({}); a template is never \
+             fenced, because its clones would inherit the rule. Fence the clones instead. \
+             Nothing changed",
+            range.first,
+            range.last,
+            compact(&templates)
+        )));
+    }
+    if !templates.is_empty() && format.is_table() {
+        eprintln!(
+            "skipped {} templates (never fenced: their clones would inherit the rule): {}",
+            templates.len(),
+            compact(&templates)
+        );
+    }
     if present.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -224,7 +249,7 @@ async fn guests_of(
             compact(&skipped)
         );
     }
-    if overlap {
+    if allowed.is_some() {
         let ours = options.lab.group();
         let mut foreign: Vec<(VmId, String)> = Vec::new();
         for id in &present {
@@ -265,7 +290,105 @@ async fn guests_of(
             ));
         }
     }
+    if let Some(allowed) = allowed {
+        fence_name_free(iso, &guests, &present, range, options, allowed).await?;
+    }
+    let mut skipped = skipped;
+    skipped.extend(templates);
+    skipped.sort();
     Ok((Students::List(present), skipped))
+}
+
+/// `isolate` under a fence name that is already in use (a lab's fence made by `lab up`, or
+/// an earlier `firewall isolate`) must not rewrite it: refused if that fence allows other
+/// addresses or holds guests outside this range. Re-running the same isolate is fine.
+async fn fence_name_free(
+    iso: &Isolation,
+    guests: &std::collections::BTreeMap<VmId, pve_vm::GuestSummary>,
+    present: &[VmId],
+    range: &Range,
+    options: &IsolationOptions,
+    allowed: &[Cidr],
+) -> anyhow::Result<()> {
+    let group = options.lab.group();
+    let fw = iso.firewall();
+    if !fw.groups().await?.iter().any(|g| g.group == group.as_str()) {
+        return Ok(());
+    }
+    let set = options.lab.allowed_set();
+    let theirs: std::collections::BTreeSet<String> =
+        match fw.ipset_entries(&Scope::Cluster, &set).await {
+            Ok(entries) => entries
+                .iter()
+                .filter(|e| !e.nomatch)
+                .map(|e| {
+                    e.cidr
+                        .parse::<Cidr>()
+                        .map_or_else(|_| e.cidr.clone(), |c| c.to_string())
+                })
+                .collect(),
+            Err(e) if e.is_not_found() => std::collections::BTreeSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+    let ours: std::collections::BTreeSet<String> =
+        allowed.iter().map(ToString::to_string).collect();
+    let mut members: Vec<VmId> = Vec::new();
+    for (id, g) in guests {
+        if present.contains(id) {
+            continue;
+        }
+        let scope = Scope::Guest {
+            node: g.node.clone(),
+            kind: g.kind,
+            vmid: *id,
+        };
+        let rules = match fw.rules(&scope).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if rules
+            .iter()
+            .any(|r| r.kind == "group" && r.action == group.as_str())
+        {
+            members.push(*id);
+        }
+    }
+    if theirs == ours && members.is_empty() {
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if theirs != ours {
+        why.push(format!(
+            "it allows {} (not {})",
+            if theirs.is_empty() {
+                "nothing".to_owned()
+            } else {
+                theirs.iter().cloned().collect::<Vec<_>>().join(", ")
+            },
+            ours.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !members.is_empty() {
+        why.push(format!(
+            "it fences guests outside {}-{}: {}",
+            range.first,
+            range.last,
+            compact(&members)
+        ));
+    }
+    Err(fail::usage(format!(
+        "refusing to fence {}-{} as {}: the fence {} already exists and {}. Isolating would \
+         rewrite another fence (a lab's fence from `labctl lab up`, or an earlier isolate). \
+         Choose another name with --lab, or change that fence with its own command (`labctl \
+         lab down` for a lab, `labctl firewall unisolate --lab {}` otherwise). Nothing changed",
+        range.first,
+        range.last,
+        options.lab,
+        group,
+        why.join(", and "),
+        options.lab,
+    )))
 }
 
 fn verification_sheet(v: &Verification) -> Sheet {
@@ -340,7 +463,8 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         } => {
             let (_, options) = range.students()?;
             let allowed = allow.cidrs()?;
-            let (students, skipped) = guests_of(&iso, &vms, range, &options, true, format).await?;
+            let (students, skipped) =
+                guests_of(&iso, &vms, range, &options, Some(&allowed), format).await?;
             if *dry_run {
                 let v = iso.verify(&students, &allowed, &options).await?;
                 let plan = isolate_plan(&v);
@@ -371,7 +495,7 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         }
         FirewallCommand::Unisolate { range, dry_run } => {
             let (_, options) = range.students()?;
-            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, None, format).await?;
             if *dry_run {
                 // verify needs an allowed address; only the per-guest state is used here.
                 let any: Vec<Cidr> = vec!["192.0.2.1".parse()?];
@@ -416,7 +540,7 @@ pub async fn run(cmd: &FirewallCommand, vms: VmApi, format: Format) -> anyhow::R
         }
         FirewallCommand::Verify { range, allow } => {
             let (_, options) = range.students()?;
-            let (students, skipped) = guests_of(&iso, &vms, range, &options, false, format).await?;
+            let (students, skipped) = guests_of(&iso, &vms, range, &options, None, format).await?;
             let v = iso.verify(&students, &allow.cidrs()?, &options).await?;
             match format {
                 Format::Json => print_json(&verification_json(&v, &skipped))?,

@@ -2,7 +2,7 @@
 //!
 //! Command families, one module each: `vm` (one guest at a time, the seed's functions),
 //! `firewall` (fence a VMID range), `lab` (the lab from a TOML file or flags, with rosters:
-//! plan, up, status, ips, down), `fosscloud` (every REST call), `sim` (the simulators),
+//! plan, up, status, ips, access, down), `fosscloud` (every REST call), `sim` (the simulators),
 //! `completions`, `demo`. Every command that prints data takes `-o table|json|csv`; exit
 //! codes are in [`fail`]; named clusters in [`config`].
 //!
@@ -108,7 +108,7 @@ host. The README shows an example.";
 // One variant per command family; each family lives in its own module with a `run`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage an exam lab, from a TOML file or flags: plan, up, status, ips, down.
+    /// Manage an exam lab, from a TOML file or flags: plan, up, status, ips, access, down.
     Lab(Pve<lab::LabCommand>),
     /// One guest at a time: list, next-id, status, clone, start/stop/shutdown/reboot,
     /// agent, is-template, template, destroy, ip, exec, file-read/-write, snapshot, link.
@@ -128,7 +128,7 @@ Examples (two shells):
     LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml
   labctl sim fosscloud --ca-out /tmp/fc-ca.pem")]
     Sim(sim::SimArgs),
-    /// Print a shell completion script: bash, zsh, fish or powershell.
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[command(after_help = "\
 Examples:
   labctl completions bash > ~/.local/share/bash-completion/completions/labctl
@@ -228,8 +228,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions { shell } => {
             no_output_format(format, "completions")?;
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "labctl", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "labctl", &mut script);
+            output::write_stdout(&String::from_utf8_lossy(&script))
         }
         Command::Demo(args) => {
             no_output_format(format, "demo")?;
@@ -275,6 +277,28 @@ fn describe(e: &anyhow::Error) -> String {
             break;
         }
     }
+    // Library errors name their Rust API; a CLI user needs the flag or variable.
+    for (api, cli) in [
+        (
+            "(TlsOptions::fingerprint)",
+            "(--fingerprint / PVE_FINGERPRINT)",
+        ),
+        ("(TlsOptions::ca_file)", "(--ca-file / PVE_CA_FILE)"),
+        (
+            "use TlsOptions::fingerprint or TlsOptions::ca_file",
+            "use --fingerprint / PVE_FINGERPRINT or --ca-file / PVE_CA_FILE",
+        ),
+        (
+            "(pass credentials to the builder)",
+            "(give the user with --user / PVE_USER and the password with PVE_PASSWORD)",
+        ),
+        (
+            "allow it with .allow_http(true) for a local simulator",
+            "use https://",
+        ),
+    ] {
+        msg = msg.replace(api, cli);
+    }
     if fosscloud_tls {
         msg.push_str(
             "\nhint: trust the FOSS-Cloud server with --fingerprint / FC_FINGERPRINT (its \
@@ -291,8 +315,10 @@ fn describe(e: &anyhow::Error) -> String {
     msg
 }
 
-/// `labctl vm list | head -1` closes stdout early; `println!` then panics. Leave quietly
-/// (exit 1) instead of printing a panic, as tools killed by SIGPIPE do.
+/// Output goes through [`output::write_stdout`] where it can (the error then reaches
+/// `main`); a `println!` elsewhere panics when stdout fails. Never show that panic: a closed
+/// pipe (`labctl lab plan … | head -1`) leaves quietly (exit 1), as tools killed by SIGPIPE
+/// do; any other failure (a full disk) is said in one line and exits 1.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -302,7 +328,14 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+        if let Some(reason) = msg.strip_prefix("failed printing to stdout: ") {
+            if !reason.contains("Broken pipe") {
+                let reason = reason.split(" (os error").next().unwrap_or(reason);
+                eprintln!(
+                    "labctl: error: writing to stdout: {reason} (what the command did before \
+                     is done; only its output was lost)"
+                );
+            }
             std::process::exit(i32::from(fail::OTHER));
         }
         default(info);

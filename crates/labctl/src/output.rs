@@ -43,11 +43,19 @@ impl Format {
 
 /// Pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).context("encoding the output as JSON")?
-    );
-    Ok(())
+    let mut text = serde_json::to_string_pretty(value).context("encoding the output as JSON")?;
+    text.push('\n');
+    write_stdout(&text)
+}
+
+/// Writes to stdout and flushes, returning the failure (a closed pipe, a full disk) as the
+/// error `main` reports instead of the panic `print!` would raise.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(crate::fail::stdout)
 }
 
 /// A list: headers and rows of cells, rendered as a table or CSV; JSON comes from the
@@ -113,7 +121,11 @@ impl Sheet {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(&self.headers)?;
         for r in &self.rows {
-            w.write_record(r.iter().map(|c| csv_safe(c)))?;
+            // `-` is the table's placeholder for "no value": an empty cell in CSV.
+            w.write_record(
+                r.iter()
+                    .map(|c| if c == "-" { String::new() } else { csv_safe(c) }),
+            )?;
         }
         let bytes = w.into_inner().context("writing CSV")?;
         String::from_utf8(bytes).context("CSV output is not UTF-8")
@@ -122,8 +134,8 @@ impl Sheet {
     /// Prints the sheet as `format` says; `json` is what `-o json` prints.
     pub fn print(&self, format: Format, json: &impl Serialize) -> anyhow::Result<()> {
         match format {
-            Format::Table => print!("{}", self.to_table()),
-            Format::Csv => print!("{}", self.to_csv()?),
+            Format::Table => write_stdout(&self.to_table())?,
+            Format::Csv => write_stdout(&self.to_csv()?)?,
             Format::Json => print_json(json)?,
         }
         Ok(())

@@ -111,6 +111,21 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
 }
 
 async fn pve(args: &PveSimArgs) -> anyhow::Result<()> {
+    // Bad arguments are usage errors (exit 2), said before anything starts.
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        return Err(crate::fail::usage(format!(
+            "--time-scale {}: allowed: a number above 0 (1 = real time, 0.05 = twenty times \
+             faster)",
+            args.time_scale
+        )));
+    }
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err(crate::fail::usage(format!(
+            "--fault-rate {}: allowed: a probability from 0 to 1 (0.1 = one request in ten \
+             fails)",
+            args.fault_rate
+        )));
+    }
     let mut builder = Simulator::builder()
         .listen(args.listen)
         .nodes(args.nodes)

@@ -81,9 +81,18 @@ pub enum VmCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Reboot a running guest.
-    #[command(after_help = "Example:\n  labctl vm reboot 5000")]
-    Reboot(VmIdArg),
+    /// Reboot a running guest: what runs in it is interrupted.
+    ///
+    /// Shows the guest and asks on a terminal; without a terminal it needs --yes.
+    #[command(
+        after_help = "Examples:\n  labctl vm reboot 5000 --dry-run\n  labctl vm reboot 5000 --yes"
+    )]
+    Reboot {
+        #[command(flatten)]
+        vm: VmIdArg,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Exit 0 only if the guest runs and its QEMU guest agent answers (containers: runs).
     #[command(
         after_help = "Examples:\n  labctl vm agent 5000\n  labctl vm agent 5000 --wait 120 && echo ready"
@@ -250,7 +259,7 @@ impl VmCommand {
             VmCommand::Status(v)
             | VmCommand::Start(v)
             | VmCommand::Stop { vm: v, .. }
-            | VmCommand::Reboot(v)
+            | VmCommand::Reboot { vm: v, .. }
             | VmCommand::IsTemplate(v)
             | VmCommand::Template { vm: v, .. }
             | VmCommand::Shutdown { vm: v, .. }
@@ -491,7 +500,20 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
                 power(vms, vm, format, Power::Stop).await?;
             }
         }
-        VmCommand::Reboot(v) => power(vms, v, format, Power::Reboot).await?,
+        VmCommand::Reboot { vm, confirm } => {
+            if ask(
+                vms,
+                vm.id()?,
+                confirm,
+                ("reboot", "reboot"),
+                "Reboot",
+                format,
+            )
+            .await?
+            {
+                power(vms, vm, format, Power::Reboot).await?;
+            }
+        }
         VmCommand::Shutdown {
             vm,
             confirm,
@@ -532,6 +554,21 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
         }
         VmCommand::Template { vm, confirm } => {
             let what = ("template", "turn into a template (cannot be undone)");
+            // PVE refuses to convert a running guest; say so before (and in) a dry run.
+            let (guest, view) = status_view(vms, vm.id()?).await?;
+            if view.status == "running" {
+                return Err(fail::with_code(
+                    fail::OTHER,
+                    format!(
+                        "refusing to turn {} {} into a template: it is running; stop it first \
+                         (`labctl vm shutdown {}` or `labctl vm stop {}`). Nothing changed",
+                        guest.kind().noun(),
+                        guest.vmid(),
+                        guest.vmid(),
+                        guest.vmid()
+                    ),
+                ));
+            }
             if !ask(vms, vm.id()?, confirm, what, "Make a template of", format).await? {
                 return Ok(());
             }
@@ -567,7 +604,7 @@ pub async fn run(cmd: &VmCommand, vms: &VmApi, format: Format) -> anyhow::Result
     Ok(())
 }
 
-/// The one confirmation rule for `vm stop|shutdown|template`: show the guest, then
+/// The one confirmation rule for `vm stop|shutdown|reboot|template`: show the guest, then
 /// `--dry-run` prints what would be done and returns `false`; otherwise the question is
 /// asked on a terminal (or `--yes` is needed) and `true` means go ahead.
 async fn ask(
@@ -795,6 +832,17 @@ async fn destroy(
     }
     eprintln!("will {what}");
     crate::confirm::confirm(&format!("Destroy {} {vmid}?", guest.kind().noun()), yes)?;
+    if running {
+        // Stopping first and then failing on the DELETE would leave the guest stopped for
+        // nothing: check the privilege the DELETE needs before anything changes.
+        may_allocate(vms, vmid, &label).await?;
+        guest.stop().await.with_context(|| {
+            format!(
+                "stopping {label} before destroying it (it may have stopped; nothing was \
+                 destroyed)"
+            )
+        })?;
+    }
     guest
         .destroy(DestroyOptions {
             purge: true,
@@ -803,7 +851,17 @@ async fn destroy(
             allow_template,
         })
         .await
-        .with_context(|| format!("destroying {} {vmid}", guest.kind().noun()))?;
+        .with_context(|| {
+            if running {
+                format!(
+                    "{} {vmid} WAS STOPPED (it ran before), but destroying it failed; it stays \
+                     stopped (`labctl vm start {vmid}` starts it again)",
+                    guest.kind().noun()
+                )
+            } else {
+                format!("destroying {} {vmid}", guest.kind().noun())
+            }
+        })?;
     match format {
         Format::Json => print_json(&serde_json::json!({
             "dry_run": false, "destroyed": [view],
@@ -811,6 +869,31 @@ async fn destroy(
         _ => println!("destroyed {label}"),
     }
     Ok(())
+}
+
+/// Refuses (exit 3, nothing changed) unless the caller holds `VM.Allocate` on the guest,
+/// which PVE's DELETE needs; asked with `GET /access/permissions?path=/vms/<id>`.
+async fn may_allocate(vms: &VmApi, vmid: VmId, label: &str) -> anyhow::Result<()> {
+    let access = pve_access::AccessApi::new(vms.client().clone());
+    let path = pve_access::AclPath::vm(vmid);
+    let map = access
+        .permissions(None, Some(&path))
+        .await
+        .with_context(|| format!("reading your privileges on {path} (nothing changed)"))?;
+    let has = map
+        .get(&path.to_string())
+        .is_some_and(|p| p.contains(&pve_access::Privilege::VmAllocate));
+    if has {
+        return Ok(());
+    }
+    Err(fail::with_code(
+        fail::AUTH,
+        format!(
+            "refusing to destroy {label}: you lack the privilege VM.Allocate on {path}, which \
+             destroying needs; nothing was stopped or changed (ask an administrator for a role \
+             with VM.Allocate, e.g. PVEVMAdmin, on the guest)"
+        ),
+    ))
 }
 
 async fn ip(vms: &VmApi, vmid: VmId, wait: Option<u64>, format: Format) -> anyhow::Result<()> {

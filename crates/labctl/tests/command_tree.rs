@@ -294,12 +294,13 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
             "vm shutdown",
             leaf(&["vm", "shutdown", "5000", "--dry-run"]),
         ),
-        ("vm reboot", leaf(&["vm", "reboot", "5001"])),
+        ("vm reboot", leaf(&["vm", "reboot", "5001", "--yes"])),
         ("vm agent", leaf(&["vm", "agent", "5000"])),
         ("vm is-template", leaf(&["vm", "is-template", "9000"])),
         (
             "vm template",
-            leaf(&["vm", "template", "5000", "--dry-run"]),
+            // A stopped guest: a running one is refused (exit 1) even in a dry run.
+            leaf(&["vm", "template", "9000", "--dry-run"]),
         ),
         (
             "vm destroy",

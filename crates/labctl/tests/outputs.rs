@@ -86,7 +86,7 @@ async fn vm_state(sim: &SimHandle, dir: &Path, vmid: &str) -> Value {
 }
 
 #[tokio::test]
-async fn vm_stop_shutdown_and_template_off_a_terminal_need_yes() {
+async fn vm_stop_shutdown_reboot_and_template_off_a_terminal_need_yes() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     ok(
@@ -98,40 +98,40 @@ async fn vm_stop_shutdown_and_template_off_a_terminal_need_yes() {
     ok(&sim, dir.path(), &["vm", "start", "700"]).await;
     assert_eq!(vm_state(&sim, dir.path(), "700").await["status"], "running");
 
-    for verb in ["stop", "shutdown", "template"] {
-        let dry = ok(&sim, dir.path(), &["vm", verb, "700", "--dry-run"]).await;
-        assert!(
-            dry.stdout.contains("dry run: nothing changed"),
-            "{verb}: {dry}"
-        );
-        let j = json(
-            &ok(
-                &sim,
-                dir.path(),
-                &["vm", verb, "700", "--dry-run", "-o", "json"],
-            )
-            .await,
-        );
-        assert_eq!(
-            (j["dry_run"].clone(), j["done"].clone()),
-            (Value::Bool(true), Value::Bool(false)),
-            "{j}"
-        );
-        let no = labctl(&sim, dir.path(), &["vm", verb, "700"]).await;
-        assert_eq!(
-            no.code,
-            Some(2),
-            "{verb} without --yes off a terminal\n{no}"
-        );
-        assert!(no.stderr.contains("--yes"), "{no}");
-        let state = vm_state(&sim, dir.path(), "700").await;
-        assert_eq!(state["status"], "running", "{verb}: {state}");
-        assert_eq!(state["template"], false, "{verb}: {state}");
+    for verb in ["stop", "shutdown", "reboot"] {
+        asks_off_a_terminal(&sim, dir.path(), verb, "running").await;
     }
     ok(&sim, dir.path(), &["vm", "stop", "700", "--yes"]).await;
     assert_eq!(vm_state(&sim, dir.path(), "700").await["status"], "stopped");
+    asks_off_a_terminal(&sim, dir.path(), "template", "stopped").await;
     ok(&sim, dir.path(), &["vm", "template", "700", "-y"]).await;
     assert_eq!(vm_state(&sim, dir.path(), "700").await["template"], true);
+}
+
+/// `vm <verb> 700`: --dry-run only looks (table and JSON), without --yes off a terminal
+/// exit 2 and nothing changed.
+async fn asks_off_a_terminal(sim: &SimHandle, dir: &Path, verb: &str, status: &str) {
+    let dry = ok(sim, dir, &["vm", verb, "700", "--dry-run"]).await;
+    assert!(
+        dry.stdout.contains("dry run: nothing changed"),
+        "{verb}: {dry}"
+    );
+    let j = json(&ok(sim, dir, &["vm", verb, "700", "--dry-run", "-o", "json"]).await);
+    assert_eq!(
+        (j["dry_run"].clone(), j["done"].clone()),
+        (Value::Bool(true), Value::Bool(false)),
+        "{j}"
+    );
+    let no = labctl(sim, dir, &["vm", verb, "700"]).await;
+    assert_eq!(
+        no.code,
+        Some(2),
+        "{verb} without --yes off a terminal\n{no}"
+    );
+    assert!(no.stderr.contains("--yes"), "{no}");
+    let state = vm_state(sim, dir, "700").await;
+    assert_eq!(state["status"], status, "{verb}: {state}");
+    assert_eq!(state["template"], false, "{verb}: {state}");
 }
 
 #[tokio::test]

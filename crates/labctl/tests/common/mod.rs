@@ -76,6 +76,13 @@ pub fn config(home: &Path, text: &str) {
     let dir = home.join("config").join("labctl");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.toml"), text).unwrap();
+    // Whatever the umask: labctl refuses a config file others may write.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("config.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
 }
 
 /// Writes an owner-only secret file and returns its path.

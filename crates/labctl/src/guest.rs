@@ -573,7 +573,9 @@ pub async fn file_read(vms: &VmApi, a: &FileReadArgs, format: Format) -> anyhow:
                 "out": out_path.map(|p| p.display().to_string()),
             }))?
         }
-        _ if out_path.is_some() => eprintln!("read {} bytes of {} from VM {id}", data.len(), a.path),
+        _ if out_path.is_some() => {
+            eprintln!("read {} bytes of {} from VM {id}", data.len(), a.path)
+        }
         _ => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&data)?;
@@ -676,8 +678,12 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
             let name = match name {
                 Some(n) => n,
                 None => {
-                    let taken: Vec<String> =
-                        guest.snapshots().await?.into_iter().map(|s| s.name).collect();
+                    let taken: Vec<String> = guest
+                        .snapshots()
+                        .await?
+                        .into_iter()
+                        .map(|s| s.name)
+                        .collect();
                     SnapshotName::new(unique_name(
                         &default_snapshot_name(SystemTime::now()),
                         &taken,
@@ -753,10 +759,7 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
                 .unwrap_or_else(|| "unknown time".to_owned());
             let rollback = a.action == SnapshotAction::Rollback;
             // A snapshot without RAM leaves the guest stopped unless --start.
-            let stops = rollback
-                && !snap.vmstate
-                && !a.start
-                && guest.status().await?.is_running();
+            let stops = rollback && !snap.vmstate && !a.start && guest.status().await?.is_running();
             let what = if rollback {
                 format!(
                     "roll {} back to snapshot {name} (taken {taken}): its disks and config{} \

@@ -191,7 +191,14 @@ async fn rollback_of_a_running_vm_to_a_disk_snapshot_says_it_stops() {
     ok(&sim, &["vm", "snapshot", "5000", "create", "baseline"]).await;
     let dry = ok(
         &sim,
-        &["vm", "snapshot", "5000", "rollback", "baseline", "--dry-run"],
+        &[
+            "vm",
+            "snapshot",
+            "5000",
+            "rollback",
+            "baseline",
+            "--dry-run",
+        ],
     )
     .await;
     assert!(
@@ -259,7 +266,10 @@ async fn file_read_out_dash_is_stdout_and_a_missing_out_directory_is_refused_fir
         .env("LABCTL_TIME_SCALE", SCALE)
         .stdin(std::process::Stdio::null())
         .args(["vm", "file-read", "5000", "/etc/hostname", "--out", "-"]);
-    let out = tokio::time::timeout(GUARD, c.output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(GUARD, c.output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "stud-01\n");
     assert!(!dir.path().join("-").exists());
@@ -317,4 +327,78 @@ async fn oversized_stdin_and_out_of_range_ids_say_what_is_wrong() {
     .await;
     assert!(stderr.contains("out of range"), "{stderr}");
     assert!(stderr.contains("100..=999999999"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sh_dash_c_runs_a_simple_pipe_as_the_help_shows() {
+    let sim = lab().await;
+    for sh in ["/bin/sh", "sh"] {
+        let stdout = ok(
+            &sim,
+            &[
+                "vm",
+                "exec",
+                "5000",
+                "--",
+                sh,
+                "-c",
+                "cat /etc/hostname | head -c 4",
+            ],
+        )
+        .await;
+        assert_eq!(stdout, "stud", "{sh}");
+    }
+    let stdout = ok(
+        &sim,
+        &[
+            "vm",
+            "exec",
+            "5000",
+            "--",
+            "/bin/sh",
+            "-c",
+            "ip -j route | head -c 200",
+        ],
+    )
+    .await;
+    assert!(stdout.starts_with('['), "{stdout}");
+}
+
+#[tokio::test]
+async fn file_write_into_a_missing_directory_fails_as_qga_does() {
+    let sim = lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("x.txt");
+    std::fs::write(&src, "x\n").unwrap();
+    let (_, stderr) = fails(
+        &sim,
+        &[
+            "vm",
+            "file-write",
+            "5000",
+            "/nonexistdir/x",
+            "--from",
+            src.to_str().unwrap(),
+        ],
+        1,
+    )
+    .await;
+    assert!(
+        stderr.contains(
+            "failed to open file '/nonexistdir/x' (mode: 'wb'): No such file or directory"
+        ),
+        "{stderr}"
+    );
+    ok(
+        &sim,
+        &[
+            "vm",
+            "file-write",
+            "5000",
+            "/root/x",
+            "--from",
+            src.to_str().unwrap(),
+        ],
+    )
+    .await;
 }

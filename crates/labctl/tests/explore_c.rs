@@ -402,3 +402,31 @@ async fn file_write_into_a_missing_directory_fails_as_qga_does() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn container_snapshots_create_list_rollback_and_delete() {
+    let sim = lab().await;
+    ok(
+        &sim,
+        &["vm", "clone", "9001", "--name", "ct-01", "--newid", "5100"],
+    )
+    .await;
+    ok(&sim, &["vm", "snapshot", "5100", "create", "s1"]).await;
+    assert_eq!(snapshot_names(&sim, "5100").await, vec!["s1".to_owned()]);
+    fails(
+        &sim,
+        &["vm", "snapshot", "5100", "create", "s2", "--vmstate"],
+        2,
+    )
+    .await;
+    ok(
+        &sim,
+        &[
+            "vm", "snapshot", "5100", "rollback", "s1", "--yes", "--start",
+        ],
+    )
+    .await;
+    assert_eq!(guest_of(&sim, 5100)["status"], "running");
+    ok(&sim, &["vm", "snapshot", "5100", "delete", "s1", "--yes"]).await;
+    assert!(snapshot_names(&sim, "5100").await.is_empty());
+}

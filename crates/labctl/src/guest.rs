@@ -70,7 +70,8 @@ pub struct FileReadArgs {
     /// The file in the guest, e.g. /etc/hostname.
     #[arg(value_name = "PATH")]
     path: String,
-    /// Write the bytes to this file instead of stdout.
+    /// Write the bytes to this file instead of stdout (`-` is stdout); its directory must
+    /// exist.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -124,7 +125,7 @@ pub struct SnapshotArgs {
     /// rollback: start the VM afterwards (a snapshot with RAM starts it anyway).
     #[arg(long)]
     start: bool,
-    /// rollback, delete: only show what would happen.
+    /// create, rollback, delete: only show what would happen.
     #[arg(long)]
     dry_run: bool,
     /// rollback, delete: do not ask.
@@ -156,12 +157,17 @@ pub struct LinkArgs {
     /// Only show what would happen.
     #[arg(long)]
     dry_run: bool,
-    /// down: do not ask.
+    /// down: do not ask (up asks nothing).
     #[arg(long, short = 'y')]
     yes: bool,
 }
 
 fn vmid(s: &str) -> anyhow::Result<VmId> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_err() {
+        return Err(fail::usage(format!(
+            "invalid VM id {s:?}: out of range; guest ids are 100..=999999999"
+        )));
+    }
     Ok(s.parse::<VmId>()?)
 }
 
@@ -231,6 +237,26 @@ impl SnapshotArgs {
                 )));
             }
         }
+        if self.action == SnapshotAction::List {
+            if let Some(n) = &self.name {
+                return Err(fail::usage(format!(
+                    "vm snapshot {} list takes no NAME (got {n:?}); it lists all snapshots",
+                    self.vmid
+                )));
+            }
+            if self.dry_run {
+                return Err(fail::usage(
+                    "--dry-run belongs to `vm snapshot VMID create|rollback|delete`; list \
+                     changes nothing",
+                ));
+            }
+        }
+        if self.yes && matches!(self.action, SnapshotAction::List | SnapshotAction::Create) {
+            return Err(fail::usage(format!(
+                "--yes belongs to `vm snapshot VMID rollback|delete`; {} asks nothing",
+                self.action_name()
+            )));
+        }
         Ok(())
     }
 
@@ -275,6 +301,23 @@ fn agent_error(e: pve_agent::Error) -> anyhow::Error {
     match e {
         pve_agent::Error::Vm(v) => anyhow::Error::new(v),
         e @ pve_agent::Error::InvalidInput { .. } => fail::usage(e.to_string()),
+        // As a shell reports it: 127 not found, 126 found but not executable.
+        pve_agent::Error::SpawnFailed {
+            program,
+            not_found,
+            detail,
+            ..
+        } => fail::with_code(
+            if not_found { 127 } else { 126 },
+            format!(
+                "{program}: {} in the guest (the agent runs no shell; it said: {detail})",
+                if not_found {
+                    "command not found"
+                } else {
+                    "cannot be executed"
+                }
+            ),
+        ),
         other => anyhow::Error::new(other),
     }
 }
@@ -319,7 +362,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
-fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+/// The bytes of local input file `path` given as `flag` (`-` is stdin). A file that
+/// cannot be read is bad input (exit 2), named with the reason.
+fn read_input(flag: &str, path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -327,7 +372,28 @@ fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
             .context("reading stdin")?;
         return Ok(buf);
     }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    if path.is_dir() {
+        return Err(fail::usage(format!(
+            "{flag} {}: is a directory; give a file (or - for stdin)",
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(|e| {
+        fail::usage(format!(
+            "{flag} {}: cannot read it: {}",
+            path.display(),
+            io_reason(&e)
+        ))
+    })
+}
+
+/// An I/O error's reason without the `(os error N)` tail.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
 }
 
 /// The guest's exit code as labctl's: 0–255 as is, anything else (Windows codes, negative
@@ -382,7 +448,7 @@ pub async fn exec(vms: &VmApi, a: &ExecArgs, format: Format) -> anyhow::Result<(
     let id = vmid(&a.vmid)?;
     let mut cmd = Exec::new(a.argv.clone()).timeout(Duration::from_secs(a.timeout));
     if let Some(path) = &a.stdin {
-        let data = read_input(path)?;
+        let data = read_input("--stdin", path)?;
         let text = String::from_utf8(data).map_err(|_| {
             fail::usage(format!(
                 "--stdin {}: the guest agent takes text as stdin (input-data); this file is \
@@ -395,11 +461,14 @@ pub async fn exec(vms: &VmApi, a: &ExecArgs, format: Format) -> anyhow::Result<(
     cmd.check().map_err(agent_error)?;
     let guest = vms.guest(id).await?;
     let agent = agent_api(vms)?;
-    let out = agent
-        .exec(&guest, &cmd)
-        .await
-        .map_err(agent_error)
-        .with_context(|| format!("vm exec {id} {}", cmd.display()))?;
+    let out = match agent.exec(&guest, &cmd).await {
+        Ok(out) => out,
+        // Its message names the program already.
+        Err(e @ pve_agent::Error::SpawnFailed { .. }) => return Err(agent_error(e)),
+        Err(e) => {
+            return Err(agent_error(e)).with_context(|| format!("vm exec {id} {}", cmd.display()))
+        }
+    };
     match format {
         Format::Json => print_json(&exec_view(id, &out))?,
         _ => {
@@ -428,9 +497,36 @@ pub async fn exec(vms: &VmApi, a: &ExecArgs, format: Format) -> anyhow::Result<(
     }
 }
 
+/// Where `vm file-read --out` writes: `None` for stdout (no --out, or `--out -`). Refuses a
+/// directory or a file in a missing directory before anything is read.
+fn out_file(out: Option<&PathBuf>) -> anyhow::Result<Option<&PathBuf>> {
+    let Some(out) = out.filter(|p| p.as_os_str() != "-") else {
+        return Ok(None);
+    };
+    if out.is_dir() {
+        return Err(fail::usage(format!(
+            "--out {}: is a directory; give a file name (or - for stdout)",
+            out.display()
+        )));
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(fail::usage(format!(
+            "--out {}: the directory {} does not exist",
+            out.display(),
+            parent.display()
+        )));
+    }
+    Ok(Some(out))
+}
+
 /// `vm file-read`.
 pub async fn file_read(vms: &VmApi, a: &FileReadArgs, format: Format) -> anyhow::Result<()> {
     let id = vmid(&a.vmid)?;
+    let out_path = out_file(a.out.as_ref())?;
     let guest = vms.guest(id).await?;
     let agent = agent_api(vms)?;
     // One read returns at most 16 MiB; longer files are read on from where it stopped.
@@ -458,7 +554,7 @@ pub async fn file_read(vms: &VmApi, a: &FileReadArgs, format: Format) -> anyhow:
             ));
         }
     }
-    if let Some(out) = &a.out {
+    if let Some(out) = out_path {
         std::fs::write(out, &data).with_context(|| format!("writing {}", out.display()))?;
     }
     match format {
@@ -472,12 +568,14 @@ pub async fn file_read(vms: &VmApi, a: &FileReadArgs, format: Format) -> anyhow:
                 "vmid": id.get(),
                 "path": a.path,
                 "size": data.len(),
-                "content": if a.out.is_none() { text } else { None },
-                "content_base64": if a.out.is_none() { b64 } else { None },
-                "out": a.out.as_ref().map(|p| p.display().to_string()),
+                "content": if out_path.is_none() { text } else { None },
+                "content_base64": if out_path.is_none() { b64 } else { None },
+                "out": out_path.map(|p| p.display().to_string()),
             }))?
         }
-        _ if a.out.is_some() => eprintln!("read {} bytes of {} from VM {id}", data.len(), a.path),
+        _ if out_path.is_some() => {
+            eprintln!("read {} bytes of {} from VM {id}", data.len(), a.path)
+        }
         _ => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&data)?;
@@ -490,7 +588,7 @@ pub async fn file_read(vms: &VmApi, a: &FileReadArgs, format: Format) -> anyhow:
 /// `vm file-write`.
 pub async fn file_write(vms: &VmApi, a: &FileWriteArgs, format: Format) -> anyhow::Result<()> {
     let id = vmid(&a.vmid)?;
-    let data = read_input(&a.from)?;
+    let data = read_input("--from", &a.from)?;
     let guest = vms.guest(id).await?;
     let agent = agent_api(vms)?;
     agent
@@ -562,10 +660,50 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
             sheet.print(format, &views)?;
         }
         SnapshotAction::Create => {
+            if a.vmstate {
+                if guest.kind() != pve_vm::GuestKind::Qemu {
+                    return Err(fail::usage(format!(
+                        "--vmstate: {} is a container; container snapshots have no RAM state",
+                        label(&guest)
+                    )));
+                }
+                if !guest.status().await?.is_running() {
+                    return Err(fail::usage(format!(
+                        "--vmstate: {} is not running, so it has no RAM to save; leave out \
+                         --vmstate (or start it first). Nothing changed",
+                        label(&guest)
+                    )));
+                }
+            }
             let name = match name {
                 Some(n) => n,
-                None => SnapshotName::new(default_snapshot_name(SystemTime::now()))?,
+                None => {
+                    let taken: Vec<String> = guest
+                        .snapshots()
+                        .await?
+                        .into_iter()
+                        .map(|s| s.name)
+                        .collect();
+                    SnapshotName::new(unique_name(
+                        &default_snapshot_name(SystemTime::now()),
+                        &taken,
+                    ))?
+                }
             };
+            let ram = if a.vmstate { " (with RAM)" } else { "" };
+            if a.dry_run {
+                match format {
+                    Format::Json => print_json(&serde_json::json!({
+                        "dry_run": true, "vmid": id.get(), "action": "create",
+                        "snapshot": name.as_str(), "vmstate": a.vmstate, "created": false,
+                    }))?,
+                    _ => println!(
+                        "would create snapshot {name} of {}{ram}\ndry run: nothing changed",
+                        label(&guest)
+                    ),
+                }
+                return Ok(());
+            }
             let opts = SnapshotOptions {
                 name: name.clone(),
                 description: a.description.clone(),
@@ -577,8 +715,8 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
                 .with_context(|| format!("snapshot {name} of {}", label(&guest)))?;
             match format {
                 Format::Json => print_json(&serde_json::json!({
-                    "vmid": id.get(), "snapshot": name.as_str(), "vmstate": a.vmstate,
-                    "created": true,
+                    "dry_run": false, "vmid": id.get(), "action": "create",
+                    "snapshot": name.as_str(), "vmstate": a.vmstate, "created": true,
                 }))?,
                 _ => println!(
                     "created snapshot {name} of {}{}",
@@ -620,13 +758,23 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
                 .clone()
                 .unwrap_or_else(|| "unknown time".to_owned());
             let rollback = a.action == SnapshotAction::Rollback;
+            // A snapshot without RAM leaves the guest stopped unless --start.
+            let stops = rollback && !snap.vmstate && !a.start && guest.status().await?.is_running();
             let what = if rollback {
                 format!(
                     "roll {} back to snapshot {name} (taken {taken}): its disks and config{} \
-                     return to then, everything changed since is lost{}",
+                     return to then, everything changed since is lost{}{}",
                     label(&guest),
                     if snap.vmstate { " and RAM" } else { "" },
-                    if a.start { "; then start it" } else { "" }
+                    if a.start { "; then start it" } else { "" },
+                    if stops {
+                        format!(
+                            ". {} will be stopped (pass --start to start it after)",
+                            label(&guest)
+                        )
+                    } else {
+                        String::new()
+                    }
                 )
             } else {
                 format!(
@@ -638,7 +786,7 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
                 match format {
                     Format::Json => print_json(&serde_json::json!({
                         "dry_run": true, "vmid": id.get(), "action": action_name(a.action),
-                        "snapshot": view,
+                        "snapshot": view, "will_stop": stops,
                     }))?,
                     _ => println!("would {what}\ndry run: nothing changed"),
                 }
@@ -646,7 +794,11 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
             }
             eprintln!("will {what}");
             let question = if rollback {
-                format!("Roll {} back to {name}?", label(&guest))
+                format!(
+                    "Roll {} back to {name}{}?",
+                    label(&guest),
+                    if stops { " (it will be stopped)" } else { "" }
+                )
             } else {
                 format!("Delete snapshot {name} of {}?", label(&guest))
             };
@@ -662,17 +814,48 @@ pub async fn snapshot(vms: &VmApi, a: &SnapshotArgs, format: Format) -> anyhow::
                     .await
                     .with_context(|| format!("deleting snapshot {name} of {}", label(&guest)))?;
             }
+            let status = if rollback {
+                Some(match guest.status().await?.status {
+                    pve_vm::RunState::Running => "running".to_owned(),
+                    pve_vm::RunState::Stopped => "stopped".to_owned(),
+                    pve_vm::RunState::Other(s) => s,
+                })
+            } else {
+                None
+            };
             match format {
                 Format::Json => print_json(&serde_json::json!({
                     "dry_run": false, "vmid": id.get(), "action": action_name(a.action),
-                    "snapshot": view, "done": true,
+                    "snapshot": view, "done": true, "status": status,
                 }))?,
-                _ if rollback => println!("rolled {} back to {name}", label(&guest)),
+                _ if rollback => println!(
+                    "rolled {} back to {name}; it is {}{}",
+                    label(&guest),
+                    status.as_deref().unwrap_or("unknown"),
+                    if status.as_deref() == Some("stopped") {
+                        format!(" (start it with `labctl vm start {id}`)")
+                    } else {
+                        String::new()
+                    }
+                ),
                 _ => println!("deleted snapshot {name} of {}", label(&guest)),
             }
         }
     }
     Ok(())
+}
+
+/// `base`, or `base-2`, `base-3`, … when `taken` has it (two creates in one second).
+fn unique_name(base: &str, taken: &[String]) -> String {
+    let free = |n: &String| !taken.iter().any(|t| t == n);
+    let first = base.to_owned();
+    if free(&first) {
+        return first;
+    }
+    (2u32..)
+        .map(|i| format!("{base}-{i}"))
+        .find(free)
+        .unwrap_or(first)
 }
 
 /// `snap-YYYYMMDD-HHMMSS` in UTC.
@@ -691,14 +874,21 @@ pub async fn link(vms: &VmApi, a: &LinkArgs, format: Format) -> anyhow::Result<(
     let guest = vms.guest(id).await?;
     let down = a.state == LinkState::Down;
     let state = if down { "down" } else { "up" };
+    if guest.is_template().await? {
+        return Err(fail::usage(format!(
+            "{} is a template: every clone made from it would start with this link state. \
+             Set the link of a clone instead. Nothing changed",
+            label(&guest)
+        )));
+    }
+    let config = guest.config().await?;
+    let current = config.get(&a.net).ok_or_else(|| {
+        fail::with_code(
+            fail::NOT_FOUND,
+            format!("{} has no network device {}", label(&guest), a.net),
+        )
+    })?;
     if a.dry_run || down {
-        let config = guest.config().await?;
-        let current = config.get(&a.net).ok_or_else(|| {
-            fail::with_code(
-                fail::NOT_FOUND,
-                format!("{} has no network device {}", label(&guest), a.net),
-            )
-        })?;
         let nic = pve_vm::NetDevice::parse(&current)?;
         let what = format!(
             "set the link of {} (MAC {}) of {} {state}{}",
@@ -715,7 +905,7 @@ pub async fn link(vms: &VmApi, a: &LinkArgs, format: Format) -> anyhow::Result<(
             match format {
                 Format::Json => print_json(&serde_json::json!({
                     "dry_run": true, "vmid": id.get(), "net": a.net, "mac": nic.mac(),
-                    "link": state, "changed": nic.link_down() != down,
+                    "link": state, "changed": false, "would_change": nic.link_down() != down,
                 }))?,
                 _ => println!("would {what}\ndry run: nothing changed"),
             }
@@ -760,6 +950,15 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
         assert_eq!(default_snapshot_name(t), "snap-20260701-120005");
         SnapshotName::new(default_snapshot_name(t)).unwrap();
+    }
+
+    #[test]
+    fn default_names_skip_taken_ones() {
+        let base = "snap-20260701-120005";
+        assert_eq!(unique_name(base, &[]), base);
+        let taken = vec![base.to_owned(), format!("{base}-2")];
+        assert_eq!(unique_name(base, &taken), format!("{base}-3"));
+        SnapshotName::new(unique_name(base, &taken)).unwrap();
     }
 
     #[test]

@@ -25,7 +25,8 @@ enum SimCommand {
 Example (two shells):
   PVE_SIM_PASSWORD=secret labctl sim pve --plain-http --time-scale 0.05
   PVE_HOST=http://127.0.0.1:8006 PVE_USER=root@pam PVE_PASSWORD=secret \\
-    LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml")]
+    LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml
+Play a student inside VM N: GET/PUT /_sim/guests/N/state (files, interfaces, routes, services, commands, agent running|stopped|hung; see the README)")]
     Pve(PveSimArgs),
     /// The FOSS-Cloud REST API simulator (users alice, bob, teacher, dynvmuser, carol with
     /// password `<name>-pw`).

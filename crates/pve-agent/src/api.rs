@@ -350,6 +350,22 @@ impl AgentApi {
                     detail: format!("the command may have started: {e}"),
                 })
             }
+            Err(e) if e.mentions("Failed to execute child process") => {
+                let detail = e
+                    .vm()
+                    .and_then(pve_vm::Error::api)
+                    .map(|a| match a {
+                        pve_auth::Error::Api { message, .. } => message.trim().to_owned(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_else(|| e.to_string());
+                Err(Error::SpawnFailed {
+                    vmid: guest.vmid(),
+                    program: cmd.argv().first().cloned().unwrap_or_default(),
+                    not_found: e.mentions("No such file or directory"),
+                    detail,
+                })
+            }
             Err(e) => Err(e),
         }
     }

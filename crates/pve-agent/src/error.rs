@@ -64,6 +64,23 @@ pub enum Error {
         desc: String,
     },
 
+    /// The agent could not start the program (it runs no shell: qemu-ga answers PVE's HTTP
+    /// 500 `Agent error: … Failed to execute child process "…" (No such file or
+    /// directory)`). Nothing ran in the guest.
+    #[error("{program}: {} in the guest of VM {vmid} ({detail})",
+            if *.not_found { "command not found" } else { "cannot be executed" })]
+    SpawnFailed {
+        /// The VM.
+        vmid: VmId,
+        /// The program (argv\[0\]).
+        program: String,
+        /// The program does not exist (`No such file or directory`); otherwise it exists
+        /// but cannot be run (`Permission denied`, not executable).
+        not_found: bool,
+        /// The agent's text.
+        detail: String,
+    },
+
     /// Input rejected before anything was sent.
     #[error("invalid {what}: {why}")]
     InvalidInput {

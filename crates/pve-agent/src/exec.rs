@@ -113,11 +113,15 @@ impl Exec {
         }
         if let Some(stdin) = &self.stdin {
             if stdin.len() > MAX_STDIN {
-                return Err(bad(format!(
-                    "stdin has {} bytes; PVE accepts at most {MAX_STDIN} (input-data); write \
-                     larger input to a file first (file-write) and redirect it with a shell",
-                    stdin.len()
-                )));
+                return Err(Error::InvalidInput {
+                    what: format!("stdin of {}", self.display()),
+                    why: format!(
+                        "stdin too large: {} bytes, the limit is {MAX_STDIN} bytes (PVE's \
+                         input-data); write larger input to a file first (file-write) and \
+                         redirect it with a shell",
+                        stdin.len()
+                    ),
+                });
             }
         }
         Ok(())

@@ -45,8 +45,8 @@
 //! DNS records, a systemd unit), a command table and the state of its agent. The agent
 //! API (`agent/exec`, `exec-status`, `file-read`, `file-write`, `info`, `get-osinfo`,
 //! `get-users`, `network-get-interfaces`, `get-host-name`), the built-in commands
-//! (`ip -j [-d] addr|link|route`, `hostname`, `cat`, `sha256sum`, `test`,
-//! `systemctl is-active`, `ping`, `nc -z`, `dig`, `curl`, `sh -c`), the firewall
+//! (`ip -j [-d] addr|link|route`, `hostname`, `cat`, `head -c|-n`, `sha256sum`, `test`,
+//! `systemctl is-active`, `ping`, `nc -z`, `dig`, `curl`, `sh -c` with one simple command or a pipe of them), the firewall
 //! oracle's probes and snapshots all read and write that one model. Anything else
 //! runs from the command table, else exits 127 (`bash: NAME: command not found`).
 //!

@@ -127,6 +127,14 @@ pub const SERVED: &[(&str, &str)] = &[
         "POST",
         "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
     ),
+    ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/snapshot"),
+    ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"),
+    ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"),
+    (
+        "POST",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
+    ),
     ("POST", "/nodes/{node}/vzdump"),
     ("GET", "/nodes/{node}/lxc"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}"),
@@ -318,6 +326,13 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         ("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}") => snapshot::delete(sh, r)?,
         ("GET", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config") => snapshot::config(sh, r)?,
         ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback") => {
+            snapshot::rollback(sh, r)?
+        }
+        ("GET", "/nodes/{node}/lxc/{vmid}/snapshot") => snapshot::list(sh, r)?,
+        ("POST", "/nodes/{node}/lxc/{vmid}/snapshot") => snapshot::create(sh, r)?,
+        ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}") => snapshot::delete(sh, r)?,
+        ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config") => snapshot::config(sh, r)?,
+        ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback") => {
             snapshot::rollback(sh, r)?
         }
         ("POST", "/nodes/{node}/vzdump") => vzdump::start(sh, r)?,

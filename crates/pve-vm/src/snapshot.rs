@@ -235,18 +235,12 @@ impl Guest {
 
     /// `POST …/snapshot/{name}/rollback` and waits for the task. The guest's disks and
     /// config (NICs, `link_down`, tags) return to the snapshot; a running VM is stopped. A
-    /// snapshot with RAM resumes running; `start` also starts a VM after a disk-only one
-    /// (QEMU; needs VM.PowerMgmt). PVE refuses on ZFS when newer snapshots exist.
+    /// snapshot with RAM resumes running; `start` also starts a guest after a disk-only one
+    /// (QEMU and LXC; needs VM.PowerMgmt). PVE refuses on ZFS when newer snapshots exist.
     pub async fn rollback(&self, name: &SnapshotName, start: bool) -> Result<()> {
         let mut params = Params::new();
         if start {
-            if self.kind() == GuestKind::Lxc {
-                return Err(Error::InvalidInput {
-                    what: format!("rollback of CT {} with start", self.vmid()),
-                    why: "only QEMU rollbacks take `start`; start the container afterwards"
-                        .to_owned(),
-                });
-            }
+            // QEMU and LXC rollbacks both take `start` (the API schema lists it for both).
             params.insert("start", true);
         }
         let path = self.path(&["snapshot", name.as_str(), "rollback"]);

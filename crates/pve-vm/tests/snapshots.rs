@@ -175,8 +175,7 @@ async fn invalid_names_and_container_vmstate_send_nothing() {
     opts.vmstate = true;
     let err = ct.create_snapshot(&opts).await.unwrap_err();
     assert!(err.to_string().contains("containers"), "{err}");
-    let err = ct.rollback(&name("baseline"), true).await.unwrap_err();
-    assert!(err.to_string().contains("start"), "{err}");
+    // (A container's rollback takes `start` like a VM's: the API schema lists it for both.)
     any.assert_calls_async(0).await;
 }
 

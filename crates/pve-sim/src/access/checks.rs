@@ -677,6 +677,31 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
         r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot","VM.Snapshot.Rollback"],"any",1]}"#,
     ),
     (
+        "POST",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot","VM.Snapshot.Rollback"],"any",1]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/lxc/{vmid}/snapshot",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Audit"]]}"#,
+    ),
+    (
+        "POST",
+        "/nodes/{node}/lxc/{vmid}/snapshot",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot"]]}"#,
+    ),
+    (
+        "DELETE",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot"]]}"#,
+    ),
+    (
+        "GET",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Snapshot","VM.Snapshot.Rollback","VM.Audit"],"any",1]}"#,
+    ),
+    (
         "GET",
         "/nodes/{node}/qemu/{vmid}/status/current",
         r#"{"check":["perm","/vms/{vmid}",["VM.Audit"]]}"#,

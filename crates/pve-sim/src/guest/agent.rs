@@ -302,9 +302,60 @@ fn open_error(path: &str, mode: &str, why: &str) -> ApiError {
     ))
 }
 
+/// The directories of a fresh Debian 12 install that a simulated guest has even with no
+/// file in them (other directories exist only through the files in them).
+const STANDARD_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/default",
+    "/etc/network",
+    "/etc/ssh",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/home",
+    "/lib",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+    "/var/www",
+];
+
 fn is_dir(g: &Guest, path: &str) -> bool {
-    let prefix = format!("{}/", path.trim_end_matches('/'));
-    path == "/" || g.os.files.keys().any(|k| k.starts_with(&prefix))
+    let trimmed = path.trim_end_matches('/');
+    let prefix = format!("{trimmed}/");
+    path == "/"
+        || STANDARD_DIRS.contains(&trimmed)
+        || g.os.files.keys().any(|k| k.starts_with(&prefix))
+}
+
+/// The directory `path` is in exists (qemu-ga's `fopen(…, "wb")` creates no directories).
+fn parent_exists(g: &Guest, path: &str) -> bool {
+    match path.rsplit_once('/') {
+        Some(("", _)) => true,
+        Some((parent, _)) => is_dir(g, parent),
+        None => false,
+    }
 }
 
 /// `GET …/agent/file-read`.
@@ -372,6 +423,9 @@ pub(crate) async fn file_write(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value
         }
         if parent_is_file(g, &path) {
             return Err(open_error(&path, "wb", "Not a directory"));
+        }
+        if !parent_exists(g, &path) {
+            return Err(open_error(&path, "wb", "No such file or directory"));
         }
         let mode = g.os.files.get(&path).map_or(0o644, |f| f.mode);
         g.os.files.insert(

@@ -5,7 +5,10 @@
 //! There is no shell: qemu-ga runs `argv[0]` directly, so a single string with spaces
 //! (`["ip -j addr"]`) names a program that does not exist and the spawn fails
 //! (an `Agent error`, as on PVE). `["/bin/sh", "-c", "ONE SIMPLE COMMAND"]` is
-//! understood for one simple command (words and quotes, no pipes or redirections).
+//! understood for one simple command (words and quotes, no redirections) or a pipe of
+//! them without quotes (`cat /etc/hostname | head -c 4`). A bare unknown name answers as
+//! bash would (exit 127, `bash: NAME: command not found`; real qemu-ga fails the spawn
+//! instead, which labctl reports as exit 127 too).
 
 use tokio::time::Instant;
 
@@ -113,6 +116,7 @@ const BUILTINS: &[&str] = &[
     "hostname",
     "uname",
     "cat",
+    "head",
     "sha256sum",
     "test",
     "[",
@@ -196,6 +200,7 @@ fn builtin(
             Some(Outcome::ok(format!("{line}\n")))
         }
         "cat" => Some(cat(os, &args, stdin)),
+        "head" => head(os, &args, stdin),
         "sha256sum" => Some(sha256sum(os, &args, stdin)),
         "test" => Some(test(os, &args)),
         "[" => match args.split_last() {
@@ -237,6 +242,50 @@ fn cat(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Outcome {
         stderr: err,
         run_time: QUICK,
     }
+}
+
+/// `head [-c N | -n N] [FILE]` (10 lines by default).
+fn head(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Option<Outcome> {
+    let (bytes, lines, file) = match args {
+        [] => (None, 10, None),
+        [f] if !f.starts_with('-') => (None, 10, Some(*f)),
+        ["-c", n, rest @ ..] if rest.len() <= 1 => {
+            (Some(n.parse::<usize>().ok()?), 0, rest.first().copied())
+        }
+        ["-n", n, rest @ ..] if rest.len() <= 1 => {
+            (None, n.parse::<usize>().ok()?, rest.first().copied())
+        }
+        _ => return None,
+    };
+    let data: &[u8] = match file {
+        None => stdin,
+        Some(f) => match os.files.get(f) {
+            Some(file) => &file.content,
+            None => {
+                return Some(Outcome::fail(
+                    1,
+                    format!("head: cannot open '{f}' for reading: No such file or directory\n"),
+                ))
+            }
+        },
+    };
+    let out = match bytes {
+        Some(n) => data[..n.min(data.len())].to_vec(),
+        None => {
+            let mut end = 0;
+            for _ in 0..lines {
+                match data[end..].iter().position(|&b| b == b'\n') {
+                    Some(i) => end += i + 1,
+                    None => {
+                        end = data.len();
+                        break;
+                    }
+                }
+            }
+            data[..end].to_vec()
+        }
+    };
+    Some(Outcome::ok(out))
 }
 
 fn sha256sum(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Outcome {
@@ -425,7 +474,9 @@ fn render(v: &serde_json::Value, pretty: bool) -> String {
     }
 }
 
-/// `sh -c 'one simple command'`.
+/// `sh -c 'one simple command'`, or a pipe of simple commands (`a | b`, no quotes around
+/// a `|`): each command's stdout is the next one's stdin; the last one's exit code counts,
+/// stderr is collected from all.
 fn shell(
     st: &SimState,
     vmid: u32,
@@ -434,14 +485,45 @@ fn shell(
     stdin: &[u8],
     now: Instant,
 ) -> Option<Outcome> {
-    let name = basename(sh);
     let ["-c", script, ..] = args else {
         return None;
     };
-    if script.contains(['|', ';', '&', '>', '<', '$', '`', '(', ')', '\n']) {
+    if script.contains([';', '&', '>', '<', '$', '`', '(', ')', '\n']) {
         // More than one simple command: only the command table knows the answer.
         return None;
     }
+    if script.contains('|') {
+        if script.contains(['\'', '"', '\\']) || script.contains("||") {
+            return None;
+        }
+        let mut input = stdin.to_vec();
+        let mut stderr = Vec::new();
+        let mut last = Outcome::ok(Vec::new());
+        let mut run_time: f64 = 0.0;
+        for part in script.split('|') {
+            let o = simple(st, vmid, sh, part, &input, now)?;
+            stderr.extend_from_slice(&o.stderr);
+            input.clone_from(&o.stdout);
+            run_time = run_time.max(o.run_time);
+            last = o;
+        }
+        last.stderr = stderr;
+        last.run_time = run_time;
+        return Some(last);
+    }
+    simple(st, vmid, sh, script, stdin, now)
+}
+
+/// One simple command of a shell script.
+fn simple(
+    st: &SimState,
+    vmid: u32,
+    sh: &str,
+    script: &str,
+    stdin: &[u8],
+    now: Instant,
+) -> Option<Outcome> {
+    let name = basename(sh);
     let words = split_words(script)?;
     if words.is_empty() {
         return Some(Outcome::ok(Vec::new()));

@@ -1,6 +1,7 @@
-//! QEMU snapshots: list, create (`qmsnapshot`, optionally with RAM: `vmstate`), delete
-//! (`qmdelsnapshot`), rollback (`qmrollback`) and a snapshot's config, with the rules of
-//! the storage the disks live on.
+//! QEMU and LXC snapshots: list, create (`qmsnapshot`/`vzsnapshot`, a VM optionally
+//! with RAM: `vmstate`), delete (`qmdelsnapshot`/`vzdelsnapshot`), rollback
+//! (`qmrollback`/`vzrollback`) and a snapshot's config, with the rules of the storage
+//! the disks live on. A container is handled as a VM without RAM state.
 //!
 //! A snapshot keeps the config (NICs with `link_down`, `tags`, …) and the inside of the
 //! guest (files, network configuration, services), so a rollback restores both — but
@@ -69,7 +70,7 @@ pub(crate) fn storage_kind(volid: &str) -> StorageKind {
 /// `GET …/snapshot`: every snapshot plus the pseudo-entry `current`.
 pub(crate) fn list(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     let st = sh.lock();
-    let g = st.guest(Kind::Qemu, r.node(), r.vmid())?;
+    let g = st.guest(kind_of(r), r.node(), r.vmid())?;
     let mut out: Vec<Value> = g
         .snapshots
         .iter()
@@ -97,6 +98,24 @@ pub(crate) fn list(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     Ok(Value::Array(out))
 }
 
+/// QEMU or LXC, by the route (`…/qemu/…` or `…/lxc/…`).
+fn kind_of(r: &Req<'_>) -> Kind {
+    if r.template.starts_with("/nodes/{node}/lxc/") {
+        Kind::Lxc
+    } else {
+        Kind::Qemu
+    }
+}
+
+/// The worker type of a snapshot task: `qm…` for QEMU, `vz…` for containers.
+fn task_type(kind: Kind, qemu: &'static str, lxc: &'static str) -> &'static str {
+    if kind == Kind::Lxc {
+        lxc
+    } else {
+        qemu
+    }
+}
+
 fn snapname(r: &Req<'_>) -> String {
     r.pp.get("snapname")
         .or_else(|| r.params.get("snapname"))
@@ -108,7 +127,7 @@ fn snapname(r: &Req<'_>) -> String {
 pub(crate) fn config(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
     let name = snapname(r);
     let st = sh.lock();
-    let g = st.guest(Kind::Qemu, r.node(), r.vmid())?;
+    let g = st.guest(kind_of(r), r.node(), r.vmid())?;
     let s = g
         .snapshots
         .iter()
@@ -136,6 +155,7 @@ pub(crate) fn config(sh: &Shared, r: &Req<'_>) -> ApiResult<Value> {
 pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let node = r.node().to_owned();
     let vmid = r.vmid();
+    let kind = kind_of(r);
     let name = snapname(r);
     if name == "current" {
         return Err(ApiError::internal(
@@ -147,23 +167,22 @@ pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             "unable to use snapshot name 'pending' (reserved name)",
         ));
     }
-    sh.lock().guest(Kind::Qemu, &node, vmid)?;
-    let want_vmstate = r.flag("vmstate");
+    sh.lock().guest(kind, &node, vmid)?;
+    // Containers have no RAM state to save (the LXC route takes no `vmstate`).
+    let want_vmstate = kind == Kind::Qemu && r.flag("vmstate");
     let description = r.param("description").unwrap_or_default().to_owned();
     let sh2 = Arc::clone(sh);
     let upid = spawn_task(
         sh,
         &node.clone(),
-        "qmsnapshot",
+        task_type(kind, "qmsnapshot", "vzsnapshot"),
         &vmid.to_string(),
         r.caller,
         Vec::new(),
         move |upid| async move {
             let vmstate = {
                 let mut st = sh2.lock();
-                let g = st
-                    .guest_mut(Kind::Qemu, &node, vmid)
-                    .map_err(|e| e.message)?;
+                let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
                 g.check_lock().map_err(|e| e.message)?;
                 if g.is_template() {
                     return Err("you can't take a snapshot if it's a template".into());
@@ -190,9 +209,7 @@ pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             })
             .await;
             let mut st = sh2.lock();
-            let g = st
-                .guest_mut(Kind::Qemu, &node, vmid)
-                .map_err(|e| e.message)?;
+            let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
             g.config.remove("lock");
             // The guest's description stays out: the snapshot's is its comment.
             let mut config = g.config.clone();
@@ -218,23 +235,22 @@ pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
 pub(crate) fn delete(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let node = r.node().to_owned();
     let vmid = r.vmid();
+    let kind = kind_of(r);
     let name = snapname(r);
     let force = r.flag("force");
-    sh.lock().guest(Kind::Qemu, &node, vmid)?;
+    sh.lock().guest(kind, &node, vmid)?;
     let sh2 = Arc::clone(sh);
     let upid = spawn_task(
         sh,
         &node.clone(),
-        "qmdelsnapshot",
+        task_type(kind, "qmdelsnapshot", "vzdelsnapshot"),
         &vmid.to_string(),
         r.caller,
         Vec::new(),
         move |_| async move {
             {
                 let mut st = sh2.lock();
-                let g = st
-                    .guest_mut(Kind::Qemu, &node, vmid)
-                    .map_err(|e| e.message)?;
+                let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
                 if !force {
                     g.check_lock().map_err(|e| e.message)?;
                 }
@@ -245,9 +261,7 @@ pub(crate) fn delete(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             }
             sh2.sleep(durations::DELETE).await;
             let mut st = sh2.lock();
-            let g = st
-                .guest_mut(Kind::Qemu, &node, vmid)
-                .map_err(|e| e.message)?;
+            let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
             g.config.remove("lock");
             let Some(pos) = g.snapshots.iter().position(|s| s.name == name) else {
                 return Err(format!("snapshot '{name}' does not exist"));
@@ -272,11 +286,12 @@ pub(crate) fn delete(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
 pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let node = r.node().to_owned();
     let vmid = r.vmid();
+    let kind = kind_of(r);
     let name = snapname(r);
     let start = r.flag("start");
     {
         let st = sh.lock();
-        st.guest(Kind::Qemu, &node, vmid)?;
+        st.guest(kind, &node, vmid)?;
         if start {
             let p = crate::access::Principal::of(r.caller);
             if p != crate::access::Principal::Root {
@@ -288,16 +303,14 @@ pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let upid = spawn_task(
         sh,
         &node.clone(),
-        "qmrollback",
+        task_type(kind, "qmrollback", "vzrollback"),
         &vmid.to_string(),
         r.caller,
         Vec::new(),
         move |upid| async move {
             {
                 let mut st = sh2.lock();
-                let g = st
-                    .guest_mut(Kind::Qemu, &node, vmid)
-                    .map_err(|e| e.message)?;
+                let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
                 g.check_lock().map_err(|e| e.message)?;
                 let Some(pos) = g.snapshots.iter().position(|s| s.name == name) else {
                     return Err(format!("snapshot '{name}' does not exist"));
@@ -310,15 +323,18 @@ pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 let running = g.running;
                 if running {
                     power_off(g);
-                    st.tasks
-                        .log(&upid, format!("VM {vmid} stopped for rollback"));
+                    st.tasks.log(
+                        &upid,
+                        format!(
+                            "{} {vmid} stopped for rollback",
+                            if kind == Kind::Lxc { "CT" } else { "VM" }
+                        ),
+                    );
                 }
             }
             sh2.sleep(durations::ROLLBACK).await;
             let mut st = sh2.lock();
-            let g = st
-                .guest_mut(Kind::Qemu, &node, vmid)
-                .map_err(|e| e.message)?;
+            let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
             let Some(snap) = g.snapshots.iter().find(|s| s.name == name).cloned() else {
                 return Err(format!("snapshot '{name}' does not exist"));
             };

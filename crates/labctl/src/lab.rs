@@ -552,6 +552,91 @@ fn resume_command() -> String {
         .join(" ")
 }
 
+/// The lock one `lab up` or `lab down` holds on a lab while it changes it, so two runs on
+/// this machine never clone (or destroy) the same students at once. It is an advisory
+/// lock (`flock`) on a file under `$XDG_RUNTIME_DIR` (else the temp directory), keyed by
+/// the cluster's address and the lab; the operating system releases it when the process
+/// ends, however it ends. Two machines driving the same lab at once are not covered.
+pub(crate) struct LabLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl LabLock {
+    /// Takes the lock of `lab` on `host`, or fails (exit 1) naming the run that holds it.
+    pub(crate) fn take(host: &str, lab: &LabName, verb: &str) -> anyhow::Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir)
+            .join("labctl-locks");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the lock directory {}", dir.display()))?;
+        let path = dir.join(format!("{}-{lab}.lock", lock_key(host)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                // Who holds it, for the run that finds it taken (no secrets: argv has none).
+                let note = format!("pid {}: {}\n", std::process::id(), resume_command());
+                let _ = lock.set_len(0);
+                let _ = lock.seek(std::io::SeekFrom::Start(0));
+                let _ = lock.write_all(note.as_bytes());
+                let _ = lock.flush();
+                Ok(Self { _lock: lock })
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut who = String::new();
+                let _ = file.read_to_string(&mut who);
+                let who = line_safe(who.trim());
+                Err(crate::fail::with_code(
+                    crate::fail::OTHER,
+                    format!(
+                        "lab {verb} {lab}: another labctl run is changing lab {lab} on {host} \
+                         right now ({}); wait for it to finish, then run this again (lock {})",
+                        if who.is_empty() {
+                            "its pid is not known yet"
+                        } else {
+                            &who
+                        },
+                        path.display()
+                    ),
+                ))
+            }
+            Err((_, e)) => Err(anyhow::anyhow!(
+                "lab {verb} {lab}: locking {}: {e}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// A file-name-safe key for a cluster address (`https://pve1:8006` → `https-pve1-8006`).
+fn lock_key(host: &str) -> String {
+    let mut out: String = host
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.truncate(120);
+    out
+}
+
 /// Runs a lab subcommand against `hv`; `checked` is what [`LabCommand::check`] returned.
 pub async fn run(
     cmd: &LabCommand,
@@ -570,6 +655,7 @@ pub async fn run(
             }
         }
         (LabCommand::Up(_), Checked::Spec(lab)) => {
+            let _lock = LabLock::take(&host_of(access), &lab.spec.name, "up")?;
             let report = up(hv, &lab.spec).await?;
             let rows = sheet_rows(&report.students, lab.roster.as_deref());
             sheet(&rows).print(format, &rows)?;
@@ -612,11 +698,22 @@ pub async fn run(
             }
         }
         (LabCommand::Down(args), Checked::Select(lab, _)) => {
+            let _lock = (!args.dry_run)
+                .then(|| LabLock::take(&host_of(access), &lab, "down"))
+                .transpose()?;
             down(hv, access, args, &lab, format).await?;
         }
         _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }
     Ok(())
+}
+
+/// The cluster's address (the lock's key); the same for every run against one cluster.
+fn host_of(access: Option<&pve_access::AccessApi>) -> String {
+    access.map_or_else(
+        || "local".to_owned(),
+        |a| a.client().base_url().as_str().to_owned(),
+    )
 }
 
 /// `status`/`ips` of a lab no guest belongs to: most often a typo, so exit 4, not an

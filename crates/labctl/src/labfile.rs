@@ -142,6 +142,12 @@ impl LabFile {
             .map_err(|e| fail::usage(format!("reading the lab file {}: {e}", path.display())))?;
         let file: LabFile = toml::from_str(&text)
             .map_err(|e| fail::usage(format!("lab file {}: {e}", path.display())))?;
+        // The inline roster gets the checks of a roster CSV (names end up in tables,
+        // hosts lines and spreadsheets).
+        for (i, s) in file.students.iter().flatten().enumerate() {
+            roster::check(s, &format!("students[{i}] (name {:?})", s.name))
+                .map_err(|e| fail::usage(format!("lab file {}: {e}", path.display())))?;
+        }
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         Ok((file, dir))
     }
@@ -224,7 +230,14 @@ pub fn roster_of(
             (None, Some(s)) if s.is_empty() => {
                 return Err(fail::usage("the lab file's `students` list is empty"))
             }
-            (None, Some(s)) => Some(s.clone()),
+            (None, Some(s)) => {
+                // Checked once more here for lab files not made by `read` (tests).
+                for (i, st) in s.iter().enumerate() {
+                    roster::check(st, &format!("students[{i}]"))
+                        .map_err(|e| fail::usage(format!("the lab file's {e}")))?;
+                }
+                Some(s.clone())
+            }
             (None, None) => None,
         }
     } else {

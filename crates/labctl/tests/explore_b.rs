@@ -1,0 +1,183 @@
+//! What an exploratory tester did to `labctl lab …` and `lab access …`, through the
+//! binary against an embedded simulator on 127.0.0.1: each test is named after what the
+//! user did and checks what they must see.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pve_sim::{SimHandle, Simulator};
+use tokio::process::Command;
+
+/// Every run ends within this (a hang is a failure, not a stuck CI job).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+async fn sim() -> SimHandle {
+    Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(0.01)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// `labctl` in `dir` against `sim`, without a terminal; locks under `dir/run`.
+async fn labctl(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PVE_")
+            || k.starts_with("LABCTL_")
+            || k.starts_with("FC_")
+            || k == "RUST_LOG"
+        {
+            c.env_remove(k);
+        }
+    }
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_USER", "root@pam")
+        .env("PVE_PASSWORD", "secret")
+        .env("LABCTL_TIME_SCALE", "0.01")
+        .env("XDG_RUNTIME_DIR", &run)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .args(args);
+    let out = tokio::time::timeout(RUN_LIMIT, c.output())
+        .await
+        .unwrap_or_else(|_| panic!("labctl {args:?} did not finish within {RUN_LIMIT:?}"))
+        .unwrap();
+    let out = Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        out.code != Some(101) && !out.stderr.contains("panicked"),
+        "labctl {args:?} panicked\n{out}"
+    );
+    out
+}
+
+async fn ok(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {
+    let out = labctl(sim, dir, args).await;
+    assert_eq!(out.code, Some(0), "labctl {args:?}\n{out}");
+    out
+}
+
+/// Guests whose name starts with `prefix`.
+fn guests(sim: &SimHandle, prefix: &str) -> usize {
+    let s = sim.state().to_string();
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    let mut n = 0;
+    walk(&v, &mut |o| {
+        if o.get("vmid").is_some()
+            && o.get("name")
+                .and_then(|x| x.as_str())
+                .is_some_and(|x| x.starts_with(prefix))
+        {
+            n += 1;
+        }
+    });
+    n
+}
+
+fn walk(v: &serde_json::Value, f: &mut dyn FnMut(&serde_json::Map<String, serde_json::Value>)) {
+    match v {
+        serde_json::Value::Object(o) => {
+            f(o);
+            o.values().for_each(|x| walk(x, f));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_up_while_another_lab_up_of_the_same_lab_runs_refuses_and_clones_nothing() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // `lab down` of the (empty) lab makes the lab's lock file; the other run then holds
+    // it, as a `lab up` in progress does.
+    ok(&sim, dir.path(), &["lab", "down", "-n", "dup", "--yes"]).await;
+    let locks: Vec<_> = std::fs::read_dir(dir.path().join("run/labctl-locks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(
+        locks[0].to_string_lossy().ends_with("-dup.lock"),
+        "{locks:?}"
+    );
+    let file = std::fs::File::open(&locks[0]).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let args = [
+        "lab",
+        "up",
+        "-n",
+        "dup",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--ids",
+        "8200-8299",
+    ];
+    let out = labctl(&sim, dir.path(), &args).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("another labctl run"), "{out}");
+    assert_eq!(guests(&sim, "dup-"), 0, "{out}");
+    // Once the other run ended, the lab comes up, each student once.
+    drop(held);
+    ok(&sim, dir.path(), &args).await;
+    ok(&sim, dir.path(), &args).await;
+    assert_eq!(guests(&sim, "dup-"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_plan_with_inline_students_carrying_newlines_formulas_or_bidi_is_refused() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, what) in [
+        ("name = \"Eve\\nEvil\"", "control character"),
+        ("name = \"\\u001b[31mRed\"", "control character"),
+        ("name = \"=HYPERLINK(\\\"http://x\\\")\"", "formula"),
+        ("name = \"Al\", email = \"@evil\"", "formula"),
+        ("name = \"Al\", id = \"-1+2\"", "formula"),
+        ("name = \"Ann\\u202Etxt.exe\"", "control character"),
+    ] {
+        let text = format!(
+            "name = \"inl\"\ntemplate = 9000\nstudents = [{{ name = \"Bo\" }}, {{ {bad} }}]\n"
+        );
+        std::fs::write(dir.path().join("inl.toml"), &text).unwrap();
+        let out = labctl(&sim, dir.path(), &["lab", "plan", "inl.toml"]).await;
+        assert_eq!(out.code, Some(2), "{text}\n{out}");
+        assert!(
+            out.stderr.contains("inl.toml")
+                && out.stderr.contains("students[1]")
+                && out.stderr.contains(what),
+            "{text}\n{out}"
+        );
+    }
+}

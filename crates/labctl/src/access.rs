@@ -187,6 +187,15 @@ impl AccessCommand {
                  takes --host",
             ));
         }
+        if let Some(f) = c.lab.file() {
+            if crate::classroom::read_if_fosscloud(Some(f))?.is_some() {
+                return Err(fail::usage(format!(
+                    "lab access is for Proxmox labs: {} is a FOSS-Cloud classroom (backend = \
+                     \"fosscloud\"), whose desktops have no Proxmox logins",
+                    f.display()
+                )));
+            }
+        }
         c.lab()?;
         let realm = c.realm()?;
         if let AccessCommand::Grant(g) = self {
@@ -510,12 +519,22 @@ async fn grant(
             fail::OTHER,
             format!(
                 "the passwords of {} students are not known to the sheet {} ({}): their rows \
-                 have no password and nothing was replaced. If you have the right sheet, \
+                 have no password and their passwords were left as they are{}. If you have the right sheet, \
                  pass it with --sheet; otherwise give them new passwords (the old ones stop \
                  working): labctl lab access grant -n {lab} --reset-password",
                 who.len(),
                 sheet_path.display(),
-                who.join(", ")
+                who.join(", "),
+                match out
+                    .report
+                    .steps
+                    .iter()
+                    .filter(|s| s.action == "replace password" && s.outcome == Outcome::Done)
+                    .count()
+                {
+                    0 => String::new(),
+                    n => format!(" ({n} other passwords were replaced as asked)"),
+                }
             ),
         ));
     }

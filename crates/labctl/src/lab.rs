@@ -222,6 +222,11 @@ impl SelectArgs {
         self.url.as_deref()
     }
 
+    /// The lab file, if one was given.
+    pub(crate) fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
     /// The lab's name and, if known, its roster.
     pub(crate) fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
         let file = self.file.as_deref().map(LabFile::read).transpose()?;

@@ -181,3 +181,66 @@ async fn lab_plan_with_inline_students_carrying_newlines_formulas_or_bidi_is_ref
         );
     }
 }
+
+/// The password of `user` on the sheet at `path`.
+fn password(path: &Path, user: &str) -> Option<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = v
+        .as_array()
+        .cloned()
+        .or_else(|| v["rows"].as_array().cloned())
+        .unwrap();
+    rows.iter()
+        .find(|r| r["userid"] == user)
+        .and_then(|r| r["password"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_down_then_lab_up_then_grant_gives_new_passwords_not_last_exams() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = [
+        "lab",
+        "up",
+        "-n",
+        "re",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--ids",
+        "8300-8399",
+    ];
+    ok(&sim, d, &up).await;
+    ok(&sim, d, &["lab", "access", "grant", "-n", "re"]).await;
+    let sheet = d.join("re-credentials.json");
+    let old = password(&sheet, "re-01@pve").unwrap();
+    ok(&sim, d, &["lab", "down", "-n", "re", "--yes"]).await;
+    ok(&sim, d, &up).await;
+    let out = ok(&sim, d, &["lab", "access", "grant", "-n", "re"]).await;
+    assert!(out.stdout.contains("new password"), "{out}");
+    let new = password(&sheet, "re-01@pve").unwrap();
+    assert_ne!(old, new, "{out}");
+    // The sheet's password is the one that works now, the old one does not come back.
+    ok(&sim, d, &["lab", "access", "verify", "-n", "re"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_access_on_a_fosscloud_classroom_file_is_refused_without_contacting_anything() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/classroom.toml");
+    let file = example.to_str().unwrap();
+    let before = sim.requests();
+    for verb in ["grant", "sheet", "revoke", "verify"] {
+        let out = labctl(&sim, dir.path(), &["lab", "access", verb, file]).await;
+        assert_eq!(out.code, Some(2), "{verb}\n{out}");
+        assert!(
+            out.stderr.contains("lab access is for Proxmox labs"),
+            "{verb}\n{out}"
+        );
+    }
+    assert_eq!(sim.requests(), before);
+}

@@ -222,6 +222,12 @@ impl SelectArgs {
         self.url.as_deref()
     }
 
+    /// The lab's name only (the roster, even if named, is not read).
+    pub(crate) fn resolve_name(&self) -> anyhow::Result<LabName> {
+        let file = self.file.as_deref().map(LabFile::read).transpose()?;
+        labfile::lab_name(self.name.as_deref(), file.as_ref().map(|(f, _)| f))
+    }
+
     /// The lab file, if one was given.
     pub(crate) fn file(&self) -> Option<&std::path::Path> {
         self.file.as_deref()
@@ -340,8 +346,8 @@ impl LabCommand {
             LabCommand::Down(d) => {
                 format.not_csv("lab down")?;
                 check_concurrency(d.concurrency())?;
-                let (n, r) = d.lab.resolve()?;
-                Checked::Select(n, r)
+                // Teardown needs the name only: a deleted roster must not stop it.
+                Checked::Select(d.lab.resolve_name()?, None)
             }
             LabCommand::Access(_) => {
                 anyhow::bail!("internal: `lab access` is dispatched before the other lab verbs")
@@ -475,6 +481,7 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
         };
         return print_json(&json!({
             "lab": plan.lab.as_str(),
+            "dry_run": true,
             "template": plan.template.get(),
             "clone_mode": match plan.clone_mode { lab_core::CloneMode::Full => "full", _ => "linked" },
             "pool": plan.lab.pool(),
@@ -534,7 +541,10 @@ async fn up(hv: &dyn Hypervisor, spec: &LabSpec) -> anyhow::Result<LabReport> {
                 resume_command()
             );
         }
-        eprint!("{}", half_done("brought up", &bars.done()));
+        let done = bars.done();
+        if !done.is_empty() {
+            eprint!("{}", half_done("brought up", &done));
+        }
     }
     result.with_context(|| format!("lab up {}", spec.name))
 }
@@ -661,11 +671,45 @@ pub async fn run(
         }
         (LabCommand::Up(_), Checked::Spec(lab)) => {
             let _lock = LabLock::take(&host_of(access), &lab.spec.name, "up")?;
-            let report = up(hv, &lab.spec).await?;
-            let rows = sheet_rows(&report.students, lab.roster.as_deref());
+            let report = match up(hv, &lab.spec).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Incomplete: where each student stands, as the cluster shows it.
+                    if let Ok(now) = status(hv, &lab.spec.name).await {
+                        let rows = sheet_rows(&now, lab.roster.as_deref());
+                        if !rows.is_empty() || !format.is_table() {
+                            sheet(&rows).print(format, &rows)?;
+                        }
+                        let running = rows.iter().filter(|r| r.state == "running").count();
+                        eprintln!(
+                            "lab {}: {} of {} students exist, {running} running; run the same \
+                             command again to finish",
+                            lab.spec.name,
+                            rows.len(),
+                            lab.spec.count
+                        );
+                    }
+                    return Err(e);
+                }
+            };
+            // Without a teacher address the fence is left as it is: show it as the
+            // cluster has it (an earlier run may have fenced the students).
+            let students = if report.fenced {
+                report.students.clone()
+            } else {
+                status(hv, &lab.spec.name).await?
+            };
+            let rows = sheet_rows(&students, lab.roster.as_deref());
             sheet(&rows).print(format, &rows)?;
+            let fenced_before = rows.iter().filter(|r| r.fenced == Some(true)).count();
             if format.is_table() {
-                if report.fenced {
+                if !report.fenced && fenced_before > 0 {
+                    println!(
+                        "fence left as it was (no teacher address given): {fenced_before} of \
+                         {} students fenced",
+                        rows.len()
+                    );
+                } else if report.fenced {
                     let allowed: Vec<String> =
                         lab.spec.teachers.iter().map(ToString::to_string).collect();
                     println!(
@@ -743,6 +787,7 @@ fn hosts_lines(rows: &[SheetRow]) -> String {
     let mut out = String::new();
     for r in rows {
         let Some(a) = r.addresses.first() else {
+            eprintln!("# no address: {} ({})", line_safe(&r.hostname), r.vmid);
             continue;
         };
         if pve_vm::validate_hostname(&r.hostname).is_err() {

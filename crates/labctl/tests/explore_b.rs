@@ -244,3 +244,144 @@ async fn lab_access_on_a_fosscloud_classroom_file_is_refused_without_contacting_
     }
     assert_eq!(sim.requests(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_up_dry_run_json_says_dry_run() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(
+        &sim,
+        dir.path(),
+        &[
+            "lab",
+            "up",
+            "-n",
+            "lc",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["dry_run"], true, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_up_without_teacher_on_a_fenced_lab_reports_the_fence_the_cluster_has() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = [
+        "lab",
+        "up",
+        "-n",
+        "fz",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--ids",
+        "8400-8499",
+    ];
+    let mut fenced = up.to_vec();
+    fenced.extend(["--teacher", "10.10.0.1"]);
+    ok(&sim, d, &fenced).await;
+    let out = ok(&sim, d, &up).await;
+    assert!(!out.stdout.contains("not fenced"), "{out}");
+    assert!(out.stdout.contains("fence left as it was"), "{out}");
+    let mut json = up.to_vec();
+    json.extend(["-o", "json"]);
+    let out = ok(&sim, d, &json).await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        v.as_array().unwrap().iter().all(|r| r["fenced"] == true),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_ips_with_a_stopped_student_names_it_on_stderr() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        &sim,
+        d,
+        &[
+            "lab",
+            "up",
+            "-n",
+            "ip",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--ids",
+            "8500-8599",
+        ],
+    )
+    .await;
+    ok(&sim, d, &["vm", "stop", "8500", "--yes"]).await;
+    let out = ok(&sim, d, &["lab", "ips", "-n", "ip"]).await;
+    assert!(out.stderr.contains("# no address: ip-01 (8500)"), "{out}");
+    assert!(
+        out.stdout.contains("ip-02") && !out.stdout.contains("ip-01"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_down_of_a_lab_file_whose_roster_was_deleted_still_tears_down() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.csv"), "name\nAnn\nBo\n").unwrap();
+    std::fs::write(
+        d.join("lab.toml"),
+        "name = \"rd\"\ntemplate = 9000\nroster = \"s.csv\"\nids = \"8600-8699\"\n",
+    )
+    .unwrap();
+    ok(&sim, d, &["lab", "up", "lab.toml"]).await;
+    std::fs::remove_file(d.join("s.csv")).unwrap();
+    let out = ok(&sim, d, &["lab", "down", "lab.toml", "--yes"]).await;
+    assert!(out.stdout.contains("2 guests destroyed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_up_json_that_ends_incomplete_still_prints_where_each_student_stands() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A second of waiting for agents (10 ms at the test's time scale) runs out before
+    // the simulated guests boot.
+    let out = labctl(
+        &sim,
+        dir.path(),
+        &[
+            "lab",
+            "up",
+            "-n",
+            "inc",
+            "-t",
+            "9000",
+            "-c",
+            "2",
+            "--ids",
+            "8700-8799",
+            "--ready-timeout",
+            "1",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(5), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(v.as_array().unwrap().len(), 2, "{out}");
+    assert!(!out.stderr.contains("nothing was brought up"), "{out}");
+}

@@ -347,7 +347,7 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
     let realm = common.realm()?;
     let sheet_path = common.sheet_path(&lab);
     if let AccessCommand::Sheet(_) = cmd {
-        let sheet = Sheet::load(&sheet_path)?;
+        let mut sheet = Sheet::load(&sheet_path)?;
         if sheet.rows.is_empty() {
             return Err(fail::with_code(
                 fail::NOT_FOUND,
@@ -358,6 +358,10 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
                 ),
             ));
         }
+        // The cluster says which passwords work: a row counts only if its user is this
+        // lab's, enabled, and carries the row's stamp.
+        let api = AccessApi::new(conn.client()?);
+        let doubts = check_sheet(&api, &lab, &sheet_path, &mut sheet).await?;
         let fmt = match format {
             Format::Table => pve_access::Format::Table,
             Format::Csv => pve_access::Format::Csv,
@@ -377,6 +381,20 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
                 "note: {missing} rows have no password (not known to this sheet); give those \
                  students new ones with `labctl lab access grant -n {lab} --reset-password`"
             );
+        }
+        if !doubts.is_empty() {
+            for d in &doubts {
+                eprintln!("labctl: {}", crate::output::line_safe(d));
+            }
+            return Err(fail::with_code(
+                fail::OTHER,
+                format!(
+                    "{} passwords on the sheet {} do not work on the cluster (shown without \
+                     a password)",
+                    doubts.len(),
+                    sheet_path.display()
+                ),
+            ));
         }
         return Ok(());
     }
@@ -443,6 +461,88 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
         AccessCommand::Revoke(a) => revoke(a, &api, &lab, &seats, format).await,
         AccessCommand::Sheet(_) => Ok(()),
     }
+}
+
+/// Checks a sheet against the cluster: refuses a sheet none of whose users is lab
+/// `lab`'s (another lab's sheet, exit 2); blanks every password whose user is gone, not
+/// the lab's, disabled or carries another stamp, and says why (one line each).
+async fn check_sheet(
+    api: &AccessApi,
+    lab: &LabName,
+    path: &std::path::Path,
+    sheet: &mut Sheet,
+) -> anyhow::Result<Vec<String>> {
+    let users: BTreeMap<String, pve_access::UserInfo> = api
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| (u.userid.to_string(), u))
+        .collect();
+    let ours = |id: &str| {
+        users
+            .get(id)
+            .filter(|u| exam::is_marked(u.comment.as_deref(), lab.as_str()))
+    };
+    if !sheet.rows.iter().any(|r| ours(&r.userid).is_some()) {
+        let others: BTreeSet<String> = sheet
+            .rows
+            .iter()
+            .filter_map(|r| users.get(&r.userid)?.comment.clone())
+            .filter_map(|c| {
+                c.strip_prefix("labctl lab ")
+                    .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
+            })
+            .collect();
+        return Err(fail::usage(format!(
+            "the sheet {} is not lab {lab}'s: none of its {} users is a user of lab {lab} on \
+             the cluster{}; give lab {lab}'s sheet with --sheet",
+            path.display(),
+            sheet.rows.len(),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (they belong to lab {})",
+                    others.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        )));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut doubts = Vec::new();
+    for r in &mut sheet.rows {
+        if r.password.is_none() {
+            continue;
+        }
+        let why = match ours(&r.userid) {
+            None => Some(format!(
+                "{} is not a user of lab {lab} on the cluster",
+                r.userid
+            )),
+            Some(u) if !u.usable_at(now) => Some(format!(
+                "{} is disabled on the cluster (access revoked); its password does not work",
+                r.userid
+            )),
+            Some(u) if exam::stamp_of(u.comment.as_deref()) != r.stamp.as_deref() => Some(format!(
+                "the password of {} on this sheet was replaced on the cluster (stamp {} \
+                     here, {} there); find the newer sheet or run `labctl lab access grant -n \
+                     {lab} --reset-password {}`",
+                r.userid,
+                r.stamp.as_deref().unwrap_or("(none)"),
+                exam::stamp_of(u.comment.as_deref()).unwrap_or("(none)"),
+                r.userid
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            r.password = None;
+            r.stamp = None;
+            doubts.push(why);
+        }
+    }
+    Ok(doubts)
 }
 
 async fn grant(

@@ -385,3 +385,80 @@ async fn lab_up_json_that_ends_incomplete_still_prints_where_each_student_stands
     assert_eq!(v.as_array().unwrap().len(), 2, "{out}");
     assert!(!out.stderr.contains("nothing was brought up"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_access_sheet_after_a_reset_elsewhere_or_of_another_lab_does_not_show_dead_passwords() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (lab, ids) in [("ra", "8800-8849"), ("exam2", "8850-8899")] {
+        ok(
+            &sim,
+            d,
+            &[
+                "lab", "up", "-n", lab, "-t", "9000", "-c", "2", "--ids", ids,
+            ],
+        )
+        .await;
+        ok(&sim, d, &["lab", "access", "grant", "-n", lab]).await;
+    }
+    // Another lab's sheet is refused.
+    let out = labctl(
+        &sim,
+        d,
+        &[
+            "lab",
+            "access",
+            "sheet",
+            "-n",
+            "exam2",
+            "--sheet",
+            "ra-credentials.json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("not lab exam2's") && out.stderr.contains("lab ra"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("ra-01"), "{out}");
+    // A password replaced with its new sheet elsewhere: the default sheet's is dead.
+    let old = password(&d.join("ra-credentials.json"), "ra-01@pve").unwrap();
+    let out = labctl(
+        &sim,
+        d,
+        &[
+            "lab",
+            "access",
+            "grant",
+            "-n",
+            "ra",
+            "--reset-password",
+            "ra-01",
+            "--yes",
+            "--sheet",
+            "elsewhere.json",
+        ],
+    )
+    .await;
+    // The sheet elsewhere knows no other password (exit 1) but says ra-01's was replaced.
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("1 other passwords were replaced"),
+        "{out}"
+    );
+    assert!(password(&d.join("elsewhere.json"), "ra-01@pve").is_some());
+    let out = labctl(
+        &sim,
+        d,
+        &["lab", "access", "sheet", "-n", "ra", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(!out.stdout.contains(&old), "{out}");
+    assert!(
+        out.stderr.contains("ra-01@pve") && out.stderr.contains("replaced"),
+        "{out}"
+    );
+}

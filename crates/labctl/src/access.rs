@@ -218,12 +218,35 @@ async fn seats(
     lab: &LabName,
     roster: Option<&[Named]>,
     realm: &Realm,
+    sheet: &Sheet,
+    after_down: bool,
 ) -> anyhow::Result<Vec<Seat>> {
     let hv = match crate::connect::time_scale()? {
         Some(f) => ProxmoxLab::with_timing(client.clone(), Timing::default().scaled(f)),
         None => ProxmoxLab::new(client.clone()),
     };
     let rows = status(&hv, lab).await?;
+    if rows.is_empty() && after_down {
+        let users = exam::lab_users(&AccessApi::new(client.clone()), lab.as_str()).await?;
+        let seats: Vec<Seat> = sheet
+            .rows
+            .iter()
+            .filter(|r| users.iter().any(|u| u.userid.as_str() == r.userid))
+            .filter_map(|r| {
+                let mut s =
+                    Seat::new(r.hostname.as_deref()?, realm, VmId::new(r.vmid).ok()?).ok()?;
+                if s.userid.as_str() != r.userid {
+                    return None;
+                }
+                s.student.clone_from(&r.student);
+                s.hostname.clone_from(&r.hostname);
+                Some(s)
+            })
+            .collect();
+        if !seats.is_empty() || !users.is_empty() {
+            return Ok(seats);
+        }
+    }
     if rows.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -240,6 +263,15 @@ async fn seats(
             let mut s = Seat::new(&r.hostname, realm, VmId::new(r.vmid.get())?)?;
             if let Some(name) = names.get(r.hostname.as_str()) {
                 (*name).clone_into(&mut s.student);
+            } else if roster.is_none() {
+                // No roster given: keep the name the sheet has for this login and guest.
+                if let Some(row) = sheet
+                    .rows
+                    .iter()
+                    .find(|c| c.userid == s.userid.as_str() && c.vmid == r.vmid.get())
+                {
+                    s.student.clone_from(&row.student);
+                }
             }
             s.hostname = Some(r.hostname.clone());
             s.address = r.primary_address();
@@ -400,7 +432,12 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
     }
     let client = conn.client()?;
     let api = AccessApi::new(client.clone());
-    let seats = seats(&client, &lab, roster.as_deref(), &realm).await?;
+    let prior = Sheet::load(&sheet_path)?;
+    // `verify --revoked` and `revoke` work after `lab down` too: the users outlive the
+    // guests, and the sheet says which guest was whose.
+    let after_down = matches!(cmd, AccessCommand::Revoke(_))
+        || matches!(cmd, AccessCommand::Verify(v) if v.revoked);
+    let seats = seats(&client, &lab, roster.as_deref(), &realm, &prior, after_down).await?;
     match cmd {
         AccessCommand::Grant(a) => grant(a, &api, &lab, realm, sheet_path, &seats, format).await,
         AccessCommand::Verify(a) => {

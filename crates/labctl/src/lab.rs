@@ -101,7 +101,7 @@ pub struct SpecArgs {
     ids: Option<String>,
     /// Host name pattern: letters, digits and `-` around the student number (from 1),
     /// written as n in braces, or `{n:02}` to zero-pad to 2 digits (`{n:03}`: 3, …).
-    /// Default: `<lab>-{n:02}`.
+    /// Default: `<lab>-{n:02}`. Not with a roster (its names make the host names).
     #[arg(long, value_name = "PATTERN")]
     hostname: Option<String>,
     /// Address students may reach (the teacher's machine); repeat for several. Without it

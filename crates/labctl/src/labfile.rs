@@ -267,6 +267,13 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         }
     };
     let roster = roster_of(file, o.roster.as_deref())?;
+    if roster.is_some() && o.hostname.is_some() {
+        return Err(fail::usage(
+            "--hostname is for labs without a roster: with a roster the host names are made \
+             from the students' names (put `hostname_prefix = \"exam1-\"` in the lab file for \
+             a prefix); drop --hostname or the roster",
+        ));
+    }
     let (fc, fic) = field("-c/--count", "count");
     let count = match (&roster, pick([(fc, o.count), (fic, f.count)])) {
         (Some(r), Some(c)) if c.value as usize != r.len() => {

@@ -462,3 +462,92 @@ async fn lab_access_sheet_after_a_reset_elsewhere_or_of_another_lab_does_not_sho
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_access_verify_revoked_after_lab_down_checks_the_users() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.csv"), "name\nAnn Lee\nBo Li\n").unwrap();
+    let up = [
+        "lab",
+        "up",
+        "-n",
+        "lv",
+        "-t",
+        "9000",
+        "--roster",
+        "s.csv",
+        "--ids",
+        "8900-8949",
+    ];
+    ok(&sim, d, &up).await;
+    ok(
+        &sim,
+        d,
+        &["lab", "access", "grant", "-n", "lv", "--roster", "s.csv"],
+    )
+    .await;
+    // Re-running grant without the roster keeps the sheet's names.
+    ok(&sim, d, &["lab", "access", "grant", "-n", "lv"]).await;
+    let sheet = std::fs::read_to_string(d.join("lv-credentials.json")).unwrap();
+    assert!(sheet.contains("Ann Lee"), "{sheet}");
+    ok(&sim, d, &["lab", "down", "-n", "lv", "--yes"]).await;
+    let out = ok(
+        &sim,
+        d,
+        &[
+            "lab",
+            "access",
+            "verify",
+            "-n",
+            "lv",
+            "--revoked",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{out}");
+    let checks = v["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["userid"] == "ann-lee@pve" && c["check"] == "login refused"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_plan_with_roster_and_hostname_pattern_is_refused() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("students.csv"), "name\nZoë Müller\n").unwrap();
+    let before = sim.requests();
+    let out = labctl(
+        &sim,
+        d,
+        &[
+            "lab",
+            "plan",
+            "-n",
+            "exam2",
+            "-t",
+            "9000",
+            "--roster",
+            "students.csv",
+            "--hostname",
+            "e2-{n}",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr
+            .contains("--hostname is for labs without a roster"),
+        "{out}"
+    );
+    assert_eq!(sim.requests(), before, "{out}");
+}

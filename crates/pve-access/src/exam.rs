@@ -374,8 +374,8 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
             if !is_marked(u.comment.as_deref(), &opts.lab) {
                 return Err(Error::Refused {
                     why: format!(
-                        "user {} exists and is not lab {}'s (comment {:?}, expected {mark:?}); rename the student or remove that user yourself",
-                        s.userid, opts.lab, u.comment
+                        "user {} exists and is not lab {}'s (its comment is {}, expected \"{mark}\"); rename the student or remove that user yourself",
+                        s.userid, opts.lab, u.comment.as_deref().map_or_else(|| "empty".to_owned(), |c| format!("\"{}\"", crate::sheet::line_cell(c)))
                     ),
                 });
             }

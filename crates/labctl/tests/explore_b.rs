@@ -551,3 +551,31 @@ async fn lab_plan_with_roster_and_hostname_pattern_is_refused() {
     );
     assert_eq!(sim.requests(), before, "{out}");
 }
+
+#[test]
+fn fosscloud_with_set_but_empty_fc_variables_treats_them_as_unset() {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PVE_") || k.starts_with("LABCTL_") || k.starts_with("FC_") {
+            c.env_remove(k);
+        }
+    }
+    for v in [
+        "FC_URL",
+        "FC_USER",
+        "FC_REALM",
+        "FC_CA_FILE",
+        "FC_FINGERPRINT",
+    ] {
+        c.env(v, "");
+    }
+    let out = c
+        .args(["fosscloud", "realms"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Not a clap error about an empty value: the one thing missing is the server.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no FOSS-Cloud server"), "{stderr}");
+}

@@ -187,6 +187,15 @@ impl AccessCommand {
                  takes --host",
             ));
         }
+        if let Some(f) = c.lab.file() {
+            if crate::classroom::read_if_fosscloud(Some(f))?.is_some() {
+                return Err(fail::usage(format!(
+                    "lab access is for Proxmox labs: {} is a FOSS-Cloud classroom (backend = \
+                     \"fosscloud\"), whose desktops have no Proxmox logins",
+                    f.display()
+                )));
+            }
+        }
         c.lab()?;
         let realm = c.realm()?;
         if let AccessCommand::Grant(g) = self {
@@ -209,12 +218,35 @@ async fn seats(
     lab: &LabName,
     roster: Option<&[Named]>,
     realm: &Realm,
+    sheet: &Sheet,
+    after_down: bool,
 ) -> anyhow::Result<Vec<Seat>> {
     let hv = match crate::connect::time_scale()? {
         Some(f) => ProxmoxLab::with_timing(client.clone(), Timing::default().scaled(f)),
         None => ProxmoxLab::new(client.clone()),
     };
     let rows = status(&hv, lab).await?;
+    if rows.is_empty() && after_down {
+        let users = exam::lab_users(&AccessApi::new(client.clone()), lab.as_str()).await?;
+        let seats: Vec<Seat> = sheet
+            .rows
+            .iter()
+            .filter(|r| users.iter().any(|u| u.userid.as_str() == r.userid))
+            .filter_map(|r| {
+                let mut s =
+                    Seat::new(r.hostname.as_deref()?, realm, VmId::new(r.vmid).ok()?).ok()?;
+                if s.userid.as_str() != r.userid {
+                    return None;
+                }
+                s.student.clone_from(&r.student);
+                s.hostname.clone_from(&r.hostname);
+                Some(s)
+            })
+            .collect();
+        if !seats.is_empty() || !users.is_empty() {
+            return Ok(seats);
+        }
+    }
     if rows.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -231,6 +263,15 @@ async fn seats(
             let mut s = Seat::new(&r.hostname, realm, VmId::new(r.vmid.get())?)?;
             if let Some(name) = names.get(r.hostname.as_str()) {
                 (*name).clone_into(&mut s.student);
+            } else if roster.is_none() {
+                // No roster given: keep the name the sheet has for this login and guest.
+                if let Some(row) = sheet
+                    .rows
+                    .iter()
+                    .find(|c| c.userid == s.userid.as_str() && c.vmid == r.vmid.get())
+                {
+                    s.student.clone_from(&row.student);
+                }
             }
             s.hostname = Some(r.hostname.clone());
             s.address = r.primary_address();
@@ -338,7 +379,7 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
     let realm = common.realm()?;
     let sheet_path = common.sheet_path(&lab);
     if let AccessCommand::Sheet(_) = cmd {
-        let sheet = Sheet::load(&sheet_path)?;
+        let mut sheet = Sheet::load(&sheet_path)?;
         if sheet.rows.is_empty() {
             return Err(fail::with_code(
                 fail::NOT_FOUND,
@@ -349,6 +390,10 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
                 ),
             ));
         }
+        // The cluster says which passwords work: a row counts only if its user is this
+        // lab's, enabled, and carries the row's stamp.
+        let api = AccessApi::new(conn.client()?);
+        let doubts = check_sheet(&api, &lab, &sheet_path, &mut sheet).await?;
         let fmt = match format {
             Format::Table => pve_access::Format::Table,
             Format::Csv => pve_access::Format::Csv,
@@ -369,11 +414,30 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
                  students new ones with `labctl lab access grant -n {lab} --reset-password`"
             );
         }
+        if !doubts.is_empty() {
+            for d in &doubts {
+                eprintln!("labctl: {}", crate::output::line_safe(d));
+            }
+            return Err(fail::with_code(
+                fail::OTHER,
+                format!(
+                    "{} passwords on the sheet {} do not work on the cluster (shown without \
+                     a password)",
+                    doubts.len(),
+                    sheet_path.display()
+                ),
+            ));
+        }
         return Ok(());
     }
     let client = conn.client()?;
     let api = AccessApi::new(client.clone());
-    let seats = seats(&client, &lab, roster.as_deref(), &realm).await?;
+    let prior = Sheet::load(&sheet_path)?;
+    // `verify --revoked` and `revoke` work after `lab down` too: the users outlive the
+    // guests, and the sheet says which guest was whose.
+    let after_down = matches!(cmd, AccessCommand::Revoke(_))
+        || matches!(cmd, AccessCommand::Verify(v) if v.revoked);
+    let seats = seats(&client, &lab, roster.as_deref(), &realm, &prior, after_down).await?;
     match cmd {
         AccessCommand::Grant(a) => grant(a, &api, &lab, realm, sheet_path, &seats, format).await,
         AccessCommand::Verify(a) => {
@@ -434,6 +498,88 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
         AccessCommand::Revoke(a) => revoke(a, &api, &lab, &seats, format).await,
         AccessCommand::Sheet(_) => Ok(()),
     }
+}
+
+/// Checks a sheet against the cluster: refuses a sheet none of whose users is lab
+/// `lab`'s (another lab's sheet, exit 2); blanks every password whose user is gone, not
+/// the lab's, disabled or carries another stamp, and says why (one line each).
+async fn check_sheet(
+    api: &AccessApi,
+    lab: &LabName,
+    path: &std::path::Path,
+    sheet: &mut Sheet,
+) -> anyhow::Result<Vec<String>> {
+    let users: BTreeMap<String, pve_access::UserInfo> = api
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| (u.userid.to_string(), u))
+        .collect();
+    let ours = |id: &str| {
+        users
+            .get(id)
+            .filter(|u| exam::is_marked(u.comment.as_deref(), lab.as_str()))
+    };
+    if !sheet.rows.iter().any(|r| ours(&r.userid).is_some()) {
+        let others: BTreeSet<String> = sheet
+            .rows
+            .iter()
+            .filter_map(|r| users.get(&r.userid)?.comment.clone())
+            .filter_map(|c| {
+                c.strip_prefix("labctl lab ")
+                    .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
+            })
+            .collect();
+        return Err(fail::usage(format!(
+            "the sheet {} is not lab {lab}'s: none of its {} users is a user of lab {lab} on \
+             the cluster{}; give lab {lab}'s sheet with --sheet",
+            path.display(),
+            sheet.rows.len(),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (they belong to lab {})",
+                    others.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        )));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut doubts = Vec::new();
+    for r in &mut sheet.rows {
+        if r.password.is_none() {
+            continue;
+        }
+        let why = match ours(&r.userid) {
+            None => Some(format!(
+                "{} is not a user of lab {lab} on the cluster",
+                r.userid
+            )),
+            Some(u) if !u.usable_at(now) => Some(format!(
+                "{} is disabled on the cluster (access revoked); its password does not work",
+                r.userid
+            )),
+            Some(u) if exam::stamp_of(u.comment.as_deref()) != r.stamp.as_deref() => Some(format!(
+                "the password of {} on this sheet was replaced on the cluster (stamp {} \
+                     here, {} there); find the newer sheet or run `labctl lab access grant -n \
+                     {lab} --reset-password {}`",
+                r.userid,
+                r.stamp.as_deref().unwrap_or("(none)"),
+                exam::stamp_of(u.comment.as_deref()).unwrap_or("(none)"),
+                r.userid
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            r.password = None;
+            r.stamp = None;
+            doubts.push(why);
+        }
+    }
+    Ok(doubts)
 }
 
 async fn grant(
@@ -510,12 +656,22 @@ async fn grant(
             fail::OTHER,
             format!(
                 "the passwords of {} students are not known to the sheet {} ({}): their rows \
-                 have no password and nothing was replaced. If you have the right sheet, \
+                 have no password and their passwords were left as they are{}. If you have the right sheet, \
                  pass it with --sheet; otherwise give them new passwords (the old ones stop \
                  working): labctl lab access grant -n {lab} --reset-password",
                 who.len(),
                 sheet_path.display(),
-                who.join(", ")
+                who.join(", "),
+                match out
+                    .report
+                    .steps
+                    .iter()
+                    .filter(|s| s.action == "replace password" && s.outcome == Outcome::Done)
+                    .count()
+                {
+                    0 => String::new(),
+                    n => format!(" ({n} other passwords were replaced as asked)"),
+                }
             ),
         ));
     }

@@ -31,26 +31,26 @@ Examples:
 Environment: FC_URL, FC_USER, FC_PASSWORD, FC_REALM, FC_CA_FILE, FC_FINGERPRINT.")]
 pub struct FossCloudArgs {
     /// The vm-manager base URL, e.g. `https://fc.example.org/vm-manager`.
-    #[arg(long, env = "FC_URL", value_name = "URL", global = true)]
+    #[arg(long, value_name = "URL", global = true)]
     url: Option<String>,
 
     /// User name; the password comes from `FC_PASSWORD` or a prompt, never from the
     /// command line.
-    #[arg(long, env = "FC_USER", value_name = "USER", global = true)]
+    #[arg(long, value_name = "USER", global = true)]
     user: Option<String>,
 
     /// Realm id (default: the server's default realm).
-    #[arg(long, env = "FC_REALM", value_name = "ID", global = true)]
+    #[arg(long, value_name = "ID", global = true)]
     realm: Option<String>,
 
     /// Trust the certificates of this PEM file: the server's own (self-signed) certificate
     /// or the CA that issued it, in addition to the system roots.
-    #[arg(long, env = "FC_CA_FILE", value_name = "PEM", global = true)]
+    #[arg(long, value_name = "PEM", global = true)]
     ca_file: Option<PathBuf>,
 
     /// Accept exactly the server certificate with this SHA-256 fingerprint (`AA:BB:…`), e.g.
     /// from `openssl x509 -noout -fingerprint -sha256`; works with any self-signed certificate.
-    #[arg(long, env = "FC_FINGERPRINT", value_name = "SHA256", global = true)]
+    #[arg(long, value_name = "SHA256", global = true)]
     fingerprint: Option<String>,
 
     /// Accept any certificate (no verification at all: anyone on the path can read the
@@ -145,46 +145,73 @@ struct ShowPassword {
     show_password: bool,
 }
 
+/// The connection settings after the `FC_*` fallbacks.
+struct Fc {
+    url: Option<String>,
+    user: Option<String>,
+    realm: Option<String>,
+    ca_file: Option<PathBuf>,
+    fingerprint: Option<String>,
+    insecure: bool,
+    allow_http: bool,
+}
+
 impl FossCloudArgs {
+    /// The flags, each falling back to its `FC_*` variable; a set-but-empty variable
+    /// counts as unset.
+    fn with_env(&self) -> Fc {
+        let env = |v: &'static str| crate::precedence::env(v).1;
+        Fc {
+            url: self.url.clone().or_else(|| env("FC_URL")),
+            user: self.user.clone().or_else(|| env("FC_USER")),
+            realm: self.realm.clone().or_else(|| env("FC_REALM")),
+            ca_file: self
+                .ca_file
+                .clone()
+                .or_else(|| env("FC_CA_FILE").map(PathBuf::from)),
+            fingerprint: self.fingerprint.clone().or_else(|| env("FC_FINGERPRINT")),
+            insecure: self.insecure,
+            allow_http: self.allow_http,
+        }
+    }
+
     fn client(&self, needs_login: bool) -> anyhow::Result<FossCloudClient> {
-        let Some(url) = &self.url else {
+        let this = self.with_env();
+        let s = &this;
+        let Some(url) = &s.url else {
             return Err(fail::usage(
                 "no FOSS-Cloud server: set --url or FC_URL (e.g. https://fc.example.org/vm-manager); \
                  `labctl sim fosscloud` serves a simulator",
             ));
         };
-        let chosen = [
-            self.fingerprint.is_some(),
-            self.ca_file.is_some(),
-            self.insecure,
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        let chosen = [s.fingerprint.is_some(), s.ca_file.is_some(), s.insecure]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if chosen > 1 {
             return Err(fail::usage(
                 "give at most one of --fingerprint, --ca-file and --insecure (FC_FINGERPRINT, FC_CA_FILE)",
             ));
         }
-        let mut b = FossCloudClient::builder(url.clone()).allow_http(self.allow_http);
-        if let Some(r) = &self.realm {
+        let mut b = FossCloudClient::builder(url.clone()).allow_http(s.allow_http);
+        if let Some(r) = &s.realm {
             let realm: RealmId = r.parse()?;
             b = b.realm(realm);
         }
-        if let Some(fp) = &self.fingerprint {
+        if let Some(fp) = &s.fingerprint {
             b = b.pin_fingerprint(Fingerprint::parse(fp)?);
         }
-        if let Some(ca) = &self.ca_file {
+        if let Some(ca) = &s.ca_file {
             let pem = std::fs::read(ca)
                 .map_err(|e| fail::usage(format!("reading the CA file {}: {e}", ca.display())))?;
             b = b.add_root_certificate_pem(pem);
         }
-        if self.insecure {
+        if s.insecure {
             tracing::warn!("--insecure: the FOSS-Cloud server's certificate is not checked");
             b = b.danger_accept_invalid_certs(true);
         }
         if needs_login {
-            let Some(user) = &self.user else {
+            let Some(user) = &s.user else {
                 return Err(fail::usage(
                     "no FOSS-Cloud user: set --user or FC_USER (and FC_PASSWORD)",
                 ));
@@ -287,6 +314,7 @@ pub async fn run(args: &FossCloudArgs, format: Format) -> anyhow::Result<()> {
             format.not_csv("fosscloud login")?;
             let client = args.client(true)?;
             client.login().await?;
+            let args = args.with_env();
             let user = args.user.as_deref().unwrap_or_default();
             let realm = client.realm().map(|r| r.as_str().to_owned());
             match format {

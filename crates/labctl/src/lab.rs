@@ -101,7 +101,7 @@ pub struct SpecArgs {
     ids: Option<String>,
     /// Host name pattern: letters, digits and `-` around the student number (from 1),
     /// written as n in braces, or `{n:02}` to zero-pad to 2 digits (`{n:03}`: 3, …).
-    /// Default: `<lab>-{n:02}`.
+    /// Default: `<lab>-{n:02}`. Not with a roster (its names make the host names).
     #[arg(long, value_name = "PATTERN")]
     hostname: Option<String>,
     /// Address students may reach (the teacher's machine); repeat for several. Without it
@@ -222,6 +222,17 @@ impl SelectArgs {
         self.url.as_deref()
     }
 
+    /// The lab's name only (the roster, even if named, is not read).
+    pub(crate) fn resolve_name(&self) -> anyhow::Result<LabName> {
+        let file = self.file.as_deref().map(LabFile::read).transpose()?;
+        labfile::lab_name(self.name.as_deref(), file.as_ref().map(|(f, _)| f))
+    }
+
+    /// The lab file, if one was given.
+    pub(crate) fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
     /// The lab's name and, if known, its roster.
     pub(crate) fn resolve(&self) -> anyhow::Result<(LabName, Option<Vec<Named>>)> {
         let file = self.file.as_deref().map(LabFile::read).transpose()?;
@@ -335,8 +346,8 @@ impl LabCommand {
             LabCommand::Down(d) => {
                 format.not_csv("lab down")?;
                 check_concurrency(d.concurrency())?;
-                let (n, r) = d.lab.resolve()?;
-                Checked::Select(n, r)
+                // Teardown needs the name only: a deleted roster must not stop it.
+                Checked::Select(d.lab.resolve_name()?, None)
             }
             LabCommand::Access(_) => {
                 anyhow::bail!("internal: `lab access` is dispatched before the other lab verbs")
@@ -470,6 +481,7 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
         };
         return print_json(&json!({
             "lab": plan.lab.as_str(),
+            "dry_run": true,
             "template": plan.template.get(),
             "clone_mode": match plan.clone_mode { lab_core::CloneMode::Full => "full", _ => "linked" },
             "pool": plan.lab.pool(),
@@ -529,7 +541,10 @@ async fn up(hv: &dyn Hypervisor, spec: &LabSpec) -> anyhow::Result<LabReport> {
                 resume_command()
             );
         }
-        eprint!("{}", half_done("brought up", &bars.done()));
+        let done = bars.done();
+        if !done.is_empty() {
+            eprint!("{}", half_done("brought up", &done));
+        }
     }
     result.with_context(|| format!("lab up {}", spec.name))
 }
@@ -552,6 +567,91 @@ fn resume_command() -> String {
         .join(" ")
 }
 
+/// The lock one `lab up` or `lab down` holds on a lab while it changes it, so two runs on
+/// this machine never clone (or destroy) the same students at once. It is an advisory
+/// lock (`flock`) on a file under `$XDG_RUNTIME_DIR` (else the temp directory), keyed by
+/// the cluster's address and the lab; the operating system releases it when the process
+/// ends, however it ends. Two machines driving the same lab at once are not covered.
+pub(crate) struct LabLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl LabLock {
+    /// Takes the lock of `lab` on `host`, or fails (exit 1) naming the run that holds it.
+    pub(crate) fn take(host: &str, lab: &LabName, verb: &str) -> anyhow::Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir)
+            .join("labctl-locks");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the lock directory {}", dir.display()))?;
+        let path = dir.join(format!("{}-{lab}.lock", lock_key(host)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                // Who holds it, for the run that finds it taken (no secrets: argv has none).
+                let note = format!("pid {}: {}\n", std::process::id(), resume_command());
+                let _ = lock.set_len(0);
+                let _ = lock.seek(std::io::SeekFrom::Start(0));
+                let _ = lock.write_all(note.as_bytes());
+                let _ = lock.flush();
+                Ok(Self { _lock: lock })
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut who = String::new();
+                let _ = file.read_to_string(&mut who);
+                let who = line_safe(who.trim());
+                Err(crate::fail::with_code(
+                    crate::fail::OTHER,
+                    format!(
+                        "lab {verb} {lab}: another labctl run is changing lab {lab} on {host} \
+                         right now ({}); wait for it to finish, then run this again (lock {})",
+                        if who.is_empty() {
+                            "its pid is not known yet"
+                        } else {
+                            &who
+                        },
+                        path.display()
+                    ),
+                ))
+            }
+            Err((_, e)) => Err(anyhow::anyhow!(
+                "lab {verb} {lab}: locking {}: {e}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// A file-name-safe key for a cluster address (`https://pve1:8006` → `https-pve1-8006`).
+fn lock_key(host: &str) -> String {
+    let mut out: String = host
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.truncate(120);
+    out
+}
+
 /// Runs a lab subcommand against `hv`; `checked` is what [`LabCommand::check`] returned.
 pub async fn run(
     cmd: &LabCommand,
@@ -570,11 +670,46 @@ pub async fn run(
             }
         }
         (LabCommand::Up(_), Checked::Spec(lab)) => {
-            let report = up(hv, &lab.spec).await?;
-            let rows = sheet_rows(&report.students, lab.roster.as_deref());
+            let _lock = LabLock::take(&host_of(access), &lab.spec.name, "up")?;
+            let report = match up(hv, &lab.spec).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Incomplete: where each student stands, as the cluster shows it.
+                    if let Ok(now) = status(hv, &lab.spec.name).await {
+                        let rows = sheet_rows(&now, lab.roster.as_deref());
+                        if !rows.is_empty() || !format.is_table() {
+                            sheet(&rows).print(format, &rows)?;
+                        }
+                        let running = rows.iter().filter(|r| r.state == "running").count();
+                        eprintln!(
+                            "lab {}: {} of {} students exist, {running} running; run the same \
+                             command again to finish",
+                            lab.spec.name,
+                            rows.len(),
+                            lab.spec.count
+                        );
+                    }
+                    return Err(e);
+                }
+            };
+            // Without a teacher address the fence is left as it is: show it as the
+            // cluster has it (an earlier run may have fenced the students).
+            let students = if report.fenced {
+                report.students.clone()
+            } else {
+                status(hv, &lab.spec.name).await?
+            };
+            let rows = sheet_rows(&students, lab.roster.as_deref());
             sheet(&rows).print(format, &rows)?;
+            let fenced_before = rows.iter().filter(|r| r.fenced == Some(true)).count();
             if format.is_table() {
-                if report.fenced {
+                if !report.fenced && fenced_before > 0 {
+                    println!(
+                        "fence left as it was (no teacher address given): {fenced_before} of \
+                         {} students fenced",
+                        rows.len()
+                    );
+                } else if report.fenced {
                     let allowed: Vec<String> =
                         lab.spec.teachers.iter().map(ToString::to_string).collect();
                     println!(
@@ -612,11 +747,22 @@ pub async fn run(
             }
         }
         (LabCommand::Down(args), Checked::Select(lab, _)) => {
+            let _lock = (!args.dry_run)
+                .then(|| LabLock::take(&host_of(access), &lab, "down"))
+                .transpose()?;
             down(hv, access, args, &lab, format).await?;
         }
         _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }
     Ok(())
+}
+
+/// The cluster's address (the lock's key); the same for every run against one cluster.
+fn host_of(access: Option<&pve_access::AccessApi>) -> String {
+    access.map_or_else(
+        || "local".to_owned(),
+        |a| a.client().base_url().as_str().to_owned(),
+    )
 }
 
 /// `status`/`ips` of a lab no guest belongs to: most often a typo, so exit 4, not an
@@ -641,6 +787,7 @@ fn hosts_lines(rows: &[SheetRow]) -> String {
     let mut out = String::new();
     for r in rows {
         let Some(a) = r.addresses.first() else {
+            eprintln!("# no address: {} ({})", line_safe(&r.hostname), r.vmid);
             continue;
         };
         if pve_vm::validate_hostname(&r.hostname).is_err() {

@@ -142,6 +142,12 @@ impl LabFile {
             .map_err(|e| fail::usage(format!("reading the lab file {}: {e}", path.display())))?;
         let file: LabFile = toml::from_str(&text)
             .map_err(|e| fail::usage(format!("lab file {}: {e}", path.display())))?;
+        // The inline roster gets the checks of a roster CSV (names end up in tables,
+        // hosts lines and spreadsheets).
+        for (i, s) in file.students.iter().flatten().enumerate() {
+            roster::check(s, &format!("students[{i}] (name {:?})", s.name))
+                .map_err(|e| fail::usage(format!("lab file {}: {e}", path.display())))?;
+        }
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         Ok((file, dir))
     }
@@ -224,7 +230,14 @@ pub fn roster_of(
             (None, Some(s)) if s.is_empty() => {
                 return Err(fail::usage("the lab file's `students` list is empty"))
             }
-            (None, Some(s)) => Some(s.clone()),
+            (None, Some(s)) => {
+                // Checked once more here for lab files not made by `read` (tests).
+                for (i, st) in s.iter().enumerate() {
+                    roster::check(st, &format!("students[{i}]"))
+                        .map_err(|e| fail::usage(format!("the lab file's {e}")))?;
+                }
+                Some(s.clone())
+            }
             (None, None) => None,
         }
     } else {
@@ -254,6 +267,13 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         }
     };
     let roster = roster_of(file, o.roster.as_deref())?;
+    if roster.is_some() && o.hostname.is_some() {
+        return Err(fail::usage(
+            "--hostname is for labs without a roster: with a roster the host names are made \
+             from the students' names (put `hostname_prefix = \"exam1-\"` in the lab file for \
+             a prefix); drop --hostname or the roster",
+        ));
+    }
     let (fc, fic) = field("-c/--count", "count");
     let count = match (&roster, pick([(fc, o.count), (fic, f.count)])) {
         (Some(r), Some(c)) if c.value as usize != r.len() => {

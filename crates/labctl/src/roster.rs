@@ -90,12 +90,7 @@ pub fn parse(text: &str) -> Result<Vec<Student>, String> {
             id: get(id),
             email: get(email),
         };
-        check_text("name", &student.name, line)?;
-        for (what, v) in [("id", &student.id), ("email", &student.email)] {
-            if let Some(v) = v {
-                check_text(what, v, line)?;
-            }
-        }
+        check(&student, &format!("line {line}"))?;
         students.push(student);
     }
     if students.is_empty() {
@@ -104,18 +99,40 @@ pub fn parse(text: &str) -> Result<Vec<Student>, String> {
     Ok(students)
 }
 
+/// Checks one student's name, id and e-mail (see the module's notes); `at` says where the
+/// student is written (`line 3`, `students[2]`).
+pub fn check(student: &Student, at: &str) -> Result<(), String> {
+    check_text("name", &student.name, at)?;
+    for (what, v) in [("id", &student.id), ("email", &student.email)] {
+        if let Some(v) = v {
+            check_text(what, v, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// A character that may not be in a roster value: a control character (newline, tab,
+/// ESC, …) or a bidirectional-text control (U+202E and friends), which reorders what a
+/// terminal or spreadsheet shows.
+pub fn is_forbidden(c: char) -> bool {
+    c.is_control() || pve_access::sheet::is_bidi_control(c)
+}
+
 /// A roster value that is safe in line-based output and in a spreadsheet.
-fn check_text(what: &str, value: &str, line: usize) -> Result<(), String> {
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
+fn check_text(what: &str, value: &str, at: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{at}: the {what} is empty"));
+    }
+    if let Some(c) = value.chars().find(|c| is_forbidden(*c)) {
         return Err(format!(
-            "line {line}: the {what} {value:?} contains the control character {:?}; names \
-             may not contain newlines, tabs or escape characters",
+            "{at}: the {what} {value:?} contains the control character {:?}; names \
+             may not contain newlines, tabs, escape or text-direction characters",
             c
         ));
     }
     if value.starts_with(['=', '+', '-', '@']) {
         return Err(format!(
-            "line {line}: the {what} {value:?} starts with {:?}, which a spreadsheet runs as a \
+            "{at}: the {what} {value:?} starts with {:?}, which a spreadsheet runs as a \
              formula; remove it",
             value.chars().next().unwrap_or_default()
         ));
@@ -228,5 +245,10 @@ mod tests {
         assert!(e.contains("formula"), "{e}");
         let e = parse("name,email\nAl,@evil\n").unwrap_err();
         assert!(e.contains("email"), "{e}");
+        let e = parse("name\nAl\u{202e}fdp.exe\n").unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("control character"),
+            "{e}"
+        );
     }
 }

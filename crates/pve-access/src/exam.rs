@@ -374,8 +374,8 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
             if !is_marked(u.comment.as_deref(), &opts.lab) {
                 return Err(Error::Refused {
                     why: format!(
-                        "user {} exists and is not lab {}'s (comment {:?}, expected {mark:?}); rename the student or remove that user yourself",
-                        s.userid, opts.lab, u.comment
+                        "user {} exists and is not lab {}'s (its comment is {}, expected \"{mark}\"); rename the student or remove that user yourself",
+                        s.userid, opts.lab, u.comment.as_deref().map_or_else(|| "empty".to_owned(), |c| format!("\"{}\"", crate::sheet::line_cell(c)))
                     ),
                 });
             }
@@ -443,7 +443,11 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
             )),
             (Some(_), Some(_)) => None,
         };
-        let replace = existing.is_some() && opts.reset.wants(&s.userid, doubt.is_none());
+        // A disabled or expired user (revoked by `lab down`) is re-enabled only with a new
+        // password: enabling it as it is would revive last exam's password.
+        let revive = needs_password && existing.is_some_and(|u| !u.usable_at(now));
+        let replace =
+            existing.is_some() && (revive || opts.reset.wants(&s.userid, doubt.is_none()));
         match existing {
             Some(u) if !replace => {
                 if let Some(why) = doubt {
@@ -468,7 +472,9 @@ pub async fn grant(api: &AccessApi, opts: &GrantOptions, seats: &[Seat]) -> Resu
             }
             _ => {
                 // New, or ours with a password to replace (asked for): (re)create.
-                let what = if replace {
+                let what = if revive {
+                    "enable user with a new password"
+                } else if replace {
                     "replace password"
                 } else {
                     "create user"

@@ -89,16 +89,30 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
+/// A bidirectional-text control (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069): it
+/// reorders the text a terminal or spreadsheet shows (`"txt.exe"` shown as `"exe.txt"`),
+/// so it is treated like a control character.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
 /// A cell safe for line-based output (a table, a hosts line): control characters
-/// (newline, tab, ESC, DEL, C1) are shown escaped (`\n`, `\t`, `\u{1b}`), so a name can
-/// neither start a new line nor send terminal codes. Other text is unchanged.
+/// (newline, tab, ESC, DEL, C1) and bidirectional-text controls are shown escaped (`\n`,
+/// `\t`, `\u{1b}`, `\u{202e}`), so a name can neither start a new line, send terminal
+/// codes nor reorder what is shown. Other text is unchanged.
 pub fn line_cell(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_unsafe) {
         return s.to_owned();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if is_bidi_control(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else if c.is_control() {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -313,6 +327,7 @@ mod tests {
         assert_eq!(csv_cell("-1"), "'-1");
         assert_eq!(csv_cell("Anna"), "Anna");
         assert_eq!(line_cell("tab\there"), "tab\\there");
+        assert_eq!(line_cell("ann\u{202e}txt.exe"), "ann\\u{202e}txt.exe");
     }
 
     #[cfg(unix)]

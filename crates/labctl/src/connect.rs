@@ -418,6 +418,8 @@ const MAX_TIME_SCALE: f64 = 1000.0;
 /// keeps it out of the everyday flags.
 pub fn time_scale() -> anyhow::Result<Option<f64>> {
     match std::env::var("LABCTL_TIME_SCALE") {
+        // Set but empty counts as unset, like every other non-secret variable.
+        Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => Ok(Some(
             v.parse::<f64>()
                 .ok()

@@ -579,3 +579,30 @@ fn fosscloud_with_set_but_empty_fc_variables_treats_them_as_unset() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no FOSS-Cloud server"), "{stderr}");
 }
+
+#[tokio::test]
+async fn vm_status_with_a_set_but_empty_labctl_time_scale_treats_it_as_unset() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PVE_") || k.starts_with("LABCTL_") || k.starts_with("FC_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_USER", "root@pam")
+        .env("PVE_PASSWORD", "secret")
+        .env("LABCTL_TIME_SCALE", "")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .args(["vm", "status", "100"]);
+    let out = tokio::time::timeout(RUN_LIMIT, c.output())
+        .await
+        .expect("labctl vm status did not finish")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    sim.shutdown().await;
+}

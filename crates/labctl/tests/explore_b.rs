@@ -3,79 +3,22 @@
 //! user did and checks what they must see.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use pve_sim::{SimHandle, Simulator};
+use common::{sim, Out};
+use pve_sim::SimHandle;
 use tokio::process::Command;
 
-/// Every run ends within this (a hang is a failure, not a stuck CI job).
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-async fn sim() -> SimHandle {
-    Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(0.01)
-        .start()
-        .await
-        .unwrap()
-}
-
-/// `labctl` in `dir` against `sim`, without a terminal; locks under `dir/run`.
 async fn labctl(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PVE_")
-            || k.starts_with("LABCTL_")
-            || k.starts_with("FC_")
-            || k == "RUST_LOG"
-        {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::against(dir, sim);
+    // Locks under `dir/run`, not the machine's runtime directory.
     let run = dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
-    c.env("PVE_HOST", sim.url())
-        .env("PVE_USER", "root@pam")
-        .env("PVE_PASSWORD", "secret")
-        .env("LABCTL_TIME_SCALE", "0.01")
-        .env("XDG_RUNTIME_DIR", &run)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .args(args);
-    let out = tokio::time::timeout(RUN_LIMIT, c.output())
-        .await
-        .unwrap_or_else(|_| panic!("labctl {args:?} did not finish within {RUN_LIMIT:?}"))
-        .unwrap();
-    let out = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        out.code != Some(101) && !out.stderr.contains("panicked"),
-        "labctl {args:?} panicked\n{out}"
-    );
-    out
+    c.env("XDG_RUNTIME_DIR", &run);
+    common::output(c, args).await
 }
 
 async fn ok(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {
@@ -598,7 +541,7 @@ async fn vm_status_with_a_set_but_empty_labctl_time_scale_treats_it_as_unset() {
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .args(["vm", "status", "100"]);
-    let out = tokio::time::timeout(RUN_LIMIT, c.output())
+    let out = tokio::time::timeout(common::RUN_TIMEOUT, c.output())
         .await
         .expect("labctl vm status did not finish")
         .unwrap();

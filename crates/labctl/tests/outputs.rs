@@ -4,71 +4,16 @@
 //! uses one key per concept.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use pve_sim::{SimHandle, Simulator};
+use common::{sim, Out};
+use pve_sim::SimHandle;
 use serde_json::Value;
-use tokio::process::Command;
-
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-async fn sim() -> SimHandle {
-    Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(0.01)
-        .start()
-        .await
-        .unwrap()
-}
 
 async fn labctl(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PVE_") || k.starts_with("LABCTL_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("PVE_HOST", sim.url())
-        .env("PVE_USER", "root@pam")
-        .env("PVE_PASSWORD", "secret")
-        .env("LABCTL_TIME_SCALE", "0.01")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .args(args);
-    let out = tokio::time::timeout(RUN_LIMIT, c.output())
-        .await
-        .unwrap_or_else(|_| panic!("labctl {args:?} did not finish within {RUN_LIMIT:?}"))
-        .unwrap();
-    let out = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        out.code != Some(101) && !out.stderr.contains("panicked"),
-        "labctl {args:?} panicked\n{out}"
-    );
-    out
+    common::output(common::against(dir, sim), args).await
 }
 
 async fn ok(sim: &SimHandle, dir: &Path, args: &[&str]) -> Out {

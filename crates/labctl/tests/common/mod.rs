@@ -158,3 +158,35 @@ impl Recorder {
         self.seen.lock().unwrap().len()
     }
 }
+
+/// What one run of labctl gave; `Display` shows all of it for assertion messages.
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `c` with `args` within [`RUN_TIMEOUT`], failing the test on a panic of labctl.
+pub async fn output(c: Command, args: &[&str]) -> Out {
+    let (code, stdout, stderr) = run(c, args).await;
+    let out = Out {
+        code,
+        stdout,
+        stderr,
+    };
+    assert!(
+        out.code != Some(101) && !out.stderr.contains("panicked"),
+        "labctl {args:?} panicked\n{out}"
+    );
+    out
+}

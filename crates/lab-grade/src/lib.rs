@@ -1,0 +1,23 @@
+//! `lab-grade`: evaluate an exam. *Probes* collect, *checks* judge.
+//!
+//! - [`Spec`] (the `[[probe]]` and `[[check]]` tables of a lab file, or a file it names)
+//!   plans, per student, the [`PlannedProbe`]s to run with the roster's values filled in;
+//! - a collector (labctl's `lab collect`, through the guest agent and from the host) runs
+//!   them and records each raw result as [`Evidence`] in a [`Store`], sealed per student
+//!   with a `MANIFEST.sha256`;
+//! - [`grade`] is a pure function of the spec and the evidence: it sends nothing, and the
+//!   same input gives the same [`Sheet`], byte for byte, in every format of [`report`].
+//!
+//! Nothing here talks to a cluster; this crate has no network code.
+
+mod evidence;
+mod probe;
+mod sheet;
+pub mod time;
+
+pub use evidence::{
+    sha256_hex, write_atomic, Blob, CollectMeta, ErrorKind, Evidence, ProbeError, Store,
+    StoreError, StudentEvidence, StudentInfo, Target,
+};
+pub use probe::{AgentQuery, PlannedProbe, Request, RetryUntil, Source};
+pub use sheet::{CheckInfo, CheckResult, Outcome, Sheet, StudentGrade};

@@ -21,3 +21,4 @@ pub use evidence::{
 };
 pub use probe::{AgentQuery, PlannedProbe, Request, RetryUntil, Source};
 pub use sheet::{CheckInfo, CheckResult, Outcome, Sheet, StudentGrade};
+pub mod collect;

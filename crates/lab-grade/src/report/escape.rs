@@ -14,8 +14,9 @@ fn push_visible(out: &mut String, c: char) {
 }
 
 /// One line for a terminal: newline, tab and carriage return shown as `\n`, `\t`, `\r`;
-/// other control characters (ESC, DEL, C1) and bidirectional-text controls as `\u{1b}`,
-/// so a value can neither start a line, send terminal codes nor reorder the line.
+/// other control characters (ESC, DEL, C1), the Unicode line and paragraph separators and
+/// bidirectional-text controls as `\u{1b}`, so a value can neither start a line, send
+/// terminal codes nor reorder the line.
 pub(crate) fn line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -23,7 +24,9 @@ pub(crate) fn line(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() || is_bidi_control(c) => push_visible(&mut out, c),
+            c if c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}') => {
+                push_visible(&mut out, c)
+            }
             c => out.push(c),
         }
     }
@@ -115,6 +118,10 @@ mod tests {
         assert_eq!(
             line("a\nb\tc\rd\u{1b}[31m\u{7f}\u{85}\u{202e}x"),
             "a\\nb\\tc\\rd\\u{1b}[31m\\u{7f}\\u{85}\\u{202e}x"
+        );
+        assert_eq!(
+            line("a\u{2028}b\u{2029}c\u{2067}"),
+            "a\\u{2028}b\\u{2029}c\\u{2067}"
         );
     }
 

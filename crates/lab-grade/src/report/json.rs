@@ -143,6 +143,14 @@ mod tests {
             "the page says \"Bad & 'worse'\"\nsecond line"
         );
         assert_eq!(list[2]["student"], "<script>alert(1)</script>");
+        // JSON escapes for JSON: quotes and the newline, and nothing else.
+        assert!(
+            text.contains(r#""message": "the page says \"Bad & 'worse'\"\nsecond line","#),
+            "{text}"
+        );
+        let mut sheet = fixture::class();
+        sheet.students[0].student = "a\u{1b}[2J\u{0}".into();
+        assert!(json(&sheet).contains(r#""student": "a\u001b[2J\u0000","#));
     }
 
     #[test]

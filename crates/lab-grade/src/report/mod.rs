@@ -1,4 +1,4 @@
-//! Grade sheets in every format: a terminal [`table`], [`json`], [`csv`], [`junit`] XML and
+//! Grade sheets in every format: a terminal [`table`], [`json`], [`csv`](fn@csv), [`junit`] XML and
 //! a static [`html`] report, plus the class statistics ([`stats`]) they show.
 //!
 //! Every function here is pure and deterministic: the same [`Sheet`] gives the same bytes

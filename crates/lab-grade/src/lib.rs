@@ -12,6 +12,7 @@
 
 mod evidence;
 mod probe;
+pub mod report;
 mod sheet;
 pub mod time;
 

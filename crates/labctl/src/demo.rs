@@ -124,7 +124,27 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         bail!("{wrong} reachability verdicts differ from the fence's promise");
     }
 
-    println!("\n== 4. lab down: what would go (dry run), then tear down");
+    println!(
+        "\n== 4. The exam: students at work (played through /_sim/guests/{{vmid}}/state), \
+         then lab check (examples/exam-checks.toml)"
+    );
+    let expected = play_students(&sim, &report.students)?;
+    let sheet = evaluate(&hv, &sim, args.time_scale, &report.students).await?;
+    print!("{}", lab_grade::report::table(&sheet));
+    let mut graded_wrong = Vec::new();
+    for (host, want) in &expected {
+        let got = sheet.students.iter().find(|s| &s.hostname == host);
+        let got = got.map(|s| (s.points, s.errors));
+        if got != Some(*want) {
+            graded_wrong.push(format!("{host}: expected {want:?} (points, errors), got {got:?}"));
+        }
+    }
+    if !graded_wrong.is_empty() {
+        bail!("the grade sheet differs from the work played: {}", graded_wrong.join("; "));
+    }
+    println!("   every student graded as their work deserves (an agent that is down is `error`, not `fail`)");
+
+    println!("\n== 5. lab down: what would go (dry run), then tear down");
     print!("{}", plan_down(&hv, &lab).await?);
     let bars = Bars::new();
     let down = DownOptions {
@@ -136,12 +156,213 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let plan = result.context("lab down")?;
     println!("   destroyed {} guests", plan.destroy.len());
 
-    println!("\n== 5. What the lab did not touch");
+    println!("\n== 6. What the lab did not touch");
     let after = sim.state();
     check_untouched(&before, &after)?;
     println!("\ndemo finished: every guarantee held");
     sim.shutdown().await;
     Ok(())
+}
+
+/// The demo's checks: the example of the README, run as it is.
+const CHECKS: &str = include_str!("../../../examples/exam-checks.toml");
+
+/// What one student did of the example's tasks.
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    nginx: bool,
+    page: bool,
+    dns: bool,
+    lan: Option<u8>,
+    telnet: bool,
+    agent_down: bool,
+}
+
+/// Plays each student's work into the simulated guests; the expected (points, errors)
+/// per host name under examples/exam-checks.toml.
+fn play_students(
+    sim: &SimHandle,
+    students: &[lab_core::GuestStatus],
+) -> anyhow::Result<Vec<(String, (f64, usize))>> {
+    let mut expected = Vec::new();
+    for (i, s) in students.iter().enumerate() {
+        let (work, story, points, errors) = match i {
+            0 => (
+                Work { nginx: true, page: true, dns: true, lan: Some(24), ..Work::default() },
+                "did everything right",
+                11.0,
+                0,
+            ),
+            1 => (
+                Work { nginx: true, page: true, telnet: true, ..Work::default() },
+                "web server only, and left telnet open (-1)",
+                6.0,
+                0,
+            ),
+            2 => (
+                Work { nginx: true, page: true, dns: true, agent_down: true, ..Work::default() },
+                "web and DNS, but stopped the guest agent: inside checks are `error`",
+                // ping, ssh, dns from the teacher; nginx-active is an error, so web-page
+                // (which requires it) is skipped.
+                4.0,
+                3,
+            ),
+            3 => (
+                Work { dns: true, lan: Some(16), ..Work::default() },
+                "DNS, and the LAN address with the wrong prefix",
+                4.0,
+                0,
+            ),
+            _ => (Work::default(), "nothing yet", 2.0, 0),
+        };
+        let ip = s
+            .addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let host = &s.hostname;
+        let mut state = serde_json::Map::new();
+        let mut services = serde_json::Map::new();
+        let mut files = serde_json::Map::new();
+        if work.nginx {
+            services.insert(
+                "tcp/80".into(),
+                serde_json::json!({"unit": "nginx", "http": {"status": 200, "body": format!("<h1>{host}</h1>\n")}}),
+            );
+        }
+        if work.page {
+            files.insert(
+                "/var/www/html/index.html".into(),
+                serde_json::json!({"content": format!("<h1>{host}</h1>\n")}),
+            );
+        }
+        if work.dns {
+            services.insert(
+                "udp/53".into(),
+                serde_json::json!({"unit": "bind9", "dns": {format!("www.{host}.lab."): {"A": [ip]}}}),
+            );
+        }
+        if work.telnet {
+            services.insert(
+                "tcp/23".into(),
+                serde_json::json!({"unit": "inetd", "banner": "Debian GNU/Linux 12\r\nlogin: "}),
+            );
+        }
+        state.insert("services".into(), Value::Object(services));
+        state.insert("files".into(), Value::Object(files));
+        if let Some(prefix) = work.lan {
+            state.insert(
+                "interfaces".into(),
+                serde_json::json!({"ens18": {"addresses": [format!("192.168.100.1/{prefix}")]}}),
+            );
+        }
+        if work.agent_down {
+            state.insert("agent".into(), "stopped".into());
+        }
+        sim.put_guest_state(s.vmid.get(), Value::Object(state))
+            .with_context(|| format!("playing {host}"))?;
+        println!("   {host:<10} {story}");
+        expected.push((host.clone(), (points, errors)));
+    }
+    Ok(expected)
+}
+
+/// `lab check` in-process: collect every probe through the agents, then grade.
+async fn evaluate(
+    hv: &ProxmoxLab,
+    sim: &SimHandle,
+    time_scale: f64,
+    students: &[lab_core::GuestStatus],
+) -> anyhow::Result<lab_grade::Sheet> {
+    use lab_grade::collect::{collect, CollectOptions};
+    let spec = lab_grade::Spec::parse(CHECKS, "examples/exam-checks.toml")?;
+    let infos: Vec<lab_grade::StudentInfo> = students
+        .iter()
+        .map(|s| {
+            let ip = s.addresses.iter().find(|a| a.is_ipv4()).map(ToString::to_string);
+            let vars = [
+                ("student", s.hostname.clone()),
+                ("hostname", s.hostname.clone()),
+                ("vmid", s.vmid.to_string()),
+                ("node", s.node.to_string()),
+                ("ip", ip.unwrap_or_default()),
+                ("teacher_ip", TEACHER_IP.to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            lab_grade::StudentInfo {
+                key: s.hostname.clone(),
+                name: s.hostname.clone(),
+                hostname: s.hostname.clone(),
+                vmid: s.vmid.get(),
+                node: s.node.to_string(),
+                vars,
+            }
+        })
+        .collect();
+    let mut plans = Vec::new();
+    for i in &infos {
+        plans.push((i.clone(), spec.plan(i)?));
+    }
+    let dir = tempfile_dir()?;
+    let store = lab_grade::Store::create(dir.path())?;
+    let agent = pve_agent::AgentApi::with_options(
+        hv.vm_api().clone(),
+        pve_agent::AgentOptions::default().scaled(time_scale),
+    );
+    let runner = crate::probe_runner::PveRunner::new(agent, Some(VmId::new(TEACHER_VM)?));
+    let before = sim.requests();
+    let report = collect(
+        &runner,
+        &store,
+        &plans,
+        |s, ev| spec.settled(s, ev),
+        &CollectOptions::default(),
+        |_, _| {},
+    )
+    .await?;
+    let probes: usize = plans.iter().map(|(_, p)| p.len()).sum();
+    println!(
+        "   collected {probes} probes of {} students in {} runs ({} requests to the cluster)",
+        infos.len(),
+        report.runs,
+        request_total(&sim.requests()) - request_total(&before)
+    );
+    let mut all = Vec::new();
+    for i in &infos {
+        all.push(store.load(&i.key)?);
+    }
+    Ok(lab_grade::grade(&spec, "demo", &spec.sha256(), &all))
+}
+
+/// All requests the simulator counted (`/_sim/requests` is a count per route).
+fn request_total(requests: &Value) -> u64 {
+    requests
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
+/// A private temporary directory for the demo's evidence (removed when dropped).
+fn tempfile_dir() -> anyhow::Result<TempDir> {
+    let base = std::env::temp_dir().join(format!("labctl-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    Ok(TempDir(base))
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Asks the oracle and prints the verdict; returns 1 if it is not `expect_allowed`.

@@ -323,7 +323,7 @@ fn agent_error(e: pve_agent::Error) -> anyhow::Error {
 }
 
 /// The agent API over `vms`, its waits matched to `LABCTL_TIME_SCALE`.
-fn agent_api(vms: &VmApi) -> anyhow::Result<AgentApi> {
+pub(crate) fn agent_api(vms: &VmApi) -> anyhow::Result<AgentApi> {
     let options = match crate::connect::time_scale()? {
         Some(f) => AgentOptions::default().scaled(f),
         None => AgentOptions::default(),

@@ -69,6 +69,55 @@ same command again to finish.")]
     /// Student logins on their own guests: grant, sheet, verify, revoke.
     #[command(subcommand)]
     Access(crate::access::AccessCommand),
+    /// Run every probe of the lab's checks once per student and keep the raw evidence.
+    ///
+    /// Inside probes go through each student's guest agent, outside probes through the
+    /// teacher's guest (`[exam] teacher`) or from this machine. The evidence directory
+    /// (default `<lab>-evidence`) holds per student and probe the request, UTC times, exit
+    /// code, output and a sha256, sealed by a MANIFEST.sha256. Killed or interrupted, run
+    /// it again: finished probes are kept.
+    #[command(after_help = "\
+Examples:
+  labctl lab collect examples/exam.toml
+  labctl lab collect examples/exam.toml --evidence /srv/exam1/evidence
+  labctl lab collect examples/exam.toml --redo-errors     # once a stopped agent answers again
+
+The checks language: crates/lab-grade/README.md; a working example: examples/exam.toml.")]
+    Collect(crate::evaluate::CollectArgs),
+    /// Grade the stored evidence: a pure function of the checks and the evidence.
+    ///
+    /// Sends no request and needs no cluster: the same checks and evidence give the same
+    /// bytes. Fix a check, grade again, the whole class is re-graded offline. Exit 1 when
+    /// a check could not be judged for someone (outcome `error`: no points, not a fail).
+    #[command(after_help = "\
+Examples:
+  labctl lab grade examples/exam.toml
+  labctl lab grade examples/exam.toml -o csv > grades.csv
+  labctl lab grade examples/exam.toml -o json --junit grades.xml --html report/")]
+    Grade(crate::evaluate::GradeArgs),
+    /// Collect, then grade (`lab collect` + `lab grade`).
+    #[command(after_help = "\
+Examples:
+  labctl lab check examples/exam.toml
+  labctl lab check examples/exam.toml -o json --html report/")]
+    Check(crate::evaluate::CheckArgs),
+    /// Find mistakes in the checks before the exam (no cluster needed).
+    ///
+    /// Unknown probes, regexes and JSON paths that do not compile, `requires` that are
+    /// unknown or circular, `{{values}}` a roster row lacks, checks worth no points.
+    #[command(after_help = "Examples:\n  labctl lab lint examples/exam.toml\n  labctl lab lint examples/exam.toml -o json")]
+    Lint(crate::evaluate::LintArgs),
+    /// Prove the checks: a reference guest passes them all, and each check's mutant (a
+    /// command that breaks exactly that task, run on a full clone of the reference) fails
+    /// exactly that check and those that require it.
+    ///
+    /// The reference is never changed; each clone is destroyed afterwards. Exit 1 naming
+    /// each check that does not hold.
+    #[command(after_help = "\
+Examples:
+  labctl lab selftest examples/exam.toml --reference 4000
+  labctl lab selftest examples/roster.toml --reference 4000 --as 'Zoë Müller' -o json")]
+    Selftest(crate::evaluate::SelftestArgs),
 }
 
 /// The spec: a lab file and/or flags (flags win).
@@ -263,7 +312,12 @@ impl LabCommand {
             LabCommand::Status(s) => (Verb::Status, &s.file, &s.url, &s.name),
             LabCommand::Ips(s) => (Verb::Ips, &s.file, &s.url, &s.name),
             LabCommand::Down(d) => (Verb::Down, &d.lab.file, &d.lab.url, &d.lab.name),
-            LabCommand::Access(_) => return Ok(None),
+            LabCommand::Access(_)
+            | LabCommand::Collect(_)
+            | LabCommand::Grade(_)
+            | LabCommand::Check(_)
+            | LabCommand::Lint(_)
+            | LabCommand::Selftest(_) => return Ok(None),
         };
         let Some(room) = classroom::read_if_fosscloud(file.as_deref())? else {
             if url.is_some() {
@@ -325,7 +379,12 @@ impl LabCommand {
                 flag("--roster", d.lab.roster.is_some());
                 flag("--concurrency", d.concurrency.is_some());
             }
-            LabCommand::Access(_) => {}
+            LabCommand::Access(_)
+            | LabCommand::Collect(_)
+            | LabCommand::Grade(_)
+            | LabCommand::Check(_)
+            | LabCommand::Lint(_)
+            | LabCommand::Selftest(_) => {}
         }
         given
     }
@@ -349,8 +408,13 @@ impl LabCommand {
                 // Teardown needs the name only: a deleted roster must not stop it.
                 Checked::Select(d.lab.resolve_name()?, None)
             }
-            LabCommand::Access(_) => {
-                anyhow::bail!("internal: `lab access` is dispatched before the other lab verbs")
+            LabCommand::Access(_)
+            | LabCommand::Collect(_)
+            | LabCommand::Grade(_)
+            | LabCommand::Check(_)
+            | LabCommand::Lint(_)
+            | LabCommand::Selftest(_) => {
+                anyhow::bail!("internal: `lab access` and the evaluation verbs are dispatched before the other lab verbs")
             }
         })
     }

@@ -18,6 +18,7 @@
 //! | `[timeouts] ready` | seconds to wait for a student's guest agent, 1-86400 | `300` |
 //! | `[timeouts] address` | seconds to wait for its address once the agent answers, 1-86400 | `120` |
 //! | `backend` | `"proxmox"` or `"fosscloud"` (a classroom of thin clients, see below) | `"proxmox"` |
+//! | `checks` | a file of `[exam]`, `[[probe]]` and `[[check]]` tables (what `lab collect`/`grade`/`check` evaluate; `crates/lab-grade/README.md`), relative to the lab file; or write those tables in the lab file itself | none |
 //!
 //! A FOSS-Cloud classroom (`backend = "fosscloud"`, `examples/classroom.toml`) needs only
 //! `name` and a `[fosscloud]` table: `url` (the vm-manager base URL), `user` (FC4School's
@@ -72,6 +73,16 @@ pub struct LabFile {
     pub backend: Option<BackendKind>,
     /// The FOSS-Cloud classroom (with `backend = "fosscloud"`).
     pub fosscloud: Option<FossCloudSection>,
+    /// A file of `[exam]`, `[[probe]]` and `[[check]]` tables (relative to the lab file).
+    pub checks: Option<PathBuf>,
+    /// `[exam]` (evaluation settings), inline.
+    pub exam: Option<toml::Table>,
+    /// `[[probe]]` tables, inline.
+    #[serde(default)]
+    pub probe: Vec<toml::Table>,
+    /// `[[check]]` tables, inline.
+    #[serde(default)]
+    pub check: Vec<toml::Table>,
 }
 
 /// `backend = "proxmox" | "fosscloud"`.

@@ -21,6 +21,7 @@ mod config;
 mod confirm;
 mod connect;
 mod demo;
+mod evaluate;
 mod fail;
 mod firewall;
 mod fosscloud;
@@ -29,6 +30,7 @@ mod lab;
 mod labfile;
 mod output;
 mod precedence;
+mod probe_runner;
 mod progress;
 mod roster;
 mod signals;
@@ -191,6 +193,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd.check()?;
             access::run(cmd, connection, format).await
         }
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Collect(args),
+        }) => evaluate::collect_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Check(args),
+        }) => evaluate::check_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Selftest(args),
+        }) => evaluate::selftest_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            command: lab::LabCommand::Grade(args),
+            ..
+        }) => evaluate::grade_cmd(args, format),
+        Command::Lab(Pve {
+            command: lab::LabCommand::Lint(args),
+            ..
+        }) => evaluate::lint_cmd(args, format),
         Command::Lab(Pve {
             connection,
             command,

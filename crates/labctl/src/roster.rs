@@ -30,6 +30,35 @@ pub struct Student {
     /// An e-mail address, if the roster has one.
     #[serde(default)]
     pub email: Option<String>,
+    /// Every other column (header lower-cased → value), for the checks' `{{column}}`
+    /// values; not shown in the sheets.
+    #[serde(flatten, default, skip_serializing, deserialize_with = "scalars")]
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// Inline roster values (`vlan = 10`, `domain = "s1.lab"`) as text; a table or list is
+/// refused naming the key.
+fn scalars<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "student value `{k}` is a {}; allowed: text, a number or true/false",
+                        other.type_str()
+                    )))
+                }
+            };
+            Ok((k.to_lowercase(), text))
+        })
+        .collect()
 }
 
 /// A student with the host name made for them.
@@ -43,7 +72,8 @@ pub struct Named {
 }
 
 /// Reads a roster CSV: a header line with a `name` column (any case); `id` and `email` are
-/// optional; other columns are ignored.
+/// optional; other columns (a VLAN, a domain, an address per student) are kept as the
+/// checks' `{{column}}` values, the header lower-cased.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Student>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::fail::usage(format!("reading the roster {}: {e}", path.display())))?;
@@ -85,10 +115,20 @@ pub fn parse(text: &str) -> Result<Vec<Student>, String> {
             .position()
             .and_then(|p| usize::try_from(p.line()).ok())
             .unwrap_or(i + 2);
+        let extra = headers
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| ![Some(name), id, email].contains(&Some(*c)))
+            .map(|(c, h)| {
+                let key = h.trim_start_matches('\u{feff}').trim().to_lowercase();
+                (key, rec.get(c).unwrap_or_default().to_owned())
+            })
+            .collect();
         let student = Student {
             name: n,
             id: get(id),
             email: get(email),
+            extra,
         };
         check(&student, &format!("line {line}"))?;
         students.push(student);
@@ -219,6 +259,7 @@ mod tests {
             name: "a".repeat(80),
             id: None,
             email: None,
+            extra: Default::default(),
         };
         let two = hostnames(&[long.clone(), long], "x-");
         assert_eq!(two[0].hostname.len(), 63);

@@ -82,6 +82,15 @@ pub struct FileContent {
     pub truncated: bool,
 }
 
+/// The read-only agent commands [`AgentApi::query_json`] sends.
+pub const RAW_QUERIES: &[&str] = &[
+    "info",
+    "get-osinfo",
+    "get-users",
+    "network-get-interfaces",
+    "get-host-name",
+];
+
 struct Inner {
     vms: VmApi,
     options: AgentOptions,
@@ -243,6 +252,19 @@ impl AgentApi {
     /// `GET agent/get-users`: who is logged in.
     pub async fn users(&self, guest: &Guest) -> Result<Vec<GuestUser>> {
         self.result(guest, "get-users").await
+    }
+
+    /// The agent's answer to a read-only `GET agent/<command>` as raw JSON (the `result`),
+    /// for callers that keep evidence as the agent gave it. `command` is one of
+    /// [`RAW_QUERIES`]; anything else is refused before it is sent.
+    pub async fn query_json(&self, guest: &Guest, command: &str) -> Result<serde_json::Value> {
+        if !RAW_QUERIES.contains(&command) {
+            return Err(Error::InvalidInput {
+                what: format!("agent query {command:?}"),
+                why: format!("allowed: {}", RAW_QUERIES.join(", ")),
+            });
+        }
+        self.result(guest, command).await
     }
 
     /// Runs a command and returns its result: `POST agent/exec` with the argv as an array

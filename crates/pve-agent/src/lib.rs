@@ -45,7 +45,7 @@ mod info;
 
 pub use api::{
     AgentApi, AgentOptions, FileContent, MAX_FILE_READ, MAX_FILE_WRITE_BINARY,
-    MAX_FILE_WRITE_CONTENT,
+    MAX_FILE_WRITE_CONTENT, RAW_QUERIES,
 };
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput, ExecStatus, MAX_STDIN};

@@ -1,0 +1,432 @@
+//! `lab collect|grade|check|lint|selftest` through the binary against the simulator: a
+//! class whose work is known is graded as it worked; grading stored evidence sends
+//! nothing and gives the same bytes; a killed collection completes without running a
+//! finished probe again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{against, labctl, output, sim};
+use pve_sim::SimHandle;
+use serde_json::{json, Value};
+
+const CHECKS: &str = include_str!("../../../examples/exam-checks.toml");
+
+/// What a student did of examples/exam-checks.toml's tasks.
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    nginx: bool,
+    page: bool,
+    dns: bool,
+    lan: Option<u8>,
+    telnet: bool,
+    agent_down: bool,
+}
+
+/// A known, varied subset of the tasks for student `i`.
+fn work_of(i: usize) -> Work {
+    Work {
+        nginx: i % 2 == 0,
+        page: i % 3 != 0,
+        dns: i % 4 < 2,
+        lan: match i % 5 {
+            0 => None,
+            2 => Some(16),
+            _ => Some(24),
+        },
+        telnet: i % 7 == 3,
+        agent_down: i == 13,
+    }
+}
+
+/// The outcome and points each check must give for `w`, from the task's rules (written
+/// from the checks file's intent, not from the grader).
+fn expected(w: Work) -> BTreeMap<&'static str, (&'static str, f64)> {
+    let inside = |pass: bool, points: f64| {
+        if w.agent_down {
+            ("error", 0.0)
+        } else if pass {
+            ("pass", points)
+        } else {
+            ("fail", 0.0)
+        }
+    };
+    let mut e = BTreeMap::new();
+    e.insert("nginx-active", inside(w.nginx, 2.0));
+    e.insert("index-page", inside(w.page, 1.0));
+    e.insert("lan-address", inside(w.lan == Some(24), 2.0));
+    e.insert("ping", ("pass", 1.0));
+    e.insert("ssh-open", ("pass", 1.0));
+    e.insert(
+        "no-telnet",
+        if w.telnet {
+            ("fail", -1.0)
+        } else {
+            ("pass", 0.0)
+        },
+    );
+    e.insert(
+        "dns-www",
+        if w.dns {
+            ("pass", 2.0)
+        } else {
+            ("fail", 0.0)
+        },
+    );
+    e.insert(
+        "web-page",
+        match e["nginx-active"].0 {
+            "pass" => ("pass", 2.0),
+            _ => ("skipped", 0.0),
+        },
+    );
+    e
+}
+
+/// Plays `w` into the guest `vmid` (host name `host`, address `ip`).
+fn play(sim: &SimHandle, vmid: u32, host: &str, ip: &str, w: Work) {
+    let mut services = serde_json::Map::new();
+    let mut files = serde_json::Map::new();
+    if w.nginx {
+        services.insert(
+            "tcp/80".into(),
+            json!({"unit": "nginx", "http": {"status": 200, "body": format!("<h1>{host}</h1>\n")}}),
+        );
+    }
+    if w.page {
+        files.insert(
+            "/var/www/html/index.html".into(),
+            json!({"content": format!("<h1>{host}</h1>\n")}),
+        );
+    }
+    if w.dns {
+        services.insert(
+            "udp/53".into(),
+            json!({"unit": "bind9", "dns": {format!("www.{host}.lab."): {"A": [ip]}}}),
+        );
+    }
+    if w.telnet {
+        services.insert(
+            "tcp/23".into(),
+            json!({"unit": "inetd", "banner": "login: "}),
+        );
+    }
+    let mut state = json!({"services": services, "files": files});
+    if let Some(p) = w.lan {
+        state["interfaces"] = json!({"ens18": {"addresses": [format!("192.168.100.1/{p}")]}});
+    }
+    if w.agent_down {
+        state["agent"] = json!("stopped");
+    }
+    sim.put_guest_state(vmid, state).unwrap();
+}
+
+/// A lab of `count` students using `checks` (the text of a checks file).
+fn lab_dir(name: &str, count: u32, checks: &str) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("checks.toml"), checks).unwrap();
+    let lab = home.path().join("lab.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
+             teachers = [\"10.10.0.1\"]\nconcurrency = 8\nchecks = \"checks.toml\"\n"
+        ),
+    )
+    .unwrap();
+    (home, lab)
+}
+
+/// `lab up`, then the students' (vmid, host name, address).
+async fn up(home: &Path, sim: &SimHandle, lab: &Path) -> Vec<(u32, String, String)> {
+    let out = output(against(home, sim), &["lab", "up", lab.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let out = output(
+        against(home, sim),
+        &["-o", "json", "lab", "status", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let rows: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                u32::try_from(r["vmid"].as_u64().unwrap()).unwrap(),
+                r["hostname"].as_str().unwrap().to_owned(),
+                r["addresses"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn total_requests(sim: &SimHandle) -> u64 {
+    sim.requests()
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
+fn by_host(sheet: &str) -> BTreeMap<String, Value> {
+    let list: Vec<Value> = serde_json::from_str(sheet).unwrap();
+    list.into_iter()
+        .map(|s| (s["hostname"].as_str().unwrap().to_owned(), s))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_of_twenty_is_graded_as_each_student_worked_and_regraded_offline() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("grade20", 20, CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let students = up(home, &sim, &lab).await;
+    assert_eq!(students.len(), 20);
+    let mut want = BTreeMap::new();
+    for (i, (vmid, host, ip)) in students.iter().enumerate() {
+        play(&sim, *vmid, host, ip, work_of(i));
+        want.insert(host.clone(), expected(work_of(i)));
+    }
+
+    let out = output(against(home, &sim), &["-o", "json", "lab", "check", lab_s]).await;
+    // One student's agent is down: their inside checks are `error`, so exit 1.
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("could not be judged"), "{out}");
+    let sheet = by_host(&out.stdout);
+    assert_eq!(sheet.len(), 20, "{out}");
+    for (host, checks) in &want {
+        let s = &sheet[host];
+        let mut total = 0.0;
+        for (id, (outcome, points)) in checks {
+            let c = s["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == *id)
+                .unwrap_or_else(|| panic!("{host}: no check {id}\n{out}"));
+            assert_eq!(
+                (c["outcome"].as_str().unwrap(), c["points"].as_f64().unwrap()),
+                (*outcome, *points),
+                "{host} {id}: {c}"
+            );
+            total += points;
+        }
+        assert_eq!(s["points"].as_f64().unwrap(), total.max(0.0), "{host}: {s}");
+        assert_eq!(s["max_points"].as_f64().unwrap(), 11.0);
+    }
+    // The agent-less student: errors, never fails, for the inside checks.
+    let down = &sheet[&students[13].1];
+    assert_eq!(down["errors"].as_u64(), Some(3), "{down}");
+
+    // Grading the stored evidence: no cluster at all (no PVE_HOST), no request, same bytes.
+    let before = total_requests(&sim);
+    for format in ["table", "json", "csv"] {
+        let a = output(labctl(home), &["-o", format, "lab", "grade", lab_s]).await;
+        let b = output(labctl(home), &["-o", format, "lab", "grade", lab_s]).await;
+        assert_eq!(a.code, Some(1), "{a}");
+        assert_eq!(a.stdout, b.stdout, "lab grade -o {format} differs between two runs");
+        assert!(!a.stdout.is_empty());
+    }
+    assert_eq!(total_requests(&sim), before, "lab grade sent requests");
+    let json1 = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    assert_eq!(
+        by_host(&json1.stdout),
+        sheet,
+        "grading again gives what check gave"
+    );
+
+    // Fix one check's points and re-grade: exactly that column (and the totals) change.
+    let changed = CHECKS.replace(
+        "points = 2\nretry = { within = 10, every = 2 }",
+        "points = 5\nretry = { within = 10, every = 2 }",
+    );
+    assert_ne!(changed, CHECKS, "the checks file changed shape; update the test");
+    std::fs::write(home.join("checks.toml"), changed).unwrap();
+    let regraded = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    assert_eq!(total_requests(&sim), before, "re-grading sent requests");
+    let regraded = by_host(&regraded.stdout);
+    for (host, old) in &sheet {
+        let new = &regraded[host];
+        let dns_pass = want[host]["dns-www"].0 == "pass";
+        for (o, n) in old["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(new["checks"].as_array().unwrap())
+        {
+            if o["id"] == "dns-www" {
+                let p = if dns_pass { 5.0 } else { 0.0 };
+                assert_eq!(n["points"].as_f64(), Some(p), "{host}: {n}");
+            } else {
+                assert_eq!(o, n, "{host}: only dns-www may change");
+            }
+        }
+        let delta = if dns_pass { 3.0 } else { 0.0 };
+        assert_eq!(
+            new["points"].as_f64().unwrap(),
+            old["points"].as_f64().unwrap() + delta
+        );
+        assert_eq!(new["max_points"].as_f64(), Some(14.0));
+    }
+    sim.shutdown().await;
+}
+
+/// Inside probes that take a while (a command the guests run for 3 simulated minutes,
+/// about 1.8 s here), so a collection can be killed in the middle.
+const SLOW_CHECKS: &str = r#"
+[exam]
+timeout = 600
+
+[[probe]]
+id = "slow-a"
+exec = ["/usr/local/bin/audit", "a"]
+
+[[probe]]
+id = "slow-b"
+exec = ["/usr/local/bin/audit", "b"]
+
+[[probe]]
+id = "host"
+file = "/etc/hostname"
+
+[[check]]
+id = "audit-a"
+probe = "slow-a"
+expect = [{ equals = "ok a" }]
+
+[[check]]
+id = "audit-b"
+probe = "slow-b"
+expect = [{ equals = "ok b" }]
+
+[[check]]
+id = "hostname"
+probe = "host"
+expect = [{ equals = "{{hostname}}" }]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_killed_mid_run_completes_without_running_a_finished_probe_again() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("killed", 6, SLOW_CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let students = up(home, &sim, &lab).await;
+    for (vmid, _, _) in &students {
+        let cmds: Vec<Value> = ["a", "b"]
+            .iter()
+            .map(|w| {
+                json!({"argv": ["/usr/local/bin/audit", w], "stdout": format!("ok {w}\n"),
+                       "exit_code": 0, "run_time": 180.0})
+            })
+            .collect();
+        sim.put_guest_state(*vmid, json!({"commands": cmds})).unwrap();
+    }
+    let evidence = home.join("grade-evidence");
+    let ev_s = evidence.to_str().unwrap();
+
+    // Start, wait until some probes have finished, kill -9.
+    let mut c = against(home, &sim);
+    c.args(["lab", "collect", lab_s, "--evidence", ev_s, "--probes-in-flight", "2"]);
+    let mut child = c.spawn().unwrap();
+    let finished = |dir: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for s in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(s.path()).into_iter().flatten().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.starts_with("slow-") && name.ends_with(".json") {
+                    out.insert(f.path(), std::fs::read(f.path()).unwrap());
+                }
+            }
+        }
+        out
+    };
+    let waited = tokio::time::timeout(common::RUN_TIMEOUT, async {
+        while finished(&evidence).len() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no probe finished within the time limit");
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "the collection ended before it was killed");
+    let before_kill = finished(&evidence);
+    assert!(
+        before_kill.len() < 2 * students.len(),
+        "every slow probe had finished already: the kill came too late to test anything"
+    );
+
+    // Run again: what had finished is kept byte for byte; the rest is collected.
+    let execs_before = exec_count(&sim);
+    let out = output(
+        against(home, &sim),
+        &["-o", "json", "lab", "collect", lab_s, "--evidence", ev_s],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let summary: Value = serde_json::from_str(&out.stdout).unwrap();
+    let after = finished(&evidence);
+    assert_eq!(after.len(), 2 * students.len(), "{out}");
+    for (path, bytes) in &before_kill {
+        assert_eq!(&after[path], bytes, "{} was run again", path.display());
+    }
+    let rerun = 2 * students.len() - before_kill.len();
+    assert_eq!(
+        exec_count(&sim) - execs_before,
+        u64::try_from(rerun).unwrap(),
+        "exec requests of the second run: {summary}"
+    );
+    // Every student's manifest verifies, and the grade sees no problem.
+    let store = lab_grade::Store::open(&evidence).unwrap();
+    for (_, host, _) in &students {
+        assert_eq!(store.verify(host).unwrap(), Vec::new(), "{host}");
+    }
+    let graded = output(
+        labctl(home),
+        &["-o", "json", "lab", "grade", lab_s, "--evidence", ev_s],
+    )
+    .await;
+    assert_eq!(graded.code, Some(0), "{graded}");
+    for (_, s) in by_host(&graded.stdout) {
+        assert_eq!(s["points"].as_f64(), Some(3.0), "{s}");
+        assert!(s.get("problems").is_none(), "{s}");
+    }
+    sim.shutdown().await;
+}
+
+/// `POST …/agent/exec` requests the simulator counted.
+fn exec_count(sim: &SimHandle) -> u64 {
+    sim.requests()
+        .as_object()
+        .map_or(0, |m| {
+            m.iter()
+                .filter(|(k, _)| k.contains("agent/exec") && k.starts_with("POST"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+}
+
+#[tokio::test]
+async fn lint_names_each_mistake_and_needs_no_cluster() {
+    let broken = r#"
+[[probe]]
+id = "a"
+exec = ["ip", "-j", "addr"]
+
+[[check]]
+id = "x"
+probe = "nope"
+expect = [{ equals = "1" }]
+"#;
+    let (home, lab) = lab_dir("lint", 2, broken);
+    let out = output(labctl(home.path()), &["lab", "lint", lab.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("nope"), "{out}");
+
+    let (home, lab) = lab_dir("lint", 2, CHECKS);
+    let out = output(labctl(home.path()), &["lab", "lint", lab.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("8 checks"), "{out}");
+}

@@ -15,9 +15,20 @@ mod probe;
 mod sheet;
 pub mod time;
 
+// The check language and the grader (grade-core).
+mod grade;
+mod lint;
+mod matcher;
+mod spec;
+mod template;
+
 pub use evidence::{
     sha256_hex, write_atomic, Blob, CollectMeta, ErrorKind, Evidence, ProbeError, Store,
     StoreError, StudentEvidence, StudentInfo, Target,
 };
 pub use probe::{AgentQuery, PlannedProbe, Request, RetryUntil, Source};
 pub use sheet::{CheckInfo, CheckResult, Outcome, Sheet, StudentGrade};
+
+pub use grade::grade;
+pub use lint::{Finding, Level};
+pub use spec::{Mutant, Problem, Spec, SpecError};

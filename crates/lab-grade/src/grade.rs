@@ -538,7 +538,9 @@ mod tests {
             "<h1>s06</h1>\n200",
         );
         let mut s = good.clone();
-        s.probes.get_mut("addr").map(|e| e.truncated = true);
+        if let Some(e) = s.probes.get_mut("addr") {
+            e.truncated = true;
+        }
         s.probes.remove("web");
         s.problems
             .push(("nginx.json".into(), "changed since it was collected".into()));

@@ -19,6 +19,8 @@ pub mod time;
 mod grade;
 mod lint;
 mod matcher;
+#[cfg(test)]
+mod proptests;
 mod spec;
 mod template;
 

@@ -234,3 +234,140 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v.retain(|n| seen.insert(n.clone()));
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn student(host: &str, vars: &[(&str, &str)]) -> StudentInfo {
+        StudentInfo {
+            key: host.into(),
+            name: host.into(),
+            hostname: host.into(),
+            vmid: 5000,
+            node: "pve1".into(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    const SPEC: &str = r#"
+        [[probe]]
+        id = "addr"
+        exec = ["ip", "-j", "addr"]
+
+        [[probe]]
+        id = "gw"
+        ping = "{{gateway}}"
+        from = "teacher"
+
+        [[probe]]
+        id = "unused"
+        file = "/etc/hostname"
+
+        [[check]]
+        id = "vlan"
+        probe = "addr"
+        expect = [{ json = "$[?(@.ifname=='eth1.{{vlan}}')]", exists = true }, { regex = "{{pattern}}" }]
+        partial = true
+
+        [[check]]
+        id = "gw"
+        probe = "gw"
+        expect = [{ reachable = true }]
+        points = 0
+    "#;
+
+    fn lint(students: &[StudentInfo]) -> Vec<String> {
+        Spec::parse(SPEC, "x")
+            .unwrap()
+            .lint(students)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_alone_warns_of_worthless_checks_and_unused_probes() {
+        let f = lint(&[]);
+        assert_eq!(
+            f,
+            [
+                "error: probe gw: runs from the teacher, but [exam] names no teacher = VMID",
+                "warning: probe unused: no check uses this probe (it is not collected)",
+                "warning: check gw: is worth nothing: points = 0 and penalty = 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_some_roster_rows_lack_is_one_error_naming_the_students() {
+        let ok = [("vlan", "10"), ("gateway", "10.0.0.1"), ("pattern", "^x")];
+        let f = lint(&[
+            student("s01", &ok),
+            student("s02", &[("gateway", "10.0.0.1"), ("pattern", "^x")]),
+            student("s03", &[("gateway", "10.0.0.1"), ("pattern", "^x")]),
+        ]);
+        assert!(
+            f.contains(
+                &"error: check vlan: {{vlan}} has no value for students s02, s03".to_owned()
+            ),
+            "{f:#?}"
+        );
+        assert!(!f.iter().any(|l| l.contains("s01")), "{f:#?}");
+    }
+
+    #[test]
+    fn values_that_break_a_pattern_or_a_request_name_the_student() {
+        let f = lint(&[student(
+            "s01",
+            &[("vlan", "10"), ("gateway", "-x"), ("pattern", "(")],
+        )]);
+        assert!(
+            f.iter().any(|l| l
+                .starts_with("error: probe gw: `ping`: the host \"-x\" is not a host name")
+                && l.ends_with("for student s01")),
+            "{f:#?}"
+        );
+        assert!(
+            f.iter().any(|l| l
+                .starts_with("error: check vlan: `expect[2]`: regex \"(\" does not compile")
+                && l.ends_with("for student s01")),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_become_error_findings() {
+        let e = Spec::parse(
+            "[[check]]\nid = \"c\"\nprobe = \"nope\"\nexpect = [{ exit = 0 }]\n",
+            "x",
+        )
+        .unwrap_err();
+        let f = e.findings();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].level, Level::Error);
+        assert_eq!(f[0].at, "[[check]] #1 \"c\"");
+        assert_eq!(
+            f[0].message,
+            "`probe`: \"nope\" is not a [[probe]] id (known: none)"
+        );
+    }
+
+    #[test]
+    fn partial_with_one_expectation_is_a_warning() {
+        let spec = Spec::parse(
+            "[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"p\"\npartial = true\nexpect = [{ exit = 0 }]\n",
+            "x",
+        )
+        .unwrap();
+        let f = spec.lint(&[]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].to_string(),
+            "warning: check c: partial = true has no effect with one expectation"
+        );
+    }
+}

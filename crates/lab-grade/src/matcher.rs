@@ -497,9 +497,9 @@ impl Expectation {
         }
         let test = match tests.len() {
             0 => {
-                return Err(format!(
+                return Err(
                     "no test; an expectation needs exactly one of equals, contains, regex, gt, ge, lt, le, set, includes, count, exists, in_subnet, ip_eq (or a shorthand exit, status, reachable, sha256)"
-                ))
+                    .into())
             }
             1 => tests.pop().map(|(_, t)| t),
             _ => {

@@ -1203,3 +1203,444 @@ fn link_requires(errs: &mut Errs, checks: &mut [CheckSpec]) -> Vec<usize> {
     }
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{Blob, Target};
+
+    const SPEC: &str = r#"
+        [exam]
+        teacher = 100
+        timeout = 8
+
+        [[probe]]
+        id = "addr"
+        exec = ["ip", "-j", "addr", "show", "dev", "ens{{nic}}"]
+        timeout = 5
+
+        [[probe]]
+        id = "web"
+        http = "http://{{ip}}/"
+
+        [[probe]]
+        id = "ssh"
+        tcp = "{{ip}}:22"
+        from = "host"
+
+        [[probe]]
+        id = "www"
+        dns = { server = "{{ip}}", name = "www.{{domain}}.", type = "aaaa" }
+
+        [[probe]]
+        id = "spare"
+        agent = "osinfo"
+
+        [[check]]
+        id = "static-ip"
+        probe = "addr"
+        expect = [{ json = "$[*].addr_info[*].local", includes = ["{{ip}}"] }]
+        retry = { within = 30, every = 2 }
+        mutant = ["ip", "addr", "flush", "dev", "ens{{nic}}"]
+
+        [[check]]
+        id = "web"
+        uses = "web"
+        requires = ["static-ip"]
+        expect = [{ status = 200 }]
+        retry = { within = 10, every = 1 }
+
+        [[check]]
+        id = "web-name"
+        probe = "web"
+        requires = ["web"]
+        expect = [{ contains = "{{student}}" }]
+
+        [[check]]
+        id = "ssh-closed"
+        probe = "ssh"
+        expect = [{ reachable = false }]
+        points = 0
+        penalty = 2
+
+        [[check]]
+        id = "dns"
+        probe = "www"
+        expect = [{ includes = ["fd00::{{nic}}"] }]
+    "#;
+
+    fn student() -> StudentInfo {
+        StudentInfo {
+            key: "s01".into(),
+            name: "Ada".into(),
+            hostname: "s01".into(),
+            vmid: 5001,
+            node: "pve1".into(),
+            vars: BTreeMap::from([
+                ("ip".to_owned(), "10.0.1.10".to_owned()),
+                ("nic".to_owned(), "18".to_owned()),
+                ("domain".to_owned(), "s01.lab".to_owned()),
+            ]),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        Spec::parse(text, "exam1-checks.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn plan_fills_in_values_sources_timeouts_and_retries() {
+        let spec = Spec::parse(SPEC, "x").unwrap();
+        let plan = spec.plan(&student()).unwrap();
+        let ids: Vec<&str> = plan.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["addr", "web", "ssh", "www"],
+            "the unused probe is not planned"
+        );
+        assert_eq!(
+            plan[0].request,
+            Request::Exec {
+                argv: ["ip", "-j", "addr", "show", "dev", "ens18"]
+                    .map(String::from)
+                    .to_vec()
+            }
+        );
+        assert_eq!(
+            (plan[0].source, plan[0].timeout),
+            (Source::Guest, Duration::from_secs(5))
+        );
+        assert_eq!(
+            plan[0].retry,
+            Some(RetryUntil {
+                within: Duration::from_secs(30),
+                every: Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            plan[1].request,
+            Request::Http {
+                url: "http://10.0.1.10/".into()
+            }
+        );
+        assert_eq!(
+            (plan[1].source, plan[1].timeout),
+            (Source::Teacher, Duration::from_secs(8))
+        );
+        assert_eq!(
+            plan[1].retry.map(|r| r.within),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            plan[2].request,
+            Request::Tcp {
+                host: "10.0.1.10".into(),
+                port: 22
+            }
+        );
+        assert_eq!((plan[2].source, plan[2].retry), (Source::Host, None));
+        assert_eq!(
+            plan[3].request,
+            Request::Dns {
+                server: "10.0.1.10".into(),
+                name: "www.s01.lab.".into(),
+                rtype: "AAAA".into()
+            }
+        );
+    }
+
+    #[test]
+    fn outside_probes_run_from_the_host_without_a_teacher() {
+        let spec = Spec::parse("[[probe]]\nid = \"p\"\nping = \"10.0.0.1\"\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{ reachable = true }]", "x").unwrap();
+        assert_eq!(spec.plan(&student()).unwrap()[0].source, Source::Host);
+        assert_eq!(spec.teacher(), None);
+    }
+
+    #[test]
+    fn a_value_a_student_lacks_fails_the_plan_naming_probe_field_value_and_student() {
+        let spec = Spec::parse(SPEC, "exam1-checks.toml").unwrap();
+        let mut s = student();
+        s.vars.remove("domain");
+        let e = spec.plan(&s).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "exam1-checks.toml: [[probe]] #4 \"www\": `dns.name`: unknown value {{domain}}"
+            ),
+            "{e}"
+        );
+        assert!(e.ends_with("for student Ada (s01)"), "{e}");
+        let each = spec.plan_each(&s);
+        assert_eq!(each.iter().filter(|(_, r)| r.is_ok()).count(), 3);
+    }
+
+    #[test]
+    fn values_that_make_a_bad_request_are_refused() {
+        let spec = Spec::parse(SPEC, "x").unwrap();
+        let mut s = student();
+        s.vars.insert("ip".into(), "-f".into());
+        let e = spec.plan(&s).unwrap_err().to_string();
+        assert!(e.contains("not a host name or address"), "{e}");
+        assert!(e.contains("`tcp`"), "{e}");
+    }
+
+    #[test]
+    fn settled_waits_for_every_positive_retry_check_on_the_probe() {
+        let spec = Spec::parse(SPEC, "x").unwrap();
+        let s = student();
+        let ev = |probe: &str, out: &str| Evidence {
+            probe: probe.into(),
+            student: "s01".into(),
+            source: Source::Guest,
+            request: Request::Exec {
+                argv: vec!["ip".into()],
+            },
+            target: Target {
+                vmid: Some(5001),
+                node: None,
+                name: "s01".into(),
+            },
+            start: String::new(),
+            end: String::new(),
+            attempts: 1,
+            exit: Some(0),
+            signal: None,
+            stdout: Blob::from(out),
+            stderr: Blob::default(),
+            truncated: false,
+            sha256: sha256_hex(out.as_bytes()),
+            error: None,
+        };
+        let up = r#"[{"ifname":"ens18","addr_info":[{"local":"10.0.1.10"}]}]"#;
+        let down = r#"[{"ifname":"ens18","addr_info":[]}]"#;
+        assert!(spec.settled(&s, &ev("addr", up)));
+        assert!(!spec.settled(&s, &ev("addr", down)));
+        let mut truncated = ev("addr", up);
+        truncated.truncated = true;
+        assert!(!spec.settled(&s, &truncated));
+        assert!(spec.settled(&s, &ev("web", "x\n200")));
+        assert!(!spec.settled(&s, &ev("web", "x\n502")));
+        // No retry on the probe, or not a probe of the spec: nothing to wait for.
+        assert!(spec.settled(&s, &ev("ssh", "")));
+        assert!(spec.settled(&s, &ev("unknown", "")));
+    }
+
+    #[test]
+    fn mutants_break_their_check_and_every_dependent() {
+        let spec = Spec::parse(SPEC, "x").unwrap();
+        let m = spec.mutants();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].check, "static-ip");
+        assert_eq!(m[0].argv, ["ip", "addr", "flush", "dev", "ens{{nic}}"]);
+        assert_eq!(
+            m[0].breaks.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["static-ip", "web", "web-name"]
+        );
+        let argv = spec.mutant_argv("static-ip", &student()).unwrap().unwrap();
+        assert_eq!(argv, ["ip", "addr", "flush", "dev", "ens18"]);
+        assert!(spec.mutant_argv("web", &student()).is_none());
+    }
+
+    #[test]
+    fn check_infos_keep_the_spec_order_and_raw_titles() {
+        let spec = Spec::parse(SPEC, "x").unwrap();
+        let infos = spec.check_infos();
+        assert_eq!(infos.len(), 5);
+        assert_eq!(infos[0].title, "static-ip");
+        assert_eq!((infos[3].points, infos[3].penalty), (0.0, 2.0));
+        assert!(!spec.is_empty());
+        assert_eq!(spec.teacher(), Some(100));
+        assert!(Spec::parse("", "x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn sha256_ignores_comments_whitespace_order_and_aliases_but_not_meaning() {
+        let a = Spec::parse(
+            "[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{ exit = 0 }]\n",
+            "a",
+        )
+        .unwrap();
+        let b = Spec::parse(
+            "# the same\n[[check]]\nexpect = [ { exit = 0 } ]   # ok\npoints = 1\nuses = \"p\"\nid = \"c\"\n\n[[probe]]\nexec = [ \"true\" ]\nid = \"p\"\n[exam]\ntimeout = 10\n",
+            "b",
+        )
+        .unwrap();
+        assert_eq!(a.sha256(), b.sha256());
+        assert_eq!(a.sha256().len(), 64);
+        let c = Spec::parse(
+            "[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{ exit = 0 }]\npoints = 2\n",
+            "c",
+        )
+        .unwrap();
+        assert_ne!(a.sha256(), c.sha256());
+    }
+
+    #[test]
+    fn errors_name_origin_table_id_field_and_what_is_allowed() {
+        let e = err("[[probe]]\nid = \"p\"\nexec = [\"true\"]\ncolour = 1\n");
+        assert!(e.starts_with("exam1-checks.toml: [[probe]] #1 \"p\": unknown field `colour`, expected one of `id`, `exec`"), "{e}");
+        let e = err("[[probe]]\nid = \"p\"\nexec = \"ip -j addr\"\n");
+        assert!(
+            e.contains("[[probe]] #1 \"p\": `exec`: invalid type: string"),
+            "{e}"
+        );
+        let e = err("[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"q\"\nexpect = [{ exit = 0 }]\n");
+        assert!(
+            e.contains("[[check]] #1 \"c\": `probe`: \"q\" is not a [[probe]] id (known: p)"),
+            "{e}"
+        );
+        let e = err("[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{ regex = \"(\" }]\n");
+        assert!(
+            e.contains("`expect[1]`: regex \"(\" does not compile"),
+            "{e}"
+        );
+        let e = err("[exam]\nteacher = 5\ntimeout = 0\n");
+        assert!(
+            e.contains("[exam]: `teacher`: a VMID is 100-999999999, not 5"),
+            "{e}"
+        );
+        assert!(
+            e.contains("[exam]: `timeout`: `timeout` is seconds from 0.1 to 3600, not 0"),
+            "{e}"
+        );
+        let e = err("colour = 1\n");
+        assert!(e.contains("top level: `colour`: unknown key"), "{e}");
+        let e = err("[[probe]\n");
+        assert!(
+            e.starts_with("exam1-checks.toml: TOML: TOML parse error at line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_only_the_first() {
+        let e = Spec::parse(
+            r#"
+            [[probe]]
+            id = "Bad Id"
+            exec = ["true"]
+            [[probe]]
+            id = "two"
+            exec = ["true"]
+            file = "/etc/x"
+            [[probe]]
+            id = "local"
+            file = "etc/hostname"
+            [[probe]]
+            id = "here"
+            agent = "info"
+            from = "host"
+            [[probe]]
+            id = "port"
+            tcp = "10.0.0.1:http"
+            [[probe]]
+            id = "v6"
+            tcp = "fd00::1:22"
+            [[probe]]
+            id = "dig"
+            dns = { server = "10.0.0.1", name = "+x", type = "ANY" }
+            [[probe]]
+            id = "ok"
+            exec = ["true"]
+            [[probe]]
+            id = "ok"
+            exec = ["true"]
+            [[probe]]
+            id = "student"
+            exec = ["true"]
+            [[probe]]
+            id = "web"
+            http = "ftp://x/"
+            [[probe]]
+            id = "tmpl"
+            exec = ["echo", "{{vlan"]
+            "#,
+            "x",
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        for want in [
+            "[[probe]] #1 \"Bad Id\": `id`",
+            "[[probe]] #2 \"two\": a probe needs exactly one of exec, file, agent, ping, tcp, dns, http (found exec, file)",
+            "[[probe]] #3 \"local\": `file`: \"etc/hostname\" is not an absolute path",
+            "[[probe]] #4 \"here\": `from`: agent runs inside a guest",
+            "[[probe]] #5 \"port\": `tcp`: \"10.0.0.1:http\": the port must be 1-65535",
+            "[[probe]] #6 \"v6\": `tcp`: \"fd00::1:22\": write an IPv6 address in brackets",
+            "[[probe]] #7 \"dig\": `dns.name`",
+            "[[probe]] #9 \"ok\": `id`: \"ok\" is the id of an earlier probe",
+            "[[probe]] #10 \"student\": `id`: \"student\" is reserved",
+            "[[probe]] #11 \"web\": `http`: \"ftp://x/\" is not a URL",
+            "[[probe]] #12 \"tmpl\": `exec`: `{{` at character 1 has no closing `}}`",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+        assert_eq!(e.problems.len(), 11, "{all}");
+    }
+
+    #[test]
+    fn check_fields_are_validated() {
+        let base = "[[probe]]\nid = \"p\"\nping = \"10.0.0.1\"\n";
+        let check = |body: &str| {
+            err(&format!(
+                "{base}[[check]]\nid = \"c\"\nprobe = \"p\"\n{body}\n"
+            ))
+        };
+        assert!(check("expect = []").contains("`expect`: empty"));
+        assert!(check("expect = [{ reachable = true }]\npoints = -1")
+            .contains("`points` is a number from 0 to 1000000, not -1"));
+        assert!(check("expect = [{ reachable = true }]\nuses = \"p\"")
+            .contains("`uses` is another name for `probe`"));
+        assert!(
+            check("expect = [{ reachable = true }]\nrequires = [\"nope\"]")
+                .contains("`requires`: \"nope\" is not a [[check]] id")
+        );
+        assert!(
+            check("expect = [{ reachable = false }]\nretry = { within = 5, every = 1 }")
+                .contains("retry is for positive checks only")
+        );
+        assert!(
+            check("expect = [{ reachable = true }]\nretry = { within = 5, every = 10 }")
+                .contains("`every` must not be longer than `within`")
+        );
+        assert!(
+            check("expect = [{ reachable = true }]\nretry = { within = 5 }")
+                .contains("missing field `every`")
+        );
+        assert!(check("expect = [{ reachable = true }]\nmutant = []").contains("`mutant`"));
+        let dup = err(&format!("{base}[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{{ exit = 0 }}]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{{ exit = 0 }}]\n"));
+        assert!(
+            dup.contains("[[check]] #2 \"c\": `id`: \"c\" is the id of an earlier check"),
+            "{dup}"
+        );
+        let missing = err(&format!(
+            "{base}[[check]]\nprobe = \"p\"\nexpect = [{{ exit = 0 }}]\n"
+        ));
+        assert!(
+            missing.contains("[[check]] #1: `id`: missing field `id`"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn cyclic_requires_are_refused_naming_the_cycle() {
+        let e = err("[[probe]]\nid = \"p\"\nexec = [\"true\"]\n\
+             [[check]]\nid = \"a\"\nprobe = \"p\"\nrequires = [\"b\"]\nexpect = [{ exit = 0 }]\n\
+             [[check]]\nid = \"b\"\nprobe = \"p\"\nrequires = [\"a\"]\nexpect = [{ exit = 0 }]\n\
+             [[check]]\nid = \"c\"\nprobe = \"p\"\nrequires = [\"c\"]\nexpect = [{ exit = 0 }]\n");
+        assert!(
+            e.contains("[[check]] #1 \"a\": `requires`: requires form a cycle (among a, b, c)"),
+            "{e}"
+        );
+        assert!(e.contains("[[check]] #3 \"c\""), "{e}");
+    }
+
+    #[test]
+    fn from_table_takes_the_keys_of_a_lab_file() {
+        let t: toml::Table = toml::from_str(SPEC).unwrap();
+        let a = Spec::from_table(&t, "lab.toml").unwrap();
+        let b = Spec::parse(SPEC, "other.toml").unwrap();
+        assert_eq!(a.sha256(), b.sha256());
+        assert_eq!(a.origin(), "lab.toml");
+    }
+}

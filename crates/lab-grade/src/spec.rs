@@ -1643,4 +1643,35 @@ mod tests {
         assert_eq!(a.sha256(), b.sha256());
         assert_eq!(a.origin(), "lab.toml");
     }
+
+    #[test]
+    fn the_readme_example_parses_plans_and_lints_clean() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").map(|i| i + 8).unwrap();
+        let len = readme[start..].find("```").unwrap();
+        let spec = Spec::parse(&readme[start..start + len], "README.md").unwrap();
+        let mut s = student();
+        s.vars.insert("vlan".into(), "10".into());
+        let plan = spec.plan(&s).unwrap();
+        assert_eq!(plan.len(), 7);
+        assert_eq!(
+            plan[4].request,
+            Request::Dns {
+                server: "192.168.10.10".into(),
+                name: "www.s01.lab".into(),
+                rtype: "A".into()
+            }
+        );
+        assert!(plan[4..].iter().all(|p| p.source == Source::Teacher));
+        assert_eq!(spec.lint(&[s]), []);
+        assert_eq!(spec.mutants().len(), 2);
+        assert_eq!(
+            spec.mutants()[0]
+                .breaks
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["static-ip", "web-page"]
+        );
+    }
 }

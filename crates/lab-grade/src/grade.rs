@@ -1,8 +1,11 @@
 //! Grading: a pure function of the spec and the evidence. It reads nothing else (no
 //! clock, no environment, no network), so the same input gives an equal [`Sheet`].
 
+use std::cell::OnceCell;
+
 use crate::evidence::StudentEvidence;
-use crate::matcher::{cut, Judged};
+use crate::matcher::{cut, Doc, Judged};
+use crate::probe::PlannedProbe;
 use crate::sheet::{CheckResult, Outcome, Sheet, StudentGrade};
 use crate::spec::{CheckSpec, Spec};
 use crate::template::Vars;
@@ -50,12 +53,19 @@ pub fn grade(
     }
 }
 
+type Planned = Result<PlannedProbe, (String, String)>;
+
 fn grade_student(spec: &Spec, s: &StudentEvidence) -> StudentGrade {
     let vars = Vars::of(&s.info);
+    // Per probe, shared by every check on it: the planned request and the parsed JSON.
+    let docs: Vec<Doc> = spec.probes.iter().map(|_| Doc::default()).collect();
+    let plans: Vec<OnceCell<Planned>> = spec.probes.iter().map(|_| OnceCell::new()).collect();
     let mut results: Vec<Option<CheckResult>> = vec![None; spec.checks.len()];
     for &i in &spec.order {
         let c = &spec.checks[i];
-        let r = grade_check(spec, c, s, &vars, &results);
+        let planned =
+            plans[c.probe_idx].get_or_init(|| spec.plan_probe(&spec.probes[c.probe_idx], &vars));
+        let r = grade_check(spec, c, s, &vars, &results, planned, &docs[c.probe_idx]);
         results[i] = Some(r);
     }
     let checks: Vec<CheckResult> = results.into_iter().flatten().collect();
@@ -85,6 +95,8 @@ fn grade_check(
     s: &StudentEvidence,
     vars: &Vars,
     done: &[Option<CheckResult>],
+    planned: &Planned,
+    doc: &Doc,
 ) -> CheckResult {
     let p = &spec.probes[c.probe_idx];
     let mut r = CheckResult {
@@ -109,7 +121,7 @@ fn grade_check(
     };
 
     // The probe as this spec plans it for this student.
-    let planned = match spec.plan_probe(p, vars) {
+    let planned = match planned {
         Ok(pp) => pp,
         Err((field, why)) => {
             return error(
@@ -192,7 +204,7 @@ fn grade_check(
     };
 
     let kind = p.request.kind();
-    let judged: Vec<Judged> = exps.iter().map(|e| e.judge(ev, kind)).collect();
+    let judged: Vec<Judged> = exps.iter().map(|e| e.judge_in(ev, kind, doc)).collect();
     let held = judged.iter().filter(|j| j.held).count();
     if held == judged.len() {
         r.outcome = Outcome::Pass;

@@ -2,9 +2,11 @@
 //! must find there (the test). Parsing is strict (one selector at most, exactly one test,
 //! patterns that compile); judging is total (never panics, whatever the student printed).
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use regex::Regex;
 use serde::Serialize;
@@ -112,7 +114,7 @@ impl Field {
 pub(crate) struct Pattern<T> {
     text: Template,
     #[serde(skip)]
-    compiled: Option<T>,
+    compiled: Option<Arc<T>>,
 }
 
 pub(crate) trait Compile: Sized {
@@ -137,26 +139,25 @@ impl Compile for JsonPath {
     }
 }
 
-impl<T: Compile + Clone> Pattern<T> {
+impl<T: Compile> Pattern<T> {
     fn parse(raw: &str) -> Result<Self, String> {
         let text = Template::parse(raw)?;
         let compiled = if text.is_literal() {
-            Some(
-                T::compile(&text.literal())
-                    .map_err(|e| format!("{} {raw:?} does not compile: {e}", T::WHAT))?,
-            )
+            Some(Arc::new(T::compile(&text.literal()).map_err(|e| {
+                format!("{} {raw:?} does not compile: {e}", T::WHAT)
+            })?))
         } else {
             None
         };
         Ok(Pattern { text, compiled })
     }
 
-    fn get(&self, vars: &Vars) -> Result<(T, String), String> {
+    fn get(&self, vars: &Vars) -> Result<(Arc<T>, String), String> {
         let s = self.text.render(vars).map_err(|m| m.to_string())?;
         match &self.compiled {
-            Some(c) => Ok((c.clone(), s)),
+            Some(c) => Ok((Arc::clone(c), s)),
             None => T::compile(&s)
-                .map(|c| (c, s.clone()))
+                .map(|c| (Arc::new(c), s.clone()))
                 .map_err(|e| format!("{} {s:?} does not compile: {e}", T::WHAT)),
         }
     }
@@ -257,7 +258,8 @@ pub(crate) const EXPECT_KEYS: &str = "selectors json, field; tests equals, conta
 pub(crate) struct Judged {
     /// The expectation held.
     pub held: bool,
-    /// "expected …, found …" (or why nothing could be looked at), for the student.
+    /// When it did not hold: "expected …, found …" (or why nothing could be looked
+    /// at), for the student; empty when it held.
     pub message: String,
     /// The selector, for the teacher's detail.
     pub selector: String,
@@ -611,7 +613,7 @@ pub(crate) struct Prepared {
 
 #[derive(Debug, Clone)]
 enum PSel {
-    Json(JsonPath, String),
+    Json(Arc<JsonPath>, String),
     Field(Field),
 }
 
@@ -653,7 +655,7 @@ enum PLit {
 enum PTest {
     Equals(PLit),
     Contains(String),
-    Regex(Regex),
+    Regex(Arc<Regex>),
     Compare(Cmp, f64),
     Set(Vec<String>),
     Includes(Vec<String>),
@@ -783,6 +785,34 @@ fn show_list(l: &[String]) -> String {
     Value::Array(l.iter().cloned().map(Value::String).collect()).to_string()
 }
 
+/// A probe's output parsed as JSON, once (stdout; for `http`: the body).
+#[derive(Debug, Default)]
+pub(crate) struct Doc(OnceCell<Result<Value, String>>);
+
+impl Doc {
+    fn get(&self, ev: &Evidence, kind: Kind) -> &Result<Value, String> {
+        self.0.get_or_init(|| {
+            let out = ev.stdout.text();
+            let doc = if kind == Kind::Http {
+                http_split(&out).0
+            } else {
+                &out
+            };
+            serde_json::from_str::<Value>(doc).map_err(|e| {
+                format!(
+                    "{} is not JSON: {e} (it begins {})",
+                    if kind == Kind::Http {
+                        "the body"
+                    } else {
+                        "stdout"
+                    },
+                    Value::String(cut(doc.trim_start(), 60)),
+                )
+            })
+        })
+    }
+}
+
 /// What is looked at, from the evidence and the probe's kind.
 enum Selected {
     Values(Vec<Value>),
@@ -806,28 +836,13 @@ fn http_split(out: &str) -> (&str, &str) {
 }
 
 impl Prepared {
-    fn select(&self, ev: &Evidence, kind: Kind) -> Selected {
+    fn select(&self, ev: &Evidence, kind: Kind, doc: &Doc) -> Selected {
         let out = ev.stdout.text();
         match &self.selector {
-            PSel::Json(path, _) => {
-                let doc = if kind == Kind::Http {
-                    http_split(&out).0.to_owned()
-                } else {
-                    out.into_owned()
-                };
-                match serde_json::from_str::<Value>(&doc) {
-                    Ok(v) => Selected::Values(path.query(&v).all().into_iter().cloned().collect()),
-                    Err(e) => Selected::NotJson(format!(
-                        "{} is not JSON: {e} (it begins {})",
-                        if kind == Kind::Http {
-                            "the body"
-                        } else {
-                            "stdout"
-                        },
-                        Value::String(cut(doc.trim_start(), 60)),
-                    )),
-                }
-            }
+            PSel::Json(path, _) => match doc.get(ev, kind) {
+                Ok(v) => Selected::Values(path.query(v).all().into_iter().cloned().collect()),
+                Err(why) => Selected::NotJson(why.clone()),
+            },
             PSel::Field(f) => Selected::Values(match f {
                 Field::Stdout => vec![Value::String(out.into_owned())],
                 Field::Stderr => vec![Value::String(ev.stderr.text().into_owned())],
@@ -943,9 +958,16 @@ impl Prepared {
     }
 
     /// Judges the evidence of a probe of `kind` (which must be usable).
+    #[cfg(test)]
     pub(crate) fn judge(&self, ev: &Evidence, kind: Kind) -> Judged {
+        self.judge_in(ev, kind, &Doc::default())
+    }
+
+    /// [`Prepared::judge`] with the JSON document of `ev` parsed at most once per `doc`
+    /// (one `Doc` per student and probe serves every check on it).
+    pub(crate) fn judge_in(&self, ev: &Evidence, kind: Kind, doc: &Doc) -> Judged {
         let selector = self.selector_text();
-        let vals = match self.select(ev, kind) {
+        let vals = match self.select(ev, kind, doc) {
             Selected::Values(v) => v,
             Selected::NotJson(why) => {
                 // The student's program printed something else: a fail whatever `not` says.
@@ -970,6 +992,13 @@ impl Prepared {
             _ => vals.iter().any(|v| self.one(v)),
         };
         let held = raw != self.not;
+        if held {
+            return Judged {
+                held,
+                message: String::new(),
+                selector,
+            };
+        }
         let found = match &self.test {
             PTest::Count(_) => format!("{} value(s): {}", vals.len(), show_values(&vals)),
             _ => show_values(&vals),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::{sha256_hex, Evidence, StudentInfo};
-use crate::matcher::{Expectation, Kind};
+use crate::matcher::{Doc, Expectation, Kind};
 use crate::probe::{AgentQuery, PlannedProbe, Request, RetryUntil, Source};
 use crate::sheet::CheckInfo;
 use crate::template::{Template, Vars};
@@ -734,10 +734,11 @@ impl Spec {
         }
         let vars = Vars::of(student);
         let kind = p.request.kind();
+        let doc = Doc::default();
         waiting.iter().all(|c| {
             c.expect.iter().all(|e| {
                 e.prepare(&vars)
-                    .map(|pe| pe.judge(ev, kind).held)
+                    .map(|pe| pe.judge_in(ev, kind, &doc).held)
                     .unwrap_or(false)
             })
         })

@@ -449,20 +449,20 @@ fn valid_id(id: &str) -> bool {
 
 const ID_RULE: &str = "an id is 1-64 of a-z 0-9 . _ - starting with a letter or digit";
 
-fn seconds(v: f64, field: &str, lo: f64, hi: f64) -> Result<f64, String> {
+fn seconds(v: f64, lo: f64, hi: f64) -> Result<f64, String> {
     if v.is_finite() && v >= lo && v <= hi {
         Ok(v)
     } else {
-        Err(format!("`{field}` is seconds from {lo} to {hi}, not {v}"))
+        Err(format!("seconds from {lo} to {hi}, not {v}"))
     }
 }
 
-fn points(v: Option<f64>, default: f64, field: &str) -> Result<f64, String> {
+fn points(v: Option<f64>, default: f64) -> Result<f64, String> {
     let v = v.unwrap_or(default);
     if v.is_finite() && (0.0..=1e6).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("`{field}` is a number from 0 to 1000000, not {v}"))
+        Err(format!("a number from 0 to 1000000, not {v}"))
     }
 }
 
@@ -827,7 +827,7 @@ fn read_exam(errs: &mut Errs, v: Option<&toml::Value>) -> Exam {
         }
     }
     if let Some(t) = raw.timeout {
-        match seconds(t, "timeout", 0.1, 3600.0) {
+        match seconds(t, 0.1, 3600.0) {
             Ok(t) => exam.timeout = t,
             Err(m) => errs.push("[exam]", Some("timeout"), m),
         }
@@ -969,7 +969,7 @@ fn read_probes(errs: &mut Errs, v: Option<&toml::Value>, exam: &Exam) -> Vec<Pro
             None if exam.teacher.is_some() => Source::Teacher,
             None => Source::Host,
         };
-        let timeout = match raw.timeout.map(|t| seconds(t, "timeout", 0.1, 3600.0)) {
+        let timeout = match raw.timeout.map(|t| seconds(t, 0.1, 3600.0)) {
             None => exam.timeout,
             Some(Ok(t)) => t,
             Some(Err(m)) => {
@@ -1071,17 +1071,17 @@ fn read_checks(errs: &mut Errs, v: Option<&toml::Value>, probes: &[ProbeSpec]) -
                 }
             }
         }
-        let pts = points(raw.points, 1.0, "points").unwrap_or_else(|m| {
+        let pts = points(raw.points, 1.0).unwrap_or_else(|m| {
             errs.push(&at, Some("points"), m);
             0.0
         });
-        let penalty = points(raw.penalty, 0.0, "penalty").unwrap_or_else(|m| {
+        let penalty = points(raw.penalty, 0.0).unwrap_or_else(|m| {
             errs.push(&at, Some("penalty"), m);
             0.0
         });
         let retry = raw.retry.as_ref().and_then(|r| {
-            let w = seconds(r.within, "retry.within", 0.1, 3600.0);
-            let e = seconds(r.every, "retry.every", 0.1, 3600.0);
+            let w = seconds(r.within, 0.1, 3600.0);
+            let e = seconds(r.every, 0.1, 3600.0);
             match (w, e) {
                 (Ok(w), Ok(e)) if e <= w => Some((w, e)),
                 (Ok(_), Ok(_)) => {
@@ -1092,8 +1092,13 @@ fn read_checks(errs: &mut Errs, v: Option<&toml::Value>, probes: &[ProbeSpec]) -
                     );
                     None
                 }
-                (Err(m), _) | (_, Err(m)) => {
-                    errs.push(&at, Some("retry"), m);
+                (w, e) => {
+                    if let Err(m) = w {
+                        errs.push(&at, Some("retry.within"), m);
+                    }
+                    if let Err(m) = e {
+                        errs.push(&at, Some("retry.every"), m);
+                    }
                     None
                 }
             }
@@ -1502,7 +1507,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("[exam]: `timeout`: `timeout` is seconds from 0.1 to 3600, not 0"),
+            e.contains("[exam]: `timeout`: seconds from 0.1 to 3600, not 0"),
             "{e}"
         );
         let e = err("colour = 1\n");
@@ -1589,7 +1594,7 @@ mod tests {
         };
         assert!(check("expect = []").contains("`expect`: empty"));
         assert!(check("expect = [{ reachable = true }]\npoints = -1")
-            .contains("`points` is a number from 0 to 1000000, not -1"));
+            .contains("`points`: a number from 0 to 1000000, not -1"));
         assert!(check("expect = [{ reachable = true }]\nuses = \"p\"")
             .contains("`uses` is another name for `probe`"));
         assert!(
@@ -1609,6 +1614,15 @@ mod tests {
                 .contains("missing field `every`")
         );
         assert!(check("expect = [{ reachable = true }]\nmutant = []").contains("`mutant`"));
+        let both = check("expect = [{ reachable = true }]\nretry = { within = 0, every = 5000 }");
+        assert!(
+            both.contains("`retry.within`: seconds from 0.1 to 3600, not 0"),
+            "{both}"
+        );
+        assert!(
+            both.contains("`retry.every`: seconds from 0.1 to 3600, not 5000"),
+            "{both}"
+        );
         let dup = err(&format!("{base}[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{{ exit = 0 }}]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{{ exit = 0 }}]\n"));
         assert!(
             dup.contains("[[check]] #2 \"c\": `id`: \"c\" is the id of an earlier check"),

@@ -243,7 +243,7 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::evidence::{sha256_hex, Blob, ErrorKind, Evidence, ProbeError, StudentInfo, Target};
@@ -800,5 +800,69 @@ mod tests {
         assert_eq!(round(2.0 / 3.0), 0.667);
         assert_eq!(round(0.1 + 0.2), 0.3);
         assert_eq!(round(-0.0001).to_string(), "0");
+    }
+
+    /// The README's example on a reference student, and on the state its nginx mutant
+    /// leaves: exactly the mutant's `breaks` stop passing.
+    #[test]
+    fn the_readme_example_grades_a_reference_student_and_its_mutant() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").map(|i| i + 8).unwrap();
+        let len = readme[start..].find("```").unwrap();
+        let spec = Spec::parse(&readme[start..start + len], "README.md").unwrap();
+        let mut i = info("s01", "10");
+        i.vars.insert("domain".into(), "s01.lab".into());
+        let outputs = |nginx: (&str, i64)| -> BTreeMap<&'static str, (String, i64)> {
+            BTreeMap::from([
+                ("addr", (r#"[{"ifname":"ens18","addr_info":[{"family":"inet","local":"192.168.10.10","prefixlen":24},{"family":"inet6","local":"fe80::1","prefixlen":64}]}]"#.to_owned(), 0)),
+                ("nginx", (nginx.0.to_owned(), nginx.1)),
+                ("resolv", ("# generated\nnameserver 192.168.10.1\n".to_owned(), 0)),
+                ("web", ("<h1>s01</h1>\n200".to_owned(), 0)),
+                ("www", ("192.168.10.10\n".to_owned(), 0)),
+                ("ssh", ("Connection to 192.168.10.10 22 port [tcp/ssh] succeeded!\n".to_owned(), 0)),
+                ("telnet", ("nc: connect to 192.168.10.10 port 23 (tcp) failed: Connection refused\n".to_owned(), 1)),
+            ])
+        };
+        let class = |nginx: (&str, i64)| {
+            let outs = outputs(nginx);
+            let probes = spec
+                .plan(&i)
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    let (out, exit) = &outs[p.id.as_str()];
+                    (
+                        p.id.clone(),
+                        evidence("s01", &p.id, p.request, p.source, out, *exit),
+                    )
+                })
+                .collect();
+            vec![StudentEvidence {
+                info: i.clone(),
+                probes,
+                problems: vec![],
+            }]
+        };
+        let reference = grade(&spec, "exam1", "x", &class(("active\n", 0)));
+        let g = &reference.students[0];
+        assert!(
+            g.checks.iter().all(|c| c.outcome == Outcome::Pass),
+            "{:#?}",
+            g.checks
+        );
+        assert_eq!((g.points, g.max_points, g.errors), (10.0, 10.0, 0));
+
+        let mutant = &spec.mutants()[1];
+        assert_eq!(mutant.check, "nginx-running");
+        let broken = grade(&spec, "exam1", "x", &class(("inactive\n", 3)));
+        let not_passing: BTreeSet<String> = broken.students[0]
+            .checks
+            .iter()
+            .filter(|c| c.outcome != Outcome::Pass)
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(not_passing, mutant.breaks);
+        assert_eq!(broken.students[0].checks[1].outcome, Outcome::Fail);
+        assert_eq!(broken.students[0].checks[2].outcome, Outcome::Skipped);
     }
 }

@@ -16,6 +16,15 @@ pub mod report;
 mod sheet;
 pub mod time;
 
+// The check language and the grader (grade-core).
+mod grade;
+mod lint;
+mod matcher;
+#[cfg(test)]
+mod proptests;
+mod spec;
+mod template;
+
 pub use evidence::{
     sha256_hex, write_atomic, Blob, CollectMeta, ErrorKind, Evidence, ProbeError, Store,
     StoreError, StudentEvidence, StudentInfo, Target,
@@ -23,3 +32,7 @@ pub use evidence::{
 pub use probe::{AgentQuery, PlannedProbe, Request, RetryUntil, Source};
 pub use sheet::{CheckInfo, CheckResult, Outcome, Sheet, StudentGrade};
 pub mod collect;
+
+pub use grade::grade;
+pub use lint::{Finding, Level};
+pub use spec::{Mutant, Problem, Spec, SpecError};

@@ -249,7 +249,10 @@ where
         runs += 1;
         let ev = evidence(info, probe, raw, runs);
         let retryable = ev.error.as_ref().is_some_and(|e| {
-            matches!(e.kind, ErrorKind::ResultLost | ErrorKind::Timeout | ErrorKind::Api)
+            matches!(
+                e.kind,
+                ErrorKind::ResultLost | ErrorKind::Timeout | ErrorKind::Api
+            )
         });
         if retryable && error_retries > 0 {
             error_retries -= 1;
@@ -394,13 +397,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
         let runner = Echo::default();
-        let plan = vec![(student("s1"), vec![exec("a", "x")]), (student("s2"), vec![exec("a", "x")])];
+        let plan = vec![
+            (student("s1"), vec![exec("a", "x")]),
+            (student("s2"), vec![exec("a", "x")]),
+        ];
         collect(&runner, &store, &plan, |_, _| true, &options(), |_, _| {})
             .await
             .unwrap();
         // A kill lost s2's evidence; s1's probe "a" now asks something else.
         std::fs::remove_file(store.probe_path("s2", "a")).unwrap();
-        let plan = vec![(student("s1"), vec![exec("a", "z")]), (student("s2"), vec![exec("a", "x")])];
+        let plan = vec![
+            (student("s1"), vec![exec("a", "z")]),
+            (student("s2"), vec![exec("a", "x")]),
+        ];
         let r = collect(&runner, &store, &plan, |_, _| true, &options(), |_, _| {})
             .await
             .unwrap();
@@ -477,9 +486,16 @@ mod tests {
         // Never settles: 1 run at 0 s, then every 2 s while within 10 s → 6 runs.
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
-        let r = collect(&Echo::default(), &store, &plan, |_, _| false, &options(), |_, _| {})
-            .await
-            .unwrap();
+        let r = collect(
+            &Echo::default(),
+            &store,
+            &plan,
+            |_, _| false,
+            &options(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(r.runs, 6);
     }
 }

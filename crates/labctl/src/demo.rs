@@ -136,11 +136,16 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let got = sheet.students.iter().find(|s| &s.hostname == host);
         let got = got.map(|s| (s.points, s.errors));
         if got != Some(*want) {
-            graded_wrong.push(format!("{host}: expected {want:?} (points, errors), got {got:?}"));
+            graded_wrong.push(format!(
+                "{host}: expected {want:?} (points, errors), got {got:?}"
+            ));
         }
     }
     if !graded_wrong.is_empty() {
-        bail!("the grade sheet differs from the work played: {}", graded_wrong.join("; "));
+        bail!(
+            "the grade sheet differs from the work played: {}",
+            graded_wrong.join("; ")
+        );
     }
     println!("   every student graded as their work deserves (an agent that is down is `error`, not `fail`)");
 
@@ -188,19 +193,36 @@ fn play_students(
     for (i, s) in students.iter().enumerate() {
         let (work, story, points, errors) = match i {
             0 => (
-                Work { nginx: true, page: true, dns: true, lan: Some(24), ..Work::default() },
+                Work {
+                    nginx: true,
+                    page: true,
+                    dns: true,
+                    lan: Some(24),
+                    ..Work::default()
+                },
                 "did everything right",
                 11.0,
                 0,
             ),
             1 => (
-                Work { nginx: true, page: true, telnet: true, ..Work::default() },
+                Work {
+                    nginx: true,
+                    page: true,
+                    telnet: true,
+                    ..Work::default()
+                },
                 "web server only, and left telnet open (-1)",
                 6.0,
                 0,
             ),
             2 => (
-                Work { nginx: true, page: true, dns: true, agent_down: true, ..Work::default() },
+                Work {
+                    nginx: true,
+                    page: true,
+                    dns: true,
+                    agent_down: true,
+                    ..Work::default()
+                },
                 "web and DNS, but stopped the guest agent: inside checks are `error`",
                 // ping, ssh, dns from the teacher; nginx-active is an error, so web-page
                 // (which requires it) is skipped.
@@ -208,7 +230,11 @@ fn play_students(
                 3,
             ),
             3 => (
-                Work { dns: true, lan: Some(16), ..Work::default() },
+                Work {
+                    dns: true,
+                    lan: Some(16),
+                    ..Work::default()
+                },
                 "DNS, and the LAN address with the wrong prefix",
                 4.0,
                 0,
@@ -280,7 +306,11 @@ async fn evaluate(
     let infos: Vec<lab_grade::StudentInfo> = students
         .iter()
         .map(|s| {
-            let ip = s.addresses.iter().find(|a| a.is_ipv4()).map(ToString::to_string);
+            let ip = s
+                .addresses
+                .iter()
+                .find(|a| a.is_ipv4())
+                .map(ToString::to_string);
             let vars = [
                 ("student", s.hostname.clone()),
                 ("hostname", s.hostname.clone()),
@@ -304,7 +334,10 @@ async fn evaluate(
         .collect();
     let mut plans = Vec::new();
     for i in &infos {
-        plans.push((i.clone(), spec.plan(i)?));
+        plans.push((
+            i.clone(),
+            crate::evaluate::scaled(spec.plan(i)?, Some(time_scale)),
+        ));
     }
     let dir = tempfile_dir()?;
     let store = lab_grade::Store::create(dir.path())?;
@@ -312,14 +345,14 @@ async fn evaluate(
         hv.vm_api().clone(),
         pve_agent::AgentOptions::default().scaled(time_scale),
     );
-    let runner = crate::probe_runner::PveRunner::new(agent, Some(VmId::new(TEACHER_VM)?));
+    let runner = crate::probe_runner::PveRunner::new(agent, Some(pve_vm::VmId::new(TEACHER_VM)?));
     let before = sim.requests();
     let report = collect(
         &runner,
         &store,
         &plans,
         |s, ev| spec.settled(s, ev),
-        &CollectOptions::default(),
+        &crate::evaluate::scaled_options(CollectOptions::default(), Some(time_scale)),
         |_, _| {},
     )
     .await?;

@@ -164,7 +164,8 @@ pub fn load_spec(file: &Path) -> anyhow::Result<(LabFile, PathBuf, Spec)> {
 }
 
 fn lab_name(lab: &LabFile, file: &Path) -> anyhow::Result<LabName> {
-    crate::labfile::lab_name(None, Some(lab)).with_context(|| format!("lab file {}", file.display()))
+    crate::labfile::lab_name(None, Some(lab))
+        .with_context(|| format!("lab file {}", file.display()))
 }
 
 fn roster(lab: &LabFile, dir: &Path) -> anyhow::Result<Option<Vec<Named>>> {
@@ -203,9 +204,8 @@ fn student_info(
     teacher_ip: Option<std::net::IpAddr>,
 ) -> StudentInfo {
     let name = who.map_or_else(|| at.hostname.to_owned(), |n| n.student.name.clone());
-    let mut vars: BTreeMap<String, String> = who
-        .map(|n| n.student.extra.clone())
-        .unwrap_or_default();
+    let mut vars: BTreeMap<String, String> =
+        who.map(|n| n.student.extra.clone()).unwrap_or_default();
     if let Some(n) = who {
         if let Some(id) = &n.student.id {
             vars.insert("id".into(), id.clone());
@@ -262,7 +262,13 @@ async fn students(
     let teacher = file.teachers.first().copied();
     Ok(rows
         .iter()
-        .map(|r| student_info(&r.into(), by_host.get(r.hostname.as_str()).copied(), teacher))
+        .map(|r| {
+            student_info(
+                &r.into(),
+                by_host.get(r.hostname.as_str()).copied(),
+                teacher,
+            )
+        })
         .collect())
 }
 
@@ -292,11 +298,48 @@ async fn run_collect(
         )));
     }
     let students = students(conn, &lab, &file, &dir).await?;
-    // Every student's probes, planned before anything runs: a missing value fails now.
+    // A value a student's row lacks is the spec's (or roster's) mistake: stop here. A value
+    // that is empty for some students (no address while their agent is down) only costs
+    // those students those probes, which grade then shows as `error`.
+    let lacking: Vec<String> = spec
+        .lint(&students)
+        .into_iter()
+        .filter(|f| f.level == Level::Error && f.message.contains("has no value"))
+        .map(|f| format!("{}: {}", f.at, f.message))
+        .collect();
+    if !lacking.is_empty() {
+        return Err(fail::usage(format!(
+            "the checks of {} name values the students lack: {}",
+            args.file.display(),
+            lacking.join("; ")
+        )));
+    }
+    let scale = crate::connect::time_scale()?;
     let mut plans = Vec::with_capacity(students.len());
     for s in &students {
-        let p = spec.plan(s).map_err(|e| fail::usage(e.to_string()))?;
-        plans.push((s.clone(), p));
+        let mut ok = Vec::new();
+        let mut not_run = Vec::new();
+        for (id, r) in spec.plan_each(s) {
+            match r {
+                Ok(p) => ok.push(p),
+                Err(e) => not_run.push((id, e.to_string())),
+            }
+        }
+        if !not_run.is_empty() {
+            let ids: Vec<&str> = not_run.iter().map(|(id, _)| id.as_str()).collect();
+            let hint = if s.vars.get("ip").is_some_and(String::is_empty) {
+                " (no address is known for it: its guest agent does not answer)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "warning: {}: probes {} cannot run{hint}; grade shows their checks as error: {}",
+                s.hostname,
+                ids.join(", "),
+                line_safe(&not_run[0].1)
+            );
+        }
+        plans.push((s.clone(), scaled(ok, scale)));
     }
     let root = evidence_dir(args, &lab);
     let store = Store::create(&root)
@@ -332,11 +375,14 @@ async fn run_collect(
     let runner = crate::probe_runner::PveRunner::new(agent, teacher);
     let total: usize = plans.iter().map(|(_, p)| p.len()).sum();
     let bar = progress(total as u64, "collecting");
-    let options = CollectOptions {
-        concurrency: flags.probes_in_flight.map_or(32, usize::from),
-        redo_errors: flags.redo_errors,
-        ..CollectOptions::default()
-    };
+    let options = scaled_options(
+        CollectOptions {
+            concurrency: flags.probes_in_flight.map_or(32, usize::from),
+            redo_errors: flags.redo_errors,
+            ..CollectOptions::default()
+        },
+        scale,
+    );
     let settled = |s: &StudentInfo, ev: &Evidence| spec.settled(s, ev);
     let report = collect(&runner, &store, &plans, settled, &options, |s, ev| {
         bar.inc(1);
@@ -369,6 +415,32 @@ async fn run_collect(
         store.root().display()
     );
     Ok((lab, spec, store, report))
+}
+
+/// Retry-until waits matched to a simulator's time scale (`LABCTL_TIME_SCALE`): labctl
+/// waits them in real time. Probe timeouts are not scaled: they go to the tools in the
+/// guest, which the simulator already runs on its own clock.
+pub(crate) fn scaled(
+    mut plan: Vec<lab_grade::PlannedProbe>,
+    scale: Option<f64>,
+) -> Vec<lab_grade::PlannedProbe> {
+    if let Some(f) = scale {
+        for p in &mut plan {
+            if let Some(r) = &mut p.retry {
+                r.within = r.within.mul_f64(f);
+                r.every = r.every.mul_f64(f);
+            }
+        }
+    }
+    plan
+}
+
+/// The collector's own pauses matched to the time scale, like [`scaled`].
+pub(crate) fn scaled_options(mut o: CollectOptions, scale: Option<f64>) -> CollectOptions {
+    if let Some(f) = scale {
+        o.error_pause = o.error_pause.mul_f64(f);
+    }
+    o
 }
 
 fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -458,7 +530,11 @@ fn emit(sheet: &Sheet, format: Format, out: &SheetFlags) -> anyhow::Result<()> {
 }
 
 /// `lab collect`.
-pub async fn collect_cmd(args: &CollectArgs, conn: &Connection, format: Format) -> anyhow::Result<()> {
+pub async fn collect_cmd(
+    args: &CollectArgs,
+    conn: &Connection,
+    format: Format,
+) -> anyhow::Result<()> {
     format.not_csv("lab collect")?;
     let (lab, spec, store, report) = run_collect(conn, &args.eval, &args.opts).await?;
     if format == Format::Json {
@@ -528,7 +604,11 @@ pub fn lint_cmd(args: &LintArgs, format: Format) -> anyhow::Result<()> {
         for f in &findings {
             out.push_str(&format!(
                 "{}: {}: {}\n",
-                if f.level == Level::Error { "error" } else { "warning" },
+                if f.level == Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                },
                 line_safe(&f.at),
                 line_safe(&f.message)
             ));
@@ -640,7 +720,7 @@ pub async fn selftest_cmd(
     conn: &Connection,
     format: Format,
 ) -> anyhow::Result<()> {
-    use lab_core::Hypervisor;
+    use lab_core::Readiness;
     format.not_csv("lab selftest")?;
     let reference = VmId::new(args.reference.parse::<u32>().map_err(|_| {
         fail::usage(format!(
@@ -672,11 +752,8 @@ pub async fn selftest_cmd(
         (None, r) => r.as_ref().and_then(|r| r.first().cloned()),
     };
     let teacher_ip = file.teachers.first().copied();
-    let ready = std::time::Duration::from_secs(
-        args.ready_timeout
-            .or(file.timeouts.ready)
-            .unwrap_or(300),
-    );
+    let ready =
+        std::time::Duration::from_secs(args.ready_timeout.or(file.timeouts.ready).unwrap_or(300));
     let ready = match crate::connect::time_scale()? {
         Some(f) => ready.mul_f64(f),
         None => ready,
@@ -690,7 +767,7 @@ pub async fn selftest_cmd(
         .name()
         .unwrap_or_else(|| format!("vm{reference}"));
     let ref_ip = hv
-        .addresses(reference)
+        .addresses(lab_core::VmId::new(reference.get())?)
         .await?
         .into_iter()
         .find(std::net::IpAddr::is_ipv4);
@@ -725,7 +802,11 @@ pub async fn selftest_cmd(
         let root = root.join(name);
         let lab = lab.to_string();
         async move {
-            let plan = spec.plan(&info).map_err(|e| fail::usage(e.to_string()))?;
+            let scale = crate::connect::time_scale()?;
+            let plan = scaled(
+                spec.plan(&info).map_err(|e| fail::usage(e.to_string()))?,
+                scale,
+            );
             let store = Store::create(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
             let meta = CollectMeta {
                 lab: lab.clone(),
@@ -734,14 +815,16 @@ pub async fn selftest_cmd(
                 started: lab_grade::time::rfc3339(SystemTime::now()),
                 finished: None,
             };
-            store.write_meta(&meta).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store
+                .write_meta(&meta)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let settled = |s: &StudentInfo, ev: &Evidence| spec.settled(s, ev);
             collect(
                 runner,
                 &store,
                 &[(info.clone(), plan)],
                 settled,
-                &CollectOptions::default(),
+                &scaled_options(CollectOptions::default(), scale),
                 |_, _| {},
             )
             .await
@@ -772,10 +855,18 @@ pub async fn selftest_cmd(
     let mut results = Vec::new();
     for m in spec.mutants() {
         eprintln!("  mutant of {}: {}", m.check, m.argv.join(" "));
-        let r = run_mutant(&vms, &hv, &agent, &ref_guest, &ref_name, &m, ready, |vmid, node, ip| {
-            let info = info_of(vmid, node, ip);
-            judge(&format!("mutant-{}", m.check), info)
-        })
+        let r = run_mutant(
+            &hv,
+            &agent,
+            &ref_guest,
+            &ref_name,
+            &m,
+            ready,
+            |vmid, node, ip| {
+                let info = info_of(vmid, node, ip);
+                judge(&format!("mutant-{}", m.check), info)
+            },
+        )
         .await;
         results.push(r);
     }
@@ -857,7 +948,6 @@ fn lint_or_fail(spec: &Spec, file: &Path) -> anyhow::Result<()> {
 /// destroys the clone (always).
 #[allow(clippy::too_many_arguments)]
 async fn run_mutant<J, F>(
-    vms: &pve_vm::VmApi,
     hv: &lab_proxmox::ProxmoxLab,
     agent: &pve_agent::AgentApi,
     reference: &pve_vm::Guest,
@@ -868,11 +958,9 @@ async fn run_mutant<J, F>(
 ) -> MutantResult
 where
     J: Fn(u32, &str, Option<std::net::IpAddr>) -> F,
-    F: std::future::Future<
-        Output = anyhow::Result<(Sheet, BTreeMap<String, lab_grade::Outcome>)>,
-    >,
+    F: std::future::Future<Output = anyhow::Result<(Sheet, BTreeMap<String, lab_grade::Outcome>)>>,
 {
-    use lab_core::Hypervisor;
+    use lab_core::Readiness;
     let mut result = MutantResult {
         check: m.check.clone(),
         argv: m.argv.clone(),
@@ -906,7 +994,10 @@ where
         clone.wait_agent(ready).await?;
         let deadline = tokio::time::Instant::now() + ready;
         let ip = loop {
-            let a = hv.addresses(clone.vmid()).await.unwrap_or_default();
+            let a = match lab_core::VmId::new(clone.vmid().get()) {
+                Ok(id) => hv.addresses(id).await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
             if let Some(ip) = a.into_iter().find(std::net::IpAddr::is_ipv4) {
                 break Some(ip);
             }
@@ -1007,5 +1098,8 @@ where
 }
 
 fn join(ids: &[&String]) -> String {
-    ids.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -105,7 +105,9 @@ Examples:
     ///
     /// Unknown probes, regexes and JSON paths that do not compile, `requires` that are
     /// unknown or circular, `{{values}}` a roster row lacks, checks worth no points.
-    #[command(after_help = "Examples:\n  labctl lab lint examples/exam.toml\n  labctl lab lint examples/exam.toml -o json")]
+    #[command(
+        after_help = "Examples:\n  labctl lab lint examples/exam.toml\n  labctl lab lint examples/exam.toml -o json"
+    )]
     Lint(crate::evaluate::LintArgs),
     /// Prove the checks: a reference guest passes them all, and each check's mutant (a
     /// command that breaks exactly that task, run on a full clone of the reference) fails

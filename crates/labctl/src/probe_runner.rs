@@ -81,7 +81,9 @@ impl PveRunner {
                             .map_err(|e| e.to_string())
                     });
                 match ids {
-                    Ok((vmid, node)) => Ok((self.vms.guest_on(node, GuestKind::Qemu, vmid), target)),
+                    Ok((vmid, node)) => {
+                        Ok((self.vms.guest_on(node, GuestKind::Qemu, vmid), target))
+                    }
                     Err(e) => Err((target, ErrorKind::Missing, e)),
                 }
             }

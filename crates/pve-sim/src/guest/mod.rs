@@ -9,6 +9,7 @@
 //! other guests, through the firewall oracle), [`state_api`] (`/_sim/guests/{vmid}/state`),
 //! [`snapshot`] (snapshots and rollback) and [`vzdump`] (backups).
 
+pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod exec;
 pub(crate) mod net;

@@ -228,7 +228,10 @@ fn rm(os: &mut GuestOs, args: &[&str]) -> Outcome {
         } else if os.parent_is_file(&abs) {
             r.fail(1, format!("rm: cannot remove '{p}': Not a directory"));
         } else {
-            r.fail(1, format!("rm: cannot remove '{p}': No such file or directory"));
+            r.fail(
+                1,
+                format!("rm: cannot remove '{p}': No such file or directory"),
+            );
         }
     }
     r.done()
@@ -301,7 +304,10 @@ fn mkdir(os: &mut GuestOs, args: &[&str]) -> Outcome {
     for p in o.operands {
         let abs = absolute(p);
         if os.files.contains_key(&abs) || (os.is_dir(&abs) && !parents) {
-            r.fail(1, format!("mkdir: cannot create directory '{p}': File exists"));
+            r.fail(
+                1,
+                format!("mkdir: cannot create directory '{p}': File exists"),
+            );
             continue;
         }
         if os.is_dir(&abs) {
@@ -398,10 +404,16 @@ fn systemctl(os: &mut GuestOs, args: &[&str]) -> Option<Outcome> {
                 r.fail(5, format!("Failed to stop {full}: Unit {full} not loaded."));
             }
             "start" | "restart" if !known => {
-                r.fail(5, format!("Failed to {verb} {full}: Unit {full} not found."));
+                r.fail(
+                    5,
+                    format!("Failed to {verb} {full}: Unit {full} not found."),
+                );
             }
             "start" | "restart" if masked => {
-                r.fail(1, format!("Failed to {verb} {full}: Unit {full} is masked."));
+                r.fail(
+                    1,
+                    format!("Failed to {verb} {full}: Unit {full} is masked."),
+                );
             }
             "stop" => set(os, &|s| s.active = false),
             "start" | "restart" => set(os, &|s| s.active = true),
@@ -414,7 +426,9 @@ fn systemctl(os: &mut GuestOs, args: &[&str]) -> Option<Outcome> {
             "enable" if masked => {
                 r.fail(
                     1,
-                    format!("Failed to enable unit: Unit file /etc/systemd/system/{full} is masked."),
+                    format!(
+                        "Failed to enable unit: Unit file /etc/systemd/system/{full} is masked."
+                    ),
                 );
             }
             "enable" => {
@@ -1044,7 +1058,10 @@ mod tests {
         assert!(String::from_utf8_lossy(&o.stderr).contains("invalid option -- 'x'"));
         assert!(os.files.contains_key("/etc/hostname"));
         let o = rm(&mut os, &["-v", "etc/hosts"]);
-        assert_eq!((o.exit_code, o.stdout.as_slice()), (0, &b"removed 'etc/hosts'\n"[..]));
+        assert_eq!(
+            (o.exit_code, o.stdout.as_slice()),
+            (0, &b"removed 'etc/hosts'\n"[..])
+        );
         assert!(!os.files.contains_key("/etc/hosts"));
 
         assert_eq!(touch(&mut os, &["/srv/www/index.html"]).exit_code, 1);

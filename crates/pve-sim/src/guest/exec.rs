@@ -517,7 +517,10 @@ enum Tok {
     /// `|`, `||`, `&&`, `;` (a newline counts as `;`).
     Op(&'static str),
     /// A redirection of file descriptor `fd`; the target word follows, except for `Dup`.
-    Redir { fd: u8, kind: RedirKind },
+    Redir {
+        fd: u8,
+        kind: RedirKind,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -805,7 +808,14 @@ fn redirect_error(bash: bool, path: &str, dash_text: &str, why: &str) -> Step {
 
 /// Run one simple command with its redirections (files are opened, and truncated for
 /// `>`, before it runs, in the order written).
-fn run_cmd(st: &mut SimState, vmid: u32, bash: bool, cmd: &Cmd, stdin: &[u8], now: Instant) -> Step {
+fn run_cmd(
+    st: &mut SimState,
+    vmid: u32,
+    bash: bool,
+    cmd: &Cmd,
+    stdin: &[u8],
+    now: Instant,
+) -> Step {
     let mut fd1 = Fd::Out;
     let mut fd2 = Fd::Err;
     let mut input: Option<Vec<u8>> = None;
@@ -994,7 +1004,9 @@ mod tests {
 
     #[test]
     fn scripts_parse_into_lists_pipes_and_redirections() {
-        let items = parse(tokenize("echo 'a|b' > /x; cat /x | head -c 1 && rm -f /x 2>&1").unwrap()).unwrap();
+        let items =
+            parse(tokenize("echo 'a|b' > /x; cat /x | head -c 1 && rm -f /x 2>&1").unwrap())
+                .unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[0].0, ";");
         assert_eq!(items[0].1[0].words, vec!["echo", "a|b"]);
@@ -1005,14 +1017,27 @@ mod tests {
         let items = parse(tokenize("echo x 2>> /log >>/out").unwrap()).unwrap();
         assert_eq!(
             items[0].1[0].redirs,
-            vec![(2, Target::Append("/log".into())), (1, Target::Append("/out".into()))]
+            vec![
+                (2, Target::Append("/log".into())),
+                (1, Target::Append("/out".into()))
+            ]
         );
         // A quoted 2 is a word, not a file descriptor.
         assert_eq!(
             parse(tokenize("echo '2'>/x").unwrap()).unwrap()[0].1[0].words,
             vec!["echo", "2"]
         );
-        for unsupported in ["echo $HOME", "ls *", "(cd /)", "sleep 1 &", "cat <<EOF", "a |", "a &&", "x=1 true", "echo `id`"] {
+        for unsupported in [
+            "echo $HOME",
+            "ls *",
+            "(cd /)",
+            "sleep 1 &",
+            "cat <<EOF",
+            "a |",
+            "a &&",
+            "x=1 true",
+            "echo `id`",
+        ] {
             assert!(
                 tokenize(unsupported).and_then(parse).is_none(),
                 "{unsupported}"

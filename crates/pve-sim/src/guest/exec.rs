@@ -1,14 +1,23 @@
-//! What a command started through `guest-exec` answers: built-in tools that read the
-//! guest model (and, for probes, the firewall oracle and the other guests), then the
-//! guest's command table, else the shell's "command not found" (exit 127).
+//! What a command started through `guest-exec` answers: built-in tools that change the
+//! guest ([`super::admin`]: `rm`, `touch`, `mkdir`, `systemctl start|stop|…`, `ip addr
+//! add|del`, `ip link set|del`, `ip route add|del`, `hostnamectl`), built-in tools that
+//! read the guest model (and, for probes, the firewall oracle and the other guests),
+//! then the guest's command table, else the shell's "command not found" (exit 127).
 //!
-//! There is no shell: qemu-ga runs `argv[0]` directly, so a single string with spaces
-//! (`["ip -j addr"]`) names a program that does not exist and the spawn fails
-//! (an `Agent error`, as on PVE). `["/bin/sh", "-c", "ONE SIMPLE COMMAND"]` is
-//! understood for one simple command (words and quotes, no redirections) or a pipe of
-//! them without quotes (`cat /etc/hostname | head -c 4`). A bare unknown name answers as
-//! bash would (exit 127, `bash: NAME: command not found`; real qemu-ga fails the spawn
-//! instead, which labctl reports as exit 127 too).
+//! qemu-ga runs `argv[0]` directly, so a single string with spaces (`["ip -j addr"]`)
+//! names a program that does not exist and the spawn fails (an `Agent error`, as on
+//! PVE). `["/bin/sh", "-c", SCRIPT]` (also `bash`, `dash`) is understood for simple
+//! commands with quoted words, joined by pipes (`|`) and lists (`;`, `&&`, `||`,
+//! newlines), with redirections (`>`, `>>`, `<`, `2>`, `2>>`, `2>&1`, `>&2`,
+//! `/dev/null`) and comments — `sh -c 'systemctl stop nginx && echo broken >
+//! /var/www/html/index.html'`. A script with expansions (`$`, backquotes, globs, `~`),
+//! subshells, groups, background jobs or here-documents is answered by the command
+//! table only. A bare unknown name answers as bash would (exit 127, `bash: NAME:
+//! command not found`; real qemu-ga fails the spawn instead, which labctl reports as
+//! exit 127 too); inside `sh -c` it is dash's `sh: 1: NAME: not found`.
+//!
+//! A command takes effect when it starts (the guest model changes at once); its output
+//! is reported by `exec-status` once its run time has passed.
 
 use tokio::time::Instant;
 

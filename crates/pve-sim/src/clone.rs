@@ -98,8 +98,18 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
             ));
         }
     }
-    let mut config = src.config.clone();
-    let src_os = src.os.clone();
+    // `snapname`: the config and the inside as that snapshot keeps them.
+    let (mut config, src_os) = match r.param("snapname") {
+        Some(name) => {
+            let snap = src
+                .snapshots
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| ApiError::internal(format!("snapshot '{name}' does not exist")))?;
+            (snap.config.clone(), snap.os.clone())
+        }
+        None => (src.config.clone(), src.os.clone()),
+    };
     let src_name = src.name().unwrap_or_default().to_owned();
     config.remove("template");
     config.remove("lock");

@@ -45,14 +45,29 @@
 //! DNS records, a systemd unit), a command table and the state of its agent. The agent
 //! API (`agent/exec`, `exec-status`, `file-read`, `file-write`, `info`, `get-osinfo`,
 //! `get-users`, `network-get-interfaces`, `get-host-name`), the built-in commands
-//! (`ip -j [-d] addr|link|route`, `hostname`, `cat`, `head -c|-n`, `sha256sum`, `test`,
-//! `systemctl is-active`, `ping`, `nc -z`, `dig`, `curl`, `sh -c` with one simple command or a pipe of them), the firewall
-//! oracle's probes and snapshots all read and write that one model. Anything else
-//! runs from the command table, else exits 127 (`bash: NAME: command not found`).
+//! that read it (`ip -j [-d] addr|link|route`, `hostname`, `uname`, `cat`, `head -c|-n`,
+//! `sha256sum`, `test`, `echo`, `systemctl is-active|is-enabled`, `ping`, `nc -z`,
+//! `dig`, `curl`), the built-in commands that change it — `rm [-f] [-r] PATH…`,
+//! `touch`, `mkdir [-p]`, `systemctl start|stop|restart|enable|disable|mask|unmask
+//! [--now] UNIT` (every port of the unit; `qemu-guest-agent` stops the agent),
+//! `ip addr add|del ADDR/PFX dev DEV`, `ip addr flush dev DEV`, `ip link set [dev] DEV
+//! up|down [mtu N]`, `ip link del DEV`, `ip route add|del DST [via GW] [dev DEV]
+//! [metric N]`, `hostnamectl set-hostname NAME`, `hostname NAME` — each with the real
+//! tool's output, error text and exit code, `sh -c` scripts (quoted words, `|`, `;`,
+//! `&&`, `||`, `>`, `>>`, `<`, `2>`, `2>&1`), the firewall oracle's probes and
+//! snapshots and clones all read and write that one model: a test or a check's mutant
+//! that runs `systemctl stop nginx` in one guest closes port 80 for every other guest.
+//! What `ip` removes that the NICs give (the DHCP lease, the kernel's and DHCP's
+//! routes) comes back at the next boot. Anything else runs from the command table,
+//! else exits 127 (`bash: NAME: command not found`). A clone — linked or full, of a
+//! running guest too, or of a snapshot (`snapname`) — starts with its source's inside
+//! (with its own host name) and shares nothing with it afterwards.
 //!
 //! `GET /_sim/guests/{vmid}/state` returns it; `PUT` (same body shape) changes only
 //! what it names — a file by its path, an interface by its name, a route by its
-//! destination, a service by `proto/port`, a command by its argv, `users`, `agent` —
+//! destination, a service by `proto/port` (`unit_file`: `enabled`, `disabled` or
+//! `masked`), a command by its argv, `dirs` (the directories made with `mkdir`, as a
+//! whole list), `users`, `agent` —
 //! and answers the new state (400 `{"error": "…"}` naming the input, and nothing
 //! changed, when a part is wrong). `null` removes an entry; a command item with
 //! `"remove": true` removes that argv. The answer also carries a read-only `view`
@@ -66,6 +81,7 @@
 //!     "/root/blob": {"content_base64": "AAEC"},
 //!     "/tmp/old": null
 //!   },
+//!   "dirs": ["/srv/www"],
 //!   "interfaces": {
 //!     "eth1.10": {"kind": "vlan", "link": "ens18", "vlan": 10,
 //!                 "addresses": ["192.168.10.1/24"], "state": "up"},
@@ -76,7 +92,7 @@
 //!   "services": {
 //!     "tcp/80": {"unit": "nginx", "http": {"status": 200, "body": "hello"}},
 //!     "udp/53": {"unit": "bind9", "dns": {"www.lab.": {"A": ["10.10.0.5"]}}},
-//!     "tcp/22": {"active": false}
+//!     "tcp/22": {"active": false, "unit_file": "disabled"}
 //!   },
 //!   "commands": [
 //!     {"argv": ["nft", "list", "ruleset"], "stdout": "table inet filter {…}\n",

@@ -35,6 +35,8 @@ pub(crate) fn boot(sh: &Shared, st: &mut SimState, vmid: u32) {
         g.running = true;
         g.started_unix = unix_now();
         g.ipv4 = Some(lease);
+        // A boot configures the network afresh (DHCP, the kernel's routes).
+        g.os.runtime = crate::guest::os::Runtime::default();
         match g.kind {
             Kind::Qemu => {
                 let agent = now + sh.scaled(durations::AGENT_BOOT);

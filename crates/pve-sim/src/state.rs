@@ -194,7 +194,13 @@ impl SimState {
             guests: BTreeMap::new(),
             pools: BTreeMap::new(),
             tasks: TaskTable::default(),
-            firewall: Firewall::new(),
+            firewall: {
+                let mut fw = Firewall::new();
+                fw.set_anti_lockout_window(std::time::Duration::from_secs_f64(
+                    (60.0 * cfg.time_scale).max(0.0),
+                ));
+                fw
+            },
             rrd: BTreeMap::new(),
             storage_clones: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),

@@ -92,6 +92,26 @@ pub struct Firewall {
     groups: BTreeMap<String, Group>,
     nodes: BTreeMap<String, FwFile>,
     guests: BTreeMap<u32, FwFile>,
+    anti_lockout: AntiLockout,
+}
+
+/// PVE's anti-lockout enable: a cluster `enable` > 1 is stored as the Unix time of the
+/// write and read back as 0 (disabled) once it is older than the window (60 s) unless
+/// `enable: 1` confirmed it meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+struct AntiLockout {
+    window: std::time::Duration,
+    /// When the unconfirmed timestamp expires.
+    expires: Option<tokio::time::Instant>,
+}
+
+impl Default for AntiLockout {
+    fn default() -> Self {
+        Self {
+            window: std::time::Duration::from_secs(60),
+            expires: None,
+        }
+    }
 }
 
 /// One end of a packet for [`Firewall::reachability`].
@@ -164,6 +184,27 @@ impl Firewall {
     /// An empty cluster: no `.fw` files, so nothing is enabled and nothing filters.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long an unconfirmed `enable: 2` (PVE's anti-lockout step) keeps the cluster
+    /// firewall enabled: 60 s, or what the simulator's time scale makes of them.
+    pub fn set_anti_lockout_window(&mut self, window: std::time::Duration) {
+        self.anti_lockout.window = window;
+    }
+
+    /// The cluster's `enable` as PVE reads it: the stored value, or 0 once an
+    /// unconfirmed anti-lockout timestamp has expired.
+    pub(crate) fn cluster_enable(&self) -> i64 {
+        let raw = options::int(Some(&self.cluster), "enable").unwrap_or(0);
+        let expired = self
+            .anti_lockout
+            .expires
+            .is_some_and(|t| tokio::time::Instant::now() >= t);
+        if raw > 1 && expired {
+            0
+        } else {
+            raw
+        }
     }
 
     /// Handle one firewall API request.

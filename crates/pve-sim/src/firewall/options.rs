@@ -1,6 +1,10 @@
 //! `[OPTIONS]` at datacenter, node and guest level: GET/PUT `…/firewall/options`
 //! (`API2/Firewall/{Cluster,Host,VM}.pm`). GET returns only the keys set explicitly,
 //! plus `digest`; PUT sets keys, `delete` removes them, `digest` guards concurrent edits.
+//! A cluster `enable` > 1 is PVE's anti-lockout step: stored as the Unix time of the
+//! write, read back (GET and the oracle) as 0 once older than 60 s (scaled by the
+//! simulator's time scale, [`Firewall::set_anti_lockout_window`]) unless `enable: 1`
+//! confirmed it; the digest stays that of the file as written.
 
 use http::Method;
 use serde_json::{json, Map, Value};
@@ -202,6 +206,10 @@ pub(super) fn handle(
         "GET" => {
             no_params(params)?;
             let mut out = current;
+            // The digest is of the file as written; `enable` is read as PVE reads it.
+            if matches!(scope, Scope::Cluster) && out.contains_key("enable") {
+                out.insert("enable".into(), json!(fw.cluster_enable()));
+            }
             out.insert("digest".into(), json!(current_digest));
             Ok(Value::Object(out))
         }
@@ -227,20 +235,32 @@ pub(super) fn handle(
             if let Some(bad) = deletes.iter().find(|d| !specs.iter().any(|(n, _)| n == *d)) {
                 return Err(ApiError::param("delete", format!("no such option '{bad}'")));
             }
+            let cluster = matches!(scope, Scope::Cluster);
+            if cluster
+                && (deletes.contains(&"enable") || values.iter().any(|(n, _)| *n == "enable"))
+            {
+                fw.anti_lockout.expires = None;
+            }
+            let window = fw.anti_lockout.window;
+            let mut expires = None;
             let file = fw.file_mut(scope);
             for d in deletes {
                 file.options.remove(d);
             }
             for (name, mut value) in values {
-                // enable > 1 is PVE's anti-lockout timestamp (stored as the current time,
-                // read back as 0 after 60 s). The simulator stores plain 1 instead.
-                if matches!(scope, Scope::Cluster)
-                    && name == "enable"
-                    && value.as_i64().is_some_and(|n| n > 1)
-                {
-                    value = json!(1);
+                // enable > 1 is PVE's anti-lockout step: stored as the current Unix time,
+                // read back as 0 once older than 60 s unless `enable: 1` confirms it.
+                if cluster && name == "enable" && value.as_i64().is_some_and(|n| n > 1) {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(2, |d| d.as_secs().max(2));
+                    value = json!(now);
+                    expires = Some(tokio::time::Instant::now() + window);
                 }
                 file.options.insert(name.to_owned(), value);
+            }
+            if expires.is_some() {
+                fw.anti_lockout.expires = expires;
             }
             fw.prune(scope);
             Ok(Value::Null)
@@ -326,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn cluster_enable_is_an_integer_and_timestamps_become_one() {
+    fn cluster_enable_is_an_integer_and_an_unconfirmed_timestamp_expires() {
         let mut fw = Firewall::new();
         call(
             &mut fw,
@@ -336,10 +356,37 @@ mod tests {
             &[("enable", "2")],
         )
         .expect("anti-lockout enable");
-        assert_eq!(
-            call(&mut fw, &Scope::Cluster, "GET", &["options"], &[]).expect("get")["enable"],
-            1
-        );
+        let get = |fw: &mut Firewall| {
+            call(fw, &Scope::Cluster, "GET", &["options"], &[]).expect("get")["enable"]
+                .as_i64()
+                .expect("an integer")
+        };
+        // Within the window: the Unix time of the write, and the firewall is on.
+        let stamp = get(&mut fw);
+        assert!(stamp > 1_700_000_000, "{stamp}");
+        assert_eq!(fw.cluster_enable(), stamp);
+        // Unconfirmed past the window: read back as 0, the firewall is off.
+        fw.set_anti_lockout_window(std::time::Duration::ZERO);
+        call(
+            &mut fw,
+            &Scope::Cluster,
+            "PUT",
+            &["options"],
+            &[("enable", "2")],
+        )
+        .expect("anti-lockout enable");
+        assert_eq!(get(&mut fw), 0);
+        assert_eq!(fw.cluster_enable(), 0);
+        // Confirmed with enable=1: stays on.
+        call(
+            &mut fw,
+            &Scope::Cluster,
+            "PUT",
+            &["options"],
+            &[("enable", "1")],
+        )
+        .expect("confirm");
+        assert_eq!(get(&mut fw), 1);
         let e = call(
             &mut fw,
             &Scope::Cluster,

@@ -86,7 +86,7 @@ pub(super) fn evaluate(
         allowed: true,
         reason,
     };
-    if options::int(Some(&fw.cluster), "enable").unwrap_or(0) == 0 {
+    if fw.cluster_enable() == 0 {
         return accept("accepted: cluster firewall disabled".to_owned());
     }
     if from.vmid.is_some() && from.vmid == to.vmid {

@@ -227,7 +227,7 @@ pub(crate) async fn exec(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
     let now = Instant::now();
     let mut st = sh.lock();
     st.guest(Kind::Qemu, r.node(), r.vmid())?;
-    let outcome = exec::run(&st, r.vmid(), &argv, &stdin, now).map_err(agent_error)?;
+    let outcome = exec::run(&mut st, r.vmid(), &argv, &stdin, now).map_err(agent_error)?;
     let done_at = now + sh.scaled(outcome.run_time);
     let g = st.guest_mut(Kind::Qemu, r.node(), r.vmid())?;
     let pid = g.os.start_exec(Exec {
@@ -281,81 +281,10 @@ pub(crate) async fn exec_status(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Valu
     })
 }
 
-/// Parent directories of a path that are files (not directories).
-fn parent_is_file(g: &Guest, path: &str) -> bool {
-    let mut p = path;
-    while let Some((parent, _)) = p.rsplit_once('/') {
-        if parent.is_empty() {
-            return false;
-        }
-        if g.os.files.contains_key(parent) {
-            return true;
-        }
-        p = parent;
-    }
-    false
-}
-
 fn open_error(path: &str, mode: &str, why: &str) -> ApiError {
     agent_error(format!(
         "failed to open file '{path}' (mode: '{mode}'): {why}"
     ))
-}
-
-/// The directories of a fresh Debian 12 install that a simulated guest has even with no
-/// file in them (other directories exist only through the files in them).
-const STANDARD_DIRS: &[&str] = &[
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/etc/default",
-    "/etc/network",
-    "/etc/ssh",
-    "/etc/systemd",
-    "/etc/systemd/system",
-    "/home",
-    "/lib",
-    "/media",
-    "/mnt",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/usr/bin",
-    "/usr/lib",
-    "/usr/local",
-    "/usr/local/bin",
-    "/usr/local/sbin",
-    "/usr/sbin",
-    "/usr/share",
-    "/var",
-    "/var/lib",
-    "/var/log",
-    "/var/tmp",
-    "/var/www",
-];
-
-fn is_dir(g: &Guest, path: &str) -> bool {
-    let trimmed = path.trim_end_matches('/');
-    let prefix = format!("{trimmed}/");
-    path == "/"
-        || STANDARD_DIRS.contains(&trimmed)
-        || g.os.files.keys().any(|k| k.starts_with(&prefix))
-}
-
-/// The directory `path` is in exists (qemu-ga's `fopen(…, "wb")` creates no directories).
-fn parent_exists(g: &Guest, path: &str) -> bool {
-    match path.rsplit_once('/') {
-        Some(("", _)) => true,
-        Some((parent, _)) => is_dir(g, parent),
-        None => false,
-    }
 }
 
 /// `GET …/agent/file-read`.
@@ -371,9 +300,9 @@ pub(crate) async fn file_read(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value>
     available(sh, r, "file-open").await?;
     with_guest(sh, r, |g| {
         let Some(f) = g.os.files.get(&path) else {
-            let why = if is_dir(g, &path) {
+            let why = if g.os.is_dir(&path) {
                 "Is a directory"
-            } else if parent_is_file(g, &path) {
+            } else if g.os.parent_is_file(&path) {
                 "Not a directory"
             } else {
                 "No such file or directory"
@@ -418,13 +347,13 @@ pub(crate) async fn file_write(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value
         if !path.starts_with('/') {
             return Err(open_error(&path, "wb", "No such file or directory"));
         }
-        if is_dir(g, &path) {
+        if g.os.is_dir(&path) {
             return Err(open_error(&path, "wb", "Is a directory"));
         }
-        if parent_is_file(g, &path) {
+        if g.os.parent_is_file(&path) {
             return Err(open_error(&path, "wb", "Not a directory"));
         }
-        if !parent_exists(g, &path) {
+        if !g.os.parent_exists(&path) {
             return Err(open_error(&path, "wb", "No such file or directory"));
         }
         let mode = g.os.files.get(&path).map_or(0o644, |f| f.mode);

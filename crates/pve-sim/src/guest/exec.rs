@@ -1,14 +1,23 @@
-//! What a command started through `guest-exec` answers: built-in tools that read the
-//! guest model (and, for probes, the firewall oracle and the other guests), then the
-//! guest's command table, else the shell's "command not found" (exit 127).
+//! What a command started through `guest-exec` answers: built-in tools that change the
+//! guest ([`super::admin`]: `rm`, `touch`, `mkdir`, `systemctl start|stop|…`, `ip addr
+//! add|del`, `ip link set|del`, `ip route add|del`, `hostnamectl`), built-in tools that
+//! read the guest model (and, for probes, the firewall oracle and the other guests),
+//! then the guest's command table, else the shell's "command not found" (exit 127).
 //!
-//! There is no shell: qemu-ga runs `argv[0]` directly, so a single string with spaces
-//! (`["ip -j addr"]`) names a program that does not exist and the spawn fails
-//! (an `Agent error`, as on PVE). `["/bin/sh", "-c", "ONE SIMPLE COMMAND"]` is
-//! understood for one simple command (words and quotes, no redirections) or a pipe of
-//! them without quotes (`cat /etc/hostname | head -c 4`). A bare unknown name answers as
-//! bash would (exit 127, `bash: NAME: command not found`; real qemu-ga fails the spawn
-//! instead, which labctl reports as exit 127 too).
+//! qemu-ga runs `argv[0]` directly, so a single string with spaces (`["ip -j addr"]`)
+//! names a program that does not exist and the spawn fails (an `Agent error`, as on
+//! PVE). `["/bin/sh", "-c", SCRIPT]` (also `bash`, `dash`) is understood for simple
+//! commands with quoted words, joined by pipes (`|`) and lists (`;`, `&&`, `||`,
+//! newlines), with redirections (`>`, `>>`, `<`, `2>`, `2>>`, `2>&1`, `>&2`,
+//! `/dev/null`) and comments — `sh -c 'systemctl stop nginx && echo broken >
+//! /var/www/html/index.html'`. A script with expansions (`$`, backquotes, globs, `~`),
+//! subshells, groups, background jobs or here-documents is answered by the command
+//! table only. A bare unknown name answers as bash would (exit 127, `bash: NAME:
+//! command not found`; real qemu-ga fails the spawn instead, which labctl reports as
+//! exit 127 too); inside `sh -c` it is dash's `sh: 1: NAME: not found`.
+//!
+//! A command takes effect when it starts (the guest model changes at once); its output
+//! is reported by `exec-status` once its run time has passed.
 
 use tokio::time::Instant;
 
@@ -62,32 +71,55 @@ pub(crate) fn spawn_error(program: &str) -> String {
     )
 }
 
-/// Run `argv` inside guest `vmid`. `Err` = the spawn failed (no process, no pid).
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A built-in tool (or a use of one beyond the simulation).
+    Builtin,
+    /// The guest's command table.
+    Table,
+    /// No such program.
+    NotFound,
+}
+
+/// Run `argv` inside guest `vmid`. `Err` = the spawn failed (no process, no pid). A
+/// command that changes the guest ([`super::admin`]) changes it now, when it starts.
 pub(crate) fn run(
-    st: &SimState,
+    st: &mut SimState,
     vmid: u32,
     argv: &[String],
     stdin: &[u8],
     now: Instant,
 ) -> Result<Outcome, String> {
+    run_from(st, vmid, argv, stdin, now).map(|(o, _)| o)
+}
+
+fn run_from(
+    st: &mut SimState,
+    vmid: u32,
+    argv: &[String],
+    stdin: &[u8],
+    now: Instant,
+) -> Result<(Outcome, Source), String> {
     let Some(program) = argv.first() else {
         // guest-exec without `path` (only input-data): QMP's missing-argument error.
         return Err("Parameter 'path' is missing".into());
     };
     if let Some(out) = builtin(st, vmid, argv, stdin, now) {
-        return Ok(out);
+        return Ok((out, Source::Builtin));
     }
     let g = st
         .guests
         .get(&vmid)
         .ok_or_else(|| format!("guest {vmid} is gone"))?;
     if let Some(c) = g.os.commands.get(argv) {
-        return Ok(Outcome {
+        let o = Outcome {
             stdout: c.stdout.clone(),
             stderr: c.stderr.clone(),
             exit_code: c.exit_code,
             run_time: c.run_time,
-        });
+        };
+        return Ok((o, Source::Table));
     }
     if program.chars().any(char::is_whitespace) || program.is_empty() {
         return Err(spawn_error(program));
@@ -95,16 +127,17 @@ pub(crate) fn run(
     let name = basename(program);
     if BUILTINS.contains(&name) {
         // The program exists; this use of it is beyond the simulation.
-        return Ok(Outcome::fail(
+        let o = Outcome::fail(
             1,
             format!(
                 "{name}: pve-sim does not simulate {argv:?}; give the guest a command table entry for it\n"
             ),
-        ));
+        );
+        return Ok((o, Source::Builtin));
     }
-    Ok(Outcome::fail(
-        127,
-        format!("bash: {name}: command not found\n"),
+    Ok((
+        Outcome::fail(127, format!("bash: {name}: command not found\n")),
+        Source::NotFound,
     ))
 }
 
@@ -122,6 +155,10 @@ const BUILTINS: &[&str] = &[
     "[",
     "systemctl",
     "ip",
+    "rm",
+    "touch",
+    "mkdir",
+    "hostnamectl",
     "ping",
     "nc",
     "netcat",
@@ -152,19 +189,30 @@ fn basename(p: &str) -> &str {
 /// The built-in tools; `None` = not a built-in (or a built-in asked for something it
 /// does not simulate, which then falls back to the command table).
 fn builtin(
-    st: &SimState,
+    st: &mut SimState,
     vmid: u32,
     argv: &[String],
     stdin: &[u8],
     now: Instant,
 ) -> Option<Outcome> {
-    let g = st.guests.get(&vmid)?;
     let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let name = basename(&argv[0]);
+    if let Some(out) = super::admin::run(st.guests.get_mut(&vmid)?, name, &args, now) {
+        return Some(out);
+    }
+    if matches!(name, "sh" | "bash" | "dash") {
+        return shell(st, vmid, &argv[0], &args, stdin, now);
+    }
+    let st: &SimState = st;
+    let g = st.guests.get(&vmid)?;
     let os = &g.os;
-    match basename(&argv[0]) {
+    match name {
         "true" => Some(Outcome::ok(Vec::new())),
         "false" => Some(Outcome::fail(1, Vec::new())),
-        "echo" => Some(Outcome::ok(format!("{}\n", args.join(" ")))),
+        "echo" => Some(Outcome::ok(match args.split_first() {
+            Some((&"-n", rest)) => rest.join(" "),
+            _ => format!("{}\n", args.join(" ")),
+        })),
         "hostname" => match args.as_slice() {
             [] => Some(Outcome::ok(format!("{}\n", os.hostname()))),
             ["-I"] => {
@@ -213,7 +261,6 @@ fn builtin(
         "nc" | "netcat" | "nc.openbsd" => Some(probes::nc(st, vmid, &args, now)),
         "dig" => Some(probes::dig(st, vmid, &args, now)),
         "curl" => Some(probes::curl(st, vmid, &args, now)),
-        "sh" | "bash" | "dash" => shell(st, vmid, &argv[0], &args, stdin, now),
         _ => None,
     }
 }
@@ -312,11 +359,9 @@ fn sha256sum(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Outcome {
     }
 }
 
-/// A directory exists when a file lies below it.
+/// A directory exists when a file lies below it (see [`super::os::GuestOs::is_dir`]).
 fn is_dir(os: &super::os::GuestOs, path: &str) -> bool {
-    let p = path.trim_end_matches('/');
-    let prefix = format!("{p}/");
-    p.is_empty() || os.files.keys().any(|k| k.starts_with(&prefix))
+    os.is_dir(path)
 }
 
 fn test(os: &super::os::GuestOs, args: &[&str]) -> Outcome {
@@ -474,11 +519,430 @@ fn render(v: &serde_json::Value, pretty: bool) -> String {
     }
 }
 
-/// `sh -c 'one simple command'`, or a pipe of simple commands (`a | b`, no quotes around
-/// a `|`): each command's stdout is the next one's stdin; the last one's exit code counts,
-/// stderr is collected from all.
+/// One token of a `sh -c` script.
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    /// `|`, `||`, `&&`, `;` (a newline counts as `;`).
+    Op(&'static str),
+    /// A redirection of file descriptor `fd`; the target word follows, except for `Dup`.
+    Redir {
+        fd: u8,
+        kind: RedirKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RedirKind {
+    /// `>`
+    Write,
+    /// `>>`
+    Append,
+    /// `<`
+    Read,
+    /// `>&N`
+    Dup(u8),
+}
+
+/// Split a script into words (single and double quotes, backslashes), operators and
+/// redirections. `None` = something the simulated shell does not take: expansions
+/// (`$`, backquotes, globs, `~`), subshells and groups, background jobs, here-documents.
+fn tokenize(s: &str) -> Option<Vec<Tok>> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut toks = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let mut i = 0;
+    let flush = |toks: &mut Vec<Tok>, cur: &mut String, in_word: &mut bool, quoted: &mut bool| {
+        if *in_word {
+            toks.push(Tok::Word(std::mem::take(cur)));
+        }
+        *in_word = false;
+        *quoted = false;
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '\'' => {
+                in_word = true;
+                quoted = true;
+                loop {
+                    let x = *chars.get(i)?;
+                    i += 1;
+                    if x == '\'' {
+                        break;
+                    }
+                    cur.push(x);
+                }
+            }
+            '"' => {
+                in_word = true;
+                quoted = true;
+                loop {
+                    let x = *chars.get(i)?;
+                    i += 1;
+                    match x {
+                        '"' => break,
+                        '$' | '`' => return None,
+                        '\\' => {
+                            let y = *chars.get(i)?;
+                            i += 1;
+                            if !matches!(y, '"' | '\\' | '$' | '`' | '\n') {
+                                cur.push('\\');
+                            }
+                            if y != '\n' {
+                                cur.push(y);
+                            }
+                        }
+                        x => cur.push(x),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                quoted = true;
+                let y = *chars.get(i)?;
+                i += 1;
+                if y != '\n' {
+                    cur.push(y);
+                }
+            }
+            '$' | '`' | '(' | ')' | '*' | '?' => return None,
+            '~' | '{' | '}' | '#' if !in_word => {
+                if c == '#' {
+                    // A comment runs to the end of the line.
+                    while i < chars.len() && chars[i] != '\n' {
+                        i += 1;
+                    }
+                } else {
+                    return None;
+                }
+            }
+            '\n' | ';' => {
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                if chars.get(i) == Some(&';') {
+                    return None; // `;;` belongs to case
+                }
+                toks.push(Tok::Op(";"));
+            }
+            '|' => {
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                if chars.get(i) == Some(&'|') {
+                    i += 1;
+                    toks.push(Tok::Op("||"));
+                } else {
+                    toks.push(Tok::Op("|"));
+                }
+            }
+            '&' => {
+                if chars.get(i) != Some(&'&') {
+                    return None; // a background job, or bash's `&>`
+                }
+                i += 1;
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                toks.push(Tok::Op("&&"));
+            }
+            '>' | '<' => {
+                // `2>`: a lone unquoted digit right before the operator names the fd.
+                let fd = if in_word && !quoted && (cur == "1" || cur == "2") {
+                    let fd = if cur == "1" { 1 } else { 2 };
+                    cur.clear();
+                    in_word = false;
+                    fd
+                } else {
+                    flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                    if c == '<' {
+                        0
+                    } else {
+                        1
+                    }
+                };
+                let kind = if c == '<' {
+                    if matches!(chars.get(i), Some('<' | '>' | '&')) || fd != 0 {
+                        return None;
+                    }
+                    RedirKind::Read
+                } else {
+                    match chars.get(i) {
+                        Some('>') => {
+                            i += 1;
+                            RedirKind::Append
+                        }
+                        Some('&') => {
+                            let n = match chars.get(i + 1) {
+                                Some('1') => 1,
+                                Some('2') => 2,
+                                _ => return None,
+                            };
+                            i += 2;
+                            RedirKind::Dup(n)
+                        }
+                        Some('|') => return None,
+                        _ => RedirKind::Write,
+                    }
+                };
+                toks.push(Tok::Redir { fd, kind });
+            }
+            c if c.is_whitespace() => flush(&mut toks, &mut cur, &mut in_word, &mut quoted),
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+    Some(toks)
+}
+
+/// Where a redirection sends a file descriptor.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Write(String),
+    Append(String),
+    Read(String),
+    Dup(u8),
+}
+
+/// One simple command: its words and redirections (in order).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cmd {
+    words: Vec<String>,
+    redirs: Vec<(u8, Target)>,
+}
+
+impl Cmd {
+    fn is_empty(&self) -> bool {
+        self.words.is_empty() && self.redirs.is_empty()
+    }
+}
+
+/// A list of pipelines, each with the operator before it (`;` for the first).
+type Script = Vec<(&'static str, Vec<Cmd>)>;
+
+fn parse(toks: Vec<Tok>) -> Option<Script> {
+    let mut items: Script = Vec::new();
+    let mut pipeline: Vec<Cmd> = Vec::new();
+    let mut cmd = Cmd::default();
+    let mut conn = ";";
+    let mut it = toks.into_iter();
+    while let Some(t) = it.next() {
+        match t {
+            Tok::Word(w) => {
+                if cmd.words.is_empty() && w.contains('=') && !w.starts_with('=') {
+                    return None; // a variable assignment
+                }
+                cmd.words.push(w);
+            }
+            Tok::Redir { fd, kind } => {
+                let target = match kind {
+                    RedirKind::Dup(n) => Target::Dup(n),
+                    k => {
+                        let Some(Tok::Word(path)) = it.next() else {
+                            return None;
+                        };
+                        match k {
+                            RedirKind::Write => Target::Write(path),
+                            RedirKind::Append => Target::Append(path),
+                            _ => Target::Read(path),
+                        }
+                    }
+                };
+                cmd.redirs.push((fd, target));
+            }
+            Tok::Op("|") => {
+                if cmd.is_empty() {
+                    return None;
+                }
+                pipeline.push(std::mem::take(&mut cmd));
+            }
+            Tok::Op(op) => {
+                if cmd.is_empty() {
+                    if op == ";" && pipeline.is_empty() && conn == ";" {
+                        continue; // an empty line
+                    }
+                    return None;
+                }
+                pipeline.push(std::mem::take(&mut cmd));
+                items.push((conn, std::mem::take(&mut pipeline)));
+                conn = op;
+            }
+        }
+    }
+    if !cmd.is_empty() {
+        pipeline.push(cmd);
+    } else if !pipeline.is_empty() || conn != ";" {
+        return None; // ends in `|`, `&&` or `||`
+    }
+    if !pipeline.is_empty() {
+        items.push((conn, pipeline));
+    }
+    Some(items)
+}
+
+/// Where a file descriptor of a command goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Fd {
+    /// The shell's stdout (or the next command of the pipe).
+    Out,
+    /// The shell's stderr.
+    Err,
+    File(String),
+    Null,
+}
+
+/// What one command of a script left.
+struct Step {
+    out: Vec<u8>,
+    err: Vec<u8>,
+    code: i32,
+    time: f64,
+}
+
+/// The shell's own error about a redirection target (dash: exit 2; bash: exit 1).
+fn redirect_error(bash: bool, path: &str, dash_text: &str, why: &str) -> Step {
+    let (err, code) = if bash {
+        (format!("bash: line 1: {path}: {why}\n"), 1)
+    } else {
+        (format!("sh: 1: {dash_text} {path}: {why}\n"), 2)
+    };
+    Step {
+        out: Vec::new(),
+        err: err.into_bytes(),
+        code,
+        time: QUICK,
+    }
+}
+
+/// Run one simple command with its redirections (files are opened, and truncated for
+/// `>`, before it runs, in the order written).
+fn run_cmd(
+    st: &mut SimState,
+    vmid: u32,
+    bash: bool,
+    cmd: &Cmd,
+    stdin: &[u8],
+    now: Instant,
+) -> Step {
+    let mut fd1 = Fd::Out;
+    let mut fd2 = Fd::Err;
+    let mut input: Option<Vec<u8>> = None;
+    {
+        let Some(g) = st.guests.get_mut(&vmid) else {
+            return Step {
+                out: Vec::new(),
+                err: Vec::new(),
+                code: 1,
+                time: QUICK,
+            };
+        };
+        let os = &mut g.os;
+        for (fd, t) in &cmd.redirs {
+            let target = match t {
+                Target::Dup(1) => fd1.clone(),
+                Target::Dup(_) => fd2.clone(),
+                Target::Read(p) => {
+                    let abs = super::admin::absolute(p);
+                    match os.files.get(&abs) {
+                        Some(f) => input = Some(f.content.clone()),
+                        None if os.is_dir(&abs) => input = Some(Vec::new()),
+                        None if bash => {
+                            return redirect_error(true, p, "", "No such file or directory")
+                        }
+                        None => return redirect_error(false, p, "cannot open", "No such file"),
+                    }
+                    continue;
+                }
+                Target::Write(p) | Target::Append(p) if p == "/dev/null" => Fd::Null,
+                Target::Write(p) | Target::Append(p) => {
+                    let abs = super::admin::absolute(p);
+                    if os.is_dir(&abs) {
+                        return redirect_error(bash, p, "cannot create", "Is a directory");
+                    }
+                    if os.parent_is_file(&abs) {
+                        return redirect_error(bash, p, "cannot create", "Not a directory");
+                    }
+                    if !os.parent_exists(&abs) {
+                        let why = if bash {
+                            "No such file or directory"
+                        } else {
+                            "Directory nonexistent"
+                        };
+                        return redirect_error(bash, p, "cannot create", why);
+                    }
+                    let f = os.files.entry(abs.clone()).or_insert(super::os::File {
+                        content: Vec::new(),
+                        mode: 0o644,
+                    });
+                    if matches!(t, Target::Write(_)) {
+                        f.content.clear();
+                    }
+                    Fd::File(abs)
+                }
+            };
+            if *fd == 2 {
+                fd2 = target;
+            } else {
+                fd1 = target;
+            }
+        }
+    }
+    if cmd.words.is_empty() {
+        return Step {
+            out: Vec::new(),
+            err: Vec::new(),
+            code: 0,
+            time: QUICK,
+        };
+    }
+    let stdin = input.as_deref().unwrap_or(stdin);
+    let o = match run_from(st, vmid, &cmd.words, stdin, now) {
+        Ok((o, Source::Builtin | Source::Table)) => o,
+        // Inside a shell a missing program is the shell's error, not a spawn failure.
+        Ok((_, Source::NotFound)) | Err(_) => {
+            let text = if bash {
+                format!("bash: line 1: {}: command not found\n", cmd.words[0])
+            } else {
+                format!("sh: 1: {}: not found\n", cmd.words[0])
+            };
+            Outcome::fail(127, text)
+        }
+    };
+    let mut step = Step {
+        out: Vec::new(),
+        err: Vec::new(),
+        code: o.exit_code,
+        time: o.run_time,
+    };
+    for (fd, bytes) in [(&fd1, o.stdout), (&fd2, o.stderr)] {
+        match fd {
+            Fd::Out => step.out.extend_from_slice(&bytes),
+            Fd::Err => step.err.extend_from_slice(&bytes),
+            Fd::Null => {}
+            // A file the command itself removed is gone (its data with it).
+            Fd::File(path) => {
+                if let Some(f) = st
+                    .guests
+                    .get_mut(&vmid)
+                    .and_then(|g| g.os.files.get_mut(path))
+                {
+                    f.content.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+    step
+}
+
+/// `sh -c SCRIPT` (also `bash`, `dash`): simple commands with words in single or double
+/// quotes, pipes (`|`), lists (`;`, `&&`, `||`, newlines), redirections (`>`, `>>`,
+/// `<`, `2>`, `2>>`, `2>&1`, `>&2`, `/dev/null`) and comments. Each command's stdout
+/// is the next one's stdin in a pipe; the exit code is the last pipeline's. A script
+/// with anything else (expansions, globs, subshells, background jobs) is `None`: only
+/// the command table knows its answer.
 fn shell(
-    st: &SimState,
+    st: &mut SimState,
     vmid: u32,
     sh: &str,
     args: &[&str],
@@ -488,134 +952,105 @@ fn shell(
     let ["-c", script, ..] = args else {
         return None;
     };
-    if script.contains([';', '&', '>', '<', '$', '`', '(', ')', '\n']) {
-        // More than one simple command: only the command table knows the answer.
-        return None;
-    }
-    if script.contains('|') {
-        if script.contains(['\'', '"', '\\']) || script.contains("||") {
-            return None;
+    let items = parse(tokenize(script)?)?;
+    let bash = basename(sh) == "bash";
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut status = 0;
+    let mut time = 0.0;
+    for (conn, pipeline) in &items {
+        let go = match *conn {
+            "&&" => status == 0,
+            "||" => status != 0,
+            _ => true,
+        };
+        if !go {
+            continue;
         }
         let mut input = stdin.to_vec();
-        let mut stderr = Vec::new();
-        let mut last = Outcome::ok(Vec::new());
-        let mut run_time: f64 = 0.0;
-        for part in script.split('|') {
-            let o = simple(st, vmid, sh, part, &input, now)?;
-            stderr.extend_from_slice(&o.stderr);
-            input.clone_from(&o.stdout);
-            run_time = run_time.max(o.run_time);
-            last = o;
+        let mut pipe_time: f64 = 0.0;
+        for cmd in pipeline {
+            let step = run_cmd(st, vmid, bash, cmd, &input, now);
+            stderr.extend_from_slice(&step.err);
+            input = step.out;
+            status = step.code;
+            pipe_time = pipe_time.max(step.time);
         }
-        last.stderr = stderr;
-        last.run_time = run_time;
-        return Some(last);
+        stdout.extend_from_slice(&input);
+        time += pipe_time;
     }
-    simple(st, vmid, sh, script, stdin, now)
-}
-
-/// One simple command of a shell script.
-fn simple(
-    st: &SimState,
-    vmid: u32,
-    sh: &str,
-    script: &str,
-    stdin: &[u8],
-    now: Instant,
-) -> Option<Outcome> {
-    let name = basename(sh);
-    let words = split_words(script)?;
-    if words.is_empty() {
-        return Some(Outcome::ok(Vec::new()));
-    }
-    match run(st, vmid, &words, stdin, now) {
-        Ok(o) if o.exit_code == 127 && builtin(st, vmid, &words, stdin, now).is_none() => {
-            let known = st
-                .guests
-                .get(&vmid)
-                .is_some_and(|g| g.os.commands.contains_key(&words));
-            if known {
-                Some(o)
-            } else if name == "bash" {
-                Some(Outcome::fail(
-                    127,
-                    format!("bash: line 1: {}: command not found\n", words[0]),
-                ))
-            } else {
-                Some(Outcome::fail(
-                    127,
-                    format!("sh: 1: {}: not found\n", words[0]),
-                ))
-            }
-        }
-        Ok(o) => Some(o),
-        // Inside a shell a missing program is the shell's error, not a spawn failure.
-        Err(_) => Some(Outcome::fail(
-            127,
-            format!("sh: 1: {}: not found\n", words[0]),
-        )),
-    }
-}
-
-/// Split a shell word list with single and double quotes and backslashes.
-pub(crate) fn split_words(s: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        x => cur.push(x),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => cur.push(chars.next()?),
-                        x => cur.push(x),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.push(chars.next()?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Some(words)
+    Some(Outcome {
+        stdout,
+        stderr,
+        exit_code: status,
+        run_time: time.max(QUICK),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn words(script: &str) -> Option<Vec<String>> {
+        let items = parse(tokenize(script)?)?;
+        let [(_, pipeline)] = items.as_slice() else {
+            return None;
+        };
+        let [cmd] = pipeline.as_slice() else {
+            return None;
+        };
+        Some(cmd.words.clone())
+    }
+
     #[test]
     fn words_split_like_a_shell() {
         assert_eq!(
-            split_words(r#"curl -s -w '%{http_code}' "a b" c\ d"#).unwrap(),
+            words(r#"curl -s -w '%{http_code}' "a b" c\ d"#).unwrap(),
             vec!["curl", "-s", "-w", "%{http_code}", "a b", "c d"]
         );
-        assert!(split_words("echo 'open").is_none());
+        assert!(tokenize("echo 'open").is_none());
+    }
+
+    #[test]
+    fn scripts_parse_into_lists_pipes_and_redirections() {
+        let items =
+            parse(tokenize("echo 'a|b' > /x; cat /x | head -c 1 && rm -f /x 2>&1").unwrap())
+                .unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].0, ";");
+        assert_eq!(items[0].1[0].words, vec!["echo", "a|b"]);
+        assert_eq!(items[0].1[0].redirs, vec![(1, Target::Write("/x".into()))]);
+        assert_eq!(items[1].1.len(), 2);
+        assert_eq!(items[2].0, "&&");
+        assert_eq!(items[2].1[0].redirs, vec![(2, Target::Dup(1))]);
+        let items = parse(tokenize("echo x 2>> /log >>/out").unwrap()).unwrap();
+        assert_eq!(
+            items[0].1[0].redirs,
+            vec![
+                (2, Target::Append("/log".into())),
+                (1, Target::Append("/out".into()))
+            ]
+        );
+        // A quoted 2 is a word, not a file descriptor.
+        assert_eq!(
+            parse(tokenize("echo '2'>/x").unwrap()).unwrap()[0].1[0].words,
+            vec!["echo", "2"]
+        );
+        for unsupported in [
+            "echo $HOME",
+            "ls *",
+            "(cd /)",
+            "sleep 1 &",
+            "cat <<EOF",
+            "a |",
+            "a &&",
+            "x=1 true",
+            "echo `id`",
+        ] {
+            assert!(
+                tokenize(unsupported).and_then(parse).is_none(),
+                "{unsupported}"
+            );
+        }
     }
 }

@@ -3,12 +3,15 @@
 //! DHCP lease), and the inside of a QEMU guest ([`os::GuestOs`]) that its agent, the
 //! built-in commands and the firewall oracle all answer from.
 //!
-//! Submodules: [`os`] (files, services, command table, agent state), [`net`] (the
-//! interfaces and routes the guest sees), [`agent`] (the agent API), [`exec`] (what a
-//! command run through the agent answers), [`probes`] (ping, TCP connect, DNS, HTTP to
+//! Submodules: [`os`] (files, directories, services, command table, agent state), [`net`]
+//! (the interfaces and routes the guest sees), [`agent`] (the agent API), [`exec`] (what
+//! a command run through the agent answers, and `sh -c`), [`admin`] (the commands that
+//! change the guest: `rm`, `touch`, `mkdir`, `systemctl`, `ip addr|link|route`,
+//! `hostnamectl` — what a student types and what a check's mutant runs), [`probes`] (ping, TCP connect, DNS, HTTP to
 //! other guests, through the firewall oracle), [`state_api`] (`/_sim/guests/{vmid}/state`),
 //! [`snapshot`] (snapshots and rollback) and [`vzdump`] (backups).
 
+pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod exec;
 pub(crate) mod net;

@@ -142,7 +142,7 @@ pub(crate) fn interfaces(g: &Guest, now: Instant) -> Vec<IfView> {
         let overlay = os.interfaces.get(&name);
         let mut addrs = Vec::new();
         // DHCP runs on the first NIC only (its `iface … inet dhcp`).
-        if let Some(ip) = lease.filter(|_| pos == 0) {
+        if let Some(ip) = lease.filter(|_| pos == 0 && !os.runtime.lease_removed) {
             addrs.push(AddrView {
                 ip: IpAddr::V4(ip),
                 prefix: LEASE_PREFIX,
@@ -293,6 +293,13 @@ pub(crate) fn routes(g: &Guest, ifs: &[IfView]) -> Vec<RouteView> {
             }
         }
     }
+    // Derived routes deleted by hand (`ip route del`) stay away until the next boot.
+    out.retain(|r| {
+        !g.os
+            .runtime
+            .removed_routes
+            .contains(&format!("{} dev {}", r.dst, r.dev))
+    });
     for r in g.os.routes.values() {
         let dev = r.dev.clone().or_else(|| {
             let via = r.via?;

@@ -6,7 +6,7 @@
 //! the moment it is looked at (see [`super::net`]), so a config change is seen at once
 //! by the agent, the built-in commands and the firewall oracle alike.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
@@ -123,6 +123,34 @@ pub(crate) struct Route {
     pub metric: Option<u32>,
 }
 
+/// Whether systemd starts a unit at boot (`systemctl is-enabled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnitFile {
+    Enabled,
+    Disabled,
+    /// Linked to `/dev/null`: cannot be started.
+    Masked,
+}
+
+impl UnitFile {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Masked => "masked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enabled" => Some(Self::Enabled),
+            "disabled" => Some(Self::Disabled),
+            "masked" => Some(Self::Masked),
+            _ => None,
+        }
+    }
+}
+
 /// A service listening on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Service {
@@ -130,12 +158,38 @@ pub(crate) struct Service {
     pub unit: Option<String>,
     /// Listening (and the unit active).
     pub active: bool,
+    /// Started at boot (`systemctl enable|disable`).
+    pub enabled: bool,
+    /// Linked to `/dev/null` (`systemctl mask|unmask`): cannot be started; unmasking
+    /// brings back the enablement it had.
+    pub masked: bool,
     /// What a TCP client reads first (SSH, SMTP …).
     pub banner: Option<String>,
     /// An HTTP server: status and body of every request.
     pub http: Option<(u16, String)>,
     /// A DNS server: name (lower case, with trailing dot) → type → records.
     pub dns: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl Service {
+    /// What `systemctl is-enabled` says.
+    pub(crate) fn unit_file(&self) -> UnitFile {
+        if self.masked {
+            UnitFile::Masked
+        } else if self.enabled {
+            UnitFile::Enabled
+        } else {
+            UnitFile::Disabled
+        }
+    }
+
+    /// Is this the service of systemd unit `name` (`nginx` or `nginx.service`)?
+    pub(crate) fn is_unit(&self, name: &str) -> bool {
+        let want = name.strip_suffix(".service").unwrap_or(name);
+        self.unit
+            .as_deref()
+            .is_some_and(|u| u.strip_suffix(".service").unwrap_or(u) == want)
+    }
 }
 
 /// One entry of the command table.
@@ -175,10 +229,65 @@ pub(crate) struct GuestOs {
     pub commands: BTreeMap<Vec<String>, CommandResult>,
     pub users: Vec<LoggedIn>,
     pub agent: AgentState,
+    /// Directories made with `mkdir` (other directories exist through the files in them
+    /// or are part of the standard install, [`STANDARD_DIRS`]).
+    pub dirs: BTreeSet<String>,
+    /// What was undone by hand since the last boot (a boot brings it back).
+    pub runtime: Runtime,
     /// Commands started with `guest-exec`, by pid (forgotten once reported finished).
     pub execs: BTreeMap<u32, Exec>,
     pub next_pid: u32,
 }
+
+/// Kernel state derived from the NICs that a command removed until the next boot:
+/// `ip addr del|flush` of the DHCP lease, `ip route del` of a route the kernel or DHCP
+/// made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Runtime {
+    /// The DHCP lease was removed from the first NIC.
+    pub lease_removed: bool,
+    /// Derived routes deleted by hand, as `DST dev DEV`.
+    pub removed_routes: BTreeSet<String>,
+}
+
+/// The directories of a fresh Debian 12 install that a simulated guest has even with no
+/// file in them (other directories exist only through the files in them or `mkdir`).
+pub(crate) const STANDARD_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/etc/default",
+    "/etc/network",
+    "/etc/ssh",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/home",
+    "/lib",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+    "/var/www",
+];
 
 const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\nHOME_URL=\"https://www.debian.org/\"\nSUPPORT_URL=\"https://www.debian.org/support\"\nBUG_REPORT_URL=\"https://bugs.debian.org/\"\n";
 
@@ -220,6 +329,8 @@ impl GuestOs {
             Service {
                 unit: Some("ssh".into()),
                 active: true,
+                enabled: true,
+                masked: false,
                 banner: Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n".into()),
                 http: None,
                 dns: BTreeMap::new(),
@@ -233,6 +344,8 @@ impl GuestOs {
             commands: BTreeMap::new(),
             users: Vec::new(),
             agent: AgentState::Running,
+            dirs: BTreeSet::new(),
+            runtime: Runtime::default(),
             execs: BTreeMap::new(),
             next_pid: 1200,
         }
@@ -293,6 +406,44 @@ impl GuestOs {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
             .collect()
+    }
+
+    /// Is `path` (absolute) a directory: `/`, a standard one, one made with `mkdir`, or
+    /// one a file lies below?
+    pub(crate) fn is_dir(&self, path: &str) -> bool {
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return path.starts_with('/');
+        }
+        let prefix = format!("{trimmed}/");
+        STANDARD_DIRS.contains(&trimmed)
+            || self.dirs.contains(trimmed)
+            || self.files.keys().any(|k| k.starts_with(&prefix))
+            || self.dirs.iter().any(|d| d.starts_with(&prefix))
+    }
+
+    /// Is a parent of `path` a file (so `path` is "Not a directory")?
+    pub(crate) fn parent_is_file(&self, path: &str) -> bool {
+        let mut p = path;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if parent.is_empty() {
+                return false;
+            }
+            if self.files.contains_key(parent) {
+                return true;
+            }
+            p = parent;
+        }
+        false
+    }
+
+    /// Does the directory `path` is in exist?
+    pub(crate) fn parent_exists(&self, path: &str) -> bool {
+        match path.trim_end_matches('/').rsplit_once('/') {
+            Some(("", _)) => true,
+            Some((parent, _)) => self.is_dir(parent),
+            None => false,
+        }
     }
 
     /// The service on `proto/port` if it is listening.
@@ -371,6 +522,7 @@ impl GuestOs {
             .collect();
         json!({
             "files": files,
+            "dirs": self.dirs,
             "interfaces": interfaces,
             "routes": routes,
             "services": services,
@@ -386,7 +538,7 @@ impl GuestOs {
     pub(crate) fn apply_json(&mut self, body: &Value) -> Result<(), String> {
         let obj = body
             .as_object()
-            .ok_or("the body must be a JSON object (keys: files, interfaces, routes, services, commands, users, agent)")?;
+            .ok_or("the body must be a JSON object (keys: files, dirs, interfaces, routes, services, commands, users, agent)")?;
         let mut next = self.clone();
         for (key, value) in obj {
             match key.as_str() {
@@ -403,6 +555,20 @@ impl GuestOs {
                                 .insert(path.clone(), parse_file(path, v, old.as_ref())?);
                         }
                     }
+                }
+                "dirs" => {
+                    let items = value
+                        .as_array()
+                        .ok_or("dirs: must be an array of absolute paths (it replaces the directories made with mkdir)")?;
+                    next.dirs = items
+                        .iter()
+                        .map(|d| match d.as_str() {
+                            Some(p) if p.starts_with('/') && p.len() > 1 => {
+                                Ok(p.trim_end_matches('/').to_owned())
+                            }
+                            _ => Err(format!("dirs: {d} is not an absolute path")),
+                        })
+                        .collect::<Result<_, String>>()?;
                 }
                 "interfaces" => {
                     for (name, v) in object(value, "interfaces")? {
@@ -478,7 +644,7 @@ impl GuestOs {
                 }
                 other => {
                     return Err(format!(
-                        "unknown key '{other}' (allowed: files, interfaces, routes, services, commands, users, agent)"
+                        "unknown key '{other}' (allowed: files, dirs, interfaces, routes, services, commands, users, agent)"
                     ))
                 }
             }
@@ -762,6 +928,9 @@ fn service_json(s: &Service) -> Value {
     if let Some(u) = &s.unit {
         m.insert("unit".into(), json!(u));
     }
+    if s.unit_file() != UnitFile::Enabled {
+        m.insert("unit_file".into(), json!(s.unit_file().as_str()));
+    }
     if let Some(b) = &s.banner {
         m.insert("banner".into(), json!(b));
     }
@@ -781,6 +950,8 @@ fn parse_service(key: &str, v: &Value, old: Option<&Service>) -> Result<Service,
     let mut s = old.cloned().unwrap_or(Service {
         unit: None,
         active: true,
+        enabled: true,
+        masked: false,
         banner: None,
         http: None,
         dns: BTreeMap::new(),
@@ -792,6 +963,18 @@ fn parse_service(key: &str, v: &Value, old: Option<&Service>) -> Result<Service,
                 s.active = val
                     .as_bool()
                     .ok_or_else(|| format!("services: '{key}' active must be true or false"))?
+            }
+            "unit_file" => {
+                match val.as_str().and_then(UnitFile::parse) {
+                    Some(UnitFile::Enabled) => (s.enabled, s.masked) = (true, false),
+                    Some(UnitFile::Disabled) => (s.enabled, s.masked) = (false, false),
+                    Some(UnitFile::Masked) => s.masked = true,
+                    None => {
+                        return Err(format!(
+                            "services: '{key}' unit_file (allowed: enabled, disabled, masked)"
+                        ))
+                    }
+                }
             }
             "banner" => s.banner = opt_str(val).map_err(|_| format!("services: '{key}' banner must be a string"))?,
             "http" => {
@@ -827,7 +1010,7 @@ fn parse_service(key: &str, v: &Value, old: Option<&Service>) -> Result<Service,
             }
             other => {
                 return Err(format!(
-                    "services: '{key}' unknown field '{other}' (allowed: unit, active, banner, http, dns)"
+                    "services: '{key}' unknown field '{other}' (allowed: unit, active, unit_file, banner, http, dns)"
                 ))
             }
         }

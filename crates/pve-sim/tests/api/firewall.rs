@@ -426,3 +426,51 @@ async fn switches_defaults_disabled_new_rules_first_match_aliases_and_digests() 
         .await;
     assert!(allowed(reach(&api, 100, "150", "udp", Some(53)).await));
 }
+
+/// The cluster `enable` as GET options reads it.
+async fn cluster_enable(api: &Api) -> i64 {
+    api.get("/cluster/firewall/options", &[]).await["enable"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_unconfirmed_anti_lockout_enable_expires_and_a_confirmed_one_stays() {
+    let on = |v: &Value| v["reason"] != "accepted: cluster firewall disabled";
+    // Time scale 1: within the 60 s window the write reads back as its Unix time, on.
+    let slow = Api::start(1.0).await;
+    slow.put("/cluster/firewall/options", &[("enable", "2")])
+        .await;
+    let stamp = cluster_enable(&slow).await;
+    assert!(stamp > 1_700_000_000, "{stamp}");
+    assert!(on(&reach(&slow, 100, "100", "icmp", None).await));
+
+    // Time scale 0.001: the window is 60 ms. Unconfirmed, it reads back as 0 once the
+    // window has passed: off for the oracle too.
+    let api = Api::start(0.001).await;
+    api.put("/cluster/firewall/options", &[("enable", "2")])
+        .await;
+    let mut polls = 0;
+    while cluster_enable(&api).await != 0 {
+        polls += 1;
+        assert!(polls < 2000, "enable=2 never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!on(&reach(&api, 100, "100", "icmp", None).await));
+    // The digest is of the file as written: a PUT with it is still accepted.
+    let digest = api.get("/cluster/firewall/options", &[]).await["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Anti-lockout again, confirmed with enable=1: stays on past the window.
+    api.put(
+        "/cluster/firewall/options",
+        &[("enable", "2"), ("digest", &digest)],
+    )
+    .await;
+    api.put("/cluster/firewall/options", &[("enable", "1")])
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(cluster_enable(&api).await, 1);
+    assert!(on(&reach(&api, 100, "100", "icmp", None).await));
+}

@@ -12,6 +12,7 @@ mod envelope;
 mod faults;
 mod firewall;
 mod guest;
+mod guest_mutations;
 mod lxc;
 mod pools;
 mod probes;

@@ -862,9 +862,9 @@ pub async fn selftest_cmd(
             &ref_name,
             &m,
             ready,
-            |vmid, node, ip| {
+            |stage, vmid, node, ip| {
                 let info = info_of(vmid, node, ip);
-                judge(&format!("mutant-{}", m.check), info)
+                judge(&format!("mutant-{}/{stage}", m.check), info)
             },
         )
         .await;
@@ -957,7 +957,7 @@ async fn run_mutant<J, F>(
     judge: J,
 ) -> MutantResult
 where
-    J: Fn(u32, &str, Option<std::net::IpAddr>) -> F,
+    J: Fn(&'static str, u32, &str, Option<std::net::IpAddr>) -> F,
     F: std::future::Future<Output = anyhow::Result<(Sheet, BTreeMap<String, lab_grade::Outcome>)>>,
 {
     use lab_core::Readiness;
@@ -1007,7 +1007,7 @@ where
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         };
         let node = clone.node().to_string();
-        let (_, before) = judge(clone.vmid().get(), &node, ip).await?;
+        let (_, before) = judge("unchanged", clone.vmid().get(), &node, ip).await?;
         let out = agent
             .exec(&clone, &pve_agent::Exec::new(m.argv.clone()))
             .await
@@ -1019,7 +1019,7 @@ where
                 out.stderr.trim()
             );
         }
-        let (_, after) = judge(clone.vmid().get(), &node, ip).await?;
+        let (_, after) = judge("mutated", clone.vmid().get(), &node, ip).await?;
         let pass = lab_grade::Outcome::Pass;
         result.identity_bound = before
             .iter()

@@ -458,3 +458,85 @@ expect = [{ equals = "1" }]
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("8 checks"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_proves_each_mutant_breaks_exactly_its_check_and_names_a_check_that_does_not() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("selftest", 1, CHECKS);
+    let home = home.path();
+    let students = up(home, &sim, &lab).await;
+    let (vmid, host, ip) = &students[0];
+    let all_done = Work {
+        nginx: true,
+        page: true,
+        dns: true,
+        lan: Some(24),
+        ..Work::default()
+    };
+    play(&sim, *vmid, host, ip, all_done);
+    let reference_before = sim.guest_state(*vmid).unwrap();
+    let reference = vmid.to_string();
+
+    let out = output(
+        against(home, &sim),
+        &[
+            "-o",
+            "json",
+            "lab",
+            "selftest",
+            lab.to_str().unwrap(),
+            "--reference",
+            &reference,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["reference_ok"], true, "{out}");
+    let mutants = v["mutants"].as_array().unwrap();
+    let of = |id: &str| mutants.iter().find(|m| m["check"] == id).unwrap();
+    assert_eq!(
+        of("nginx-active")["broke"],
+        json!(["nginx-active", "web-page"]),
+        "{out}"
+    );
+    assert_eq!(of("lan-address")["broke"], json!(["lan-address"]), "{out}");
+    assert!(mutants.iter().all(|m| m["ok"] == true), "{out}");
+    // The reference is untouched and every clone is gone.
+    assert_eq!(
+        sim.guest_state(*vmid).unwrap()["files"],
+        reference_before["files"]
+    );
+    let guests = sim.state()["guests"].as_array().unwrap().len();
+
+    // A check whose mutant does not break it: selftest fails and names it.
+    let weak = CHECKS.replace(
+        "probe = \"ssh\"\nexpect = [{ reachable = true }]",
+        "probe = \"ssh\"\nexpect = [{ reachable = true }]\nmutant = [\"true\"]",
+    );
+    assert_ne!(
+        weak, CHECKS,
+        "the checks file changed shape; update the test"
+    );
+    std::fs::write(home.join("checks.toml"), weak).unwrap();
+    let out = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "selftest",
+            lab.to_str().unwrap(),
+            "--reference",
+            &reference,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("check ssh-open"), "{out}");
+    assert!(out.stdout.contains("BROKEN"), "{out}");
+    assert_eq!(
+        sim.state()["guests"].as_array().unwrap().len(),
+        guests,
+        "a mutant's clone was left behind"
+    );
+    sim.shutdown().await;
+}

@@ -45,6 +45,7 @@ use pve_vm::{
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+pub mod probes;
 mod tasks;
 
 use tasks::Tasks;

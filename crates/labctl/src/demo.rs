@@ -345,7 +345,7 @@ async fn evaluate(
         hv.vm_api().clone(),
         pve_agent::AgentOptions::default().scaled(time_scale),
     );
-    let runner = crate::probe_runner::PveRunner::new(agent, Some(pve_vm::VmId::new(TEACHER_VM)?));
+    let runner = lab_proxmox::probes::PveRunner::new(agent, Some(pve_vm::VmId::new(TEACHER_VM)?));
     let before = sim.requests();
     let report = collect(
         &runner,

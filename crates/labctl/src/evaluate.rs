@@ -372,7 +372,7 @@ async fn run_collect(
         Some(t) => Some(VmId::new(t).map_err(|e| fail::usage(format!("[exam] teacher: {e}")))?),
         None => None,
     };
-    let runner = crate::probe_runner::PveRunner::new(agent, teacher);
+    let runner = lab_proxmox::probes::PveRunner::new(agent, teacher);
     let total: usize = plans.iter().map(|(_, p)| p.len()).sum();
     let bar = progress(total as u64, "collecting");
     let options = scaled_options(
@@ -795,7 +795,7 @@ pub async fn selftest_cmd(
         Some(t) => Some(VmId::new(t).map_err(|e| fail::usage(format!("[exam] teacher: {e}")))?),
         None => None,
     };
-    let runner = crate::probe_runner::PveRunner::new(agent.clone(), teacher);
+    let runner = lab_proxmox::probes::PveRunner::new(agent.clone(), teacher);
     let judge = |name: &str, info: StudentInfo| {
         let spec = &spec;
         let runner = &runner;

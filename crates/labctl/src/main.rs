@@ -30,7 +30,6 @@ mod lab;
 mod labfile;
 mod output;
 mod precedence;
-mod probe_runner;
 mod progress;
 mod roster;
 mod signals;

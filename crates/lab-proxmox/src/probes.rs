@@ -1,4 +1,5 @@
-//! Runs a planned probe for real: inside a guest through its agent (the student's, or
+//! The grader's probes on Proxmox VE ([`PveRunner`], a [`lab_grade::collect::Runner`]):
+//! runs a planned probe for real: inside a guest through its agent (the student's, or
 //! the teacher's for `from = "teacher"`), or on this machine (`from = "host"`).
 //!
 //! Every result is raw: exit code, stdout, stderr. On the host, `ping` and `dns` run the
@@ -15,7 +16,7 @@ use pve_agent::{AgentApi, Exec};
 use pve_vm::{Guest, GuestKind, NodeName, VmApi, VmId};
 use tokio::sync::OnceCell;
 
-/// The runner labctl uses.
+/// Runs `lab-grade` probes on a Proxmox VE cluster (what `labctl lab collect` uses).
 pub struct PveRunner {
     agent: AgentApi,
     vms: VmApi,

@@ -591,7 +591,9 @@ fn ip(g: &mut Guest, args: &[&str], now: Instant) -> Option<Outcome> {
         ("route", "del" | "delete" | "d") => route_del(g, tail, now),
         _ => return None,
     }?;
-    prune_routes(g, now);
+    if out.exit_code == 0 {
+        prune_routes(g, now);
+    }
     Some(out)
 }
 

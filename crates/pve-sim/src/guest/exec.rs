@@ -146,6 +146,7 @@ const BUILTINS: &[&str] = &[
     "true",
     "false",
     "echo",
+    "printf",
     "hostname",
     "uname",
     "cat",
@@ -209,6 +210,7 @@ fn builtin(
     match name {
         "true" => Some(Outcome::ok(Vec::new())),
         "false" => Some(Outcome::fail(1, Vec::new())),
+        "printf" => Some(printf(&args)),
         "echo" => Some(Outcome::ok(match args.split_first() {
             Some((&"-n", rest)) => rest.join(" "),
             _ => format!("{}\n", args.join(" ")),
@@ -263,6 +265,70 @@ fn builtin(
         "curl" => Some(probes::curl(st, vmid, &args, now)),
         _ => None,
     }
+}
+
+/// `printf FORMAT [ARG…]` with `%s`, `%d`, `%%` and the escapes `\n`, `\t`, `\\`;
+/// the format is reused while arguments remain, as coreutils does.
+fn printf(args: &[&str]) -> Outcome {
+    let Some((format, mut rest)) = args.split_first() else {
+        return Outcome::fail(
+            1,
+            "printf: missing operand\nTry 'printf --help' for more information.\n",
+        );
+    };
+    let mut out = String::new();
+    loop {
+        let mut used = 0;
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('\\') => out.push('\\'),
+                    Some(x) => {
+                        out.push('\\');
+                        out.push(x);
+                    }
+                    None => out.push('\\'),
+                },
+                '%' => match chars.next() {
+                    Some('%') => out.push('%'),
+                    Some('s') => {
+                        out.push_str(rest.get(used).copied().unwrap_or_default());
+                        used += 1;
+                    }
+                    Some('d') => {
+                        let arg = rest.get(used).copied().unwrap_or("0");
+                        match arg.parse::<i64>() {
+                            Ok(n) => out.push_str(&n.to_string()),
+                            Err(_) => {
+                                return Outcome {
+                                    stdout: out.into_bytes(),
+                                    stderr: format!("printf: '{arg}': expected a numeric value\n")
+                                        .into_bytes(),
+                                    exit_code: 1,
+                                    run_time: QUICK,
+                                }
+                            }
+                        }
+                        used += 1;
+                    }
+                    Some(x) => {
+                        out.push('%');
+                        out.push(x);
+                    }
+                    None => out.push('%'),
+                },
+                c => out.push(c),
+            }
+        }
+        if used == 0 || used >= rest.len() {
+            break;
+        }
+        rest = &rest[used..];
+    }
+    Outcome::ok(out)
 }
 
 fn cat(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Outcome {
@@ -1131,6 +1197,17 @@ mod tests {
             vec!["curl", "-s", "-w", "%{http_code}", "a b", "c d"]
         );
         assert!(tokenize("echo 'open").is_none());
+    }
+
+    #[test]
+    fn printf_formats_like_coreutils() {
+        let text = |args: &[&str]| String::from_utf8(printf(args).stdout).unwrap();
+        assert_eq!(text(&["a\\tb\\n"]), "a\tb\n");
+        assert_eq!(text(&["%s=%d%%\\n", "x", "5"]), "x=5%\n");
+        assert_eq!(text(&["%s\\n", "a", "b"]), "a\nb\n");
+        let bad = printf(&["%d", "x"]);
+        assert_eq!(bad.exit_code, 1);
+        assert_eq!(printf(&[]).exit_code, 1);
     }
 
     #[test]

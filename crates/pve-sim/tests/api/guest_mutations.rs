@@ -173,6 +173,14 @@ async fn files_change_through_rm_touch_mkdir_and_redirections() {
         (code, err.as_str()),
         (2, "sh: 1: cannot create /nodir/f: Directory nonexistent\n")
     );
+    // printf writes without the trailing newline echo adds.
+    sh(
+        &api,
+        150,
+        &["sh", "-c", "printf '%s=%d\\n' port 80 > /root/conf"],
+    )
+    .await;
+    assert_eq!(sh(&api, 150, &["cat", "/root/conf"]).await.1, "port=80\n");
     // Patterns match the guest's files; one that matches nothing stays as it is.
     let (code, _, err) = sh(
         &api,

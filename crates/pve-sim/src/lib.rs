@@ -46,7 +46,7 @@
 //! API (`agent/exec`, `exec-status`, `file-read`, `file-write`, `info`, `get-osinfo`,
 //! `get-users`, `network-get-interfaces`, `get-host-name`), the built-in commands
 //! that read it (`ip -j [-d] addr|link|route`, `hostname`, `uname`, `cat`, `head -c|-n`,
-//! `sha256sum`, `test`, `echo`, `systemctl is-active|is-enabled`, `ping`, `nc -z`,
+//! `sha256sum`, `test`, `echo`, `printf`, `systemctl is-active|is-enabled`, `ping`, `nc -z`,
 //! `dig`, `curl`), the built-in commands that change it — `rm [-f] [-r] PATH…`,
 //! `touch`, `mkdir [-p]`, `systemctl start|stop|restart|enable|disable|mask|unmask
 //! [--now] UNIT` (every port of the unit; `qemu-guest-agent` stops the agent),

@@ -183,6 +183,12 @@ fn rm(os: &mut GuestOs, args: &[&str]) -> Outcome {
     }
     let mut r = Report::default();
     for p in o.operands {
+        if p.is_empty() {
+            if !force {
+                r.fail(1, "rm: cannot remove '': No such file or directory".into());
+            }
+            continue;
+        }
         let abs = absolute(p);
         if os.files.remove(&abs).is_some() {
             if verbose {
@@ -257,6 +263,13 @@ fn touch(os: &mut GuestOs, args: &[&str]) -> Outcome {
     let create = !o.flags.contains(&'c');
     let mut r = Report::default();
     for p in o.operands {
+        if p.is_empty() {
+            r.fail(
+                1,
+                "touch: cannot touch '': No such file or directory".into(),
+            );
+            continue;
+        }
         let abs = absolute(p);
         if os.files.contains_key(&abs) || os.is_dir(&abs) || !create {
             continue;
@@ -302,6 +315,13 @@ fn mkdir(os: &mut GuestOs, args: &[&str]) -> Outcome {
     let verbose = o.flags.contains(&'v');
     let mut r = Report::default();
     for p in o.operands {
+        if p.is_empty() {
+            r.fail(
+                1,
+                "mkdir: cannot create directory '': No such file or directory".into(),
+            );
+            continue;
+        }
         let abs = absolute(p);
         if os.files.contains_key(&abs) || (os.is_dir(&abs) && !parents) {
             r.fail(
@@ -591,7 +611,9 @@ fn ip(g: &mut Guest, args: &[&str], now: Instant) -> Option<Outcome> {
         ("route", "del" | "delete" | "d") => route_del(g, tail, now),
         _ => return None,
     }?;
-    prune_routes(g, now);
+    if out.exit_code == 0 {
+        prune_routes(g, now);
+    }
     Some(out)
 }
 
@@ -1083,6 +1105,11 @@ mod tests {
         assert!(!os.is_dir("/srv/www"));
         assert!(!os.files.contains_key("/srv/www/a/index.html"));
         assert_eq!(rm(&mut os, &["-rf", "/"]).exit_code, 1);
+        let o = rm(&mut os, &["-r", ""]);
+        assert_eq!(
+            o.stderr,
+            b"rm: cannot remove '': No such file or directory\n"
+        );
         assert!(os.files.contains_key("/etc/hostname"));
     }
 

@@ -146,6 +146,7 @@ const BUILTINS: &[&str] = &[
     "true",
     "false",
     "echo",
+    "printf",
     "hostname",
     "uname",
     "cat",
@@ -209,6 +210,7 @@ fn builtin(
     match name {
         "true" => Some(Outcome::ok(Vec::new())),
         "false" => Some(Outcome::fail(1, Vec::new())),
+        "printf" => Some(printf(&args)),
         "echo" => Some(Outcome::ok(match args.split_first() {
             Some((&"-n", rest)) => rest.join(" "),
             _ => format!("{}\n", args.join(" ")),
@@ -263,6 +265,70 @@ fn builtin(
         "curl" => Some(probes::curl(st, vmid, &args, now)),
         _ => None,
     }
+}
+
+/// `printf FORMAT [ARG…]` with `%s`, `%d`, `%%` and the escapes `\n`, `\t`, `\\`;
+/// the format is reused while arguments remain, as coreutils does.
+fn printf(args: &[&str]) -> Outcome {
+    let Some((format, mut rest)) = args.split_first() else {
+        return Outcome::fail(
+            1,
+            "printf: missing operand\nTry 'printf --help' for more information.\n",
+        );
+    };
+    let mut out = String::new();
+    loop {
+        let mut used = 0;
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('\\') => out.push('\\'),
+                    Some(x) => {
+                        out.push('\\');
+                        out.push(x);
+                    }
+                    None => out.push('\\'),
+                },
+                '%' => match chars.next() {
+                    Some('%') => out.push('%'),
+                    Some('s') => {
+                        out.push_str(rest.get(used).copied().unwrap_or_default());
+                        used += 1;
+                    }
+                    Some('d') => {
+                        let arg = rest.get(used).copied().unwrap_or("0");
+                        match arg.parse::<i64>() {
+                            Ok(n) => out.push_str(&n.to_string()),
+                            Err(_) => {
+                                return Outcome {
+                                    stdout: out.into_bytes(),
+                                    stderr: format!("printf: '{arg}': expected a numeric value\n")
+                                        .into_bytes(),
+                                    exit_code: 1,
+                                    run_time: QUICK,
+                                }
+                            }
+                        }
+                        used += 1;
+                    }
+                    Some(x) => {
+                        out.push('%');
+                        out.push(x);
+                    }
+                    None => out.push('%'),
+                },
+                c => out.push(c),
+            }
+        }
+        if used == 0 || used >= rest.len() {
+            break;
+        }
+        rest = &rest[used..];
+    }
+    Outcome::ok(out)
 }
 
 fn cat(os: &super::os::GuestOs, args: &[&str], stdin: &[u8]) -> Outcome {
@@ -523,6 +589,9 @@ fn render(v: &serde_json::Value, pretty: bool) -> String {
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Word(String),
+    /// A word with an unquoted `*` or `?`: a pattern matched against the guest's files
+    /// when the command runs (kept as it is when nothing matches, as sh does).
+    Glob(String),
     /// `|`, `||`, `&&`, `;` (a newline counts as `;`).
     Op(&'static str),
     /// A redirection of file descriptor `fd`; the target word follows, except for `Dup`.
@@ -544,22 +613,30 @@ enum RedirKind {
     Dup(u8),
 }
 
-/// Split a script into words (single and double quotes, backslashes), operators and
-/// redirections. `None` = something the simulated shell does not take: expansions
-/// (`$`, backquotes, globs, `~`), subshells and groups, background jobs, here-documents.
+/// Split a script into words (single and double quotes, backslashes, `~` as `/root`),
+/// operators and redirections. `None` = something the simulated shell does not take:
+/// parameter and command expansions (`$`, backquotes), subshells, background jobs,
+/// here-documents.
 fn tokenize(s: &str) -> Option<Vec<Tok>> {
     let chars: Vec<char> = s.chars().collect();
     let mut toks = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
     let mut quoted = false;
+    let mut globby = false;
     let mut i = 0;
-    let flush = |toks: &mut Vec<Tok>, cur: &mut String, in_word: &mut bool, quoted: &mut bool| {
+    let flush = |toks: &mut Vec<Tok>,
+                 cur: &mut String,
+                 in_word: &mut bool,
+                 quoted: &mut bool,
+                 globby: &mut bool| {
         if *in_word {
-            toks.push(Tok::Word(std::mem::take(cur)));
+            let w = std::mem::take(cur);
+            toks.push(if *globby { Tok::Glob(w) } else { Tok::Word(w) });
         }
         *in_word = false;
         *quoted = false;
+        *globby = false;
     };
     while i < chars.len() {
         let c = chars[i];
@@ -609,26 +686,36 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                     cur.push(y);
                 }
             }
-            '$' | '`' | '(' | ')' | '*' | '?' => return None,
-            '~' | '{' | '}' | '#' if !in_word => {
-                if c == '#' {
-                    // A comment runs to the end of the line.
-                    while i < chars.len() && chars[i] != '\n' {
-                        i += 1;
-                    }
-                } else {
-                    return None;
+            '$' | '`' | '(' | ')' => return None,
+            '*' | '?' => {
+                in_word = true;
+                globby = true;
+                cur.push(c);
+            }
+            '#' if !in_word => {
+                // A comment runs to the end of the line.
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
                 }
             }
+            '~' if !in_word
+                && chars
+                    .get(i)
+                    .is_none_or(|n| *n == '/' || n.is_whitespace() || ";|&<>".contains(*n)) =>
+            {
+                // The tilde prefix: root's home (qemu-ga runs as root).
+                in_word = true;
+                cur.push_str("/root");
+            }
             '\n' | ';' => {
-                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby);
                 if chars.get(i) == Some(&';') {
                     return None; // `;;` belongs to case
                 }
                 toks.push(Tok::Op(";"));
             }
             '|' => {
-                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby);
                 if chars.get(i) == Some(&'|') {
                     i += 1;
                     toks.push(Tok::Op("||"));
@@ -641,7 +728,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                     return None; // a background job, or bash's `&>`
                 }
                 i += 1;
-                flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby);
                 toks.push(Tok::Op("&&"));
             }
             '>' | '<' => {
@@ -652,7 +739,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                     in_word = false;
                     fd
                 } else {
-                    flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+                    flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby);
                     if c == '<' {
                         0
                     } else {
@@ -685,14 +772,16 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 };
                 toks.push(Tok::Redir { fd, kind });
             }
-            c if c.is_whitespace() => flush(&mut toks, &mut cur, &mut in_word, &mut quoted),
+            c if c.is_whitespace() => {
+                flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby)
+            }
             c => {
                 in_word = true;
                 cur.push(c);
             }
         }
     }
-    flush(&mut toks, &mut cur, &mut in_word, &mut quoted);
+    flush(&mut toks, &mut cur, &mut in_word, &mut quoted, &mut globby);
     Some(toks)
 }
 
@@ -709,6 +798,8 @@ enum Target {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Cmd {
     words: Vec<String>,
+    /// Indexes of the words that are patterns ([`Tok::Glob`]).
+    globs: Vec<usize>,
     redirs: Vec<(u8, Target)>,
 }
 
@@ -728,10 +819,14 @@ fn parse(toks: Vec<Tok>) -> Option<Script> {
     let mut conn = ";";
     let mut it = toks.into_iter();
     while let Some(t) = it.next() {
+        let is_glob = matches!(t, Tok::Glob(_));
         match t {
-            Tok::Word(w) => {
+            Tok::Word(w) | Tok::Glob(w) => {
                 if cmd.words.is_empty() && w.contains('=') && !w.starts_with('=') {
                     return None; // a variable assignment
+                }
+                if is_glob {
+                    cmd.globs.push(cmd.words.len());
                 }
                 cmd.words.push(w);
             }
@@ -739,7 +834,7 @@ fn parse(toks: Vec<Tok>) -> Option<Script> {
                 let target = match kind {
                     RedirKind::Dup(n) => Target::Dup(n),
                     k => {
-                        let Some(Tok::Word(path)) = it.next() else {
+                        let Some(Tok::Word(path) | Tok::Glob(path)) = it.next() else {
                             return None;
                         };
                         match k {
@@ -897,14 +992,34 @@ fn run_cmd(
         };
     }
     let stdin = input.as_deref().unwrap_or(stdin);
-    let o = match run_from(st, vmid, &cmd.words, stdin, now) {
+    let words: Vec<String> = match st.guests.get(&vmid) {
+        Some(g) => cmd
+            .words
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| {
+                let found = if cmd.globs.contains(&i) {
+                    glob(&g.os, w)
+                } else {
+                    Vec::new()
+                };
+                if found.is_empty() {
+                    vec![w.clone()]
+                } else {
+                    found
+                }
+            })
+            .collect(),
+        None => cmd.words.clone(),
+    };
+    let o = match run_from(st, vmid, &words, stdin, now) {
         Ok((o, Source::Builtin | Source::Table)) => o,
         // Inside a shell a missing program is the shell's error, not a spawn failure.
         Ok((_, Source::NotFound)) | Err(_) => {
             let text = if bash {
-                format!("bash: line 1: {}: command not found\n", cmd.words[0])
+                format!("bash: line 1: {}: command not found\n", words[0])
             } else {
-                format!("sh: 1: {}: not found\n", cmd.words[0])
+                format!("sh: 1: {}: not found\n", words[0])
             };
             Outcome::fail(127, text)
         }
@@ -935,12 +1050,85 @@ fn run_cmd(
     step
 }
 
+/// The paths (files and directories) a pattern with `*` and `?` matches, sorted; a
+/// relative pattern is taken from `/` and answers relative paths. `*` and `?` do not
+/// match `/` nor a leading `.`.
+fn glob(os: &super::os::GuestOs, pattern: &str) -> Vec<String> {
+    let relative = !pattern.starts_with('/');
+    let pat: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty()).collect();
+    let mut paths: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut add_with_parents = |p: &str| {
+        let mut cur = p;
+        while cur.len() > 1 {
+            paths.insert(cur.to_owned());
+            cur = cur.rsplit_once('/').map_or("/", |(a, _)| a);
+        }
+    };
+    for p in os.files.keys() {
+        add_with_parents(p);
+    }
+    for d in os
+        .dirs
+        .iter()
+        .map(String::as_str)
+        .chain(super::os::STANDARD_DIRS.iter().copied())
+    {
+        add_with_parents(d);
+    }
+    paths
+        .into_iter()
+        .filter(|p| {
+            let parts: Vec<&str> = p.split('/').filter(|x| !x.is_empty()).collect();
+            parts.len() == pat.len() && parts.iter().zip(&pat).all(|(n, q)| wildcard(q, n))
+        })
+        .map(|p| if relative { p[1..].to_owned() } else { p })
+        .collect()
+}
+
+/// Does one path component `name` match `pat` (`*`, `?`, literal characters)?
+fn wildcard(pat: &str, name: &str) -> bool {
+    if name.starts_with('.') && !pat.starts_with('.') {
+        return false;
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matching with one backtrack point for the last `*`.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some('?') => {
+                pi += 1;
+                ni += 1;
+            }
+            Some(c) if *c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
 /// `sh -c SCRIPT` (also `bash`, `dash`): simple commands with words in single or double
 /// quotes, pipes (`|`), lists (`;`, `&&`, `||`, newlines), redirections (`>`, `>>`,
 /// `<`, `2>`, `2>>`, `2>&1`, `>&2`, `/dev/null`) and comments. Each command's stdout
 /// is the next one's stdin in a pipe; the exit code is the last pipeline's. A script
-/// with anything else (expansions, globs, subshells, background jobs) is `None`: only
-/// the command table knows its answer.
+/// with anything else (`$` and backquote expansions, subshells, background jobs) is
+/// `None`: only the command table knows its answer. Unquoted `*` and `?` match the
+/// guest's files when the command runs; `~` is `/root`.
 fn shell(
     st: &mut SimState,
     vmid: u32,
@@ -1012,6 +1200,36 @@ mod tests {
     }
 
     #[test]
+    fn printf_formats_like_coreutils() {
+        let text = |args: &[&str]| String::from_utf8(printf(args).stdout).unwrap();
+        assert_eq!(text(&["a\\tb\\n"]), "a\tb\n");
+        assert_eq!(text(&["%s=%d%%\\n", "x", "5"]), "x=5%\n");
+        assert_eq!(text(&["%s\\n", "a", "b"]), "a\nb\n");
+        let bad = printf(&["%d", "x"]);
+        assert_eq!(bad.exit_code, 1);
+        assert_eq!(printf(&[]).exit_code, 1);
+    }
+
+    #[test]
+    fn patterns_match_the_guests_files_like_sh() {
+        assert!(wildcard("*.log", "a.log"));
+        assert!(wildcard("a?c", "abc"));
+        assert!(wildcard("*", "x"));
+        assert!(!wildcard("*", ".hidden"));
+        assert!(!wildcard("*.log", "a.txt"));
+        assert!(wildcard("a*b*c", "aXbYbc"));
+        let mut os = super::super::os::GuestOs::seeded("s1");
+        os.apply_json(&serde_json::json!({"files": {
+            "/tmp/a.log": {"content": ""}, "/tmp/b.log": {"content": ""},
+            "/tmp/c.txt": {"content": ""}, "/tmp/.h.log": {"content": ""}}}))
+            .unwrap();
+        assert_eq!(glob(&os, "/tmp/*.log"), vec!["/tmp/a.log", "/tmp/b.log"]);
+        assert_eq!(glob(&os, "tmp/?.txt"), vec!["tmp/c.txt"]);
+        assert!(glob(&os, "/nope/*").is_empty());
+        assert!(glob(&os, "/etc/host*").contains(&"/etc/hostname".to_owned()));
+    }
+
+    #[test]
     fn scripts_parse_into_lists_pipes_and_redirections() {
         let items =
             parse(tokenize("echo 'a|b' > /x; cat /x | head -c 1 && rm -f /x 2>&1").unwrap())
@@ -1036,9 +1254,16 @@ mod tests {
             parse(tokenize("echo '2'>/x").unwrap()).unwrap()[0].1[0].words,
             vec!["echo", "2"]
         );
+        // Patterns and the tilde.
+        let items = parse(tokenize("rm -f /tmp/*.log ~/x 'a*' ?").unwrap()).unwrap();
+        let cmd = &items[0].1[0];
+        assert_eq!(
+            cmd.words,
+            vec!["rm", "-f", "/tmp/*.log", "/root/x", "a*", "?"]
+        );
+        assert_eq!(cmd.globs, vec![2, 5]);
         for unsupported in [
             "echo $HOME",
-            "ls *",
             "(cd /)",
             "sleep 1 &",
             "cat <<EOF",

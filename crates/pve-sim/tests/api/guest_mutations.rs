@@ -173,6 +173,36 @@ async fn files_change_through_rm_touch_mkdir_and_redirections() {
         (code, err.as_str()),
         (2, "sh: 1: cannot create /nodir/f: Directory nonexistent\n")
     );
+    // printf writes without the trailing newline echo adds.
+    sh(
+        &api,
+        150,
+        &["sh", "-c", "printf '%s=%d\\n' port 80 > /root/conf"],
+    )
+    .await;
+    assert_eq!(sh(&api, 150, &["cat", "/root/conf"]).await.1, "port=80\n");
+    // Patterns match the guest's files; one that matches nothing stays as it is.
+    let (code, _, err) = sh(
+        &api,
+        150,
+        &[
+            "sh",
+            "-c",
+            "touch /tmp/a.log /tmp/b.log /tmp/keep.txt && rm /tmp/*.log",
+        ],
+    )
+    .await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (_, out, _) = sh(&api, 150, &["sh", "-c", "echo /tmp/*"]).await;
+    assert_eq!(out, "/tmp/keep.txt\n");
+    let (code, _, err) = sh(&api, 150, &["sh", "-c", "rm /tmp/*.log"]).await;
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "rm: cannot remove '/tmp/*.log': No such file or directory\n"
+        )
+    );
     let (code, _, err) = sh(&api, 150, &["bash", "-c", "echo x > /nodir/f"]).await;
     assert_eq!(
         (code, err.as_str()),

@@ -543,6 +543,23 @@ mod tests {
     }
 
     #[test]
+    fn a_regraded_sheet_says_so_on_the_overview() {
+        let (_dir, files) = render(&fixture::class());
+        assert!(!read(&files[0]).contains("Re-graded"));
+        let mut sheet = fixture::class();
+        sheet.evidence_spec_sha256 = "b".repeat(64);
+        let (_dir, files) = render(&sheet);
+        let index = read(&files[0]);
+        assert!(
+            index.contains(&format!(
+                "<p class=\"warn\">Re-graded: the evidence was collected with spec sha256 <code>{}</code>.</p>",
+                "b".repeat(64)
+            )),
+            "{index}"
+        );
+    }
+
+    #[test]
     fn html_rewrites_an_existing_report_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let mut sheet = fixture::class();

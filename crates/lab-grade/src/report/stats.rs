@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn ten_students_are_all_named() {
+        let st = stats(&one_check(&[Error; 10]));
+        assert_eq!(
+            st.warnings,
+            ["check c: error for 10 students (s1, s2, s3, s4, s5, s6, s7, s8, s9, s10): their evidence could not be judged"]
+        );
+    }
+
+    #[test]
     fn a_check_passing_for_everyone_is_flagged() {
         let st = stats(&one_check(&[Pass, Pass, Pass]));
         assert_eq!(

@@ -260,6 +260,14 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
             ]),
         ),
         ("lab status", leaf(&["lab", "status", "-n", "tree"])),
+        ("lab collect", leaf(&["lab", "collect", "tree.toml"])),
+        ("lab grade", leaf(&["lab", "grade", "tree.toml"])),
+        ("lab check", leaf(&["lab", "check", "tree.toml"])),
+        ("lab lint", leaf(&["lab", "lint", "tree.toml"])),
+        (
+            "lab selftest",
+            leaf(&["lab", "selftest", "tree.toml", "--reference", "5000"]),
+        ),
         ("lab ips", leaf(&["lab", "ips", "-n", "tree"])),
         (
             "lab down",
@@ -402,6 +410,35 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
     ])
 }
 
+/// The lab `lab up` made, as a file with checks that every student passes.
+const TREE_LAB: &str = r#"
+name = "tree"
+template = 9000
+count = 2
+teachers = ["10.10.0.1"]
+
+[exam]
+teacher = 100
+
+[[probe]]
+id = "host"
+file = "/etc/hostname"
+
+[[probe]]
+id = "ssh"
+tcp = "{{ip}}:22"
+
+[[check]]
+id = "hostname"
+probe = "host"
+expect = [{ equals = "{{hostname}}" }]
+
+[[check]]
+id = "ssh"
+probe = "ssh"
+expect = [{ reachable = true }]
+"#;
+
 /// The keys the README documents: the first column of the table under "### JSON keys".
 fn documented_keys() -> BTreeSet<String> {
     let readme =
@@ -521,6 +558,9 @@ async fn every_command_runs_its_help_and_every_output_format_without_panic_or_ig
     )
     .await;
     assert_eq!(grant.code, Some(0), "{grant}");
+
+    // The lab as a file with checks, for the evaluation verbs.
+    std::fs::write(dir.path().join("tree.toml"), TREE_LAB).unwrap();
 
     let mut keys = BTreeSet::new();
     let mut problems = Vec::new();

@@ -101,8 +101,11 @@ pub struct CollectReport {
     pub written: usize,
     /// Probes skipped because their evidence was already there.
     pub kept: usize,
-    /// Evidence files recording an error.
+    /// Evidence files recording an error (written now or kept from before).
     pub errors: usize,
+    /// Students whose earlier evidence was not kept: another guest (id, identity or
+    /// values changed since), or files changed after they were sealed.
+    pub stale: Vec<String>,
     /// Students sealed (manifest written).
     pub sealed: usize,
 }
@@ -142,6 +145,21 @@ where
     let mut jobs = Vec::new();
     let mut left = vec![0usize; students.len()];
     for (i, (info, probes)) in students.iter().enumerate() {
+        // Evidence on disk counts only for the same guest and values, and only while it
+        // matches the manifest that sealed it.
+        let same_student = store.student(&info.key).is_none_or(|old| old == *info);
+        let changed: Vec<String> = if same_student && store.sealed(&info.key) {
+            store
+                .verify(&info.key)?
+                .into_iter()
+                .map(|(file, _)| file)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !same_student || !changed.is_empty() {
+            report.stale.push(info.key.clone());
+        }
         store.write_student(info)?;
         // Dedup: one run per (source, request, timeout); the ids share its evidence.
         let mut groups: BTreeMap<String, Job> = BTreeMap::new();
@@ -163,13 +181,19 @@ where
                 });
         }
         for job in groups.into_values() {
-            let done = job.ids.iter().all(|id| {
-                store
-                    .finished(&info.key, id)
-                    .is_some_and(|ev| still_good(&ev, &job.probe, options.redo_errors))
-            });
-            if done {
+            let kept: Vec<Evidence> = job
+                .ids
+                .iter()
+                .filter(|id| same_student && !changed.contains(&format!("{id}.json")))
+                .filter_map(|id| store.finished(&info.key, id))
+                .filter(|ev| still_good(ev, &job.probe, options.redo_errors))
+                .collect();
+            if kept.len() == job.ids.len() {
                 report.kept += job.ids.len();
+                report.errors += kept
+                    .iter()
+                    .filter(|ev| ev.error.is_some() || ev.truncated)
+                    .count();
             } else {
                 left[i] += 1;
                 jobs.push(job);
@@ -424,6 +448,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn evidence_of_another_guest_or_edited_after_sealing_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let runner = Echo::default();
+        let plan = vec![(student("s1"), vec![exec("a", "x"), exec("b", "y")])];
+        collect(&runner, &store, &plan, |_, _| true, &options(), |_, _| {})
+            .await
+            .unwrap();
+        // The lab was torn down and brought up again: same id, another guest.
+        let mut again = student("s1");
+        again.vars.insert("instance".into(), "another clone".into());
+        let plan2 = vec![(again, vec![exec("a", "x"), exec("b", "y")])];
+        let r = collect(&runner, &store, &plan2, |_, _| true, &options(), |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((r.runs, r.kept, r.stale.len()), (2, 0, 1));
+        // Someone edits a sealed file: it is collected again, not sealed as it is.
+        let path = store.probe_path("s1", "a");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("x 2", "x 9");
+        std::fs::write(&path, text).unwrap();
+        let r = collect(&runner, &store, &plan2, |_, _| true, &options(), |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((r.runs, r.kept), (1, 1));
+        assert_eq!(store.finished("s1", "a").unwrap().stdout.text(), "x 3\n");
+        assert!(store.verify("s1").unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_lost_result_is_tried_again_once_then_recorded_as_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
@@ -454,7 +509,7 @@ mod tests {
         let r = collect(&always, &store, &plan, |_, _| true, &options(), |_, _| {})
             .await
             .unwrap();
-        assert_eq!(r.runs, 0);
+        assert_eq!((r.runs, r.errors), (0, 1), "a kept error still counts");
         let redo = CollectOptions {
             redo_errors: true,
             ..options()

@@ -231,7 +231,11 @@ impl Evidence {
             return Err("truncated: the agent cut the output".to_owned());
         }
         if self.sha256 != self.stdout.sha256() {
-            return Err("the recorded sha256 does not match stdout".to_owned());
+            return Err(
+                "the evidence was changed after it was collected (its sha256 does not match \
+                 its stdout)"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
@@ -250,8 +254,10 @@ pub struct StudentInfo {
     pub vmid: u32,
     /// Its node.
     pub node: String,
-    /// The values `{{…}}` may use: `student`, `hostname`, `vmid`, `node`, `ip` and every
-    /// roster column.
+    /// The values `{{…}}` may use: `student`, `hostname`, `vmid`, `node`, `ip`, `teacher_ip`,
+    /// every roster column, and `instance`: the guest's identity beyond its id (on Proxmox
+    /// VE the `smbios1` UUID a clone gets), so that evidence of an earlier guest with the
+    /// same id and address is never taken for this one's.
     pub vars: BTreeMap<String, String>,
 }
 
@@ -331,6 +337,15 @@ impl Store {
     /// An existing store (it must hold `collect.json`).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
+        if !root.exists() {
+            return Err(StoreError::Io {
+                path: root,
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no such directory: run `labctl lab collect` first (or give --evidence)",
+                ),
+            });
+        }
         let meta = root.join(META);
         if !meta.is_file() {
             return Err(StoreError::Format {
@@ -362,6 +377,16 @@ impl Store {
 
     fn dir(&self, student: &str) -> PathBuf {
         self.root.join(student)
+    }
+
+    /// Who a student was at the last collection into this store, if it is recorded.
+    pub fn student(&self, key: &str) -> Option<StudentInfo> {
+        read_json(&self.dir(key).join(STUDENT)).ok()
+    }
+
+    /// Whether a student's directory has a manifest.
+    pub fn sealed(&self, key: &str) -> bool {
+        self.dir(key).join(MANIFEST).is_file()
     }
 
     /// Records who a student is (creates their directory).
@@ -457,18 +482,44 @@ impl Store {
         Ok(problems)
     }
 
-    /// Everything recorded for a student, with the manifest checked.
+    /// Everything recorded for a student, with the manifest checked. A file that cannot
+    /// be read as evidence is a problem of this student (their checks on it are errors),
+    /// never a failure of the whole class.
     pub fn load(&self, student: &str) -> Result<StudentEvidence, StoreError> {
         let d = self.dir(student);
-        let info: StudentInfo = read_json(&d.join(STUDENT))?;
-        let problems = self.verify(student)?;
+        let mut problems = self.verify(student)?;
+        let info: StudentInfo = match read_json(&d.join(STUDENT)) {
+            Ok(i) => i,
+            Err(e) => {
+                problems.push((STUDENT.to_owned(), format!("unreadable: {e}")));
+                StudentInfo {
+                    key: student.to_owned(),
+                    name: student.to_owned(),
+                    hostname: student.to_owned(),
+                    vmid: 0,
+                    node: String::new(),
+                    vars: BTreeMap::new(),
+                }
+            }
+        };
         let mut probes = BTreeMap::new();
         for name in files(&d)? {
             if name == STUDENT {
                 continue;
             }
-            let ev: Evidence = read_json(&d.join(&name))?;
-            probes.insert(ev.probe.clone(), ev);
+            match read_json::<Evidence>(&d.join(&name)) {
+                Ok(ev) if format!("{}.json", ev.probe) == name => {
+                    probes.insert(ev.probe.clone(), ev);
+                }
+                Ok(ev) => problems.push((
+                    name.clone(),
+                    format!(
+                        "holds the evidence of probe {} (moved or renamed)",
+                        ev.probe
+                    ),
+                )),
+                Err(e) => problems.push((name.clone(), format!("unreadable: {e}"))),
+            }
         }
         Ok(StudentEvidence {
             info,
@@ -562,6 +613,27 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "host.json");
         assert!(problems[0].1.contains("changed"));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_problem_of_its_student_not_an_error_of_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        store.write_student(&info("s1")).unwrap();
+        store.write(&ev("s1", "a", b"1")).unwrap();
+        store.write(&ev("s1", "b", b"2")).unwrap();
+        store.seal("s1").unwrap();
+        fs::write(store.probe_path("s1", "b"), b"{\"probe\": ").unwrap();
+        let loaded = store.load("s1").unwrap();
+        assert!(loaded.probes.contains_key("a") && !loaded.probes.contains_key("b"));
+        assert!(loaded
+            .problems
+            .iter()
+            .any(|(f, why)| f == "b.json" && why.contains("unreadable")));
+        fs::write(dir.path().join("s1").join(STUDENT), b"").unwrap();
+        let loaded = store.load("s1").unwrap();
+        assert_eq!(loaded.info.key, "s1");
+        assert!(loaded.problems.iter().any(|(f, _)| f == STUDENT));
     }
 
     #[test]

@@ -82,6 +82,61 @@ pub struct SheetFlags {
     html: Option<PathBuf>,
 }
 
+impl SheetFlags {
+    /// Refuses a `--junit`/`--html` target that would overwrite the lab's own files: the
+    /// lab file, its checks, its roster or the evidence.
+    fn check(
+        &self,
+        lab_path: &Path,
+        lab: &LabFile,
+        dir: &Path,
+        evidence: &Path,
+    ) -> anyhow::Result<()> {
+        let real = |p: &Path| -> PathBuf {
+            // The parent resolved (the file itself may not exist yet).
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let base = parent
+                .map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize)
+                .unwrap_or_else(|_| parent.map_or_else(PathBuf::new, Path::to_path_buf));
+            p.file_name().map_or(base.clone(), |n| base.join(n))
+        };
+        let mut inputs = vec![real(lab_path)];
+        inputs.extend(lab.checks.iter().map(|c| real(&dir.join(c))));
+        inputs.extend(lab.roster.iter().map(|r| real(&dir.join(r))));
+        let evidence = std::fs::canonicalize(evidence).unwrap_or_else(|_| real(evidence));
+        if let Some(j) = &self.junit {
+            if j.as_os_str() == "-" {
+                return Err(fail::usage(
+                    "--junit -: the sheet already goes to stdout; give a file name for the JUnit XML",
+                ));
+            }
+            if j.is_dir() {
+                return Err(fail::usage(format!(
+                    "--junit {}: a directory; give a file name",
+                    j.display()
+                )));
+            }
+            let r = real(j);
+            if inputs.contains(&r) || r.starts_with(&evidence) {
+                return Err(fail::usage(format!(
+                    "--junit {}: that is the lab's own file or evidence; give another file name",
+                    j.display()
+                )));
+            }
+        }
+        if let Some(h) = &self.html {
+            let r = std::fs::canonicalize(h).unwrap_or_else(|_| real(h));
+            if r.starts_with(&evidence) {
+                return Err(fail::usage(format!(
+                    "--html {}: inside the evidence; give another directory",
+                    h.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `lab check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -103,6 +158,22 @@ pub struct LintArgs {
 
 /// The lab file's checks, read and parsed; errors are usage errors naming the file.
 pub fn load_spec(file: &Path) -> anyhow::Result<(LabFile, PathBuf, Spec)> {
+    let (lab, dir, spec) = read_spec(file)?;
+    let spec = spec.map_err(|e| fail::usage(e.to_string()))?;
+    if spec.is_empty() {
+        return Err(fail::usage(format!(
+            "the checks of {} have no [[check]]: nothing to grade",
+            file.display()
+        )));
+    }
+    Ok((lab, dir, spec))
+}
+
+/// The lab file and its checks; the checks' own problems are returned, not raised, so
+/// `lint` can print them as findings.
+fn read_spec(
+    file: &Path,
+) -> anyhow::Result<(LabFile, PathBuf, Result<Spec, lab_grade::SpecError>)> {
     let (lab, dir) = LabFile::read(file)?;
     if lab.is_fosscloud() {
         return Err(fail::usage(format!(
@@ -130,7 +201,6 @@ pub fn load_spec(file: &Path) -> anyhow::Result<(LabFile, PathBuf, Spec)> {
                 ))
             })?;
             Spec::parse(&text, &path.display().to_string())
-                .map_err(|e| fail::usage(e.to_string()))?
         }
         (None, true) => {
             let mut t = toml::Table::new();
@@ -143,7 +213,6 @@ pub fn load_spec(file: &Path) -> anyhow::Result<(LabFile, PathBuf, Spec)> {
             t.insert("probe".into(), arr(&lab.probe));
             t.insert("check".into(), arr(&lab.check));
             Spec::from_table(&t, &file.display().to_string())
-                .map_err(|e| fail::usage(e.to_string()))?
         }
         (None, false) => {
             return Err(fail::usage(format!(
@@ -154,18 +223,19 @@ pub fn load_spec(file: &Path) -> anyhow::Result<(LabFile, PathBuf, Spec)> {
             )))
         }
     };
-    if spec.is_empty() {
-        return Err(fail::usage(format!(
-            "the checks of {} have no [[check]]: nothing to grade",
-            file.display()
-        )));
-    }
     Ok((lab, dir, spec))
 }
 
+/// The lab's name, from the file only: the evidence belongs to the file's lab, whatever
+/// `LABCTL_LAB` says.
 fn lab_name(lab: &LabFile, file: &Path) -> anyhow::Result<LabName> {
-    crate::labfile::lab_name(None, Some(lab))
-        .with_context(|| format!("lab file {}", file.display()))
+    let Some(name) = &lab.name else {
+        return Err(fail::usage(format!(
+            "lab file {} has no `name`: the evaluation verbs take the lab from its file",
+            file.display()
+        )));
+    };
+    LabName::new(name).map_err(|e| fail::usage(format!("lab file {}: {e}", file.display())))
 }
 
 fn roster(lab: &LabFile, dir: &Path) -> anyhow::Result<Option<Vec<Named>>> {
@@ -184,6 +254,8 @@ struct Place<'a> {
     vmid: u32,
     node: &'a str,
     ip: Option<std::net::IpAddr>,
+    /// The guest's identity (its `smbios1` UUID), when known.
+    instance: Option<String>,
 }
 
 impl<'a> From<&'a GuestStatus> for Place<'a> {
@@ -193,8 +265,36 @@ impl<'a> From<&'a GuestStatus> for Place<'a> {
             vmid: r.vmid.get(),
             node: r.node.as_str(),
             ip: r.addresses.iter().find(|a| a.is_ipv4()).copied(),
+            instance: None,
         }
     }
+}
+
+/// The values labctl fills in for every student; a roster column of the same name is
+/// shadowed by them.
+const BUILT_IN: &[&str] = &[
+    "student",
+    "hostname",
+    "vmid",
+    "node",
+    "ip",
+    "teacher_ip",
+    "instance",
+    "id",
+    "email",
+];
+
+/// Roster columns that the built-in values hide, once per column (for a warning).
+fn shadowed(roster: Option<&[Named]>) -> Vec<String> {
+    let mut cols: Vec<String> = roster
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|n| n.student.extra.keys().cloned())
+        .filter(|k| BUILT_IN.contains(&k.as_str()))
+        .collect();
+    cols.sort();
+    cols.dedup();
+    cols
 }
 
 /// The values `{{…}}` may use for one student.
@@ -226,6 +326,9 @@ fn student_info(
         ),
     ] {
         vars.insert(k.to_owned(), v);
+    }
+    if let Some(i) = &at.instance {
+        vars.insert("instance".into(), i.clone());
     }
     StudentInfo {
         key: at.hostname.to_owned(),
@@ -259,17 +362,48 @@ async fn students(
         .iter()
         .map(|n| (n.hostname.as_str(), n))
         .collect();
+    for col in shadowed(roster.as_deref()) {
+        eprintln!(
+            "warning: the roster's column `{col}` is hidden by labctl's own value `{{{{{col}}}}}`; \
+             rename the column to use it in the checks"
+        );
+    }
     let teacher = file.teachers.first().copied();
+    let vms = conn.vm_api()?;
+    let instances = instances(&vms, &rows).await;
     Ok(rows
         .iter()
-        .map(|r| {
-            student_info(
-                &r.into(),
-                by_host.get(r.hostname.as_str()).copied(),
-                teacher,
-            )
+        .zip(instances)
+        .map(|(r, instance)| {
+            let mut at = Place::from(r);
+            at.instance = instance;
+            student_info(&at, by_host.get(r.hostname.as_str()).copied(), teacher)
         })
         .collect())
+}
+
+/// Each guest's `smbios1` UUID (its identity across a `lab down` and `lab up` that reuse
+/// its id), 16 config reads at a time; `None` where it cannot be read.
+async fn instances(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> Vec<Option<String>> {
+    use futures::stream::{self, StreamExt};
+    stream::iter(rows)
+        .map(|r| async move {
+            let node = pve_vm::NodeName::new(r.node.as_str()).ok()?;
+            let id = VmId::new(r.vmid.get()).ok()?;
+            let cfg = vms
+                .guest_on(node, pve_vm::GuestKind::Qemu, id)
+                .config()
+                .await
+                .ok()?;
+            let smbios = cfg.get("smbios1")?;
+            smbios
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("uuid="))
+                .map(str::to_owned)
+        })
+        .buffered(16)
+        .collect()
+        .await
 }
 
 /// Runs the collection; prints progress on stderr.
@@ -344,7 +478,33 @@ async fn run_collect(
     let root = evidence_dir(args, &lab);
     let store = Store::create(&root)
         .map_err(|e| anyhow::anyhow!("creating the evidence directory: {e}"))?;
-    let _lock = EvidenceLock::take(&root)?;
+    let mut lock = EvidenceLock::take(&root)?;
+    // A finished collection is kept as it is, under its start time; this one starts anew.
+    // (An unfinished one, or --redo-errors, is completed instead.)
+    let store = match store.meta() {
+        Ok(Some(m)) if m.finished.is_some() && m.lab == lab.as_str() && !flags.redo_errors => {
+            let old = archive_name(&root, &m.started);
+            drop(lock);
+            std::fs::rename(&root, &old).with_context(|| {
+                format!(
+                    "keeping the earlier collection {} as {}",
+                    root.display(),
+                    old.display()
+                )
+            })?;
+            eprintln!(
+                "the earlier collection (started {}) is kept in {}",
+                m.started,
+                old.display()
+            );
+            let store = Store::create(&root)
+                .map_err(|e| anyhow::anyhow!("creating the evidence directory: {e}"))?;
+            lock = EvidenceLock::take(&root)?;
+            store
+        }
+        _ => store,
+    };
+    let _lock = lock;
     let started = match store.meta() {
         Ok(Some(m)) if m.lab != lab.as_str() => {
             return Err(fail::usage(format!(
@@ -387,13 +547,21 @@ async fn run_collect(
     let report = collect(&runner, &store, &plans, settled, &options, |s, ev| {
         bar.inc(1);
         if let Some(e) = &ev.error {
+            let from = match (ev.source, ev.target.vmid) {
+                (lab_grade::Source::Teacher, Some(v)) => {
+                    format!(" (run from the teacher's guest {v})")
+                }
+                (lab_grade::Source::Teacher, None) => " (run from the teacher's guest)".into(),
+                (lab_grade::Source::Host, _) => " (run from this machine)".into(),
+                (lab_grade::Source::Guest, _) => String::new(),
+            };
             bar.suspend(|| {
                 tracing::warn!(
-                    "{} {}: {}: {}",
+                    "{} {}{from}: {}: {}",
                     s.hostname,
                     ev.probe,
                     e.kind.as_str(),
-                    e.message
+                    line_safe(&e.message)
                 )
             });
         }
@@ -405,6 +573,13 @@ async fn run_collect(
     store
         .write_meta(&meta)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !report.stale.is_empty() {
+        eprintln!(
+            "note: the evidence kept from before was not used for {} (another guest since, or \
+             files changed after collection): collected anew",
+            report.stale.join(", ")
+        );
+    }
     eprintln!(
         "collected lab {lab}: {} students, {} probe runs, {} kept from before, {} with an \
          error; evidence in {}",
@@ -517,12 +692,20 @@ fn emit(sheet: &Sheet, format: Format, out: &SheetFlags) -> anyhow::Result<()> {
             .filter(|s| s.errors > 0)
             .map(|s| s.hostname.as_str())
             .collect();
+        let problems = sheet.students.iter().any(|s| !s.problems.is_empty());
         return Err(fail::with_code(
             fail::OTHER,
             format!(
-                "{errors} checks could not be judged (outcome `error`, no points) for {}: run \
-                 `labctl lab collect --redo-errors` once their guests answer, then grade again",
-                who.join(", ")
+                "{errors} checks could not be judged (outcome `error`, no points; each one's \
+                 message says why) for {}: {}",
+                who.join(", "),
+                if problems {
+                    "evidence files were changed or are unreadable (see the warnings); collect \
+                     again into a new --evidence directory"
+                } else {
+                    "run `labctl lab collect --redo-errors` once their guests answer, then \
+                     grade again"
+                }
             ),
         ));
     }
@@ -537,6 +720,17 @@ pub async fn collect_cmd(
 ) -> anyhow::Result<()> {
     format.not_csv("lab collect")?;
     let (lab, spec, store, report) = run_collect(conn, &args.eval, &args.opts).await?;
+    let incomplete = (report.errors > 0).then(|| {
+        fail::with_code(
+            fail::INCOMPLETE,
+            format!(
+                "{} probes could not run (see the warnings; `lab grade` shows their checks as \
+                 error): run `labctl lab collect {} --redo-errors` once the guests answer",
+                report.errors,
+                args.eval.file.display()
+            ),
+        )
+    });
     if format == Format::Json {
         print_json(&json!({
             "lab": lab.as_str(),
@@ -548,14 +742,39 @@ pub async fn collect_cmd(
             "errors": report.errors,
         }))?;
     }
-    Ok(())
+    match incomplete {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Where an earlier collection is kept: `<dir>-<its start, as 20261205T103000Z>`, or
+/// with `-2`, `-3`, … if that exists.
+fn archive_name(root: &Path, started: &str) -> PathBuf {
+    let stamp: String = started.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let base = format!(
+        "{}-{stamp}",
+        root.file_name().map_or_else(
+            || "evidence".to_owned(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    let parent = root.parent().unwrap_or_else(|| Path::new("."));
+    let mut candidate = parent.join(&base);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = parent.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
 }
 
 /// `lab grade`: no connection at all.
 pub fn grade_cmd(args: &GradeArgs, format: Format) -> anyhow::Result<()> {
-    let (file, _dir, spec) = load_spec(&args.eval.file)?;
+    let (file, dir, spec) = load_spec(&args.eval.file)?;
     let lab = lab_name(&file, &args.eval.file)?;
     let root = evidence_dir(&args.eval, &lab);
+    args.out.check(&args.eval.file, &file, &dir, &root)?;
     let store = Store::open(&root).map_err(|e| fail::usage(e.to_string()))?;
     let sheet = run_grade(&spec, &store, lab.as_str())?;
     emit(&sheet, format, &args.out)
@@ -563,6 +782,16 @@ pub fn grade_cmd(args: &GradeArgs, format: Format) -> anyhow::Result<()> {
 
 /// `lab check`: collect, then grade.
 pub async fn check_cmd(args: &CheckArgs, conn: &Connection, format: Format) -> anyhow::Result<()> {
+    {
+        let (file, dir, _) = read_spec(&args.eval.file)?;
+        let lab = lab_name(&file, &args.eval.file)?;
+        args.out.check(
+            &args.eval.file,
+            &file,
+            &dir,
+            &evidence_dir(&args.eval, &lab),
+        )?;
+    }
     let (lab, spec, store, _) = run_collect(conn, &args.eval, &args.opts).await?;
     let sheet = run_grade(&spec, &store, lab.as_str())?;
     emit(&sheet, format, &args.out)
@@ -571,8 +800,32 @@ pub async fn check_cmd(args: &CheckArgs, conn: &Connection, format: Format) -> a
 /// `lab lint`: the checks against the roster, no connection.
 pub fn lint_cmd(args: &LintArgs, format: Format) -> anyhow::Result<()> {
     format.not_csv("lab lint")?;
-    let (file, dir, spec) = load_spec(&args.file)?;
+    let (file, dir, spec) = read_spec(&args.file)?;
     let lab = lab_name(&file, &args.file)?;
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => {
+            // The checks do not parse: every problem is an error finding.
+            let findings: Vec<Finding> = e
+                .problems
+                .iter()
+                .map(|p| Finding {
+                    level: Level::Error,
+                    at: match &p.field {
+                        Some(f) => format!("{} {f}", p.at),
+                        None => p.at.clone(),
+                    },
+                    message: p.message.clone(),
+                })
+                .collect();
+            print_findings(&lab, None, &findings, format, None)?;
+            return Err(fail::usage(format!(
+                "the checks of {} have {} errors",
+                args.file.display(),
+                findings.len()
+            )));
+        }
+    };
     let roster = roster(&file, &dir)?;
     let teacher = file.teachers.first().copied();
     // The values known before `lab up`: names, host names and roster columns; the
@@ -587,42 +840,26 @@ pub fn lint_cmd(args: &LintArgs, format: Format) -> anyhow::Result<()> {
             vec![student_info(&placeholder(&host), None, teacher)]
         }
     };
-    let findings = spec.lint(&rows);
-    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
-    if format == Format::Json {
-        print_json(&json!({
-            "lab": lab.as_str(),
-            "spec_sha256": spec.sha256(),
-            "findings": findings.iter().map(|f| json!({
-                "level": if f.level == Level::Error { "error" } else { "warning" },
-                "at": f.at,
-                "message": f.message,
-            })).collect::<Vec<_>>(),
-        }))?;
-    } else {
-        let mut out = String::new();
-        for f in &findings {
-            out.push_str(&format!(
-                "{}: {}: {}\n",
-                if f.level == Level::Error {
-                    "error"
-                } else {
-                    "warning"
-                },
-                line_safe(&f.at),
-                line_safe(&f.message)
-            ));
-        }
-        let checks = spec.check_infos();
-        out.push_str(&format!(
-            "{} checks worth {} points, {} errors, {} warnings\n",
-            checks.len(),
-            report::format_points(checks.iter().map(|c| c.points).sum()),
-            errors,
-            findings.len() - errors
-        ));
-        write_stdout(&out)?;
+    let mut findings = spec.lint(&rows);
+    for col in shadowed(roster.as_deref()) {
+        findings.push(Finding {
+            level: Level::Warning,
+            at: "roster".into(),
+            message: format!(
+                "the column `{col}` is hidden by labctl's own value `{{{{{col}}}}}`: rename it \
+                 to use it in the checks"
+            ),
+        });
     }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let checks = spec.check_infos();
+    print_findings(
+        &lab,
+        Some(&spec.sha256()),
+        &findings,
+        format,
+        Some((checks.len(), checks.iter().map(|c| c.points).sum())),
+    )?;
     if errors > 0 {
         return Err(fail::usage(format!(
             "the checks of {} have {errors} errors",
@@ -633,12 +870,53 @@ pub fn lint_cmd(args: &LintArgs, format: Format) -> anyhow::Result<()> {
 }
 
 /// A student before `lab up`: the cluster's values stand in as documentation addresses.
+/// Prints lint's findings: JSON, or a line each and a summary.
+fn print_findings(
+    lab: &LabName,
+    sha: Option<&str>,
+    findings: &[Finding],
+    format: Format,
+    checks: Option<(usize, f64)>,
+) -> anyhow::Result<()> {
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if format == Format::Json {
+        return print_json(&json!({
+            "lab": lab.as_str(),
+            "spec_sha256": sha,
+            "findings": findings.iter().map(|f| json!({
+                "level": f.level.as_str(),
+                "at": f.at,
+                "message": f.message,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let mut out = String::new();
+    for f in findings {
+        out.push_str(&format!(
+            "{}: {}: {}\n",
+            f.level.as_str(),
+            line_safe(&f.at),
+            line_safe(&f.message)
+        ));
+    }
+    match checks {
+        Some((n, points)) => out.push_str(&format!(
+            "{n} checks worth {} points, {errors} errors, {} warnings\n",
+            report::format_points(points),
+            findings.len() - errors
+        )),
+        None => out.push_str(&format!("the checks do not parse: {errors} errors\n")),
+    }
+    write_stdout(&out)
+}
+
 fn placeholder(hostname: &str) -> Place<'_> {
     Place {
         hostname,
         vmid: 100,
         node: "node",
         ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+        instance: None,
     }
 }
 
@@ -761,11 +1039,40 @@ pub async fn selftest_cmd(
     let vms = conn.vm_api()?;
     let hv = conn.backend()?;
     let ref_guest = vms.guest(reference).await?;
+    let ref_status = ref_guest.status().await?;
+    if ref_status.template {
+        return Err(fail::usage(format!(
+            "--reference {reference} is a template: selftest needs a running guest with every \
+             task done (clone the template, start it, do the tasks, give its VMID)"
+        )));
+    }
+    if ref_status.status != pve_vm::RunState::Running {
+        return Err(fail::with_code(
+            fail::OTHER,
+            format!(
+                "the reference {reference} is not running: start it (`labctl vm start \
+                 {reference}`) and run selftest again"
+            ),
+        ));
+    }
+    if !ref_guest.agent_running().await.unwrap_or(false) {
+        return Err(fail::with_code(
+            fail::OTHER,
+            format!(
+                "the guest agent of the reference {reference} does not answer: selftest looks \
+                 inside it through the agent (is qemu-guest-agent running, `agent: 1` set?)"
+            ),
+        ));
+    }
     let ref_name = ref_guest
         .config()
         .await?
         .name()
         .unwrap_or_else(|| format!("vm{reference}"));
+    // Clones an interrupted selftest of this reference left behind are destroyed first.
+    cleanup_leftovers(&vms, reference, &ref_name).await;
+    let interrupt = lab_core::Interrupt::new();
+    let _guard = crate::signals::on_interrupt(interrupt.clone(), "lab selftest");
     let ref_ip = hv
         .addresses(lab_core::VmId::new(reference.get())?)
         .await?
@@ -778,6 +1085,7 @@ pub async fn selftest_cmd(
                 vmid,
                 node,
                 ip,
+                instance: None,
             },
             who.as_ref(),
             teacher_ip,
@@ -854,6 +1162,12 @@ pub async fn selftest_cmd(
 
     let mut results = Vec::new();
     for m in spec.mutants() {
+        if interrupt.is_triggered() {
+            return Err(fail::with_code(
+                130,
+                "lab selftest: interrupted; no clone is left (run it again)",
+            ));
+        }
         eprintln!("  mutant of {}: {}", m.check, m.argv.join(" "));
         let r = run_mutant(
             &hv,
@@ -866,6 +1180,7 @@ pub async fn selftest_cmd(
                 let info = info_of(vmid, node, ip);
                 judge(&format!("mutant-{}/{stage}", m.check), info)
             },
+            &interrupt,
         )
         .await;
         results.push(r);
@@ -955,6 +1270,7 @@ async fn run_mutant<J, F>(
     m: &lab_grade::Mutant,
     ready: std::time::Duration,
     judge: J,
+    interrupt: &lab_core::Interrupt,
 ) -> MutantResult
 where
     J: Fn(&'static str, u32, &str, Option<std::net::IpAddr>) -> F,
@@ -975,9 +1291,10 @@ where
         hostname: Some(name.to_owned()),
         mode: pve_vm::CloneMode::Full,
         description: Some(format!(
-            "labctl selftest: mutant of check {} (a clone of {}; destroyed after the test)",
+            "{SELFTEST_MARK} {}: mutant of check {} (a full clone of the reference; destroyed \
+             after the test)",
+            reference.vmid(),
             m.check,
-            reference.vmid()
         )),
         ..pve_vm::CloneOptions::default()
     };
@@ -989,7 +1306,7 @@ where
         }
     };
     result.vmid = Some(clone.vmid().get());
-    let outcome: anyhow::Result<()> = async {
+    let work = async {
         clone.start().await?;
         clone.wait_agent(ready).await?;
         let deadline = tokio::time::Instant::now() + ready;
@@ -1074,9 +1391,13 @@ where
                 result.identity_bound.join(", ")
             ));
         }
-        Ok(())
-    }
-    .await;
+        anyhow::Ok(())
+    };
+    // Ctrl-C: stop judging, but destroy the clone before going.
+    let outcome: anyhow::Result<()> = tokio::select! {
+        r = work => r,
+        () = interrupt.triggered() => Err(anyhow::anyhow!("interrupted")),
+    };
     if let Err(e) = outcome {
         result.ok = false;
         result.message = format!("{e:#}");
@@ -1095,6 +1416,46 @@ where
         ));
     }
     result
+}
+
+/// The start of the description of a selftest's clone: `labctl selftest of <reference>`.
+const SELFTEST_MARK: &str = "labctl selftest of";
+
+/// Destroys clones an interrupted selftest of `reference` left (their description starts
+/// with the mark and names the reference); best effort, each one said on stderr.
+async fn cleanup_leftovers(vms: &pve_vm::VmApi, reference: VmId, name: &str) {
+    let Ok(list) = vms.list_guests().await else {
+        return;
+    };
+    let mark = format!("{SELFTEST_MARK} {reference}:");
+    // Clones carry the reference's name; only those are looked at.
+    for g in list.into_iter().filter(|g| {
+        g.vmid != reference && g.template != Some(true) && g.name.as_deref() == Some(name)
+    }) {
+        let guest = vms.guest_on(g.node.clone(), g.kind, g.vmid);
+        let Ok(cfg) = guest.config().await else {
+            continue;
+        };
+        if !cfg.get("description").is_some_and(|d| d.starts_with(&mark)) {
+            continue;
+        }
+        let destroy = pve_vm::DestroyOptions {
+            purge: true,
+            destroy_unreferenced_disks: true,
+            stop_first: true,
+            allow_template: false,
+        };
+        match guest.destroy(destroy).await {
+            Ok(()) => eprintln!(
+                "destroyed {}, a clone an interrupted selftest of {reference} left",
+                g.vmid
+            ),
+            Err(e) => eprintln!(
+                "warning: {} is a clone an interrupted selftest left; destroying it failed: {e}",
+                g.vmid
+            ),
+        }
+    }
 }
 
 fn join(ids: &[&String]) -> String {

@@ -15,6 +15,35 @@
 //! labctl lab down examples/exam.toml --dry-run
 //! ```
 
+// The standard print macros panic when the stream is closed or full (`labctl … 2>&1 | head
+// -1`); these never do: a message that cannot be written is lost, nothing else. Data goes
+// through `output::write_stdout`, which reports a full disk. Defined before the modules so
+// every module uses them.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod access;
 mod classroom;
 mod config;

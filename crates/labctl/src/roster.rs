@@ -119,6 +119,9 @@ pub fn parse(text: &str) -> Result<Vec<Student>, String> {
             .iter()
             .enumerate()
             .filter(|(c, _)| ![Some(name), id, email].contains(&Some(*c)))
+            // An empty cell is no value (as for `id` and `email`): a check that needs it
+            // says so for that student instead of using "".
+            .filter(|(c, _)| rec.get(*c).is_some_and(|v| !v.is_empty()))
             .map(|(c, h)| {
                 let key = h.trim_start_matches('\u{feff}').trim().to_lowercase();
                 (key, rec.get(c).unwrap_or_default().to_owned())

@@ -451,7 +451,10 @@ expect = [{ equals = "1" }]
     let (home, lab) = lab_dir("lint", 2, broken);
     let out = output(labctl(home.path()), &["lab", "lint", lab.to_str().unwrap()]).await;
     assert_eq!(out.code, Some(2), "{out}");
-    assert!(out.stderr.contains("nope"), "{out}");
+    assert!(
+        out.stdout.contains("nope"),
+        "the finding names the unknown probe: {out}"
+    );
 
     let (home, lab) = lab_dir("lint", 2, CHECKS);
     let out = output(labctl(home.path()), &["lab", "lint", lab.to_str().unwrap()]).await;
@@ -538,5 +541,317 @@ async fn selftest_proves_each_mutant_breaks_exactly_its_check_and_names_a_check_
         guests,
         "a mutant's clone was left behind"
     );
+    sim.shutdown().await;
+}
+
+// ---- What an exploratory pass (README and --help only) found, one test each ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_of_a_torn_down_lab_is_never_taken_for_the_new_guests() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("again", 2, CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let students = up(home, &sim, &lab).await;
+    let all = Work {
+        nginx: true,
+        page: true,
+        dns: true,
+        lan: Some(24),
+        ..Work::default()
+    };
+    for (vmid, host, ip) in &students {
+        play(&sim, *vmid, host, ip, all);
+    }
+    let out = output(against(home, &sim), &["lab", "collect", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    // The next group: same lab file, same directory, fresh guests with the same ids.
+    let down = output(against(home, &sim), &["lab", "down", lab_s, "--yes"]).await;
+    assert_eq!(down.code, Some(0), "{down}");
+    up(home, &sim, &lab).await;
+    // Resuming into the same evidence (--redo-errors) must not keep the old guests' results.
+    let out = output(
+        against(home, &sim),
+        &["-o", "json", "lab", "collect", lab_s, "--redo-errors"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("was not used for"), "{out}");
+    let graded = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    for (_, s) in by_host(&graded.stdout) {
+        let nginx = s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "nginx-active")
+            .unwrap();
+        assert_eq!(nginx["outcome"], "fail", "a fresh guest runs no nginx: {s}");
+    }
+    // A plain collect after a finished one starts anew and keeps the earlier one aside.
+    let out = output(against(home, &sim), &["lab", "collect", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("is kept in"), "{out}");
+    let kept = std::fs::read_dir(home)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("again-evidence-")
+        })
+        .count();
+    assert_eq!(kept, 1, "the earlier collection is kept beside the new one");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_evidence_file_is_collected_again_not_sealed_and_a_torn_one_spares_the_class() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("tamper", 2, CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let students = up(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "collect", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let host = &students[0].1;
+    let file = home.join("tamper-evidence").join(host).join("nginx.json");
+    let mut ev: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    ev["stdout"] = json!("active\n");
+    ev["exit"] = json!(0);
+    ev["sha256"] = json!(lab_grade::sha256_hex(b"active\n"));
+    std::fs::write(&file, serde_json::to_vec(&ev).unwrap()).unwrap();
+    // Grade sees the edit.
+    let graded = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    assert_eq!(graded.code, Some(1), "{graded}");
+    assert!(by_host(&graded.stdout)[host]["problems"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty()));
+    // Collecting again re-runs the edited probe instead of sealing the edit.
+    let out = output(
+        against(home, &sim),
+        &["lab", "collect", lab_s, "--redo-errors"],
+    )
+    .await;
+    assert!(out.stderr.contains("was not used for"), "{out}");
+    let graded = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    let s = &by_host(&graded.stdout)[host];
+    let nginx = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "nginx-active")
+        .unwrap();
+    assert_eq!(nginx["outcome"], "fail", "{s}");
+    // A torn file: that student's checks on it are errors; the class is still graded.
+    let other = &students[1].1;
+    let addr = home.join("tamper-evidence").join(other).join("addr.json");
+    std::fs::write(&addr, b"{\"probe\": ").unwrap();
+    let graded = output(labctl(home), &["-o", "json", "lab", "grade", lab_s]).await;
+    assert_eq!(graded.code, Some(1), "{graded}");
+    let sheet = by_host(&graded.stdout);
+    assert_eq!(sheet.len(), 2, "{graded}");
+    let lan = sheet[other]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "lan-address")
+        .unwrap()
+        .clone();
+    assert_eq!(lan["outcome"], "error", "{lan}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_exits_5_when_probes_could_not_run_and_names_the_teachers_agent() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("teach", 2, CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab).await;
+    sim.put_guest_state(100, json!({"agent": "stopped"}))
+        .unwrap();
+    let out = output(against(home, &sim), &["lab", "collect", lab_s]).await;
+    assert_eq!(out.code, Some(5), "{out}");
+    assert!(out.stderr.contains("teacher's guest 100"), "{out}");
+    assert!(out.stderr.contains("--redo-errors"), "{out}");
+    // Kept errors still count on a plain re-run of the unfinished collection.
+    let again = output(
+        against(home, &sim),
+        &["-o", "json", "lab", "collect", lab_s, "--redo-errors"],
+    )
+    .await;
+    assert_eq!(again.code, Some(5), "{again}");
+    sim.put_guest_state(100, json!({"agent": "running"}))
+        .unwrap();
+    let fixed = output(
+        against(home, &sim),
+        &["-o", "json", "lab", "collect", lab_s, "--redo-errors"],
+    )
+    .await;
+    assert_eq!(fixed.code, Some(0), "{fixed}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_closed_stderr_never_makes_labctl_panic() {
+    let (home, lab) = lab_dir("pipe", 2, CHECKS);
+    let mut c = labctl(home.path());
+    c.args(["lab", "grade", lab.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stderr.take());
+    let status = tokio::time::timeout(common::RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "no evidence yet: a usage error, not a panic"
+    );
+}
+
+#[tokio::test]
+async fn lint_warns_of_shadowed_and_empty_roster_columns_and_prints_parse_errors_as_json() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("students.csv"),
+        "name,ip,vlan\nAda,1.2.3.4,10\nBob,,\n",
+    )
+    .unwrap();
+    let checks = r#"
+[[probe]]
+id = "p"
+ping = "192.168.{{vlan}}.10"
+from = "host"
+
+[[check]]
+id = "c"
+probe = "p"
+expect = [{ reachable = true }]
+"#;
+    std::fs::write(home.path().join("checks.toml"), checks).unwrap();
+    let lab = home.path().join("lab.toml");
+    std::fs::write(
+        &lab,
+        "name = \"rost\"\ntemplate = 9000\nroster = \"students.csv\"\nchecks = \"checks.toml\"\n",
+    )
+    .unwrap();
+    let out = output(
+        labctl(home.path()),
+        &["-o", "json", "lab", "lint", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "Bob has no vlan: {out}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let text = v["findings"].to_string();
+    assert!(text.contains("`ip` is hidden"), "{out}");
+    assert!(text.contains("vlan"), "{out}");
+
+    std::fs::write(home.path().join("checks.toml"), "[[probe]]\nid = 3\n").unwrap();
+    let out = output(
+        labctl(home.path()),
+        &["-o", "json", "lab", "lint", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["findings"][0]["level"], "error", "{out}");
+}
+
+#[tokio::test]
+async fn outputs_never_overwrite_the_lab_and_the_name_comes_from_the_lab_file() {
+    let (home, lab) = lab_dir("own", 2, CHECKS);
+    let before = std::fs::read(&lab).unwrap();
+    let out = output(
+        labctl(home.path()),
+        &[
+            "lab",
+            "grade",
+            lab.to_str().unwrap(),
+            "--junit",
+            lab.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert_eq!(
+        std::fs::read(&lab).unwrap(),
+        before,
+        "the lab file was overwritten"
+    );
+    let out = output(
+        labctl(home.path()),
+        &[
+            "lab",
+            "grade",
+            lab.to_str().unwrap(),
+            "--junit",
+            "checks.toml",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    // A lab file without a name is refused even with yesterday's LABCTL_LAB around.
+    std::fs::write(
+        &lab,
+        "template = 9000\ncount = 1\nchecks = \"checks.toml\"\n",
+    )
+    .unwrap();
+    let mut c = labctl(home.path());
+    c.env("LABCTL_LAB", "yesterday");
+    let out = output(c, &["lab", "grade", lab.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("has no `name`"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_refuses_a_template_or_stopped_reference_and_cleans_up_after_ctrl_c() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("st", 1, CHECKS);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let students = up(home, &sim, &lab).await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "selftest", lab_s, "--reference", "9000"],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("template"), "{out}");
+
+    let (vmid, host, ip) = &students[0];
+    let all = Work {
+        nginx: true,
+        page: true,
+        dns: true,
+        lan: Some(24),
+        ..Work::default()
+    };
+    play(&sim, *vmid, host, ip, all);
+    let guests = |sim: &SimHandle| sim.state()["guests"].as_array().unwrap().len();
+    let before = guests(&sim);
+    let mut c = against(home, &sim);
+    c.args(["lab", "selftest", lab_s, "--reference", &vmid.to_string()]);
+    let mut child = c.spawn().unwrap();
+    let cloned = tokio::time::timeout(common::RUN_TIMEOUT, async {
+        while guests(&sim) == before {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(cloned.is_ok(), "selftest made no clone");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(common::RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(guests(&sim), before, "the clone was left after Ctrl-C");
     sim.shutdown().await;
 }

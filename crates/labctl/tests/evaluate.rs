@@ -855,3 +855,73 @@ async fn selftest_refuses_a_template_or_stopped_reference_and_cleans_up_after_ct
     assert_eq!(guests(&sim), before, "the clone was left after Ctrl-C");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_from_the_host_reach_a_loopback_server_and_are_graded() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n",
+            );
+        }
+    });
+    // A port nothing listens on: bind, note, close.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let checks = format!(
+        r#"
+[[probe]]
+id = "web"
+from = "host"
+http = "http://127.0.0.1:{port}/"
+
+[[probe]]
+id = "open"
+from = "host"
+tcp = "127.0.0.1:{port}"
+
+[[probe]]
+id = "shut"
+from = "host"
+tcp = "127.0.0.1:{closed}"
+
+[[check]]
+id = "web"
+probe = "web"
+expect = [{{ status = 200 }}, {{ field = "body", equals = "hello" }}]
+
+[[check]]
+id = "open"
+probe = "open"
+expect = [{{ reachable = true }}]
+
+[[check]]
+id = "shut"
+probe = "shut"
+expect = [{{ reachable = false }}]
+"#
+    );
+    let sim = sim().await;
+    let (home, lab) = lab_dir("host", 1, &checks);
+    let home = home.path();
+    up(home, &sim, &lab).await;
+    let out = output(
+        against(home, &sim),
+        &["-o", "json", "lab", "check", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    for (_, s) in by_host(&out.stdout) {
+        assert_eq!(s["points"].as_f64(), Some(3.0), "{s}");
+    }
+    sim.shutdown().await;
+}

@@ -1154,8 +1154,30 @@ mod tests {
             Kind::Exec,
             &e
         ));
+        // Each comparison both ways, on the MTU (1500).
+        for (test, pass) in [
+            ("gt = 1499", true),
+            ("gt = 1500", false),
+            ("ge = 1500", true),
+            ("ge = 1501", false),
+            ("lt = 1501", true),
+            ("lt = 1500", false),
+            ("le = 1500", true),
+            ("le = 1499.9", false),
+        ] {
+            assert_eq!(
+                holds(&format!("{{ json = {mtu}, {test} }}"), Kind::Exec, &e),
+                pass,
+                "{test}"
+            );
+        }
+        // `ss -H -t -l | wc -l` style text counts as a number.
+        let n = ev("exec", "  3\n", 0);
+        assert!(holds("{ ge = 2 }", Kind::Exec, &n));
+        assert!(!holds("{ ge = 4 }", Kind::Exec, &n));
         // A string that is no number never compares.
         assert!(!holds("{ json = \"$[*].ifname\", ge = 0 }", Kind::Exec, &e));
+        assert!(!holds("{ lt = 1 }", Kind::Exec, &ev("exec", "inf\n", 0)));
         // The prefix length is a JSON number; the string "24" also matches it.
         let plen = "\"$[?(@.ifname=='ens18')].addr_info[?(@.family=='inet')].prefixlen\"";
         assert!(holds(

@@ -687,15 +687,7 @@ fn parse_num(s: &str) -> Option<Num> {
     if let Ok(i) = s.parse::<i64>() {
         return Some(Num::I(i));
     }
-    // Only plain decimal notation: Rust also reads "inf" and "NaN", which no program
-    // prints as a count.
-    if !s.bytes().any(|b| b.is_ascii_digit())
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
-        return None;
-    }
+    // Rust also reads "inf" and "NaN", which no program prints as a count: finite only.
     s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Num::F)
 }
 
@@ -1154,8 +1146,30 @@ mod tests {
             Kind::Exec,
             &e
         ));
+        // Each comparison both ways, on the MTU (1500).
+        for (test, pass) in [
+            ("gt = 1499", true),
+            ("gt = 1500", false),
+            ("ge = 1500", true),
+            ("ge = 1501", false),
+            ("lt = 1501", true),
+            ("lt = 1500", false),
+            ("le = 1500", true),
+            ("le = 1499.9", false),
+        ] {
+            assert_eq!(
+                holds(&format!("{{ json = {mtu}, {test} }}"), Kind::Exec, &e),
+                pass,
+                "{test}"
+            );
+        }
+        // `ss -H -t -l | wc -l` style text counts as a number.
+        let n = ev("exec", "  3\n", 0);
+        assert!(holds("{ ge = 2 }", Kind::Exec, &n));
+        assert!(!holds("{ ge = 4 }", Kind::Exec, &n));
         // A string that is no number never compares.
         assert!(!holds("{ json = \"$[*].ifname\", ge = 0 }", Kind::Exec, &e));
+        assert!(!holds("{ lt = 1 }", Kind::Exec, &ev("exec", "inf\n", 0)));
         // The prefix length is a JSON number; the string "24" also matches it.
         let plen = "\"$[?(@.ifname=='ens18')].addr_info[?(@.family=='inet')].prefixlen\"";
         assert!(holds(
@@ -1513,6 +1527,81 @@ mod tests {
         assert!(err.contains("does not compile"), "{err}");
         let m = exp("{ contains = \"{{room}}\" }", Kind::Exec);
         assert!(m.prepare(&vars()).unwrap_err().contains("{{room}}"));
+    }
+
+    #[test]
+    fn typed_equality_of_floats_big_integers_booleans_and_strings() {
+        let e = ev(
+            "exec",
+            r#"{"load": 0.5, "big": 9007199254740993, "up": true, "down": false}"#,
+            0,
+        );
+        assert!(holds(
+            "{ json = \"$.load\", equals = 0.5 }",
+            Kind::Agent,
+            &e
+        ));
+        assert!(!holds(
+            "{ json = \"$.load\", equals = 0.25 }",
+            Kind::Agent,
+            &e
+        ));
+        // Integers compare exactly, beyond what a float holds.
+        assert!(holds(
+            "{ json = \"$.big\", equals = 9007199254740993 }",
+            Kind::Agent,
+            &e
+        ));
+        assert!(!holds(
+            "{ json = \"$.big\", equals = 9007199254740992 }",
+            Kind::Agent,
+            &e
+        ));
+        // A string against a JSON boolean; a boolean against text.
+        assert!(holds(
+            "{ json = \"$.up\", equals = \"true\" }",
+            Kind::Agent,
+            &e
+        ));
+        assert!(!holds(
+            "{ json = \"$.down\", equals = \"true\" }",
+            Kind::Agent,
+            &e
+        ));
+        let t = ev("exec", "true\n", 0);
+        assert!(holds("{ equals = true }", Kind::Exec, &t));
+        assert!(!holds("{ equals = false }", Kind::Exec, &t));
+    }
+
+    #[test]
+    fn an_ipv6_address_outside_the_network_is_not_in_it() {
+        let e = ev("exec", IP_J_ADDR, 0);
+        let v6 = "\"$[?(@.ifname=='ens18')].addr_info[?(@.family=='inet6')].local\"";
+        assert!(holds(
+            &format!("{{ json = {v6}, in_subnet = \"fe80::/64\" }}"),
+            Kind::Exec,
+            &e
+        ));
+        assert!(!holds(
+            &format!("{{ json = {v6}, in_subnet = \"fd00::/64\" }}"),
+            Kind::Exec,
+            &e
+        ));
+        assert!(!holds(
+            &format!("{{ json = {v6}, in_subnet = \"fe80:0:0:1::/64\" }}"),
+            Kind::Exec,
+            &e
+        ));
+    }
+
+    #[test]
+    fn a_count_failure_says_how_many_were_found() {
+        let e = ev("dns", "10.0.0.1\n10.0.0.2\n", 0);
+        let j = judge("{ count = 1 }", Kind::Dns, &e);
+        assert_eq!(
+            j.message,
+            "expected count 1, found 2 value(s): [\"10.0.0.1\",\"10.0.0.2\"]"
+        );
     }
 
     #[test]

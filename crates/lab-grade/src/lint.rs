@@ -151,6 +151,18 @@ impl Spec {
                 });
             }
         }
+        let most: f64 = self.checks.iter().map(|c| c.points).sum();
+        if self.floor() > most {
+            out.push(Finding {
+                level: Level::Error,
+                at: "[exam]".into(),
+                message: format!(
+                    "floor = {} is above the most a student can earn ({most}): every student \
+                     would get the floor",
+                    self.floor()
+                ),
+            });
+        }
         for c in &self.checks {
             if c.points == 0.0 && c.penalty == 0.0 {
                 out.push(Finding {
@@ -353,6 +365,21 @@ mod tests {
         assert_eq!(
             f[0].message,
             "`probe`: \"nope\" is not a [[probe]] id (known: none)"
+        );
+    }
+
+    #[test]
+    fn a_floor_above_the_most_points_is_an_error() {
+        let spec = Spec::parse(
+            "[exam]\nfloor = 100\n[[probe]]\nid = \"p\"\nexec = [\"true\"]\n[[check]]\nid = \"c\"\nprobe = \"p\"\nexpect = [{ exit = 0 }]\npoints = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let f = spec.lint(&[]);
+        assert!(
+            f.iter()
+                .any(|f| f.level == Level::Error && f.message.contains("floor = 100")),
+            "{f:?}"
         );
     }
 

@@ -193,6 +193,15 @@ fn read_spec(
         }
         (Some(p), false) => {
             let path = dir.join(p);
+            // Only a TOML file: a parse error quotes the offending line, which must never
+            // be a line of some other file named by mistake (a key, a password file).
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                return Err(fail::usage(format!(
+                    "lab file {}: checks = {:?}: the checks file must be a .toml file",
+                    file.display(),
+                    p.display()
+                )));
+            }
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 fail::usage(format!(
                     "reading the checks file {} (named by {}): {e}",

@@ -925,3 +925,18 @@ expect = [{{ reachable = false }}]
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_checks_file_that_is_not_toml_is_refused_without_quoting_it() {
+    let (home, lab) = lab_dir("notoml", 1, CHECKS);
+    std::fs::write(home.path().join("secret.txt"), "root:hunter2\n").unwrap();
+    std::fs::write(
+        &lab,
+        "name = \"notoml\"\ntemplate = 9000\ncount = 1\nchecks = \"secret.txt\"\n",
+    )
+    .unwrap();
+    let out = output(labctl(home.path()), &["lab", "lint", lab.to_str().unwrap()]).await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(!format!("{out}").contains("hunter2"), "{out}");
+    assert!(out.stderr.contains(".toml"), "{out}");
+}

@@ -8,7 +8,28 @@
 //! - [`grade`] is a pure function of the spec and the evidence: it sends nothing, and the
 //!   same input gives the same [`Sheet`], byte for byte, in every format of [`report`].
 //!
-//! Nothing here talks to a cluster; this crate has no network code.
+//! Nothing here talks to a cluster; this crate has no network code. The collector runs
+//! probes through a [`collect::Runner`]; `lab_proxmox::probes::PveRunner` is the one for
+//! Proxmox VE.
+//!
+//! Re-grading a stored collection after a check was fixed, offline:
+//!
+//! ```no_run
+//! use lab_grade::{grade, report, Spec, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = Spec::parse(&std::fs::read_to_string("exam-checks.toml")?, "exam-checks.toml")?;
+//! let store = Store::open("exam1-evidence")?;
+//! let meta = store.meta()?.ok_or("no collection here")?;
+//! let mut students = Vec::new();
+//! for key in store.students()? {
+//!     students.push(store.load(&key)?);
+//! }
+//! let sheet = grade(&spec, &meta.lab, &meta.spec_sha256, &students);
+//! print!("{}", report::table(&sheet));
+//! # Ok(())
+//! # }
+//! ```
 
 mod evidence;
 mod probe;

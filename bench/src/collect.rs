@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use lab_core::{apply, status, LabName, LabSpec, Timeouts, VmId};
 use lab_grade::collect::{collect, CollectOptions, CollectReport};
-use lab_grade::{grade, Outcome, Spec, StudentInfo, Store};
+use lab_grade::{grade, Outcome, Spec, Store, StudentInfo};
 use lab_proxmox::probes::PveRunner;
 use lab_proxmox::ProxmoxLab;
 use pve_agent::{AgentApi, AgentOptions};
@@ -255,7 +255,10 @@ pub struct CollectResult {
 }
 
 /// Run the group: one class, two collections.
-pub fn run(settings: &Settings, rt: &tokio::runtime::Runtime) -> Result<(Group, Vec<CollectResult>)> {
+pub fn run(
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Group, Vec<CollectResult>)> {
     let n = students(settings.quick);
     let spec = Spec::parse(SPEC, "bench collect spec").map_err(|e| anyhow::anyhow!("{e}"))?;
     let sim = rt
@@ -287,6 +290,14 @@ pub fn run(settings: &Settings, rt: &tokio::runtime::Runtime) -> Result<(Group, 
                 r.checks_passed,
                 r.checks_graded
             );
+            if r.checks_passed < r.checks_graded {
+                eprintln!(
+                    "labctl-bench: collect: {}: warning: only {} of {} checks pass on the \
+                     collected evidence (the guests answer every probe right): the figures \
+                     measure a broken collection",
+                    r.label, r.checks_passed, r.checks_graded
+                );
+            }
             results.push(r);
         }
         Ok(results)
@@ -339,6 +350,11 @@ fn group_of(results: &[CollectResult]) -> Group {
         g.metric(format!("{l}: probes"), r.probes as f64, "count");
         g.metric(format!("{l}: runs"), r.runs as f64, "count");
         g.metric(format!("{l}: errors"), r.errors as f64, "count");
+        g.metric(
+            format!("{l}: checks passed"),
+            r.checks_passed as f64,
+            "count",
+        );
         g.metric(format!("{l}: client CPU"), r.cpu_s * 1e3, "ms");
     }
     g.details = json!({ "scenarios": results });
@@ -416,10 +432,9 @@ fn inside(s: &StudentInfo) -> Value {
                   "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp",
                   "field": "dport"}}, "right": 22}}, {"accept": null}]}}
     ]});
-    let vlans = json!([{"ifname": "ens18", "vlans": [{"vlan": 1, "flags": ["PVID", "Egress Untagged"]}]}]);
-    let cmd = |argv: &[&str], stdout: String| {
-        json!({"argv": argv, "stdout": stdout, "stderr": "", "exit_code": 0, "run_time": RUN_TIME})
-    };
+    let vlans =
+        json!([{"ifname": "ens18", "vlans": [{"vlan": 1, "flags": ["PVID", "Egress Untagged"]}]}]);
+    let cmd = |argv: &[&str], stdout: String| json!({"argv": argv, "stdout": stdout, "stderr": "", "exit_code": 0, "run_time": RUN_TIME});
     json!({
         "commands": [
             cmd(&["ss", "-H", "-tlnp"], format!(
@@ -517,7 +532,10 @@ fn scenario(sim: &SimHandle, spec: &Spec, class: &Class, sc: &Scenario) -> Resul
                 {
                     Ok(Ok(r)) => Ok(r),
                     Ok(Err(e)) => Err(format!("collect failed: {e}")),
-                    Err(_) => Err(format!("stopped after {:.1} s (budget)", budget.as_secs_f64())),
+                    Err(_) => Err(format!(
+                        "stopped after {:.1} s (budget)",
+                        budget.as_secs_f64()
+                    )),
                 }
             }
             Err(e) => Err(format!("{e:#}")),
@@ -604,12 +622,23 @@ mod tests {
     #[test]
     fn the_spec_has_ten_inside_probes_and_a_check_for_each() {
         let spec = Spec::parse(SPEC, "t").unwrap();
-        let s = student_info("grade50-01", 5000, "pve1", Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 7))));
+        let s = student_info(
+            "grade50-01",
+            5000,
+            "pve1",
+            Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 7))),
+        );
         let plan = spec.plan(&s).unwrap();
         assert_eq!(plan.len(), 10);
         assert!(plan.iter().all(|p| p.source == lab_grade::Source::Guest));
-        assert_eq!(plan.iter().filter(|p| p.request.kind() == "exec").count(), 7);
-        assert_eq!(plan.iter().filter(|p| p.request.kind() == "file").count(), 3);
+        assert_eq!(
+            plan.iter().filter(|p| p.request.kind() == "exec").count(),
+            7
+        );
+        assert_eq!(
+            plan.iter().filter(|p| p.request.kind() == "file").count(),
+            3
+        );
         assert_eq!(spec.check_infos().len(), 10);
         assert!(spec
             .lint(std::slice::from_ref(&s))
@@ -643,21 +672,37 @@ mod tests {
         // outputs the guests will give satisfy the spec, so a collect run that records
         // anything else shows up as checks not passing.
         let spec = Spec::parse(SPEC, "t").unwrap();
-        let s = student_info("grade50-01", 5000, "pve1", Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 7))));
+        let s = student_info(
+            "grade50-01",
+            5000,
+            "pve1",
+            Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 7))),
+        );
         let state = inside(&s);
         let table: BTreeMap<Vec<String>, String> = state["commands"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| {
-                let argv = c["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+                let argv = c["argv"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_owned())
+                    .collect();
                 (argv, c["stdout"].as_str().unwrap().to_owned())
             })
             .collect();
         let files: BTreeMap<&str, String> = [
             ("/etc/hostname", format!("{}\n", s.hostname)),
             ("/etc/resolv.conf", "nameserver 10.10.0.1\n".to_owned()),
-            ("/etc/nftables.conf", state["files"]["/etc/nftables.conf"]["content"].as_str().unwrap().to_owned()),
+            (
+                "/etc/nftables.conf",
+                state["files"]["/etc/nftables.conf"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
         ]
         .into_iter()
         .collect();
@@ -677,7 +722,11 @@ mod tests {
                     student: s.key.clone(),
                     source: p.source,
                     request: p.request.clone(),
-                    target: lab_grade::Target { vmid: Some(s.vmid), node: Some(s.node.clone()), name: s.hostname.clone() },
+                    target: lab_grade::Target {
+                        vmid: Some(s.vmid),
+                        node: Some(s.node.clone()),
+                        name: s.hostname.clone(),
+                    },
                     start: "2026-12-05T03:00:00.000Z".into(),
                     end: "2026-12-05T03:00:02.000Z".into(),
                     attempts: 1,

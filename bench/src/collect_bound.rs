@@ -202,7 +202,10 @@ mod tests {
         // A stopped agent holds a worker 3 s per call: 30 exec runs on one node need at
         // least 60 calls, ceil(60 / 3) = 20 turns of 3 s, scaled 0.1 = 6 s.
         let one = load(&[("pve1", 30, 0)], Some(32), HOLD_STOPPED_AGENT).bound();
-        assert!(close(one.workers_s, 6.0) && close(one.bound_s, 6.0), "{one:?}");
+        assert!(
+            close(one.workers_s, 6.0) && close(one.bound_s, 6.0),
+            "{one:?}"
+        );
         // The same runs on three nodes: 20 calls each, ceil(20 / 3) = 7 turns = 2.1 s.
         let three = load(
             &[("pve1", 10, 0), ("pve2", 10, 0), ("pve3", 10, 0)],

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use lab_grade::{
-    grade, report, Blob, ErrorKind, Evidence, PlannedProbe, ProbeError, Sheet,
-    Source, Spec, StudentEvidence, StudentInfo, Store, Target,
+    grade, report, Blob, ErrorKind, Evidence, PlannedProbe, ProbeError, Sheet, Source, Spec, Store,
+    StudentEvidence, StudentInfo, Target,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -107,7 +107,8 @@ pub struct GradingResult {
 /// Run the group.
 pub fn run(settings: &Settings) -> Result<(Group, GradingResult)> {
     let n = students(settings.quick);
-    let spec = Spec::parse(&spec_text(), "bench grading spec").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec =
+        Spec::parse(&spec_text(), "bench grading spec").map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = evidence_dir()?;
     eprintln!(
         "labctl-bench: grading: writing the evidence of {n} students to {} (set-up)",
@@ -245,11 +246,20 @@ pub fn spec_text() -> String {
     let mut probe = |id: &str, body: &str| {
         let _ = writeln!(s, "[[probe]]\nid = \"{id}\"\n{body}\n");
     };
-    probe("addr", r#"exec = ["ip", "-j", "addr", "show", "dev", "ens18"]"#);
+    probe(
+        "addr",
+        r#"exec = ["ip", "-j", "addr", "show", "dev", "ens18"]"#,
+    );
     probe("route", r#"exec = ["ip", "-j", "route"]"#);
     for u in UNITS {
-        probe(&format!("active-{u}"), &format!(r#"exec = ["systemctl", "is-active", "{u}"]"#));
-        probe(&format!("enabled-{u}"), &format!(r#"exec = ["systemctl", "is-enabled", "{u}"]"#));
+        probe(
+            &format!("active-{u}"),
+            &format!(r#"exec = ["systemctl", "is-active", "{u}"]"#),
+        );
+        probe(
+            &format!("enabled-{u}"),
+            &format!(r#"exec = ["systemctl", "is-enabled", "{u}"]"#),
+        );
     }
     probe("ruleset", r#"exec = ["nft", "-j", "list", "ruleset"]"#);
     probe("ports", r#"exec = ["ss", "-H", "-tlnp"]"#);
@@ -258,7 +268,10 @@ pub fn spec_text() -> String {
     probe("hostname", r#"file = "/etc/hostname""#);
     probe("index", r#"file = "/var/www/html/index.html""#);
     probe("web", r#"http = "http://192.168.{{vlan}}.10/""#);
-    probe("www", r#"dns = { server = "192.168.{{vlan}}.10", name = "www.{{domain}}", type = "A" }"#);
+    probe(
+        "www",
+        r#"dns = { server = "192.168.{{vlan}}.10", name = "www.{{domain}}", type = "A" }"#,
+    );
     probe("ssh", r#"tcp = "192.168.{{vlan}}.10:22""#);
     probe("telnet", "tcp = \"192.168.{{vlan}}.10:23\"\ntimeout = 3");
     probe("gw", r#"ping = "192.168.{{vlan}}.10""#);
@@ -269,47 +282,143 @@ pub fn spec_text() -> String {
     // ip -j addr (6)
     check("static-ip", "addr", "points = 2\nexpect = [{ json = \"$[0].addr_info[?(@.family=='inet')].local\", includes = [\"192.168.{{vlan}}.10\"] }]");
     check("prefix", "addr", "expect = [{ json = \"$[0].addr_info[?(@.local=='192.168.{{vlan}}.10')].prefixlen\", equals = 24 }]\nrequires = [\"static-ip\"]");
-    check("mtu", "addr", "expect = [{ json = \"$[0].mtu\", equals = 1500 }]");
-    check("link-up", "addr", "expect = [{ json = \"$[0].operstate\", equals = \"UP\" }]");
-    check("in-lan", "addr", "expect = [{ json = \"$[0].addr_info[*].local\", in_subnet = \"192.168.0.0/16\" }]");
+    check(
+        "mtu",
+        "addr",
+        "expect = [{ json = \"$[0].mtu\", equals = 1500 }]",
+    );
+    check(
+        "link-up",
+        "addr",
+        "expect = [{ json = \"$[0].operstate\", equals = \"UP\" }]",
+    );
+    check(
+        "in-lan",
+        "addr",
+        "expect = [{ json = \"$[0].addr_info[*].local\", in_subnet = \"192.168.0.0/16\" }]",
+    );
     check("addr-partial", "addr", "partial = true\npoints = 2\nexpect = [\n  { json = \"$[0].addr_info[?(@.family=='inet')].local\", includes = [\"192.168.{{vlan}}.10\"] },\n  { json = \"$[0].addr_info[?(@.family=='inet6')].scope\", includes = [\"link\"] },\n]");
     // ip -j route (4)
-    check("default-route", "route", "expect = [{ json = \"$[?(@.dst=='default')].gateway\", ip_eq = \"192.168.{{vlan}}.1\" }]");
-    check("default-dev", "route", "expect = [{ json = \"$[?(@.dst=='default')].dev\", equals = \"ens18\" }]");
-    check("routes", "route", "expect = [{ json = \"$[*].dst\", count = 2 }]");
-    check("route-src", "route", "expect = [{ json = \"$[?(@.scope=='link')].prefsrc\", ip_eq = \"192.168.{{vlan}}.10\" }]");
+    check(
+        "default-route",
+        "route",
+        "expect = [{ json = \"$[?(@.dst=='default')].gateway\", ip_eq = \"192.168.{{vlan}}.1\" }]",
+    );
+    check(
+        "default-dev",
+        "route",
+        "expect = [{ json = \"$[?(@.dst=='default')].dev\", equals = \"ens18\" }]",
+    );
+    check(
+        "routes",
+        "route",
+        "expect = [{ json = \"$[*].dst\", count = 2 }]",
+    );
+    check(
+        "route-src",
+        "route",
+        "expect = [{ json = \"$[?(@.scope=='link')].prefsrc\", ip_eq = \"192.168.{{vlan}}.10\" }]",
+    );
     // systemctl (16 + 2)
     for u in UNITS {
-        check(&format!("{u}-active"), &format!("active-{u}"), "expect = [{ equals = \"active\" }]");
-        check(&format!("{u}-enabled"), &format!("enabled-{u}"), "expect = [{ regex = \"^(enabled|static)$\" }]");
+        check(
+            &format!("{u}-active"),
+            &format!("active-{u}"),
+            "expect = [{ equals = \"active\" }]",
+        );
+        check(
+            &format!("{u}-enabled"),
+            &format!("enabled-{u}"),
+            "expect = [{ regex = \"^(enabled|static)$\" }]",
+        );
     }
     check("nginx-exit", "active-nginx", "expect = [{ exit = 0 }]");
     check("bind9-exit", "active-bind9", "expect = [{ exit = 0 }]");
     // nft (5)
-    check("filter-table", "ruleset", "expect = [{ json = \"$.nftables[*].table.name\", includes = [\"filter\"] }]");
+    check(
+        "filter-table",
+        "ruleset",
+        "expect = [{ json = \"$.nftables[*].table.name\", includes = [\"filter\"] }]",
+    );
     check("input-drop", "ruleset", "points = 2\nexpect = [{ json = \"$.nftables[?(@.chain.hook=='input')].chain.policy\", equals = \"drop\" }]");
     check("forward-drop", "ruleset", "expect = [{ json = \"$.nftables[?(@.chain.hook=='forward')].chain.policy\", equals = \"drop\" }]");
     check("ssh-rule", "ruleset", "expect = [{ json = \"$.nftables[*].rule.expr[*].match.right\", includes = [22] }]\nrequires = [\"input-drop\"]");
-    check("nft-quiet", "ruleset", "expect = [{ field = \"stderr\", equals = \"\" }]");
+    check(
+        "nft-quiet",
+        "ruleset",
+        "expect = [{ field = \"stderr\", equals = \"\" }]",
+    );
     // ss (4)
     check("web-listens", "ports", "expect = [{ regex = \"(?m)^LISTEN\\\\s+\\\\S+\\\\s+\\\\S+\\\\s+0\\\\.0\\\\.0\\\\.0:80\\\\s\" }]");
-    check("ssh-listens", "ports", "expect = [{ field = \"lines\", regex = \":22\\\\s\" }]");
+    check(
+        "ssh-listens",
+        "ports",
+        "expect = [{ field = \"lines\", regex = \":22\\\\s\" }]",
+    );
     check("dns-listens", "ports", "expect = [{ field = \"lines\", regex = \"192\\\\.168\\\\.{{vlan}}\\\\.10:53\\\\s\" }]\nrequires = [\"bind9-active\"]");
-    check("no-telnetd", "ports", "expect = [{ contains = \":23 \", not = true }]");
+    check(
+        "no-telnetd",
+        "ports",
+        "expect = [{ contains = \":23 \", not = true }]",
+    );
     // files (7)
-    check("resolver", "resolv", "expect = [{ regex = \"(?m)^nameserver\\\\s+192\\\\.168\\\\.{{vlan}}\\\\.1$\" }]");
-    check("search", "resolv", "expect = [{ regex = \"(?m)^search\\\\s+{{domain}}$\" }]");
-    check("hosts-entry", "hosts", "expect = [{ regex = \"(?m)^192\\\\.168\\\\.{{vlan}}\\\\.10\\\\s+{{hostname}}\" }]");
-    check("hosts-localhost", "hosts", "expect = [{ regex = \"(?m)^127\\\\.0\\\\.0\\\\.1\\\\s+localhost$\" }]");
-    check("hostname", "hostname", "expect = [{ equals = \"{{hostname}}\" }]");
-    check("index-names-host", "index", "expect = [{ contains = \"{{hostname}}\" }]");
-    check("index-title", "index", "expect = [{ regex = \"<title>{{hostname}}</title>\" }]");
+    check(
+        "resolver",
+        "resolv",
+        "expect = [{ regex = \"(?m)^nameserver\\\\s+192\\\\.168\\\\.{{vlan}}\\\\.1$\" }]",
+    );
+    check(
+        "search",
+        "resolv",
+        "expect = [{ regex = \"(?m)^search\\\\s+{{domain}}$\" }]",
+    );
+    check(
+        "hosts-entry",
+        "hosts",
+        "expect = [{ regex = \"(?m)^192\\\\.168\\\\.{{vlan}}\\\\.10\\\\s+{{hostname}}\" }]",
+    );
+    check(
+        "hosts-localhost",
+        "hosts",
+        "expect = [{ regex = \"(?m)^127\\\\.0\\\\.0\\\\.1\\\\s+localhost$\" }]",
+    );
+    check(
+        "hostname",
+        "hostname",
+        "expect = [{ equals = \"{{hostname}}\" }]",
+    );
+    check(
+        "index-names-host",
+        "index",
+        "expect = [{ contains = \"{{hostname}}\" }]",
+    );
+    check(
+        "index-title",
+        "index",
+        "expect = [{ regex = \"<title>{{hostname}}</title>\" }]",
+    );
     // from the teacher (6)
-    check("web-200", "web", "points = 2\nexpect = [{ status = 200 }]\nrequires = [\"nginx-active\"]");
-    check("web-body", "web", "expect = [{ contains = \"{{hostname}}\" }]\nrequires = [\"web-200\", \"static-ip\"]");
-    check("dns-www", "www", "points = 2\nexpect = [{ set = [\"192.168.{{vlan}}.10\"] }]");
+    check(
+        "web-200",
+        "web",
+        "points = 2\nexpect = [{ status = 200 }]\nrequires = [\"nginx-active\"]",
+    );
+    check(
+        "web-body",
+        "web",
+        "expect = [{ contains = \"{{hostname}}\" }]\nrequires = [\"web-200\", \"static-ip\"]",
+    );
+    check(
+        "dns-www",
+        "www",
+        "points = 2\nexpect = [{ set = [\"192.168.{{vlan}}.10\"] }]",
+    );
     check("ssh-open", "ssh", "expect = [{ reachable = true }]");
-    check("telnet-closed", "telnet", "points = 0\npenalty = 1\nexpect = [{ reachable = false }]");
+    check(
+        "telnet-closed",
+        "telnet",
+        "points = 0\npenalty = 1\nexpect = [{ reachable = false }]",
+    );
     check("ping", "gw", "expect = [{ reachable = true }]");
     s
 }
@@ -382,10 +491,7 @@ impl Student {
         if self.agent_down && p.source == Source::Guest {
             return Err(ProbeError {
                 kind: ErrorKind::AgentDown,
-                message: format!(
-                    "VM {}: QEMU guest agent is not running",
-                    self.info.vmid
-                ),
+                message: format!("VM {}: QEMU guest agent is not running", self.info.vmid),
             });
         }
         let host = &self.info.hostname;
@@ -429,7 +535,7 @@ impl Student {
             }
             "route" => {
                 let (net, gw) = if self.wrong_ip {
-                    (format!("10.10.0.0/16"), "10.10.0.1".to_owned())
+                    ("10.10.0.0/16".to_owned(), "10.10.0.1".to_owned())
                 } else {
                     (format!("192.168.{v}.0/24"), format!("192.168.{v}.1"))
                 };
@@ -567,13 +673,17 @@ fn write_class(spec: &Spec, root: &Path, n: usize) -> Result<usize> {
         let s = Student::new(i);
         let plan = spec.plan(&s.info).map_err(|e| anyhow::anyhow!("{e}"))?;
         per_student = plan.len();
-        store.write_student(&s.info).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .write_student(&s.info)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         for p in &plan {
             store
                 .write(&s.evidence(p))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        store.seal(&s.info.key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .seal(&s.info.key)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(per_student)
 }

@@ -18,6 +18,15 @@
 //!   simulator's lower bound ([`bound`]), plus a zero-latency run for client overhead;
 //!   writes `report.md` and `report.json` (`--report-dir`) and ends stdout with
 //!   `exam-50 ratio=<x> requests_per_vm=<y>`.
+//! - `collect`: `lab collect` of 50 students (quick: 10) × 10 inside probes (7 `exec` of
+//!   2 simulated seconds, two of them identical; 3 `file`) through `lab_grade::collect` and
+//!   `lab_proxmox::probes::PveRunner` at time scale 0.1, with labctl's 32 probes in flight
+//!   and with all at once: makespan against the simulator's bound ([`collect_bound`]:
+//!   exec run times, the collector's places, pvedaemon workers per node), requests per
+//!   probe, runs against probes; ends stdout with
+//!   `collect-50 ratio=<x> requests_per_probe=<y> runs=<r> probes=<p>`.
+//! - `grading`: `lab grade` of 500 students (quick: 50) × 50 checks from evidence written
+//!   with `lab_grade::Store`: load + grade + json/csv/table, students per second, peak RSS.
 //!
 //! `labctl-bench soak` is the fault soak behind `cargo xtask soak` (see [`soak`]).
 //!
@@ -36,10 +45,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bound;
+mod collect;
+mod collect_bound;
 mod cpu;
 mod exam;
 mod exam_report;
 mod firewall;
+mod grading;
 mod http;
 mod lab;
 mod measure;
@@ -114,6 +126,8 @@ enum GroupName {
     Http,
     Lab,
     Exam,
+    Collect,
+    Grading,
 }
 
 /// What every group needs to know about the run.
@@ -150,12 +164,15 @@ fn main() -> Result<()> {
     let mut memory = MemoryTracker::new();
     let mut groups = Vec::new();
     let mut exam_results = None;
+    let mut collect_line = None;
     for name in [
         GroupName::Schema,
         GroupName::Firewall,
         GroupName::Http,
         GroupName::Lab,
         GroupName::Exam,
+        GroupName::Collect,
+        GroupName::Grading,
     ] {
         if !selected(name) {
             continue;
@@ -177,6 +194,12 @@ fn main() -> Result<()> {
                 exam_results = Some((budget, results));
                 group
             }
+            GroupName::Collect => {
+                let (group, results) = collect::run(&settings, &runtime)?;
+                collect_line = collect::last_line(&results);
+                group
+            }
+            GroupName::Grading => grading::run(&settings)?.0,
         };
         group.memory = memory.end_group();
         groups.push(group);
@@ -230,6 +253,9 @@ fn main() -> Result<()> {
         if let Some(line) = exam.last_line() {
             println!("{line}");
         }
+    }
+    if let Some(line) = collect_line {
+        println!("{line}");
     }
     Ok(())
 }

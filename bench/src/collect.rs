@@ -12,7 +12,7 @@
 //!
 //! Measured: `lab_grade::collect::collect` with `lab_proxmox::probes::PveRunner`, built as
 //! `labctl lab collect` builds them under `LABCTL_TIME_SCALE` (agent polls scaled,
-//! `CollectOptions` with labctl's default of 32 probes in flight, its error pause
+//! `CollectOptions` with labctl's default probes in flight (256), its error pause
 //! scaled), on a client runtime of its own: the makespan, the bound, their ratio, the
 //! requests the simulator served per probe and per run (by endpoint in the JSON), runs
 //! against probes, the client's CPU time. A second run keeps every probe run of the class
@@ -748,7 +748,10 @@ mod tests {
     fn scenarios_are_labctls_default_then_all() {
         let labels: Vec<String> = scenarios(50).iter().map(Scenario::label).collect();
         assert_eq!(labels, ["collect-50", "collect-50-all"]);
-        assert_eq!(scenarios(50)[0].in_flight, Some(32));
+        assert_eq!(
+            scenarios(50)[0].in_flight,
+            Some(CollectOptions::default().concurrency)
+        );
         assert_eq!(students(true), 10);
         assert_eq!(students(false), 50);
     }

@@ -56,7 +56,7 @@ pub struct CollectFlags {
     /// result). Without it a second collect runs only what is missing.
     #[arg(long)]
     redo_errors: bool,
-    /// Probes in flight at once, 1-256 (agent calls stay bounded per node). Default 32.
+    /// Probes in flight at once, 1-256 (agent calls stay bounded per node). Default 256.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     probes_in_flight: Option<u16>,
 }
@@ -546,7 +546,9 @@ async fn run_collect(
     let bar = progress(total as u64, "collecting");
     let options = scaled_options(
         CollectOptions {
-            concurrency: flags.probes_in_flight.map_or(32, usize::from),
+            concurrency: flags
+                .probes_in_flight
+                .map_or(CollectOptions::default().concurrency, usize::from),
             redo_errors: flags.redo_errors,
             ..CollectOptions::default()
         },

@@ -77,7 +77,7 @@ pub struct SheetFlags {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Also write a static HTML report: index.html, a page per student, and
-    /// student/<host>.html pages without the checks' commands (for the students).
+    /// `student/<host>.html` pages without the checks' commands (for the students).
     #[arg(long, value_name = "DIR")]
     html: Option<PathBuf>,
 }

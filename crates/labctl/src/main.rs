@@ -22,6 +22,7 @@ mod confirm;
 mod connect;
 mod demo;
 mod evaluate;
+mod freeze;
 mod fail;
 mod firewall;
 mod fosscloud;
@@ -208,6 +209,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: lab::LabCommand::Grade(args),
             ..
         }) => evaluate::grade_cmd(args, format),
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Snapshot(args),
+        }) => freeze::snapshot_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Freeze(args),
+        }) => freeze::freeze_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Unfreeze(args),
+        }) => freeze::unfreeze_cmd(args, connection, format).await,
         Command::Lab(Pve {
             command: lab::LabCommand::Lint(args),
             ..

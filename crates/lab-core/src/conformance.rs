@@ -547,9 +547,11 @@ where
             .map(|n| (n.net.clone(), n.mac.to_ascii_lowercase()))
             .collect::<Vec<_>>()
     };
-    ensure(C, macs(&down) == macs(&up) && up.iter().all(|n| n.was_down && !n.down), || {
-        format!("links of {vmid} down then up changed a MAC or a state: {down:?} then {up:?}")
-    })
+    ensure(
+        C,
+        macs(&down) == macs(&up) && up.iter().all(|n| n.was_down && !n.down),
+        || format!("links of {vmid} down then up changed a MAC or a state: {down:?} then {up:?}"),
+    )
 }
 
 /// A backend that declares no snapshots answers [`Error::Unsupported`] naming itself.
@@ -564,7 +566,10 @@ where
     let a = fx.free[0];
     for (op, answer) in [
         ("snapshots", hv.snapshots(a).await.map(drop)),
-        ("snapshot", hv.snapshot(a, "x1".into(), false).await.map(drop)),
+        (
+            "snapshot",
+            hv.snapshot(a, "x1".into(), false).await.map(drop),
+        ),
         ("set_links", hv.set_links(a, false).await.map(drop)),
     ] {
         match answer {

@@ -39,7 +39,11 @@ async fn the_fake_keeps_the_contract() {
     conformance::snapshots_unsupported_is_typed(&hv, &fixture())
         .await
         .unwrap();
-    assert_eq!(hv.snapshots_taken(), 1, "the second snapshot of a name took none");
+    assert_eq!(
+        hv.snapshots_taken(),
+        1,
+        "the second snapshot of a name took none"
+    );
     // Nothing left behind but the template.
     assert_eq!(hv.guests().len(), 1);
     assert!(hv.pools().is_empty());

@@ -314,8 +314,7 @@ impl Journal {
         change(&mut m);
         let text = serde_json::to_string_pretty(&*m)?;
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n")
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
             .with_context(|| format!("writing {}", self.path.display()))?;
         Ok(())
@@ -446,19 +445,17 @@ pub async fn snapshot_cmd(
     let hv = conn.backend()?;
     let class = class(&hv, &args.file).await?;
     let hosts: Vec<String> = class.rows.keys().cloned().collect();
+    let plan = format!(
+        "snapshot {name}{} of {} students of lab {} (a student that has it keeps it)",
+        if args.vmstate { " with RAM" } else { "" },
+        hosts.len(),
+        class.lab
+    );
     if args.dry_run || !args.yes {
-        eprintln!(
-            "snapshot {name} of {} students of lab {}: {}",
-            hosts.len(),
-            class.lab,
-            hosts.join(", ")
-        );
+        eprintln!("{plan}: {}", hosts.join(", "));
     }
     if args.dry_run {
-        if format.is_table() {
-            println!("dry run: nothing changed");
-        }
-        return Ok(());
+        return print_dry(&class.lab, &hosts, &plan, format);
     }
     crate::confirm::confirm(
         &format!(
@@ -496,8 +493,10 @@ pub async fn snapshot_cmd(
             outcome.to_owned(),
             task.clone().unwrap_or_else(|| "-".into()),
         ]);
-        rows.push(json!({"hostname": host, "vmid": vmid, "snapshot": name.as_str(),
-            "outcome": outcome, "task": task, "error": error}));
+        rows.push(
+            json!({"hostname": host, "vmid": vmid, "snapshot": name.as_str(),
+            "outcome": outcome, "task": task, "error": error}),
+        );
         if let Some(e) = error {
             eprintln!("labctl: {host}: {}", line_safe(&e));
         }
@@ -620,7 +619,11 @@ async fn countdown(until: tokio::time::Instant, what: &str) -> bool {
             return true;
         }
         let secs = left.as_secs();
-        let shown = if secs > 120 { secs / 60 * 60 } else { secs / 10 * 10 };
+        let shown = if secs > 120 {
+            secs / 60 * 60
+        } else {
+            secs / 10 * 10
+        };
         if last_shown != Some(shown) {
             last_shown = Some(shown);
             eprintln!(
@@ -675,7 +678,11 @@ struct Ctx<'a> {
 }
 
 /// `lab freeze`.
-pub async fn freeze_cmd(args: &FreezeArgs, conn: &Connection, format: Format) -> anyhow::Result<()> {
+pub async fn freeze_cmd(
+    args: &FreezeArgs,
+    conn: &Connection,
+    format: Format,
+) -> anyhow::Result<()> {
     format.not_csv("lab freeze")?;
     let at = args
         .at
@@ -691,7 +698,12 @@ pub async fn freeze_cmd(args: &FreezeArgs, conn: &Connection, format: Format) ->
         .unwrap_or_else(|| default_manifest(&class.lab));
     let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
     let m = journal.snapshot();
-    let open = m.rounds.iter().rev().find(|r| r.finished.is_none()).cloned();
+    let open = m
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| r.finished.is_none())
+        .cloned();
     let hosts: Vec<String> = match &open {
         Some(r) => r.students.clone(),
         None => class
@@ -741,10 +753,7 @@ pub async fn freeze_cmd(args: &FreezeArgs, conn: &Connection, format: Format) ->
     );
     eprintln!("{plan}: {}", hosts.join(", "));
     if args.dry_run {
-        if format.is_table() {
-            println!("dry run: nothing changed");
-        }
-        return Ok(());
+        return print_dry(&class.lab, &hosts, &plan, format);
     }
     crate::confirm::confirm(
         &format!("Freeze {} students of lab {}?", hosts.len(), class.lab),
@@ -766,7 +775,16 @@ pub async fn freeze_cmd(args: &FreezeArgs, conn: &Connection, format: Format) ->
                     ));
                 }
             }
-            new_round(&journal, hosts, args.no_snapshot, args.vmstate, args.stop, checks, &args.files, &class.lab)?
+            new_round(
+                &journal,
+                hosts,
+                args.no_snapshot,
+                args.vmstate,
+                args.stop,
+                checks,
+                &args.files,
+                &class.lab,
+            )?
         }
     };
     let ctx = Ctx {
@@ -814,7 +832,12 @@ fn new_round(
     let now = SystemTime::now();
     let mut name = deadline_name(now);
     // Two freezes within a second (an extension of 0 s is refused, but be safe): suffix.
-    let taken: BTreeSet<String> = journal.lock().rounds.iter().map(|r| r.name.clone()).collect();
+    let taken: BTreeSet<String> = journal
+        .lock()
+        .rounds
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
     let mut n = 1;
     while taken.contains(&name) {
         n += 1;
@@ -1009,14 +1032,33 @@ async fn finish_student(
                 )?,
                 Err(e) => {
                     // The link still goes down: the deadline holds; a re-run retakes it.
-                    journal.step(host, id, Some(name), "snapshot", "failed", Vec::new(), Some(e.to_string()))?;
-                    eprintln!("labctl: {host}: snapshot {name}: {}", line_safe(&e.to_string()));
+                    journal.step(
+                        host,
+                        id,
+                        Some(name),
+                        "snapshot",
+                        "failed",
+                        Vec::new(),
+                        Some(e.to_string()),
+                    )?;
+                    eprintln!(
+                        "labctl: {host}: snapshot {name}: {}",
+                        line_safe(&e.to_string())
+                    );
                     let _ = link_down(hv, journal, host, vmid, name).await?;
                     return Ok(1);
                 }
             }
         } else {
-            journal.step(host, id, Some(name), "snapshot", "skipped", Vec::new(), Some("--no-snapshot".into()))?;
+            journal.step(
+                host,
+                id,
+                Some(name),
+                "snapshot",
+                "skipped",
+                Vec::new(),
+                Some("--no-snapshot".into()),
+            )?;
         }
     }
     if !link_down(hv, journal, host, vmid, name).await? {
@@ -1026,7 +1068,15 @@ async fn finish_student(
         match hv.stop(vmid).await {
             Ok(()) => journal.step(host, id, Some(name), "stop", "done", Vec::new(), None)?,
             Err(e) => {
-                journal.step(host, id, Some(name), "stop", "failed", Vec::new(), Some(e.to_string()))?;
+                journal.step(
+                    host,
+                    id,
+                    Some(name),
+                    "stop",
+                    "failed",
+                    Vec::new(),
+                    Some(e.to_string()),
+                )?;
                 return Ok(1);
             }
         }
@@ -1077,7 +1127,15 @@ async fn link_down(
         }
         Err(e) => {
             eprintln!("labctl: {host}: link down: {}", line_safe(&e.to_string()));
-            journal.step(host, id, Some(name), "link_down", "failed", Vec::new(), Some(e.to_string()))?;
+            journal.step(
+                host,
+                id,
+                Some(name),
+                "link_down",
+                "failed",
+                Vec::new(),
+                Some(e.to_string()),
+            )?;
             Ok(false)
         }
     }
@@ -1119,9 +1177,11 @@ async fn cut_access(
         ));
     }
     let role_privs = api.role(&role).await?;
-    let foreign = api.acl().await?.into_iter().any(|e| {
-        e.role == role && !matches!(&e.subject, Subject::User(u) if ours.contains(u))
-    });
+    let foreign = api
+        .acl()
+        .await?
+        .into_iter()
+        .any(|e| e.role == role && !matches!(&e.subject, Subject::User(u) if ours.contains(u)));
     let t0 = SystemTime::now();
     let (how, writes) = if whole && role_privs.is_some() && !foreign {
         api.set_role_privs(&role, &[]).await?;
@@ -1131,7 +1191,9 @@ async fn cut_access(
         // each user on its own.
         let mut n = 0;
         let wanted: BTreeSet<&str> = seats.iter().map(|s| s.userid.as_str()).collect();
-        let expire = t0.duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs().max(1));
+        let expire = t0
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
         for u in users.iter().filter(|u| wanted.contains(u.userid.as_str())) {
             api.update_user(
                 &u.userid,
@@ -1166,9 +1228,12 @@ async fn cut_access(
         }
     } else {
         for s in &seats {
-            for e in api.acl().await?.into_iter().filter(
-                |e| matches!(&e.subject, Subject::User(u) if u == &s.userid),
-            ) {
+            for e in api
+                .acl()
+                .await?
+                .into_iter()
+                .filter(|e| matches!(&e.subject, Subject::User(u) if u == &s.userid))
+            {
                 api.revoke(&e).await?;
             }
         }
@@ -1229,7 +1294,9 @@ fn report(m: &Manifest, round: &str, path: &Path, format: Format) -> anyhow::Res
     if format == Format::Json {
         return print_json(&freeze_json(m, path));
     }
-    let mut t = Sheet::new(&["HOSTNAME", "VMID", "ACCESS", "COLLECT", "SNAPSHOT", "LINK", "FROZEN"]);
+    let mut t = Sheet::new(&[
+        "HOSTNAME", "VMID", "ACCESS", "COLLECT", "SNAPSHOT", "LINK", "FROZEN",
+    ]);
     let mut rows = Vec::new();
     for (h, r) in &m.students {
         let of = |step: &str| {
@@ -1269,12 +1336,30 @@ fn report(m: &Manifest, round: &str, path: &Path, format: Format) -> anyhow::Res
 }
 
 fn freeze_json(m: &Manifest, path: &Path) -> serde_json::Value {
+    let students: Vec<serde_json::Value> = m
+        .students
+        .iter()
+        .map(|(h, r)| {
+            json!({"hostname": h, "vmid": r.vmid, "round": r.round, "frozen": r.frozen,
+                "steps": r.steps})
+        })
+        .collect();
     json!({
         "lab": m.lab,
         "manifest": path.display().to_string(),
         "rounds": m.rounds,
-        "students": m.students,
+        "students": students,
     })
+}
+
+/// `--dry-run`: the plan, as a table line or JSON.
+fn print_dry(lab: &LabName, hosts: &[String], plan: &str, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        print_json(&json!({"lab": lab.as_str(), "dry_run": true, "students": hosts, "plan": plan}))
+    } else {
+        println!("dry run: nothing changed");
+        Ok(())
+    }
 }
 
 /// `lab unfreeze`.
@@ -1291,7 +1376,8 @@ pub async fn unfreeze_cmd(
         .manifest
         .clone()
         .unwrap_or_else(|| default_manifest(&class.lab));
-    if !manifest_path.exists() {
+    // A dry run shows what there is to unfreeze: without a manifest, nobody.
+    if !manifest_path.exists() && !args.dry_run {
         return Err(fail::with_code(
             fail::NOT_FOUND,
             format!(
@@ -1313,23 +1399,28 @@ pub async fn unfreeze_cmd(
         class.resolve(&args.student)?
     };
     if hosts.is_empty() {
-        println!("lab {}: no student is frozen", class.lab);
+        let plan = format!("lab {}: no student is frozen", class.lab);
+        if args.dry_run {
+            return print_dry(&class.lab, &hosts, &plan, format);
+        }
+        if format == Format::Json {
+            print_json(&freeze_json(&m, &manifest_path))?;
+        } else {
+            println!("{plan}");
+        }
         return Ok(());
     }
-    eprintln!(
-        "give {} students of lab {} their rights and links back{}: {}",
+    let plan = format!(
+        "give {} students of lab {} their rights and links back{}",
         hosts.len(),
         class.lab,
         args.minutes
             .map(|n| format!(" for {n} minutes, then freeze them again"))
-            .unwrap_or_default(),
-        hosts.join(", ")
+            .unwrap_or_default()
     );
+    eprintln!("{plan}: {}", hosts.join(", "));
     if args.dry_run {
-        if format.is_table() {
-            println!("dry run: nothing changed");
-        }
-        return Ok(());
+        return print_dry(&class.lab, &hosts, &plan, format);
     }
     crate::confirm::confirm(
         &format!("Unfreeze {} students of lab {}?", hosts.len(), class.lab),
@@ -1359,7 +1450,15 @@ pub async fn unfreeze_cmd(
             Err(e) => {
                 failures += 1;
                 eprintln!("labctl: {h}: unfreeze: {}", line_safe(&format!("{e:#}")));
-                journal.step(h, vmid.get(), None, "unfreeze", "failed", Vec::new(), Some(format!("{e:#}")))?;
+                journal.step(
+                    h,
+                    vmid.get(),
+                    None,
+                    "unfreeze",
+                    "failed",
+                    Vec::new(),
+                    Some(format!("{e:#}")),
+                )?;
             }
         }
     }

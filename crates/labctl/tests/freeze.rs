@@ -123,7 +123,10 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
     let dry = output(against(home, &sim), &["lab", "freeze", lab_s, "--dry-run"]).await;
     assert_eq!(dry.code, Some(0), "{dry}");
     assert!(dry.stdout.contains("dry run"), "{dry}");
-    assert!(!home.join("frz-freeze.json").exists(), "a dry run writes no manifest");
+    assert!(
+        !home.join("frz-freeze.json").exists(),
+        "a dry run writes no manifest"
+    );
     // Off a terminal without --yes: refused, nothing changed.
     let no = output(against(home, &sim), &["lab", "freeze", lab_s]).await;
     assert_eq!(no.code, Some(2), "{no}");
@@ -134,7 +137,12 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
     assert_eq!(out.code, Some(0), "{out}");
     // One write cut the class; one more gave the role its privileges back.
-    assert_eq!(count(&sim, "PUT /access/roles/{roleid}"), 2, "{}", sim.requests());
+    assert_eq!(
+        count(&sim, "PUT /access/roles/{roleid}"),
+        2,
+        "{}",
+        sim.requests()
+    );
     let after = guests(&sim, "frz");
     let m = manifest(home, "frz");
     assert_eq!(m["rounds"].as_array().unwrap().len(), 1);
@@ -203,7 +211,11 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
     let st = output(against(home, &sim), &["-o", "json", "lab", "status", lab_s]).await;
     assert_eq!(st.code, Some(0), "{st}");
     let rows: Vec<Value> = serde_json::from_str(&st.stdout).unwrap();
-    assert!(rows.iter().all(|r| r["frozen"].is_string()), "{}", st.stdout);
+    assert!(
+        rows.iter().all(|r| r["frozen"].is_string()),
+        "{}",
+        st.stdout
+    );
 
     // Again: everyone is frozen, nothing is sent but reads.
     sim.reset_requests();
@@ -231,7 +243,11 @@ async fn lab_snapshot_takes_one_per_student_and_keeps_an_existing_one() {
     let lab_s = lab.to_str().unwrap();
     let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
     assert_eq!(out.code, Some(0), "{out}");
-    let bad = output(against(home, &sim), &["lab", "snapshot", lab_s, "1st", "--yes"]).await;
+    let bad = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "1st", "--yes"],
+    )
+    .await;
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("letter"), "{bad}");
     for round in 0..2 {
@@ -299,7 +315,9 @@ async fn sigkill_at_any_moment_then_a_rerun_freezes_everyone_exactly_once() {
         ("a snapshot running", |s| {
             lab_guests(s, "kfz").iter().any(|g| g["lock"] == "snapshot")
         }),
-        ("a link down", |s| lab_guests(s, "kfz").iter().any(link_down)),
+        ("a link down", |s| {
+            lab_guests(s, "kfz").iter().any(link_down)
+        }),
     ];
     for (what, pred) in moments {
         let mut c = against(home, &sim);
@@ -334,7 +352,9 @@ async fn sigkill_at_any_moment_then_a_rerun_freezes_everyone_exactly_once() {
         // The exam continues for the next moment.
         let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
         assert_eq!(out.code, Some(0), "{out}");
-        assert!(lab_guests(&sim.state(), "kfz").iter().all(|g| !link_down(g)));
+        assert!(lab_guests(&sim.state(), "kfz")
+            .iter()
+            .all(|g| !link_down(g)));
     }
     // Three freezes, each snapshot taken once per student.
     for g in lab_guests(&sim.state(), "kfz") {
@@ -368,8 +388,17 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     // The countdown runs in the foreground (1 minute at the simulator's time scale);
     // while it runs exactly that student has rights and link back.
     let mut c = against(home, &sim);
-    c.args(["lab", "unfreeze", lab_s, "--student", &host, "--minutes", "1", "--yes"])
-        .stderr(std::process::Stdio::piped());
+    c.args([
+        "lab",
+        "unfreeze",
+        lab_s,
+        "--student",
+        &host,
+        "--minutes",
+        "1",
+        "--yes",
+    ])
+    .stderr(std::process::Stdio::piped());
     let child = c.spawn().unwrap();
     until(&sim, "the student's link up", |s| {
         lab_guests(s, "ext")
@@ -382,7 +411,11 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
         let mine = g["name"] == host.as_str();
         assert_eq!(!link_down(&g), mine, "{}", g["name"]);
     }
-    assert_eq!(state["access"]["users"][&login]["enable"], true, "{}", state["access"]["users"]);
+    assert_eq!(
+        state["access"]["users"][&login]["enable"], true,
+        "{}",
+        state["access"]["users"]
+    );
     let acl: Vec<&Value> = state["access"]["acl"]
         .as_array()
         .unwrap()

@@ -320,28 +320,30 @@ impl Journal {
         Ok(())
     }
 
-    fn step(
-        &self,
-        host: &str,
-        vmid: u32,
-        round: Option<&str>,
-        step: &str,
-        outcome: &str,
-        tasks: Vec<String>,
-        detail: Option<String>,
-    ) -> anyhow::Result<()> {
+    fn step(&self, host: &str, vmid: u32, rec: StepRecord) -> anyhow::Result<()> {
         self.update(|m| {
             let r = m.students.entry(host.to_owned()).or_default();
             r.vmid = vmid;
-            r.steps.push(StepRecord {
-                round: round.map(str::to_owned),
-                step: step.to_owned(),
-                at: now_ms(),
-                outcome: outcome.to_owned(),
-                tasks,
-                detail,
-            });
+            r.steps.push(rec);
         })
+    }
+}
+
+/// A step that ends now.
+fn rec(
+    round: Option<&str>,
+    step: &str,
+    outcome: &str,
+    tasks: Vec<String>,
+    detail: Option<String>,
+) -> StepRecord {
+    StepRecord {
+        round: round.map(str::to_owned),
+        step: step.to_owned(),
+        at: now_ms(),
+        outcome: outcome.to_owned(),
+        tasks,
+        detail,
     }
 }
 
@@ -896,8 +898,11 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                     let vmid = vmid_of(h).unwrap_or_default();
                     let tasks = consoles.get(&vmid).cloned().unwrap_or_default();
                     let detail = format!("cut by {} at {}", cut.how, cut.done);
-                    ctx.journal
-                        .step(h, vmid, Some(name), "access", "done", tasks, Some(detail))?;
+                    ctx.journal.step(
+                        h,
+                        vmid,
+                        rec(Some(name), "access", "done", tasks, Some(detail)),
+                    )?;
                 }
             }
             Err(e) => {
@@ -908,11 +913,13 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                     ctx.journal.step(
                         h,
                         vmid_of(h).unwrap_or_default(),
-                        Some(name),
-                        "access",
-                        "failed",
-                        Vec::new(),
-                        Some(msg.clone()),
+                        rec(
+                            Some(name),
+                            "access",
+                            "failed",
+                            Vec::new(),
+                            Some(msg.clone()),
+                        ),
                     )?;
                 }
             }
@@ -932,11 +939,13 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                     ctx.journal.step(
                         h,
                         vmid_of(h).unwrap_or_default(),
-                        Some(name),
-                        "collect",
-                        "skipped",
-                        Vec::new(),
-                        Some("the lab file declares no checks".into()),
+                        rec(
+                            Some(name),
+                            "collect",
+                            "skipped",
+                            Vec::new(),
+                            Some("the lab file declares no checks".into()),
+                        ),
                     )?;
                 }
             }
@@ -967,11 +976,13 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                     ctx.journal.step(
                         h,
                         vmid_of(h).unwrap_or_default(),
-                        Some(name),
-                        "collect",
-                        outcome,
-                        Vec::new(),
-                        Some(detail.clone()),
+                        rec(
+                            Some(name),
+                            "collect",
+                            outcome,
+                            Vec::new(),
+                            Some(detail.clone()),
+                        ),
                     )?;
                 }
             }
@@ -1024,22 +1035,26 @@ async fn finish_student(
                 Ok((outcome, task)) => journal.step(
                     host,
                     id,
-                    Some(name),
-                    "snapshot",
-                    outcome,
-                    task.into_iter().collect(),
-                    None,
+                    rec(
+                        Some(name),
+                        "snapshot",
+                        outcome,
+                        task.into_iter().collect(),
+                        None,
+                    ),
                 )?,
                 Err(e) => {
                     // The link still goes down: the deadline holds; a re-run retakes it.
                     journal.step(
                         host,
                         id,
-                        Some(name),
-                        "snapshot",
-                        "failed",
-                        Vec::new(),
-                        Some(e.to_string()),
+                        rec(
+                            Some(name),
+                            "snapshot",
+                            "failed",
+                            Vec::new(),
+                            Some(e.to_string()),
+                        ),
                     )?;
                     eprintln!(
                         "labctl: {host}: snapshot {name}: {}",
@@ -1053,11 +1068,13 @@ async fn finish_student(
             journal.step(
                 host,
                 id,
-                Some(name),
-                "snapshot",
-                "skipped",
-                Vec::new(),
-                Some("--no-snapshot".into()),
+                rec(
+                    Some(name),
+                    "snapshot",
+                    "skipped",
+                    Vec::new(),
+                    Some("--no-snapshot".into()),
+                ),
             )?;
         }
     }
@@ -1066,16 +1083,18 @@ async fn finish_student(
     }
     if round.stop && !journal.snapshot().done(host, name, "stop") {
         match hv.stop(vmid).await {
-            Ok(()) => journal.step(host, id, Some(name), "stop", "done", Vec::new(), None)?,
+            Ok(()) => journal.step(host, id, rec(Some(name), "stop", "done", Vec::new(), None))?,
             Err(e) => {
                 journal.step(
                     host,
                     id,
-                    Some(name),
-                    "stop",
-                    "failed",
-                    Vec::new(),
-                    Some(e.to_string()),
+                    rec(
+                        Some(name),
+                        "stop",
+                        "failed",
+                        Vec::new(),
+                        Some(e.to_string()),
+                    ),
                 )?;
                 return Ok(1);
             }
@@ -1130,11 +1149,13 @@ async fn link_down(
             journal.step(
                 host,
                 id,
-                Some(name),
-                "link_down",
-                "failed",
-                Vec::new(),
-                Some(e.to_string()),
+                rec(
+                    Some(name),
+                    "link_down",
+                    "failed",
+                    Vec::new(),
+                    Some(e.to_string()),
+                ),
             )?;
             Ok(false)
         }
@@ -1453,11 +1474,13 @@ pub async fn unfreeze_cmd(
                 journal.step(
                     h,
                     vmid.get(),
-                    None,
-                    "unfreeze",
-                    "failed",
-                    Vec::new(),
-                    Some(format!("{e:#}")),
+                    rec(
+                        None,
+                        "unfreeze",
+                        "failed",
+                        Vec::new(),
+                        Some(format!("{e:#}")),
+                    ),
                 )?;
             }
         }
@@ -1608,7 +1631,7 @@ mod tests {
     fn deadline_names_are_snapshot_names() {
         let t = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
         let n = deadline_name(t);
-        assert_eq!(n, "deadline-20260528T203640Z");
+        assert_eq!(n, "deadline-20260528T202640Z");
         pve_vm::SnapshotName::new(n).unwrap();
     }
 

@@ -1038,6 +1038,7 @@ mod tests {
             state: "running".into(),
             addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
             fenced: None,
+            frozen: None,
         }
     }
 

@@ -448,3 +448,104 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     assert_eq!(sim.state()["access"]["users"][&login]["enable"], false);
     sim.shutdown().await;
 }
+
+/// Reads `child`'s stderr until a line contains `needle` (bounded); answers what it read.
+async fn stderr_until(child: &mut tokio::process::Child, needle: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(RUN_TIMEOUT, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "no {needle:?} on stderr:\n{seen}");
+    // Keep draining so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    seen
+}
+
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_before_the_time_cancels_the_freeze_with_nothing_done() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("atc", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let before = guests(&sim, "atc");
+    // Two minutes from now at the earliest: the countdown is running when Ctrl-C comes.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 180;
+    let at = format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60);
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--at", &at, "--yes"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "freeze of lab atc in").await;
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(guests(&sim, "atc"), before, "nothing changed");
+    assert!(!home.join("atc-freeze.json").exists());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("cce", 3);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let host = "cce-02";
+    // 600 minutes are 6 simulated hours: only Ctrl-C ends this countdown within the test.
+    let mut c = against(home, &sim);
+    c.args(["lab", "unfreeze", lab_s, "--student", host, "--minutes", "600", "--yes"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "again in").await;
+    assert!(lab_guests(&sim.state(), "cce")
+        .iter()
+        .any(|g| g["name"] == host && !link_down(g)));
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    for g in lab_guests(&sim.state(), "cce") {
+        assert!(link_down(&g), "{}", g["name"]);
+        let want = if g["name"] == host { 2 } else { 1 };
+        assert_eq!(deadline_snapshots(&g).len(), want, "{}", g["name"]);
+    }
+    let m = manifest(home, "cce");
+    assert_eq!(m["rounds"].as_array().unwrap().len(), 2);
+    assert!(m["rounds"][1]["finished"].is_string());
+    sim.shutdown().await;
+}

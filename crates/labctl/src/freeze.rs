@@ -922,6 +922,9 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                         ),
                     )?;
                 }
+                // The order keeps the evidence: nothing is collected, snapshotted or cut
+                // while the students may still act. A re-run starts here again.
+                return Ok(failures);
             }
         }
     }

@@ -526,8 +526,17 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     let host = "cce-02";
     // 600 minutes are 6 simulated hours: only Ctrl-C ends this countdown within the test.
     let mut c = against(home, &sim);
-    c.args(["lab", "unfreeze", lab_s, "--student", host, "--minutes", "600", "--yes"])
-        .stderr(std::process::Stdio::piped());
+    c.args([
+        "lab",
+        "unfreeze",
+        lab_s,
+        "--student",
+        host,
+        "--minutes",
+        "600",
+        "--yes",
+    ])
+    .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     stderr_until(&mut child, "again in").await;
     assert!(lab_guests(&sim.state(), "cce")
@@ -547,5 +556,54 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     let m = manifest(home, "cce");
     assert_eq!(m["rounds"].as_array().unwrap().len(), 2);
     assert!(m["rounds"][1]["finished"].is_string());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_ten_percent_faults_runs_of_freeze_end_with_everyone_frozen_once() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("flt", 6);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    for exam in 0..3 {
+        sim.set_fault_rate(0.1).unwrap();
+        let mut runs = Vec::new();
+        let mut ok = false;
+        for _ in 0..10 {
+            let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+            ok = out.code == Some(0);
+            runs.push(out);
+            if ok {
+                break;
+            }
+        }
+        assert!(
+            ok,
+            "exam {exam}: 10 runs under faults did not finish; the last:\n{}",
+            runs.last().unwrap()
+        );
+        for out in &runs {
+            assert!(
+                matches!(out.code, Some(0 | 1 | 3 | 5)),
+                "exam {exam}: a run ended unexpectedly:\n{out}"
+            );
+        }
+        sim.set_fault_rate(0.0).unwrap();
+        let m = manifest(home, "flt");
+        let name = m["rounds"].as_array().unwrap().last().unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for g in lab_guests(&sim.state(), "flt") {
+            let host = g["name"].as_str().unwrap();
+            assert!(link_down(&g), "exam {exam}: {host}");
+            let snaps = deadline_snapshots(&g);
+            assert_eq!(snaps.len(), exam + 1, "exam {exam}: {host}: {snaps:?}");
+            assert!(snaps.contains(&name), "exam {exam}: {host}: {snaps:?}");
+        }
+        let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+        assert_eq!(out.code, Some(0), "{out}");
+    }
     sim.shutdown().await;
 }

@@ -133,6 +133,22 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
     assert!(no.stderr.contains("--yes"), "{no}");
     assert_eq!(guests(&sim, "frz"), before);
 
+    // A console open on every student's guest (as a student who kept it open would).
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    let access = pve_access::AccessApi::new(client);
+    for (vmid, g) in &before {
+        let node = pve_access::NodeName::new(g["node"].as_str().unwrap()).unwrap();
+        let id = pve_access::VmId::new(u32::try_from(*vmid).unwrap()).unwrap();
+        access
+            .open_vnc(&node, pve_access::GuestKind::Qemu, id)
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.state()["consoles"].as_array().unwrap().len(), 8);
+
     sim.reset_requests();
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
     assert_eq!(out.code, Some(0), "{out}");
@@ -167,6 +183,18 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
         assert_eq!(
             m["students"][host]["frozen"].as_str(),
             Some(step_at(&m, host, "link_down"))
+        );
+        // Its console was stopped with the access, and the manifest names the task.
+        let access = m["students"][host]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "access")
+            .unwrap();
+        assert_eq!(
+            access["tasks"].as_array().map(Vec::len),
+            Some(1),
+            "{access}"
         );
         // The evidence was collected before the link went down.
         let ev = home.join("frz-evidence").join(name).join(host);

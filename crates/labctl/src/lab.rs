@@ -549,8 +549,8 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
         "NODE",
         "STATE",
         "FENCED",
-        "FROZEN",
         "ADDRESSES",
+        "FROZEN",
     ]);
     for r in rows {
         s.row(vec![
@@ -564,7 +564,6 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
                 Some(false) => "NO".to_owned(),
                 None => "-".to_owned(),
             },
-            r.frozen.clone().unwrap_or_else(|| "-".to_owned()),
             if r.addresses.is_empty() {
                 "-".to_owned()
             } else {
@@ -574,6 +573,7 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
                     .collect::<Vec<_>>()
                     .join(" ")
             },
+            r.frozen.clone().unwrap_or_else(|| "-".to_owned()),
         ]);
     }
     s

@@ -730,7 +730,7 @@ pub async fn freeze_cmd(
     }
     let checks = class.declares_checks();
     let plan = format!(
-        "{} {} students of lab {}: cut access (one write for the class), {}, {}, links down \
+        "{} {} students of lab {}: cut access (one write for the class while the exam role serves only this lab), {}, {}, links down \
          (MAC kept){}",
         if open.is_some() {
             "complete the freeze of"
@@ -1264,7 +1264,8 @@ async fn cut_access(
         consoles = stop_consoles(api, &seats).await?;
     }
     // The role serves the next grant again; the users are disabled and have no entries.
-    if role_privs.is_some() {
+    // (Also after a crash that left it empty; a role another lab uses is not written.)
+    if how == "role" || role_privs.as_ref().is_some_and(BTreeSet::is_empty) {
         api.set_role_privs(&role, EXAM_PRIVILEGES).await?;
     }
     let spread = t1.duration_since(t0).unwrap_or_default();

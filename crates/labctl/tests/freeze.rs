@@ -635,3 +635,59 @@ async fn under_ten_percent_faults_runs_of_freeze_end_with_everyone_frozen_once()
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_another_lab_uses_is_left_alone_and_each_user_is_cut_instead() {
+    let sim = sim().await;
+    let (home, lab_a) = lab_dir("sha", 3);
+    let home = home.path();
+    up_with_logins(home, &sim, &lab_a).await;
+    // A second lab in the same directory, in another id range, also in its exam.
+    let lab_b = home.join("other.toml");
+    std::fs::write(
+        &lab_b,
+        "name = \"shb\"\ntemplate = 9000\ncount = 2\nids = \"6000-6999\"\n\
+         teachers = [\"10.10.0.1\"]\nconcurrency = 8\n",
+    )
+    .unwrap();
+    up_with_logins(home, &sim, &lab_b).await;
+    sim.reset_requests();
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_a.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        count(&sim, "PUT /access/roles/{roleid}"),
+        0,
+        "the shared role is never emptied: {}",
+        sim.requests()
+    );
+    let m = manifest(home, "sha");
+    assert_eq!(m["rounds"][0]["access"]["how"], "users");
+    assert_eq!(m["rounds"][0]["access"]["writes"], 3);
+    let state = sim.state();
+    for (id, u) in state["access"]["users"].as_object().unwrap() {
+        let comment = u["comment"].as_str().unwrap_or("");
+        if comment.contains("lab sha ") || comment.ends_with("lab sha") {
+            assert_eq!(u["enable"], false, "{id}");
+        }
+        if comment.contains("lab shb") {
+            assert_eq!(u["enable"], true, "{id} of the other lab keeps its login");
+        }
+    }
+    let others = state["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["roleid"] == "LabctlExam")
+        .count();
+    assert_eq!(
+        others, 2,
+        "the other lab's entries stay: {}",
+        state["access"]["acl"]
+    );
+    assert!(lab_guests(&state, "shb").iter().all(|g| !link_down(g)));
+    sim.shutdown().await;
+}

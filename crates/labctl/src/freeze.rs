@@ -669,6 +669,27 @@ async fn interrupted() {
     }
 }
 
+/// Ends the process on Ctrl-C or SIGTERM with a word on how to complete (while alive).
+/// Once a countdown has listened for Ctrl-C, the signal no longer ends the process by
+/// itself; the manifest is written after every step, so quitting is always safe.
+struct QuitOnInterrupt(tokio::task::JoinHandle<()>);
+
+impl QuitOnInterrupt {
+    fn start(resume: String) -> Self {
+        Self(tokio::spawn(async move {
+            interrupted().await;
+            eprintln!("\ninterrupted: quitting; the manifest holds every finished step: {resume}");
+            std::process::exit(130);
+        }))
+    }
+}
+
+impl Drop for QuitOnInterrupt {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a freeze round needs.
 struct Ctx<'a> {
     conn: &'a Connection,
@@ -798,6 +819,10 @@ pub async fn freeze_cmd(
         journal: Arc::clone(&journal),
     };
     let whole = round.students.len() == class.rows.len();
+    let _quit = QuitOnInterrupt::start(format!(
+        "run `labctl lab freeze {} --yes` to complete it",
+        args.file.display()
+    ));
     let failures = run_round(&ctx, &round, whole).await?;
     report(&journal.snapshot(), &round.name, &manifest_path, format)?;
     if failures > 0 {
@@ -1510,8 +1535,12 @@ pub async fn unfreeze_cmd(
     let wait = scaled(Duration::from_secs(u64::from(minutes) * 60));
     let until = tokio::time::Instant::now() + wait;
     if !countdown(until, &format!("freeze of {} again", hosts.join(", "))).await {
-        eprintln!("interrupted: freezing now");
+        eprintln!("interrupted: freezing now (Ctrl-C again quits)");
     }
+    let _quit = QuitOnInterrupt::start(format!(
+        "run `labctl lab freeze {} --yes` to complete it",
+        args.file.display()
+    ));
     let checks = class.declares_checks();
     let round = new_round(
         &journal,

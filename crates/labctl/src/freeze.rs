@@ -219,6 +219,17 @@ pub(crate) struct StepRecord {
 }
 
 impl Manifest {
+    /// Every step of `round` is done for `hosts`.
+    fn complete(&self, round: &Round, hosts: &[String]) -> bool {
+        let name = round.name.as_str();
+        hosts.iter().all(|h| {
+            ["access", "collect", "snapshot", "link_down"]
+                .iter()
+                .all(|s| self.done(h, name, s))
+                && (!round.stop || self.done(h, name, "stop"))
+        })
+    }
+
     fn done(&self, host: &str, round: &str, step: &str) -> bool {
         self.students.get(host).is_some_and(|r| {
             r.steps.iter().any(|s| {
@@ -720,6 +731,21 @@ pub async fn freeze_cmd(
         .clone()
         .unwrap_or_else(|| default_manifest(&class.lab));
     let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
+    // A round whose every student is done (the rest were unfrozen meanwhile) is closed.
+    let m = journal.snapshot();
+    let stale: Vec<String> = m
+        .rounds
+        .iter()
+        .filter(|r| r.finished.is_none() && m.complete(r, &r.students))
+        .map(|r| r.name.clone())
+        .collect();
+    if !stale.is_empty() {
+        journal.update(|m| {
+            for r in m.rounds.iter_mut().filter(|r| stale.contains(&r.name)) {
+                r.finished = Some(now_ms());
+            }
+        })?;
+    }
     let m = journal.snapshot();
     let open = m
         .rounds
@@ -1029,15 +1055,7 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
     for (_, r) in results {
         failures += r?;
     }
-    let m = ctx.journal.snapshot();
-    let complete = hosts.iter().all(|h| {
-        m.done(h, name, "access")
-            && m.done(h, name, "collect")
-            && m.done(h, name, "snapshot")
-            && m.done(h, name, "link_down")
-            && (!round.stop || m.done(h, name, "stop"))
-    });
-    if complete {
+    if ctx.journal.snapshot().complete(round, &hosts) {
         ctx.journal.update(|m| {
             if let Some(r) = m.rounds.iter_mut().find(|r| r.name == name) {
                 r.finished = Some(now_ms());
@@ -1483,6 +1501,14 @@ pub async fn unfreeze_cmd(
         match unfreeze_one(&hv, &api, &class, h, vmid).await {
             Ok(detail) => {
                 journal.update(|m| {
+                    // An unfinished freeze no longer holds this student: the next freeze
+                    // is a new deadline for them, not the completion of the old one.
+                    for round in m.rounds.iter_mut().filter(|r| r.finished.is_none()) {
+                        round.students.retain(|x| x != h);
+                        if round.students.is_empty() {
+                            round.finished = Some(now_ms());
+                        }
+                    }
                     let r = m.students.entry(h.clone()).or_default();
                     r.vmid = vmid.get();
                     r.round = None;

@@ -691,3 +691,47 @@ async fn a_role_another_lab_uses_is_left_alone_and_each_user_is_cut_instead() {
     assert!(lab_guests(&state, "shb").iter().all(|g| !link_down(g)));
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfreezing_an_unfinished_freeze_makes_the_next_freeze_a_new_deadline() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("unf", 4);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "a snapshot running", |s| {
+        lab_guests(s, "unf").iter().any(|g| g["lock"] == "snapshot")
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    // The teacher gives up on that deadline: everyone continues.
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let first = manifest(home, "unf")["rounds"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let m = manifest(home, "unf");
+    let rounds = m["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{m:#}");
+    let second = rounds[1]["name"].as_str().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(rounds[1]["students"].as_array().unwrap().len(), 4);
+    assert!(rounds.iter().all(|r| r["finished"].is_string()), "{m:#}");
+    for g in lab_guests(&sim.state(), "unf") {
+        assert!(link_down(&g), "{}", g["name"]);
+        let snaps = deadline_snapshots(&g);
+        assert_eq!(
+            snaps.iter().filter(|s| *s == second).count(),
+            1,
+            "{snaps:?}"
+        );
+    }
+    sim.shutdown().await;
+}

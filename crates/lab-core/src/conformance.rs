@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::hypervisor::{
-    Assignment, Backend, Capability, CloneRequest, Desktops, Hypervisor, Inventory, Provisioning,
-    Seat, Secure,
+    Assignment, Backend, Capability, CloneRequest, Desktops, Hypervisor, Inventory, Power,
+    Provisioning, Seat, Secure, Snapshots,
 };
 use crate::spec::CloneMode;
 use crate::types::{LabName, VmId, VmStatus};
@@ -462,6 +462,9 @@ pub async fn unsupported_is_typed<H: Hypervisor + Desktops + ?Sized>(
                 let seat = Seat::User("conformance".into());
                 vec![("assign", hv.assign(seat, "pool".into()).await.map(drop))]
             }
+            // Not a part of `Hypervisor`: [`snapshots_unsupported_is_typed`] checks it on
+            // backends that implement the trait.
+            Capability::Snapshots => Vec::new(),
         };
         for (op, answer) in answers {
             match answer {
@@ -475,6 +478,107 @@ pub async fn unsupported_is_typed<H: Hypervisor + Desktops + ?Sized>(
                         ),
                     ))
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Snapshots and links: a snapshot is listed once; the same name again is `AlreadyExists`
+/// and adds nothing; links go down and up on every NIC and each NIC keeps its MAC; a link
+/// already down is reported so; a guest that does not exist is `NotFound`. Clones one guest
+/// from the fixture's template and destroys it again.
+pub async fn snapshots<H>(hv: &H, fx: &Fixture) -> Outcome
+where
+    H: Backend + Provisioning + Power + Snapshots + ?Sized,
+{
+    const C: &str = "snapshots";
+    capabilities_declared(hv, [Capability::Snapshots])?;
+    let missing = fx.free[1];
+    match hv.snapshots(missing).await {
+        Err(Error::NotFound { .. }) => {}
+        other => {
+            return Err(fail(
+                C,
+                format!("snapshots of the missing guest {missing} answered {other:?}"),
+            ))
+        }
+    }
+    call!(C, "prepare_lab", hv.prepare_lab(&fx.lab));
+    let g = call!(
+        C,
+        "clone_guest",
+        hv.clone_guest(fx.request(fx.free[0], "conform-snap"))
+    );
+    let checked = snapshot_rules(hv, g.vmid).await;
+    let _ = hv.stop(g.vmid).await;
+    call!(C, "destroy", hv.destroy(g.vmid));
+    call!(C, "release_lab", hv.release_lab(&fx.lab));
+    checked
+}
+
+async fn snapshot_rules<H>(hv: &H, vmid: VmId) -> Outcome
+where
+    H: Snapshots + ?Sized,
+{
+    const C: &str = "snapshots";
+    let before = call!(C, "snapshots", hv.snapshots(vmid));
+    call!(C, "snapshot", hv.snapshot(vmid, "conform1".into(), false));
+    let again = hv.snapshot(vmid, "conform1".into(), false).await;
+    ensure(C, matches!(again, Err(Error::AlreadyExists { .. })), || {
+        format!("a second snapshot conform1 of {vmid} answered {again:?}, not AlreadyExists")
+    })?;
+    let after = call!(C, "snapshots", hv.snapshots(vmid));
+    let named = after.iter().filter(|s| s.name == "conform1").count();
+    ensure(C, named == 1 && after.len() == before.len() + 1, || {
+        format!("after one snapshot conform1, {vmid} lists {after:?} (before: {before:?})")
+    })?;
+    let down = call!(C, "set_links down", hv.set_links(vmid, false));
+    ensure(C, !down.is_empty() && down.iter().all(|n| n.down), || {
+        format!("set_links down on {vmid} answered {down:?}")
+    })?;
+    let twice = call!(C, "set_links down again", hv.set_links(vmid, false));
+    ensure(C, twice.iter().all(|n| n.was_down && n.down), || {
+        format!("set_links down again on {vmid} answered {twice:?}, not every link was down")
+    })?;
+    let up = call!(C, "set_links up", hv.set_links(vmid, true));
+    let macs = |l: &[crate::hypervisor::NicLink]| {
+        l.iter()
+            .map(|n| (n.net.clone(), n.mac.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+    };
+    ensure(
+        C,
+        macs(&down) == macs(&up) && up.iter().all(|n| n.was_down && !n.down),
+        || format!("links of {vmid} down then up changed a MAC or a state: {down:?} then {up:?}"),
+    )
+}
+
+/// A backend that declares no snapshots answers [`Error::Unsupported`] naming itself.
+pub async fn snapshots_unsupported_is_typed<H>(hv: &H, fx: &Fixture) -> Outcome
+where
+    H: Backend + Snapshots + ?Sized,
+{
+    const C: &str = "unsupported";
+    if hv.capabilities().supports(Capability::Snapshots) {
+        return Ok(());
+    }
+    let a = fx.free[0];
+    for (op, answer) in [
+        ("snapshots", hv.snapshots(a).await.map(drop)),
+        (
+            "snapshot",
+            hv.snapshot(a, "x1".into(), false).await.map(drop),
+        ),
+        ("set_links", hv.set_links(a, false).await.map(drop)),
+    ] {
+        match answer {
+            Err(Error::Unsupported { backend, .. }) if backend == hv.backend() => {}
+            other => {
+                return Err(fail(
+                    C,
+                    format!("{op} of the unsupported snapshots answered {other:?}"),
+                ))
             }
         }
     }

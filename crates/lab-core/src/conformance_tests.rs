@@ -35,6 +35,15 @@ async fn the_fake_keeps_the_contract() {
     conformance::unsupported_is_typed(&hv, &fixture())
         .await
         .unwrap();
+    conformance::snapshots(&hv, &fixture()).await.unwrap();
+    conformance::snapshots_unsupported_is_typed(&hv, &fixture())
+        .await
+        .unwrap();
+    assert_eq!(
+        hv.snapshots_taken(),
+        1,
+        "the second snapshot of a name took none"
+    );
     // Nothing left behind but the template.
     assert_eq!(hv.guests().len(), 1);
     assert!(hv.pools().is_empty());
@@ -260,4 +269,104 @@ async fn an_untyped_unsupported_fails_the_suite() {
         .unwrap_err();
     assert_eq!(v.check, "unsupported");
     assert!(v.message.contains("prepare_fence"), "{v}");
+}
+
+/// How a snapshotting wrapper breaks the contract.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum SnapFlaw {
+    /// A snapshot of a name taken already "succeeds" (a caller cannot tell it kept one).
+    SecondSnapshotOk,
+    /// Setting a link writes the NIC back without its MAC (PVE makes a new one).
+    NewMac,
+    /// Declares no snapshots but answers `Ok`.
+    UntypedUnsupported,
+}
+
+struct BrokenSnap {
+    inner: FakeHypervisor,
+    flaw: SnapFlaw,
+}
+
+impl Backend for BrokenSnap {
+    fn backend(&self) -> &'static str {
+        "broken"
+    }
+    fn capabilities(&self) -> Capabilities {
+        let mut c = self.inner.capabilities();
+        c.snapshots = self.flaw != SnapFlaw::UntypedUnsupported;
+        c
+    }
+}
+
+#[async_trait]
+impl Provisioning for BrokenSnap {
+    async fn prepare_lab(&self, lab: &LabName) -> Result<()> {
+        self.inner.prepare_lab(lab).await
+    }
+    async fn clone_capacity(&self, t: VmId, m: CloneMode) -> Result<CloneCapacity> {
+        self.inner.clone_capacity(t, m).await
+    }
+    async fn clone_guest(&self, r: CloneRequest) -> Result<GuestInfo> {
+        self.inner.clone_guest(r).await
+    }
+    async fn destroy(&self, vmid: VmId) -> Result<()> {
+        self.inner.destroy(vmid).await
+    }
+    async fn release_lab(&self, lab: &LabName) -> Result<()> {
+        self.inner.release_lab(lab).await
+    }
+}
+
+#[async_trait]
+impl Power for BrokenSnap {
+    async fn start(&self, vmid: VmId) -> Result<()> {
+        self.inner.start(vmid).await
+    }
+    async fn stop(&self, vmid: VmId) -> Result<()> {
+        self.inner.stop(vmid).await
+    }
+}
+
+#[async_trait]
+impl Snapshots for BrokenSnap {
+    async fn snapshots(&self, vmid: VmId) -> Result<Vec<SnapshotInfo>> {
+        if self.flaw == SnapFlaw::UntypedUnsupported {
+            return Ok(Vec::new());
+        }
+        self.inner.snapshots(vmid).await
+    }
+    async fn snapshot(&self, vmid: VmId, name: String, vmstate: bool) -> Result<Option<String>> {
+        match self.inner.snapshot(vmid, name, vmstate).await {
+            Err(Error::AlreadyExists { .. }) if self.flaw == SnapFlaw::SecondSnapshotOk => Ok(None),
+            other => other,
+        }
+    }
+    async fn set_links(&self, vmid: VmId, up: bool) -> Result<Vec<NicLink>> {
+        let mut l = self.inner.set_links(vmid, up).await?;
+        if self.flaw == SnapFlaw::NewMac && up {
+            l[0].mac = "52:54:00:ff:ff:ff".into();
+        }
+        Ok(l)
+    }
+}
+
+#[tokio::test]
+async fn broken_snapshots_fail_the_suite_naming_the_rule() {
+    for (flaw, needle) in [
+        (SnapFlaw::SecondSnapshotOk, "not AlreadyExists"),
+        (SnapFlaw::NewMac, "changed a MAC"),
+        (SnapFlaw::UntypedUnsupported, "unsupported snapshots"),
+    ] {
+        let b = BrokenSnap {
+            inner: fake(),
+            flaw,
+        };
+        let v = if flaw == SnapFlaw::UntypedUnsupported {
+            conformance::snapshots_unsupported_is_typed(&b, &fixture()).await
+        } else {
+            conformance::snapshots(&b, &fixture()).await
+        }
+        .unwrap_err();
+        assert!(v.to_string().contains(needle), "{flaw:?}: {v}");
+    }
 }

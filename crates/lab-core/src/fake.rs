@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::hypervisor::{
     Assignment, Backend, Capabilities, CloneCapacity, CloneRequest, Desktop, Desktops, Inventory,
-    Isolation, Power, Probe, Provisioning, Readiness, Seat, Secure,
+    Isolation, NicLink, Power, Probe, Provisioning, Readiness, Seat, Secure, SnapshotInfo,
+    Snapshots,
 };
 use crate::spec::CloneMode;
 use crate::types::{GuestInfo, LabName, Node, VmId, VmKind, VmStatus};
@@ -52,6 +53,12 @@ struct State {
     /// Guest fences: vmid → lab.
     fenced: BTreeMap<u32, String>,
     desktops: BTreeMap<String, Vec<Machine>>,
+    /// Snapshots per guest, oldest first.
+    snapshots: BTreeMap<u32, Vec<SnapshotInfo>>,
+    /// Guests whose one NIC (`net0`) has its link down.
+    links_down: BTreeSet<u32>,
+    /// Snapshots taken since the start (a destroyed guest's included).
+    snapshots_taken: u64,
     mutations: usize,
     halt: Option<Halt>,
 }
@@ -189,6 +196,16 @@ impl FakeHypervisor {
             .unwrap_or_default()
     }
 
+    /// Snapshots taken so far (every guest, destroyed ones included).
+    pub fn snapshots_taken(&self) -> u64 {
+        self.lock().snapshots_taken
+    }
+
+    /// Whether `net0` of `vmid` has its link down.
+    pub fn link_down(&self, vmid: u32) -> bool {
+        self.lock().links_down.contains(&vmid)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a test panicked while holding it; the state is still
         // consistent (every mutation is a single insert/remove).
@@ -243,6 +260,12 @@ fn not_found(vmid: VmId) -> Error {
     }
 }
 
+/// The fake's one NIC's MAC: fixed per guest, like a MAC PVE generated at the clone.
+pub fn mac_of(vmid: u32) -> String {
+    let b = vmid.to_be_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3])
+}
+
 fn address_of(vmid: VmId) -> IpAddr {
     let n = vmid.get();
     IpAddr::V4(Ipv4Addr::new(10, 20, (n >> 8) as u8, n as u8))
@@ -256,6 +279,7 @@ impl Backend for FakeHypervisor {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             desktops: true,
+            snapshots: true,
             ..Capabilities::HYPERVISOR
         }
     }
@@ -373,6 +397,8 @@ impl Provisioning for FakeHypervisor {
             Some(_) => {
                 s.guests.remove(&vmid.get());
                 s.fenced.remove(&vmid.get());
+                s.snapshots.remove(&vmid.get());
+                s.links_down.remove(&vmid.get());
                 Ok(())
             }
         }
@@ -557,5 +583,60 @@ impl Desktops for FakeHypervisor {
             })?;
         free.seat = Some(seat);
         Ok(Assignment::New(free.desktop.clone()))
+    }
+}
+
+#[async_trait]
+impl Snapshots for FakeHypervisor {
+    async fn snapshots(&self, vmid: VmId) -> Result<Vec<SnapshotInfo>> {
+        let s = self.read()?;
+        if !s.guests.contains_key(&vmid.get()) {
+            return Err(not_found(vmid));
+        }
+        Ok(s.snapshots.get(&vmid.get()).cloned().unwrap_or_default())
+    }
+
+    async fn snapshot(&self, vmid: VmId, name: String, vmstate: bool) -> Result<Option<String>> {
+        let mut s = self.write()?;
+        let g = s.guests.get(&vmid.get()).ok_or_else(|| not_found(vmid))?;
+        if g.template {
+            return Err(Error::InvalidInput {
+                what: "guest",
+                input: vmid.to_string(),
+                allowed: "a guest that is not a template".into(),
+            });
+        }
+        let vmstate = vmstate && g.status.is_running();
+        let list = s.snapshots.entry(vmid.get()).or_default();
+        if list.iter().any(|x| x.name == name) {
+            return Err(Error::AlreadyExists {
+                what: format!("snapshot {name} of VM {vmid}"),
+            });
+        }
+        list.push(SnapshotInfo {
+            name,
+            taken: None,
+            vmstate,
+        });
+        s.snapshots_taken += 1;
+        Ok(None)
+    }
+
+    async fn set_links(&self, vmid: VmId, up: bool) -> Result<Vec<NicLink>> {
+        let mut s = self.write()?;
+        if !s.guests.contains_key(&vmid.get()) {
+            return Err(not_found(vmid));
+        }
+        let was_down = if up {
+            s.links_down.remove(&vmid.get())
+        } else {
+            !s.links_down.insert(vmid.get())
+        };
+        Ok(vec![NicLink {
+            net: "net0".into(),
+            mac: mac_of(vmid.get()),
+            was_down,
+            down: !up,
+        }])
     }
 }

@@ -11,6 +11,7 @@
 //! | [`Readiness`] | probe, addresses | yes | — | yes |
 //! | [`Isolation`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
 //! | [`Desktops`] | machines, assigned, assign | — | yes | yes |
+//! | [`Snapshots`] | snapshots, snapshot, set_links | yes | — | yes |
 //!
 //! [`Hypervisor`] is the set the lab engine needs; every type implementing its parts
 //! implements it (blanket impl), and it stays object-safe (`&dyn Hypervisor`).
@@ -106,17 +107,20 @@ pub enum Capability {
     Isolation,
     /// [`Desktops`].
     Desktops,
+    /// [`Snapshots`].
+    Snapshots,
 }
 
 impl Capability {
     /// Every capability, in the order of [`Capabilities`]' fields.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Inventory,
         Capability::Provisioning,
         Capability::Power,
         Capability::Readiness,
         Capability::Isolation,
         Capability::Desktops,
+        Capability::Snapshots,
     ];
 
     /// The trait's name in lower case (`inventory`).
@@ -128,6 +132,7 @@ impl Capability {
             Capability::Readiness => "readiness",
             Capability::Isolation => "isolation",
             Capability::Desktops => "desktops",
+            Capability::Snapshots => "snapshots",
         }
     }
 }
@@ -148,6 +153,8 @@ pub struct Capabilities {
     pub isolation: bool,
     /// [`Desktops`]: hand a user or a thin client a machine from a pool.
     pub desktops: bool,
+    /// [`Snapshots`]: named snapshots and the link state of a guest's NICs (the deadline).
+    pub snapshots: bool,
 }
 
 impl Capabilities {
@@ -159,6 +166,7 @@ impl Capabilities {
         readiness: true,
         isolation: true,
         desktops: false,
+        snapshots: false,
     };
 
     /// Only desktop assignment (a VDI broker such as FOSS-Cloud).
@@ -169,6 +177,7 @@ impl Capabilities {
         readiness: false,
         isolation: false,
         desktops: true,
+        snapshots: false,
     };
 
     /// Whether `capability` is supported.
@@ -180,6 +189,7 @@ impl Capabilities {
             Capability::Readiness => self.readiness,
             Capability::Isolation => self.isolation,
             Capability::Desktops => self.desktops,
+            Capability::Snapshots => self.snapshots,
         }
     }
 
@@ -430,6 +440,52 @@ pub trait Desktops: Send + Sync {
 
     /// Gives the seat a machine of `pool`, unless it has one already.
     async fn assign(&self, seat: Seat, pool: String) -> Result<Assignment>;
+}
+
+/// One snapshot of a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was taken, seconds since the epoch (if the backend says).
+    pub taken: Option<u64>,
+    /// It holds the RAM too.
+    pub vmstate: bool,
+}
+
+/// What [`Snapshots::set_links`] did to one NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicLink {
+    /// The NIC (`net0`, …).
+    pub net: String,
+    /// Its MAC address, the same before and after.
+    pub mac: String,
+    /// The link was down before.
+    pub was_down: bool,
+    /// The link is down now.
+    pub down: bool,
+}
+
+/// Keeping a guest as it is at a moment (the deadline) and cutting its wire without
+/// changing its identity.
+///
+/// Contract: [`Snapshots::snapshot`] of a name the guest has already is
+/// [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes nothing, so a caller
+/// that lost the answer can ask again and never gets a second snapshot;
+/// [`Snapshots::set_links`] changes only the link state: every NIC keeps its MAC.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    /// The guest's snapshots, oldest first (no pseudo-entry for the running state).
+    async fn snapshots(&self, vmid: VmId) -> Result<Vec<SnapshotInfo>>;
+
+    /// Takes the snapshot `name` (with the RAM when `vmstate` and the guest runs) and waits
+    /// for it; answers the backend's task id when it has one.
+    async fn snapshot(&self, vmid: VmId, name: String, vmstate: bool) -> Result<Option<String>>;
+
+    /// Sets the link of every NIC up or down, each keeping its MAC; answers what each NIC
+    /// was and is. A NIC already so is not written.
+    async fn set_links(&self, vmid: VmId, up: bool) -> Result<Vec<NicLink>>;
 }
 
 /// The set of capabilities the lab engine needs; implemented by every type that

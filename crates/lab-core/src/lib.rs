@@ -61,12 +61,13 @@ pub use error::{Error, Failure, Result};
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
-    Hypervisor, Inventory, Isolation, Power, Probe, Provisioning, Readiness, Seat, Secure,
+    Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness, Seat, Secure,
+    SnapshotInfo, Snapshots,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::{
     MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
-    MockReadiness,
+    MockReadiness, MockSnapshots,
 };
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,

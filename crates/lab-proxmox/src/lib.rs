@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use lab_core::{
     Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, GuestInfo, Inventory,
-    Isolation as LabIsolation, LabName, Node, Power, Probe, Provisioning, Readiness, Result,
-    Secure, VmId, VmKind, VmStatus,
+    Isolation as LabIsolation, LabName, NicLink, Node, Power, Probe, Provisioning, Readiness,
+    Result, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
 };
 use pve_auth::{Params, PveClient};
 use pve_firewall::isolation::{CloneBaseline, Isolation, IsolationOptions, Students};
@@ -548,7 +548,10 @@ impl Backend for ProxmoxLab {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::HYPERVISOR
+        Capabilities {
+            snapshots: true,
+            ..Capabilities::HYPERVISOR
+        }
     }
 }
 
@@ -911,6 +914,72 @@ impl Power for ProxmoxLab {
             },
             other => other,
         })
+    }
+}
+
+#[async_trait]
+impl Snapshots for ProxmoxLab {
+    async fn snapshots(&self, vmid: VmId) -> Result<Vec<SnapshotInfo>> {
+        let g = self.handle(vmid).await?;
+        let list = g
+            .snapshots()
+            .await
+            .map_err(|e| vm_err(e, &format!("snapshots of VM {vmid}")))?;
+        Ok(list
+            .into_iter()
+            .filter(|s| !s.is_current())
+            .map(|s| SnapshotInfo {
+                name: s.name,
+                taken: s.snaptime,
+                vmstate: s.vmstate,
+            })
+            .collect())
+    }
+
+    async fn snapshot(&self, vmid: VmId, name: String, vmstate: bool) -> Result<Option<String>> {
+        let what = format!("snapshot {name} of VM {vmid}");
+        let snapname = pve_vm::SnapshotName::new(name.as_str()).map_err(|e| vm_err(e, &what))?;
+        let g = self.handle(vmid).await?;
+        // Asked again after a lost answer or a crash: the list says whether it exists.
+        if self.snapshots(vmid).await?.iter().any(|s| s.name == name) {
+            return Err(Error::AlreadyExists { what });
+        }
+        let mut params = Params::new().with("snapname", snapname.as_str());
+        // RAM only from a running VM (PVE saves none of a stopped one; containers have none).
+        if vmstate && g.kind() == GuestKind::Qemu {
+            params.insert("vmstate", true);
+        }
+        let path = g.path(&["snapshot"]);
+        let upid: Upid = self
+            .write(g.node(), pve_auth::Method::POST, &path, &params)
+            .await
+            .map_err(|e| api_err(e, &what))?;
+        match self.settle(&upid, &what).await? {
+            Ok(()) => Ok(Some(upid.to_string())),
+            Err(e) if e.mentions("already used") => Err(Error::AlreadyExists { what }),
+            Err(e) => Err(vm_err(e, &what)),
+        }
+    }
+
+    async fn set_links(&self, vmid: VmId, up: bool) -> Result<Vec<NicLink>> {
+        let what = format!("links of VM {vmid}");
+        let g = self.handle(vmid).await?;
+        let cfg = g.config().await.map_err(|e| vm_err(e, &what))?;
+        let mut out = Vec::new();
+        for (index, _) in cfg.nics() {
+            let net = format!("net{index}");
+            let change = g
+                .set_link(&net, up)
+                .await
+                .map_err(|e| vm_err(e, &format!("{net} of VM {vmid}")))?;
+            out.push(NicLink {
+                net: change.net,
+                mac: change.mac,
+                was_down: change.was_down,
+                down: change.down,
+            });
+        }
+        Ok(out)
     }
 }
 

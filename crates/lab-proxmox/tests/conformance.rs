@@ -30,6 +30,7 @@ async fn proxmox_on_the_simulator_keeps_the_contract() {
     fx.ready_within = Duration::from_secs(20);
     fx.probe_every = Duration::from_millis(50);
     conformance::hypervisor(&hv, &fx).await.unwrap();
+    conformance::snapshots(&hv, &fx).await.unwrap();
     // Proxmox has no desktop broker: it must say so in its type, not by failing late.
     assert!(!lab_core::Backend::capabilities(&hv).desktops);
     let state = sim.state();

@@ -40,6 +40,17 @@ pub struct EvalArgs {
     evidence: Option<PathBuf>,
 }
 
+impl EvalArgs {
+    /// The lab file and an evidence directory, for a collection started by another verb
+    /// (`lab freeze`).
+    pub(crate) fn new(file: PathBuf, evidence: PathBuf) -> Self {
+        Self {
+            file,
+            evidence: Some(evidence),
+        }
+    }
+}
+
 /// `lab collect`.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
@@ -50,7 +61,7 @@ pub struct CollectArgs {
 }
 
 /// The flags of a collection.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct CollectFlags {
     /// Run again the probes whose evidence records an error (agent down, timeout, lost
     /// result). Without it a second collect runs only what is missing.
@@ -355,9 +366,13 @@ async fn students(
     lab: &LabName,
     file: &LabFile,
     dir: &Path,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> anyhow::Result<Vec<StudentInfo>> {
     let hv = conn.backend()?;
-    let rows = status(&hv, lab).await?;
+    let mut rows = status(&hv, lab).await?;
+    if let Some(only) = only {
+        rows.retain(|r| only.contains(&r.hostname));
+    }
     if rows.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -415,11 +430,13 @@ async fn instances(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> Vec<Option<Stri
         .await
 }
 
-/// Runs the collection; prints progress on stderr.
-async fn run_collect(
+/// Runs the collection (of the students whose host names are in `only`, else of all);
+/// prints progress on stderr.
+pub(crate) async fn run_collect(
     conn: &Connection,
     args: &EvalArgs,
     flags: &CollectFlags,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> anyhow::Result<(LabName, Spec, Store, CollectReport)> {
     let (file, dir, spec) = load_spec(&args.file)?;
     let lab = lab_name(&file, &args.file)?;
@@ -440,7 +457,7 @@ async fn run_collect(
                 .join("; ")
         )));
     }
-    let students = students(conn, &lab, &file, &dir).await?;
+    let students = students(conn, &lab, &file, &dir, only).await?;
     // A value a student's row lacks is the spec's (or roster's) mistake: stop here. A value
     // that is empty for some students (no address while their agent is down) only costs
     // those students those probes, which grade then shows as `error`.
@@ -730,7 +747,7 @@ pub async fn collect_cmd(
     format: Format,
 ) -> anyhow::Result<()> {
     format.not_csv("lab collect")?;
-    let (lab, spec, store, report) = run_collect(conn, &args.eval, &args.opts).await?;
+    let (lab, spec, store, report) = run_collect(conn, &args.eval, &args.opts, None).await?;
     let incomplete = (report.errors > 0).then(|| {
         fail::with_code(
             fail::INCOMPLETE,
@@ -803,7 +820,7 @@ pub async fn check_cmd(args: &CheckArgs, conn: &Connection, format: Format) -> a
             &evidence_dir(&args.eval, &lab),
         )?;
     }
-    let (lab, spec, store, _) = run_collect(conn, &args.eval, &args.opts).await?;
+    let (lab, spec, store, _) = run_collect(conn, &args.eval, &args.opts, None).await?;
     let sheet = run_grade(&spec, &store, lab.as_str())?;
     emit(&sheet, format, &args.out)
 }

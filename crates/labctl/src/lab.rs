@@ -120,6 +120,39 @@ Examples:
   labctl lab selftest examples/exam.toml --reference 4000
   labctl lab selftest examples/roster.toml --reference 4000 --as 'Zoë Müller' -o json")]
     Selftest(crate::evaluate::SelftestArgs),
+    /// Take a named snapshot of every student (e.g. `baseline` right after `up`).
+    ///
+    /// A student that has a snapshot of that name keeps it (reported `kept`): running it
+    /// again never takes a second one. Asks on a terminal (on ZFS a newer snapshot makes
+    /// older ones unreachable for a rollback); without one it needs --yes.
+    #[command(after_help = "\
+Examples:
+  labctl lab snapshot examples/exam.toml baseline --yes
+  labctl lab snapshot examples/exam.toml before-part2 --vmstate --dry-run")]
+    Snapshot(crate::freeze::SnapshotArgs),
+    /// The deadline: cut every student's access at the same moment, collect the checks'
+    /// evidence, snapshot `deadline-<utc>`, then take every link down (MAC kept).
+    ///
+    /// Access goes for the whole class with one write (the exam role's privileges), then
+    /// users are disabled, ACL entries removed and open consoles stopped. The manifest
+    /// (`<lab>-freeze.json`) records every step of every student with its UTC time and
+    /// task ids, and the measured access-cut spread. Killed or failed, run it again: only
+    /// missing steps run, and no student gets a second snapshot.
+    #[command(after_help = "\
+Examples:
+  labctl lab freeze examples/exam.toml --dry-run
+  labctl lab freeze examples/exam.toml --at 14:30 --yes     # UTC; Ctrl-C before it cancels
+  labctl lab freeze examples/exam.toml --yes --stop --vmstate
+  labctl lab status examples/exam.toml                      # FROZEN shows when")]
+    Freeze(crate::freeze::FreezeArgs),
+    /// Give frozen students their rights and links back: to one (an extension) or to all
+    /// (the exam continues). With --minutes, count down and freeze them again.
+    #[command(after_help = "\
+Examples:
+  labctl lab unfreeze examples/exam.toml --yes                               # everyone
+  labctl lab unfreeze examples/exam.toml --student 'Zoë Müller' --minutes 10 --yes
+      # counts down 10 minutes, then freezes her again (Ctrl-C: at once)")]
+    Unfreeze(crate::freeze::UnfreezeArgs),
 }
 
 /// The spec: a lab file and/or flags (flags win).
@@ -319,7 +352,10 @@ impl LabCommand {
             | LabCommand::Grade(_)
             | LabCommand::Check(_)
             | LabCommand::Lint(_)
-            | LabCommand::Selftest(_) => return Ok(None),
+            | LabCommand::Selftest(_)
+            | LabCommand::Snapshot(_)
+            | LabCommand::Freeze(_)
+            | LabCommand::Unfreeze(_) => return Ok(None),
         };
         let Some(room) = classroom::read_if_fosscloud(file.as_deref())? else {
             if url.is_some() {
@@ -386,7 +422,10 @@ impl LabCommand {
             | LabCommand::Grade(_)
             | LabCommand::Check(_)
             | LabCommand::Lint(_)
-            | LabCommand::Selftest(_) => {}
+            | LabCommand::Selftest(_)
+            | LabCommand::Snapshot(_)
+            | LabCommand::Freeze(_)
+            | LabCommand::Unfreeze(_) => {}
         }
         given
     }
@@ -415,7 +454,10 @@ impl LabCommand {
             | LabCommand::Grade(_)
             | LabCommand::Check(_)
             | LabCommand::Lint(_)
-            | LabCommand::Selftest(_) => {
+            | LabCommand::Selftest(_)
+            | LabCommand::Snapshot(_)
+            | LabCommand::Freeze(_)
+            | LabCommand::Unfreeze(_) => {
                 anyhow::bail!("internal: `lab access` and the evaluation verbs are dispatched before the other lab verbs")
             }
         })
@@ -458,6 +500,9 @@ struct SheetRow {
     addresses: Vec<IpAddr>,
     /// Whether the lab's fence holds (`null`: not checked).
     fenced: Option<bool>,
+    /// When `lab freeze` took the student's links down (UTC; from `<lab>-freeze.json` in
+    /// the current directory), `null` when not frozen.
+    frozen: Option<String>,
 }
 
 fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
@@ -479,6 +524,7 @@ fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
                 node: r.node.to_string(),
                 state: r.status.to_string(),
                 fenced: r.fenced,
+                frozen: None,
                 // Primary first, then the rest in the backend's order.
                 addresses: {
                     let mut a = r.addresses.clone();
@@ -504,6 +550,7 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
         "STATE",
         "FENCED",
         "ADDRESSES",
+        "FROZEN",
     ]);
     for r in rows {
         s.row(vec![
@@ -526,6 +573,7 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
                     .collect::<Vec<_>>()
                     .join(" ")
             },
+            r.frozen.clone().unwrap_or_else(|| "-".to_owned()),
         ]);
     }
     s
@@ -788,7 +836,11 @@ pub async fn run(
             }
         }
         (LabCommand::Status(_), Checked::Select(name, roster)) => {
-            let rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
+            let mut rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
+            let frozen = crate::freeze::frozen_at(&crate::freeze::default_manifest(&name));
+            for r in &mut rows {
+                r.frozen = frozen.get(&r.hostname).cloned();
+            }
             if rows.is_empty() && format.is_table() {
                 println!("lab {name}: no students");
             } else {
@@ -986,6 +1038,7 @@ mod tests {
             state: "running".into(),
             addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
             fenced: None,
+            frozen: None,
         }
     }
 

@@ -54,6 +54,7 @@ mod evaluate;
 mod fail;
 mod firewall;
 mod fosscloud;
+mod freeze;
 mod guest;
 mod lab;
 mod labfile;
@@ -237,6 +238,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: lab::LabCommand::Grade(args),
             ..
         }) => evaluate::grade_cmd(args, format),
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Snapshot(args),
+        }) => freeze::snapshot_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Freeze(args),
+        }) => freeze::freeze_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Unfreeze(args),
+        }) => freeze::unfreeze_cmd(args, connection, format).await,
         Command::Lab(Pve {
             command: lab::LabCommand::Lint(args),
             ..

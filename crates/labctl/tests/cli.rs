@@ -783,7 +783,7 @@ async fn the_example_lab_file_plan_up_status_ips_down() {
     }
     let (_, csv, _) = run(against(&sim), &["lab", "ips", &file, "-o", "csv"]).await;
     assert!(
-        csv.starts_with("STUDENT,HOSTNAME,VMID,NODE,STATE,FENCED,ADDRESSES\n"),
+        csv.starts_with("STUDENT,HOSTNAME,VMID,NODE,STATE,FENCED,ADDRESSES,FROZEN\n"),
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 4, "{csv}");

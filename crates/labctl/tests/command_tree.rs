@@ -270,6 +270,18 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
         ),
         ("lab ips", leaf(&["lab", "ips", "-n", "tree"])),
         (
+            "lab snapshot",
+            leaf(&["lab", "snapshot", "tree.toml", "baseline", "--yes"]),
+        ),
+        (
+            "lab freeze",
+            leaf(&["lab", "freeze", "tree.toml", "--dry-run"]),
+        ),
+        (
+            "lab unfreeze",
+            leaf(&["lab", "unfreeze", "tree.toml", "--dry-run"]),
+        ),
+        (
             "lab down",
             leaf(&["lab", "down", "-n", "tree", "--dry-run"]),
         ),

@@ -1,0 +1,737 @@
+//! `lab snapshot|freeze|unfreeze` through the binary against the simulator: a class is
+//! frozen in the order that keeps the evidence, each student exactly once whatever kills
+//! the run, and an extension gives exactly one student rights and link back, then freezes
+//! them again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{against, output, sim, RUN_TIMEOUT};
+use pve_sim::SimHandle;
+use serde_json::Value;
+
+const CHECKS: &str = r#"
+[[probe]]
+id = "host"
+file = "/etc/hostname"
+
+[[check]]
+id = "hostname"
+probe = "host"
+points = 1
+expect = [{ equals = "{{hostname}}" }]
+"#;
+
+fn lab_dir(name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("checks.toml"), CHECKS).unwrap();
+    let lab = home.path().join("lab.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
+             teachers = [\"10.10.0.1\"]\nconcurrency = 8\nchecks = \"checks.toml\"\n"
+        ),
+    )
+    .unwrap();
+    (home, lab)
+}
+
+/// `lab up` and `lab access grant`: the students with logins.
+async fn up_with_logins(home: &Path, sim: &SimHandle, lab: &Path) {
+    let lab = lab.to_str().unwrap();
+    let out = output(against(home, sim), &["lab", "up", lab]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let out = output(against(home, sim), &["lab", "access", "grant", lab]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+}
+
+/// The lab's guests: vmid → the guest's state.
+fn guests(sim: &SimHandle, pool: &str) -> BTreeMap<u64, Value> {
+    sim.state()["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["pool"] == pool)
+        .map(|g| (g["vmid"].as_u64().unwrap(), g.clone()))
+        .collect()
+}
+
+fn mac(g: &Value) -> String {
+    let net0 = g["config"]["net0"].as_str().unwrap();
+    net0.split(',')
+        .find_map(|p| p.strip_prefix("virtio="))
+        .unwrap()
+        .to_ascii_lowercase()
+}
+
+fn link_down(g: &Value) -> bool {
+    g["config"]["net0"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .any(|p| p == "link_down=1")
+}
+
+fn deadline_snapshots(g: &Value) -> Vec<String> {
+    g["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .filter(|s| s.starts_with("deadline-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn manifest(home: &Path, lab: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(home.join(format!("{lab}-freeze.json"))).unwrap())
+        .unwrap()
+}
+
+/// The `at` of a student's last step `step`.
+fn step_at<'a>(m: &'a Value, host: &str, step: &str) -> &'a str {
+    m["students"][host]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s["step"] == step)
+        .unwrap_or_else(|| panic!("{host}: no step {step}: {m:#}"))["at"]
+        .as_str()
+        .unwrap()
+}
+
+fn count(sim: &SimHandle, key: &str) -> u64 {
+    sim.requests()[key].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("frz", 8);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let before = guests(&sim, "frz");
+    assert_eq!(before.len(), 8);
+
+    // The plan: nothing changes.
+    let dry = output(against(home, &sim), &["lab", "freeze", lab_s, "--dry-run"]).await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    assert!(dry.stdout.contains("dry run"), "{dry}");
+    assert!(
+        !home.join("frz-freeze.json").exists(),
+        "a dry run writes no manifest"
+    );
+    // Off a terminal without --yes: refused, nothing changed.
+    let no = output(against(home, &sim), &["lab", "freeze", lab_s]).await;
+    assert_eq!(no.code, Some(2), "{no}");
+    assert!(no.stderr.contains("--yes"), "{no}");
+    assert_eq!(guests(&sim, "frz"), before);
+
+    // A console open on every student's guest (as a student who kept it open would).
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    let access = pve_access::AccessApi::new(client);
+    for (vmid, g) in &before {
+        let node = pve_access::NodeName::new(g["node"].as_str().unwrap()).unwrap();
+        let id = pve_access::VmId::new(u32::try_from(*vmid).unwrap()).unwrap();
+        access
+            .open_vnc(&node, pve_access::GuestKind::Qemu, id)
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.state()["consoles"].as_array().unwrap().len(), 8);
+
+    sim.reset_requests();
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    // One write cut the class; one more gave the role its privileges back.
+    assert_eq!(
+        count(&sim, "PUT /access/roles/{roleid}"),
+        2,
+        "{}",
+        sim.requests()
+    );
+    let after = guests(&sim, "frz");
+    let m = manifest(home, "frz");
+    assert_eq!(m["rounds"].as_array().unwrap().len(), 1);
+    let round = &m["rounds"][0];
+    let name = round["name"].as_str().unwrap();
+    assert!(name.starts_with("deadline-"), "{round}");
+    assert_eq!(round["access"]["how"], "role", "{round}");
+    assert_eq!(round["access"]["writes"], 1, "{round}");
+    assert!(round["access"]["spread_ms"].is_u64());
+    assert!(round["finished"].is_string(), "{round}");
+    for (vmid, g) in &after {
+        let host = g["name"].as_str().unwrap();
+        assert!(link_down(g), "{host}: link down");
+        assert_eq!(mac(g), mac(&before[vmid]), "{host}: MAC kept");
+        assert_eq!(deadline_snapshots(g), vec![name.to_owned()], "{host}");
+        // Every step with its time, in the order that keeps the evidence.
+        let order: Vec<&str> = ["access", "collect", "snapshot", "link_down"]
+            .iter()
+            .map(|s| step_at(&m, host, s))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "{host}: {order:?}");
+        assert_eq!(
+            m["students"][host]["frozen"].as_str(),
+            Some(step_at(&m, host, "link_down"))
+        );
+        // Its console was stopped with the access, and the manifest names the task.
+        let access = m["students"][host]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "access")
+            .unwrap();
+        assert_eq!(
+            access["tasks"].as_array().map(Vec::len),
+            Some(1),
+            "{access}"
+        );
+        // The evidence was collected before the link went down.
+        let ev = home.join("frz-evidence").join(name).join(host);
+        assert!(ev.is_dir(), "{host}: evidence in {}", ev.display());
+    }
+    // No login: every user disabled, no ACL entry left, the role ready for the next exam.
+    let state = sim.state();
+    for (id, u) in state["access"]["users"].as_object().unwrap() {
+        if id.ends_with("@pve") && u["comment"].as_str().unwrap_or("").contains("lab frz") {
+            assert_eq!(u["enable"], false, "{id}");
+        }
+    }
+    assert!(
+        !state["access"]["acl"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["roleid"] == "LabctlExam"),
+        "{}",
+        state["access"]["acl"]
+    );
+    assert!(
+        !state["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "the exam role has its privileges back: {}",
+        state["access"]["roles"]
+    );
+    assert!(
+        state["consoles"].as_array().unwrap().is_empty(),
+        "{}",
+        state["consoles"]
+    );
+    let verify = output(
+        against(home, &sim),
+        &["lab", "access", "verify", lab_s, "--revoked"],
+    )
+    .await;
+    assert_eq!(verify.code, Some(0), "{verify}");
+
+    // `lab status` says frozen, and when.
+    let st = output(against(home, &sim), &["-o", "json", "lab", "status", lab_s]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Vec<Value> = serde_json::from_str(&st.stdout).unwrap();
+    assert!(
+        rows.iter().all(|r| r["frozen"].is_string()),
+        "{}",
+        st.stdout
+    );
+
+    // Again: everyone is frozen, nothing is sent but reads.
+    sim.reset_requests();
+    let again = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(again.stdout.contains("frozen already"), "{again}");
+    let writes: u64 = sim
+        .requests()
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("GET "))
+        .filter(|(k, _)| k.as_str() != "POST /access/ticket")
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    assert_eq!(writes, 0, "{}", sim.requests());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_snapshot_takes_one_per_student_and_keeps_an_existing_one() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("snp", 4);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let bad = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "1st", "--yes"],
+    )
+    .await;
+    assert_eq!(bad.code, Some(2), "{bad}");
+    assert!(bad.stderr.contains("letter"), "{bad}");
+    for round in 0..2 {
+        let out = output(
+            against(home, &sim),
+            &["-o", "json", "lab", "snapshot", lab_s, "baseline", "--yes"],
+        )
+        .await;
+        assert_eq!(out.code, Some(0), "{out}");
+        let rows: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(rows.len(), 4);
+        let want = if round == 0 { "done" } else { "kept" };
+        assert!(rows.iter().all(|r| r["outcome"] == want), "{}", out.stdout);
+    }
+    for g in guests(&sim, "snp").values() {
+        let n = g["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| *s == "baseline")
+            .count();
+        assert_eq!(n, 1, "{g}");
+    }
+    sim.shutdown().await;
+}
+
+/// Waits (bounded) until `pred` holds for the simulator's state.
+async fn until(sim: &SimHandle, what: &str, pred: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    while !pred(&sim.state()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn lab_guests(state: &Value, pool: &str) -> Vec<Value> {
+    state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["pool"] == pool)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_any_moment_then_a_rerun_freezes_everyone_exactly_once() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("kfz", 6);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    type Moment = (&'static str, fn(&Value) -> bool);
+    let moments: [Moment; 3] = [
+        ("a user disabled", |s| {
+            s["access"]["users"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|u| u["enable"] == false)
+        }),
+        ("a snapshot running", |s| {
+            lab_guests(s, "kfz").iter().any(|g| g["lock"] == "snapshot")
+        }),
+        ("a link down", |s| {
+            lab_guests(s, "kfz").iter().any(link_down)
+        }),
+    ];
+    for (what, pred) in moments {
+        let mut c = against(home, &sim);
+        c.args(["lab", "freeze", lab_s, "--yes"]);
+        let mut child = c.spawn().unwrap();
+        until(&sim, what, pred).await;
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+        // Finish; the next moment's kill interrupts a fresh freeze.
+        let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+        assert_eq!(out.code, Some(0), "after a kill at {what}: {out}");
+        let m = manifest(home, "kfz");
+        let name = m["rounds"].as_array().unwrap().last().unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for g in lab_guests(&sim.state(), "kfz") {
+            let host = g["name"].as_str().unwrap();
+            assert!(link_down(&g), "{what}: {host}");
+            let snaps = deadline_snapshots(&g);
+            assert_eq!(
+                snaps.iter().filter(|s| **s == name).count(),
+                1,
+                "{what}: {host} has {snaps:?}"
+            );
+            for step in ["access", "collect", "snapshot", "link_down"] {
+                step_at(&m, host, step);
+            }
+            assert!(m["students"][host]["frozen"].is_string(), "{what}: {host}");
+        }
+        assert!(m["rounds"].as_array().unwrap().last().unwrap()["finished"].is_string());
+        // The exam continues for the next moment.
+        let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(lab_guests(&sim.state(), "kfz")
+            .iter()
+            .all(|g| !link_down(g)));
+    }
+    // Three freezes, each snapshot taken once per student.
+    for g in lab_guests(&sim.state(), "kfz") {
+        assert_eq!(deadline_snapshots(&g).len(), 3, "{g}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("ext", 4);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let frozen = guests(&sim, "ext");
+    let (vmid, g) = frozen.iter().next().unwrap();
+    let host = g["name"].as_str().unwrap().to_owned();
+    let login = format!("{host}@pve");
+
+    let bad = output(
+        against(home, &sim),
+        &["lab", "unfreeze", lab_s, "--student", "nobody", "--yes"],
+    )
+    .await;
+    assert_eq!(bad.code, Some(2), "{bad}");
+    assert!(bad.stderr.contains("nobody"), "{bad}");
+
+    // The countdown runs in the foreground (1 minute at the simulator's time scale);
+    // while it runs exactly that student has rights and link back.
+    let mut c = against(home, &sim);
+    c.args([
+        "lab",
+        "unfreeze",
+        lab_s,
+        "--student",
+        &host,
+        "--minutes",
+        "1",
+        "--yes",
+    ])
+    .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    until(&sim, "the student's link up", |s| {
+        lab_guests(s, "ext")
+            .iter()
+            .any(|g| g["name"] == host.as_str() && !link_down(g))
+    })
+    .await;
+    let state = sim.state();
+    for g in lab_guests(&state, "ext") {
+        let mine = g["name"] == host.as_str();
+        assert_eq!(!link_down(&g), mine, "{}", g["name"]);
+    }
+    assert_eq!(
+        state["access"]["users"][&login]["enable"], true,
+        "{}",
+        state["access"]["users"]
+    );
+    let acl: Vec<&Value> = state["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["roleid"] == "LabctlExam")
+        .collect();
+    assert_eq!(acl.len(), 1, "{acl:?}");
+    assert_eq!(acl[0]["ugid"], login.as_str());
+    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("again in"), "a countdown: {stderr}");
+
+    // Frozen again the same way, with a later snapshot; the others were never touched.
+    let after = guests(&sim, "ext");
+    let m = manifest(home, "ext");
+    let rounds = m["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    assert_eq!(rounds[1]["students"], serde_json::json!([host]));
+    assert!(rounds[1]["name"].as_str() > rounds[0]["name"].as_str());
+    for (id, g) in &after {
+        assert!(link_down(g), "{}", g["name"]);
+        assert_eq!(mac(g), mac(&frozen[id]));
+        let want = if id == vmid { 2 } else { 1 };
+        assert_eq!(deadline_snapshots(g).len(), want, "{}", g["name"]);
+    }
+    assert_eq!(sim.state()["access"]["users"][&login]["enable"], false);
+    sim.shutdown().await;
+}
+
+/// Reads `child`'s stderr until a line contains `needle` (bounded); answers what it read.
+async fn stderr_until(child: &mut tokio::process::Child, needle: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(RUN_TIMEOUT, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "no {needle:?} on stderr:\n{seen}");
+    // Keep draining so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    seen
+}
+
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_before_the_time_cancels_the_freeze_with_nothing_done() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("atc", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let before = guests(&sim, "atc");
+    // Two minutes from now at the earliest: the countdown is running when Ctrl-C comes.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 180;
+    let at = format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60);
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--at", &at, "--yes"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "freeze of lab atc in").await;
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(guests(&sim, "atc"), before, "nothing changed");
+    assert!(!home.join("atc-freeze.json").exists());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("cce", 3);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let host = "cce-02";
+    // 600 minutes are 6 simulated hours: only Ctrl-C ends this countdown within the test.
+    let mut c = against(home, &sim);
+    c.args([
+        "lab",
+        "unfreeze",
+        lab_s,
+        "--student",
+        host,
+        "--minutes",
+        "600",
+        "--yes",
+    ])
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "again in").await;
+    assert!(lab_guests(&sim.state(), "cce")
+        .iter()
+        .any(|g| g["name"] == host && !link_down(g)));
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    for g in lab_guests(&sim.state(), "cce") {
+        assert!(link_down(&g), "{}", g["name"]);
+        let want = if g["name"] == host { 2 } else { 1 };
+        assert_eq!(deadline_snapshots(&g).len(), want, "{}", g["name"]);
+    }
+    let m = manifest(home, "cce");
+    assert_eq!(m["rounds"].as_array().unwrap().len(), 2);
+    assert!(m["rounds"][1]["finished"].is_string());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_ten_percent_faults_runs_of_freeze_end_with_everyone_frozen_once() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("flt", 6);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    for exam in 0..3 {
+        sim.set_fault_rate(0.1).unwrap();
+        let mut runs = Vec::new();
+        let mut ok = false;
+        for _ in 0..10 {
+            let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+            ok = out.code == Some(0);
+            runs.push(out);
+            if ok {
+                break;
+            }
+        }
+        assert!(
+            ok,
+            "exam {exam}: 10 runs under faults did not finish; the last:\n{}",
+            runs.last().unwrap()
+        );
+        for out in &runs {
+            assert!(
+                matches!(out.code, Some(0 | 1 | 3 | 5)),
+                "exam {exam}: a run ended unexpectedly:\n{out}"
+            );
+        }
+        sim.set_fault_rate(0.0).unwrap();
+        let m = manifest(home, "flt");
+        let name = m["rounds"].as_array().unwrap().last().unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for g in lab_guests(&sim.state(), "flt") {
+            let host = g["name"].as_str().unwrap();
+            assert!(link_down(&g), "exam {exam}: {host}");
+            let snaps = deadline_snapshots(&g);
+            assert_eq!(snaps.len(), exam + 1, "exam {exam}: {host}: {snaps:?}");
+            assert!(snaps.contains(&name), "exam {exam}: {host}: {snaps:?}");
+        }
+        let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+        assert_eq!(out.code, Some(0), "{out}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_another_lab_uses_is_left_alone_and_each_user_is_cut_instead() {
+    let sim = sim().await;
+    let (home, lab_a) = lab_dir("sha", 3);
+    let home = home.path();
+    up_with_logins(home, &sim, &lab_a).await;
+    // A second lab in the same directory, in another id range, also in its exam.
+    let lab_b = home.join("other.toml");
+    std::fs::write(
+        &lab_b,
+        "name = \"shb\"\ntemplate = 9000\ncount = 2\nids = \"6000-6999\"\n\
+         teachers = [\"10.10.0.1\"]\nconcurrency = 8\n",
+    )
+    .unwrap();
+    up_with_logins(home, &sim, &lab_b).await;
+    sim.reset_requests();
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_a.to_str().unwrap(), "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        count(&sim, "PUT /access/roles/{roleid}"),
+        0,
+        "the shared role is never emptied: {}",
+        sim.requests()
+    );
+    let m = manifest(home, "sha");
+    assert_eq!(m["rounds"][0]["access"]["how"], "users");
+    assert_eq!(m["rounds"][0]["access"]["writes"], 3);
+    let state = sim.state();
+    for (id, u) in state["access"]["users"].as_object().unwrap() {
+        let comment = u["comment"].as_str().unwrap_or("");
+        if comment.contains("lab sha ") || comment.ends_with("lab sha") {
+            assert_eq!(u["enable"], false, "{id}");
+        }
+        if comment.contains("lab shb") {
+            assert_eq!(u["enable"], true, "{id} of the other lab keeps its login");
+        }
+    }
+    let others = state["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["roleid"] == "LabctlExam")
+        .count();
+    assert_eq!(
+        others, 2,
+        "the other lab's entries stay: {}",
+        state["access"]["acl"]
+    );
+    assert!(lab_guests(&state, "shb").iter().all(|g| !link_down(g)));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfreezing_an_unfinished_freeze_makes_the_next_freeze_a_new_deadline() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("unf", 4);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "a snapshot running", |s| {
+        lab_guests(s, "unf").iter().any(|g| g["lock"] == "snapshot")
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    // The teacher gives up on that deadline: everyone continues.
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let first = manifest(home, "unf")["rounds"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let m = manifest(home, "unf");
+    let rounds = m["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{m:#}");
+    let second = rounds[1]["name"].as_str().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(rounds[1]["students"].as_array().unwrap().len(), 4);
+    assert!(rounds.iter().all(|r| r["finished"].is_string()), "{m:#}");
+    for g in lab_guests(&sim.state(), "unf") {
+        assert!(link_down(&g), "{}", g["name"]);
+        let snaps = deadline_snapshots(&g);
+        assert_eq!(
+            snaps.iter().filter(|s| *s == second).count(),
+            1,
+            "{snaps:?}"
+        );
+    }
+    sim.shutdown().await;
+}

@@ -803,7 +803,26 @@ pub fn grade_cmd(args: &GradeArgs, format: Format) -> anyhow::Result<()> {
     let lab = lab_name(&file, &args.eval.file)?;
     let root = evidence_dir(&args.eval, &lab);
     args.out.check(&args.eval.file, &file, &dir, &root)?;
-    let store = Store::open(&root).map_err(|e| fail::usage(e.to_string()))?;
+    let store = Store::open(&root).map_err(|e| {
+        // `lab freeze` collects into `<evidence>/deadline-<utc>`: point there.
+        let mut deadlines: Vec<String> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("deadline-"))
+            .collect();
+        deadlines.sort();
+        match deadlines.last() {
+            Some(d) => fail::usage(format!(
+                "{} holds no collection of its own, but the evidence `lab freeze` kept: grade \
+                 it with --evidence {}",
+                root.display(),
+                root.join(d).display()
+            )),
+            None => fail::usage(e.to_string()),
+        }
+    })?;
     let sheet = run_grade(&spec, &store, lab.as_str())?;
     emit(&sheet, format, &args.out)
 }

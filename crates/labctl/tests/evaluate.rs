@@ -940,3 +940,20 @@ async fn a_checks_file_that_is_not_toml_is_refused_without_quoting_it() {
     assert!(!format!("{out}").contains("hunter2"), "{out}");
     assert!(out.stderr.contains(".toml"), "{out}");
 }
+
+#[tokio::test]
+async fn grade_points_to_the_evidence_a_freeze_kept() {
+    let (home, lab) = lab_dir("fz", 1, CHECKS);
+    std::fs::create_dir_all(home.path().join("fz-evidence/deadline-20261205T120000Z")).unwrap();
+    let out = output(
+        labctl(home.path()),
+        &["lab", "grade", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr
+            .contains("--evidence fz-evidence/deadline-20261205T120000Z"),
+        "{out}"
+    );
+}

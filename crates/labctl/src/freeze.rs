@@ -190,6 +190,11 @@ pub(crate) struct AccessCut {
 pub(crate) struct StudentRecord {
     /// The guest.
     pub vmid: u32,
+    /// The guest's identity (its `smbios1` UUID) when the student entered their last
+    /// round: a guest with another UUID (a `lab down` and `lab up` that reused the id) is
+    /// another student's, and not frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
     /// The round the student is frozen by (or being frozen by); none when unfrozen.
     pub round: Option<String>,
     /// When the student's links went down in that round (UTC).
@@ -239,7 +244,31 @@ impl Manifest {
     }
 }
 
-/// `lab status`'s `frozen` column: when each host was frozen, from the manifest.
+/// `lab status`'s `frozen` column: when each host was frozen, from the manifest, for the
+/// students whose guest is still the one frozen (same id and `smbios1` UUID).
+pub(crate) async fn frozen_now(
+    vms: &pve_vm::VmApi,
+    path: &Path,
+    rows: &[GuestStatus],
+) -> BTreeMap<String, String> {
+    let frozen = frozen_at(path);
+    if frozen.is_empty() {
+        return frozen;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+        return BTreeMap::new();
+    };
+    let ids = identities(vms, rows).await;
+    frozen
+        .into_iter()
+        .filter(|(h, _)| m.students.get(h).is_some_and(|r| same_guest(r, ids.get(h))))
+        .collect()
+}
+
+/// When each host was frozen, from the manifest (whatever its guest is now).
 pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeMap::new();
@@ -251,6 +280,30 @@ pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
         .into_iter()
         .filter_map(|(h, r)| r.frozen.map(|f| (h, f)))
         .collect()
+}
+
+/// A guest's identity: its id and its `smbios1` UUID (when readable).
+type Identity = (u32, Option<String>);
+
+/// Each host's guest identity.
+async fn identities(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> BTreeMap<String, Identity> {
+    let uuids = crate::evaluate::instances(vms, rows).await;
+    rows.iter()
+        .zip(uuids)
+        .map(|(r, u)| (r.hostname.clone(), (r.vmid.get(), u)))
+        .collect()
+}
+
+/// The manifest's student is the guest there now: same id, and the same UUID when both
+/// are known.
+fn same_guest(rec: &StudentRecord, now: Option<&Identity>) -> bool {
+    now.is_some_and(|(vmid, uuid)| {
+        *vmid == rec.vmid
+            && match (&rec.uuid, uuid) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            }
+    })
 }
 
 /// The default manifest path of a lab.
@@ -363,6 +416,8 @@ struct Class {
     lab: LabName,
     file: LabFile,
     rows: BTreeMap<String, GuestStatus>,
+    /// Each host's guest identity now.
+    ids: BTreeMap<String, Identity>,
     roster: Option<Vec<Named>>,
 }
 
@@ -377,11 +432,10 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
     let lab = crate::labfile::lab_name(None, Some(&file))
         .with_context(|| format!("lab file {}", path.display()))?;
     let roster = crate::labfile::roster_of(Some(&(file.clone(), dir)), None)?;
-    let rows: BTreeMap<String, GuestStatus> = status(hv, &lab)
-        .await?
-        .into_iter()
-        .map(|r| (r.hostname.clone(), r))
-        .collect();
+    let list = status(hv, &lab).await?;
+    let ids = identities(hv.vm_api(), &list).await;
+    let rows: BTreeMap<String, GuestStatus> =
+        list.into_iter().map(|r| (r.hostname.clone(), r)).collect();
     if rows.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -392,6 +446,7 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
         lab,
         file,
         rows,
+        ids,
         roster,
     })
 }
@@ -444,6 +499,90 @@ impl Class {
         }
         Ok(out)
     }
+}
+
+/// Opens the manifest and binds it to the guests there now: a student whose guest changed
+/// (another id or `smbios1` UUID: a `lab down` and `lab up` came between) is not frozen
+/// any more and leaves every unfinished round; a manifest none of whose students' guests
+/// exist any more is set aside (renamed, never deleted) and a new one begins.
+fn open_journal(path: PathBuf, class: &Class) -> anyhow::Result<Journal> {
+    let journal = Journal::open(path.clone(), &class.lab)?;
+    let m = journal.snapshot();
+    if m.students.is_empty() {
+        return Ok(journal);
+    }
+    let stale: Vec<String> = m
+        .students
+        .iter()
+        .filter(|(h, r)| !same_guest(r, class.ids.get(*h)))
+        .map(|(h, _)| h.clone())
+        .collect();
+    if stale.len() == m.students.len() {
+        let stamp = deadline_name(SystemTime::now()).replace("deadline-", "");
+        let file = path.file_name().map_or_else(
+            || "freeze.json".into(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        let stem = file.strip_suffix(".json").unwrap_or(&file);
+        let aside = path.with_file_name(format!("{stem}.set-aside-{stamp}.json"));
+        std::fs::rename(&path, &aside).with_context(|| {
+            format!(
+                "setting the old freeze manifest {} aside as {}",
+                path.display(),
+                aside.display()
+            )
+        })?;
+        eprintln!(
+            "note: the freeze manifest {} is of guests that no longer exist (lab {} was taken              down and up again): set aside as {}; a new one begins",
+            path.display(),
+            class.lab,
+            aside.display()
+        );
+        return Journal::open(path, &class.lab);
+    }
+    let changed: Vec<String> = stale
+        .into_iter()
+        .filter(|h| {
+            m.students[h].round.is_some() || m.rounds.iter().any(|r| r.students.contains(h))
+        })
+        .collect();
+    if !changed.is_empty() {
+        eprintln!(
+            "note: the guests of {} are not the ones in {} (lab down and up came between):              not frozen",
+            changed.join(", "),
+            path.display()
+        );
+        journal.update(|m| {
+            for h in &changed {
+                for round in m.rounds.iter_mut().filter(|r| r.finished.is_none()) {
+                    round.students.retain(|x| x != h);
+                    if round.students.is_empty() {
+                        round.finished = Some(now_ms());
+                    }
+                }
+                let now = class.ids.get(h).cloned();
+                if let Some(r) = m.students.get_mut(h) {
+                    r.round = None;
+                    r.frozen = None;
+                    r.steps.push(StepRecord {
+                        round: None,
+                        step: "reset".into(),
+                        at: now_ms(),
+                        outcome: "done".into(),
+                        tasks: Vec::new(),
+                        detail: Some(match now {
+                            Some((v, u)) => format!(
+                                "the guest is now {v} ({}), not the one frozen: not frozen",
+                                u.as_deref().unwrap_or("uuid unknown")
+                            ),
+                            None => "the guest is gone: not frozen".into(),
+                        }),
+                    });
+                }
+            }
+        })?;
+    }
+    Ok(journal)
 }
 
 /// `lab snapshot`.
@@ -730,7 +869,7 @@ pub async fn freeze_cmd(
         .manifest
         .clone()
         .unwrap_or_else(|| default_manifest(&class.lab));
-    let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
+    let journal = Arc::new(open_journal(manifest_path.clone(), &class)?);
     // A round whose every student is done (the rest were unfrozen meanwhile) is closed.
     let m = journal.snapshot();
     let stale: Vec<String> = m
@@ -833,6 +972,7 @@ pub async fn freeze_cmd(
                 checks,
                 &args.files,
                 &class.lab,
+                &class.ids,
             )?
         }
     };
@@ -881,6 +1021,7 @@ fn new_round(
     checks: bool,
     files: &FreezeFiles,
     lab: &LabName,
+    ids: &BTreeMap<String, Identity>,
 ) -> anyhow::Result<Round> {
     let now = SystemTime::now();
     let mut name = deadline_name(now);
@@ -910,7 +1051,12 @@ fn new_round(
     let r = round.clone();
     journal.update(|m| {
         for h in &r.students {
-            m.students.entry(h.clone()).or_default().round = Some(r.name.clone());
+            let rec = m.students.entry(h.clone()).or_default();
+            rec.round = Some(r.name.clone());
+            if let Some((vmid, uuid)) = ids.get(h) {
+                rec.vmid = *vmid;
+                rec.uuid.clone_from(uuid);
+            }
         }
         m.rounds.push(r);
     })?;
@@ -1455,7 +1601,7 @@ pub async fn unfreeze_cmd(
             ),
         ));
     }
-    let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
+    let journal = Arc::new(open_journal(manifest_path.clone(), &class)?);
     let m = journal.snapshot();
     let hosts: Vec<String> = if args.student.is_empty() {
         m.students
@@ -1577,6 +1723,7 @@ pub async fn unfreeze_cmd(
         checks,
         &args.files,
         &class.lab,
+        &class.ids,
     )?;
     let ctx = Ctx {
         conn,
@@ -1709,6 +1856,7 @@ mod tests {
             "pc-01".into(),
             StudentRecord {
                 vmid: 5000,
+                uuid: None,
                 round: Some("deadline-b".into()),
                 frozen: None,
                 steps: vec![
@@ -1739,6 +1887,7 @@ mod tests {
             "pc-01".into(),
             StudentRecord {
                 vmid: 5000,
+                uuid: None,
                 round: Some("deadline-x".into()),
                 frozen: Some("2026-07-01T12:00:00.000Z".into()),
                 steps: Vec::new(),

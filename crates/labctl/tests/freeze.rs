@@ -735,3 +735,49 @@ async fn unfreezing_an_unfinished_freeze_makes_the_next_freeze_a_new_deadline() 
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_taken_down_and_up_again_is_a_new_class_to_freeze() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("reup", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let down = output(against(home, &sim), &["lab", "down", lab_s, "--yes"]).await;
+    assert_eq!(down.code, Some(0), "{down}");
+    up_with_logins(home, &sim, &lab).await;
+    let fresh = guests(&sim, "reup");
+    assert_eq!(fresh.len(), 2);
+    for g in fresh.values() {
+        assert!(deadline_snapshots(g).is_empty() && !link_down(g), "{g:#}");
+    }
+    // The old class's manifest does not make the new class frozen.
+    let st = output(against(home, &sim), &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_null(), "not frozen: {r:#}");
+    }
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stdout.contains("frozen already"), "{out}");
+    assert!(out.stderr.contains("set aside"), "{out}");
+    for g in guests(&sim, "reup").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+    }
+    // The old manifest is kept beside the new one, never deleted.
+    let aside: Vec<_> = std::fs::read_dir(home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reup-freeze.set-aside-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let m = manifest(home, "reup");
+    for (h, r) in m["students"].as_object().unwrap() {
+        assert!(r["frozen"].is_string(), "{h}: {m:#}");
+    }
+}

@@ -948,8 +948,28 @@ pub async fn freeze_cmd(
         args.yes,
     )?;
     let round = match open {
-        Some(r) => {
+        Some(mut r) => {
             eprintln!("resuming {} (started {})", r.name, r.deadline);
+            // Nothing collected yet: a new --evidence (or the lab's checks) counts.
+            let m = journal.snapshot();
+            if !r.students.iter().any(|h| m.done(h, &r.name, "collect")) {
+                let evidence = if !checks {
+                    None
+                } else if args.files.evidence.is_some() || r.evidence.is_none() {
+                    Some(evidence_root(&args.files, &class.lab).join(&r.name))
+                } else {
+                    r.evidence.clone()
+                };
+                if evidence != r.evidence {
+                    r.evidence.clone_from(&evidence);
+                    let name = r.name.clone();
+                    journal.update(|m| {
+                        if let Some(x) = m.rounds.iter_mut().find(|x| x.name == name) {
+                            x.evidence = evidence;
+                        }
+                    })?;
+                }
+            }
             r
         }
         None => {
@@ -989,19 +1009,38 @@ pub async fn freeze_cmd(
         "run `labctl lab freeze {} --yes` to complete it",
         args.file.display()
     ));
-    let failures = run_round(&ctx, &round, whole).await?;
+    let ran = run_round(&ctx, &round, whole).await?;
     report(&journal.snapshot(), &round.name, &manifest_path, format)?;
-    if failures > 0 {
+    if let Some(step) = ran.stopped {
+        return Err(stopped(step, &args.file, &manifest_path));
+    }
+    if ran.failures > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,
             format!(
-                "{failures} steps failed (see {}); run the same command again to complete \
+                "{} steps failed (see {}); run the same command again to complete \
                  them: finished steps are not repeated",
+                ran.failures,
                 manifest_path.display()
             ),
         ));
     }
     Ok(())
+}
+
+/// The error of a round stopped before its snapshot and links.
+fn stopped(step: &str, file: &Path, manifest: &Path) -> anyhow::Error {
+    fail::with_code(
+        fail::INCOMPLETE,
+        format!(
+            "{step} failed (see {}): the freeze stopped before the snapshot and the links \
+             (no snapshot taken, links still up); fix the cause, then run `labctl lab freeze \
+             {} --yes` again to complete it (it collects again first; a new --evidence is \
+             used while nothing is collected)",
+            manifest.display(),
+            file.display()
+        ),
+    )
 }
 
 fn evidence_root(files: &FreezeFiles, lab: &LabName) -> PathBuf {
@@ -1063,8 +1102,17 @@ fn new_round(
     Ok(round)
 }
 
-/// Runs (or completes) a round; answers the number of failed steps.
-async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<usize> {
+/// What a round did.
+struct Ran {
+    /// Failed steps.
+    failures: usize,
+    /// The step that failed for the class and stopped the round before the snapshot and
+    /// the links.
+    stopped: Option<&'static str>,
+}
+
+/// Runs (or completes) a round.
+async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<Ran> {
     let name = round.name.as_str();
     let m = ctx.journal.snapshot();
     let vmid_of = |h: &str| ctx.class.rows.get(h).map(|r| r.vmid.get());
@@ -1121,12 +1169,32 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                 }
                 // The order keeps the evidence: nothing is collected, snapshotted or cut
                 // while the students may still act. A re-run starts here again.
-                return Ok(failures);
+                return Ok(Ran {
+                    failures,
+                    stopped: Some("cutting access"),
+                });
             }
         }
     }
 
-    // 2. The evidence, while the links are up.
+    // 2. The evidence, while the links are up (never once they are down in this round).
+    for h in hosts
+        .iter()
+        .filter(|h| !m.done(h, name, "collect") && m.done(h, name, "link_down"))
+    {
+        ctx.journal.step(
+            h,
+            vmid_of(h).unwrap_or_default(),
+            rec(
+                Some(name),
+                "collect",
+                "skipped",
+                Vec::new(),
+                Some("the links were down already: outside probes would fail".into()),
+            ),
+        )?;
+    }
+    let m = ctx.journal.snapshot();
     let need: BTreeSet<String> = hosts
         .iter()
         .filter(|h| !m.done(h, name, "collect"))
@@ -1185,6 +1253,14 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                         ),
                     )?;
                 }
+                if outcome == "failed" {
+                    // No snapshot and no link goes down without the evidence: outside
+                    // probes need the links, and a re-run collects again first.
+                    return Ok(Ran {
+                        failures,
+                        stopped: Some("collecting the evidence"),
+                    });
+                }
             }
         }
     }
@@ -1208,7 +1284,10 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
             }
         })?;
     }
-    Ok(failures)
+    Ok(Ran {
+        failures,
+        stopped: None,
+    })
 }
 
 /// Snapshot, link down, stop for one student; answers the failed steps.
@@ -1734,8 +1813,12 @@ pub async fn unfreeze_cmd(
         journal: Arc::clone(&journal),
     };
     let whole = round.students.len() == class.rows.len();
-    let failures = run_round(&ctx, &round, whole).await?;
+    let ran = run_round(&ctx, &round, whole).await?;
     report(&journal.snapshot(), &round.name, &manifest_path, format)?;
+    if let Some(step) = ran.stopped {
+        return Err(stopped(step, &args.file, &manifest_path));
+    }
+    let failures = ran.failures;
     if failures > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,

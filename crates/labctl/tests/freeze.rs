@@ -781,3 +781,62 @@ async fn a_lab_taken_down_and_up_again_is_a_new_class_to_freeze() {
         assert!(r["frozen"].is_string(), "{h}: {m:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collect_that_fails_stops_the_freeze_before_the_snapshot_and_the_links() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("colf", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    // The evidence root is a file: the collection itself cannot be written.
+    std::fs::write(home.join("notadir"), "x").unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_s, "--yes", "--evidence", "notadir"],
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains("collecting the evidence failed"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("before the snapshot"), "{out}");
+    for g in guests(&sim, "colf").values() {
+        assert!(deadline_snapshots(g).is_empty(), "no snapshot: {g:#}");
+        assert!(!link_down(g), "links stay up: {g:#}");
+    }
+    // The re-run collects first, into the new --evidence, and completes the round.
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_s, "--yes", "--evidence", "good"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let round: Vec<_> = std::fs::read_dir(home.join("good"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(round.len(), 1, "one round's evidence under good/");
+    let m = manifest(home, "colf");
+    for (h, g) in guests(&sim, "colf")
+        .values()
+        .map(|g| (g["name"].clone(), g))
+    {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+        let h = h.as_str().unwrap();
+        assert!(
+            step_at(&m, h, "collect") < step_at(&m, h, "link_down"),
+            "{h}: collected before the links went down: {m:#}"
+        );
+        let last_collect = m["students"][h]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["step"] == "collect")
+            .unwrap();
+        assert_eq!(last_collect["outcome"], "done", "{m:#}");
+    }
+}

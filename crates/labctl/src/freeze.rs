@@ -91,7 +91,7 @@ pub struct FreezeArgs {
 /// Where a freeze keeps its record and its evidence.
 #[derive(Debug, Args)]
 pub struct FreezeFiles {
-    /// The freeze manifest. Default: `<lab>-freeze.json` in the current directory.
+    /// The freeze manifest. Default: `<lab>-freeze.json` beside the lab file.
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
     /// Evidence root; each freeze collects into `<DIR>/deadline-<utc>`. Default:
@@ -235,11 +235,15 @@ impl Manifest {
         })
     }
 
+    /// The last record of `step` in `round` says it is done (`failed` and `undone`, a cut
+    /// found undone later, do not count).
     fn done(&self, host: &str, round: &str, step: &str) -> bool {
         self.students.get(host).is_some_and(|r| {
-            r.steps.iter().any(|s| {
-                s.round.as_deref() == Some(round) && s.step == step && s.outcome != "failed"
-            })
+            r.steps
+                .iter()
+                .rev()
+                .find(|s| s.round.as_deref() == Some(round) && s.step == step)
+                .is_some_and(|s| s.outcome != "failed" && s.outcome != "undone")
         })
     }
 }
@@ -306,9 +310,47 @@ fn same_guest(rec: &StudentRecord, now: Option<&Identity>) -> bool {
     })
 }
 
-/// The default manifest path of a lab.
-pub(crate) fn default_manifest(lab: &LabName) -> PathBuf {
-    PathBuf::from(format!("{lab}-freeze.json"))
+/// The default manifest path of a lab: beside its lab file, else in the current directory.
+pub(crate) fn default_manifest(lab: &LabName, file: Option<&Path>) -> PathBuf {
+    let name = format!("{lab}-freeze.json");
+    match file.and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+/// When the manifest at `path` says students of `lab` were frozen (the earliest time), for
+/// the students whose guest is still the one frozen; `None` when nobody is frozen.
+pub(crate) async fn frozen_since(
+    conn: &Connection,
+    path: &Path,
+    lab: &LabName,
+) -> anyhow::Result<Option<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+        return Ok(None);
+    };
+    if m.lab != lab.as_str() || m.students.values().all(|r| r.round.is_none()) {
+        return Ok(None);
+    }
+    let hv = conn.backend()?;
+    let rows = status(&hv, lab).await?;
+    let ids = identities(hv.vm_api(), &rows).await;
+    Ok(m.students
+        .iter()
+        .filter(|(h, r)| r.round.is_some() && same_guest(r, ids.get(*h)))
+        .filter_map(|(_, r)| {
+            r.frozen.clone().or_else(|| {
+                let round = r.round.as_deref()?;
+                m.rounds
+                    .iter()
+                    .find(|x| x.name == round)
+                    .map(|x| x.deadline.clone())
+            })
+        })
+        .min())
 }
 
 fn now_ms() -> String {
@@ -868,7 +910,7 @@ pub async fn freeze_cmd(
         .files
         .manifest
         .clone()
-        .unwrap_or_else(|| default_manifest(&class.lab));
+        .unwrap_or_else(|| default_manifest(&class.lab, Some(&args.file)));
     let journal = Arc::new(open_journal(manifest_path.clone(), &class)?);
     // A round whose every student is done (the rest were unfrozen meanwhile) is closed.
     let m = journal.snapshot();
@@ -885,6 +927,7 @@ pub async fn freeze_cmd(
             }
         })?;
     }
+    verify_cut(&hv, &class, &journal).await?;
     let m = journal.snapshot();
     let open = m
         .rounds
@@ -1109,6 +1152,65 @@ struct Ran {
     /// The step that failed for the class and stopped the round before the snapshot and
     /// the links.
     stopped: Option<&'static str>,
+}
+
+/// Checks the cut the manifest records: a frozen student whose login is enabled again
+/// (someone ran `lab access grant` or enabled it by hand) has their access step of that
+/// round marked `undone`, and the round is open again, so this freeze cuts them again.
+async fn verify_cut(hv: &ProxmoxLab, class: &Class, journal: &Journal) -> anyhow::Result<()> {
+    let m = journal.snapshot();
+    let frozen: Vec<(String, String)> = m
+        .students
+        .iter()
+        .filter_map(|(h, r)| Some((h.clone(), r.round.clone()?)))
+        .filter(|(h, round)| m.done(h, round, "access") && class.rows.contains_key(h))
+        .collect();
+    if frozen.is_empty() {
+        return Ok(());
+    }
+    let api = AccessApi::new(hv.vm_api().client().clone());
+    let users = exam::lab_users(&api, class.lab.as_str()).await?;
+    let undone: Vec<(String, String)> = frozen
+        .into_iter()
+        .filter(|(h, _)| {
+            class.seat(h).is_some_and(|s| {
+                users
+                    .iter()
+                    .any(|u| u.userid == s.userid && u.enable && u.expire == 0)
+            })
+        })
+        .collect();
+    if undone.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "note: the logins of {} are enabled again although frozen: cutting their access again",
+        undone
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    journal.update(|m| {
+        for (h, round) in &undone {
+            if let Some(r) = m.rounds.iter_mut().find(|r| &r.name == round) {
+                r.finished = None;
+                if !r.students.contains(h) {
+                    r.students.push(h.clone());
+                }
+            }
+            if let Some(r) = m.students.get_mut(h) {
+                r.steps.push(StepRecord {
+                    round: Some(round.clone()),
+                    step: "access".into(),
+                    at: now_ms(),
+                    outcome: "undone".into(),
+                    tasks: Vec::new(),
+                    detail: Some("the login was found enabled again".into()),
+                });
+            }
+        }
+    })
 }
 
 /// Runs (or completes) a round.
@@ -1668,7 +1770,7 @@ pub async fn unfreeze_cmd(
         .files
         .manifest
         .clone()
-        .unwrap_or_else(|| default_manifest(&class.lab));
+        .unwrap_or_else(|| default_manifest(&class.lab, Some(&args.file)));
     // A dry run shows what there is to unfreeze: without a manifest, nobody.
     if !manifest_path.exists() && !args.dry_run {
         return Err(fail::with_code(

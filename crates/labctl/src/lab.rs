@@ -835,10 +835,10 @@ pub async fn run(
                 }
             }
         }
-        (LabCommand::Status(_), Checked::Select(name, roster)) => {
+        (LabCommand::Status(s), Checked::Select(name, roster)) => {
             let list = status(hv, &name).await?;
             let mut rows = sheet_rows(&list, roster.as_deref());
-            let manifest = crate::freeze::default_manifest(&name);
+            let manifest = crate::freeze::default_manifest(&name, s.file());
             let frozen = match access {
                 Some(a) => {
                     let vms = pve_vm::VmApi::new(a.client().clone());

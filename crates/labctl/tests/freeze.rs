@@ -840,3 +840,65 @@ async fn a_collect_that_fails_stops_the_freeze_before_the_snapshot_and_the_links
         assert_eq!(last_collect["outcome"], "done", "{m:#}");
     }
 }
+
+/// The lab's users (`@pve`, commented with the lab): login → enabled.
+fn lab_users(sim: &SimHandle, lab: &str) -> BTreeMap<String, bool> {
+    sim.state()["access"]["users"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(id, u)| {
+            id.ends_with("@pve")
+                && u["comment"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("lab {lab}"))
+        })
+        .map(|(id, u)| (id.clone(), u["enable"] == true))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_on_a_frozen_lab_is_refused_and_freeze_recuts_a_login_enabled_again() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("grf", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let users = lab_users(&sim, "grf");
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert!(users.values().all(|e| !e), "{users:?}");
+
+    let out = output(against(home, &sim), &["lab", "access", "grant", lab_s]).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("lab grf is frozen since"), "{out}");
+    assert!(out.stderr.contains("unfreeze first"), "{out}");
+    assert!(
+        lab_users(&sim, "grf").values().all(|e| !e),
+        "nobody enabled"
+    );
+
+    // Someone enables a login by hand: the next freeze finds it and cuts it again.
+    let login = users.keys().next().unwrap().clone();
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    let mut p = pve_auth::Params::new();
+    p.insert("enable", "1");
+    p.insert("expire", "0");
+    let _: Value = client
+        .put(&format!("/access/users/{login}"), &p)
+        .await
+        .unwrap();
+    assert!(lab_users(&sim, "grf")[&login]);
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stdout.contains("frozen already"), "{out}");
+    assert!(lab_users(&sim, "grf").values().all(|e| !e), "{out}");
+    for g in guests(&sim, "grf").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "no second snapshot: {g:#}");
+    }
+}

@@ -164,6 +164,10 @@ pub(crate) struct Round {
     pub evidence: Option<PathBuf>,
     /// How access was cut, and the measured spread.
     pub access: Option<AccessCut>,
+    /// When the first cutting write was about to be sent (UTC, ms): recorded before it, so
+    /// a run killed mid-cut leaves its students frozen in the manifest, for `unfreeze`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_started: Option<String>,
     /// When every student was done.
     pub finished: Option<String>,
 }
@@ -280,9 +284,21 @@ pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
     let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
         return BTreeMap::new();
     };
+    let started = |round: &Option<String>| {
+        let round = round.as_deref()?;
+        m.rounds
+            .iter()
+            .find(|r| r.name == round)
+            .and_then(|r| r.cut_started.clone())
+    };
     m.students
-        .into_iter()
-        .filter_map(|(h, r)| r.frozen.map(|f| (h, f)))
+        .iter()
+        .filter_map(|(h, r)| {
+            r.frozen
+                .clone()
+                .or_else(|| started(&r.round))
+                .map(|f| (h.clone(), f))
+        })
         .collect()
 }
 
@@ -1128,6 +1144,7 @@ fn new_round(
         vmstate,
         stop,
         access: None,
+        cut_started: None,
         finished: None,
     };
     let r = round.clone();
@@ -1234,7 +1251,7 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
         .cloned()
         .collect();
     if !need.is_empty() {
-        match cut_access(ctx, &need, whole).await {
+        match cut_access(ctx, name, &need, whole).await {
             Ok((cut, consoles)) => {
                 ctx.journal.update(|m| {
                     if let Some(r) = m.rounds.iter_mut().find(|r| r.name == name) {
@@ -1545,6 +1562,7 @@ fn exam_role() -> anyhow::Result<RoleId> {
 /// stopped per guest.
 async fn cut_access(
     ctx: &Ctx<'_>,
+    round: &str,
     hosts: &[String],
     whole: bool,
 ) -> anyhow::Result<(AccessCut, BTreeMap<u32, Vec<String>>)> {
@@ -1576,6 +1594,14 @@ async fn cut_access(
         .await?
         .into_iter()
         .any(|e| e.role == role && !matches!(&e.subject, Subject::User(u) if ours.contains(u)));
+    // The intent first: a kill after the next write leaves the manifest saying the cut
+    // started, so `status` shows the students frozen and `unfreeze` gives everything back.
+    let started = now_ms();
+    ctx.journal.update(|m| {
+        if let Some(r) = m.rounds.iter_mut().find(|r| r.name == round) {
+            r.cut_started.get_or_insert(started);
+        }
+    })?;
     let t0 = SystemTime::now();
     let (how, writes) = if whole && role_privs.is_some() && !foreign {
         api.set_role_privs(&role, &[]).await?;
@@ -1793,6 +1819,18 @@ pub async fn unfreeze_cmd(
     } else {
         class.resolve(&args.student)?
     };
+    let api = AccessApi::new(hv.vm_api().client().clone());
+    if !args.dry_run && m.rounds.iter().any(|r| r.cut_started.is_some()) {
+        // A cut that started (perhaps killed between emptying the exam role and giving it
+        // back): the role gets its privileges back, whoever is frozen.
+        let role = exam_role()?;
+        if api.role(&role).await?.is_some_and(|p| p.is_empty()) {
+            api.set_role_privs(&role, EXAM_PRIVILEGES).await?;
+            eprintln!(
+                "the exam role {EXAM_ROLE} had no privileges (a cut was interrupted): restored"
+            );
+        }
+    }
     if hosts.is_empty() {
         let plan = format!("lab {}: no student is frozen", class.lab);
         if args.dry_run {
@@ -1821,7 +1859,6 @@ pub async fn unfreeze_cmd(
         &format!("Unfreeze {} students of lab {}?", hosts.len(), class.lab),
         args.yes,
     )?;
-    let api = AccessApi::new(hv.vm_api().client().clone());
     let mut failures = 0;
     for h in &hosts {
         let vmid = class.rows[h].vmid;

@@ -902,3 +902,53 @@ async fn a_grant_on_a_frozen_lab_is_refused_and_freeze_recuts_a_login_enabled_ag
         assert_eq!(deadline_snapshots(g).len(), 1, "no second snapshot: {g:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_killed_right_after_emptying_the_role_leaves_the_class_frozen_for_unfreeze() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("kro", 3);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "the exam role emptied", |s| {
+        s["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    // Whatever the kill interrupted, the manifest knows the cut started.
+    let m = manifest(home, "kro");
+    assert!(m["rounds"][0]["cut_started"].is_string(), "{m:#}");
+    let st = output(against(home, &sim), &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_string(), "frozen: {r:#}");
+    }
+    let dry = output(
+        against(home, &sim),
+        &["lab", "unfreeze", lab_s, "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(plan["students"].as_array().unwrap().len(), 3, "{dry}");
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let state = sim.state();
+    assert!(
+        !state["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "the role has its privileges back: {}",
+        state["access"]["roles"]
+    );
+    let users = lab_users(&sim, "kro");
+    assert_eq!(users.len(), 3, "{users:?}");
+    assert!(users.values().all(|e| *e), "{users:?}");
+}

@@ -408,7 +408,7 @@ async fn students(
 
 /// Each guest's `smbios1` UUID (its identity across a `lab down` and `lab up` that reuse
 /// its id), 16 config reads at a time; `None` where it cannot be read.
-pub(crate) async fn instances(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> Vec<Option<String>> {
+async fn instances(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> Vec<Option<String>> {
     use futures::stream::{self, StreamExt};
     stream::iter(rows)
         .map(|r| async move {

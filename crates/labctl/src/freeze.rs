@@ -307,11 +307,50 @@ type Identity = (u32, Option<String>);
 
 /// Each host's guest identity.
 async fn identities(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> BTreeMap<String, Identity> {
-    let uuids = crate::evaluate::instances(vms, rows).await;
-    rows.iter()
-        .zip(uuids)
-        .map(|(r, u)| (r.hostname.clone(), (r.vmid.get(), u)))
+    guest_facts(vms, rows)
+        .await
+        .into_iter()
+        .map(|(h, (id, _))| (h, id))
         .collect()
+}
+
+/// Each host's guest identity, and whether a link of it is down; one config read per
+/// guest, 16 at a time (a config that cannot be read: UUID unknown, links up).
+async fn guest_facts(
+    vms: &pve_vm::VmApi,
+    rows: &[GuestStatus],
+) -> BTreeMap<String, (Identity, bool)> {
+    use futures::stream::{self, StreamExt};
+    stream::iter(rows)
+        .map(|r| async move {
+            let cfg = match (
+                pve_vm::NodeName::new(r.node.as_str()),
+                VmId::new(r.vmid.get()),
+            ) {
+                (Ok(node), Ok(id)) => vms
+                    .guest_on(node, pve_vm::GuestKind::Qemu, id)
+                    .config()
+                    .await
+                    .ok(),
+                _ => None,
+            };
+            let uuid = cfg.as_ref().and_then(|c| {
+                c.get("smbios1")?
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("uuid="))
+                    .map(str::to_owned)
+            });
+            let down = cfg.as_ref().is_some_and(|c| {
+                (0..32).any(|i| {
+                    c.get(&format!("net{i}"))
+                        .is_some_and(|n| n.split(',').any(|p| p == "link_down=1"))
+                })
+            });
+            (r.hostname.clone(), ((r.vmid.get(), uuid), down))
+        })
+        .buffered(16)
+        .collect()
+        .await
 }
 
 /// The manifest's student is the guest there now: same id, and the same UUID when both
@@ -367,6 +406,16 @@ pub(crate) async fn frozen_since(
             })
         })
         .min())
+}
+
+/// `20260701T120000Z` (a deadline name's time) of an RFC 3339 UTC time.
+fn stamp(rfc3339: &str) -> String {
+    let digits: String = rfc3339
+        .chars()
+        .take(19)
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    format!("{digits}Z")
 }
 
 fn now_ms() -> String {
@@ -476,6 +525,8 @@ struct Class {
     rows: BTreeMap<String, GuestStatus>,
     /// Each host's guest identity now.
     ids: BTreeMap<String, Identity>,
+    /// Hosts whose guest had a link down when the class was read.
+    links_down: BTreeSet<String>,
     roster: Option<Vec<Named>>,
 }
 
@@ -491,7 +542,13 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
         .with_context(|| format!("lab file {}", path.display()))?;
     let roster = crate::labfile::roster_of(Some(&(file.clone(), dir)), None)?;
     let list = status(hv, &lab).await?;
-    let ids = identities(hv.vm_api(), &list).await;
+    let facts = guest_facts(hv.vm_api(), &list).await;
+    let links_down = facts
+        .iter()
+        .filter(|(_, (_, down))| *down)
+        .map(|(h, _)| h.clone())
+        .collect();
+    let ids = facts.into_iter().map(|(h, (id, _))| (h, id)).collect();
     let rows: BTreeMap<String, GuestStatus> =
         list.into_iter().map(|r| (r.hostname.clone(), r)).collect();
     if rows.is_empty() {
@@ -505,6 +562,7 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
         file,
         rows,
         ids,
+        links_down,
         roster,
     })
 }
@@ -1297,10 +1355,10 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
     }
 
     // 2. The evidence, while the links are up (never once they are down in this round).
-    for h in hosts
-        .iter()
-        .filter(|h| !m.done(h, name, "collect") && m.done(h, name, "link_down"))
-    {
+    for h in hosts.iter().filter(|h| {
+        !m.done(h, name, "collect")
+            && (m.done(h, name, "link_down") || ctx.class.links_down.contains(*h))
+    }) {
         ctx.journal.step(
             h,
             vmid_of(h).unwrap_or_default(),
@@ -1420,7 +1478,47 @@ async fn finish_student(
     let name = round.name.as_str();
     let id = vmid.get();
     if !journal.snapshot().done(host, name, "snapshot") {
-        if round.snapshot {
+        let since = journal.snapshot().students.get(host).and_then(|r| {
+            r.steps
+                .iter()
+                .rev()
+                .find(|s| s.step == "unfreeze" && s.outcome == "done")
+                .map(|s| stamp(&s.at))
+        });
+        // One deadline snapshot per deadline, whatever this manifest knows: a run with
+        // another manifest (another directory) finds the guest's own.
+        let earlier = if round.snapshot {
+            match hv.snapshots(vmid).await {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|s| s.name)
+                    .filter(|s| s != name)
+                    .find(|s| {
+                        s.strip_prefix("deadline-")
+                            .and_then(|t| t.get(..16))
+                            .is_some_and(|t| since.as_deref().is_none_or(|u| t > u))
+                    }),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(other) = earlier {
+            journal.step(
+                host,
+                id,
+                rec(
+                    Some(name),
+                    "snapshot",
+                    "kept",
+                    Vec::new(),
+                    Some(format!(
+                        "the guest has {other}, taken since its last unfreeze: no second \
+                         deadline snapshot"
+                    )),
+                ),
+            )?;
+        } else if round.snapshot {
             match snapshot_once(hv, vmid, name, round.vmstate).await {
                 Ok((outcome, task)) => journal.step(
                     host,
@@ -2053,6 +2151,16 @@ mod tests {
             let e = next_at(bad, now).unwrap_err().to_string();
             assert!(e.contains("HH:MM"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn stamps_compare_with_deadline_names() {
+        assert_eq!(stamp("2026-05-28T20:26:40.123Z"), "20260528T202640Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        assert_eq!(
+            format!("deadline-{}", stamp(&lab_grade::time::rfc3339_millis(t))),
+            deadline_name(t)
+        );
     }
 
     #[test]

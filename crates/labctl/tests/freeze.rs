@@ -952,3 +952,61 @@ async fn a_freeze_killed_right_after_emptying_the_role_leaves_the_class_frozen_f
     assert_eq!(users.len(), 3, "{users:?}");
     assert!(users.values().all(|e| *e), "{users:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_lives_beside_the_lab_file_and_no_run_takes_a_second_deadline_snapshot() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("bes", 2);
+    let home = home.path();
+    // The lab file in its own directory; labctl runs elsewhere.
+    let dir = home.join("exam");
+    std::fs::create_dir(&dir).unwrap();
+    let moved = dir.join("lab.toml");
+    std::fs::rename(&lab, &moved).unwrap();
+    std::fs::rename(home.join("checks.toml"), dir.join("checks.toml")).unwrap();
+    let lab_s = moved.to_str().unwrap();
+    up_with_logins(home, &sim, &moved).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(dir.join("bes-freeze.json").is_file(), "{out}");
+    assert!(!home.join("bes-freeze.json").exists());
+    // Another directory sees the same manifest.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut c = against(home, &sim);
+    c.current_dir(elsewhere.path());
+    let st = output(c, &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_string(), "frozen: {r:#}");
+    }
+    // A manifest that knows nothing (another --manifest): still one deadline snapshot each.
+    let other = elsewhere.path().join("other.json");
+    let out = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "freeze",
+            lab_s,
+            "--yes",
+            "--manifest",
+            other.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    for g in guests(&sim, "bes").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+        // Never collected with the links down (outside probes would fail).
+        let host = g["name"].as_str().unwrap();
+        let collect = m["students"][host]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "collect")
+            .unwrap();
+        assert_eq!(collect["outcome"], "skipped", "{m:#}");
+    }
+}

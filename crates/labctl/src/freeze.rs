@@ -980,6 +980,10 @@ pub async fn freeze_cmd(
         .transpose()?;
     let hv = conn.backend()?;
     let class = class(&hv, &args.file).await?;
+    // One run changes a lab at a time (the lock `lab up` and `lab down` take).
+    let _lock = (!args.dry_run)
+        .then(|| crate::lab::LabLock::take(&lock_host(&hv), &class.lab, "freeze"))
+        .transpose()?;
     let manifest_path = args
         .files
         .manifest
@@ -1131,6 +1135,9 @@ pub async fn freeze_cmd(
     if let Some(step) = ran.stopped {
         return Err(stopped(step, &args.file, &manifest_path));
     }
+    if format != Format::Json {
+        grade_hint(&journal.snapshot(), &round.name, &args.file);
+    }
     if ran.failures > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,
@@ -1143,6 +1150,27 @@ pub async fn freeze_cmd(
         ));
     }
     Ok(())
+}
+
+/// The cluster as `lab up` and `lab down` name it in their lock.
+fn lock_host(hv: &ProxmoxLab) -> String {
+    hv.vm_api().client().base_url().as_str().to_owned()
+}
+
+/// How to grade what a round collected.
+fn grade_hint(m: &Manifest, round: &str, file: &Path) {
+    if let Some(dir) = m
+        .rounds
+        .iter()
+        .find(|r| r.name == round)
+        .and_then(|r| r.evidence.as_ref())
+    {
+        println!(
+            "grade it: labctl lab grade {} --evidence {}",
+            file.display(),
+            dir.display()
+        );
+    }
 }
 
 /// The error of a round stopped before its snapshot and links.
@@ -1888,8 +1916,17 @@ pub async fn unfreeze_cmd(
     format: Format,
 ) -> anyhow::Result<()> {
     format.not_csv("lab unfreeze")?;
+    if args.student.iter().any(|n| n.trim().is_empty()) {
+        return Err(fail::usage(
+            "--student: an empty name; give roster names, host names or logins (comma-separated), \
+             or leave --student out to unfreeze every frozen student",
+        ));
+    }
     let hv = conn.backend()?;
-    let class = class(&hv, &args.file).await?;
+    let mut class = class(&hv, &args.file).await?;
+    let _lock = (!args.dry_run)
+        .then(|| crate::lab::LabLock::take(&lock_host(&hv), &class.lab, "unfreeze"))
+        .transpose()?;
     let manifest_path = args
         .files
         .manifest
@@ -2008,6 +2045,8 @@ pub async fn unfreeze_cmd(
             format!("{failures} students could not be unfrozen; run the same command again"),
         ));
     }
+    // Their links are up now: the next freeze collects from them.
+    class.links_down.retain(|h| !hosts.contains(h));
     let Some(minutes) = args.minutes else {
         if format == Format::Json {
             print_json(&freeze_json(&journal.snapshot(), &manifest_path))?;
@@ -2020,7 +2059,8 @@ pub async fn unfreeze_cmd(
         }
         return Ok(());
     };
-    let wait = scaled(Duration::from_secs(u64::from(minutes) * 60));
+    // Wall-clock minutes: the students get what was announced, whatever the time scale.
+    let wait = Duration::from_secs(u64::from(minutes) * 60);
     let until = tokio::time::Instant::now() + wait;
     if !countdown(until, &format!("freeze of {} again", hosts.join(", "))).await {
         eprintln!("interrupted: freezing now (Ctrl-C again quits)");

@@ -413,8 +413,8 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("nobody"), "{bad}");
 
-    // The countdown runs in the foreground (1 minute at the simulator's time scale);
-    // while it runs exactly that student has rights and link back.
+    // The countdown runs in the foreground; while it runs exactly that student has rights
+    // and link back.
     let mut c = against(home, &sim);
     c.args([
         "lab",
@@ -427,7 +427,7 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
         "--yes",
     ])
     .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
+    let mut child = c.spawn().unwrap();
     until(&sim, "the student's link up", |s| {
         lab_guests(s, "ext")
             .iter()
@@ -452,13 +452,19 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
         .collect();
     assert_eq!(acl.len(), 1, "{acl:?}");
     assert_eq!(acl[0]["ugid"], login.as_str());
-    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+    // The minutes are wall-clock minutes (the simulator's time scale does not shorten
+    // them): Ctrl-C during the countdown freezes at once.
+    let seen = stderr_until(&mut child, "again in").await;
+    assert!(
+        seen.contains("again in 00:00:5"),
+        "one wall-clock minute: {seen}"
+    );
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
         .await
         .unwrap()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("again in"), "a countdown: {stderr}");
+    assert_eq!(status.code(), Some(0), "{seen}");
 
     // Frozen again the same way, with a later snapshot; the others were never touched.
     let after = guests(&sim, "ext");
@@ -466,6 +472,17 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     let rounds = m["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 2);
     assert_eq!(rounds[1]["students"], serde_json::json!([host]));
+    let collect = m["students"][&host]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s["step"] == "collect")
+        .unwrap();
+    assert_eq!(
+        collect["outcome"], "done",
+        "collected with the links up: {m:#}"
+    );
     assert!(rounds[1]["name"].as_str() > rounds[0]["name"].as_str());
     for (id, g) in &after {
         assert!(link_down(g), "{}", g["name"]);
@@ -552,7 +569,7 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
     assert_eq!(out.code, Some(0), "{out}");
     let host = "cce-02";
-    // 600 minutes are 6 simulated hours: only Ctrl-C ends this countdown within the test.
+    // 600 minutes: only Ctrl-C ends this countdown within the test.
     let mut c = against(home, &sim);
     c.args([
         "lab",
@@ -566,7 +583,11 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     ])
     .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
-    stderr_until(&mut child, "again in").await;
+    let seen = stderr_until(&mut child, "again in").await;
+    assert!(
+        seen.contains("again in 09:5"),
+        "600 wall-clock minutes: {seen}"
+    );
     assert!(lab_guests(&sim.state(), "cce")
         .iter()
         .any(|g| g["name"] == host && !link_down(g)));
@@ -1008,5 +1029,57 @@ async fn the_manifest_lives_beside_the_lab_file_and_no_run_takes_a_second_deadli
             .find(|s| s["step"] == "collect")
             .unwrap();
         assert_eq!(collect["outcome"], "skipped", "{m:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_freeze_of_a_lab_at_a_time_an_empty_student_is_refused_and_grading_is_shown() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("one", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    // A freeze waiting for its time holds the lab: a second one is refused.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 180;
+    let at = format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60);
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--at", &at, "--yes"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "freeze of lab one in").await;
+    let second = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(second.code, Some(1), "{second}");
+    assert!(second.stderr.contains("another labctl run"), "{second}");
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    for g in guests(&sim, "one").values() {
+        assert!(deadline_snapshots(g).is_empty() && !link_down(g), "{g:#}");
+    }
+
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("labctl lab grade {lab_s} --evidence ")),
+        "{out}"
+    );
+    for args in [
+        &["lab", "unfreeze", lab_s, "--student", "", "--dry-run"][..],
+        &["lab", "unfreeze", lab_s, "--student", "", "--yes"][..],
+    ] {
+        let out = output(against(home, &sim), args).await;
+        assert_eq!(out.code, Some(2), "{out}");
+        assert!(out.stderr.contains("--student"), "{out}");
+    }
+    for g in guests(&sim, "one").values() {
+        assert!(link_down(g), "still frozen: {g:#}");
     }
 }

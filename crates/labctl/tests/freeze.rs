@@ -1083,3 +1083,39 @@ async fn one_freeze_of_a_lab_at_a_time_an_empty_student_is_refused_and_grading_i
         assert!(link_down(g), "still frozen: {g:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_freeze_that_was_unfrozen_is_closed_and_the_next_freeze_is_a_new_deadline() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("kun", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "the exam role emptied", |s| {
+        s["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let first = manifest(home, "kun")["rounds"][0].clone();
+    assert!(first["finished"].is_string(), "closed: {first:#}");
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("resuming"), "{out}");
+    let m = manifest(home, "kun");
+    let rounds = m["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{m:#}");
+    assert_ne!(rounds[1]["name"], rounds[0]["name"]);
+    assert!(rounds[1]["deadline"].as_str() >= rounds[0]["deadline"].as_str());
+    for g in guests(&sim, "kun").values() {
+        assert!(link_down(g), "{g:#}");
+        assert!(deadline_snapshots(g).contains(&rounds[1]["name"].as_str().unwrap().to_owned()));
+    }
+}

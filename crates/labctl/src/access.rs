@@ -430,6 +430,20 @@ pub async fn run(cmd: &AccessCommand, conn: &Connection, format: Format) -> anyh
         }
         return Ok(());
     }
+    if let AccessCommand::Grant(_) = cmd {
+        // A grant would give frozen students their access back behind the freeze's back.
+        let manifest = crate::freeze::default_manifest(&lab, common.lab.file());
+        if let Some(since) = crate::freeze::frozen_since(conn, &manifest, &lab).await? {
+            return Err(fail::with_code(
+                fail::OTHER,
+                format!(
+                    "lab {lab} is frozen since {since}: unfreeze first (`labctl lab unfreeze`; \
+                     manifest {})",
+                    manifest.display()
+                ),
+            ));
+        }
+    }
     let client = conn.client()?;
     let api = AccessApi::new(client.clone());
     let prior = Sheet::load(&sheet_path)?;

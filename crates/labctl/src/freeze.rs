@@ -91,7 +91,7 @@ pub struct FreezeArgs {
 /// Where a freeze keeps its record and its evidence.
 #[derive(Debug, Args)]
 pub struct FreezeFiles {
-    /// The freeze manifest. Default: `<lab>-freeze.json` in the current directory.
+    /// The freeze manifest. Default: `<lab>-freeze.json` beside the lab file.
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
     /// Evidence root; each freeze collects into `<DIR>/deadline-<utc>`. Default:
@@ -164,6 +164,10 @@ pub(crate) struct Round {
     pub evidence: Option<PathBuf>,
     /// How access was cut, and the measured spread.
     pub access: Option<AccessCut>,
+    /// When the first cutting write was about to be sent (UTC, ms): recorded before it, so
+    /// a run killed mid-cut leaves its students frozen in the manifest, for `unfreeze`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_started: Option<String>,
     /// When every student was done.
     pub finished: Option<String>,
 }
@@ -190,6 +194,11 @@ pub(crate) struct AccessCut {
 pub(crate) struct StudentRecord {
     /// The guest.
     pub vmid: u32,
+    /// The guest's identity (its `smbios1` UUID) when the student entered their last
+    /// round: a guest with another UUID (a `lab down` and `lab up` that reused the id) is
+    /// another student's, and not frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
     /// The round the student is frozen by (or being frozen by); none when unfrozen.
     pub round: Option<String>,
     /// When the student's links went down in that round (UTC).
@@ -230,16 +239,44 @@ impl Manifest {
         })
     }
 
+    /// The last record of `step` in `round` says it is done (`failed` and `undone`, a cut
+    /// found undone later, do not count).
     fn done(&self, host: &str, round: &str, step: &str) -> bool {
         self.students.get(host).is_some_and(|r| {
-            r.steps.iter().any(|s| {
-                s.round.as_deref() == Some(round) && s.step == step && s.outcome != "failed"
-            })
+            r.steps
+                .iter()
+                .rev()
+                .find(|s| s.round.as_deref() == Some(round) && s.step == step)
+                .is_some_and(|s| s.outcome != "failed" && s.outcome != "undone")
         })
     }
 }
 
-/// `lab status`'s `frozen` column: when each host was frozen, from the manifest.
+/// `lab status`'s `frozen` column: when each host was frozen, from the manifest, for the
+/// students whose guest is still the one frozen (same id and `smbios1` UUID).
+pub(crate) async fn frozen_now(
+    vms: &pve_vm::VmApi,
+    path: &Path,
+    rows: &[GuestStatus],
+) -> BTreeMap<String, String> {
+    let frozen = frozen_at(path);
+    if frozen.is_empty() {
+        return frozen;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+        return BTreeMap::new();
+    };
+    let ids = identities(vms, rows).await;
+    frozen
+        .into_iter()
+        .filter(|(h, _)| m.students.get(h).is_some_and(|r| same_guest(r, ids.get(h))))
+        .collect()
+}
+
+/// When each host was frozen, from the manifest (whatever its guest is now).
 pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeMap::new();
@@ -247,15 +284,138 @@ pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
     let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
         return BTreeMap::new();
     };
+    let started = |round: &Option<String>| {
+        let round = round.as_deref()?;
+        m.rounds
+            .iter()
+            .find(|r| r.name == round)
+            .and_then(|r| r.cut_started.clone())
+    };
     m.students
-        .into_iter()
-        .filter_map(|(h, r)| r.frozen.map(|f| (h, f)))
+        .iter()
+        .filter_map(|(h, r)| {
+            r.frozen
+                .clone()
+                .or_else(|| started(&r.round))
+                .map(|f| (h.clone(), f))
+        })
         .collect()
 }
 
-/// The default manifest path of a lab.
-pub(crate) fn default_manifest(lab: &LabName) -> PathBuf {
-    PathBuf::from(format!("{lab}-freeze.json"))
+/// A guest's identity: its id and its `smbios1` UUID (when readable).
+type Identity = (u32, Option<String>);
+
+/// Each host's guest identity.
+async fn identities(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> BTreeMap<String, Identity> {
+    guest_facts(vms, rows)
+        .await
+        .into_iter()
+        .map(|(h, (id, _))| (h, id))
+        .collect()
+}
+
+/// Each host's guest identity, and whether a link of it is down; one config read per
+/// guest, 16 at a time (a config that cannot be read: UUID unknown, links up).
+async fn guest_facts(
+    vms: &pve_vm::VmApi,
+    rows: &[GuestStatus],
+) -> BTreeMap<String, (Identity, bool)> {
+    use futures::stream::{self, StreamExt};
+    stream::iter(rows)
+        .map(|r| async move {
+            let cfg = match (
+                pve_vm::NodeName::new(r.node.as_str()),
+                VmId::new(r.vmid.get()),
+            ) {
+                (Ok(node), Ok(id)) => vms
+                    .guest_on(node, pve_vm::GuestKind::Qemu, id)
+                    .config()
+                    .await
+                    .ok(),
+                _ => None,
+            };
+            let uuid = cfg.as_ref().and_then(|c| {
+                c.get("smbios1")?
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("uuid="))
+                    .map(str::to_owned)
+            });
+            let down = cfg.as_ref().is_some_and(|c| {
+                (0..32).any(|i| {
+                    c.get(&format!("net{i}"))
+                        .is_some_and(|n| n.split(',').any(|p| p == "link_down=1"))
+                })
+            });
+            (r.hostname.clone(), ((r.vmid.get(), uuid), down))
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+/// The manifest's student is the guest there now: same id, and the same UUID when both
+/// are known.
+fn same_guest(rec: &StudentRecord, now: Option<&Identity>) -> bool {
+    now.is_some_and(|(vmid, uuid)| {
+        *vmid == rec.vmid
+            && match (&rec.uuid, uuid) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            }
+    })
+}
+
+/// The default manifest path of a lab: beside its lab file, else in the current directory.
+pub(crate) fn default_manifest(lab: &LabName, file: Option<&Path>) -> PathBuf {
+    let name = format!("{lab}-freeze.json");
+    match file.and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+/// When the manifest at `path` says students of `lab` were frozen (the earliest time), for
+/// the students whose guest is still the one frozen; `None` when nobody is frozen.
+pub(crate) async fn frozen_since(
+    conn: &Connection,
+    path: &Path,
+    lab: &LabName,
+) -> anyhow::Result<Option<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+        return Ok(None);
+    };
+    if m.lab != lab.as_str() || m.students.values().all(|r| r.round.is_none()) {
+        return Ok(None);
+    }
+    let hv = conn.backend()?;
+    let rows = status(&hv, lab).await?;
+    let ids = identities(hv.vm_api(), &rows).await;
+    Ok(m.students
+        .iter()
+        .filter(|(h, r)| r.round.is_some() && same_guest(r, ids.get(*h)))
+        .filter_map(|(_, r)| {
+            r.frozen.clone().or_else(|| {
+                let round = r.round.as_deref()?;
+                m.rounds
+                    .iter()
+                    .find(|x| x.name == round)
+                    .map(|x| x.deadline.clone())
+            })
+        })
+        .min())
+}
+
+/// `20260701T120000Z` (a deadline name's time) of an RFC 3339 UTC time.
+fn stamp(rfc3339: &str) -> String {
+    let digits: String = rfc3339
+        .chars()
+        .take(19)
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    format!("{digits}Z")
 }
 
 fn now_ms() -> String {
@@ -363,6 +523,10 @@ struct Class {
     lab: LabName,
     file: LabFile,
     rows: BTreeMap<String, GuestStatus>,
+    /// Each host's guest identity now.
+    ids: BTreeMap<String, Identity>,
+    /// Hosts whose guest had a link down when the class was read.
+    links_down: BTreeSet<String>,
     roster: Option<Vec<Named>>,
 }
 
@@ -377,11 +541,16 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
     let lab = crate::labfile::lab_name(None, Some(&file))
         .with_context(|| format!("lab file {}", path.display()))?;
     let roster = crate::labfile::roster_of(Some(&(file.clone(), dir)), None)?;
-    let rows: BTreeMap<String, GuestStatus> = status(hv, &lab)
-        .await?
-        .into_iter()
-        .map(|r| (r.hostname.clone(), r))
+    let list = status(hv, &lab).await?;
+    let facts = guest_facts(hv.vm_api(), &list).await;
+    let links_down = facts
+        .iter()
+        .filter(|(_, (_, down))| *down)
+        .map(|(h, _)| h.clone())
         .collect();
+    let ids = facts.into_iter().map(|(h, (id, _))| (h, id)).collect();
+    let rows: BTreeMap<String, GuestStatus> =
+        list.into_iter().map(|r| (r.hostname.clone(), r)).collect();
     if rows.is_empty() {
         return Err(fail::with_code(
             fail::NOT_FOUND,
@@ -392,6 +561,8 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
         lab,
         file,
         rows,
+        ids,
+        links_down,
         roster,
     })
 }
@@ -444,6 +615,90 @@ impl Class {
         }
         Ok(out)
     }
+}
+
+/// Opens the manifest and binds it to the guests there now: a student whose guest changed
+/// (another id or `smbios1` UUID: a `lab down` and `lab up` came between) is not frozen
+/// any more and leaves every unfinished round; a manifest none of whose students' guests
+/// exist any more is set aside (renamed, never deleted) and a new one begins.
+fn open_journal(path: PathBuf, class: &Class) -> anyhow::Result<Journal> {
+    let journal = Journal::open(path.clone(), &class.lab)?;
+    let m = journal.snapshot();
+    if m.students.is_empty() {
+        return Ok(journal);
+    }
+    let stale: Vec<String> = m
+        .students
+        .iter()
+        .filter(|(h, r)| !same_guest(r, class.ids.get(*h)))
+        .map(|(h, _)| h.clone())
+        .collect();
+    if stale.len() == m.students.len() {
+        let stamp = deadline_name(SystemTime::now()).replace("deadline-", "");
+        let file = path.file_name().map_or_else(
+            || "freeze.json".into(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        let stem = file.strip_suffix(".json").unwrap_or(&file);
+        let aside = path.with_file_name(format!("{stem}.set-aside-{stamp}.json"));
+        std::fs::rename(&path, &aside).with_context(|| {
+            format!(
+                "setting the old freeze manifest {} aside as {}",
+                path.display(),
+                aside.display()
+            )
+        })?;
+        eprintln!(
+            "note: the freeze manifest {} is of guests that no longer exist (lab {} was taken              down and up again): set aside as {}; a new one begins",
+            path.display(),
+            class.lab,
+            aside.display()
+        );
+        return Journal::open(path, &class.lab);
+    }
+    let changed: Vec<String> = stale
+        .into_iter()
+        .filter(|h| {
+            m.students[h].round.is_some() || m.rounds.iter().any(|r| r.students.contains(h))
+        })
+        .collect();
+    if !changed.is_empty() {
+        eprintln!(
+            "note: the guests of {} are not the ones in {} (lab down and up came between):              not frozen",
+            changed.join(", "),
+            path.display()
+        );
+        journal.update(|m| {
+            for h in &changed {
+                for round in m.rounds.iter_mut().filter(|r| r.finished.is_none()) {
+                    round.students.retain(|x| x != h);
+                    if round.students.is_empty() {
+                        round.finished = Some(now_ms());
+                    }
+                }
+                let now = class.ids.get(h).cloned();
+                if let Some(r) = m.students.get_mut(h) {
+                    r.round = None;
+                    r.frozen = None;
+                    r.steps.push(StepRecord {
+                        round: None,
+                        step: "reset".into(),
+                        at: now_ms(),
+                        outcome: "done".into(),
+                        tasks: Vec::new(),
+                        detail: Some(match now {
+                            Some((v, u)) => format!(
+                                "the guest is now {v} ({}), not the one frozen: not frozen",
+                                u.as_deref().unwrap_or("uuid unknown")
+                            ),
+                            None => "the guest is gone: not frozen".into(),
+                        }),
+                    });
+                }
+            }
+        })?;
+    }
+    Ok(journal)
 }
 
 /// `lab snapshot`.
@@ -725,12 +980,16 @@ pub async fn freeze_cmd(
         .transpose()?;
     let hv = conn.backend()?;
     let class = class(&hv, &args.file).await?;
+    // One run changes a lab at a time (the lock `lab up` and `lab down` take).
+    let _lock = (!args.dry_run)
+        .then(|| crate::lab::LabLock::take(&lock_host(&hv), &class.lab, "freeze"))
+        .transpose()?;
     let manifest_path = args
         .files
         .manifest
         .clone()
-        .unwrap_or_else(|| default_manifest(&class.lab));
-    let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
+        .unwrap_or_else(|| default_manifest(&class.lab, Some(&args.file)));
+    let journal = Arc::new(open_journal(manifest_path.clone(), &class)?);
     // A round whose every student is done (the rest were unfrozen meanwhile) is closed.
     let m = journal.snapshot();
     let stale: Vec<String> = m
@@ -746,6 +1005,7 @@ pub async fn freeze_cmd(
             }
         })?;
     }
+    verify_cut(&hv, &class, &journal).await?;
     let m = journal.snapshot();
     let open = m
         .rounds
@@ -809,8 +1069,28 @@ pub async fn freeze_cmd(
         args.yes,
     )?;
     let round = match open {
-        Some(r) => {
+        Some(mut r) => {
             eprintln!("resuming {} (started {})", r.name, r.deadline);
+            // Nothing collected yet: a new --evidence (or the lab's checks) counts.
+            let m = journal.snapshot();
+            if !r.students.iter().any(|h| m.done(h, &r.name, "collect")) {
+                let evidence = if !checks {
+                    None
+                } else if args.files.evidence.is_some() || r.evidence.is_none() {
+                    Some(evidence_root(&args.files, &class.lab).join(&r.name))
+                } else {
+                    r.evidence.clone()
+                };
+                if evidence != r.evidence {
+                    r.evidence.clone_from(&evidence);
+                    let name = r.name.clone();
+                    journal.update(|m| {
+                        if let Some(x) = m.rounds.iter_mut().find(|x| x.name == name) {
+                            x.evidence = evidence;
+                        }
+                    })?;
+                }
+            }
             r
         }
         None => {
@@ -833,6 +1113,7 @@ pub async fn freeze_cmd(
                 checks,
                 &args.files,
                 &class.lab,
+                &class.ids,
             )?
         }
     };
@@ -849,19 +1130,62 @@ pub async fn freeze_cmd(
         "run `labctl lab freeze {} --yes` to complete it",
         args.file.display()
     ));
-    let failures = run_round(&ctx, &round, whole).await?;
+    let ran = run_round(&ctx, &round, whole).await?;
     report(&journal.snapshot(), &round.name, &manifest_path, format)?;
-    if failures > 0 {
+    if let Some(step) = ran.stopped {
+        return Err(stopped(step, &args.file, &manifest_path));
+    }
+    if format != Format::Json {
+        grade_hint(&journal.snapshot(), &round.name, &args.file);
+    }
+    if ran.failures > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,
             format!(
-                "{failures} steps failed (see {}); run the same command again to complete \
+                "{} steps failed (see {}); run the same command again to complete \
                  them: finished steps are not repeated",
+                ran.failures,
                 manifest_path.display()
             ),
         ));
     }
     Ok(())
+}
+
+/// The cluster as `lab up` and `lab down` name it in their lock.
+fn lock_host(hv: &ProxmoxLab) -> String {
+    hv.vm_api().client().base_url().as_str().to_owned()
+}
+
+/// How to grade what a round collected.
+fn grade_hint(m: &Manifest, round: &str, file: &Path) {
+    if let Some(dir) = m
+        .rounds
+        .iter()
+        .find(|r| r.name == round)
+        .and_then(|r| r.evidence.as_ref())
+    {
+        println!(
+            "grade it: labctl lab grade {} --evidence {}",
+            file.display(),
+            dir.display()
+        );
+    }
+}
+
+/// The error of a round stopped before its snapshot and links.
+fn stopped(step: &str, file: &Path, manifest: &Path) -> anyhow::Error {
+    fail::with_code(
+        fail::INCOMPLETE,
+        format!(
+            "{step} failed (see {}): the freeze stopped before the snapshot and the links \
+             (no snapshot taken, links still up); fix the cause, then run `labctl lab freeze \
+             {} --yes` again to complete it (it collects again first; a new --evidence is \
+             used while nothing is collected)",
+            manifest.display(),
+            file.display()
+        ),
+    )
 }
 
 fn evidence_root(files: &FreezeFiles, lab: &LabName) -> PathBuf {
@@ -881,6 +1205,7 @@ fn new_round(
     checks: bool,
     files: &FreezeFiles,
     lab: &LabName,
+    ids: &BTreeMap<String, Identity>,
 ) -> anyhow::Result<Round> {
     let now = SystemTime::now();
     let mut name = deadline_name(now);
@@ -905,20 +1230,94 @@ fn new_round(
         vmstate,
         stop,
         access: None,
+        cut_started: None,
         finished: None,
     };
     let r = round.clone();
     journal.update(|m| {
         for h in &r.students {
-            m.students.entry(h.clone()).or_default().round = Some(r.name.clone());
+            let rec = m.students.entry(h.clone()).or_default();
+            rec.round = Some(r.name.clone());
+            if let Some((vmid, uuid)) = ids.get(h) {
+                rec.vmid = *vmid;
+                rec.uuid.clone_from(uuid);
+            }
         }
         m.rounds.push(r);
     })?;
     Ok(round)
 }
 
-/// Runs (or completes) a round; answers the number of failed steps.
-async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<usize> {
+/// What a round did.
+struct Ran {
+    /// Failed steps.
+    failures: usize,
+    /// The step that failed for the class and stopped the round before the snapshot and
+    /// the links.
+    stopped: Option<&'static str>,
+}
+
+/// Checks the cut the manifest records: a frozen student whose login is enabled again
+/// (someone ran `lab access grant` or enabled it by hand) has their access step of that
+/// round marked `undone`, and the round is open again, so this freeze cuts them again.
+async fn verify_cut(hv: &ProxmoxLab, class: &Class, journal: &Journal) -> anyhow::Result<()> {
+    let m = journal.snapshot();
+    let frozen: Vec<(String, String)> = m
+        .students
+        .iter()
+        .filter_map(|(h, r)| Some((h.clone(), r.round.clone()?)))
+        .filter(|(h, round)| m.done(h, round, "access") && class.rows.contains_key(h))
+        .collect();
+    if frozen.is_empty() {
+        return Ok(());
+    }
+    let api = AccessApi::new(hv.vm_api().client().clone());
+    let users = exam::lab_users(&api, class.lab.as_str()).await?;
+    let undone: Vec<(String, String)> = frozen
+        .into_iter()
+        .filter(|(h, _)| {
+            class.seat(h).is_some_and(|s| {
+                users
+                    .iter()
+                    .any(|u| u.userid == s.userid && u.enable && u.expire == 0)
+            })
+        })
+        .collect();
+    if undone.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "note: the logins of {} are enabled again although frozen: cutting their access again",
+        undone
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    journal.update(|m| {
+        for (h, round) in &undone {
+            if let Some(r) = m.rounds.iter_mut().find(|r| &r.name == round) {
+                r.finished = None;
+                if !r.students.contains(h) {
+                    r.students.push(h.clone());
+                }
+            }
+            if let Some(r) = m.students.get_mut(h) {
+                r.steps.push(StepRecord {
+                    round: Some(round.clone()),
+                    step: "access".into(),
+                    at: now_ms(),
+                    outcome: "undone".into(),
+                    tasks: Vec::new(),
+                    detail: Some("the login was found enabled again".into()),
+                });
+            }
+        }
+    })
+}
+
+/// Runs (or completes) a round.
+async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<Ran> {
     let name = round.name.as_str();
     let m = ctx.journal.snapshot();
     let vmid_of = |h: &str| ctx.class.rows.get(h).map(|r| r.vmid.get());
@@ -938,7 +1337,7 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
         .cloned()
         .collect();
     if !need.is_empty() {
-        match cut_access(ctx, &need, whole).await {
+        match cut_access(ctx, name, &need, whole).await {
             Ok((cut, consoles)) => {
                 ctx.journal.update(|m| {
                     if let Some(r) = m.rounds.iter_mut().find(|r| r.name == name) {
@@ -975,12 +1374,32 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                 }
                 // The order keeps the evidence: nothing is collected, snapshotted or cut
                 // while the students may still act. A re-run starts here again.
-                return Ok(failures);
+                return Ok(Ran {
+                    failures,
+                    stopped: Some("cutting access"),
+                });
             }
         }
     }
 
-    // 2. The evidence, while the links are up.
+    // 2. The evidence, while the links are up (never once they are down in this round).
+    for h in hosts.iter().filter(|h| {
+        !m.done(h, name, "collect")
+            && (m.done(h, name, "link_down") || ctx.class.links_down.contains(*h))
+    }) {
+        ctx.journal.step(
+            h,
+            vmid_of(h).unwrap_or_default(),
+            rec(
+                Some(name),
+                "collect",
+                "skipped",
+                Vec::new(),
+                Some("the links were down already: outside probes would fail".into()),
+            ),
+        )?;
+    }
+    let m = ctx.journal.snapshot();
     let need: BTreeSet<String> = hosts
         .iter()
         .filter(|h| !m.done(h, name, "collect"))
@@ -1039,6 +1458,14 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
                         ),
                     )?;
                 }
+                if outcome == "failed" {
+                    // No snapshot and no link goes down without the evidence: outside
+                    // probes need the links, and a re-run collects again first.
+                    return Ok(Ran {
+                        failures,
+                        stopped: Some("collecting the evidence"),
+                    });
+                }
             }
         }
     }
@@ -1062,7 +1489,10 @@ async fn run_round(ctx: &Ctx<'_>, round: &Round, whole: bool) -> anyhow::Result<
             }
         })?;
     }
-    Ok(failures)
+    Ok(Ran {
+        failures,
+        stopped: None,
+    })
 }
 
 /// Snapshot, link down, stop for one student; answers the failed steps.
@@ -1076,7 +1506,47 @@ async fn finish_student(
     let name = round.name.as_str();
     let id = vmid.get();
     if !journal.snapshot().done(host, name, "snapshot") {
-        if round.snapshot {
+        let since = journal.snapshot().students.get(host).and_then(|r| {
+            r.steps
+                .iter()
+                .rev()
+                .find(|s| s.step == "unfreeze" && s.outcome == "done")
+                .map(|s| stamp(&s.at))
+        });
+        // One deadline snapshot per deadline, whatever this manifest knows: a run with
+        // another manifest (another directory) finds the guest's own.
+        let earlier = if round.snapshot {
+            match hv.snapshots(vmid).await {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|s| s.name)
+                    .filter(|s| s != name)
+                    .find(|s| {
+                        s.strip_prefix("deadline-")
+                            .and_then(|t| t.get(..16))
+                            .is_some_and(|t| since.as_deref().is_none_or(|u| t > u))
+                    }),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(other) = earlier {
+            journal.step(
+                host,
+                id,
+                rec(
+                    Some(name),
+                    "snapshot",
+                    "kept",
+                    Vec::new(),
+                    Some(format!(
+                        "the guest has {other}, taken since its last unfreeze: no second \
+                         deadline snapshot"
+                    )),
+                ),
+            )?;
+        } else if round.snapshot {
             match snapshot_once(hv, vmid, name, round.vmstate).await {
                 Ok((outcome, task)) => journal.step(
                     host,
@@ -1218,6 +1688,7 @@ fn exam_role() -> anyhow::Result<RoleId> {
 /// stopped per guest.
 async fn cut_access(
     ctx: &Ctx<'_>,
+    round: &str,
     hosts: &[String],
     whole: bool,
 ) -> anyhow::Result<(AccessCut, BTreeMap<u32, Vec<String>>)> {
@@ -1249,6 +1720,14 @@ async fn cut_access(
         .await?
         .into_iter()
         .any(|e| e.role == role && !matches!(&e.subject, Subject::User(u) if ours.contains(u)));
+    // The intent first: a kill after the next write leaves the manifest saying the cut
+    // started, so `status` shows the students frozen and `unfreeze` gives everything back.
+    let started = now_ms();
+    ctx.journal.update(|m| {
+        if let Some(r) = m.rounds.iter_mut().find(|r| r.name == round) {
+            r.cut_started.get_or_insert(started);
+        }
+    })?;
     let t0 = SystemTime::now();
     let (how, writes) = if whole && role_privs.is_some() && !foreign {
         api.set_role_privs(&role, &[]).await?;
@@ -1437,13 +1916,22 @@ pub async fn unfreeze_cmd(
     format: Format,
 ) -> anyhow::Result<()> {
     format.not_csv("lab unfreeze")?;
+    if args.student.iter().any(|n| n.trim().is_empty()) {
+        return Err(fail::usage(
+            "--student: an empty name; give roster names, host names or logins (comma-separated), \
+             or leave --student out to unfreeze every frozen student",
+        ));
+    }
     let hv = conn.backend()?;
-    let class = class(&hv, &args.file).await?;
+    let mut class = class(&hv, &args.file).await?;
+    let _lock = (!args.dry_run)
+        .then(|| crate::lab::LabLock::take(&lock_host(&hv), &class.lab, "unfreeze"))
+        .transpose()?;
     let manifest_path = args
         .files
         .manifest
         .clone()
-        .unwrap_or_else(|| default_manifest(&class.lab));
+        .unwrap_or_else(|| default_manifest(&class.lab, Some(&args.file)));
     // A dry run shows what there is to unfreeze: without a manifest, nobody.
     if !manifest_path.exists() && !args.dry_run {
         return Err(fail::with_code(
@@ -1455,7 +1943,7 @@ pub async fn unfreeze_cmd(
             ),
         ));
     }
-    let journal = Arc::new(Journal::open(manifest_path.clone(), &class.lab)?);
+    let journal = Arc::new(open_journal(manifest_path.clone(), &class)?);
     let m = journal.snapshot();
     let hosts: Vec<String> = if args.student.is_empty() {
         m.students
@@ -1466,6 +1954,18 @@ pub async fn unfreeze_cmd(
     } else {
         class.resolve(&args.student)?
     };
+    let api = AccessApi::new(hv.vm_api().client().clone());
+    if !args.dry_run && m.rounds.iter().any(|r| r.cut_started.is_some()) {
+        // A cut that started (perhaps killed between emptying the exam role and giving it
+        // back): the role gets its privileges back, whoever is frozen.
+        let role = exam_role()?;
+        if api.role(&role).await?.is_some_and(|p| p.is_empty()) {
+            api.set_role_privs(&role, EXAM_PRIVILEGES).await?;
+            eprintln!(
+                "the exam role {EXAM_ROLE} had no privileges (a cut was interrupted): restored"
+            );
+        }
+    }
     if hosts.is_empty() {
         let plan = format!("lab {}: no student is frozen", class.lab);
         if args.dry_run {
@@ -1494,7 +1994,6 @@ pub async fn unfreeze_cmd(
         &format!("Unfreeze {} students of lab {}?", hosts.len(), class.lab),
         args.yes,
     )?;
-    let api = AccessApi::new(hv.vm_api().client().clone());
     let mut failures = 0;
     for h in &hosts {
         let vmid = class.rows[h].vmid;
@@ -1546,6 +2045,8 @@ pub async fn unfreeze_cmd(
             format!("{failures} students could not be unfrozen; run the same command again"),
         ));
     }
+    // Their links are up now: the next freeze collects from them.
+    class.links_down.retain(|h| !hosts.contains(h));
     let Some(minutes) = args.minutes else {
         if format == Format::Json {
             print_json(&freeze_json(&journal.snapshot(), &manifest_path))?;
@@ -1558,7 +2059,8 @@ pub async fn unfreeze_cmd(
         }
         return Ok(());
     };
-    let wait = scaled(Duration::from_secs(u64::from(minutes) * 60));
+    // Wall-clock minutes: the students get what was announced, whatever the time scale.
+    let wait = Duration::from_secs(u64::from(minutes) * 60);
     let until = tokio::time::Instant::now() + wait;
     if !countdown(until, &format!("freeze of {} again", hosts.join(", "))).await {
         eprintln!("interrupted: freezing now (Ctrl-C again quits)");
@@ -1577,6 +2079,7 @@ pub async fn unfreeze_cmd(
         checks,
         &args.files,
         &class.lab,
+        &class.ids,
     )?;
     let ctx = Ctx {
         conn,
@@ -1587,8 +2090,12 @@ pub async fn unfreeze_cmd(
         journal: Arc::clone(&journal),
     };
     let whole = round.students.len() == class.rows.len();
-    let failures = run_round(&ctx, &round, whole).await?;
+    let ran = run_round(&ctx, &round, whole).await?;
     report(&journal.snapshot(), &round.name, &manifest_path, format)?;
+    if let Some(step) = ran.stopped {
+        return Err(stopped(step, &args.file, &manifest_path));
+    }
+    let failures = ran.failures;
     if failures > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,
@@ -1687,6 +2194,16 @@ mod tests {
     }
 
     #[test]
+    fn stamps_compare_with_deadline_names() {
+        assert_eq!(stamp("2026-05-28T20:26:40.123Z"), "20260528T202640Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        assert_eq!(
+            format!("deadline-{}", stamp(&lab_grade::time::rfc3339_millis(t))),
+            deadline_name(t)
+        );
+    }
+
+    #[test]
     fn deadline_names_are_snapshot_names() {
         let t = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
         let n = deadline_name(t);
@@ -1709,6 +2226,7 @@ mod tests {
             "pc-01".into(),
             StudentRecord {
                 vmid: 5000,
+                uuid: None,
                 round: Some("deadline-b".into()),
                 frozen: None,
                 steps: vec![
@@ -1739,6 +2257,7 @@ mod tests {
             "pc-01".into(),
             StudentRecord {
                 vmid: 5000,
+                uuid: None,
                 round: Some("deadline-x".into()),
                 frozen: Some("2026-07-01T12:00:00.000Z".into()),
                 steps: Vec::new(),

@@ -835,9 +835,17 @@ pub async fn run(
                 }
             }
         }
-        (LabCommand::Status(_), Checked::Select(name, roster)) => {
-            let mut rows = sheet_rows(&status(hv, &name).await?, roster.as_deref());
-            let frozen = crate::freeze::frozen_at(&crate::freeze::default_manifest(&name));
+        (LabCommand::Status(s), Checked::Select(name, roster)) => {
+            let list = status(hv, &name).await?;
+            let mut rows = sheet_rows(&list, roster.as_deref());
+            let manifest = crate::freeze::default_manifest(&name, s.file());
+            let frozen = match access {
+                Some(a) => {
+                    let vms = pve_vm::VmApi::new(a.client().clone());
+                    crate::freeze::frozen_now(&vms, &manifest, &list).await
+                }
+                None => crate::freeze::frozen_at(&manifest),
+            };
             for r in &mut rows {
                 r.frozen = frozen.get(&r.hostname).cloned();
             }

@@ -413,8 +413,8 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("nobody"), "{bad}");
 
-    // The countdown runs in the foreground (1 minute at the simulator's time scale);
-    // while it runs exactly that student has rights and link back.
+    // The countdown runs in the foreground; while it runs exactly that student has rights
+    // and link back.
     let mut c = against(home, &sim);
     c.args([
         "lab",
@@ -427,7 +427,7 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
         "--yes",
     ])
     .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
+    let mut child = c.spawn().unwrap();
     until(&sim, "the student's link up", |s| {
         lab_guests(s, "ext")
             .iter()
@@ -452,13 +452,19 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
         .collect();
     assert_eq!(acl.len(), 1, "{acl:?}");
     assert_eq!(acl[0]["ugid"], login.as_str());
-    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+    // The minutes are wall-clock minutes (the simulator's time scale does not shorten
+    // them): Ctrl-C during the countdown freezes at once.
+    let seen = stderr_until(&mut child, "again in").await;
+    assert!(
+        seen.contains("again in 00:00:5"),
+        "one wall-clock minute: {seen}"
+    );
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
         .await
         .unwrap()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("again in"), "a countdown: {stderr}");
+    assert_eq!(status.code(), Some(0), "{seen}");
 
     // Frozen again the same way, with a later snapshot; the others were never touched.
     let after = guests(&sim, "ext");
@@ -466,6 +472,17 @@ async fn an_extension_unfreezes_one_student_then_freezes_them_again() {
     let rounds = m["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 2);
     assert_eq!(rounds[1]["students"], serde_json::json!([host]));
+    let collect = m["students"][&host]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s["step"] == "collect")
+        .unwrap();
+    assert_eq!(
+        collect["outcome"], "done",
+        "collected with the links up: {m:#}"
+    );
     assert!(rounds[1]["name"].as_str() > rounds[0]["name"].as_str());
     for (id, g) in &after {
         assert!(link_down(g), "{}", g["name"]);
@@ -552,7 +569,7 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
     assert_eq!(out.code, Some(0), "{out}");
     let host = "cce-02";
-    // 600 minutes are 6 simulated hours: only Ctrl-C ends this countdown within the test.
+    // 600 minutes: only Ctrl-C ends this countdown within the test.
     let mut c = against(home, &sim);
     c.args([
         "lab",
@@ -566,7 +583,11 @@ async fn ctrl_c_during_an_extension_freezes_the_student_at_once() {
     ])
     .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
-    stderr_until(&mut child, "again in").await;
+    let seen = stderr_until(&mut child, "again in").await;
+    assert!(
+        seen.contains("again in 09:5"),
+        "600 wall-clock minutes: {seen}"
+    );
     assert!(lab_guests(&sim.state(), "cce")
         .iter()
         .any(|g| g["name"] == host && !link_down(g)));
@@ -734,4 +755,367 @@ async fn unfreezing_an_unfinished_freeze_makes_the_next_freeze_a_new_deadline() 
         );
     }
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_taken_down_and_up_again_is_a_new_class_to_freeze() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("reup", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let down = output(against(home, &sim), &["lab", "down", lab_s, "--yes"]).await;
+    assert_eq!(down.code, Some(0), "{down}");
+    up_with_logins(home, &sim, &lab).await;
+    let fresh = guests(&sim, "reup");
+    assert_eq!(fresh.len(), 2);
+    for g in fresh.values() {
+        assert!(deadline_snapshots(g).is_empty() && !link_down(g), "{g:#}");
+    }
+    // The old class's manifest does not make the new class frozen.
+    let st = output(against(home, &sim), &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_null(), "not frozen: {r:#}");
+    }
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stdout.contains("frozen already"), "{out}");
+    assert!(out.stderr.contains("set aside"), "{out}");
+    for g in guests(&sim, "reup").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+    }
+    // The old manifest is kept beside the new one, never deleted.
+    let aside: Vec<_> = std::fs::read_dir(home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("reup-freeze.set-aside-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let m = manifest(home, "reup");
+    for (h, r) in m["students"].as_object().unwrap() {
+        assert!(r["frozen"].is_string(), "{h}: {m:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collect_that_fails_stops_the_freeze_before_the_snapshot_and_the_links() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("colf", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    // The evidence root is a file: the collection itself cannot be written.
+    std::fs::write(home.join("notadir"), "x").unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_s, "--yes", "--evidence", "notadir"],
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains("collecting the evidence failed"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("before the snapshot"), "{out}");
+    for g in guests(&sim, "colf").values() {
+        assert!(deadline_snapshots(g).is_empty(), "no snapshot: {g:#}");
+        assert!(!link_down(g), "links stay up: {g:#}");
+    }
+    // The re-run collects first, into the new --evidence, and completes the round.
+    let out = output(
+        against(home, &sim),
+        &["lab", "freeze", lab_s, "--yes", "--evidence", "good"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let round: Vec<_> = std::fs::read_dir(home.join("good"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(round.len(), 1, "one round's evidence under good/");
+    let m = manifest(home, "colf");
+    for (h, g) in guests(&sim, "colf")
+        .values()
+        .map(|g| (g["name"].clone(), g))
+    {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+        let h = h.as_str().unwrap();
+        assert!(
+            step_at(&m, h, "collect") < step_at(&m, h, "link_down"),
+            "{h}: collected before the links went down: {m:#}"
+        );
+        let last_collect = m["students"][h]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["step"] == "collect")
+            .unwrap();
+        assert_eq!(last_collect["outcome"], "done", "{m:#}");
+    }
+}
+
+/// The lab's users (`@pve`, commented with the lab): login → enabled.
+fn lab_users(sim: &SimHandle, lab: &str) -> BTreeMap<String, bool> {
+    sim.state()["access"]["users"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(id, u)| {
+            id.ends_with("@pve")
+                && u["comment"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("lab {lab}"))
+        })
+        .map(|(id, u)| (id.clone(), u["enable"] == true))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_on_a_frozen_lab_is_refused_and_freeze_recuts_a_login_enabled_again() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("grf", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let users = lab_users(&sim, "grf");
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert!(users.values().all(|e| !e), "{users:?}");
+
+    let out = output(against(home, &sim), &["lab", "access", "grant", lab_s]).await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("lab grf is frozen since"), "{out}");
+    assert!(out.stderr.contains("unfreeze first"), "{out}");
+    assert!(
+        lab_users(&sim, "grf").values().all(|e| !e),
+        "nobody enabled"
+    );
+
+    // Someone enables a login by hand: the next freeze finds it and cuts it again.
+    let login = users.keys().next().unwrap().clone();
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    let mut p = pve_auth::Params::new();
+    p.insert("enable", "1");
+    p.insert("expire", "0");
+    let _: Value = client
+        .put(&format!("/access/users/{login}"), &p)
+        .await
+        .unwrap();
+    assert!(lab_users(&sim, "grf")[&login]);
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stdout.contains("frozen already"), "{out}");
+    assert!(lab_users(&sim, "grf").values().all(|e| !e), "{out}");
+    for g in guests(&sim, "grf").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "no second snapshot: {g:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_killed_right_after_emptying_the_role_leaves_the_class_frozen_for_unfreeze() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("kro", 3);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "the exam role emptied", |s| {
+        s["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    // Whatever the kill interrupted, the manifest knows the cut started.
+    let m = manifest(home, "kro");
+    assert!(m["rounds"][0]["cut_started"].is_string(), "{m:#}");
+    let st = output(against(home, &sim), &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_string(), "frozen: {r:#}");
+    }
+    let dry = output(
+        against(home, &sim),
+        &["lab", "unfreeze", lab_s, "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(plan["students"].as_array().unwrap().len(), 3, "{dry}");
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let state = sim.state();
+    assert!(
+        !state["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "the role has its privileges back: {}",
+        state["access"]["roles"]
+    );
+    let users = lab_users(&sim, "kro");
+    assert_eq!(users.len(), 3, "{users:?}");
+    assert!(users.values().all(|e| *e), "{users:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_lives_beside_the_lab_file_and_no_run_takes_a_second_deadline_snapshot() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("bes", 2);
+    let home = home.path();
+    // The lab file in its own directory; labctl runs elsewhere.
+    let dir = home.join("exam");
+    std::fs::create_dir(&dir).unwrap();
+    let moved = dir.join("lab.toml");
+    std::fs::rename(&lab, &moved).unwrap();
+    std::fs::rename(home.join("checks.toml"), dir.join("checks.toml")).unwrap();
+    let lab_s = moved.to_str().unwrap();
+    up_with_logins(home, &sim, &moved).await;
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(dir.join("bes-freeze.json").is_file(), "{out}");
+    assert!(!home.join("bes-freeze.json").exists());
+    // Another directory sees the same manifest.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut c = against(home, &sim);
+    c.current_dir(elsewhere.path());
+    let st = output(c, &["lab", "status", lab_s, "-o", "json"]).await;
+    assert_eq!(st.code, Some(0), "{st}");
+    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert!(r["frozen"].is_string(), "frozen: {r:#}");
+    }
+    // A manifest that knows nothing (another --manifest): still one deadline snapshot each.
+    let other = elsewhere.path().join("other.json");
+    let out = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "freeze",
+            lab_s,
+            "--yes",
+            "--manifest",
+            other.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    for g in guests(&sim, "bes").values() {
+        assert_eq!(deadline_snapshots(g).len(), 1, "{g:#}");
+        assert!(link_down(g), "{g:#}");
+        // Never collected with the links down (outside probes would fail).
+        let host = g["name"].as_str().unwrap();
+        let collect = m["students"][host]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "collect")
+            .unwrap();
+        assert_eq!(collect["outcome"], "skipped", "{m:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_freeze_of_a_lab_at_a_time_an_empty_student_is_refused_and_grading_is_shown() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("one", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    // A freeze waiting for its time holds the lab: a second one is refused.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 180;
+    let at = format!("{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60);
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--at", &at, "--yes"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    stderr_until(&mut child, "freeze of lab one in").await;
+    let second = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(second.code, Some(1), "{second}");
+    assert!(second.stderr.contains("another labctl run"), "{second}");
+    interrupt(&child);
+    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    for g in guests(&sim, "one").values() {
+        assert!(deadline_snapshots(g).is_empty() && !link_down(g), "{g:#}");
+    }
+
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("labctl lab grade {lab_s} --evidence ")),
+        "{out}"
+    );
+    for args in [
+        &["lab", "unfreeze", lab_s, "--student", "", "--dry-run"][..],
+        &["lab", "unfreeze", lab_s, "--student", "", "--yes"][..],
+    ] {
+        let out = output(against(home, &sim), args).await;
+        assert_eq!(out.code, Some(2), "{out}");
+        assert!(out.stderr.contains("--student"), "{out}");
+    }
+    for g in guests(&sim, "one").values() {
+        assert!(link_down(g), "still frozen: {g:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_freeze_that_was_unfrozen_is_closed_and_the_next_freeze_is_a_new_deadline() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("kun", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    let mut c = against(home, &sim);
+    c.args(["lab", "freeze", lab_s, "--yes"]);
+    let mut child = c.spawn().unwrap();
+    until(&sim, "the exam role emptied", |s| {
+        s["access"]["roles"]["LabctlExam"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let out = output(against(home, &sim), &["lab", "unfreeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let first = manifest(home, "kun")["rounds"][0].clone();
+    assert!(first["finished"].is_string(), "closed: {first:#}");
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("resuming"), "{out}");
+    let m = manifest(home, "kun");
+    let rounds = m["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{m:#}");
+    assert_ne!(rounds[1]["name"], rounds[0]["name"]);
+    assert!(rounds[1]["deadline"].as_str() >= rounds[0]["deadline"].as_str());
+    for g in guests(&sim, "kun").values() {
+        assert!(link_down(g), "{g:#}");
+        assert!(deadline_snapshots(g).contains(&rounds[1]["name"].as_str().unwrap().to_owned()));
+    }
 }

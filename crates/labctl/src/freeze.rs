@@ -860,13 +860,15 @@ fn next_at(text: &str, now: SystemTime) -> anyhow::Result<SystemTime> {
         ))
     };
     let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    // Two digits of minutes: `14:3` is more likely a cut-off 14:30 than 14:03.
+    let digits = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(h, 1..=2) || !digits(m, 2..=2) {
+        return Err(bad());
+    }
     let h: u64 = h.parse().ok().filter(|h| *h < 24).ok_or_else(bad)?;
-    let m: u64 = m
-        .parse()
-        .ok()
-        .filter(|m| *m < 60)
-        .filter(|_| text.trim().len() <= 5)
-        .ok_or_else(bad)?;
+    let m: u64 = m.parse().ok().filter(|m| *m < 60).ok_or_else(bad)?;
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let day = secs - secs % 86_400;
     let mut at = day + h * 3600 + m * 60;
@@ -2187,7 +2189,9 @@ mod tests {
             at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
             86_400 * 101
         );
-        for bad in ["24:00", "14:60", "1430", "14:30:00", "", "a:b", "-1:30"] {
+        for bad in [
+            "24:00", "14:60", "1430", "14:30:00", "", "a:b", "-1:30", "14:3", "+1:30", "14:+3",
+        ] {
             let e = next_at(bad, now).unwrap_err().to_string();
             assert!(e.contains("HH:MM"), "{bad}: {e}");
         }

@@ -1119,3 +1119,24 @@ async fn a_killed_freeze_that_was_unfrozen_is_closed_and_the_next_freeze_is_a_ne
         assert!(deadline_snapshots(g).contains(&rounds[1]["name"].as_str().unwrap().to_owned()));
     }
 }
+
+#[tokio::test]
+async fn an_at_with_one_digit_of_minutes_is_refused_before_anything_is_asked() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = home.path().join("lab.toml");
+    std::fs::write(&lab, "name = \"atx\"\ntemplate = 9000\ncount = 1\n").unwrap();
+    let out = common::output(
+        common::labctl(home.path()),
+        &[
+            "lab",
+            "freeze",
+            lab.to_str().unwrap(),
+            "--at",
+            "14:3",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("HH:MM"), "{out}");
+}

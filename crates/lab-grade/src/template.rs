@@ -196,6 +196,45 @@ mod tests {
     }
 
     #[test]
+    fn parsing_any_shape_of_braces_finishes_and_a_hang_names_its_input() {
+        // The parser walks indices by hand: a slip there loops forever. Each input is
+        // parsed on its own thread under this test's own limit, so a hang fails here,
+        // naming the input, instead of stalling the suite.
+        let inputs = [
+            "",
+            "{",
+            "}",
+            "{{",
+            "}}",
+            "{{}}",
+            "{{{",
+            "}}}",
+            "{{{{",
+            "{{{{{",
+            "a{{b",
+            "a{{b}}c",
+            "{{a}}{{b}}",
+            "{{ a }}",
+            "{{{a}}}",
+            "{{{{a}}",
+            "x}}y{{z",
+            "é{{ä}}ö",
+            "{{a}",
+        ];
+        for input in inputs {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let owned = input.to_owned();
+            std::thread::spawn(move || {
+                let _ = tx.send(Template::parse(&owned).is_ok());
+            });
+            assert!(
+                rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+                "Template::parse({input:?}) did not finish within 10 s"
+            );
+        }
+    }
+
+    #[test]
     fn names_are_replaced_by_the_students_values() {
         let t = Template::parse("192.168.{{vlan}}.{{ host }}/24").unwrap();
         assert!(!t.is_literal());

@@ -303,34 +303,10 @@ async fn evaluate(
 ) -> anyhow::Result<lab_grade::Sheet> {
     use lab_grade::collect::{collect, CollectOptions};
     let spec = lab_grade::Spec::parse(CHECKS, "examples/exam-checks.toml")?;
+    let teacher = TEACHER_IP.parse().ok();
     let infos: Vec<lab_grade::StudentInfo> = students
         .iter()
-        .map(|s| {
-            let ip = s
-                .addresses
-                .iter()
-                .find(|a| a.is_ipv4())
-                .map(ToString::to_string);
-            let vars = [
-                ("student", s.hostname.clone()),
-                ("hostname", s.hostname.clone()),
-                ("vmid", s.vmid.to_string()),
-                ("node", s.node.to_string()),
-                ("ip", ip.unwrap_or_default()),
-                ("teacher_ip", TEACHER_IP.to_owned()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            lab_grade::StudentInfo {
-                key: s.hostname.clone(),
-                name: s.hostname.clone(),
-                hostname: s.hostname.clone(),
-                vmid: s.vmid.get(),
-                node: s.node.to_string(),
-                vars,
-            }
-        })
+        .map(|s| crate::evaluate::student_of(s, None, teacher))
         .collect();
     let mut plans = Vec::new();
     for i in &infos {

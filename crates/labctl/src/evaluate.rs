@@ -317,6 +317,16 @@ fn shadowed(roster: Option<&[Named]>) -> Vec<String> {
     cols
 }
 
+/// The values `{{…}}` may use for the student on guest `row` (identity not read): what
+/// the demo grades with, the same values `lab collect` fills in.
+pub(crate) fn student_of(
+    row: &GuestStatus,
+    who: Option<&Named>,
+    teacher_ip: Option<std::net::IpAddr>,
+) -> StudentInfo {
+    student_info(&row.into(), who, teacher_ip)
+}
+
 /// The values `{{…}}` may use for one student.
 fn student_info(
     at: &Place<'_>,
@@ -440,23 +450,7 @@ pub(crate) async fn run_collect(
 ) -> anyhow::Result<(LabName, Spec, Store, CollectReport)> {
     let (file, dir, spec) = load_spec(&args.file)?;
     let lab = lab_name(&file, &args.file)?;
-    let errors: Vec<Finding> = spec
-        .lint(&[])
-        .into_iter()
-        .filter(|f| f.level == Level::Error)
-        .collect();
-    if !errors.is_empty() {
-        return Err(fail::usage(format!(
-            "the checks of {} have errors (run `labctl lab lint {}`): {}",
-            args.file.display(),
-            args.file.display(),
-            errors
-                .iter()
-                .map(|f| format!("{}: {}", f.at, f.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    lint_or_fail(&spec, &args.file)?;
     let students = students(conn, &lab, &file, &dir, only).await?;
     // A value a student's row lacks is the spec's (or roster's) mistake: stop here. A value
     // that is empty for some students (no address while their agent is down) only costs
@@ -974,17 +968,9 @@ struct EvidenceLock {
 
 impl EvidenceLock {
     fn take(root: &Path) -> anyhow::Result<Self> {
-        let path = root.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match crate::lab::try_lock_file(&root.join(".lock"))? {
             Ok(lock) => Ok(EvidenceLock { _lock: lock }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(fail::with_code(
+            Err(_) => Err(fail::with_code(
                 fail::OTHER,
                 format!(
                     "another labctl collects into {} right now; wait for it to finish (or give \
@@ -992,7 +978,6 @@ impl EvidenceLock {
                     root.display()
                 ),
             )),
-            Err((_, e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
         }
     }
 }
@@ -1285,6 +1270,7 @@ pub async fn selftest_cmd(
     Ok(())
 }
 
+/// Refuses checks with lint errors of their own (exit 2, naming each), before any request.
 fn lint_or_fail(spec: &Spec, file: &Path) -> anyhow::Result<()> {
     let errors: Vec<Finding> = spec
         .lint(&[])

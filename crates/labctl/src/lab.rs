@@ -703,14 +703,7 @@ impl LabLock {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the lock directory {}", dir.display()))?;
         let path = dir.join(format!("{}-{lab}.lock", lock_key(host)));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match try_lock_file(&path)? {
             Ok(mut lock) => {
                 // Who holds it, for the run that finds it taken (no secrets: argv has none).
                 let note = format!("pid {}: {}\n", std::process::id(), resume_command());
@@ -720,7 +713,7 @@ impl LabLock {
                 let _ = lock.flush();
                 Ok(Self { _lock: lock })
             }
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            Err(mut file) => {
                 let mut who = String::new();
                 let _ = file.read_to_string(&mut who);
                 let who = line_safe(who.trim());
@@ -738,11 +731,27 @@ impl LabLock {
                     ),
                 ))
             }
-            Err((_, e)) => Err(anyhow::anyhow!(
-                "lab {verb} {lab}: locking {}: {e}",
-                path.display()
-            )),
         }
+    }
+}
+
+/// Opens `path` (created if missing) and takes an exclusive advisory lock (`flock`)
+/// without waiting: the lock, or `Err(file)` when another process holds it. The
+/// operating system releases it when the process ends, however it ends.
+pub(crate) fn try_lock_file(
+    path: &std::path::Path,
+) -> anyhow::Result<Result<nix::fcntl::Flock<std::fs::File>, std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => Ok(Err(file)),
+        Err((_, e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
     }
 }
 

@@ -27,6 +27,9 @@
 //!   `collect-50 ratio=<x> requests_per_probe=<y> runs=<r> probes=<p>`.
 //! - `grading`: `lab grade` of 500 students (quick: 50) × 50 checks from evidence written
 //!   with `lab_grade::Store`: load + grade + json/csv/table, students per second, peak RSS.
+//! - `freeze`: `labctl lab freeze` (the release binary beside this one) of 10 and of 50
+//!   students with logins: the access-cut spread from the freeze's manifest and the whole
+//!   freeze's makespan, against one request's latency ([`freeze`]).
 //!
 //! `labctl-bench soak` is the fault soak behind `cargo xtask soak` (see [`soak`]).
 //!
@@ -51,6 +54,7 @@ mod cpu;
 mod exam;
 mod exam_report;
 mod firewall;
+mod freeze;
 mod grading;
 mod http;
 mod lab;
@@ -128,6 +132,7 @@ enum GroupName {
     Exam,
     Collect,
     Grading,
+    Freeze,
 }
 
 /// What every group needs to know about the run.
@@ -173,6 +178,7 @@ fn main() -> Result<()> {
         GroupName::Exam,
         GroupName::Collect,
         GroupName::Grading,
+        GroupName::Freeze,
     ] {
         if !selected(name) {
             continue;
@@ -200,6 +206,7 @@ fn main() -> Result<()> {
                 group
             }
             GroupName::Grading => grading::run(&settings)?.0,
+            GroupName::Freeze => freeze::run(&settings, &runtime)?,
         };
         group.memory = memory.end_group();
         groups.push(group);

@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--quick] [--only GROUP]… [--json PATH]`: build `labctl-bench` in
-//! release mode, run it, print its table and keep its JSON in
+//! release mode (and `labctl`, which its freeze group runs), run it, print its table and keep its JSON in
 //! `<target dir>/bench/results.json`, and the exam report in
 //! `<target dir>/bench/report.md` and `report.json`. The benchmarks measure; they never
 //! fail on a figure (see `bench/src/main.rs` for the groups).
@@ -21,6 +21,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         bench_args.push("--report-dir".to_owned());
         bench_args.push(out.to_string_lossy().into_owned());
     }
+    // The freeze group runs the labctl binary it finds beside its own executable.
+    crate::cargo(&["build", "--release", "--quiet", "-p", "labctl"])?;
     let mut cargo_args = vec!["run", "--release", "--quiet", "-p", "labctl-bench", "--"];
     cargo_args.extend(bench_args.iter().map(String::as_str));
     crate::cargo(&cargo_args)

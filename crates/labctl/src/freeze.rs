@@ -185,6 +185,9 @@ pub(crate) struct AccessCut {
     /// From the first write sent to the last answered: an upper bound of the time between
     /// the first and the last student losing access.
     pub spread_ms: u64,
+    /// The same in microseconds (absent in manifests of older versions).
+    #[serde(default)]
+    pub spread_us: u64,
     /// Writes that cut access (1 with `role`).
     pub writes: usize,
 }
@@ -1711,6 +1714,7 @@ async fn cut_access(
                 sent: t.clone(),
                 done: now_ms(),
                 spread_ms: 0,
+                spread_us: 0,
                 writes: 0,
             },
             stopped,
@@ -1799,6 +1803,7 @@ async fn cut_access(
             sent: lab_grade::time::rfc3339_millis(t0),
             done: lab_grade::time::rfc3339_millis(t1),
             spread_ms: u64::try_from(spread.as_millis()).unwrap_or(u64::MAX),
+            spread_us: u64::try_from(spread.as_micros()).unwrap_or(u64::MAX),
             writes,
         },
         consoles,

@@ -168,6 +168,8 @@ async fn a_class_is_frozen_in_the_order_that_keeps_the_evidence() {
     assert_eq!(round["access"]["how"], "role", "{round}");
     assert_eq!(round["access"]["writes"], 1, "{round}");
     assert!(round["access"]["spread_ms"].is_u64());
+    let us = round["access"]["spread_us"].as_u64().unwrap();
+    assert_eq!(us / 1000, round["access"]["spread_ms"].as_u64().unwrap());
     assert!(round["finished"].is_string(), "{round}");
     for (vmid, g) in &after {
         let host = g["name"].as_str().unwrap();

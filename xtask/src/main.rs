@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod fuzz;
+mod mutants;
 mod schema;
 mod soak;
 
@@ -34,6 +35,10 @@ Commands:
   fuzz    run the cargo-fuzz targets of fuzz/ one after another on the nightly toolchain
           (--time S: seconds per target, default 60; --runs N: at most N inputs each;
           --target T: only T, repeatable); see fuzz/README.md
+  mutants mutation testing (cargo-mutants) of the files that decide safety, each with the
+          test packages that exercise it; prints viable, caught, missed, timeouts and the
+          score per file (--file PATH: only these; --list; --jobs N; --timeout S;
+          --min-score P: fail below P %); output in target/mutants/
   fmt     format the whole workspace
   help    print this text
 ";
@@ -49,6 +54,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&project_root(), &rest),
         "fuzz" => fuzz::run(&project_root(), &rest),
         "soak" => soak::run(&project_root(), &rest),
+        "mutants" => mutants::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -61,6 +62,31 @@ struct State {
     snapshots_taken: u64,
     mutations: usize,
     halt: Option<Halt>,
+    /// How guests misbehave, by name (`None`: every guest without its own).
+    quirks: BTreeMap<Option<String>, Quirk>,
+    /// When each running guest was last started (tokio time, so paused clocks apply).
+    started: BTreeMap<u32, tokio::time::Instant>,
+    /// Readiness probes answered or failed, in all.
+    probes: u64,
+}
+
+/// How a guest of the fake misbehaves ([`FakeHypervisor::with_quirk`]): a slow or
+/// silent agent, no address, transient failures. Times are tokio time from the guest's
+/// start, so a test on a paused clock waits for them without taking wall time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quirk {
+    /// The agent never answers: the guest is never ready.
+    pub agent_never_answers: bool,
+    /// Ready, but never an address.
+    pub no_address: bool,
+    /// Ready this long after its start.
+    pub ready_after: Duration,
+    /// Its address this long after it is ready.
+    pub address_after: Duration,
+    /// This many probes fail transiently ([`Error::Busy`]) before probes answer.
+    pub probe_failures: u32,
+    /// This many starts fail transiently before one starts the guest.
+    pub start_failures: u32,
 }
 
 #[derive(Debug)]
@@ -158,6 +184,21 @@ impl FakeHypervisor {
         });
     }
 
+    /// The guest named `hostname` (or, with `None`, every guest without a quirk of its own)
+    /// misbehaves so. Transient-failure counts are used up as the fake answers.
+    #[must_use]
+    pub fn with_quirk(self, hostname: Option<&str>, quirk: Quirk) -> Self {
+        self.lock()
+            .quirks
+            .insert(hostname.map(str::to_owned), quirk);
+        self
+    }
+
+    /// Readiness probes answered or failed since the start.
+    pub fn probes(&self) -> u64 {
+        self.lock().probes
+    }
+
     /// Ends [`FakeHypervisor::crash_after`] / [`FakeHypervisor::interrupt_after`].
     pub fn heal(&self) {
         self.lock().halt = None;
@@ -251,6 +292,25 @@ fn crashed() -> Error {
     Error::Backend {
         backend: BACKEND,
         source: "connection lost (the fake was told to crash)".into(),
+    }
+}
+
+/// The quirk of the guest named `name`, else the one for every guest.
+fn quirk_of<'a>(
+    quirks: &'a mut BTreeMap<Option<String>, Quirk>,
+    name: Option<&str>,
+) -> Option<&'a mut Quirk> {
+    let key = name
+        .map(str::to_owned)
+        .filter(|n| quirks.contains_key(&Some(n.clone())));
+    quirks.get_mut(&key)
+}
+
+/// A transient failure of a quirk.
+fn busy(vmid: VmId, what: &str) -> Error {
+    Error::Busy {
+        what: format!("VM {vmid}"),
+        message: format!("{what} failed (injected by the fake)"),
     }
 }
 
@@ -436,7 +496,21 @@ impl Power for FakeHypervisor {
                 allowed: "a guest that is not a template".into(),
             });
         }
-        g.status = VmStatus::Running;
+        let name = g.name.clone();
+        if let Some(q) = quirk_of(&mut s.quirks, name.as_deref()) {
+            if q.start_failures > 0 {
+                q.start_failures -= 1;
+                return Err(busy(vmid, "start"));
+            }
+        }
+        let g = s
+            .guests
+            .get_mut(&vmid.get())
+            .ok_or_else(|| not_found(vmid))?;
+        if !g.status.is_running() {
+            g.status = VmStatus::Running;
+            s.started.insert(vmid.get(), tokio::time::Instant::now());
+        }
         Ok(())
     }
 
@@ -447,6 +521,7 @@ impl Power for FakeHypervisor {
             .get_mut(&vmid.get())
             .ok_or_else(|| not_found(vmid))?;
         g.status = VmStatus::Stopped;
+        s.started.remove(&vmid.get());
         Ok(())
     }
 }
@@ -454,10 +529,37 @@ impl Power for FakeHypervisor {
 #[async_trait]
 impl Readiness for FakeHypervisor {
     async fn probe(&self, vmid: VmId) -> Result<Probe> {
-        let addresses = self.addresses(vmid).await?;
+        let mut s = self.read()?;
+        s.probes += 1;
+        let g = s.guests.get(&vmid.get()).ok_or_else(|| not_found(vmid))?;
+        let running = g.status.is_running();
+        let name = g.name.clone();
+        let since = s.started.get(&vmid.get()).map(|t| t.elapsed());
+        let Some(q) = quirk_of(&mut s.quirks, name.as_deref()) else {
+            let addresses = if running {
+                vec![address_of(vmid)]
+            } else {
+                Vec::new()
+            };
+            return Ok(Probe {
+                ready: running,
+                addresses,
+            });
+        };
+        if q.probe_failures > 0 {
+            q.probe_failures -= 1;
+            return Err(busy(vmid, "probe"));
+        }
+        let since = since.filter(|_| running).unwrap_or_default();
+        let ready = running && !q.agent_never_answers && since >= q.ready_after;
+        let addressed = ready && !q.no_address && since >= q.ready_after + q.address_after;
         Ok(Probe {
-            ready: !addresses.is_empty(),
-            addresses,
+            ready,
+            addresses: if addressed {
+                vec![address_of(vmid)]
+            } else {
+                Vec::new()
+            },
         })
     }
 

@@ -47,6 +47,8 @@ mod up;
 #[cfg(test)]
 mod conformance_tests;
 #[cfg(test)]
+mod engine_failure_tests;
+#[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
 mod fake_props;

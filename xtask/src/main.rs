@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 mod bench;
 mod fuzz;
 mod mutants;
+mod package;
 mod schema;
 mod soak;
 
@@ -39,6 +40,8 @@ Commands:
           test packages that exercise it; prints viable, caught, missed, timeouts and the
           score per file (--file PATH: only these; --list; --jobs N; --timeout S;
           --min-score P: fail below P %); output in target/mutants/
+  package package every library crate and build + run an outside crate that depends on
+          them by version ([patch.crates-io] to the unpacked .crate files), offline
   fmt     format the whole workspace
   help    print this text
 ";
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::run(&project_root(), &rest),
         "soak" => soak::run(&project_root(), &rest),
         "mutants" => mutants::run(&project_root(), &rest),
+        "package" => package::run(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

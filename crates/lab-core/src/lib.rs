@@ -31,6 +31,31 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Your own backend
+//!
+//! The capability traits are `async` through the `async-trait` crate: add
+//! `async-trait = "0.1"` to your `Cargo.toml` and annotate each `impl` with
+//! `#[async_trait::async_trait]`, writing the methods as `async fn` (rustdoc shows the
+//! expanded `Pin<Box<dyn Future …>>` signatures; without the attribute the compiler says
+//! E0195). Then run the contract (feature `conformance`) against it:
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use lab_core::{Power, Result, VmId};
+//!
+//! struct Mine;
+//!
+//! #[async_trait]
+//! impl Power for Mine {
+//!     async fn start(&self, _vmid: VmId) -> Result<()> {
+//!         Ok(())
+//!     }
+//!     async fn stop(&self, _vmid: VmId) -> Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! ```
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -57,3 +57,9 @@ pub mod collect;
 pub use grade::grade;
 pub use lint::{Finding, Level};
 pub use spec::{Mutant, Problem, Spec, SpecError};
+
+/// The README's examples, compiled (and the runnable ones run) as doctests, so the
+/// README cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -35,13 +35,15 @@ use lab_core::{
     Isolation as LabIsolation, LabName, NicLink, Node, Power, Probe, Provisioning, Readiness,
     Result, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
 };
-use pve_auth::{Params, PveClient};
+use pve_auth::Params;
+/// The client, its secret type and the timing this crate's constructors take,
+/// re-exported so a user needs no other crate at a matching version for them.
+pub use pve_auth::{PveClient, Secret};
 use pve_firewall::isolation::{CloneBaseline, Isolation, IsolationOptions, Students};
 use pve_firewall::Cidr;
 use pve_net::NetApi;
-use pve_vm::{
-    ConfigUpdate, Guest, GuestKind, GuestSummary, NodeName, RunState, Timing, Upid, VmApi,
-};
+pub use pve_vm::Timing;
+use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, NodeName, RunState, Upid, VmApi};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 

@@ -36,6 +36,7 @@
 
 mod client;
 mod credentials;
+mod env;
 mod error;
 mod params;
 pub mod perl;
@@ -47,6 +48,7 @@ mod uri;
 
 pub use client::{Observer, PveClient, PveClientBuilder, RequestRecord};
 pub use credentials::{ApiToken, TotpSource, Userid};
+pub use env::{client_from, client_from_env};
 pub use error::{Error, Result};
 pub use params::{api_path, ParamValue, Params};
 pub use reqwest::Method;

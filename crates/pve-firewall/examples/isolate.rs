@@ -23,9 +23,6 @@
 //! The first run prints 16 changes and `lab exam: isolated`; a second run prints `nothing to
 //! change`; `--undo` restores every recorded value, and a second `--undo` changes nothing.
 
-#[path = "../../pve-vm/examples/support/env.rs"]
-mod client_env;
-
 use anyhow::bail;
 use clap::Parser;
 use pve_firewall::isolation::{Isolation, IsolationOptions, LabName, Students};
@@ -69,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(t) = env("TEACHER") {
         options.teacher = Some(t.parse()?);
     }
-    let iso = Isolation::new(client_env::client_from_env()?);
+    let iso = Isolation::new(pve_auth::client_from_env()?);
     let allowed = [args.allowed];
     if args.undo {
         print!("{}", iso.unisolate(&students, &options).await?);

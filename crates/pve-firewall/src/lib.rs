@@ -71,6 +71,10 @@ pub use api::{
     AliasEntry, Firewall, GroupInfo, IpSetEntry, IpSetInfo, Options, OptionsUpdate, Policy,
 };
 pub use error::{Error, Result};
+/// The client and the guest id this crate's API takes, re-exported so a user needs no
+/// other crate at a matching version for them.
+pub use pve_auth::PveClient;
+pub use pve_vm::VmId;
 pub use rule::{Action, Direction, Rule, RuleEntry, RuleKind, RuleLevel};
 pub use scope::Scope;
 pub use spec::{

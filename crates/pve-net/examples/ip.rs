@@ -10,9 +10,6 @@
 //! Environment: `PVE_HOST`; `PVE_TOKEN` or `PVE_USER` + `PVE_PASSWORD`; optionally one of
 //! `PVE_FINGERPRINT`, `PVE_CA_FILE`, `PVE_INSECURE=1`.
 
-#[path = "../../pve-vm/examples/support/env.rs"]
-mod env;
-
 use anyhow::Context;
 use pve_net::NetApi;
 use pve_vm::{VmApi, VmId};
@@ -23,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .context("usage: ip VMID (e.g. ip 100)")?
         .parse()?;
-    let api = VmApi::new(env::client_from_env()?);
+    let api = VmApi::new(pve_auth::client_from_env()?);
     let guest = api.guest(vmid).await?;
     let net = NetApi::new();
     println!("{} {} on {}", guest.kind(), guest.vmid(), guest.node());

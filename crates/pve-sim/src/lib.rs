@@ -140,3 +140,9 @@ pub use sim::{totp_code, RequestFault, SimError, SimHandle, Simulator, Simulator
 /// Endpoints of the schema extract the simulator deliberately does not serve, with the
 /// reason (checked by the conformance test: every other extract endpoint is served).
 pub const NOT_SERVED: &[(&str, &str, &str)] = &[];
+
+/// The README's examples, compiled (and the runnable ones run) as doctests, so the
+/// README cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -10,9 +10,6 @@
 //! Environment: `PVE_HOST`; `PVE_TOKEN` or `PVE_USER` + `PVE_PASSWORD`; optionally one of
 //! `PVE_FINGERPRINT`, `PVE_CA_FILE`, `PVE_INSECURE=1`.
 
-#[path = "support/env.rs"]
-mod env;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -65,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let template: VmId = args.next().context(usage)?.parse()?;
     let hostname = args.next().context(usage)?;
 
-    let api = VmApi::new(env::client_from_env()?);
+    let api = VmApi::new(pve_auth::client_from_env()?);
     let total = Instant::now();
     let template = step("look up the template", async {
         Ok(api.guest(template).await?)

@@ -20,7 +20,8 @@ cargo xtask <command>
 
 Commands:
   ci      fmt check, schema extract check, clippy (all targets, -D warnings), tests,
-          rustdoc (warnings denied)
+          the packaged crates used from outside, a small fault soak, rustdoc (warnings
+          denied)
   test    run every test of the workspace (unit, httpmock, simulator, end-to-end)
   schema  regenerate crates/pve-schema/schema/extract.json from the full PVE API schema
           (--check: fail if the committed extract is out of date; --schema PATH)
@@ -85,6 +86,9 @@ fn ci() -> Result<()> {
         ])
     })?;
     step("test", || test(&[]))?;
+    // The library crates as a registry would receive them, used by an outside crate by
+    // version (issue 23).
+    step("package", || package::run(&project_root(), &[]))?;
     // A small fault soak (issue 10): 2 runs of 10 students with 10 % faults, a racing
     // client, expiring tickets and kills, each checked against the simulator.
     step("soak", || {

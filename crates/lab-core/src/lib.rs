@@ -40,6 +40,7 @@ mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 mod hypervisor;
+mod reset;
 mod spec;
 mod types;
 mod up;
@@ -61,13 +62,16 @@ pub use error::{Error, Failure, Result};
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
-    Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness, Seat, Secure,
-    SnapshotInfo, Snapshots,
+    GuestIdentity, Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness,
+    RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::{
     MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
     MockReadiness, MockSnapshots,
+};
+pub use reset::{
+    choose_reset, plan_reset, reclone, rollback, wait_ready, Reclone, ResetChoice, ResetPath,
 };
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,

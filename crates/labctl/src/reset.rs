@@ -294,7 +294,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     }
     let lab = crate::labfile::resolve(Some(&(file, dir)), &Overrides::default())
         .with_context(|| format!("lab file {}", args.file.display()))?;
-    let spec = lab.spec;
+    let spec = lab.spec.clone();
     let name = spec.name.clone();
     let hv = conn.backend()?;
     lab_core::Backend::capabilities(&hv).require(
@@ -360,11 +360,17 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         let choice = plan_reset(&hv, row.vmid, &to)
             .await
             .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?;
+        let why = if choice.path == ResetPath::Reclone && to == BASELINE && lab.snapshots.baseline
+        {
+            format!("{}; then a new {BASELINE} snapshot (the lab keeps one)", choice.why)
+        } else {
+            choice.why
+        };
         plan.push(Planned {
             host: host.clone(),
             vmid: row.vmid.get(),
             path: choice.path,
-            why: choice.why,
+            why,
             resume: None,
         });
     }
@@ -390,7 +396,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     let access = AccessApi::new(hv.vm_api().client().clone());
     let mut results = Vec::new();
     for p in &plan {
-        let r = reset_one(&hv, &access, &journal, &spec, &to, p).await;
+        let r = reset_one(&hv, &access, &journal, &spec, lab.snapshots, &to, p).await;
         results.push((p, r));
     }
     report(&name, &to, &results, format)?;
@@ -414,6 +420,8 @@ struct Outcome {
     address: Option<String>,
     macs: Vec<String>,
     task: Option<String>,
+    /// A new `baseline` was taken of the fresh clone.
+    rebased: bool,
 }
 
 async fn reset_one(
@@ -421,6 +429,7 @@ async fn reset_one(
     access: &AccessApi,
     journal: &Journal,
     spec: &lab_core::LabSpec,
+    settings: crate::labfile::SnapshotSettings,
     to: &str,
     p: &Planned,
 ) -> anyhow::Result<Outcome> {
@@ -480,6 +489,21 @@ async fn reset_one(
     let probe = wait_ready(hv, vmid, t.address_hint, t.ready + t.address)
         .await
         .with_context(|| format!("{}: waiting for the guest agent after the reset", p.host))?;
+    let mut rebased = false;
+    if p.path == ResetPath::Reclone && to == BASELINE && settings.baseline {
+        // The lab keeps a baseline: the fresh clone gets it again, so the next reset of
+        // this student can roll back.
+        let row = GuestStatus {
+            vmid,
+            hostname: p.host.clone(),
+            node: lab_core::Node::new(""),
+            status: lab_core::VmStatus::Running,
+            addresses: Vec::new(),
+            fenced: None,
+        };
+        take_baseline(hv, &[row], settings.vmstate).await?;
+        rebased = true;
+    }
     let macs = hv
         .identity(vmid)
         .await
@@ -499,6 +523,7 @@ async fn reset_one(
         address: probe.addresses.first().map(ToString::to_string),
         macs,
         task,
+        rebased,
     })
 }
 
@@ -594,11 +619,16 @@ fn report(
             Ok(o) => ("done", o.address.clone(), o.macs.clone(), o.task.clone(), None),
             Err(e) => ("failed", None, Vec::new(), None, Some(format!("{e:#}"))),
         };
+        let rebased = r.as_ref().is_ok_and(|o| o.rebased);
         sheet.row(vec![
             line_safe(&p.host),
             p.vmid.to_string(),
             p.path.as_str().to_owned(),
-            outcome.to_owned(),
+            if rebased {
+                "done (new baseline)".to_owned()
+            } else {
+                outcome.to_owned()
+            },
             address.clone().unwrap_or_else(|| "-".into()),
             if macs.is_empty() {
                 "-".into()
@@ -611,7 +641,8 @@ fn report(
         }
         rows.push(json!({
             "hostname": p.host, "vmid": p.vmid, "path": p.path.as_str(), "why": p.why,
-            "outcome": outcome, "address": address, "macs": macs, "task": task, "error": error,
+            "outcome": outcome, "new_baseline": rebased, "address": address, "macs": macs,
+            "task": task, "error": error,
         }));
     }
     if format == Format::Json {
@@ -640,6 +671,8 @@ pub(crate) async fn take_baseline(
     use futures::stream::{self, StreamExt};
     let results: Vec<(String, lab_core::Result<bool>)> = stream::iter(students)
         .map(|s| async move {
+            // Taken once every student is ready; a guest still booting is snapshotted as
+            // it is (disk only unless `vmstate`).
             let mut tries = 0;
             let r = loop {
                 match hv.snapshots(s.vmid).await {

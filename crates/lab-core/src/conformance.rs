@@ -590,9 +590,11 @@ where
     call!(C, "restore", hv.restore(vmid, other.clone()));
     let now = call!(C, "identity", hv.identity(vmid));
     let mac = |i: &crate::hypervisor::GuestIdentity| i.nics[0].mac.to_ascii_lowercase();
-    ensure(C, now.nics.len() == before.nics.len() && mac(&now) == mac(&other), || {
-        format!("restore of {vmid} with MAC 52:54:00:c0:ff:ee left {now:?}")
-    })?;
+    ensure(
+        C,
+        now.nics.len() == before.nics.len() && mac(&now) == mac(&other),
+        || format!("restore of {vmid} with MAC 52:54:00:c0:ff:ee left {now:?}"),
+    )?;
     call!(C, "restore", hv.restore(vmid, before.clone()));
     let back = call!(C, "identity", hv.identity(vmid));
     ensure(C, mac(&back) == mac(&before), || {

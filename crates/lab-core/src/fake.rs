@@ -267,7 +267,10 @@ impl FakeHypervisor {
 
 impl State {
     fn mac(&self, vmid: u32) -> String {
-        self.macs.get(&vmid).cloned().unwrap_or_else(|| mac_of(vmid))
+        self.macs
+            .get(&vmid)
+            .cloned()
+            .unwrap_or_else(|| mac_of(vmid))
     }
 }
 

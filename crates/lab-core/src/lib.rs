@@ -62,8 +62,8 @@ pub use error::{Error, Failure, Result};
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
-    GuestIdentity, Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness,
-    RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
+    GuestIdentity, Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning,
+    Readiness, RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::{

@@ -56,7 +56,10 @@ pub fn choose_reset(snapshots: &[SnapshotInfo], reach: RollbackReach, to: &str) 
             why: format!("no snapshot {to}: a fresh clone of the template"),
         };
     };
-    let newer: Vec<&str> = snapshots[pos + 1..].iter().map(|s| s.name.as_str()).collect();
+    let newer: Vec<&str> = snapshots[pos + 1..]
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     match reach {
         RollbackReach::Latest if !newer.is_empty() => ResetChoice {
             path: ResetPath::Reclone,

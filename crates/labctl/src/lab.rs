@@ -843,7 +843,11 @@ pub async fn run(
                 eprintln!(
                     "snapshot baseline{}: {taken} taken, {kept} kept (a student that has one \
                      keeps it)",
-                    if lab.snapshots.vmstate { " with RAM" } else { "" }
+                    if lab.snapshots.vmstate {
+                        " with RAM"
+                    } else {
+                        ""
+                    }
                 );
             }
             // Without a teacher address the fence is left as it is: show it as the

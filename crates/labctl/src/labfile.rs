@@ -462,9 +462,7 @@ mod tests {
         let lab = resolve(Some(&f), &Overrides::default()).unwrap();
         assert_eq!(lab.snapshots, SnapshotSettings::default());
         assert!(!lab.snapshots.baseline && !lab.snapshots.vmstate);
-        let f = file(
-            "name = \"x\"\ntemplate = 9000\ncount = 1\n[snapshots]\nbaseline = true\n",
-        );
+        let f = file("name = \"x\"\ntemplate = 9000\ncount = 1\n[snapshots]\nbaseline = true\n");
         let lab = resolve(Some(&f), &Overrides::default()).unwrap();
         assert!(lab.snapshots.baseline && !lab.snapshots.vmstate);
         let e = toml::from_str::<LabFile>("name = \"x\"\n[snapshots]\nbaseline = true\nram = 1\n")

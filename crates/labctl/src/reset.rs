@@ -251,9 +251,12 @@ fn resolve(
             .find(|r| r.student.name == n)
             .map(|r| r.hostname.clone());
         let login = n.split('@').next().unwrap_or(n);
-        let host = by_roster
-            .filter(|h| hosts.contains(h))
-            .or_else(|| hosts.iter().find(|h| h.as_str() == n || h.as_str() == login).cloned());
+        let host = by_roster.filter(|h| hosts.contains(h)).or_else(|| {
+            hosts
+                .iter()
+                .find(|h| h.as_str() == n || h.as_str() == login)
+                .cloned()
+        });
         match host {
             Some(h) if !out.contains(&h) => out.push(h),
             Some(_) => {}
@@ -304,13 +307,20 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     )?;
     let journal = Journal::open(record_path(&name, &args.file), &name)?;
     let rows: Vec<GuestStatus> = status(&hv, &name).await?;
-    let by_host: BTreeMap<String, GuestStatus> =
-        rows.iter().map(|r| (r.hostname.clone(), r.clone())).collect();
+    let by_host: BTreeMap<String, GuestStatus> = rows
+        .iter()
+        .map(|r| (r.hostname.clone(), r.clone()))
+        .collect();
     let pending = journal.get().pending;
     // A student whose re-clone was interrupted between destroy and clone has no guest:
     // the record still names them.
     let mut hosts: Vec<String> = by_host.keys().cloned().collect();
-    hosts.extend(pending.keys().filter(|h| !by_host.contains_key(*h)).cloned());
+    hosts.extend(
+        pending
+            .keys()
+            .filter(|h| !by_host.contains_key(*h))
+            .cloned(),
+    );
     hosts.sort();
     if hosts.is_empty() {
         return Err(fail::with_code(
@@ -360,9 +370,11 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         let choice = plan_reset(&hv, row.vmid, &to)
             .await
             .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?;
-        let why = if choice.path == ResetPath::Reclone && to == BASELINE && lab.snapshots.baseline
-        {
-            format!("{}; then a new {BASELINE} snapshot (the lab keeps one)", choice.why)
+        let why = if choice.path == ResetPath::Reclone && to == BASELINE && lab.snapshots.baseline {
+            format!(
+                "{}; then a new {BASELINE} snapshot (the lab keeps one)",
+                choice.why
+            )
         } else {
             choice.why
         };
@@ -392,7 +404,8 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
 
     // No `lab up`/`down`/`freeze` of this lab on this machine meanwhile: an `up` could
     // take the id a re-clone has freed for a moment.
-    let _lock = crate::lab::LabLock::take(hv.vm_api().client().base_url().as_str(), &name, "reset")?;
+    let _lock =
+        crate::lab::LabLock::take(hv.vm_api().client().base_url().as_str(), &name, "reset")?;
     let access = AccessApi::new(hv.vm_api().client().clone());
     let mut results = Vec::new();
     for p in &plan {
@@ -417,7 +430,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
 
 /// What one reset ended with.
 struct Outcome {
-    address: Option<String>,
+    addresses: Vec<String>,
     macs: Vec<String>,
     task: Option<String>,
     /// A new `baseline` was taken of the fresh clone.
@@ -520,7 +533,7 @@ async fn reset_one(
         });
     })?;
     Ok(Outcome {
-        address: probe.addresses.first().map(ToString::to_string),
+        addresses: probe.addresses.iter().map(ToString::to_string).collect(),
         macs,
         task,
         rebased,
@@ -580,7 +593,7 @@ fn print_plan(
 ) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = plan
         .iter()
-        .map(|p| json!({"hostname": p.host, "vmid": p.vmid, "path": p.path.as_str(), "why": p.why}))
+        .map(|p| json!({"hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why}))
         .collect();
     if format == Format::Json {
         if dry_run {
@@ -588,7 +601,7 @@ fn print_plan(
         }
         return Ok(());
     }
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "PATH", "WHY"]);
+    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "WHY"]);
     for p in plan {
         sheet.row(vec![
             line_safe(&p.host),
@@ -612,12 +625,24 @@ fn report(
     results: &[(&Planned, anyhow::Result<Outcome>)],
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "PATH", "OUTCOME", "ADDRESS", "MAC"]);
+    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "OUTCOME", "ADDRESSES", "MACS"]);
     let mut rows = Vec::new();
     for (p, r) in results {
-        let (outcome, address, macs, task, error) = match r {
-            Ok(o) => ("done", o.address.clone(), o.macs.clone(), o.task.clone(), None),
-            Err(e) => ("failed", None, Vec::new(), None, Some(format!("{e:#}"))),
+        let (outcome, addresses, macs, task, error) = match r {
+            Ok(o) => (
+                "done",
+                o.addresses.clone(),
+                o.macs.clone(),
+                o.task.clone(),
+                None,
+            ),
+            Err(e) => (
+                "failed",
+                Vec::new(),
+                Vec::new(),
+                None,
+                Some(format!("{e:#}")),
+            ),
         };
         let rebased = r.as_ref().is_ok_and(|o| o.rebased);
         sheet.row(vec![
@@ -629,7 +654,11 @@ fn report(
             } else {
                 outcome.to_owned()
             },
-            address.clone().unwrap_or_else(|| "-".into()),
+            if addresses.is_empty() {
+                "-".into()
+            } else {
+                addresses.join(" ")
+            },
             if macs.is_empty() {
                 "-".into()
             } else {
@@ -640,8 +669,8 @@ fn report(
             eprintln!("labctl: {}", line_safe(e));
         }
         rows.push(json!({
-            "hostname": p.host, "vmid": p.vmid, "path": p.path.as_str(), "why": p.why,
-            "outcome": outcome, "new_baseline": rebased, "address": address, "macs": macs,
+            "hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why,
+            "outcome": outcome, "new_baseline": rebased, "addresses": addresses, "macs": macs,
             "task": task, "error": error,
         }));
     }
@@ -701,7 +730,11 @@ pub(crate) async fn take_baseline(
         match r {
             Ok(true) => taken += 1,
             Ok(false) => kept += 1,
-            Err(e) => failed.push(format!("{}: {}", line_safe(&host), line_safe(&e.to_string()))),
+            Err(e) => failed.push(format!(
+                "{}: {}",
+                line_safe(&host),
+                line_safe(&e.to_string())
+            )),
         }
     }
     if !failed.is_empty() {

@@ -127,7 +127,11 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     let lab_s = lab.to_str().unwrap();
     up(home, &sim, &lab, "rst").await;
     // A later snapshot: LVM-thin still rolls back past it.
-    let out = output(against(home, &sim), &["lab", "snapshot", lab_s, "later", "--yes"]).await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "later", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, Some(0), "{out}");
     let before = guests(&sim, "rst");
     let g = &before["rst-01"];
@@ -145,14 +149,18 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     .await;
     assert_eq!(dry.code, Some(0), "{dry}");
     let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
-    assert_eq!(plan["plan"][0]["path"], "rollback", "{plan}");
+    assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
     assert!(
         plan["plan"][0]["why"].as_str().unwrap().contains("later"),
         "{plan}"
     );
     assert!(file_hash(&sim, vmid, "/root/notes.txt").is_some());
     // Unknown students are named with the allowed ones; off a terminal --yes is needed.
-    let bad = output(against(home, &sim), &["lab", "reset", lab_s, "rst-09", "--yes"]).await;
+    let bad = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "rst-09", "--yes"],
+    )
+    .await;
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(
         bad.stderr.contains("rst-09") && bad.stderr.contains("rst-01, rst-02"),
@@ -170,7 +178,7 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     .await;
     assert_eq!(out.code, Some(0), "{out}");
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(report["students"][0]["path"], "rollback", "{report}");
+    assert_eq!(report["students"][0]["how"], "rollback", "{report}");
     assert_eq!(report["students"][0]["outcome"], "done", "{report}");
     let after = guests(&sim, "rst");
     let g = &after["rst-01"];
@@ -180,7 +188,7 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     assert_eq!(identity(&sim, g), kept);
     assert_eq!(snapshots(g), ["baseline", "later"], "a rollback keeps them");
     assert_eq!(
-        report["students"][0]["address"], g["ipv4"],
+        report["students"][0]["addresses"][0], g["ipv4"],
         "the reported address is the guest's"
     );
     // The other student was not touched.
@@ -188,8 +196,7 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_reclone_is_completed()
-{
+async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_reclone_is_completed() {
     let sim = sim().await;
     // The template on ZFS: its linked clones are too.
     let client = pve_auth::PveClient::builder(&sim.url())
@@ -205,7 +212,11 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
     up(home, &sim, &lab, "zrs").await;
-    let out = output(against(home, &sim), &["lab", "snapshot", lab_s, "later", "--yes"]).await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "later", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, Some(0), "{out}");
     let before = guests(&sim, "zrs");
     let mut kept = BTreeMap::new();
@@ -213,7 +224,10 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     for (host, g) in &before {
         let vmid = g["vmid"].as_u64().unwrap();
         kept.insert(host.clone(), identity(&sim, g));
-        os.insert(host.clone(), file_hash(&sim, vmid, "/etc/os-release").unwrap());
+        os.insert(
+            host.clone(),
+            file_hash(&sim, vmid, "/etc/os-release").unwrap(),
+        );
         student_changes(&sim, vmid);
     }
 
@@ -247,7 +261,9 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     // The re-run completes it from the record, and resets the other one.
     let out = output(
         against(home, &sim),
-        &["lab", "reset", lab_s, "zrs-01", "zrs-02", "--yes", "-o", "json"],
+        &[
+            "lab", "reset", lab_s, "zrs-01", "zrs-02", "--yes", "-o", "json",
+        ],
     )
     .await;
     assert_eq!(out.code, Some(0), "{out}");
@@ -256,7 +272,7 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     for (i, host) in ["zrs-01", "zrs-02"].iter().enumerate() {
         let row = &report["students"][i];
         assert_eq!(row["hostname"], *host, "{report}");
-        assert_eq!(row["path"], "re-clone", "{report}");
+        assert_eq!(row["how"], "re-clone", "{report}");
         assert_eq!(row["new_baseline"], true, "{report}");
         let g = &after[*host];
         let vmid = g["vmid"].as_u64().unwrap();
@@ -264,12 +280,13 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
         assert_eq!(identity(&sim, g), kept[*host], "{host}");
         assert_eq!(file_hash(&sim, vmid, "/etc/os-release").unwrap(), os[*host]);
         assert_eq!(file_hash(&sim, vmid, "/root/notes.txt"), None);
-        assert_eq!(snapshots(g), ["baseline"], "a fresh clone with a new baseline");
+        assert_eq!(
+            snapshots(g),
+            ["baseline"],
+            "a fresh clone with a new baseline"
+        );
         assert!(
-            g["config"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("zrs"),
+            g["config"]["description"].as_str().unwrap().contains("zrs"),
             "the lab's marker: {g}"
         );
     }
@@ -297,7 +314,11 @@ async fn a_frozen_student_is_refused() {
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
     assert_eq!(out.code, Some(0), "{out}");
     let before = guests(&sim, "frs");
-    let out = output(against(home, &sim), &["lab", "reset", lab_s, "frs-01", "--yes"]).await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "frs-01", "--yes"],
+    )
+    .await;
     assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains("frozen") && out.stderr.contains("unfreeze"),

@@ -1184,7 +1184,12 @@ async fn thirty_students_with_open_sessions_are_frozen_and_every_session_dies_wi
     assert_eq!(out.code, Some(0), "{out}");
     // One write cut the class, one gave the role back, whatever its size; the sessions
     // are not requests.
-    assert_eq!(count(&sim, "PUT /access/roles/{roleid}"), 2, "{}", sim.requests());
+    assert_eq!(
+        count(&sim, "PUT /access/roles/{roleid}"),
+        2,
+        "{}",
+        sim.requests()
+    );
     assert!(
         !sim.requests()
             .as_object()

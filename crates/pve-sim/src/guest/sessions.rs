@@ -341,5 +341,80 @@ mod tests {
         assert!(s["reason"].as_str().unwrap().contains("link_down=1"), "{s}");
         assert_eq!(sim.sessions()[0]["id"], json!(id));
         assert!(sim.session(99).is_none());
+        assert!(sim.open_session(100, 7, 22).is_err(), "no guest 7");
+    }
+
+    /// Waits (bounded) until session `id` has ended; its reason.
+    async fn ended(sim: &crate::SimHandle, id: u64) -> String {
+        for _ in 0..1000 {
+            let s = sim.session(id).unwrap();
+            if s["alive"] == false {
+                return s["reason"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("session {id} never ended: {}", sim.session(id).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_rollback_or_a_stop_ends_the_sessions_of_that_guest_only() {
+        let sim = sim().await;
+        let post = reqwest::Method::POST;
+        call(
+            &sim,
+            post.clone(),
+            "/nodes/pve2/qemu/200/snapshot",
+            &[("snapname", "s1")],
+        )
+        .await;
+        // The snapshot task ends before the session opens (a lock would refuse the rollback).
+        for _ in 0..1000 {
+            if sim.state()["guests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["vmid"] == 200 && g["lock"].is_null() && g["snapshots"][0] == "s1")
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let a = sim.open_session(100, 200, 22).unwrap()["id"]
+            .as_u64()
+            .unwrap();
+        let b = sim.open_session(100, 201, 22).unwrap()["id"]
+            .as_u64()
+            .unwrap();
+        call(
+            &sim,
+            post.clone(),
+            "/nodes/pve2/qemu/200/snapshot/s1/rollback",
+            &[],
+        )
+        .await;
+        let why = ended(&sim, a).await;
+        assert!(why.contains("guest 200"), "{why}");
+        assert_eq!(
+            sim.session(b).unwrap()["alive"],
+            true,
+            "the other guest's session lives"
+        );
+        let node = sim.state()["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["vmid"] == 201)
+            .unwrap()["node"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        call(
+            &sim,
+            post,
+            &format!("/nodes/{node}/qemu/201/status/stop"),
+            &[],
+        )
+        .await;
+        assert_eq!(ended(&sim, b).await, "guest 201 stopped");
     }
 }

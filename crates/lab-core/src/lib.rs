@@ -9,7 +9,8 @@
 //! concurrency) and the orchestration engine: [`plan`] (what `up` would change),
 //! [`apply`] (bounded concurrency, progress [`Event`]s), [`status`], [`plan_down`] and
 //! [`teardown`] (which touches only guests carrying the lab's pool **and** tag, never a
-//! template). It has no HTTP dependency: everything here is tested with a
+//! template), and one student's reset ([`plan_reset`], [`rollback`], [`reclone`]: back to
+//! a snapshot, or a fresh clone keeping id, MACs, tags and fence). It has no HTTP dependency: everything here is tested with a
 //! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor` and one mock
 //! per trait). Feature `fake` adds `fake::FakeHypervisor`, an in-memory backend with the
 //! simulators' semantics; feature `conformance` adds `conformance`, the trait-level

@@ -142,6 +142,9 @@ pub async fn reclone<H>(hv: &H, r: &Reclone) -> Result<GuestInfo>
 where
     H: Hypervisor + Snapshots + ?Sized,
 {
+    // A clone of an interrupted try may still be running: it must land before the id is
+    // looked at (else its guest would be locked, or appear after the destroy).
+    hv.quiesce(Some(r.template)).await?;
     match hv.guest(r.vmid).await {
         Ok(g) => {
             let pool = r.lab.pool();

@@ -486,7 +486,9 @@ pub async fn unsupported_is_typed<H: Hypervisor + Desktops + ?Sized>(
 
 /// Snapshots and links: a snapshot is listed once; the same name again is `AlreadyExists`
 /// and adds nothing; links go down and up on every NIC and each NIC keeps its MAC; a link
-/// already down is reported so; a guest that does not exist is `NotFound`. Clones one guest
+/// already down is reported so; a guest that does not exist is `NotFound`; a rollback to
+/// a missing snapshot is `NotFound`, to the latest one it works; `restore` sets the MACs
+/// `identity` reads. Clones one guest
 /// from the fixture's template and destroys it again.
 pub async fn snapshots<H>(hv: &H, fx: &Fixture) -> Outcome
 where
@@ -551,7 +553,64 @@ where
         C,
         macs(&down) == macs(&up) && up.iter().all(|n| n.was_down && !n.down),
         || format!("links of {vmid} down then up changed a MAC or a state: {down:?} then {up:?}"),
-    )
+    )?;
+    rollback_rules(hv, vmid).await?;
+    identity_rules(hv, vmid).await
+}
+
+/// A rollback to a missing snapshot is `NotFound`; to the most recent one it succeeds on
+/// every storage (both reaches allow it).
+async fn rollback_rules<H>(hv: &H, vmid: VmId) -> Outcome
+where
+    H: Snapshots + ?Sized,
+{
+    const C: &str = "snapshots";
+    let missing = hv.rollback(vmid, "conform-none".into()).await;
+    ensure(C, matches!(missing, Err(Error::NotFound { .. })), || {
+        format!("a rollback of {vmid} to a missing snapshot answered {missing:?}, not NotFound")
+    })?;
+    call!(C, "rollback_reach", hv.rollback_reach(vmid));
+    call!(C, "rollback", hv.rollback(vmid, "conform1".into()));
+    Ok(())
+}
+
+/// `restore` gives the NICs the MACs it is told and keeps the rest; `identity` reads them
+/// back; a NIC the guest lacks is `InvalidInput`.
+async fn identity_rules<H>(hv: &H, vmid: VmId) -> Outcome
+where
+    H: Snapshots + ?Sized,
+{
+    const C: &str = "snapshots";
+    let before = call!(C, "identity", hv.identity(vmid));
+    ensure(C, !before.nics.is_empty(), || {
+        format!("identity of {vmid} lists no NIC: {before:?}")
+    })?;
+    let mut other = before.clone();
+    other.nics[0].mac = "52:54:00:c0:ff:ee".into();
+    call!(C, "restore", hv.restore(vmid, other.clone()));
+    let now = call!(C, "identity", hv.identity(vmid));
+    let mac = |i: &crate::hypervisor::GuestIdentity| i.nics[0].mac.to_ascii_lowercase();
+    ensure(
+        C,
+        now.nics.len() == before.nics.len() && mac(&now) == mac(&other),
+        || format!("restore of {vmid} with MAC 52:54:00:c0:ff:ee left {now:?}"),
+    )?;
+    call!(C, "restore", hv.restore(vmid, before.clone()));
+    let back = call!(C, "identity", hv.identity(vmid));
+    ensure(C, mac(&back) == mac(&before), || {
+        format!("restore of {vmid} did not give the MAC back: {back:?}, was {before:?}")
+    })?;
+    let mut bad = before.clone();
+    bad.nics = vec![crate::hypervisor::NicLink {
+        net: "net31".into(),
+        mac: "52:54:00:c0:ff:ef".into(),
+        was_down: false,
+        down: false,
+    }];
+    let answer = hv.restore(vmid, bad).await;
+    ensure(C, matches!(answer, Err(Error::InvalidInput { .. })), || {
+        format!("restore of {vmid} naming a NIC it lacks (net31) answered {answer:?}")
+    })
 }
 
 /// A backend that declares no snapshots answers [`Error::Unsupported`] naming itself.
@@ -571,6 +630,14 @@ where
             hv.snapshot(a, "x1".into(), false).await.map(drop),
         ),
         ("set_links", hv.set_links(a, false).await.map(drop)),
+        ("rollback_reach", hv.rollback_reach(a).await.map(drop)),
+        ("rollback", hv.rollback(a, "x1".into()).await.map(drop)),
+        ("identity", hv.identity(a).await.map(drop)),
+        (
+            "restore",
+            hv.restore(a, crate::hypervisor::GuestIdentity::default())
+                .await,
+        ),
     ] {
         match answer {
             Err(Error::Unsupported { backend, .. }) if backend == hv.backend() => {}

@@ -280,6 +280,8 @@ enum SnapFlaw {
     NewMac,
     /// Declares no snapshots but answers `Ok`.
     UntypedUnsupported,
+    /// `restore` sets the tags but leaves the MACs as they are.
+    RestoreKeepsNewMac,
 }
 
 struct BrokenSnap {
@@ -348,6 +350,21 @@ impl Snapshots for BrokenSnap {
         }
         Ok(l)
     }
+    async fn rollback_reach(&self, vmid: VmId) -> Result<RollbackReach> {
+        self.inner.rollback_reach(vmid).await
+    }
+    async fn rollback(&self, vmid: VmId, name: String) -> Result<Option<String>> {
+        self.inner.rollback(vmid, name).await
+    }
+    async fn identity(&self, vmid: VmId) -> Result<GuestIdentity> {
+        self.inner.identity(vmid).await
+    }
+    async fn restore(&self, vmid: VmId, mut identity: GuestIdentity) -> Result<()> {
+        if self.flaw == SnapFlaw::RestoreKeepsNewMac {
+            identity.nics = self.inner.identity(vmid).await?.nics;
+        }
+        self.inner.restore(vmid, identity).await
+    }
 }
 
 #[tokio::test]
@@ -356,6 +373,7 @@ async fn broken_snapshots_fail_the_suite_naming_the_rule() {
         (SnapFlaw::SecondSnapshotOk, "not AlreadyExists"),
         (SnapFlaw::NewMac, "changed a MAC"),
         (SnapFlaw::UntypedUnsupported, "unsupported snapshots"),
+        (SnapFlaw::RestoreKeepsNewMac, "restore of"),
     ] {
         let b = BrokenSnap {
             inner: fake(),

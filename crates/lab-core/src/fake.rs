@@ -25,9 +25,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Assignment, Backend, Capabilities, CloneCapacity, CloneRequest, Desktop, Desktops, Inventory,
-    Isolation, NicLink, Power, Probe, Provisioning, Readiness, Seat, Secure, SnapshotInfo,
-    Snapshots,
+    Assignment, Backend, Capabilities, CloneCapacity, CloneRequest, Desktop, Desktops,
+    GuestIdentity, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness,
+    RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
 use crate::spec::CloneMode;
 use crate::types::{GuestInfo, LabName, Node, VmId, VmKind, VmStatus};
@@ -60,6 +60,13 @@ struct State {
     links_down: BTreeSet<u32>,
     /// Snapshots taken since the start (a destroyed guest's included).
     snapshots_taken: u64,
+    /// Rollbacks done since the start.
+    rollbacks: u64,
+    /// What every guest's storage can roll back to (`None`: any snapshot).
+    reach: Option<RollbackReach>,
+    /// The MAC of each clone's one NIC (drawn at the clone, as PVE does); a guest not
+    /// listed has [`mac_of`] its id.
+    macs: BTreeMap<u32, String>,
     mutations: usize,
     halt: Option<Halt>,
     /// How guests misbehave, by name (`None`: every guest without its own).
@@ -141,6 +148,14 @@ impl FakeHypervisor {
             self.lock().pools.insert(pool.clone());
         }
         self.lock().guests.insert(guest.vmid.get(), guest);
+        self
+    }
+
+    /// Every guest's storage rolls back only this far (default [`RollbackReach::Any`];
+    /// [`RollbackReach::Latest`] is ZFS).
+    #[must_use]
+    pub fn with_rollback_reach(self, reach: RollbackReach) -> Self {
+        self.lock().reach = Some(reach);
         self
     }
 
@@ -242,6 +257,16 @@ impl FakeHypervisor {
         self.lock().snapshots_taken
     }
 
+    /// Rollbacks done so far.
+    pub fn rollbacks(&self) -> u64 {
+        self.lock().rollbacks
+    }
+
+    /// The MAC of `net0` of `vmid` now.
+    pub fn mac(&self, vmid: u32) -> String {
+        self.lock().mac(vmid)
+    }
+
     /// Whether `net0` of `vmid` has its link down.
     pub fn link_down(&self, vmid: u32) -> bool {
         self.lock().links_down.contains(&vmid)
@@ -278,6 +303,15 @@ impl FakeHypervisor {
             }
         }
         Ok(s)
+    }
+}
+
+impl State {
+    fn mac(&self, vmid: u32) -> String {
+        self.macs
+            .get(&vmid)
+            .cloned()
+            .unwrap_or_else(|| mac_of(vmid))
     }
 }
 
@@ -439,6 +473,11 @@ impl Provisioning for FakeHypervisor {
         };
         s.guests.insert(request.vmid.get(), guest.clone());
         s.clones += 1;
+        // A new MAC per clone, as PVE draws one: a re-clone under the same id gets
+        // another MAC unless the caller restores the old one.
+        let c = s.clones.to_be_bytes();
+        let mac = format!("52:54:01:{:02x}:{:02x}:{:02x}", c[5], c[6], c[7]);
+        s.macs.insert(request.vmid.get(), mac);
         Ok(guest)
     }
 
@@ -459,6 +498,7 @@ impl Provisioning for FakeHypervisor {
                 s.fenced.remove(&vmid.get());
                 s.snapshots.remove(&vmid.get());
                 s.links_down.remove(&vmid.get());
+                s.macs.remove(&vmid.get());
                 Ok(())
             }
         }
@@ -736,9 +776,87 @@ impl Snapshots for FakeHypervisor {
         };
         Ok(vec![NicLink {
             net: "net0".into(),
-            mac: mac_of(vmid.get()),
+            mac: s.mac(vmid.get()),
             was_down,
             down: !up,
         }])
+    }
+
+    async fn rollback_reach(&self, vmid: VmId) -> Result<RollbackReach> {
+        let s = self.read()?;
+        if !s.guests.contains_key(&vmid.get()) {
+            return Err(not_found(vmid));
+        }
+        Ok(s.reach.unwrap_or(RollbackReach::Any))
+    }
+
+    async fn rollback(&self, vmid: VmId, name: String) -> Result<Option<String>> {
+        let mut s = self.write()?;
+        if !s.guests.contains_key(&vmid.get()) {
+            return Err(not_found(vmid));
+        }
+        let list = s.snapshots.get(&vmid.get()).cloned().unwrap_or_default();
+        let Some(pos) = list.iter().position(|x| x.name == name) else {
+            return Err(Error::NotFound {
+                what: format!("snapshot {name} of VM {vmid}"),
+            });
+        };
+        if s.reach == Some(RollbackReach::Latest) && pos + 1 != list.len() {
+            return Err(Error::InvalidInput {
+                what: "snapshot",
+                input: name,
+                allowed: format!(
+                    "the most recent snapshot of VM {vmid} ({}): its storage cannot roll back \
+                     past newer snapshots",
+                    list.last().map_or("none", |x| x.name.as_str())
+                ),
+            });
+        }
+        let running = list[pos].vmstate;
+        if let Some(g) = s.guests.get_mut(&vmid.get()) {
+            g.status = if running {
+                VmStatus::Running
+            } else {
+                VmStatus::Stopped
+            };
+        }
+        s.rollbacks += 1;
+        Ok(None)
+    }
+
+    async fn identity(&self, vmid: VmId) -> Result<GuestIdentity> {
+        let s = self.read()?;
+        let g = s.guests.get(&vmid.get()).ok_or_else(|| not_found(vmid))?;
+        let down = s.links_down.contains(&vmid.get());
+        Ok(GuestIdentity {
+            nics: vec![NicLink {
+                net: "net0".into(),
+                mac: s.mac(vmid.get()),
+                was_down: down,
+                down,
+            }],
+            tags: g.tags.clone(),
+        })
+    }
+
+    async fn restore(&self, vmid: VmId, identity: GuestIdentity) -> Result<()> {
+        let mut s = self.write()?;
+        if !s.guests.contains_key(&vmid.get()) {
+            return Err(not_found(vmid));
+        }
+        if let Some(nic) = identity.nics.iter().find(|n| n.net != "net0") {
+            return Err(Error::InvalidInput {
+                what: "NIC",
+                input: nic.net.clone(),
+                allowed: format!("a NIC of VM {vmid} (net0)"),
+            });
+        }
+        if let Some(nic) = identity.nics.first() {
+            s.macs.insert(vmid.get(), nic.mac.to_ascii_lowercase());
+        }
+        if let Some(g) = s.guests.get_mut(&vmid.get()) {
+            g.tags = identity.tags;
+        }
+        Ok(())
     }
 }

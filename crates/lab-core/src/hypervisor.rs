@@ -11,7 +11,7 @@
 //! | [`Readiness`] | probe, addresses | yes | — | yes |
 //! | [`Isolation`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
 //! | [`Desktops`] | machines, assigned, assign | — | yes | yes |
-//! | [`Snapshots`] | snapshots, snapshot, set_links | yes | — | yes |
+//! | [`Snapshots`] | snapshots, snapshot, set_links, rollback_reach, rollback, identity, restore | yes | — | yes |
 //!
 //! [`Hypervisor`] is the set the lab engine needs; every type implementing its parts
 //! implements it (blanket impl), and it stays object-safe (`&dyn Hypervisor`).
@@ -466,8 +466,28 @@ pub struct NicLink {
     pub down: bool,
 }
 
+/// Which snapshots a guest's storage can roll back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackReach {
+    /// Any snapshot (LVM-thin, directory/qcow2: snapshots branch).
+    Any,
+    /// Only the most recent one (ZFS: `can't rollback, more recent snapshots exist`).
+    Latest,
+}
+
+/// What makes a guest the student's beyond its id and name: each NIC's MAC (so its DHCP
+/// address) and its tags. A re-clone gets it back with [`Snapshots::restore`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuestIdentity {
+    /// Every NIC with its MAC (`was_down`/`down`: its link state when read).
+    pub nics: Vec<NicLink>,
+    /// The guest's tags.
+    pub tags: Vec<String>,
+}
+
 /// Keeping a guest as it is at a moment (the deadline) and cutting its wire without
-/// changing its identity.
+/// changing its identity; going back to a snapshot, and giving a re-cloned guest its
+/// identity back (a reset).
 ///
 /// Contract: [`Snapshots::snapshot`] of a name the guest has already is
 /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes nothing, so a caller
@@ -486,6 +506,26 @@ pub trait Snapshots: Send + Sync {
     /// Sets the link of every NIC up or down, each keeping its MAC; answers what each NIC
     /// was and is. A NIC already so is not written.
     async fn set_links(&self, vmid: VmId, up: bool) -> Result<Vec<NicLink>>;
+
+    /// Which of its snapshots the guest's storage can roll back to.
+    async fn rollback_reach(&self, vmid: VmId) -> Result<RollbackReach>;
+
+    /// Rolls the guest back to snapshot `name` (disks, config, and the RAM when the
+    /// snapshot has it) and waits; answers the backend's task id when it has one. A guest
+    /// is stopped afterwards unless the snapshot holds its RAM. No such snapshot is
+    /// [`Error::NotFound`](crate::Error::NotFound); a storage that cannot reach it
+    /// ([`RollbackReach::Latest`] with newer snapshots) is
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) and changes nothing.
+    async fn rollback(&self, vmid: VmId, name: String) -> Result<Option<String>>;
+
+    /// The guest's identity now (NICs with MACs, tags); reads only.
+    async fn identity(&self, vmid: VmId) -> Result<GuestIdentity>;
+
+    /// Gives the guest `identity`: every NIC named there gets its MAC (the rest of the
+    /// NIC, its firewall flag and link state included, is kept) and the tags are set.
+    /// A NIC the guest lacks is [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// Idempotent.
+    async fn restore(&self, vmid: VmId, identity: GuestIdentity) -> Result<()>;
 }
 
 /// The set of capabilities the lab engine needs; implemented by every type that

@@ -9,7 +9,8 @@
 //! concurrency) and the orchestration engine: [`plan`] (what `up` would change),
 //! [`apply`] (bounded concurrency, progress [`Event`]s), [`status`], [`plan_down`] and
 //! [`teardown`] (which touches only guests carrying the lab's pool **and** tag, never a
-//! template). It has no HTTP dependency: everything here is tested with a
+//! template), and one student's reset ([`plan_reset`], [`rollback`], [`reclone`]: back to
+//! a snapshot, or a fresh clone keeping id, MACs, tags and fence). It has no HTTP dependency: everything here is tested with a
 //! `mockall` mock of [`Hypervisor`] (feature `mock` exports `MockHypervisor` and one mock
 //! per trait). Feature `fake` adds `fake::FakeHypervisor`, an in-memory backend with the
 //! simulators' semantics; feature `conformance` adds `conformance`, the trait-level
@@ -65,6 +66,7 @@ mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 mod hypervisor;
+mod reset;
 mod spec;
 mod types;
 mod up;
@@ -88,13 +90,16 @@ pub use error::{Error, Failure, Result};
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
-    Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness, Seat, Secure,
-    SnapshotInfo, Snapshots,
+    GuestIdentity, Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning,
+    Readiness, RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::{
     MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
     MockReadiness, MockSnapshots,
+};
+pub use reset::{
+    choose_reset, plan_reset, reclone, rollback, wait_ready, Reclone, ResetChoice, ResetPath,
 };
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,

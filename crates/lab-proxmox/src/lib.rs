@@ -31,9 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lab_core::{
-    Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, GuestInfo, Inventory,
-    Isolation as LabIsolation, LabName, NicLink, Node, Power, Probe, Provisioning, Readiness,
-    Result, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
+    Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, GuestIdentity, GuestInfo,
+    Inventory, Isolation as LabIsolation, LabName, NicLink, Node, Power, Probe, Provisioning,
+    Readiness, Result, RollbackReach, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
 };
 use pve_auth::Params;
 /// The client, its secret type and the timing this crate's constructors take,
@@ -983,6 +983,168 @@ impl Snapshots for ProxmoxLab {
         }
         Ok(out)
     }
+
+    async fn rollback_reach(&self, vmid: VmId) -> Result<RollbackReach> {
+        let what = format!("storage of VM {vmid}");
+        let g = self.handle(vmid).await?;
+        let cfg = g.config().await.map_err(|e| vm_err(e, &what))?;
+        let Some(store) = first_storage(&cfg) else {
+            return Ok(RollbackReach::Any);
+        };
+        // The storage's type where the caller may read it (Datastore.Audit); else the id
+        // (PVE's installer names ZFS storage `local-zfs`).
+        let listed: Vec<StorageEntry> = self
+            .client()
+            .get("/cluster/resources", &Params::new().with("type", "storage"))
+            .await
+            .unwrap_or_default();
+        let zfs = match listed.iter().find(|s| s.storage.as_deref() == Some(&store)) {
+            Some(s) => matches!(s.plugintype.as_deref(), Some("zfspool" | "zfs")),
+            None => store.contains("zfs"),
+        };
+        Ok(if zfs {
+            RollbackReach::Latest
+        } else {
+            RollbackReach::Any
+        })
+    }
+
+    async fn rollback(&self, vmid: VmId, name: String) -> Result<Option<String>> {
+        let what = format!("rollback of VM {vmid} to snapshot {name}");
+        let snapname = pve_vm::SnapshotName::new(name.as_str()).map_err(|e| vm_err(e, &what))?;
+        let g = self.handle(vmid).await?;
+        let list = self.snapshots(vmid).await?;
+        let Some(pos) = list.iter().position(|s| s.name == name) else {
+            return Err(Error::NotFound {
+                what: format!("snapshot {name} of VM {vmid}"),
+            });
+        };
+        let path = g.path(&["snapshot", snapname.as_str(), "rollback"]);
+        let upid: Upid = self
+            .write(g.node(), pve_auth::Method::POST, &path, &Params::new())
+            .await
+            .map_err(|e| api_err(e, &what))?;
+        match self.settle(&upid, &what).await? {
+            Ok(()) => Ok(Some(upid.to_string())),
+            Err(e) if e.mentions("more recent snapshots exist") => Err(Error::InvalidInput {
+                what: "snapshot",
+                input: name,
+                allowed: format!(
+                    "the most recent snapshot of VM {vmid} ({}): its storage (ZFS) cannot roll \
+                     back past newer snapshots",
+                    list[pos..].last().map_or("none", |s| s.name.as_str())
+                ),
+            }),
+            Err(e) if e.mentions("does not exist") => Err(Error::NotFound {
+                what: format!("snapshot {name} of VM {vmid}"),
+            }),
+            Err(e) => Err(vm_err(e, &what)),
+        }
+    }
+
+    async fn identity(&self, vmid: VmId) -> Result<GuestIdentity> {
+        let what = format!("NICs of VM {vmid}");
+        let g = self.handle(vmid).await?;
+        let cfg = g.config().await.map_err(|e| vm_err(e, &what))?;
+        Ok(GuestIdentity {
+            nics: cfg
+                .nics()
+                .into_iter()
+                .filter_map(|(i, nic)| {
+                    Some(NicLink {
+                        net: format!("net{i}"),
+                        mac: nic.mac()?.to_ascii_lowercase(),
+                        was_down: nic.link_down(),
+                        down: nic.link_down(),
+                    })
+                })
+                .collect(),
+            tags: cfg.tags(),
+        })
+    }
+
+    async fn restore(&self, vmid: VmId, identity: GuestIdentity) -> Result<()> {
+        let what = format!("MACs and tags of VM {vmid}");
+        let g = self.handle(vmid).await?;
+        let tags = pve_vm::normalize_tags(&identity.tags).map_err(|e| vm_err(e, &what))?;
+        let mut missing = None;
+        let written = g
+            .modify_config(|cfg| {
+                let mut update = ConfigUpdate::new();
+                let nics = cfg.nics();
+                for want in &identity.nics {
+                    let found = want
+                        .net
+                        .strip_prefix("net")
+                        .and_then(|i| i.parse::<u32>().ok())
+                        .and_then(|i| nics.iter().find(|(n, _)| *n == i));
+                    let Some((_, nic)) = found else {
+                        missing = Some(want.net.clone());
+                        return Ok(ConfigUpdate::new());
+                    };
+                    let mut nic = nic.clone();
+                    set_mac(&mut nic, &want.mac);
+                    let value = nic.to_string();
+                    if cfg.get(&want.net).as_deref() != Some(value.as_str()) {
+                        update = update.set(&want.net, value);
+                    }
+                }
+                let now = pve_vm::normalize_tags(cfg.tags())?;
+                if now != tags {
+                    update = if tags.is_empty() {
+                        update.delete("tags")
+                    } else {
+                        update.set("tags", tags.as_str())
+                    };
+                }
+                Ok(update)
+            })
+            .await;
+        if let Some(net) = missing {
+            return Err(Error::InvalidInput {
+                what: "NIC",
+                input: net,
+                allowed: format!("a NIC VM {vmid} has"),
+            });
+        }
+        written.map_err(|e| vm_err(e, &what))
+    }
+}
+
+/// Sets a NIC's MAC where its spelling keeps it: the QEMU model's value, else `macaddr`
+/// (QEMU long form) or `hwaddr` (LXC).
+fn set_mac(nic: &mut pve_vm::NetDevice, mac: &str) {
+    let mac = mac.to_ascii_uppercase();
+    if let Some(model) = nic.model().map(str::to_owned) {
+        nic.set(&model, &mac);
+    } else if nic.is_lxc() {
+        nic.set("hwaddr", &mac);
+    } else {
+        nic.set("macaddr", &mac);
+    }
+}
+
+/// The storage id of a guest's first disk (not a CD-ROM).
+fn first_storage(cfg: &pve_vm::GuestConfig) -> Option<String> {
+    let mut keys: Vec<&String> = cfg.raw.keys().filter(|k| is_disk_key(k)).collect();
+    keys.sort();
+    keys.into_iter()
+        .filter_map(|k| cfg.get(k))
+        .filter(|v| !v.contains("media=cdrom"))
+        .find_map(|v| {
+            v.split(',')
+                .next()
+                .and_then(|vol| vol.split_once(':'))
+                .map(|(store, _)| store.to_owned())
+                .filter(|s| s != "none")
+        })
+}
+
+/// One storage of `GET /cluster/resources?type=storage`.
+#[derive(Debug, Deserialize)]
+struct StorageEntry {
+    storage: Option<String>,
+    plugintype: Option<String>,
 }
 
 #[async_trait]

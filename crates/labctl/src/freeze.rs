@@ -985,6 +985,8 @@ pub async fn freeze_cmd(
         .transpose()?;
     let hv = conn.backend()?;
     let class = class(&hv, &args.file).await?;
+    // `[snapshots] vmstate = true` in the lab file is the default of --vmstate.
+    let vmstate = args.vmstate || class.file.snapshots.vmstate;
     // One run changes a lab at a time (the lock `lab up` and `lab down` take).
     let _lock = (!args.dry_run)
         .then(|| crate::lab::LabLock::take(&lock_host(&hv), &class.lab, "freeze"))
@@ -1058,7 +1060,7 @@ pub async fn freeze_cmd(
         },
         if args.no_snapshot {
             "no snapshot"
-        } else if args.vmstate {
+        } else if vmstate {
             "snapshot deadline-<utc> with RAM"
         } else {
             "snapshot deadline-<utc>"
@@ -1113,7 +1115,7 @@ pub async fn freeze_cmd(
                 &journal,
                 hosts,
                 args.no_snapshot,
-                args.vmstate,
+                vmstate,
                 args.stop,
                 checks,
                 &args.files,
@@ -2081,7 +2083,7 @@ pub async fn unfreeze_cmd(
         &journal,
         hosts,
         args.no_snapshot,
-        args.vmstate,
+        args.vmstate || class.file.snapshots.vmstate,
         args.stop,
         checks,
         &args.files,

@@ -153,6 +153,20 @@ Examples:
   labctl lab unfreeze examples/exam.toml --student 'Zoë Müller' --minutes 10 --yes
       # counts down 10 minutes, then freezes her again (Ctrl-C: at once)")]
     Unfreeze(crate::freeze::UnfreezeArgs),
+    /// Put students' guests back to a snapshot (default `baseline`) keeping their id, MAC
+    /// (so address), name, tags, pool, fence and ACL.
+    ///
+    /// Per student: a rollback where the storage reaches the snapshot (LVM-thin: any; ZFS:
+    /// only the most recent), otherwise destroy and re-clone from the template; the plan
+    /// says which and why. Frozen students are refused (unfreeze first). Asks on a
+    /// terminal, needs --yes off one. Killed or interrupted, run it again: an unfinished
+    /// re-clone is completed from `<lab>-reset.json`.
+    #[command(after_help = "\
+Examples:
+  labctl lab reset examples/exam.toml exam1-03 --dry-run
+  labctl lab reset examples/exam.toml 'Zoë Müller' --yes
+  labctl lab reset examples/exam.toml exam1-03 exam1-07 --to before-part2 --yes -o json")]
+    Reset(crate::reset::ResetArgs),
 }
 
 /// The spec: a lab file and/or flags (flags win).
@@ -355,7 +369,8 @@ impl LabCommand {
             | LabCommand::Selftest(_)
             | LabCommand::Snapshot(_)
             | LabCommand::Freeze(_)
-            | LabCommand::Unfreeze(_) => return Ok(None),
+            | LabCommand::Unfreeze(_)
+            | LabCommand::Reset(_) => return Ok(None),
         };
         let Some(room) = classroom::read_if_fosscloud(file.as_deref())? else {
             if url.is_some() {
@@ -425,7 +440,8 @@ impl LabCommand {
             | LabCommand::Selftest(_)
             | LabCommand::Snapshot(_)
             | LabCommand::Freeze(_)
-            | LabCommand::Unfreeze(_) => {}
+            | LabCommand::Unfreeze(_)
+            | LabCommand::Reset(_) => {}
         }
         given
     }
@@ -457,7 +473,8 @@ impl LabCommand {
             | LabCommand::Selftest(_)
             | LabCommand::Snapshot(_)
             | LabCommand::Freeze(_)
-            | LabCommand::Unfreeze(_) => {
+            | LabCommand::Unfreeze(_)
+            | LabCommand::Reset(_) => {
                 anyhow::bail!("internal: `lab access` and the evaluation verbs are dispatched before the other lab verbs")
             }
         })
@@ -815,6 +832,24 @@ pub async fn run(
                     return Err(e);
                 }
             };
+            if lab.snapshots.baseline {
+                let client = access.map(|a| a.client().clone()).ok_or_else(|| {
+                    anyhow::anyhow!("internal: lab up with a baseline needs the PVE client")
+                })?;
+                let pl = crate::reset::backend_over(&client)?;
+                let (taken, kept) =
+                    crate::reset::take_baseline(&pl, &report.students, lab.snapshots.vmstate)
+                        .await?;
+                eprintln!(
+                    "snapshot baseline{}: {taken} taken, {kept} kept (a student that has one \
+                     keeps it)",
+                    if lab.snapshots.vmstate {
+                        " with RAM"
+                    } else {
+                        ""
+                    }
+                );
+            }
             // Without a teacher address the fence is left as it is: show it as the
             // cluster has it (an earlier run may have fenced the students).
             let students = if report.fenced {

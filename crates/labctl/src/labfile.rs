@@ -18,6 +18,8 @@
 //! | `[timeouts] ready` | seconds to wait for a student's guest agent, 1-86400 | `300` |
 //! | `[timeouts] address` | seconds to wait for its address once the agent answers, 1-86400 | `120` |
 //! | `backend` | `"proxmox"` or `"fosscloud"` (a classroom of thin clients, see below) | `"proxmox"` |
+//! | `[snapshots] baseline` | `lab up` takes a disk snapshot `baseline` of every student once all are ready (a student that has one keeps it); `lab reset` goes back to it | `false` |
+//! | `[snapshots] vmstate` | snapshots of `lab up` (baseline) and `lab freeze` (deadline) include the RAM of running guests (`lab freeze --vmstate` turns it on for one run) | `false` |
 //! | `checks` | a file of `[exam]`, `[[probe]]` and `[[check]]` tables (what `lab collect`/`grade`/`check` evaluate; `crates/lab-grade/README.md`), relative to the lab file; or write those tables in the lab file itself | none |
 //!
 //! A FOSS-Cloud classroom (`backend = "fosscloud"`, `examples/classroom.toml`) needs only
@@ -69,6 +71,9 @@ pub struct LabFile {
     /// Waits.
     #[serde(default)]
     pub timeouts: FileTimeouts,
+    /// `[snapshots]`: the baseline `lab up` takes, RAM or not.
+    #[serde(default)]
+    pub snapshots: SnapshotSettings,
     /// Which backend runs the lab.
     pub backend: Option<BackendKind>,
     /// The FOSS-Cloud classroom (with `backend = "fosscloud"`).
@@ -83,6 +88,18 @@ pub struct LabFile {
     /// `[[check]]` tables, inline.
     #[serde(default)]
     pub check: Vec<toml::Table>,
+}
+
+/// `[snapshots]`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSettings {
+    /// `lab up` takes `baseline` of every student once all are ready (kept if present).
+    #[serde(default)]
+    pub baseline: bool,
+    /// Snapshots of `lab up` and `lab freeze` include the RAM of running guests.
+    #[serde(default)]
+    pub vmstate: bool,
 }
 
 /// `backend = "proxmox" | "fosscloud"`.
@@ -196,6 +213,8 @@ pub struct Lab {
     pub spec: LabSpec,
     /// Students with host names, when a roster was given (the sheet's STUDENT column).
     pub roster: Option<Vec<Named>>,
+    /// The lab file's `[snapshots]` (defaults without a file).
+    pub snapshots: SnapshotSettings,
 }
 
 fn secs(what: &'static str, v: u64) -> anyhow::Result<Duration> {
@@ -370,7 +389,11 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         },
     };
     spec.validate()?;
-    Ok(Lab { spec, roster })
+    Ok(Lab {
+        spec,
+        roster,
+        snapshots: f.snapshots,
+    })
 }
 
 #[cfg(test)]
@@ -431,5 +454,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no students"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_settings_default_off_and_unknown_keys_are_refused() {
+        let f = file("name = \"x\"\ntemplate = 9000\ncount = 1\n");
+        let lab = resolve(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(lab.snapshots, SnapshotSettings::default());
+        assert!(!lab.snapshots.baseline && !lab.snapshots.vmstate);
+        let f = file("name = \"x\"\ntemplate = 9000\ncount = 1\n[snapshots]\nbaseline = true\n");
+        let lab = resolve(Some(&f), &Overrides::default()).unwrap();
+        assert!(lab.snapshots.baseline && !lab.snapshots.vmstate);
+        let e = toml::from_str::<LabFile>("name = \"x\"\n[snapshots]\nbaseline = true\nram = 1\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `ram`"), "{e}");
+        let e = toml::from_str::<LabFile>("name = \"x\"\n[snapshots]\nbaseline = \"yes\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("baseline"), "{e}");
     }
 }

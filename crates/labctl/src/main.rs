@@ -61,6 +61,7 @@ mod labfile;
 mod output;
 mod precedence;
 mod progress;
+mod reset;
 mod roster;
 mod signals;
 mod sim;
@@ -250,6 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connection,
             command: lab::LabCommand::Unfreeze(args),
         }) => freeze::unfreeze_cmd(args, connection, format).await,
+        Command::Lab(Pve {
+            connection,
+            command: lab::LabCommand::Reset(args),
+        }) => reset::reset_cmd(args, connection, format).await,
         Command::Lab(Pve {
             command: lab::LabCommand::Lint(args),
             ..

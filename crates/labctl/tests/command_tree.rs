@@ -282,6 +282,10 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
             leaf(&["lab", "unfreeze", "tree.toml", "--dry-run"]),
         ),
         (
+            "lab reset",
+            leaf(&["lab", "reset", "tree.toml", "tree-01", "--dry-run"]),
+        ),
+        (
             "lab down",
             leaf(&["lab", "down", "-n", "tree", "--dry-run"]),
         ),

@@ -7,7 +7,7 @@
 //! UPIDs, QEMU and LXC lifecycle with locks and races, the guest agent with a boot
 //! delay and DHCP addresses, pools, the firewall, seeded fault injection, and an
 //! introspection API under `/_sim/` (state, request counts, a firewall reachability
-//! oracle). The crate owns the HTTP side and the cluster state; the firewall model
+//! oracle, established TCP sessions between guests). The crate owns the HTTP side and the cluster state; the firewall model
 //! lives in [`firewall`].
 //!
 //! ```no_run

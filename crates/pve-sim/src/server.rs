@@ -66,6 +66,11 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         )
         .route("/_sim/reachability", get(introspect::reachability))
         .route(
+            "/_sim/sessions",
+            get(crate::guest::sessions::list).post(crate::guest::sessions::post),
+        )
+        .route("/_sim/sessions/{id}", get(crate::guest::sessions::get))
+        .route(
             "/_sim/guests/{vmid}/state",
             get(crate::guest::state_api::get)
                 .put(crate::guest::state_api::put)
@@ -468,6 +473,8 @@ async fn api(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
 
     drop(permit);
+    // A link pulled, a guest stopped or gone: its established sessions end now.
+    sh.lock().sweep_sessions();
     if lose_answer {
         return reset_response();
     }

@@ -464,6 +464,25 @@ impl SimHandle {
             .map_err(|message| config_err("reachability query", message))
     }
 
+    /// Opens an established TCP session from guest `from` to guest `to` on `port` (as
+    /// `POST /_sim/sessions`), if the firewall lets a new connection through now; answers
+    /// the session (`id`, `alive`, …). It ends when either end's link goes down or its
+    /// guest stops, is destroyed or rolled back — not when firewall rules change.
+    pub fn open_session(&self, from: u32, to: u32, port: u16) -> Result<Value, SimError> {
+        crate::guest::sessions::open(&self.shared, from, to, port)
+            .map_err(|(_, message)| config_err("session", message))
+    }
+
+    /// One session as it is now (`alive`, and when and why it ended); `None` if unknown.
+    pub fn session(&self, id: u64) -> Option<Value> {
+        self.shared.lock().session(id)
+    }
+
+    /// Every session opened so far, as `GET /_sim/sessions` lists them.
+    pub fn sessions(&self) -> Value {
+        self.shared.lock().sessions_json()
+    }
+
     /// What `GET /_sim/guests/{vmid}/state` returns: the inside of a QEMU guest.
     pub fn guest_state(&self, vmid: u32) -> Result<Value, SimError> {
         let st = self.shared.lock();

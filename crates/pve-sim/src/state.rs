@@ -186,6 +186,8 @@ pub(crate) struct SimState {
     pub user_cfg_writes: u64,
     /// Backup volumes `vzdump` left.
     pub backups: Vec<crate::guest::vzdump::Backup>,
+    /// Established TCP sessions between guests (`/_sim/sessions`).
+    pub sessions: crate::guest::sessions::Sessions,
 }
 
 impl SimState {
@@ -210,6 +212,7 @@ impl SimState {
             user_cfg_peak: 0,
             user_cfg_writes: 0,
             backups: Vec::new(),
+            sessions: crate::guest::sessions::Sessions::default(),
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

@@ -9,7 +9,8 @@
 //! change the guest: `rm`, `touch`, `mkdir`, `systemctl`, `ip addr|link|route`,
 //! `hostnamectl` — what a student types and what a check's mutant runs), [`probes`] (ping, TCP connect, DNS, HTTP to
 //! other guests, through the firewall oracle), [`state_api`] (`/_sim/guests/{vmid}/state`),
-//! [`snapshot`] (snapshots and rollback) and [`vzdump`] (backups).
+//! [`snapshot`] (snapshots and rollback), [`vzdump`] (backups) and [`sessions`]
+//! (established TCP sessions between guests, for tests: what a deadline cuts).
 
 pub(crate) mod admin;
 pub(crate) mod agent;
@@ -17,6 +18,7 @@ pub(crate) mod exec;
 pub(crate) mod net;
 pub(crate) mod os;
 pub(crate) mod probes;
+pub(crate) mod sessions;
 pub(crate) mod snapshot;
 pub(crate) mod state_api;
 pub(crate) mod vzdump;

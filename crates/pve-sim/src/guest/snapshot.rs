@@ -347,6 +347,11 @@ pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             g.os = snap.os.clone();
             g.parent = Some(name);
             let resume = snap.vmstate;
+            // The kernel's connections are the snapshot's (or none): open ones end.
+            st.end_sessions_of(vmid, "was rolled back");
+            let Ok(g) = st.guest_mut(kind, &node, vmid) else {
+                return Ok(0);
+            };
             if resume {
                 // The RAM comes back: running, agent and lease at once.
                 let now = Instant::now();

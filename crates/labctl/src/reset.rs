@@ -1,0 +1,805 @@
+//! `labctl lab reset LAB.toml STUDENT… [--to NAME]`: a student's guest back to a snapshot
+//! (default `baseline`), keeping everything that makes it the student's.
+//!
+//! Per student the path is chosen and said (the plan, also with `--dry-run`):
+//! - **rollback** when the snapshot exists and the storage reaches it (LVM-thin and
+//!   directory storage: any snapshot; ZFS: only the most recent one). PVE's rollback keeps
+//!   the id, the firewall file (the fence) and the ACLs and restores the config of that
+//!   moment (MACs, tags; reference `exam-features.md` §2).
+//! - **re-clone** otherwise (no such snapshot, or newer snapshots in the way on ZFS): the
+//!   guest is destroyed and cloned again from the lab's template under the same id, with
+//!   the same name and marks (pool, description), every NIC's MAC (so the same DHCP
+//!   address), its tags, its fence (before it first runs) and the ACL entries of its
+//!   `/vms/<id>` path, which PVE deletes with the guest (`remove_vm_access`, with or
+//!   without `purge`; reference `pve-api.md` §4.5). The student's user is not touched by
+//!   a destroy and is kept as it is.
+//!
+//! Either way the guest is started and the command waits until its agent answers with an
+//! address, as `lab up` does.
+//!
+//! A re-clone first records what it must give back (`<lab>-reset.json` beside the lab
+//! file: MACs, tags, fence, ACL entries) and only then destroys; a run that was killed or
+//! interrupted at any point is completed by running the same command again, which takes
+//! the record (not the half-made guest) as the truth. A frozen student (`lab freeze`) is
+//! refused: a reset would throw away what the deadline kept; `lab unfreeze` first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::Args;
+use lab_core::{
+    plan_reset, reclone, status, wait_ready, Capability, GuestIdentity, GuestStatus, LabName,
+    NicLink, Reclone, ResetPath, Snapshots,
+};
+use lab_proxmox::ProxmoxLab;
+use pve_access::{AccessApi, AclEntry, AclPath, GroupId, RoleId, Subject, Userid};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::connect::Connection;
+use crate::fail;
+use crate::labfile::{LabFile, Overrides};
+use crate::output::{line_safe, print_json, Format, Sheet};
+use crate::roster::Named;
+
+/// `lab reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The lab file (its name, template, clone mode and roster).
+    #[arg(value_name = "LAB.toml")]
+    file: PathBuf,
+    /// The students to reset: roster name, host name or login.
+    #[arg(value_name = "STUDENT", required = true, num_args = 1..)]
+    students: Vec<String>,
+    /// The snapshot to go back to.
+    #[arg(long, value_name = "NAME", default_value = "baseline")]
+    to: String,
+    /// The freeze manifest that says who is frozen. Default: `<lab>-freeze.json` beside
+    /// the lab file.
+    #[arg(long, value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    /// Only show the plan: which path each student takes and why (never asks, changes
+    /// nothing).
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// The record of re-clones in progress and done (`<lab>-reset.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Record {
+    lab: String,
+    /// Re-clones begun and not yet finished, by host name: what to give back.
+    #[serde(default)]
+    pending: BTreeMap<String, Intent>,
+    /// Resets done, oldest first.
+    #[serde(default)]
+    done: Vec<Done>,
+}
+
+/// What a re-clone gives back, recorded before the guest is destroyed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Intent {
+    vmid: u32,
+    to: String,
+    /// When it was recorded (UTC).
+    since: String,
+    nics: Vec<Nic>,
+    tags: Vec<String>,
+    fenced: bool,
+    acl: Vec<Acl>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Nic {
+    net: String,
+    mac: String,
+}
+
+/// One ACL entry on the guest's path.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Acl {
+    path: String,
+    /// `user`, `group` or `token`.
+    kind: String,
+    who: String,
+    role: String,
+    propagate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Done {
+    hostname: String,
+    vmid: u32,
+    path: String,
+    to: String,
+    at: String,
+}
+
+impl Acl {
+    fn of(e: &AclEntry) -> Self {
+        let (kind, who) = match &e.subject {
+            Subject::User(u) => ("user", u.to_string()),
+            Subject::Group(g) => ("group", g.to_string()),
+            Subject::Token(t) => ("token", t.clone()),
+        };
+        Acl {
+            path: e.path.as_str().to_owned(),
+            kind: kind.into(),
+            who,
+            role: e.role.as_str().to_owned(),
+            propagate: e.propagate,
+        }
+    }
+
+    fn entry(&self) -> anyhow::Result<AclEntry> {
+        let subject = match self.kind.as_str() {
+            "user" => Subject::User(self.who.parse::<Userid>()?),
+            "group" => Subject::Group(GroupId::new(self.who.as_str())?),
+            "token" => Subject::Token(self.who.clone()),
+            other => anyhow::bail!("ACL entry of kind {other:?} (allowed: user, group, token)"),
+        };
+        Ok(AclEntry {
+            path: AclPath::new(&self.path)?,
+            subject,
+            role: RoleId::new(self.role.as_str())?,
+            propagate: self.propagate,
+        })
+    }
+}
+
+/// The record on disk, rewritten atomically on every change.
+struct Journal {
+    path: PathBuf,
+    r: std::sync::Mutex<Record>,
+}
+
+impl Journal {
+    fn open(path: PathBuf, lab: &LabName) -> anyhow::Result<Self> {
+        let r = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let r: Record = serde_json::from_str(&text).map_err(|e| {
+                    fail::usage(format!(
+                        "the reset record {} is not readable ({e}); it holds the MACs and \
+                         ACLs of interrupted re-clones: repair it or move it away",
+                        path.display()
+                    ))
+                })?;
+                if r.lab != lab.as_str() {
+                    return Err(fail::usage(format!(
+                        "{} is the reset record of lab {}, not {lab}",
+                        path.display(),
+                        r.lab
+                    )));
+                }
+                r
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Record {
+                lab: lab.to_string(),
+                ..Record::default()
+            },
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+        };
+        Ok(Self {
+            path,
+            r: std::sync::Mutex::new(r),
+        })
+    }
+
+    fn get(&self) -> Record {
+        self.r
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Record)) -> anyhow::Result<()> {
+        let mut r = self
+            .r
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut r);
+        let text = serde_json::to_string_pretty(&*r)?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+/// `<lab>-reset.json` beside the lab file.
+fn record_path(lab: &LabName, file: &Path) -> PathBuf {
+    let name = format!("{lab}-reset.json");
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+fn now() -> String {
+    lab_grade::time::rfc3339_millis(SystemTime::now())
+}
+
+/// One student's plan.
+struct Planned {
+    host: String,
+    vmid: u32,
+    path: ResetPath,
+    why: String,
+    /// An interrupted re-clone of this student is completed.
+    resume: Option<Intent>,
+}
+
+/// Host names of `names` (roster name, host name, or login with or without realm) among
+/// `hosts`; an unknown name is refused naming the allowed ones.
+fn resolve(
+    names: &[String],
+    hosts: &[String],
+    roster: Option<&[Named]>,
+    lab: &LabName,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names.iter().map(|n| n.trim()) {
+        let by_roster = roster
+            .unwrap_or_default()
+            .iter()
+            .find(|r| r.student.name == n)
+            .map(|r| r.hostname.clone());
+        let login = n.split('@').next().unwrap_or(n);
+        let host = by_roster.filter(|h| hosts.contains(h)).or_else(|| {
+            hosts
+                .iter()
+                .find(|h| h.as_str() == n || h.as_str() == login)
+                .cloned()
+        });
+        match host {
+            Some(h) if !out.contains(&h) => out.push(h),
+            Some(_) => {}
+            None => {
+                let mut allowed: Vec<String> = hosts.to_vec();
+                if let Some(r) = roster {
+                    allowed.extend(
+                        r.iter()
+                            .filter(|r| hosts.contains(&r.hostname))
+                            .map(|r| format!("{:?}", r.student.name)),
+                    );
+                }
+                return Err(fail::usage(format!(
+                    "{:?} is not a student of lab {lab} (give a roster name, host name or \
+                     login; students: {})",
+                    line_safe(n),
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `lab reset`.
+pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> anyhow::Result<()> {
+    format.not_csv("lab reset")?;
+    let to = pve_vm::SnapshotName::new(args.to.as_str())
+        .map_err(|e| fail::usage(format!("lab reset --to: {e}")))?
+        .as_str()
+        .to_owned();
+    let (file, dir) = LabFile::read(&args.file)?;
+    if file.is_fosscloud() {
+        return Err(fail::usage(format!(
+            "{} is a FOSS-Cloud classroom: lab reset is for Proxmox labs",
+            args.file.display()
+        )));
+    }
+    let lab = crate::labfile::resolve(Some(&(file, dir)), &Overrides::default())
+        .with_context(|| format!("lab file {}", args.file.display()))?;
+    let spec = lab.spec.clone();
+    let name = spec.name.clone();
+    let hv = conn.backend()?;
+    lab_core::Backend::capabilities(&hv).require(
+        Capability::Snapshots,
+        "lab reset",
+        lab_core::Backend::backend(&hv),
+    )?;
+    let journal = Journal::open(record_path(&name, &args.file), &name)?;
+    let rows: Vec<GuestStatus> = status(&hv, &name).await?;
+    let by_host: BTreeMap<String, GuestStatus> = rows
+        .iter()
+        .map(|r| (r.hostname.clone(), r.clone()))
+        .collect();
+    let pending = journal.get().pending;
+    // A student whose re-clone was interrupted between destroy and clone has no guest:
+    // the record still names them.
+    let mut hosts: Vec<String> = by_host.keys().cloned().collect();
+    hosts.extend(
+        pending
+            .keys()
+            .filter(|h| !by_host.contains_key(*h))
+            .cloned(),
+    );
+    hosts.sort();
+    if hosts.is_empty() {
+        return Err(fail::with_code(
+            fail::NOT_FOUND,
+            format!("lab {name} has no students (run `labctl lab up` with this lab file first)"),
+        ));
+    }
+    let chosen = resolve(&args.students, &hosts, lab.roster.as_deref(), &name)?;
+
+    // Frozen students keep their deadline state.
+    let manifest = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| crate::freeze::default_manifest(&name, Some(&args.file)));
+    let frozen = crate::freeze::frozen_now(hv.vm_api(), &manifest, &rows).await;
+    let refused: Vec<String> = chosen
+        .iter()
+        .filter_map(|h| frozen.get(h).map(|t| format!("{h} (frozen at {t})")))
+        .collect();
+    if !refused.is_empty() {
+        return Err(fail::usage(format!(
+            "lab {name}: {} frozen: a reset would throw away what the deadline kept; give the \
+             student back first with `labctl lab unfreeze {} --student NAME`, or reset \
+             someone else",
+            refused.join(", "),
+            args.file.display()
+        )));
+    }
+
+    let mut plan = Vec::new();
+    for host in &chosen {
+        if let Some(intent) = pending.get(host) {
+            plan.push(Planned {
+                host: host.clone(),
+                vmid: intent.vmid,
+                path: ResetPath::Reclone,
+                why: format!(
+                    "a re-clone begun at {} was interrupted: completing it with the recorded \
+                     MACs, tags, fence and ACL",
+                    intent.since
+                ),
+                resume: Some(intent.clone()),
+            });
+            continue;
+        }
+        let row = &by_host[host];
+        let choice = plan_reset(&hv, row.vmid, &to)
+            .await
+            .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?;
+        let why = if choice.path == ResetPath::Reclone && to == BASELINE && lab.snapshots.baseline {
+            format!(
+                "{}; then a new {BASELINE} snapshot (the lab keeps one)",
+                choice.why
+            )
+        } else {
+            choice.why
+        };
+        plan.push(Planned {
+            host: host.clone(),
+            vmid: row.vmid.get(),
+            path: choice.path,
+            why,
+            resume: None,
+        });
+    }
+
+    print_plan(&name, &to, &plan, args.dry_run, format)?;
+    if args.dry_run {
+        return Ok(());
+    }
+    crate::confirm::confirm(
+        &format!(
+            "Reset {} of lab {name} to {to}? What they changed since is lost",
+            plan.iter()
+                .map(|p| p.host.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        args.yes,
+    )?;
+
+    // No `lab up`/`down`/`freeze` of this lab on this machine meanwhile: an `up` could
+    // take the id a re-clone has freed for a moment.
+    let _lock =
+        crate::lab::LabLock::take(hv.vm_api().client().base_url().as_str(), &name, "reset")?;
+    let access = AccessApi::new(hv.vm_api().client().clone());
+    let mut results = Vec::new();
+    for p in &plan {
+        let r = reset_one(&hv, &access, &journal, &spec, lab.snapshots, &to, p).await;
+        results.push((p, r));
+    }
+    report(&name, &to, &results, format)?;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if failed > 0 {
+        return Err(fail::with_code(
+            fail::INCOMPLETE,
+            format!(
+                "{failed} of {} resets failed; run the same command again (an interrupted \
+                 re-clone is completed from {})",
+                results.len(),
+                journal.path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What one reset ended with.
+struct Outcome {
+    addresses: Vec<String>,
+    macs: Vec<String>,
+    task: Option<String>,
+    /// A new `baseline` was taken of the fresh clone.
+    rebased: bool,
+}
+
+async fn reset_one(
+    hv: &ProxmoxLab,
+    access: &AccessApi,
+    journal: &Journal,
+    spec: &lab_core::LabSpec,
+    settings: crate::labfile::SnapshotSettings,
+    to: &str,
+    p: &Planned,
+) -> anyhow::Result<Outcome> {
+    let vmid = lab_core::VmId::new(p.vmid)?;
+    let mut task = None;
+    match p.path {
+        ResetPath::Rollback => {
+            task = lab_core::rollback(hv, vmid, to)
+                .await
+                .with_context(|| format!("{}: rollback to {to}", p.host))?;
+        }
+        ResetPath::Reclone => {
+            let intent = match &p.resume {
+                Some(i) => i.clone(),
+                None => {
+                    let intent = read_intent(hv, access, spec, vmid, to).await?;
+                    journal.update(|r| {
+                        r.pending.insert(p.host.clone(), intent.clone());
+                    })?;
+                    intent
+                }
+            };
+            let r = Reclone {
+                lab: spec.name.clone(),
+                template: spec.template,
+                mode: spec.clone_mode,
+                vmid,
+                hostname: p.host.clone(),
+                identity: GuestIdentity {
+                    nics: intent
+                        .nics
+                        .iter()
+                        .map(|n| NicLink {
+                            net: n.net.clone(),
+                            mac: n.mac.clone(),
+                            was_down: false,
+                            down: false,
+                        })
+                        .collect(),
+                    tags: intent.tags.clone(),
+                },
+                fence: intent.fenced,
+            };
+            reclone(hv, &r)
+                .await
+                .with_context(|| format!("{}: re-clone of VM {vmid}", p.host))?;
+            for a in &intent.acl {
+                let entry = a.entry()?;
+                access
+                    .grant(&entry)
+                    .await
+                    .with_context(|| format!("{}: giving back the ACL entry {}", p.host, a.path))?;
+            }
+        }
+    }
+    let t = &spec.timeouts;
+    let probe = wait_ready(hv, vmid, t.address_hint, t.ready + t.address)
+        .await
+        .with_context(|| format!("{}: waiting for the guest agent after the reset", p.host))?;
+    let mut rebased = false;
+    if p.path == ResetPath::Reclone && to == BASELINE && settings.baseline {
+        // The lab keeps a baseline: the fresh clone gets it again, so the next reset of
+        // this student can roll back.
+        let row = GuestStatus {
+            vmid,
+            hostname: p.host.clone(),
+            node: lab_core::Node::new(""),
+            status: lab_core::VmStatus::Running,
+            addresses: Vec::new(),
+            fenced: None,
+        };
+        take_baseline(hv, &[row], settings.vmstate).await?;
+        rebased = true;
+    }
+    let macs = hv
+        .identity(vmid)
+        .await
+        .map(|i| i.nics.into_iter().map(|n| n.mac).collect())
+        .unwrap_or_default();
+    journal.update(|r| {
+        r.pending.remove(&p.host);
+        r.done.push(Done {
+            hostname: p.host.clone(),
+            vmid: p.vmid,
+            path: p.path.as_str().to_owned(),
+            to: to.to_owned(),
+            at: now(),
+        });
+    })?;
+    Ok(Outcome {
+        addresses: probe.addresses.iter().map(ToString::to_string).collect(),
+        macs,
+        task,
+        rebased,
+    })
+}
+
+/// What a re-clone must give back, read from the guest before it is destroyed.
+async fn read_intent(
+    hv: &ProxmoxLab,
+    access: &AccessApi,
+    spec: &lab_core::LabSpec,
+    vmid: lab_core::VmId,
+    to: &str,
+) -> anyhow::Result<Intent> {
+    use lab_core::Isolation;
+    let identity = hv
+        .identity(vmid)
+        .await
+        .with_context(|| format!("reading the NICs and tags of VM {vmid}"))?;
+    let fenced = hv
+        .fenced(&spec.name, vmid)
+        .await
+        .with_context(|| format!("reading the fence of VM {vmid}"))?;
+    let path = AclPath::vm(pve_vm::VmId::new(vmid.get())?);
+    let acl = access
+        .acl()
+        .await
+        .context("reading the ACL (the student's rights on the guest are given back)")?
+        .iter()
+        .filter(|e| e.path == path)
+        .map(Acl::of)
+        .collect();
+    Ok(Intent {
+        vmid: vmid.get(),
+        to: to.to_owned(),
+        since: now(),
+        nics: identity
+            .nics
+            .into_iter()
+            .map(|n| Nic {
+                net: n.net,
+                mac: n.mac,
+            })
+            .collect(),
+        tags: identity.tags,
+        fenced,
+        acl,
+    })
+}
+
+fn print_plan(
+    lab: &LabName,
+    to: &str,
+    plan: &[Planned],
+    dry_run: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let rows: Vec<serde_json::Value> = plan
+        .iter()
+        .map(|p| json!({"hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why}))
+        .collect();
+    if format == Format::Json {
+        if dry_run {
+            print_json(&json!({"lab": lab.as_str(), "to": to, "dry_run": true, "plan": rows}))?;
+        }
+        return Ok(());
+    }
+    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "WHY"]);
+    for p in plan {
+        sheet.row(vec![
+            line_safe(&p.host),
+            p.vmid.to_string(),
+            p.path.as_str().to_owned(),
+            line_safe(&p.why),
+        ]);
+    }
+    if dry_run {
+        sheet.print(format, &rows)?;
+        println!("dry run: nothing changed");
+    } else {
+        eprint!("{}", sheet.to_table());
+    }
+    Ok(())
+}
+
+fn report(
+    lab: &LabName,
+    to: &str,
+    results: &[(&Planned, anyhow::Result<Outcome>)],
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "OUTCOME", "ADDRESSES", "MACS"]);
+    let mut rows = Vec::new();
+    for (p, r) in results {
+        let (outcome, addresses, macs, task, error) = match r {
+            Ok(o) => (
+                "done",
+                o.addresses.clone(),
+                o.macs.clone(),
+                o.task.clone(),
+                None,
+            ),
+            Err(e) => (
+                "failed",
+                Vec::new(),
+                Vec::new(),
+                None,
+                Some(format!("{e:#}")),
+            ),
+        };
+        let rebased = r.as_ref().is_ok_and(|o| o.rebased);
+        sheet.row(vec![
+            line_safe(&p.host),
+            p.vmid.to_string(),
+            p.path.as_str().to_owned(),
+            if rebased {
+                "done (new baseline)".to_owned()
+            } else {
+                outcome.to_owned()
+            },
+            if addresses.is_empty() {
+                "-".into()
+            } else {
+                addresses.join(" ")
+            },
+            if macs.is_empty() {
+                "-".into()
+            } else {
+                macs.join(" ")
+            },
+        ]);
+        if let Some(e) = &error {
+            eprintln!("labctl: {}", line_safe(e));
+        }
+        rows.push(json!({
+            "hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why,
+            "outcome": outcome, "new_baseline": rebased, "addresses": addresses, "macs": macs,
+            "task": task, "error": error,
+        }));
+    }
+    if format == Format::Json {
+        print_json(&json!({"lab": lab.as_str(), "to": to, "dry_run": false, "students": rows}))
+    } else {
+        sheet.print(format, &rows)
+    }
+}
+
+/// The lab backend over `client`, with waits matched to `LABCTL_TIME_SCALE`.
+pub(crate) fn backend_over(client: &pve_auth::PveClient) -> anyhow::Result<ProxmoxLab> {
+    Ok(match crate::connect::time_scale()? {
+        Some(f) => ProxmoxLab::with_timing(client.clone(), pve_vm::Timing::default().scaled(f)),
+        None => ProxmoxLab::new(client.clone()),
+    })
+}
+
+/// `lab up` with `[snapshots] baseline = true`: snapshot `baseline` of every student that
+/// has none (a student that has one keeps it, so a second `up` takes none); answers
+/// (taken, kept). A guest locked by a task still running is asked again a few times.
+pub(crate) async fn take_baseline(
+    hv: &ProxmoxLab,
+    students: &[GuestStatus],
+    vmstate: bool,
+) -> anyhow::Result<(usize, usize)> {
+    use futures::stream::{self, StreamExt};
+    let results: Vec<(String, lab_core::Result<bool>)> = stream::iter(students)
+        .map(|s| async move {
+            // Taken once every student is ready; a guest still booting is snapshotted as
+            // it is (disk only unless `vmstate`).
+            let mut tries = 0;
+            let r = loop {
+                match hv.snapshots(s.vmid).await {
+                    Ok(l) if l.iter().any(|x| x.name == BASELINE) => break Ok(false),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+                match hv.snapshot(s.vmid, BASELINE.to_owned(), vmstate).await {
+                    Ok(_) => break Ok(true),
+                    Err(lab_core::Error::AlreadyExists { .. }) => break Ok(false),
+                    Err(lab_core::Error::Busy { .. }) if tries < 30 => {
+                        tries += 1;
+                        tokio::time::sleep(scaled(std::time::Duration::from_secs(2))).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            (s.hostname.clone(), r)
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    let (mut taken, mut kept) = (0, 0);
+    for (host, r) in results {
+        match r {
+            Ok(true) => taken += 1,
+            Ok(false) => kept += 1,
+            Err(e) => failed.push(format!(
+                "{}: {}",
+                line_safe(&host),
+                line_safe(&e.to_string())
+            )),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(fail::with_code(
+            fail::INCOMPLETE,
+            format!(
+                "the lab is up, but the snapshot {BASELINE} failed for {} students ({}); run \
+                 `lab up` again (students that have it keep it)",
+                failed.len(),
+                failed.join("; ")
+            ),
+        ));
+    }
+    Ok((taken, kept))
+}
+
+/// The snapshot `lab up` takes and `lab reset` goes back to by default.
+pub(crate) const BASELINE: &str = "baseline";
+
+fn scaled(d: std::time::Duration) -> std::time::Duration {
+    match crate::connect::time_scale() {
+        Ok(Some(f)) => d.mul_f64(f),
+        _ => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn students_resolve_by_host_login_or_roster_name_and_unknown_ones_are_named() {
+        let lab = LabName::new("rst").unwrap();
+        let hosts = vec!["rst-01".to_owned(), "rst-02".to_owned()];
+        let got = resolve(
+            &["rst-02".into(), "rst-01@pve".into(), "rst-02".into()],
+            &hosts,
+            None,
+            &lab,
+        )
+        .unwrap();
+        assert_eq!(got, ["rst-02", "rst-01"]);
+        let e = resolve(&["nobody".into()], &hosts, None, &lab)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"nobody\"") && e.contains("rst-01, rst-02"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_acl_record_round_trips_and_a_bad_kind_is_refused() {
+        let a = Acl {
+            path: "/vms/5000".into(),
+            kind: "user".into(),
+            who: "rst-01@pve".into(),
+            role: "LabctlExam".into(),
+            propagate: true,
+        };
+        assert_eq!(Acl::of(&a.entry().unwrap()), a);
+        let bad = Acl {
+            kind: "robot".into(),
+            ..a
+        };
+        assert!(bad.entry().unwrap_err().to_string().contains("robot"));
+    }
+}

@@ -40,6 +40,7 @@ mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 mod hypervisor;
+mod placement;
 mod spec;
 mod types;
 mod up;
@@ -48,6 +49,8 @@ mod up;
 mod conformance_tests;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod fake_props;
 
@@ -69,6 +72,9 @@ pub use hypervisor::{
     MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
     MockReadiness, MockSnapshots,
 };
+// Placement across a cluster (issue 21).
+pub use hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
+pub use placement::{mib, place, replica_tag, NodePlan, PlacementPlan, PlacementPolicy};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };

@@ -661,7 +661,10 @@ pub async fn placement<H: Hypervisor + ?Sized>(hv: &H, fx: &Fixture) -> Outcome 
         ));
     }
     if let Some(problem) = marked {
-        return Err(fail(C, format!("a placed clone lacks its marks: {problem}")));
+        return Err(fail(
+            C,
+            format!("a placed clone lacks its marks: {problem}"),
+        ));
     }
     Ok(())
 }

@@ -50,9 +50,9 @@ mod conformance_tests;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
-mod placement_tests;
-#[cfg(test)]
 mod fake_props;
+#[cfg(test)]
+mod placement_tests;
 
 pub use down::{teardown, teardown_planned, teardown_with};
 pub use engine::{

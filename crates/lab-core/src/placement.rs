@@ -345,7 +345,11 @@ mod tests {
             &["pve1", "pve2"],
         );
         let p = place(&v, &students(4), &[], &[], PlacementPolicy::Spread).unwrap();
-        assert_eq!(counts(&p), [("pve1".into(), 4)], "pve2 offline, pve3 no template");
+        assert_eq!(
+            counts(&p),
+            [("pve1".into(), 4)],
+            "pve2 offline, pve3 no template"
+        );
         let e = place(
             &v,
             &students(1),
@@ -359,8 +363,14 @@ mod tests {
             text.contains("it is on pve1, pve2") && text.contains("online: pve1, pve3"),
             "{text}"
         );
-        let e = place(&v, &students(1), &[Node::new("pve9")], &[], PlacementPolicy::Spread)
-            .unwrap_err();
+        let e = place(
+            &v,
+            &students(1),
+            &[Node::new("pve9")],
+            &[],
+            PlacementPolicy::Spread,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("pve9"), "{e}");
     }
 
@@ -402,7 +412,10 @@ mod tests {
 
     #[test]
     fn policies_parse_and_print() {
-        assert_eq!("pack".parse::<PlacementPolicy>().unwrap(), PlacementPolicy::Pack);
+        assert_eq!(
+            "pack".parse::<PlacementPolicy>().unwrap(),
+            PlacementPolicy::Pack
+        );
         assert_eq!(PlacementPolicy::default().to_string(), "spread");
         assert!("even".parse::<PlacementPolicy>().is_err());
     }

@@ -21,8 +21,12 @@ fn cluster(node_gib: u64) -> FakeHypervisor {
 }
 
 fn spec(count: u32) -> LabSpec {
-    let mut s = LabSpec::new(LabName::new("exam1").unwrap(), VmId::new(9000).unwrap(), count)
-        .unwrap();
+    let mut s = LabSpec::new(
+        LabName::new("exam1").unwrap(),
+        VmId::new(9000).unwrap(),
+        count,
+    )
+    .unwrap();
     s.hostname = "exam-{n:02}".parse().unwrap();
     s.ids = "5000-5099".parse().unwrap();
     s.teachers = vec!["10.10.0.1".parse().unwrap()];
@@ -62,7 +66,11 @@ async fn nodes_and_pack_in_the_spec_are_followed() {
     s.nodes = vec![Node::new("pve3"), Node::new("pve2")];
     s.placement = PlacementPolicy::Pack;
     apply(&hv, &s, &no_progress).await.unwrap();
-    assert_eq!(per_node(&hv), counts(&[("pve3", 4)]), "pack fills pve3 first");
+    assert_eq!(
+        per_node(&hv),
+        counts(&[("pve3", 4)]),
+        "pack fills pve3 first"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -111,7 +119,10 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     expected.sort_unstable();
     let mut got = failed.clone();
     got.sort_unstable();
-    assert_eq!(got, expected, "exactly the students on the lost node fail: {failures:?}");
+    assert_eq!(
+        got, expected,
+        "exactly the students on the lost node fail: {failures:?}"
+    );
     assert!(
         failures
             .iter()
@@ -127,9 +138,14 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     assert_eq!(others + on_pve2.len(), 12);
     // The node comes back: `down` removes everything, pve2's guests included.
     hv.set_node_online("pve2", true);
-    teardown(&hv, &LabName::new("exam1").unwrap(), &DownOptions::new(4), &no_progress)
-        .await
-        .unwrap();
+    teardown(
+        &hv,
+        &LabName::new("exam1").unwrap(),
+        &DownOptions::new(4),
+        &no_progress,
+    )
+    .await
+    .unwrap();
     assert!(per_node(&hv).is_empty(), "{:?}", hv.guests());
 }
 

@@ -186,7 +186,11 @@ pub async fn apply_with(
             Outcome::Blocked => blocked.push(s.hostname.clone()),
             Outcome::Failed(step, e) => failures.push(Failure {
                 subject: s.hostname.clone(),
-                message: match run.placed.as_ref().and_then(|p| p.lost_node_of(&s.hostname)) {
+                message: match run
+                    .placed
+                    .as_ref()
+                    .and_then(|p| p.lost_node_of(&s.hostname))
+                {
                     Some(node) => format!("{step} on node {node}, which went offline: {e}"),
                     None => format!("{step}: {e}"),
                 },
@@ -886,7 +890,12 @@ impl Placed {
             .nodes
             .iter()
             .filter(|n| !lost.contains(n.node.as_str()))
-            .max_by_key(|n| (left.get(n.node.as_str()).copied().unwrap_or(0), std::cmp::Reverse(n.node.to_string())))?;
+            .max_by_key(|n| {
+                (
+                    left.get(n.node.as_str()).copied().unwrap_or(0),
+                    std::cmp::Reverse(n.node.to_string()),
+                )
+            })?;
         let need = i128::from(self.plan.guest_memory);
         if let Some(l) = left.get_mut(from.node.as_str()) {
             *l += need;

@@ -46,6 +46,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 mod placement;
+pub use placement::{Replica, ReplicaSet};
 pub mod probes;
 mod tasks;
 
@@ -661,6 +662,10 @@ impl Inventory for ProxmoxLab {
                 match self.info_of(&guest, info.pool.clone()).await {
                     Ok(fresh) => info = fresh,
                     Err(e) if e.is_not_found() => continue,
+                    // A guest on a node that is down (595) shows as the listing has it.
+                    Err(e) if e.is_transient() => {
+                        tracing::debug!(vmid = %g.vmid, node = %g.node, error = %e, "guest unreadable; listed as is");
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -782,7 +787,10 @@ impl Provisioning for ProxmoxLab {
     async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
         // Placed: clone the source's template (the lab's, or its replica on the node),
         // and land on the source's node (`target` when sent from shared storage).
-        let from = request.source.as_ref().map_or(request.template, |s| s.template);
+        let from = request
+            .source
+            .as_ref()
+            .map_or(request.template, |s| s.template);
         let mut t = self.template(from).await?;
         let target = match &request.source {
             Some(s) if s.target => {

@@ -493,7 +493,9 @@ pub(crate) fn migrate(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             {
                 let mut st = sh2.lock();
                 let target_online = st.node_online(&target);
-                let g = st.guest_mut(Kind::Qemu, &node, vmid).map_err(|e| e.message)?;
+                let g = st
+                    .guest_mut(Kind::Qemu, &node, vmid)
+                    .map_err(|e| e.message)?;
                 g.check_lock().map_err(|e| e.message)?;
                 if g.running && !online {
                     return Err("can't migrate running VM without --online".to_owned());
@@ -511,8 +513,10 @@ pub(crate) fn migrate(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                     ));
                 }
                 g.config.insert("lock".into(), "migrate".into());
-                st.tasks
-                    .log(&upid, format!("starting migration of VM {vmid} to node '{target}'"));
+                st.tasks.log(
+                    &upid,
+                    format!("starting migration of VM {vmid} to node '{target}'"),
+                );
             }
             sh2.sleep(if local_disks {
                 crate::clone::FULL

@@ -30,7 +30,10 @@ async fn a_start_that_does_not_fit_the_nodes_memory_is_refused() {
     api.post_ok("/nodes/pve1/qemu/302/status/start", &[]).await;
     let upid = api.post("/nodes/pve1/qemu/303/status/start", &[]).await;
     let st = api.wait_task(&upid).await;
-    assert_eq!(st["exitstatus"], "start failed: QEMU exited with code 1", "{st}");
+    assert_eq!(
+        st["exitstatus"], "start failed: QEMU exited with code 1",
+        "{st}"
+    );
     let log = api
         .get(
             &format!("/nodes/pve1/tasks/{}/log", enc(upid.as_str().unwrap())),
@@ -96,12 +99,20 @@ async fn templates_on_shared_storage_clone_to_any_node() {
     // A full copy onto the shared storage, made a template, clones anywhere.
     api.post_ok(
         "/nodes/pve1/qemu/9000/clone",
-        &[("newid", "300"), ("full", "1"), ("storage", "rbd"), ("name", "shared-tmpl")],
+        &[
+            ("newid", "300"),
+            ("full", "1"),
+            ("storage", "rbd"),
+            ("name", "shared-tmpl"),
+        ],
     )
     .await;
     let cfg = api.get("/nodes/pve1/qemu/300/config", &[]).await;
     assert!(
-        cfg["scsi0"].as_str().unwrap().starts_with("rbd:vm-300-disk-0"),
+        cfg["scsi0"]
+            .as_str()
+            .unwrap()
+            .starts_with("rbd:vm-300-disk-0"),
         "{cfg}"
     );
     api.post_ok("/nodes/pve1/qemu/300/template", &[]).await;
@@ -111,7 +122,10 @@ async fn templates_on_shared_storage_clone_to_any_node() {
             &[("newid", "301"), ("target", "pve3"), ("name", "s1")],
         )
         .await;
-    assert!(upid.as_str().unwrap().contains(":pve1:"), "the task runs on the source's node");
+    assert!(
+        upid.as_str().unwrap().contains(":pve1:"),
+        "the task runs on the source's node"
+    );
     let cfg = api.get("/nodes/pve3/qemu/301/config", &[]).await;
     assert!(
         cfg["scsi0"]
@@ -120,7 +134,9 @@ async fn templates_on_shared_storage_clone_to_any_node() {
             .starts_with("rbd:base-300-disk-0/vm-301-disk-0"),
         "{cfg}"
     );
-    let a = api.call(Method::GET, "/nodes/pve1/qemu/301/config", &[]).await;
+    let a = api
+        .call(Method::GET, "/nodes/pve1/qemu/301/config", &[])
+        .await;
     assert_eq!(a.status, 500, "the clone lives on pve3 only");
     api.post_ok("/nodes/pve3/qemu/301/status/start", &[]).await;
     // A storage that does not exist is named.
@@ -143,12 +159,20 @@ async fn offline_migration_moves_a_stopped_guest_and_refuses_a_running_one() {
     )
     .await;
     let a = api
-        .call(Method::POST, "/nodes/pve1/qemu/310/migrate", &[("target", "pve1")])
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu/310/migrate",
+            &[("target", "pve1")],
+        )
         .await;
     assert_eq!(a.status, 400, "{a:?}");
     assert_eq!(a.body["errors"]["target"], "target is local node.");
     let a = api
-        .call(Method::POST, "/nodes/pve1/qemu/310/migrate", &[("target", "pve9")])
+        .call(
+            Method::POST,
+            "/nodes/pve1/qemu/310/migrate",
+            &[("target", "pve9")],
+        )
         .await;
     assert_eq!(a.message(), "no such cluster node 'pve9'\n");
     let upid = api
@@ -159,7 +183,9 @@ async fn offline_migration_moves_a_stopped_guest_and_refuses_a_running_one() {
         api.get("/nodes/pve2/qemu/310/config", &[]).await["name"],
         "copy"
     );
-    let a = api.call(Method::GET, "/nodes/pve1/qemu/310/config", &[]).await;
+    let a = api
+        .call(Method::GET, "/nodes/pve1/qemu/310/config", &[])
+        .await;
     assert_eq!(a.status, 500);
     // A running guest needs `online`.
     api.post_ok("/nodes/pve2/qemu/310/status/start", &[]).await;
@@ -172,11 +198,18 @@ async fn offline_migration_moves_a_stopped_guest_and_refuses_a_running_one() {
     );
     api.post_ok(
         "/nodes/pve2/qemu/310/migrate",
-        &[("target", "pve3"), ("online", "1"), ("with-local-disks", "1")],
+        &[
+            ("target", "pve3"),
+            ("online", "1"),
+            ("with-local-disks", "1"),
+        ],
     )
     .await;
     let cur = api.get("/nodes/pve3/qemu/310/status/current", &[]).await;
-    assert_eq!(cur["status"], "running", "a live migration keeps it running");
+    assert_eq!(
+        cur["status"], "running",
+        "a live migration keeps it running"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +226,10 @@ async fn an_offline_node_answers_595_and_comes_back_with_its_guests_stopped() {
     let nodes = api.get("/nodes", &[]).await;
     let pve2 = node(&nodes, "pve2");
     assert_eq!(pve2["status"], "offline");
-    assert!(pve2.get("mem").is_none(), "no figures for an offline node: {pve2}");
+    assert!(
+        pve2.get("mem").is_none(),
+        "no figures for an offline node: {pve2}"
+    );
     assert_eq!(node(&nodes, "pve1")["status"], "online");
     let vms = api.get("/cluster/resources", &[("type", "vm")]).await;
     let db = vms

@@ -62,6 +62,7 @@ pub struct Bound {
 
 impl Bound {
     /// The bounds for `n` students at time scale `scale`, every clone on one node.
+    #[cfg(test)]
     pub fn of(n: u32, scale: f64) -> Bound {
         Bound::placed(n, 1, scale)
     }

@@ -1072,45 +1072,6 @@ async fn down(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(host: &str, student: Option<&str>, ip: Option<&str>) -> SheetRow {
-        SheetRow {
-            student: student.map(str::to_owned),
-            student_id: None,
-            email: None,
-            hostname: host.to_owned(),
-            vmid: 5000,
-            node: "pve1".into(),
-            state: "running".into(),
-            addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
-            fenced: None,
-            frozen: None,
-        }
-    }
-
-    #[test]
-    fn hosts_lines_cannot_be_forged_by_names() {
-        let rows = [
-            row(
-                "exam-01",
-                Some("Zoë\n10.0.0.66 bank.example"),
-                Some("10.10.3.4"),
-            ),
-            row("exam-02\n10.0.0.66\tbank", None, Some("10.10.3.5")),
-            row("exam-03", None, None),
-            row("exam-04", None, Some("10.10.3.7")),
-        ];
-        let text = hosts_lines(&rows);
-        assert_eq!(
-            text,
-            "10.10.3.4\texam-01\t# Zoë\\n10.0.0.66 bank.example\n10.10.3.7\texam-04\n"
-        );
-    }
-}
-
 // ---- Placement (issue 21): where `up` puts the new students ----
 
 /// Where `up` would put the new students: `None` when nothing is created or the backend
@@ -1201,4 +1162,43 @@ fn placement_table(p: &lab_core::PlacementPlan) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(host: &str, student: Option<&str>, ip: Option<&str>) -> SheetRow {
+        SheetRow {
+            student: student.map(str::to_owned),
+            student_id: None,
+            email: None,
+            hostname: host.to_owned(),
+            vmid: 5000,
+            node: "pve1".into(),
+            state: "running".into(),
+            addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
+            fenced: None,
+            frozen: None,
+        }
+    }
+
+    #[test]
+    fn hosts_lines_cannot_be_forged_by_names() {
+        let rows = [
+            row(
+                "exam-01",
+                Some("Zoë\n10.0.0.66 bank.example"),
+                Some("10.10.3.4"),
+            ),
+            row("exam-02\n10.0.0.66\tbank", None, Some("10.10.3.5")),
+            row("exam-03", None, None),
+            row("exam-04", None, Some("10.10.3.7")),
+        ];
+        let text = hosts_lines(&rows);
+        assert_eq!(
+            text,
+            "10.10.3.4\texam-01\t# Zoë\\n10.0.0.66 bank.example\n10.10.3.7\texam-04\n"
+        );
+    }
 }

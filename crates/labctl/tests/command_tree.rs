@@ -304,7 +304,14 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
         ("template list", leaf(&["template", "list"])),
         (
             "template replicate",
-            leaf(&["template", "replicate", "9000", "--nodes", "pve2", "--dry-run"]),
+            leaf(&[
+                "template",
+                "replicate",
+                "9000",
+                "--nodes",
+                "pve2",
+                "--dry-run",
+            ]),
         ),
         ("vm list", leaf(&["vm", "list"])),
         ("vm next-id", leaf(&["vm", "next-id", "--from", "5000"])),

@@ -22,6 +22,10 @@
 //! ```
 //!
 //! For N = 50 at scale 0.1 that is 6.0 s (issue 9: 5.9 s).
+//!
+//! With a copy of the template on each of K nodes (issue 21, [`Bound::placed`]) the
+//! students spread over K storages: `ceil(N / (3·K))` waves, so for N = 50 on 3 nodes
+//! `(1 + ceil(50/9)·2 + 2 + 20 + 3) · scale` = 3.8 s at scale 0.1.
 
 use serde::Serialize;
 
@@ -57,9 +61,17 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// The bounds for `n` students at time scale `scale`.
+    /// The bounds for `n` students at time scale `scale`, every clone on one node.
+    #[cfg(test)]
     pub fn of(n: u32, scale: f64) -> Bound {
-        let waves = f64::from(n.div_ceil(STORAGE_SLOTS));
+        Bound::placed(n, 1, scale)
+    }
+
+    /// The bounds for `n` students spread over `nodes` nodes that each hold a copy of the
+    /// template on their own `local-lvm` (issue 21): the clone waves run on every node's
+    /// storage at once, `ceil(n / (3 · nodes))` of them.
+    pub fn placed(n: u32, nodes: u32, scale: f64) -> Bound {
+        let waves = f64::from(n.div_ceil(STORAGE_SLOTS * nodes.max(1)));
         let tail = START + AGENT_BOOT + DHCP;
         Bound {
             up_s: scale * (CONFIG_DELAY + waves * LINKED_CLONE + tail),
@@ -101,6 +113,14 @@ mod tests {
         assert!(close(Bound::of(3, 1.0).up_s, 1.0 + 2.0 + 25.0));
         assert!(close(Bound::of(4, 1.0).up_s, 1.0 + 4.0 + 25.0));
         assert!(close(Bound::of(500, 1.0).up_s, 1.0 + 167.0 * 2.0 + 25.0));
+    }
+
+    #[test]
+    fn three_replicas_make_the_clone_waves_three_times_fewer() {
+        // Issue 21: (1 + ceil(50/9)·2 + 2 + 20 + 3) × scale = 38 s at scale 1.
+        let b = Bound::placed(50, 3, 1.0);
+        assert!(close(b.up_s, 1.0 + 6.0 * 2.0 + 25.0), "{b:?}");
+        assert_eq!(Bound::placed(50, 1, 1.0), Bound::of(50, 1.0));
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Scenario {
     pub students: u32,
     /// Zero-latency run (client overhead) instead of the scale-0.1 run.
     pub zero_latency: bool,
+    /// Nodes holding a copy of the template (1: only the template's own node; more: the
+    /// template is first replicated, untimed, and `up` spreads over the copies).
+    pub replicas: u32,
 }
 
 impl Scenario {
@@ -74,13 +77,21 @@ impl Scenario {
     pub fn label(&self) -> String {
         if self.zero_latency {
             format!("exam-{}-zero", self.students)
+        } else if self.replicas > 1 {
+            format!("exam-{}-replicas{}", self.students, self.replicas)
         } else {
             format!("exam-{}", self.students)
         }
     }
 
     fn lab(&self) -> String {
-        let prefix = if self.zero_latency { "zero" } else { "exam" };
+        let prefix = if self.zero_latency {
+            "zero"
+        } else if self.replicas > 1 {
+            "spread"
+        } else {
+            "exam"
+        };
         format!("{prefix}{}", self.students)
     }
 
@@ -107,11 +118,21 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         .map(|&students| Scenario {
             students,
             zero_latency: false,
+            replicas: 1,
         })
-        .chain([Scenario {
-            students: zero,
-            zero_latency: true,
-        }])
+        .chain([
+            // Issue 21: a replica of the template on each of the 3 nodes.
+            Scenario {
+                students: 50,
+                zero_latency: false,
+                replicas: 3,
+            },
+            Scenario {
+                students: zero,
+                zero_latency: true,
+                replicas: 1,
+            },
+        ])
         .collect()
 }
 
@@ -257,7 +278,10 @@ pub fn run(
     budget: &Budget,
 ) -> Result<(Group, Vec<ExamResult>)> {
     let mut results = Vec::new();
-    for sc in scenarios(settings.quick) {
+    for sc in scenarios(settings.quick)
+        .into_iter()
+        .filter(|sc| settings.exam_only.is_empty() || settings.exam_only.contains(&sc.label()))
+    {
         eprintln!("labctl-bench: exam: {}", sc.label());
         let r = scenario(sim_runtime, &sc, budget)
             .with_context(|| format!("scenario {}", sc.label()))?;
@@ -358,7 +382,7 @@ fn spec(sc: &Scenario, timeouts: Timeouts) -> Result<LabSpec> {
 
 fn scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, budget: &Budget) -> Result<ExamResult> {
     let scale = sc.sim_scale();
-    let bound = Bound::of(sc.students, scale);
+    let bound = Bound::placed(sc.students, sc.replicas, scale);
     let up_budget = if sc.zero_latency {
         Duration::from_secs_f64(budget.max_s)
     } else {
@@ -377,6 +401,14 @@ fn scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, budget: &Budget) -> Res
     let spec = spec(sc, timeouts)?;
     let lab = spec.name.clone();
     let base = sim.base_url();
+    if sc.replicas > 1 {
+        // Untimed preparation: a copy of the template on the other nodes.
+        let nodes: Vec<String> = (2..=sc.replicas).map(|i| format!("pve{i}")).collect();
+        let hv = backend(&base, timing)?;
+        rt.block_on(hv.replicate(VmId::new(TEMPLATE)?, Some(&nodes), false))
+            .context("replicating the template")?;
+        settle(rt, &sim);
+    }
     let peak_resets = reset_peak();
 
     // lab up
@@ -552,7 +584,10 @@ mod tests {
     #[test]
     fn scenario_sets() {
         let labels = |q| scenarios(q).iter().map(Scenario::label).collect::<Vec<_>>();
-        assert_eq!(labels(true), ["exam-10", "exam-50", "exam-50-zero"]);
+        assert_eq!(
+            labels(true),
+            ["exam-10", "exam-50", "exam-50-replicas3", "exam-50-zero"]
+        );
         assert_eq!(
             labels(false),
             [
@@ -560,6 +595,7 @@ mod tests {
                 "exam-50",
                 "exam-200",
                 "exam-500",
+                "exam-50-replicas3",
                 "exam-500-zero"
             ]
         );
@@ -609,6 +645,7 @@ mod tests {
         let sc = Scenario {
             students: 50,
             zero_latency: false,
+            replicas: 1,
         };
         let s = spec(&sc, Timeouts::default().scaled(TIME_SCALE)).unwrap();
         assert_eq!(s.name.to_string(), "exam50");
@@ -624,6 +661,7 @@ mod tests {
         let zero = Scenario {
             students: 5,
             zero_latency: true,
+            replicas: 1,
         };
         let (timing, timeouts) = client_waits(&zero);
         let normal = Timing::default().scaled(TIME_SCALE);

@@ -83,6 +83,10 @@ struct Args {
     /// Run only these groups (repeatable; default: all).
     #[arg(long, value_enum, value_name = "GROUP")]
     only: Vec<GroupName>,
+    /// In the exam group, run only these scenarios (labels such as exam-50-replicas3;
+    /// repeatable; default: all).
+    #[arg(long, value_name = "LABEL")]
+    exam_only: Vec<String>,
     /// Where the exam group writes report.md and report.json (default: the directory of
     /// --json, else target/bench).
     #[arg(long, value_name = "DIR")]
@@ -136,10 +140,12 @@ enum GroupName {
 }
 
 /// What every group needs to know about the run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Small counts.
     pub quick: bool,
+    /// Exam scenarios to run (labels, e.g. `exam-50-replicas3`); empty: all.
+    pub exam_only: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -151,7 +157,10 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
-    let settings = Settings { quick: args.quick };
+    let settings = Settings {
+        quick: args.quick,
+        exam_only: args.exam_only.clone(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -258,6 +258,11 @@ impl Inventory for FossCloudLab {
     }
 }
 
+/// No placement (the broker places desktops itself): the trait's default answers
+/// `Unsupported` naming this backend.
+#[async_trait]
+impl lab_core::Placement for FossCloudLab {}
+
 #[async_trait]
 impl Provisioning for FossCloudLab {
     async fn prepare_lab(&self, _lab: &LabName) -> lab_core::Result<()> {

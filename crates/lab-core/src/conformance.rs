@@ -107,6 +107,7 @@ impl Fixture {
             hostname: hostname.to_owned(),
             mode: CloneMode::Linked,
             lab: self.lab.clone(),
+            source: None,
         }
     }
 }
@@ -117,7 +118,11 @@ pub async fn hypervisor<H: Hypervisor + ?Sized>(hv: &H, fx: &Fixture) -> Outcome
     inventory(hv, fx).await?;
     provisioning(hv, fx).await?;
     power_and_readiness(hv, fx).await?;
-    isolation(hv, fx).await
+    isolation(hv, fx).await?;
+    if hv.capabilities().placement {
+        placement(hv, fx).await?;
+    }
+    Ok(())
 }
 
 /// The backend says it has what it is tested for.
@@ -465,6 +470,10 @@ pub async fn unsupported_is_typed<H: Hypervisor + Desktops + ?Sized>(
             // Not a part of `Hypervisor`: [`snapshots_unsupported_is_typed`] checks it on
             // backends that implement the trait.
             Capability::Snapshots => Vec::new(),
+            Capability::Placement => vec![(
+                "placement",
+                hv.placement(fx.template, CloneMode::Linked).await.map(drop),
+            )],
         };
         for (op, answer) in answers {
             match answer {
@@ -648,6 +657,81 @@ where
                 ))
             }
         }
+    }
+    Ok(())
+}
+
+// ---- Placement (issue 21) ----
+
+/// Placement: the view names the template's own node as a source of the template itself,
+/// every source's node is one of the nodes, a clone needs some memory; a clone sent to a
+/// source lands on that source's node with the lab's marks. Clones one guest and destroys
+/// it again.
+pub async fn placement<H: Hypervisor + ?Sized>(hv: &H, fx: &Fixture) -> Outcome {
+    const C: &str = "placement";
+    capabilities_declared(hv, [Capability::Placement])?;
+    let view = hv
+        .placement(fx.template, CloneMode::Linked)
+        .await
+        .map_err(|e| fail(C, format!("placement of template {}: {e}", fx.template)))?;
+    let t = hv
+        .guest(fx.template)
+        .await
+        .map_err(|e| fail(C, format!("template {}: {e}", fx.template)))?;
+    if !view
+        .sources
+        .iter()
+        .any(|s| s.node == t.node && s.template == fx.template && !s.target)
+    {
+        return Err(fail(
+            C,
+            format!(
+                "no source is the template {} on its node {}: {:?}",
+                fx.template, t.node, view.sources
+            ),
+        ));
+    }
+    if let Some(s) = view
+        .sources
+        .iter()
+        .find(|s| !view.nodes.iter().any(|n| n.node == s.node))
+    {
+        return Err(fail(C, format!("source on unknown node {}", s.node)));
+    }
+    if view.guest_memory == 0 || view.nodes.iter().any(|n| n.memory_total == 0) {
+        return Err(fail(C, format!("memory figures missing: {view:?}")));
+    }
+    let Some(source) = view.sources.last().cloned() else {
+        return Err(fail(C, "no source"));
+    };
+    hv.prepare_lab(&fx.lab)
+        .await
+        .map_err(|e| fail(C, format!("prepare_lab: {e}")))?;
+    let mut request = fx.request(fx.free[0], "placed");
+    request.source = Some(source.clone());
+    let g = hv
+        .clone_guest(request)
+        .await
+        .map_err(|e| fail(C, format!("clone to {}: {e}", source.node)))?;
+    let landed = g.node.clone();
+    let marked = g.ownership_problem(&fx.lab);
+    hv.destroy(g.vmid)
+        .await
+        .map_err(|e| fail(C, format!("destroy {}: {e}", g.vmid)))?;
+    hv.release_lab(&fx.lab)
+        .await
+        .map_err(|e| fail(C, format!("release_lab: {e}")))?;
+    if landed != source.node {
+        return Err(fail(
+            C,
+            format!("a clone sent to {} landed on {landed}", source.node),
+        ));
+    }
+    if let Some(problem) = marked {
+        return Err(fail(
+            C,
+            format!("a placed clone lacks its marks: {problem}"),
+        ));
     }
     Ok(())
 }

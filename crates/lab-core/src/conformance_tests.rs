@@ -138,6 +138,10 @@ impl Inventory for Broken {
     }
 }
 
+/// No placement: the engine clones where the template is.
+#[async_trait]
+impl crate::Placement for Broken {}
+
 #[async_trait]
 impl Provisioning for Broken {
     async fn prepare_lab(&self, lab: &LabName) -> Result<()> {
@@ -299,6 +303,10 @@ impl Backend for BrokenSnap {
         c
     }
 }
+
+/// No placement: the engine clones where the template is.
+#[async_trait]
+impl crate::Placement for BrokenSnap {}
 
 #[async_trait]
 impl Provisioning for BrokenSnap {

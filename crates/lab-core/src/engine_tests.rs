@@ -196,6 +196,10 @@ impl Inventory for Timed {
     }
 }
 
+/// No placement: the engine clones where the template is.
+#[async_trait]
+impl crate::Placement for Timed {}
+
 #[async_trait]
 impl Provisioning for Timed {
     async fn prepare_lab(&self, lab: &LabName) -> Result<()> {

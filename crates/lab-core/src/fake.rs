@@ -29,6 +29,8 @@ use crate::hypervisor::{
     GuestIdentity, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness,
     RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
+use crate::hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
+use crate::placement::replica_tag;
 use crate::spec::CloneMode;
 use crate::types::{GuestInfo, LabName, Node, VmId, VmKind, VmStatus};
 use crate::up::Interrupt;
@@ -75,6 +77,8 @@ struct State {
     started: BTreeMap<u32, tokio::time::Instant>,
     /// Readiness probes answered or failed, in all.
     probes: u64,
+    /// Nodes declared with [`FakeHypervisor::with_node`]: memory (bytes) and online.
+    nodes: BTreeMap<String, (u64, bool)>,
 }
 
 /// How a guest of the fake misbehaves ([`FakeHypervisor::with_quirk`]): a slow or
@@ -108,6 +112,8 @@ enum HaltHow {
     Interrupt(Interrupt),
     /// Every later call fails (the connection died, or the process was killed).
     Crash,
+    /// This node goes offline (once).
+    Offline(String),
 }
 
 /// The in-memory backend; cheap to clone (shared state).
@@ -302,6 +308,17 @@ impl FakeHypervisor {
                 i.trigger();
             }
         }
+        let offline = match &s.halt {
+            Some(Halt {
+                after,
+                how: HaltHow::Offline(node),
+            }) if s.mutations >= *after => Some(node.clone()),
+            _ => None,
+        };
+        if let Some(node) = offline {
+            s.halt = None;
+            take_offline(&mut s, &node);
+        }
         Ok(s)
     }
 }
@@ -374,6 +391,7 @@ impl Backend for FakeHypervisor {
         Capabilities {
             desktops: true,
             snapshots: true,
+            placement: true,
             ..Capabilities::HYPERVISOR
         }
     }
@@ -434,7 +452,15 @@ impl Provisioning for FakeHypervisor {
 
     async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
         let mut s = self.write()?;
-        let template = match s.guests.get(&request.template.get()) {
+        // Placed: the template (or replica) the source names, landing on its node.
+        let (from, on) = match &request.source {
+            Some(src) => (src.template, Some(src.node.clone())),
+            None => (request.template, None),
+        };
+        if let Some(node) = &on {
+            offline_check(&s, node)?;
+        }
+        let template = match s.guests.get(&from.get()) {
             Some(t) if t.template => t.clone(),
             Some(_) => {
                 return Err(Error::InvalidInput {
@@ -445,10 +471,11 @@ impl Provisioning for FakeHypervisor {
             }
             None => {
                 return Err(Error::NotFound {
-                    what: format!("template {}", request.template),
+                    what: format!("template {from}"),
                 })
             }
         };
+        offline_check(&s, &template.node)?;
         if s.guests.contains_key(&request.vmid.get()) {
             return Err(Error::AlreadyExists {
                 what: format!("VM {}", request.vmid),
@@ -471,6 +498,10 @@ impl Provisioning for FakeHypervisor {
             tags: Vec::new(),
             description: Some(request.lab.marker(&request.hostname)),
         };
+        let guest = GuestInfo {
+            node: on.unwrap_or(guest.node.clone()),
+            ..guest
+        };
         s.guests.insert(request.vmid.get(), guest.clone());
         s.clones += 1;
         // A new MAC per clone, as PVE draws one: a re-clone under the same id gets
@@ -483,6 +514,7 @@ impl Provisioning for FakeHypervisor {
 
     async fn destroy(&self, vmid: VmId) -> Result<()> {
         let mut s = self.write()?;
+        guest_node_check(&s, vmid)?;
         match s.guests.get(&vmid.get()) {
             None => Ok(()),
             Some(g) if g.template => Err(Error::NotOwned {
@@ -525,6 +557,9 @@ impl Provisioning for FakeHypervisor {
 impl Power for FakeHypervisor {
     async fn start(&self, vmid: VmId) -> Result<()> {
         let mut s = self.write()?;
+        if let Some(node) = s.guests.get(&vmid.get()).map(|g| g.node.clone()) {
+            offline_check(&s, &node)?;
+        }
         let g = s
             .guests
             .get_mut(&vmid.get())
@@ -556,6 +591,7 @@ impl Power for FakeHypervisor {
 
     async fn stop(&self, vmid: VmId) -> Result<()> {
         let mut s = self.write()?;
+        guest_node_check(&s, vmid)?;
         let g = s
             .guests
             .get_mut(&vmid.get())
@@ -605,6 +641,7 @@ impl Readiness for FakeHypervisor {
 
     async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>> {
         let s = self.read()?;
+        guest_node_check(&s, vmid)?;
         let g = s.guests.get(&vmid.get()).ok_or_else(|| not_found(vmid))?;
         Ok(if g.status.is_running() {
             vec![address_of(vmid)]
@@ -625,6 +662,7 @@ impl Isolation for FakeHypervisor {
 
     async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()> {
         let mut s = self.write()?;
+        guest_node_check(&s, guest.vmid)?;
         let lab_fenced = s.fences.contains_key(how.lab.as_str());
         let g = s
             .guests
@@ -858,5 +896,148 @@ impl Snapshots for FakeHypervisor {
             g.tags = identity.tags;
         }
         Ok(())
+    }
+}
+
+// ---- Placement (issue 21) ----
+
+/// Memory every fake guest reserves while running (bytes).
+pub const FAKE_GUEST_MEMORY: u64 = 2 * 1024 * 1024 * 1024;
+/// Memory of a node that was not declared with [`FakeHypervisor::with_node`] (bytes).
+pub const FAKE_NODE_MEMORY: u64 = 1024 * FAKE_GUEST_MEMORY;
+
+impl FakeHypervisor {
+    /// Declares a node with `memory` bytes (nodes only named by guests have
+    /// [`FAKE_NODE_MEMORY`]). Running guests reserve [`FAKE_GUEST_MEMORY`] each.
+    #[must_use]
+    pub fn with_node(self, node: &str, memory: u64) -> Self {
+        self.lock().nodes.insert(node.to_owned(), (memory, true));
+        self
+    }
+
+    /// Adds a replica `vmid` of template `of` on `node`: a template tagged
+    /// [`replica_tag`](crate::replica_tag)`(of)`, as `labctl template replicate` makes.
+    #[must_use]
+    pub fn with_replica(self, vmid: u32, of: u32, node: &str) -> Self {
+        self.with_guest(GuestInfo {
+            vmid: fixture_id(vmid),
+            name: Some(format!("template-{of}-{node}")),
+            node: Node::new(node),
+            kind: VmKind::Vm,
+            status: VmStatus::Stopped,
+            template: true,
+            pool: None,
+            tags: vec![replica_tag(fixture_id(of))],
+            description: None,
+        })
+    }
+
+    /// Takes `node` offline (its guests stop, calls on them fail) or brings it back.
+    pub fn set_node_online(&self, node: &str, online: bool) {
+        let mut s = self.lock();
+        if online {
+            s.nodes
+                .entry(node.to_owned())
+                .or_insert((FAKE_NODE_MEMORY, true))
+                .1 = true;
+        } else {
+            take_offline(&mut s, node);
+        }
+    }
+
+    /// After `mutations` more changing calls, `node` goes offline (as a node losing power
+    /// in the middle of `up`).
+    pub fn offline_after(&self, mutations: usize, node: &str) {
+        let mut s = self.lock();
+        let after = s.mutations + mutations;
+        s.halt = Some(Halt {
+            after,
+            how: HaltHow::Offline(node.to_owned()),
+        });
+    }
+}
+
+fn take_offline(s: &mut State, node: &str) {
+    s.nodes
+        .entry(node.to_owned())
+        .or_insert((FAKE_NODE_MEMORY, true))
+        .1 = false;
+    for g in s.guests.values_mut().filter(|g| g.node.as_str() == node) {
+        g.status = VmStatus::Stopped;
+    }
+}
+
+/// Calls on a guest whose node is offline fail (PVE: 595 from pveproxy).
+fn guest_node_check(s: &State, vmid: VmId) -> Result<()> {
+    match s.guests.get(&vmid.get()) {
+        Some(g) => offline_check(s, &g.node),
+        None => Ok(()),
+    }
+}
+
+fn offline_check(s: &State, node: &Node) -> Result<()> {
+    match s.nodes.get(node.as_str()) {
+        Some((_, false)) => Err(Error::Backend {
+            backend: BACKEND,
+            source: format!("node {node} is offline").into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Placement for FakeHypervisor {
+    async fn placement(&self, template: VmId, _mode: CloneMode) -> Result<PlacementView> {
+        let s = self.read()?;
+        let t = s
+            .guests
+            .get(&template.get())
+            .filter(|t| t.template)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("template {template}"),
+            })?;
+        let mut names: BTreeSet<String> = s.nodes.keys().cloned().collect();
+        names.extend(s.guests.values().map(|g| g.node.to_string()));
+        let nodes = names
+            .iter()
+            .map(|n| {
+                let (memory_total, online) =
+                    s.nodes.get(n).copied().unwrap_or((FAKE_NODE_MEMORY, true));
+                let running = s
+                    .guests
+                    .values()
+                    .filter(|g| g.node.as_str() == n && g.status.is_running())
+                    .count() as u64;
+                NodeCapacity {
+                    node: Node::new(n.clone()),
+                    online,
+                    memory_total,
+                    memory_used: running * FAKE_GUEST_MEMORY,
+                }
+            })
+            .collect();
+        let tag = replica_tag(template);
+        let sources = std::iter::once(t)
+            .chain(
+                s.guests
+                    .values()
+                    .filter(|g| g.template && g.vmid != template && g.tags.contains(&tag)),
+            )
+            .map(|g| CloneSource {
+                node: g.node.clone(),
+                template: g.vmid,
+                target: false,
+                capacity: CloneCapacity {
+                    key: format!("{}/local-lvm", g.node),
+                    slots: 3,
+                    queue: 2,
+                },
+            })
+            .collect();
+        Ok(PlacementView {
+            nodes,
+            sources,
+            guest_memory: FAKE_GUEST_MEMORY,
+        })
     }
 }

@@ -12,6 +12,7 @@
 //! | [`Isolation`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
 //! | [`Desktops`] | machines, assigned, assign | — | yes | yes |
 //! | [`Snapshots`] | snapshots, snapshot, set_links, rollback_reach, rollback, identity, restore | yes | — | yes |
+//! | [`Placement`] | placement | yes | — | yes |
 //!
 //! [`Hypervisor`] is the set the lab engine needs; every type implementing its parts
 //! implements it (blanket impl), and it stays object-safe (`&dyn Hypervisor`).
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::spec::CloneMode;
-use crate::types::{GuestInfo, LabName, VmId};
+use crate::types::{GuestInfo, LabName, Node, VmId};
 
 /// One clone the engine asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct CloneRequest {
     /// [`LabName::marker`] into its description, so a guest that exists is provably the
     /// lab's even if the caller dies the instant after.
     pub lab: LabName,
+    /// Where the clone lands ([`Placement`]); `None`: where `template` is.
+    pub source: Option<CloneSource>,
 }
 
 /// Where clones of a template compete and how many may run at once there (for Proxmox:
@@ -109,11 +112,13 @@ pub enum Capability {
     Desktops,
     /// [`Snapshots`].
     Snapshots,
+    /// [`Placement`].
+    Placement,
 }
 
 impl Capability {
     /// Every capability, in the order of [`Capabilities`]' fields.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Inventory,
         Capability::Provisioning,
         Capability::Power,
@@ -121,6 +126,7 @@ impl Capability {
         Capability::Isolation,
         Capability::Desktops,
         Capability::Snapshots,
+        Capability::Placement,
     ];
 
     /// The trait's name in lower case (`inventory`).
@@ -133,6 +139,7 @@ impl Capability {
             Capability::Isolation => "isolation",
             Capability::Desktops => "desktops",
             Capability::Snapshots => "snapshots",
+            Capability::Placement => "placement",
         }
     }
 }
@@ -155,6 +162,8 @@ pub struct Capabilities {
     pub desktops: bool,
     /// [`Snapshots`]: named snapshots and the link state of a guest's NICs (the deadline).
     pub snapshots: bool,
+    /// [`Placement`]: the nodes, their memory and where clones of a template may land.
+    pub placement: bool,
 }
 
 impl Capabilities {
@@ -167,6 +176,7 @@ impl Capabilities {
         isolation: true,
         desktops: false,
         snapshots: false,
+        placement: false,
     };
 
     /// Only desktop assignment (a VDI broker such as FOSS-Cloud).
@@ -178,6 +188,7 @@ impl Capabilities {
         isolation: false,
         desktops: true,
         snapshots: false,
+        placement: false,
     };
 
     /// Whether `capability` is supported.
@@ -190,6 +201,7 @@ impl Capabilities {
             Capability::Isolation => self.isolation,
             Capability::Desktops => self.desktops,
             Capability::Snapshots => self.snapshots,
+            Capability::Placement => self.placement,
         }
     }
 
@@ -528,12 +540,82 @@ pub trait Snapshots: Send + Sync {
     async fn restore(&self, vmid: VmId, identity: GuestIdentity) -> Result<()>;
 }
 
+// ---- Placement (issue 21): where clones land across a cluster ----
+
+/// One node of the cluster as placement sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCapacity {
+    /// The node.
+    pub node: Node,
+    /// It answers (an offline node takes no clone).
+    pub online: bool,
+    /// Its physical memory (bytes).
+    pub memory_total: u64,
+    /// Memory in use now (bytes): the host's and its running guests'.
+    pub memory_used: u64,
+}
+
+impl NodeCapacity {
+    /// Memory not in use (bytes).
+    pub fn memory_free(&self) -> u64 {
+        self.memory_total.saturating_sub(self.memory_used)
+    }
+}
+
+/// A place clones of a lab's template may land: the node, what to clone there, and the
+/// capacity the clones compete for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSource {
+    /// The node the new guest lives on.
+    pub node: Node,
+    /// What is cloned: the lab's template, or its replica on `node`.
+    pub template: VmId,
+    /// The template lives on shared storage on another node: the clone is sent there and
+    /// asks for `node` as its target.
+    pub target: bool,
+    /// The storage lock these clones share (sources with the same
+    /// [`CloneCapacity::key`] share its slots, e.g. every node of a shared storage).
+    pub capacity: CloneCapacity,
+}
+
+/// What [`Placement::placement`] read: the nodes, where clones may land, and the memory
+/// one running clone reserves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementView {
+    /// Every node of the cluster.
+    pub nodes: Vec<NodeCapacity>,
+    /// Every place a clone of the template may land (at least the template's own node).
+    pub sources: Vec<CloneSource>,
+    /// Memory one running clone reserves (the template's configured memory, bytes).
+    pub guest_memory: u64,
+}
+
+/// Spreading a lab over a cluster: which nodes hold the template (itself, a replica, or
+/// shared storage) and how much memory each has free. A backend without it answers
+/// [`Error::Unsupported`](crate::Error::Unsupported) and the engine clones everything
+/// where the template is, as before.
+#[async_trait]
+pub trait Placement: Backend + Send + Sync {
+    /// The nodes, the places clones of `template` may land, and the memory a clone needs
+    /// (Proxmox: one cluster resource listing). The default answers `Unsupported`.
+    async fn placement(&self, template: VmId, mode: CloneMode) -> Result<PlacementView> {
+        let _ = (template, mode);
+        Err(crate::Error::Unsupported {
+            operation: "placement",
+            backend: self.backend(),
+        })
+    }
+}
+
 /// The set of capabilities the lab engine needs; implemented by every type that
 /// implements its parts. Object-safe: the engine takes `&dyn Hypervisor`.
-pub trait Hypervisor: Backend + Inventory + Provisioning + Power + Readiness + Isolation {}
+pub trait Hypervisor:
+    Backend + Inventory + Provisioning + Power + Readiness + Isolation + Placement
+{
+}
 
 impl<T> Hypervisor for T where
-    T: Backend + Inventory + Provisioning + Power + Readiness + Isolation + ?Sized
+    T: Backend + Inventory + Provisioning + Power + Readiness + Isolation + Placement + ?Sized
 {
 }
 
@@ -585,6 +667,11 @@ mockall::mock! {
         async fn unisolate(&self, lab: &LabName, students: Vec<VmId>) -> Result<()>;
         async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool>;
     }
+
+    // Not mocked: the default answers `Unsupported`, so a mock clones where the template
+    // is (the engine falls back to `clone_capacity`).
+    #[async_trait]
+    impl Placement for Hypervisor {}
 
     #[async_trait]
     impl Desktops for Hypervisor {

@@ -67,6 +67,7 @@ mod error;
 pub mod fake;
 mod hypervisor;
 mod reset;
+mod placement;
 mod spec;
 mod types;
 mod up;
@@ -79,6 +80,8 @@ mod engine_failure_tests;
 mod engine_tests;
 #[cfg(test)]
 mod fake_props;
+#[cfg(test)]
+mod placement_tests;
 
 pub use down::{teardown, teardown_planned, teardown_with};
 pub use engine::{
@@ -101,6 +104,9 @@ pub use hypervisor::{
 pub use reset::{
     choose_reset, plan_reset, reclone, rollback, wait_ready, Reclone, ResetChoice, ResetPath,
 };
+// Placement across a cluster (issue 21).
+pub use hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
+pub use placement::{mib, place, replica_tag, NodePlan, PlacementPlan, PlacementPolicy};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };

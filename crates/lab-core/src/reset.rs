@@ -177,6 +177,9 @@ where
             hostname: r.hostname.clone(),
             mode: r.mode,
             lab: r.lab.clone(),
+            // From the template itself (not a replica on another node): placement is
+            // decided by `up`, a reset only gives the student their machine back.
+            source: None,
         })
         .await?;
     let mut identity = r.identity.clone();
@@ -283,6 +286,7 @@ mod tests {
                 hostname: "rst-01".into(),
                 mode: CloneMode::Linked,
                 lab: lab.clone(),
+                source: None,
             })
             .await
             .unwrap();

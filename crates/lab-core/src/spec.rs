@@ -300,6 +300,13 @@ pub struct LabSpec {
     pub concurrency: usize,
     /// Waits.
     pub timeouts: Timeouts,
+    /// Nodes new students may land on (empty: every node that holds the template), for a
+    /// backend with [`Placement`](crate::Placement).
+    pub nodes: Vec<crate::Node>,
+    /// How new students are distributed over those nodes.
+    pub placement: crate::PlacementPolicy,
+    /// Clone even when the class does not fit the nodes' memory (starts may then fail).
+    pub overcommit: bool,
 }
 
 impl LabSpec {
@@ -318,6 +325,9 @@ impl LabSpec {
             clone_mode: CloneMode::Linked,
             concurrency: 4,
             timeouts: Timeouts::default(),
+            nodes: Vec::new(),
+            placement: crate::PlacementPolicy::Spread,
+            overcommit: false,
         };
         spec.validate()?;
         Ok(spec)

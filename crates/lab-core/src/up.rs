@@ -7,7 +7,7 @@
 //! started the moment its clone is done, and waits for agents and addresses hold no slot
 //! at all: each student's probes run on a shared, learned schedule.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,9 +21,10 @@ use crate::engine::{
     retrying, survey, Event, LabReport, PlannedStudent, Progress, Step, StudentAction,
 };
 use crate::error::{Error, Failure, Result};
-use crate::hypervisor::{CloneRequest, Hypervisor, Secure};
+use crate::hypervisor::{CloneRequest, CloneSource, Hypervisor, PlacementView, Secure};
+use crate::placement::{place, PlacementPlan};
 use crate::spec::{LabSpec, Retry, Timeouts};
-use crate::types::{GuestInfo, GuestStatus, LabName, VmId, VmStatus};
+use crate::types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmStatus};
 
 /// A request to stop an operation early (Ctrl-C, SIGTERM). Cheap to clone; every clone
 /// sees the same signal.
@@ -107,20 +108,36 @@ pub async fn apply_with(
         operation: "up",
         subjects: plan.students.iter().map(|s| s.hostname.clone()).collect(),
     });
+    // Where the new students land, read and checked before anything is created: a class
+    // that does not fit the nodes' memory is refused here unless `overcommit`.
+    let (clones, placed) = if plan.creates() > 0 {
+        match retrying(retry, "placement", || {
+            hv.placement(spec.template, spec.clone_mode)
+        })
+        .await
+        {
+            Ok(view) => {
+                let placed = Placed::plan(spec, &plan, &listed, view)?;
+                tracing::debug!(nodes = placed.plan.nodes.len(), "placement");
+                (1, Some(placed))
+            }
+            Err(Error::Unsupported { .. }) if spec.nodes.is_empty() => {
+                let capacity = retrying(retry, "clone capacity", || {
+                    hv.clone_capacity(spec.template, spec.clone_mode)
+                })
+                .await?;
+                tracing::debug!(key = %capacity.key, slots = capacity.slots, queue = capacity.queue, "clone capacity");
+                (capacity.slots.max(1) + capacity.queue, None)
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        (1, None)
+    };
     progress(Event::Lab {
         step: Step::Prepare,
     });
     retrying(retry, "pool", || hv.prepare_lab(lab)).await?;
-    let clones = if plan.creates() > 0 {
-        let capacity = retrying(retry, "clone capacity", || {
-            hv.clone_capacity(spec.template, spec.clone_mode)
-        })
-        .await?;
-        tracing::debug!(key = %capacity.key, slots = capacity.slots, queue = capacity.queue, "clone capacity");
-        capacity.slots.max(1) + capacity.queue
-    } else {
-        1
-    };
     // Ids for clones whose planned id turned out taken: the range's free ids that no
     // student was planned on, lowest first.
     let planned: Vec<VmId> = plan.students.iter().map(|s| s.vmid).collect();
@@ -136,6 +153,7 @@ pub async fn apply_with(
         progress,
         interrupt,
         clone_slots: Semaphore::new(clones),
+        placed,
         spare: Mutex::new(spare),
         schedule: Schedule::new(spec.timeouts),
         fence: watch::channel(None).0,
@@ -168,7 +186,14 @@ pub async fn apply_with(
             Outcome::Blocked => blocked.push(s.hostname.clone()),
             Outcome::Failed(step, e) => failures.push(Failure {
                 subject: s.hostname.clone(),
-                message: format!("{step}: {e}"),
+                message: match run
+                    .placed
+                    .as_ref()
+                    .and_then(|p| p.lost_node_of(&s.hostname))
+                {
+                    Some(node) => format!("{step} on node {node}, which went offline: {e}"),
+                    None => format!("{step}: {e}"),
+                },
             }),
             Outcome::Stopped(at) => unfinished.push(Failure {
                 subject: s.hostname.clone(),
@@ -247,6 +272,8 @@ struct Run<'a> {
     progress: Progress<'a>,
     interrupt: &'a Interrupt,
     clone_slots: Semaphore,
+    /// Where new students land, with the backend's [`Placement`](crate::Placement).
+    placed: Option<Placed>,
     spare: Mutex<VecDeque<VmId>>,
     schedule: Schedule,
     /// The lab-wide fence: `None` while it is being put up.
@@ -337,19 +364,27 @@ impl Run<'_> {
         };
         // 1. The guest: cloned now (with its marks), or the one the cluster has.
         let (guest, fresh) = if s.action == StudentAction::Create {
-            let permit = tokio::select! {
-                p = self.clone_slots.acquire() => p,
-                () = self.interrupt.triggered() => return Outcome::Stopped("not cloned".into()),
-            };
-            if self.interrupt.is_triggered() {
-                return Outcome::Stopped("not cloned".into());
-            }
-            self.step(s, Step::Clone);
-            let cloned = self.clone(s, &mut budget).await;
-            drop(permit);
-            match cloned {
-                Ok(g) => (g, true),
-                Err(e) => return Outcome::Failed(Step::Clone, e),
+            match &self.placed {
+                Some(placed) => match self.clone_placed(placed, s, &mut budget).await {
+                    Ok(g) => (g, true),
+                    Err(outcome) => return outcome,
+                },
+                None => {
+                    let permit = tokio::select! {
+                        p = self.clone_slots.acquire() => p,
+                        () = self.interrupt.triggered() => return Outcome::Stopped("not cloned".into()),
+                    };
+                    if self.interrupt.is_triggered() {
+                        return Outcome::Stopped("not cloned".into());
+                    }
+                    self.step(s, Step::Clone);
+                    let cloned = self.clone(s, &mut budget, None).await;
+                    drop(permit);
+                    match cloned {
+                        Ok(g) => (g, true),
+                        Err(e) => return Outcome::Failed(Step::Clone, e),
+                    }
+                }
             }
         } else {
             match budget.run("guest", |_| hv.guest(s.vmid)).await {
@@ -446,7 +481,12 @@ impl Run<'_> {
     }
 
     /// Clones the student, moving to a spare id when its id turns out taken.
-    async fn clone(&self, s: &PlannedStudent, budget: &mut Budget) -> Result<GuestInfo> {
+    async fn clone(
+        &self,
+        s: &PlannedStudent,
+        budget: &mut Budget,
+        source: Option<CloneSource>,
+    ) -> Result<GuestInfo> {
         let spec = self.spec;
         let mut vmid = s.vmid;
         loop {
@@ -457,6 +497,7 @@ impl Run<'_> {
                 hostname: s.hostname.clone(),
                 mode: spec.clone_mode,
                 lab: spec.name.clone(),
+                source: source.clone(),
             };
             match budget
                 .run("clone", |_| self.hv.clone_guest(request.clone()))
@@ -749,3 +790,209 @@ pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<GuestStatu
 
 /// Guests read at the same time by [`status`].
 const STATUS_CONCURRENCY: usize = 8;
+
+// ---- Placement (issue 21): new students spread over the nodes holding the template ----
+
+/// Where the new students of one `up` run land, and what changes when a node goes away.
+struct Placed {
+    plan: PlacementPlan,
+    /// Clone slots per capacity key (sources on one shared storage share them).
+    slots: HashMap<String, Semaphore>,
+    /// The source of each new student; moves when its node is lost before its clone.
+    assigned: Mutex<HashMap<String, CloneSource>>,
+    /// Memory left per node after the plan (bytes; negative when overcommitted).
+    left: Mutex<BTreeMap<String, i128>>,
+    /// Nodes seen offline during the run.
+    lost: Mutex<BTreeSet<String>>,
+}
+
+impl Placed {
+    /// Places the plan's new students; refuses a plan that does not fit unless
+    /// `spec.overcommit`.
+    fn plan(
+        spec: &LabSpec,
+        plan: &crate::engine::Plan,
+        listed: &[GuestInfo],
+        view: PlacementView,
+    ) -> Result<Self> {
+        let creates: Vec<String> = plan
+            .students
+            .iter()
+            .filter(|s| s.action == StudentAction::Create)
+            .map(|s| s.hostname.clone())
+            .collect();
+        // The lab's stopped guests start on their node: their memory counts there.
+        let stopped: Vec<Node> = plan
+            .students
+            .iter()
+            .filter(|s| s.action != StudentAction::Create)
+            .filter_map(|s| listed.iter().find(|g| g.vmid == s.vmid))
+            .filter(|g| !g.status.is_running())
+            .map(|g| g.node.clone())
+            .collect();
+        let placement = place(&view, &creates, &spec.nodes, &stopped, spec.placement)?;
+        if !spec.overcommit {
+            if let Some(refusal) = placement.refusal() {
+                return Err(refusal);
+            }
+        }
+        Ok(Self::new(placement))
+    }
+
+    fn new(plan: PlacementPlan) -> Self {
+        let mut slots = HashMap::new();
+        let mut assigned = HashMap::new();
+        let mut left = BTreeMap::new();
+        for n in &plan.nodes {
+            let c = &n.source.capacity;
+            slots
+                .entry(c.key.clone())
+                .or_insert_with(|| Semaphore::new(c.slots.max(1) + c.queue));
+            for s in &n.students {
+                assigned.insert(s.clone(), n.source.clone());
+            }
+            left.insert(
+                n.node.to_string(),
+                i128::from(n.memory_free) - i128::from(n.memory_needed),
+            );
+        }
+        Self {
+            plan,
+            slots,
+            assigned: Mutex::new(assigned),
+            left: Mutex::new(left),
+            lost: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn source_of(&self, hostname: &str) -> Option<CloneSource> {
+        lock(&self.assigned).get(hostname).cloned()
+    }
+
+    fn is_lost(&self, node: &Node) -> bool {
+        lock(&self.lost).contains(node.as_str())
+    }
+
+    /// The lost node a student was placed on, if its node went away.
+    fn lost_node_of(&self, hostname: &str) -> Option<Node> {
+        let source = self.source_of(hostname)?;
+        self.is_lost(&source.node).then_some(source.node)
+    }
+
+    /// Moves a student off a lost node to the remaining node with the most memory left;
+    /// `None` when no node is left.
+    fn replace(&self, hostname: &str) -> Option<CloneSource> {
+        let lost = lock(&self.lost).clone();
+        let mut left = lock(&self.left);
+        let from = self.source_of(hostname)?;
+        let best = self
+            .plan
+            .nodes
+            .iter()
+            .filter(|n| !lost.contains(n.node.as_str()))
+            .max_by_key(|n| {
+                (
+                    left.get(n.node.as_str()).copied().unwrap_or(0),
+                    std::cmp::Reverse(n.node.to_string()),
+                )
+            })?;
+        let need = i128::from(self.plan.guest_memory);
+        if let Some(l) = left.get_mut(from.node.as_str()) {
+            *l += need;
+        }
+        if let Some(l) = left.get_mut(best.node.as_str()) {
+            *l -= need;
+        }
+        lock(&self.assigned).insert(hostname.to_owned(), best.source.clone());
+        Some(best.source.clone())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Run<'_> {
+    /// Clones a new student on its placed node; a student whose node is lost (before or
+    /// by its clone) moves to another node. `Err` is the student's outcome.
+    async fn clone_placed(
+        &self,
+        placed: &Placed,
+        s: &PlannedStudent,
+        budget: &mut Budget,
+    ) -> std::result::Result<GuestInfo, Outcome> {
+        loop {
+            let Some(mut source) = placed.source_of(&s.hostname) else {
+                return Err(Outcome::Failed(
+                    Step::Clone,
+                    Error::invalid("placement", &s.hostname, "the student was not placed"),
+                ));
+            };
+            if placed.is_lost(&source.node) {
+                match placed.replace(&s.hostname) {
+                    Some(next) => source = next,
+                    None => {
+                        return Err(Outcome::Failed(
+                            Step::Clone,
+                            Error::invalid(
+                                "nodes",
+                                source.node.as_str(),
+                                "every node that holds the template went offline",
+                            ),
+                        ))
+                    }
+                }
+            }
+            let Some(slots) = placed.slots.get(&source.capacity.key) else {
+                return Err(Outcome::Failed(
+                    Step::Clone,
+                    Error::invalid("placement", &source.capacity.key, "no clone slots"),
+                ));
+            };
+            let permit = tokio::select! {
+                p = slots.acquire() => p,
+                () = self.interrupt.triggered() => return Err(Outcome::Stopped("not cloned".into())),
+            };
+            if self.interrupt.is_triggered() {
+                return Err(Outcome::Stopped("not cloned".into()));
+            }
+            if placed.is_lost(&source.node) {
+                // Lost while this student waited for a slot: place it again.
+                continue;
+            }
+            self.step(s, Step::Clone);
+            let cloned = self.clone(s, budget, Some(source.clone())).await;
+            drop(permit);
+            match cloned {
+                Ok(g) => return Ok(g),
+                Err(e) => {
+                    if self.node_went_offline(placed, &source.node).await {
+                        tracing::warn!(student = %s.hostname, node = %source.node, error = %e, "node offline; placing the student elsewhere");
+                        continue;
+                    }
+                    return Err(Outcome::Failed(Step::Clone, e));
+                }
+            }
+        }
+    }
+
+    /// After a failed clone: one read of the cluster tells whether `node` went offline
+    /// (then it is marked lost and its students not yet cloned go elsewhere).
+    async fn node_went_offline(&self, placed: &Placed, node: &Node) -> bool {
+        if placed.is_lost(node) {
+            return true;
+        }
+        let Ok(view) = self
+            .hv
+            .placement(self.spec.template, self.spec.clone_mode)
+            .await
+        else {
+            return false;
+        };
+        let offline = view.nodes.iter().any(|n| n.node == *node && !n.online);
+        if offline {
+            lock(&placed.lost).insert(node.to_string());
+        }
+        offline
+    }
+}

@@ -47,6 +47,8 @@ use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, NodeName, RunState, U
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+mod placement;
+pub use placement::{Replica, ReplicaSet};
 pub mod probes;
 mod tasks;
 
@@ -92,6 +94,8 @@ struct Template {
     kind: GuestKind,
     tags: Vec<String>,
     storage: Option<String>,
+    /// Configured memory (bytes; PVE's default 512 MiB when unset).
+    memory: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -279,11 +283,23 @@ impl ProxmoxLab {
                     .map(|(store, _)| store.to_owned())
                     .filter(|s| s != "none")
             });
+        let memory = config
+            .get("memory")
+            .and_then(|m| {
+                m.split(',')
+                    .next()
+                    .map(|m| m.trim_start_matches("current=").to_owned())
+            })
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(512)
+            * 1024
+            * 1024;
         let t = Template {
             node: g.node().clone(),
             kind: g.kind(),
             tags: config.tags(),
             storage,
+            memory,
         };
         lock(&self.inner.templates).insert(vmid.get(), t.clone());
         Ok(t)
@@ -552,6 +568,7 @@ impl Backend for ProxmoxLab {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             snapshots: true,
+            placement: true,
             ..Capabilities::HYPERVISOR
         }
     }
@@ -647,6 +664,10 @@ impl Inventory for ProxmoxLab {
                 match self.info_of(&guest, info.pool.clone()).await {
                     Ok(fresh) => info = fresh,
                     Err(e) if e.is_not_found() => continue,
+                    // A guest on a node that is down (595) shows as the listing has it.
+                    Err(e) if e.is_transient() => {
+                        tracing::debug!(vmid = %g.vmid, node = %g.node, error = %e, "guest unreadable; listed as is");
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -766,8 +787,20 @@ impl Provisioning for ProxmoxLab {
     }
 
     async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
-        let t = self.template(request.template).await?;
-        let what = format!("clone of {} as {}", request.template, request.hostname);
+        // Placed: clone the source's template (the lab's, or its replica on the node),
+        // and land on the source's node (`target` when sent from shared storage).
+        let from = request
+            .source
+            .as_ref()
+            .map_or(request.template, |s| s.template);
+        let mut t = self.template(from).await?;
+        let target = match &request.source {
+            Some(s) if s.target => {
+                Some(NodeName::new(s.node.as_str()).map_err(|e| vm_err(e, "node"))?)
+            }
+            _ => None,
+        };
+        let what = format!("clone of {from} as {}", request.hostname);
         let mut params = Params::new()
             .with("newid", request.vmid.get())
             .with("pool", request.lab.pool().as_str())
@@ -785,12 +818,19 @@ impl Provisioning for ProxmoxLab {
             "nodes",
             t.node.as_str(),
             t.kind.as_str(),
-            &request.template.to_string(),
+            &from.to_string(),
             "clone",
         ]);
+        if let Some(node) = &target {
+            params = params.with("target", node.as_str());
+        }
         let sent: pve_auth::Result<Upid> = self
             .write(&t.node, pve_auth::Method::POST, &path, &params)
             .await;
+        // From here on `t.node` is where the new guest lives.
+        if let Some(node) = target {
+            t.node = node;
+        }
         let newid = pve_id(request.vmid)?;
         let upid = match sent {
             Ok(u) => u,

@@ -222,6 +222,17 @@ pub struct SpecArgs {
     #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ready_timeout: Option<u64>,
+    /// Nodes new students may land on, comma-separated (default: every node that holds
+    /// the template, a replica of it, or its shared storage). Lab file: `nodes = [...]`.
+    #[arg(long, value_name = "N1,N2", value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// `spread` (default: each student to the node with the most free memory) or `pack`
+    /// (fill one node first). Lab file: `placement = "..."`.
+    #[arg(long, value_name = "POLICY")]
+    placement: Option<String>,
+    /// Clone even when the class does not fit the nodes' free memory (starts may fail).
+    #[arg(long)]
+    overcommit: bool,
 }
 
 /// `lab up`.
@@ -309,6 +320,9 @@ impl SpecArgs {
                 },
                 concurrency: self.concurrency,
                 ready_timeout: self.ready_timeout,
+                nodes: self.nodes.clone(),
+                placement: self.placement.clone(),
+                overcommit: self.overcommit,
             },
         )
     }
@@ -596,7 +610,12 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
     s
 }
 
-fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Result<()> {
+fn print_plan(
+    lab: &Lab,
+    plan: &lab_core::Plan,
+    placed: Option<&lab_core::PlacementPlan>,
+    format: Format,
+) -> anyhow::Result<()> {
     if format == Format::Json {
         let names: BTreeMap<&str, &Named> = lab
             .roster
@@ -636,9 +655,13 @@ fn print_plan(lab: &Lab, plan: &lab_core::Plan, format: Format) -> anyhow::Resul
                 "ready": lab.spec.timeouts.ready.as_secs_f64(),
                 "address": lab.spec.timeouts.address.as_secs_f64(),
             },
+            "placement": placed.map(placement_json),
         }));
     }
     print!("{plan}");
+    if let Some(p) = placed {
+        print!("{}", placement_table(p));
+    }
     if let Some(r) = &lab.roster {
         println!("  students (host name: name):");
         for n in r {
@@ -804,9 +827,18 @@ pub async fn run(
         (LabCommand::Plan(_), Checked::Spec(lab))
         | (LabCommand::Up(UpArgs { dry_run: true, .. }), Checked::Spec(lab)) => {
             let plan = plan_up(hv, &lab.spec).await?;
-            print_plan(&lab, &plan, format)?;
+            let placed = placement_of(hv, &lab.spec, &plan).await?;
+            print_plan(&lab, &plan, placed.as_ref(), format)?;
             if format.is_table() {
                 println!("dry run: nothing changed");
+            }
+            // A class that does not fit: exit 2 naming each short node (as `up` refuses).
+            if let Some(refusal) = placed
+                .as_ref()
+                .filter(|_| !lab.spec.overcommit)
+                .and_then(lab_core::PlacementPlan::refusal)
+            {
+                return Err(refusal.into());
             }
         }
         (LabCommand::Up(_), Checked::Spec(lab)) => {
@@ -1073,6 +1105,98 @@ async fn down(
         println!("lab {lab} is down: {} guests destroyed", done.destroy.len());
     }
     Ok(())
+}
+
+// ---- Placement (issue 21): where `up` puts the new students ----
+
+/// Where `up` would put the new students: `None` when nothing is created or the backend
+/// cannot place (everything lands where the template is).
+async fn placement_of(
+    hv: &dyn Hypervisor,
+    spec: &LabSpec,
+    plan: &lab_core::Plan,
+) -> anyhow::Result<Option<lab_core::PlacementPlan>> {
+    if plan.creates() == 0 {
+        return Ok(None);
+    }
+    let view = match hv.placement(spec.template, spec.clone_mode).await {
+        Ok(v) => v,
+        Err(lab_core::Error::Unsupported { .. }) if spec.nodes.is_empty() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let creates: Vec<String> = plan
+        .students
+        .iter()
+        .filter(|s| s.action == StudentAction::Create)
+        .map(|s| s.hostname.clone())
+        .collect();
+    // Stopped students of the lab start where they are: their memory counts there.
+    let mut stopped = Vec::new();
+    for s in plan
+        .students
+        .iter()
+        .filter(|s| s.action == StudentAction::Start)
+    {
+        stopped.push(hv.guest(s.vmid).await?.node);
+    }
+    Ok(Some(lab_core::place(
+        &view,
+        &creates,
+        &spec.nodes,
+        &stopped,
+        spec.placement,
+    )?))
+}
+
+fn placement_json(p: &lab_core::PlacementPlan) -> serde_json::Value {
+    json!({
+        "policy": p.policy.to_string(),
+        "guest_memory": p.guest_memory,
+        "fits": p.fits(),
+        "nodes": p.nodes.iter().map(|n| json!({
+            "node": n.node.to_string(),
+            "template": n.source.template.get(),
+            "target": n.source.target,
+            "students": n.students,
+            "memory_needed": n.memory_needed,
+            "memory_free": n.memory_free,
+            "shortfall": n.shortfall(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The per-node table of `lab plan`.
+fn placement_table(p: &lab_core::PlacementPlan) -> String {
+    let mut out = format!(
+        "  placement ({}, {} per student):\n    {:<12} {:>8}  {:>12}  {:>12}  {}\n",
+        p.policy,
+        lab_core::mib(p.guest_memory),
+        "NODE",
+        "STUDENTS",
+        "NEEDS",
+        "FREE",
+        "FROM"
+    );
+    for n in &p.nodes {
+        let from = if n.source.target {
+            format!("template {} (shared storage)", n.source.template)
+        } else {
+            format!("template {}", n.source.template)
+        };
+        out.push_str(&format!(
+            "    {:<12} {:>8}  {:>12}  {:>12}  {from}{}\n",
+            line_safe(n.node.as_str()),
+            n.students.len(),
+            lab_core::mib(n.memory_needed),
+            lab_core::mib(n.memory_free),
+            if n.shortfall() > 0 {
+                format!("  SHORT OF {}", lab_core::mib(n.shortfall()))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -68,6 +68,10 @@ pub struct LabFile {
     pub clone: Option<CloneKind>,
     /// Concurrency.
     pub concurrency: Option<usize>,
+    /// Nodes new students may land on (default: every node holding the template).
+    pub nodes: Option<Vec<String>>,
+    /// `spread` (default) or `pack`.
+    pub placement: Option<String>,
     /// Waits.
     #[serde(default)]
     pub timeouts: FileTimeouts,
@@ -204,6 +208,12 @@ pub struct Overrides {
     pub concurrency: Option<usize>,
     /// `--ready-timeout`.
     pub ready_timeout: Option<u64>,
+    /// `--nodes N1,N2`.
+    pub nodes: Option<Vec<String>>,
+    /// `--placement spread|pack`.
+    pub placement: Option<String>,
+    /// `--overcommit`.
+    pub overcommit: bool,
 }
 
 /// A checked lab: the engine's spec, and who sits at which host name.
@@ -387,13 +397,47 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
             Some(s) => timeouts.scaled(s),
             None => timeouts,
         },
+        nodes: Vec::new(),
+        placement: lab_core::PlacementPolicy::Spread,
+        overcommit: o.overcommit,
     };
+    let mut spec = spec;
+    placement_keys(&mut spec, &f, o)?;
     spec.validate()?;
     Ok(Lab {
         spec,
         roster,
         snapshots: f.snapshots,
     })
+}
+
+/// `nodes` and `placement` (flag > file), checked: node names as PVE spells them.
+fn placement_keys(spec: &mut LabSpec, f: &LabFile, o: &Overrides) -> Result<(), lab_core::Error> {
+    let nodes = o.nodes.as_ref().or(f.nodes.as_ref());
+    if let Some(nodes) = nodes {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in nodes {
+            let ok = !n.is_empty()
+                && n.len() <= 63
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !n.starts_with('-');
+            if !ok {
+                return Err(lab_core::Error::invalid(
+                    "node",
+                    n.clone(),
+                    "allowed: a node name (letters, digits, '-'), e.g. nodes = [\"pve1\", \"pve2\"]",
+                ));
+            }
+            if !seen.insert(n.clone()) {
+                return Err(lab_core::Error::invalid("node", n.clone(), "listed twice"));
+            }
+        }
+        spec.nodes = nodes.iter().map(lab_core::Node::new).collect();
+    }
+    if let Some(p) = o.placement.as_ref().or(f.placement.as_ref()) {
+        spec.placement = p.parse()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

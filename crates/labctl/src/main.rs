@@ -66,6 +66,7 @@ mod roster;
 mod signals;
 mod sim;
 mod table;
+mod template;
 mod vm;
 
 use std::io::IsTerminal;
@@ -147,6 +148,8 @@ enum Command {
     Vm(Pve<vm::VmCommand>),
     /// Fence a range of guests so they reach only given addresses: isolate, unisolate, verify.
     Firewall(Pve<firewall::FirewallCommand>),
+    /// Template copies on every node, so a lab spreads over the cluster: replicate, list.
+    Template(Pve<template::TemplateCommand>),
     /// Run a simulator in the foreground (Ctrl-C stops it): `sim pve` (the default) or
     /// `sim fosscloud`.
     ///
@@ -287,6 +290,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             command.check(format)?;
             firewall::run(command, connection.vm_api()?, format).await
+        }
+        Command::Template(Pve {
+            connection,
+            command,
+        }) => {
+            command.check(format)?;
+            template::run(command, &connection.backend()?, format).await
         }
         Command::Sim(args) => {
             no_output_format(format, "sim")?;

@@ -68,6 +68,19 @@ pub struct PveSimArgs {
     /// Probability (0-1) of an injected fault per request.
     #[arg(long, default_value_t = 0.0, value_name = "R")]
     fault_rate: f64,
+    /// Memory of every node in GiB (running guests reserve their `memory`; a start that
+    /// does not fit fails as on PVE). Default 2048.
+    #[arg(long, value_name = "GIB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(4..=1_048_576))]
+    node_memory: u64,
+    /// CPU threads of every node (`maxcpu`).
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    node_cpus: u32,
+    /// Add a storage with this id on every node, shared (e.g. `rbd`, `nfs`): templates on
+    /// it may be cloned to any node.
+    #[arg(long, value_name = "ID")]
+    shared_storage: Option<String>,
 }
 
 /// `labctl sim fosscloud` options (those of the `fosscloud-sim` binary).
@@ -135,7 +148,12 @@ async fn pve(args: &PveSimArgs) -> anyhow::Result<()> {
         .ticket_lifetime(std::time::Duration::from_secs(args.ticket_lifetime))
         .time_scale(args.time_scale)
         .fault_rate(args.fault_rate)
-        .plain_http(args.plain_http);
+        .plain_http(args.plain_http)
+        .node_memory(args.node_memory * 1024 * 1024 * 1024)
+        .node_cpus(args.node_cpus);
+    if let Some(id) = &args.shared_storage {
+        builder = builder.shared_storage(id.clone());
+    }
     // The password comes from the environment only (argv is visible to other users).
     if let Ok(p) = std::env::var("PVE_SIM_PASSWORD") {
         builder = builder.password(p);

@@ -305,6 +305,18 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
             "lab access revoke",
             leaf(&["lab", "access", "revoke", "-n", "tree", "--dry-run"]),
         ),
+        ("template list", leaf(&["template", "list"])),
+        (
+            "template replicate",
+            leaf(&[
+                "template",
+                "replicate",
+                "9000",
+                "--nodes",
+                "pve2",
+                "--dry-run",
+            ]),
+        ),
         ("vm list", leaf(&["vm", "list"])),
         ("vm next-id", leaf(&["vm", "next-id", "--from", "5000"])),
         ("vm status", leaf(&["vm", "status", "5000"])),

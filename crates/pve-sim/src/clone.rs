@@ -10,6 +10,11 @@
 //!   clone that reaches its disk phase while [`STORAGE_SLOTS`] other clones on that
 //!   node's storage are copying waits the 10 s acquire timeout (scaled) and fails with
 //!   `clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout`.
+//!   A shared storage (`--shared-storage`) has one cluster-wide lock with as many slots
+//!   (`clone failed: cfs-lock 'storage-<id>' error: got lock request timeout`).
+//! - Placement: `target` is refused unless the source's disks are on the shared storage
+//!   (`can't clone VM to node '<x>' (VM uses local storage)`); a full clone's `storage`
+//!   chooses where its disks land.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::guest::{random_uuid, Guest, Kind};
 use crate::lifecycle::{first_volume, remove_guest};
 use crate::routing::Req;
-use crate::state::{Shared, SimState};
+use crate::state::{storage_of, Shared, SimState, LOCAL_STORAGE};
 use crate::tasks::spawn_task;
 
 /// Seconds from the UPID being returned until a QEMU clone's config exists.
@@ -37,14 +42,47 @@ pub(crate) const STORAGE_TIMEOUT: f64 = 10.0;
 /// `lock_config` timeout for the new id in a clone (s).
 pub(crate) const NEWID_LOCK_TIMEOUT: f64 = 1.0;
 
-fn storage_timeout_text() -> String {
-    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout"
-        .to_owned()
+/// The task error when the storage lock is not had in time: a local storage's flock, or
+/// a shared storage's cluster lock.
+fn storage_timeout_text(lock: &SlotKey) -> String {
+    match lock {
+        SlotKey::Local(_) => format!(
+            "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-{LOCAL_STORAGE}' - got timeout"
+        ),
+        SlotKey::Shared(sid) => {
+            format!("clone failed: cfs-lock 'storage-{sid}' error: got lock request timeout")
+        }
+    }
+}
+
+/// Which allocation lock a clone's disk phase takes: the node's `local-lvm` flock, or the
+/// shared storage's cluster-wide lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SlotKey {
+    /// `local-lvm` of this node.
+    Local(String),
+    /// This shared storage (one lock for the whole cluster).
+    Shared(String),
+}
+
+impl SlotKey {
+    /// The key in `storage_clones`: the node for `local-lvm` (as before shared storage
+    /// existed), the storage id for a shared storage.
+    fn name(&self) -> &str {
+        match self {
+            SlotKey::Local(n) | SlotKey::Shared(n) => n,
+        }
+    }
 }
 
 /// The checks and the new config both clone kinds share.
 struct Plan {
+    /// The node the request was sent to (the source's node; the task runs there).
     node: String,
+    /// The node the new guest lives on (`target`, else `node`).
+    target: String,
+    /// The allocation lock the disk phase takes.
+    slot: SlotKey,
     vmid: u32,
     newid: u32,
     full: bool,
@@ -65,16 +103,53 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         .ok_or_else(|| ApiError::param("newid", "property is missing and it is not optional"))?;
     let src = st.guest(kind, &node, vmid)?;
     src.check_lock()?;
-    if let Some(target) = r.param("target").filter(|t| *t != node) {
-        return Err(ApiError::internal(format!(
-            "can't clone VM to node '{target}' (VM uses local storage)"
-        )));
-    }
+    let volume = first_volume(src);
+    let source_storage = storage_of(&volume).unwrap_or(LOCAL_STORAGE).to_owned();
+    let target = match r.param("target").filter(|t| *t != node) {
+        None => node.clone(),
+        Some(target) => {
+            if !sh.has_node(target) {
+                return Err(ApiError::internal(format!(
+                    "no such cluster node '{target}'"
+                )));
+            }
+            // Only a guest whose disks all live on shared storage may be cloned elsewhere.
+            if !sh.is_shared_storage(&source_storage) {
+                return Err(ApiError::internal(format!(
+                    "can't clone VM to node '{target}' (VM uses local storage)"
+                )));
+            }
+            // The reference does not give PVE's text for an offline target node.
+            if !st.node_online(target) {
+                return Err(ApiError::internal(format!(
+                    "target node '{target}' is not online"
+                )));
+            }
+            target.to_owned()
+        }
+    };
     let full = match r.param("full") {
         Some(v) => v == "1",
         None => !src.is_template(),
     };
-    let volume = first_volume(src);
+    if let Some(storage) = r.param("storage") {
+        if full && !sh.has_storage(storage) {
+            return Err(ApiError::internal(format!(
+                "storage '{storage}' does not exist"
+            )));
+        }
+    }
+    // The storage the new disks land on: a full clone's `storage`, else the source's.
+    let new_storage = r
+        .param("storage")
+        .filter(|_| full)
+        .unwrap_or(&source_storage)
+        .to_owned();
+    let slot = if sh.is_shared_storage(&new_storage) {
+        SlotKey::Shared(new_storage.clone())
+    } else {
+        SlotKey::Local(target.clone())
+    };
     if !full {
         if r.param("storage").is_some() {
             return Err(ApiError::internal(
@@ -132,11 +207,11 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     };
     // New disks: linked clones reference the base volume, full clones get their own.
     for v in config.values_mut() {
-        if v.starts_with("local-lvm:") {
+        if storage_of(v).is_some_and(|s| sh.has_storage(s)) {
             let (vol, opts) = v.split_once(',').map_or((v.as_str(), ""), |(a, b)| (a, b));
             let disk_no = vol.rsplit('-').next().unwrap_or("0");
             let new_vol = if full {
-                format!("local-lvm:vm-{newid}-disk-{disk_no}")
+                format!("{new_storage}:vm-{newid}-disk-{disk_no}")
             } else {
                 format!("{vol}/vm-{newid}-disk-{disk_no}")
             };
@@ -148,7 +223,7 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         }
     }
     // MACs and UUIDs are drawn now, in request order, so they follow the seed.
-    let mut probe = Guest::new(newid, kind, &node, config);
+    let mut probe = Guest::new(newid, kind, &target, config);
     probe.regenerate_macs(&mut st.rng);
     let mut config = probe.config;
     if kind == Kind::Qemu {
@@ -170,6 +245,8 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         .clone_failure();
     Ok(Plan {
         node,
+        target,
+        slot,
         vmid,
         newid,
         full,
@@ -184,28 +261,28 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
 /// A held storage slot; released when dropped (also when the task is stopped).
 struct StorageSlot {
     sh: Arc<Shared>,
-    node: String,
+    key: String,
 }
 
 impl StorageSlot {
-    /// Take a slot of `node`, or `None` when all are held.
-    fn take(sh: &Arc<Shared>, node: &str) -> Option<Self> {
+    /// Take a slot of `key`, or `None` when all are held.
+    fn take(sh: &Arc<Shared>, key: &SlotKey) -> Option<Self> {
         let mut st = sh.lock();
-        let n = st.storage_clones.entry(node.to_owned()).or_insert(0);
+        let n = st.storage_clones.entry(key.name().to_owned()).or_insert(0);
         if *n >= STORAGE_SLOTS {
             return None;
         }
         *n += 1;
         Some(Self {
             sh: Arc::clone(sh),
-            node: node.to_owned(),
+            key: key.name().to_owned(),
         })
     }
 }
 
 impl Drop for StorageSlot {
     fn drop(&mut self) {
-        if let Some(n) = self.sh.lock().storage_clones.get_mut(&self.node) {
+        if let Some(n) = self.sh.lock().storage_clones.get_mut(&self.key) {
             *n = n.saturating_sub(1);
         }
     }
@@ -247,14 +324,14 @@ const STORAGE_RETRY: f64 = 0.01;
 
 /// The disk phase: storage lock (waiting for a free slot up to [`STORAGE_TIMEOUT`], as
 /// PVE's flock with timeout does), copy, release. `Err` = task error text.
-async fn copy_disks(sh: &Arc<Shared>, node: &str, full: bool) -> Result<(), String> {
+async fn copy_disks(sh: &Arc<Shared>, key: &SlotKey, full: bool) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + sh.scaled(STORAGE_TIMEOUT);
     let slot = loop {
-        if let Some(slot) = StorageSlot::take(sh, node) {
+        if let Some(slot) = StorageSlot::take(sh, key) {
             break slot;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(storage_timeout_text());
+            return Err(storage_timeout_text(key));
         }
         let pause = sh
             .scaled(STORAGE_RETRY)
@@ -300,7 +377,7 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
         let mut st = sh.lock();
         let p = plan(sh, &mut st, r, Kind::Qemu)?;
         // Only a config on the same node is seen before forking.
-        if st.guests.get(&p.newid).is_some_and(|g| g.node == p.node) {
+        if st.guests.get(&p.newid).is_some_and(|g| g.node == p.target) {
             return Err(ApiError::internal(format!(
                 "unable to create VM {}: config file already exists",
                 p.newid
@@ -325,7 +402,7 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 match st.guests.get(&p.newid) {
                     Some(g) => Some(g.lock().is_some()),
                     None => {
-                        let mut g = Guest::new(p.newid, Kind::Qemu, &p.node, p.config.clone());
+                        let mut g = Guest::new(p.newid, Kind::Qemu, &p.target, p.config.clone());
                         g.os = p.os.clone();
                         g.config.insert("lock".into(), "clone".into());
                         st.guests.insert(p.newid, g);
@@ -359,7 +436,7 @@ pub(crate) fn qemu(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 newid: Some(p.newid),
                 unlock_source: None,
             };
-            copy_disks(&sh2, &p.node, p.full).await?;
+            copy_disks(&sh2, &p.slot, p.full).await?;
             if let Some(fault) = p.fault.clone() {
                 return Err(fault);
             }
@@ -385,7 +462,7 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             )));
         }
         // pve-container writes the new config and locks the source before forking.
-        let mut g = Guest::new(p.newid, Kind::Lxc, &p.node, p.config.clone());
+        let mut g = Guest::new(p.newid, Kind::Lxc, &p.target, p.config.clone());
         g.os = p.os.clone();
         g.config.insert("lock".into(), "create".into());
         st.guests.insert(p.newid, g);
@@ -410,7 +487,7 @@ pub(crate) fn lxc(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                 newid: Some(p.newid),
                 unlock_source: Some(p.vmid),
             };
-            copy_disks(&sh2, &p.node, p.full).await?;
+            copy_disks(&sh2, &p.slot, p.full).await?;
             if let Some(fault) = p.fault.clone() {
                 return Err(fault);
             }

@@ -18,23 +18,41 @@ pub(crate) fn version() -> Value {
     json!({"version": VERSION, "release": "9.1", "repoid": "c5cd20c5"})
 }
 
-/// `GET /nodes`.
+/// `GET /nodes`: an offline node keeps only its name, status and fingerprint (pvestatd
+/// has no fresh figures for it).
 pub(crate) fn nodes(sh: &Shared) -> Value {
-    let uptime = 86_400 * 3;
+    let st = sh.lock();
     Value::Array(
         sh.cfg
             .nodes
             .iter()
             .map(|n| {
-                json!({
-                    "node": n, "status": "online", "id": format!("node/{n}"), "type": "node",
+                let mut e = json!({
+                    "node": n, "id": format!("node/{n}"), "type": "node",
                     "level": "", "ssl_fingerprint": sh.cfg.fingerprint,
-                    "cpu": 0.031, "maxcpu": 16, "mem": 9 * GIB, "maxmem": 64 * GIB,
-                    "disk": 12 * GIB, "maxdisk": 100 * GIB, "uptime": uptime,
-                })
+                });
+                node_figures(sh, &st, n, &mut e);
+                e
             })
             .collect(),
     )
+}
+
+/// Status and, for an online node, `cpu`, `maxcpu`, `mem`, `maxmem`, `disk`, `maxdisk`,
+/// `uptime` (memory in use = the host's plus what its running guests reserve).
+fn node_figures(sh: &Shared, st: &SimState, node: &str, e: &mut Value) {
+    if !st.node_online(node) {
+        e["status"] = json!("offline");
+        return;
+    }
+    e["status"] = json!("online");
+    e["cpu"] = json!(0.031);
+    e["maxcpu"] = json!(sh.cfg.node_cpus);
+    e["mem"] = json!(st.node_memory_used(node));
+    e["maxmem"] = json!(sh.cfg.node_memory);
+    e["disk"] = json!(12 * GIB);
+    e["maxdisk"] = json!(100 * GIB);
+    e["uptime"] = json!(86_400 * 3);
 }
 
 /// Size in bytes of a disk spec such as `local-lvm:vm-100-disk-0,size=32G`.
@@ -91,7 +109,10 @@ pub(crate) fn guest_resource(st: &SimState, g: &Guest) -> Value {
     m.insert("vmid".into(), json!(g.vmid));
     m.insert("node".into(), json!(g.node));
     let rrd = st.rrd.get(&g.vmid);
-    let status = rrd.map_or("unknown", |r| r.status);
+    // A guest on an offline node has no fresh status.
+    let status = rrd
+        .filter(|_| st.node_online(&g.node))
+        .map_or("unknown", |r| r.status);
     m.insert("status".into(), json!(status));
     if let Some(r) = rrd {
         if let Some(name) = &r.name {
@@ -136,6 +157,20 @@ pub(crate) fn storage_resource(node: &str) -> Value {
     })
 }
 
+/// The shared storage's entry for one node (`rbd`/`ceph` ids are RBD pools, others NFS).
+pub(crate) fn shared_storage_resource(node: &str, storage: &str) -> Value {
+    let plugin = if storage.contains("rbd") || storage.contains("ceph") {
+        "rbd"
+    } else {
+        "nfs"
+    };
+    json!({
+        "id": format!("storage/{node}/{storage}"), "type": "storage", "storage": storage,
+        "node": node, "status": "available", "plugintype": plugin,
+        "content": "images,rootdir", "shared": 1, "disk": 50 * GIB, "maxdisk": 4096 * GIB,
+    })
+}
+
 /// `GET /cluster/resources[?type=vm|storage|node|sdn]`.
 ///
 /// A caller sees only guests with `VM.Audit`, nodes with `Sys.Audit`, storage with
@@ -160,12 +195,12 @@ pub(crate) fn resources(sh: &Shared, typ: Option<&str>, caller: &Caller) -> Valu
             .iter()
             .filter(|n| may(format!("/nodes/{n}"), &["Sys.Audit"]))
         {
-            out.push(json!({
-                "id": format!("node/{n}"), "type": "node", "node": n, "status": "online",
-                "cpu": 0.031, "maxcpu": 16, "mem": 9 * GIB, "maxmem": 64 * GIB,
-                "disk": 12 * GIB, "maxdisk": 100 * GIB, "uptime": 86_400 * 3,
+            let mut e = json!({
+                "id": format!("node/{n}"), "type": "node", "node": n,
                 "level": "", "cgroup-mode": 2,
-            }));
+            });
+            node_figures(sh, &st, n, &mut e);
+            out.push(e);
         }
     }
     if want("storage") {
@@ -179,6 +214,18 @@ pub(crate) fn resources(sh: &Shared, typ: Option<&str>, caller: &Caller) -> Valu
                 })
                 .map(|n| storage_resource(n)),
         );
+        if let Some(shared) = &sh.cfg.shared_storage {
+            out.extend(
+                sh.cfg
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        may(format!("/storage/{shared}"), &["Datastore.Audit"])
+                            && may(format!("/nodes/{n}"), &["Sys.Audit", "Datastore.Audit"])
+                    })
+                    .map(|n| shared_storage_resource(n, shared)),
+            );
+        }
     }
     if typ.is_none() {
         for name in st
@@ -212,12 +259,14 @@ pub(crate) fn nextid(sh: &Shared, vmid: Option<&str>) -> ApiResult<Value> {
 
 /// `GET /cluster/status`.
 pub(crate) fn status(sh: &Shared) -> Value {
+    let st = sh.lock();
     let n = sh.cfg.nodes.len();
+    let online = sh.cfg.nodes.iter().filter(|x| st.node_online(x)).count();
     let mut out = Vec::new();
     if n > 1 {
         out.push(
             json!({"type": "cluster", "id": "cluster", "name": CLUSTER_NAME,
-                        "nodes": n, "version": n + 2, "quorate": 1}),
+                        "nodes": n, "version": n + 2, "quorate": u8::from(online * 2 > n)}),
         );
     }
     for (i, node) in sh.cfg.nodes.iter().enumerate() {
@@ -225,7 +274,7 @@ pub(crate) fn status(sh: &Shared) -> Value {
             "type": "node", "id": format!("node/{node}"), "name": node,
             "nodeid": if n > 1 { i + 1 } else { 0 },
             "ip": format!("192.168.100.{}", 11 + i), "local": u8::from(i == 0),
-            "online": 1, "level": "",
+            "online": u8::from(st.node_online(node)), "level": "",
         }));
     }
     Value::Array(out)

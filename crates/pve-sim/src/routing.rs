@@ -99,6 +99,7 @@ pub const SERVED: &[(&str, &str)] = &[
     ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
     ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot"),
     ("POST", "/nodes/{node}/qemu/{vmid}/clone"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/migrate"),
     ("POST", "/nodes/{node}/qemu/{vmid}/template"),
     ("GET", "/nodes/{node}/qemu/{vmid}/config"),
     ("PUT", "/nodes/{node}/qemu/{vmid}/config"),
@@ -230,6 +231,13 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
             "hostname lookup '{n}' failed - failed to get address info for: {n}: Name or service not known"
         )));
     }
+    if r.pp.contains_key("node") && !sh.lock().node_online(r.node()) {
+        // pveproxy cannot forward to a node that is down (AnyEvent's connect error).
+        return Err(ApiError::status(
+            http::StatusCode::from_u16(595).unwrap_or(http::StatusCode::BAD_GATEWAY),
+            "No route to host",
+        ));
+    }
     {
         let mut all = r.params.clone();
         all.extend(r.pp.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -300,6 +308,7 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
             lifecycle::destroy(sh, r, kind)?
         }
         ("POST", "/nodes/{node}/qemu/{vmid}/clone") => clone::qemu(sh, r)?,
+        ("POST", "/nodes/{node}/qemu/{vmid}/migrate") => lifecycle::migrate(sh, r)?,
         ("POST", "/nodes/{node}/lxc/{vmid}/clone") => clone::lxc(sh, r)?,
         ("GET", "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/lxc/{vmid}/config") => {
             config::get(sh, kind, r.node(), r.vmid())?

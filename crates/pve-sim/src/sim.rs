@@ -58,6 +58,9 @@ pub enum SimError {
     Tls(String),
 }
 
+/// The smallest node memory a simulator accepts (the host alone uses 2 GiB).
+const MIN_NODE_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
+
 fn config_err(setting: &'static str, message: impl Into<String>) -> SimError {
     SimError::Config {
         setting,
@@ -91,7 +94,16 @@ pub struct SimulatorBuilder {
     ticket_lifetime: Duration,
     plain_http: bool,
     listen: SocketAddr,
+    node_memory: u64,
+    node_cpus: u32,
+    shared_storage: Option<String>,
 }
+
+/// Default physical memory of a node: 2 TiB, enough for 500 running 2 GiB students on one
+/// node (the largest benchmark), so memory only limits a simulator that is told to.
+pub const DEFAULT_NODE_MEMORY: u64 = 2048 * 1024 * 1024 * 1024;
+/// Default CPU threads of a node.
+pub const DEFAULT_NODE_CPUS: u32 = 16;
 
 impl Default for SimulatorBuilder {
     fn default() -> Self {
@@ -107,6 +119,9 @@ impl Default for SimulatorBuilder {
             ticket_lifetime: Duration::from_secs(7200),
             plain_http: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node_memory: DEFAULT_NODE_MEMORY,
+            node_cpus: DEFAULT_NODE_CPUS,
+            shared_storage: None,
         }
     }
 }
@@ -180,7 +195,57 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Physical memory of every node in bytes (default [`DEFAULT_NODE_MEMORY`]; at least
+    /// 4 GiB). Running guests reserve their configured `memory`; a QEMU start that does not
+    /// fit fails as on PVE (`start failed: QEMU exited with code 1`).
+    pub fn node_memory(mut self, bytes: u64) -> Self {
+        self.node_memory = bytes;
+        self
+    }
+
+    /// CPU threads of every node, shown as `maxcpu` (1..=1024, default 16).
+    pub fn node_cpus(mut self, cpus: u32) -> Self {
+        self.node_cpus = cpus;
+        self
+    }
+
+    /// Add a storage with this id on every node, `shared: 1` (default: none). An id with
+    /// `rbd` or `ceph` in it is an RBD pool, any other an NFS export. Templates whose disks
+    /// live there may be cloned to any node (`target`).
+    pub fn shared_storage(mut self, id: impl Into<String>) -> Self {
+        self.shared_storage = Some(id.into());
+        self
+    }
+
     fn check(&self) -> Result<(), SimError> {
+        if self.node_memory < MIN_NODE_MEMORY {
+            return Err(config_err(
+                "node memory",
+                format!(
+                    "{} bytes (allowed: at least 4 GiB, {MIN_NODE_MEMORY} bytes)",
+                    self.node_memory
+                ),
+            ));
+        }
+        if !(1..=1024).contains(&self.node_cpus) {
+            return Err(config_err(
+                "node cpus",
+                format!("{} (allowed: 1 to 1024)", self.node_cpus),
+            ));
+        }
+        if let Some(id) = &self.shared_storage {
+            let ok = id.len() <= 64
+                && id.starts_with(|c: char| c.is_ascii_alphabetic())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok || id == crate::state::LOCAL_STORAGE {
+                return Err(config_err(
+                    "shared storage",
+                    format!("'{id}' (allowed: a storage id such as rbd or nfs-lab: a letter, then letters, digits, '-', '_', '.'; not local-lvm)"),
+                ));
+            }
+        }
         if !(1..=32).contains(&self.nodes) {
             return Err(config_err(
                 "nodes",
@@ -263,6 +328,9 @@ impl SimulatorBuilder {
             fingerprint: certificate.fingerprint.clone(),
             ticket_lifetime: self.ticket_lifetime.as_secs(),
             cert_pem: certificate.pem.clone(),
+            node_memory: self.node_memory,
+            node_cpus: self.node_cpus,
+            shared_storage: self.shared_storage,
         };
         let shared = Arc::new(Shared::new(settings, self.fault_rate));
         let (tx, rx) = watch::channel(false);
@@ -406,6 +474,29 @@ impl SimHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .set_rate(rate);
+        Ok(())
+    }
+
+    /// Take `node` offline (`online = false`) or bring it back. While offline its API
+    /// answers 595 `No route to host` (pveproxy cannot forward to it), `/nodes` and
+    /// `/cluster/resources` show it `offline` and its guests `unknown`; going offline
+    /// powers its running guests off (the node lost power), coming back leaves them
+    /// stopped. The client keeps talking to the cluster through another node.
+    pub fn set_node_online(&self, node: &str, online: bool) -> Result<(), SimError> {
+        if !self.shared.has_node(node) {
+            return Err(config_err(
+                "node",
+                format!("'{node}' (allowed: {})", self.shared.cfg.nodes.join(", ")),
+            ));
+        }
+        let mut st = self.shared.lock();
+        if online {
+            st.offline.remove(node);
+        } else if st.offline.insert(node.to_owned()) {
+            for g in st.guests.values_mut().filter(|g| g.node == node) {
+                crate::lifecycle::power_off(g);
+            }
+        }
         Ok(())
     }
 

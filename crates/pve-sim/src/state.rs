@@ -79,7 +79,17 @@ pub(crate) struct Settings {
     pub ticket_lifetime: u64,
     /// The node certificate (PEM), as `vncproxy` returns it.
     pub cert_pem: String,
+    /// Physical memory of every node (bytes).
+    pub node_memory: u64,
+    /// CPU threads of every node (`maxcpu`).
+    pub node_cpus: u32,
+    /// A storage present on every node with `shared: 1` (e.g. `rbd`, `nfs`), if any.
+    pub shared_storage: Option<String>,
 }
+
+/// Memory the host itself uses on every node (bytes): what a node reports as `mem` with
+/// no guest running.
+pub(crate) const HOST_MEMORY: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Everything shared by the request handlers and the simulated workers.
 #[derive(Debug)]
@@ -144,6 +154,47 @@ impl Shared {
     pub(crate) fn has_node(&self, node: &str) -> bool {
         self.cfg.nodes.iter().any(|n| n == node)
     }
+
+    /// Is `name` a storage the simulator has (`local-lvm` on every node, the shared one)?
+    pub(crate) fn has_storage(&self, name: &str) -> bool {
+        name == LOCAL_STORAGE || self.is_shared_storage(name)
+    }
+
+    /// Is `name` the shared storage?
+    pub(crate) fn is_shared_storage(&self, name: &str) -> bool {
+        self.cfg.shared_storage.as_deref() == Some(name)
+    }
+}
+
+/// The node-local storage of every node.
+pub(crate) const LOCAL_STORAGE: &str = "local-lvm";
+
+/// The storage id of a volume spec (`local-lvm:base-9000-disk-0,size=8G` → `local-lvm`).
+pub(crate) fn storage_of(volume: &str) -> Option<&str> {
+    volume
+        .split(',')
+        .next()
+        .and_then(|v| v.split_once(':'))
+        .map(|(s, _)| s)
+}
+
+impl SimState {
+    /// Memory in use on `node` (bytes): the host's own plus the configured memory of every
+    /// guest running there (QEMU reserves it at start).
+    pub(crate) fn node_memory_used(&self, node: &str) -> u64 {
+        HOST_MEMORY
+            + self
+                .guests
+                .values()
+                .filter(|g| g.node == node && g.running)
+                .map(|g| crate::cluster::sizes(g).0)
+                .sum::<u64>()
+    }
+
+    /// Is `node` online (not taken offline with `SimHandle::set_node_online`)?
+    pub(crate) fn node_online(&self, node: &str) -> bool {
+        !self.offline.contains(node)
+    }
 }
 
 /// A guest as `/cluster/resources` last saw it (pvestatd's RRD cache).
@@ -188,6 +239,8 @@ pub(crate) struct SimState {
     pub backups: Vec<crate::guest::vzdump::Backup>,
     /// Established TCP sessions between guests (`/_sim/sessions`).
     pub sessions: crate::guest::sessions::Sessions,
+    /// Nodes taken offline (their API answers 595, their guests are stopped).
+    pub offline: BTreeSet<String>,
 }
 
 impl SimState {
@@ -213,6 +266,7 @@ impl SimState {
             user_cfg_writes: 0,
             backups: Vec::new(),
             sessions: crate::guest::sessions::Sessions::default(),
+            offline: BTreeSet::new(),
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

@@ -537,6 +537,11 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
         r#"{"check":["and",["perm","/vms/{vmid}",["VM.Clone"]],["or",["perm","/vms/{newid}",["VM.Allocate"]],["perm","/pool/{pool}",["VM.Allocate"],"require_param","pool"]]],"description":"You need 'VM.Clone' permissions on /vms/{vmid}, and 'VM.Allocate' permissions on /vms/{newid} (or on the VM pool /pool/{pool}). You also need 'Datastore.AllocateSpace' on any used storage and 'SDN.Use' on any used bridge/vnet"}"#,
     ),
     (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/migrate",
+        r#"{"check":["perm","/vms/{vmid}",["VM.Migrate"]]}"#,
+    ),
+    (
         "GET",
         "/nodes/{node}/qemu/{vmid}/config",
         r#"{"check":["perm","/vms/{vmid}",["VM.Audit"]]}"#,

@@ -14,6 +14,7 @@ mod firewall;
 mod guest;
 mod guest_mutations;
 mod lxc;
+mod placement;
 mod pools;
 mod probes;
 mod qemu;

@@ -1,0 +1,159 @@
+//! The engine with placement, on the fake: students spread over the nodes holding the
+//! template, a class too big is refused before anything is created, a node lost in the
+//! middle of `up` sends the students not yet cloned elsewhere and `down` afterwards leaves
+//! nothing.
+
+use std::collections::BTreeMap;
+
+use crate::fake::FakeHypervisor;
+use crate::*;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+fn cluster(node_gib: u64) -> FakeHypervisor {
+    FakeHypervisor::new()
+        .with_node("pve1", node_gib * GIB)
+        .with_node("pve2", node_gib * GIB)
+        .with_node("pve3", node_gib * GIB)
+        .with_template(9000, "pve1")
+        .with_replica(9010, 9000, "pve2")
+        .with_replica(9020, 9000, "pve3")
+}
+
+fn spec(count: u32) -> LabSpec {
+    let mut s = LabSpec::new(
+        LabName::new("exam1").unwrap(),
+        VmId::new(9000).unwrap(),
+        count,
+    )
+    .unwrap();
+    s.hostname = "exam-{n:02}".parse().unwrap();
+    s.ids = "5000-5099".parse().unwrap();
+    s.teachers = vec!["10.10.0.1".parse().unwrap()];
+    s
+}
+
+/// Lab guests per node.
+fn per_node(hv: &FakeHypervisor) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for g in hv.guests().iter().filter(|g| !g.template) {
+        *m.entry(g.node.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_spreads_the_class_over_every_node_with_a_replica() {
+    let hv = cluster(64);
+    let report = apply(&hv, &spec(9), &no_progress).await.unwrap();
+    assert_eq!(report.students.len(), 9);
+    assert_eq!(
+        per_node(&hv),
+        counts(&[("pve1", 3), ("pve2", 3), ("pve3", 3)])
+    );
+    // The report says where each one runs.
+    assert!(report.students.iter().any(|s| s.node.as_str() == "pve3"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_and_pack_in_the_spec_are_followed() {
+    let hv = cluster(64);
+    let mut s = spec(4);
+    s.nodes = vec![Node::new("pve3"), Node::new("pve2")];
+    s.placement = PlacementPolicy::Pack;
+    apply(&hv, &s, &no_progress).await.unwrap();
+    assert_eq!(
+        per_node(&hv),
+        counts(&[("pve3", 4)]),
+        "pack fills pve3 first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_class_that_does_not_fit_is_refused_before_anything_is_created() {
+    // 3 nodes of 8 GiB hold 12 students of 2 GiB; 14 do not fit.
+    let hv = cluster(8);
+    let e = apply(&hv, &spec(14), &no_progress).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+    assert!(
+        text.contains("node pve1 is short of 2048 MiB") && text.contains("--overcommit"),
+        "{text}"
+    );
+    assert_eq!(hv.clones(), 0);
+    assert!(hv.pools().is_empty(), "nothing created: {:?}", hv.pools());
+    // Twelve fit; told to overcommit, fourteen are cloned too.
+    let mut s = spec(14);
+    s.overcommit = true;
+    apply(&hv, &s, &no_progress).await.unwrap();
+    assert_eq!(hv.clones(), 14);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
+    let hv = cluster(64);
+    // prepare_lab, prepare_fence, then clones, secures and starts interleave: pve2 goes
+    // away with some students cloned there and others still waiting.
+    hv.offline_after(9, "pve2");
+    let result = apply(&hv, &spec(12), &no_progress).await;
+    let on_pve2: Vec<String> = hv
+        .guests()
+        .into_iter()
+        .filter(|g| !g.template && g.node.as_str() == "pve2")
+        .filter_map(|g| g.name)
+        .collect();
+    assert!(
+        !on_pve2.is_empty() && on_pve2.len() < 4,
+        "pve2 went away after some of its 4 were cloned: {on_pve2:?}"
+    );
+    let failures = match result {
+        Err(Error::Incomplete { failures, .. }) => failures,
+        other => panic!("the students on pve2 cannot be ready: {other:?}"),
+    };
+    let failed: Vec<&str> = failures.iter().map(|f| f.subject.as_str()).collect();
+    let mut expected: Vec<&str> = on_pve2.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    let mut got = failed.clone();
+    got.sort_unstable();
+    assert_eq!(
+        got, expected,
+        "exactly the students on the lost node fail: {failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.message.contains("on node pve2, which went offline")),
+        "{failures:?}"
+    );
+    // Every other student was cloned (and runs) on pve1 or pve3.
+    let others: usize = per_node(&hv)
+        .iter()
+        .filter(|(n, _)| n.as_str() != "pve2")
+        .map(|(_, c)| *c)
+        .sum();
+    assert_eq!(others + on_pve2.len(), 12);
+    // The node comes back: `down` removes everything, pve2's guests included.
+    hv.set_node_online("pve2", true);
+    teardown(
+        &hv,
+        &LabName::new("exam1").unwrap(),
+        &DownOptions::new(4),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert!(per_node(&hv).is_empty(), "{:?}", hv.guests());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_replicas_everything_lands_where_the_template_is() {
+    let hv = FakeHypervisor::new()
+        .with_template(9000, "pve1")
+        .with_node("pve2", 64 * GIB);
+    apply(&hv, &spec(5), &no_progress).await.unwrap();
+    assert_eq!(per_node(&hv), counts(&[("pve1", 5)]));
+}

@@ -1,0 +1,217 @@
+//! Placement against the simulator: replicas made by `replicate` (idempotent), `up`
+//! spreading a class over them within the request budget, `down` leaving nothing, and an
+//! offline node left out.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use lab_core::{apply, no_progress, teardown, DownOptions, LabName, LabSpec, Timeouts, VmId};
+use lab_proxmox::ProxmoxLab;
+use pve_auth::{PveClient, Secret};
+use pve_sim::{SimHandle, Simulator};
+use pve_vm::Timing;
+use serde_json::Value;
+
+const SCALE: f64 = 0.02;
+
+async fn sim() -> (SimHandle, ProxmoxLab) {
+    let sim = Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(SCALE)
+        .start()
+        .await
+        .unwrap();
+    let client = PveClient::builder(&sim.url())
+        .password("root@pam", Secret::new("secret"))
+        .build()
+        .unwrap();
+    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(SCALE));
+    (sim, hv)
+}
+
+fn spec(lab: &str, count: u32) -> LabSpec {
+    let mut s = LabSpec::new(LabName::new(lab).unwrap(), VmId::new(9000).unwrap(), count).unwrap();
+    s.hostname = "stud-{n:02}".parse().unwrap();
+    s.ids = "5000-5099".parse().unwrap();
+    s.teachers = vec!["10.10.0.1".parse().unwrap()];
+    s.timeouts = Timeouts::default().scaled(SCALE);
+    s
+}
+
+fn total(requests: &Value) -> u64 {
+    requests
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum()
+}
+
+fn count(requests: &Value, key: &str) -> u64 {
+    requests[key].as_u64().unwrap_or(0)
+}
+
+/// The lab's guests per node in `/_sim/state`.
+fn per_node(sim: &SimHandle, lab: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for g in sim.state()["guests"].as_array().unwrap() {
+        if g["pool"].as_str() == Some(lab) {
+            *m.entry(g["node"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[tokio::test]
+async fn replicas_spread_a_class_over_three_nodes_within_the_request_budget() {
+    let (sim, hv) = sim().await;
+    let t = VmId::new(9000).unwrap();
+    let made = hv.replicate(t, None, false).await.unwrap();
+    let nodes: Vec<&str> = made.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(nodes, ["pve2", "pve3"], "{made:?}");
+    assert!(made.iter().all(|r| r.created));
+    // Idempotent: nothing new the second time.
+    sim.reset_requests();
+    let again = hv.replicate(t, None, false).await.unwrap();
+    assert!(again.iter().all(|r| !r.created), "{again:?}");
+    assert_eq!(
+        count(&sim.requests(), "POST /nodes/{node}/qemu/{vmid}/clone"),
+        0
+    );
+    let sets = hv.replica_sets().await.unwrap();
+    let set = sets.iter().find(|s| s.template == 9000).unwrap();
+    assert_eq!(set.replicas.len(), 2, "{sets:?}");
+
+    let n = 18;
+    sim.reset_requests();
+    let report = apply(&hv, &spec("spread", n), &no_progress).await.unwrap();
+    assert_eq!(report.students.len(), n as usize);
+    let expected: BTreeMap<String, usize> = [("pve1", 6), ("pve2", 6), ("pve3", 6)]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+    assert_eq!(per_node(&sim, "spread"), expected);
+    let up = sim.requests();
+    let n64 = u64::from(n);
+    assert_eq!(count(&up, "POST /nodes/{node}/qemu/{vmid}/clone"), n64);
+    assert_eq!(
+        count(&up, "POST /nodes/{node}/qemu/{vmid}/status/start"),
+        n64
+    );
+    assert!(
+        total(&up) <= 10 * n64,
+        "up sent {} requests for {n} guests (budget 10 per VM): {up:#}",
+        total(&up)
+    );
+
+    sim.reset_requests();
+    teardown(
+        &hv,
+        &LabName::new("spread").unwrap(),
+        &DownOptions::new(8),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    let down = sim.requests();
+    // As in economy.rs: 3 per guest plus the lab-wide part (listing, fence, pool: 23
+    // today), and the polls, whose number follows the machine's speed, bounded apart.
+    let polls: u64 = down
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("GET /nodes/{node}/tasks") || k.contains("/agent/"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    let rest = total(&down) - polls;
+    assert!(
+        rest <= 3 * n64 + 25 && polls <= 2 * n64,
+        "down sent {rest} requests and {polls} polls for {n} guests: {down:#}"
+    );
+    assert!(per_node(&sim, "spread").is_empty());
+}
+
+#[tokio::test]
+async fn an_offline_node_takes_no_student_and_cannot_get_a_replica() {
+    let (sim, hv) = sim().await;
+    let t = VmId::new(9000).unwrap();
+    hv.replicate(t, Some(&["pve2".to_owned()]), false)
+        .await
+        .unwrap();
+    sim.set_node_online("pve3", false).unwrap();
+    let e = hv
+        .replicate(t, Some(&["pve3".to_owned()]), false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("offline"), "{e}");
+    apply(&hv, &spec("off", 4), &no_progress).await.unwrap();
+    let expected: BTreeMap<String, usize> = [("pve1", 2), ("pve2", 2)]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+    assert_eq!(per_node(&sim, "off"), expected);
+}
+
+#[tokio::test]
+async fn a_template_on_shared_storage_sends_clones_to_every_node() {
+    let sim = Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(SCALE)
+        .shared_storage("rbd")
+        .start()
+        .await
+        .unwrap();
+    let client = PveClient::builder(&sim.url())
+        .password("root@pam", Secret::new("secret"))
+        .build()
+        .unwrap();
+    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(SCALE));
+    // A full copy of 9000 on the shared storage, made a template.
+    let t = hv
+        .vm_api()
+        .guest(pve_vm::VmId::new(9000).unwrap())
+        .await
+        .unwrap();
+    let copy = t
+        .clone_to(pve_vm::CloneOptions {
+            newid: pve_vm::NewId::Exact(pve_vm::VmId::new(9100).unwrap()),
+            hostname: Some("shared-tmpl".into()),
+            mode: pve_vm::CloneMode::Full,
+            storage: Some("rbd".into()),
+            ..pve_vm::CloneOptions::default()
+        })
+        .await
+        .unwrap();
+    copy.make_template().await.unwrap();
+    // The cluster listing shows the template flag after pvestatd's next cycle (10 s scaled).
+    let mut listed = false;
+    for _ in 0..500 {
+        let guests = lab_core::Inventory::list_guests(&hv).await.unwrap();
+        if guests.iter().any(|g| g.vmid.get() == 9100 && g.template) {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(listed, "the listing never showed 9100 as a template");
+    let mut s = spec("shared", 6);
+    s.template = VmId::new(9100).unwrap();
+    apply(&hv, &s, &no_progress).await.unwrap();
+    let expected: BTreeMap<String, usize> = [("pve1", 2), ("pve2", 2), ("pve3", 2)]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+    assert_eq!(
+        per_node(&sim, "shared"),
+        expected,
+        "clones sent with target"
+    );
+    teardown(
+        &hv,
+        &LabName::new("shared").unwrap(),
+        &DownOptions::new(8),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert!(per_node(&sim, "shared").is_empty());
+}

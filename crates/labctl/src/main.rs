@@ -50,6 +50,7 @@ mod config;
 mod confirm;
 mod connect;
 mod demo;
+mod doctor;
 mod evaluate;
 mod fail;
 mod firewall;
@@ -58,6 +59,7 @@ mod freeze;
 mod guest;
 mod lab;
 mod labfile;
+mod operator;
 mod output;
 mod precedence;
 mod progress;
@@ -159,6 +161,21 @@ Examples (two shells):
     LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml
   labctl sim fosscloud --ca-out /tmp/fc-ca.pem")]
     Sim(sim::SimArgs),
+    /// Check a cluster before an exam: connection, TLS, version, clock, the login's
+    /// privileges, and with a lab file its template, firewall, ids, pool and memory.
+    ///
+    /// Changes nothing (except --boot-test). Exit 0 when nothing blocks, 1 when a check
+    /// FAILs (each says what to do).
+    #[command(after_help = "\
+Examples:
+  labctl doctor                                # connection, version, clock, privileges
+  labctl doctor examples/exam.toml             # and everything the lab needs
+  labctl doctor examples/exam.toml --boot-test # and one guest cloned, booted, removed
+  labctl doctor examples/exam.toml -o json")]
+    Doctor(DoctorCli),
+    /// Prepare a cluster for labctl: `setup operator` creates a least-privilege role, user
+    /// and API token.
+    Setup(Pve<operator::SetupCommand>),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[command(after_help = "\
 Examples:
@@ -191,6 +208,15 @@ struct Pve<C: Subcommand> {
     connection: connect::Connection,
     #[command(subcommand)]
     command: C,
+}
+
+/// `labctl doctor`: the connection flags and the doctor's own.
+#[derive(Debug, clap::Args)]
+struct DoctorCli {
+    #[command(flatten, next_help_heading = "Connection")]
+    connection: connect::Connection,
+    #[command(flatten)]
+    args: doctor::DoctorArgs,
 }
 
 fn init_tracing(verbose: u8) {
@@ -283,6 +309,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command.check(format)?;
             firewall::run(command, connection.vm_api()?, format).await
         }
+        Command::Doctor(d) => doctor::run(&d.args, &d.connection, format).await,
+        Command::Setup(Pve {
+            connection,
+            command,
+        }) => operator::run(command, connection, format).await,
         Command::Sim(args) => {
             no_output_format(format, "sim")?;
             sim::run(args).await

@@ -155,6 +155,7 @@ fn convert_endpoint(
         method: method.to_owned(),
         parameters,
         path: path.to_owned(),
+        permissions: info.get("permissions").cloned(),
         protected: info.get("protected").is_some_and(perl_true),
         proxyto: info
             .get("proxyto")

@@ -25,6 +25,11 @@ pub struct Endpoint {
     pub parameters: BTreeMap<String, Parameter>,
     /// Path template relative to `/api2/json`, e.g. `/nodes/{node}/tasks/{upid}/status`.
     pub path: String,
+    /// The schema's `permissions` object verbatim (`check`, `user`, `description`,
+    /// `allowtoken`); read it with [`Endpoint::permission_rule`]. `None`: the schema has
+    /// none, so only `root@pam` may call the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Value>,
     /// `protected => 1`: the real server hands the call to the privileged `pvedaemon`.
     pub protected: bool,
     /// `proxyto`: the parameter naming the node the call is forwarded to (usually `node`).

@@ -91,6 +91,7 @@ pub struct SimulatorBuilder {
     ticket_lifetime: Duration,
     plain_http: bool,
     listen: SocketAddr,
+    linked_clones: bool,
 }
 
 impl Default for SimulatorBuilder {
@@ -107,6 +108,7 @@ impl Default for SimulatorBuilder {
             ticket_lifetime: Duration::from_secs(7200),
             plain_http: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            linked_clones: true,
         }
     }
 }
@@ -171,6 +173,15 @@ impl SimulatorBuilder {
     /// Serve plain HTTP instead of HTTPS (default: HTTPS with a self-signed certificate).
     pub fn plain_http(mut self, plain: bool) -> Self {
         self.plain_http = plain;
+        self
+    }
+
+    /// `false` makes every node's `local-lvm` a thick LVM (`plugintype` `lvm` in
+    /// `/cluster/resources`), on which PVE cannot make linked clones: a clone with
+    /// `full=0` fails with `Linked clone feature is not supported for '<volid>' (scsi0)`
+    /// as on a real cluster (default `true`: LVM-thin).
+    pub fn linked_clones(mut self, supported: bool) -> Self {
+        self.linked_clones = supported;
         self
     }
 
@@ -263,6 +274,7 @@ impl SimulatorBuilder {
             fingerprint: certificate.fingerprint.clone(),
             ticket_lifetime: self.ticket_lifetime.as_secs(),
             cert_pem: certificate.pem.clone(),
+            linked_clones: self.linked_clones,
         };
         let shared = Arc::new(Shared::new(settings, self.fault_rate));
         let (tx, rx) = watch::channel(false);

@@ -79,6 +79,9 @@ pub(crate) struct Settings {
     pub ticket_lifetime: u64,
     /// The node certificate (PEM), as `vncproxy` returns it.
     pub cert_pem: String,
+    /// `false`: the nodes' `local-lvm` is thick LVM (`plugintype` `lvm`), where PVE cannot
+    /// make linked clones.
+    pub linked_clones: bool,
 }
 
 /// Everything shared by the request handlers and the simulated workers.

@@ -155,7 +155,8 @@ struct LabView {
     last: u32,
     teachers: bool,
     linked: bool,
-    /// The lab's waits for the agent and the address, scaled like every wait.
+    /// The lab's waits for the agent and the address (already scaled by
+    /// `LABCTL_TIME_SCALE`).
     ready: Duration,
     address: Duration,
 }
@@ -178,15 +179,8 @@ fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
         last: spec.ids.last().get(),
         teachers: !spec.teachers.is_empty(),
         linked: spec.clone_mode == lab_core::CloneMode::Linked,
-        ready: scale(spec.timeouts.ready)?,
-        address: scale(spec.timeouts.address)?,
-    })
-}
-
-fn scale(d: Duration) -> anyhow::Result<Duration> {
-    Ok(match crate::connect::time_scale()? {
-        Some(f) => d.mul_f64(f),
-        None => d,
+        ready: spec.timeouts.ready,
+        address: spec.timeouts.address,
     })
 }
 

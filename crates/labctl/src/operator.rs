@@ -131,7 +131,10 @@ pub(crate) const COMMANDS: &[Command] = &[
         name: "lab down",
         blocking: true,
         sends: &[
+            s("GET", "/nodes"),
             s("GET", "/cluster/resources"),
+            s("GET", "/nodes/{node}/tasks"),
+            p("DELETE", "/pools", &["poolid"]),
             s("GET", "/pools"),
             s("GET", "/pools/{poolid}"),
             p("DELETE", "/pools/{poolid}", &["poolid"]),
@@ -317,7 +320,11 @@ pub(crate) fn operator_privileges() -> anyhow::Result<BTreeSet<String>> {
 pub(crate) fn privilege_reasons() -> anyhow::Result<BTreeMap<String, String>> {
     let set = operator_privileges()?;
     let mut out = BTreeMap::new();
-    for (c, sent, n) in all_needs()? {
+    let mut needs = all_needs()?;
+    // A privilege some request needs outright is explained by that request, not by one
+    // that would take any of several.
+    needs.sort_by_key(|(_, _, n)| n.any && n.privs.len() > 1);
+    for (c, sent, n) in needs {
         for p in &n.privs {
             if set.contains(p) && !out.contains_key(p) {
                 out.insert(
@@ -360,8 +367,12 @@ pub struct OperatorArgs {
     #[arg(long, value_name = "ROLE", default_value = "LabctlOperator")]
     role: String,
     /// Only print the privileges with the request that needs each; no cluster needed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "requests")]
     privileges: bool,
+    /// Only print every request of every command the role serves (what the privileges
+    /// are computed from); no cluster needed.
+    #[arg(long)]
+    requests: bool,
     /// Show the requests; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -392,6 +403,31 @@ fn print_privileges(format: Format) -> anyhow::Result<()> {
     sheet.print(format, &rows)
 }
 
+#[derive(Debug, Serialize)]
+struct RequestRow {
+    command: &'static str,
+    method: &'static str,
+    path: &'static str,
+}
+
+fn print_requests(format: Format) -> anyhow::Result<()> {
+    let rows: Vec<RequestRow> = COMMANDS
+        .iter()
+        .flat_map(|c| {
+            c.sends.iter().map(|s| RequestRow {
+                command: c.name,
+                method: s.method,
+                path: s.path,
+            })
+        })
+        .collect();
+    let mut sheet = crate::output::Sheet::new(&["COMMAND", "METHOD", "PATH"]);
+    for r in &rows {
+        sheet.row(vec![r.command.into(), r.method.into(), r.path.into()]);
+    }
+    sheet.print(format, &rows)
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -409,6 +445,9 @@ pub async fn run(
     let SetupCommand::Operator(a) = cmd;
     if a.privileges {
         return print_privileges(format);
+    }
+    if a.requests {
+        return print_requests(format);
     }
     format.not_csv("setup operator")?;
     let Some((name, realm)) = a.operator_user.split_once('@') else {

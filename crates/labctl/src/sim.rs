@@ -68,6 +68,10 @@ pub struct PveSimArgs {
     /// Probability (0-1) of an injected fault per request.
     #[arg(long, default_value_t = 0.0, value_name = "R")]
     fault_rate: f64,
+    /// Make every node's `local-lvm` a thick LVM, on which linked clones are impossible
+    /// (what `labctl doctor` reports on such a cluster).
+    #[arg(long)]
+    no_linked_clones: bool,
 }
 
 /// `labctl sim fosscloud` options (those of the `fosscloud-sim` binary).
@@ -135,7 +139,8 @@ async fn pve(args: &PveSimArgs) -> anyhow::Result<()> {
         .ticket_lifetime(std::time::Duration::from_secs(args.ticket_lifetime))
         .time_scale(args.time_scale)
         .fault_rate(args.fault_rate)
-        .plain_http(args.plain_http);
+        .plain_http(args.plain_http)
+        .linked_clones(!args.no_linked_clones);
     // The password comes from the environment only (argv is visible to other users).
     if let Ok(p) = std::env::var("PVE_SIM_PASSWORD") {
         builder = builder.password(p);

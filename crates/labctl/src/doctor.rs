@@ -111,7 +111,10 @@ impl Report {
         let width = self.items.iter().map(|i| i.check.len()).max().unwrap_or(0);
         let mut out = String::new();
         for i in &self.items {
-            let took = i.seconds.map(|s| format!(" ({s:.1} s)")).unwrap_or_default();
+            let took = i
+                .seconds
+                .map(|s| format!(" ({s:.1} s)"))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "{:<4}  {:<width$}  {}{took}\n",
                 i.status.label(),
@@ -277,7 +280,11 @@ async fn connect(
             true
         }
         Err(e) if e.is_tls() => {
-            r.add("reachable", Status::Ok, format!("{shown} accepts connections"));
+            r.add(
+                "reachable",
+                Status::Ok,
+                format!("{shown} accepts connections"),
+            );
             r.fix(
                 "tls",
                 Status::Fail,
@@ -375,7 +382,11 @@ async fn clock(client: &PveClient, node: Option<&str>, r: &mut Report) {
         server.saturating_sub(hi)
     };
     if skew <= SKEW_WARN {
-        r.add("clock", Status::Ok, format!("{node} and this machine agree"));
+        r.add(
+            "clock",
+            Status::Ok,
+            format!("{node} and this machine agree"),
+        );
     } else {
         r.fix(
             "clock",
@@ -455,8 +466,11 @@ async fn privileges(
                 .await;
             held.insert(
                 path.clone(),
-                got.ok()
-                    .map(|m| m.get(&path).map(|p| p.keys().cloned().collect()).unwrap_or_default()),
+                got.ok().map(|m| {
+                    m.get(&path)
+                        .map(|p| p.keys().cloned().collect())
+                        .unwrap_or_default()
+                }),
             );
         }
         let Some(Some(have)) = held.get(&path) else {
@@ -516,10 +530,7 @@ struct Template {
 fn guest_entry(resources: &[Value], vmid: u32) -> Option<&Value> {
     resources.iter().find(|g| {
         g.get("vmid").and_then(Value::as_u64) == Some(u64::from(vmid))
-            && matches!(
-                g.get("type").and_then(Value::as_str),
-                Some("qemu" | "lxc")
-            )
+            && matches!(g.get("type").and_then(Value::as_str), Some("qemu" | "lxc"))
     })
 }
 
@@ -597,7 +608,10 @@ async fn template(
         });
         let on = agent.as_deref().is_some_and(|a| {
             a.split(',').any(|part| {
-                matches!(part, "1" | "enabled=1" | "enabled=yes" | "enabled=on" | "enabled=true")
+                matches!(
+                    part,
+                    "1" | "enabled=1" | "enabled=yes" | "enabled=on" | "enabled=true"
+                )
             })
         });
         if on {
@@ -679,7 +693,10 @@ async fn template(
         r.fix(
             "linked clones",
             Status::Fail,
-            format!("the storage cannot make linked clones: {}", unlinkable.join(", ")),
+            format!(
+                "the storage cannot make linked clones: {}",
+                unlinkable.join(", ")
+            ),
             "set `clone = \"full\"` in the lab file (each full clone copies the whole disk: \
              minutes for tens of GB), or move the template's disks to LVM-thin, ZFS or Ceph \
              (`qm disk move`)",
@@ -692,7 +709,11 @@ async fn template(
             "grant Datastore.Audit on /storage so it can be checked",
         );
     } else if disks == 0 {
-        r.add("linked clones", Status::Warn, format!("template {id} has no disk"));
+        r.add(
+            "linked clones",
+            Status::Warn,
+            format!("template {id} has no disk"),
+        );
     } else {
         r.add(
             "linked clones",
@@ -701,7 +722,11 @@ async fn template(
         );
     }
     match cloudinit {
-        Some(k) => r.add("cloud-init", Status::Ok, format!("cloud-init drive {k} present")),
+        Some(k) => r.add(
+            "cloud-init",
+            Status::Ok,
+            format!("cloud-init drive {k} present"),
+        ),
         None => r.add(
             "cloud-init",
             Status::Ok,
@@ -744,7 +769,11 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
             let len = len.unwrap_or(128).min(128);
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -752,10 +781,17 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 }
 
 async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
-    let options: Value = match client.get("/cluster/firewall/options", &Params::new()).await {
+    let options: Value = match client
+        .get("/cluster/firewall/options", &Params::new())
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
-            r.add("firewall", Status::Warn, format!("datacenter options unreadable: {e}"));
+            r.add(
+                "firewall",
+                Status::Warn,
+                format!("datacenter options unreadable: {e}"),
+            );
             return;
         }
     };
@@ -813,8 +849,15 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
                 .is_some_and(|n| n.eq_ignore_ascii_case("local_network"))
         })
         .and_then(|a| a.get("cidr").and_then(Value::as_str).map(str::to_owned));
-    let covered = allowed.iter().chain(local_network.iter()).any(|c| in_cidr(me, c));
-    let state = if enabled { "on" } else { "off (lab up switches it on for the fence)" };
+    let covered = allowed
+        .iter()
+        .chain(local_network.iter())
+        .any(|c| in_cidr(me, c));
+    let state = if enabled {
+        "on"
+    } else {
+        "off (lab up switches it on for the fence)"
+    };
     let fix = format!(
         "add {me} to the datacenter IP set `management` before the firewall is on: \
          Datacenter > Firewall > IPSet > management > Add {me} (or `labctl firewall isolate \
@@ -834,7 +877,11 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
                 "datacenter firewall {state}: {me} (this machine) is neither in `management` \
                  nor in local_network {}: {} would lose port 8006",
                 local_network.as_deref().unwrap_or("(auto)"),
-                if enabled { "new connections" } else { "enabling it, this machine" }
+                if enabled {
+                    "new connections"
+                } else {
+                    "enabling it, this machine"
+                }
             ),
             fix,
         );
@@ -853,12 +900,9 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
 }
 
 fn resource_vms(resources: &[Value]) -> impl Iterator<Item = &Value> {
-    resources.iter().filter(|g| {
-        matches!(
-            g.get("type").and_then(Value::as_str),
-            Some("qemu" | "lxc")
-        )
-    })
+    resources
+        .iter()
+        .filter(|g| matches!(g.get("type").and_then(Value::as_str), Some("qemu" | "lxc")))
 }
 
 fn owned_by_lab(g: &Value, lab: &LabView) -> bool {
@@ -959,7 +1003,11 @@ fn pool_and_tag(lab: &LabView, resources: &[Value], r: &mut Report) {
 
 fn memory(lab: &LabView, tmpl: Option<&Template>, resources: &[Value], r: &mut Report) {
     let Some(t) = tmpl else {
-        r.add("memory", Status::Skipped, "no template to size the guests by");
+        r.add(
+            "memory",
+            Status::Skipped,
+            "no template to size the guests by",
+        );
         return;
     };
     let nodes: Vec<(u64, u64)> = resources
@@ -1062,7 +1110,12 @@ async fn boot_test(
             .await;
         let took = start.elapsed().as_secs_f64();
         match destroyed {
-            Ok(()) => timed(r, "boot: destroy", format!("guest {} removed", g.vmid()), took),
+            Ok(()) => timed(
+                r,
+                "boot: destroy",
+                format!("guest {} removed", g.vmid()),
+                took,
+            ),
             Err(e) => r.fix(
                 "boot: destroy",
                 Status::Fail,
@@ -1117,19 +1170,34 @@ async fn boot_steps(
     );
     let t = Instant::now();
     guest.start().await?;
-    timed(r, "boot: start", "started".into(), t.elapsed().as_secs_f64());
+    timed(
+        r,
+        "boot: start",
+        "started".into(),
+        t.elapsed().as_secs_f64(),
+    );
     let t = Instant::now();
     guest
         .wait_agent(lab.ready)
         .await
         .map_err(|e| anyhow::anyhow!("the guest agent did not answer: {e}"))?;
-    timed(r, "boot: agent", "the guest agent answers".into(), t.elapsed().as_secs_f64());
+    timed(
+        r,
+        "boot: agent",
+        "the guest agent answers".into(),
+        t.elapsed().as_secs_f64(),
+    );
     let t = Instant::now();
     let ip = pve_net::NetApi::new()
         .wait_for_ip(&guest, lab.address)
         .await
         .map_err(|e| anyhow::anyhow!("no address: {e}"))?;
-    timed(r, "boot: address", format!("{ip}"), t.elapsed().as_secs_f64());
+    timed(
+        r,
+        "boot: address",
+        format!("{ip}"),
+        t.elapsed().as_secs_f64(),
+    );
     let t = Instant::now();
     let agent = pve_agent::AgentApi::new(vms.clone());
     let out = agent

@@ -102,7 +102,10 @@ pub(crate) const COMMANDS: &[Command] = &[
             s("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
             s("POST", "/nodes/{node}/qemu/{vmid}/status/start"),
             s("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
-            s("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
+            s(
+                "GET",
+                "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+            ),
             s("GET", "/cluster/firewall/options"),
             p("PUT", "/cluster/firewall/options", &["enable"]),
             s("GET", "/cluster/firewall/groups"),
@@ -198,7 +201,10 @@ pub(crate) const COMMANDS: &[Command] = &[
             s("GET", "/nodes/{node}/qemu/{vmid}/agent/exec-status"),
             s("GET", "/nodes/{node}/qemu/{vmid}/agent/file-read"),
             s("GET", "/nodes/{node}/qemu/{vmid}/agent/get-host-name"),
-            s("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
+            s(
+                "GET",
+                "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+            ),
         ],
     },
     Command {
@@ -211,7 +217,10 @@ pub(crate) const COMMANDS: &[Command] = &[
             s("POST", "/nodes/{node}/qemu/{vmid}/template"),
             s("POST", "/nodes/{node}/qemu/{vmid}/agent/file-write"),
             s("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}"),
-            s("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback"),
+            s(
+                "POST",
+                "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+            ),
         ],
     },
     Command {
@@ -357,7 +366,11 @@ Examples:
 #[derive(Debug, Args)]
 pub struct OperatorArgs {
     /// The user to create (or reuse), realm `pve`.
-    #[arg(long = "operator-user", value_name = "USER@REALM", default_value = "labctl@pve")]
+    #[arg(
+        long = "operator-user",
+        value_name = "USER@REALM",
+        default_value = "labctl@pve"
+    )]
     operator_user: String,
     /// The API token id to create for the user (its secret is printed once). `none`: no
     /// token (give the user a password in the web UI).
@@ -402,6 +415,9 @@ fn print_privileges(format: Format) -> anyhow::Result<()> {
     }
     sheet.print(format, &rows)
 }
+
+/// A request `--dry-run` shows: method, path, parameters.
+type Planned = (String, String, Vec<(String, String)>);
 
 #[derive(Debug, Serialize)]
 struct RequestRow {
@@ -482,7 +498,7 @@ pub async fn run(
     let privs = operator_privileges()?;
     let privs_text = privs.iter().cloned().collect::<Vec<_>>().join(",");
     let user = a.operator_user.as_str();
-    let mut plan: Vec<(String, String, Vec<(String, String)>)> = vec![
+    let mut plan: Vec<Planned> = vec![
         (
             "POST".into(),
             "/access/roles".into(),

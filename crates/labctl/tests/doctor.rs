@@ -98,7 +98,9 @@ async fn the_default_simulator_passes() {
         "memory",
     ] {
         assert!(
-            line(&stdout, check).first().is_some_and(|l| !l.starts_with("FAIL")),
+            line(&stdout, check)
+                .first()
+                .is_some_and(|l| !l.starts_with("FAIL")),
             "{check} missing or failing:\n{stdout}"
         );
     }
@@ -136,7 +138,11 @@ async fn a_template_without_agent_is_named_with_its_fix() {
         &["doctor", exam().to_str().unwrap()],
     )
     .await;
-    assert_fails(&out, "agent", &["agent: 1", "qm set 9000 --agent enabled=1"]);
+    assert_fails(
+        &out,
+        "agent",
+        &["agent: 1", "qm set 9000 --agent enabled=1"],
+    );
     only_failure(&out.1, "agent");
 }
 
@@ -312,7 +318,9 @@ async fn a_vmid_range_with_too_few_free_ids_is_named_with_its_fix() {
     let upid: String = root(&sim)
         .post(
             "/nodes/pve1/qemu/9000/clone",
-            &Params::new().with("newid", 5001).with("name", "someone-else"),
+            &Params::new()
+                .with("newid", 5001)
+                .with("name", "someone-else"),
         )
         .await
         .unwrap();
@@ -324,7 +332,11 @@ async fn a_vmid_range_with_too_few_free_ids_is_named_with_its_fix() {
         .replace("checks = \"exam-checks.toml\"", "");
     let lab = home.path().join("exam.toml");
     std::fs::write(&lab, text).unwrap();
-    let out = run(against(home.path(), &sim), &["doctor", lab.to_str().unwrap()]).await;
+    let out = run(
+        against(home.path(), &sim),
+        &["doctor", lab.to_str().unwrap()],
+    )
+    .await;
     assert_fails(
         &out,
         "vmid range",
@@ -395,7 +407,13 @@ async fn table(home: &Path, command: &str) -> BTreeSet<String> {
     let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
     rows.iter()
         .filter(|r| r["command"] == command)
-        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -404,7 +422,16 @@ async fn the_request_table_covers_what_lab_up_and_down_send() {
     let sim = sim().await;
     let home = tempfile::tempdir().unwrap();
     let up = [
-        "lab", "up", "-n", "cov", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1",
+        "lab",
+        "up",
+        "-n",
+        "cov",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--teacher",
+        "10.10.0.1",
     ];
     let (code, _, err) = run(against(home.path(), &sim), &up).await;
     assert_eq!(code, Some(0), "{err}");
@@ -412,7 +439,10 @@ async fn the_request_table_covers_what_lab_up_and_down_send() {
         .difference(&table(home.path(), "lab up").await)
         .cloned()
         .collect();
-    assert!(missing.is_empty(), "lab up sends, the table lacks: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lab up sends, the table lacks: {missing:?}"
+    );
     sim.reset_requests();
     let (code, _, err) = run(
         against(home.path(), &sim),
@@ -424,7 +454,10 @@ async fn the_request_table_covers_what_lab_up_and_down_send() {
         .difference(&table(home.path(), "lab down").await)
         .cloned()
         .collect();
-    assert!(missing.is_empty(), "lab down sends, the table lacks: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lab down sends, the table lacks: {missing:?}"
+    );
 }
 
 #[tokio::test]
@@ -445,11 +478,7 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
         !sim.state().to_string().contains("labctl@pve"),
         "the dry run created something"
     );
-    let (code, out, err) = run(
-        against(home.path(), &sim),
-        &["setup", "operator", "--yes"],
-    )
-    .await;
+    let (code, out, err) = run(against(home.path(), &sim), &["setup", "operator", "--yes"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     let token = out
         .lines()
@@ -457,18 +486,16 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
         .expect("the token is printed")
         .to_owned();
     assert!(token.starts_with("labctl@pve!labctl="), "{token}");
-    assert!(!err.contains(token.split('=').nth(1).unwrap()), "secret on stderr");
+    assert!(
+        !err.contains(token.split('=').nth(1).unwrap()),
+        "secret on stderr"
+    );
     // The role holds exactly the computed set.
     let role: Value = root(&sim)
         .get("/access/roles/LabctlOperator", &Params::new())
         .await
         .unwrap();
-    let held: BTreeSet<String> = role
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let held: BTreeSet<String> = role.as_object().unwrap().keys().cloned().collect();
     let computed: BTreeSet<String> = operator_privileges(home.path()).await.into_iter().collect();
     assert_eq!(held, computed);
 
@@ -488,12 +515,29 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
         "{stdout}"
     );
     let up = [
-        "lab", "up", "-n", "op", "-t", "9000", "-c", "2", "--teacher", "10.10.0.1",
+        "lab",
+        "up",
+        "-n",
+        "op",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--teacher",
+        "10.10.0.1",
     ];
     let (code, stdout, err) = run(with_token(), &up).await;
-    assert_eq!(code, Some(0), "lab up with the operator token:\n{stdout}\n{err}");
+    assert_eq!(
+        code,
+        Some(0),
+        "lab up with the operator token:\n{stdout}\n{err}"
+    );
     let (code, stdout, err) = run(with_token(), &["lab", "down", "-n", "op", "--yes"]).await;
-    assert_eq!(code, Some(0), "lab down with the operator token:\n{stdout}\n{err}");
+    assert_eq!(
+        code,
+        Some(0),
+        "lab down with the operator token:\n{stdout}\n{err}"
+    );
 }
 
 #[tokio::test]

@@ -221,7 +221,9 @@ fn parse_check(ctx: &str, check: &Value) -> Result<Rule, Error> {
             Some(p) => Ok(Rule::UseridRealm {
                 privilege: p.to_owned(),
             }),
-            None => Err(Error::Schema(format!("{ctx}: userid-param without argument"))),
+            None => Err(Error::Schema(format!(
+                "{ctx}: userid-param without argument"
+            ))),
         },
         "userid-group" => Ok(Rule::UseridGroup {
             privs: strings(ctx, rest.first())?,
@@ -397,7 +399,9 @@ mod tests {
         assert_eq!(rule.needs(&sent(&[]))[0].path, "/access/groups");
         assert_eq!(rule.needs(&sent(&["pool"]))[0].path, "/pool/{pool}");
         // Nothing usable: the first branch (here: none needed, as for one's own account).
-        assert!(Rule::Or(vec![Rule::UseridSelf]).needs(&sent(&[])).is_empty());
+        assert!(Rule::Or(vec![Rule::UseridSelf])
+            .needs(&sent(&[]))
+            .is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod dist;
 mod fuzz;
 mod schema;
 mod soak;
@@ -34,6 +35,10 @@ Commands:
   fuzz    run the cargo-fuzz targets of fuzz/ one after another on the nightly toolchain
           (--time S: seconds per target, default 60; --runs N: at most N inputs each;
           --target T: only T, repeatable); see fuzz/README.md
+  dist    build labctl in release mode (--debug: the debug build) and package it in
+          target/dist/: labctl_<version>_amd64.deb (binary, man pages, completions,
+          examples, licence), a tarball of the same files, SHA256SUMS; then unpack the
+          .deb and check its labctl --version, man page and dpkg-deb -I metadata
   fmt     format the whole workspace
   help    print this text
 ";
@@ -49,6 +54,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&project_root(), &rest),
         "fuzz" => fuzz::run(&project_root(), &rest),
         "soak" => soak::run(&project_root(), &rest),
+        "dist" => dist::run_dist(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -7,7 +7,7 @@
 //! what to do), 2 for usage errors.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -586,7 +586,6 @@ async fn template(
             return None;
         }
     };
-    let text = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("");
     if truthy(config.get("template")) {
         r.add(
             "template",
@@ -737,19 +736,18 @@ async fn template(
         .get("memory")
         .and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok()))
         .unwrap_or(if kind == "lxc" { 512 } else { 2048 });
-    let _ = text;
     Some(Template { memory_mib })
 }
 
 /// The address this machine uses to reach the API (what the node's firewall sees).
-fn local_address(url: &url::Url) -> Option<IpAddr> {
-    let host = url.host_str()?;
+async fn local_address(url: &url::Url) -> Option<IpAddr> {
+    let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
     let port = url.port_or_known_default()?;
-    let addr: SocketAddr = (host.trim_matches(['[', ']']), port)
-        .to_socket_addrs()
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    let s = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
         .ok()?
-        .next()?;
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        .ok()?;
     Some(s.local_addr().ok()?.ip())
 }
 
@@ -808,7 +806,7 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
         );
         return;
     }
-    let Some(me) = local_address(client.base_url()) else {
+    let Some(me) = local_address(client.base_url()).await else {
         r.add(
             "firewall",
             Status::Warn,
@@ -1204,11 +1202,17 @@ async fn boot_steps(
         .exec(&guest, &pve_agent::Exec::new(["hostname"]))
         .await
         .map_err(|e| anyhow::anyhow!("agent exec: {e}"))?;
-    let _ = out;
+    if out.exitcode != Some(0) {
+        anyhow::bail!(
+            "`hostname` inside the guest ended with {:?} (signal {:?})",
+            out.exitcode,
+            out.signal
+        );
+    }
     timed(
         r,
         "boot: agent exec",
-        "`hostname` ran inside".into(),
+        format!("`hostname` ran inside: {}", out.stdout.trim()),
         t.elapsed().as_secs_f64(),
     );
     Ok(())

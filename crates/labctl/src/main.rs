@@ -187,6 +187,13 @@ Examples:
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (labctl.1, labctl-lab.1, labctl-lab-up.1, …) generated from this
+    /// command line into DIR; `cargo xtask dist` packages them.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory to write into (created if missing).
+        dir: std::path::PathBuf,
+    },
     /// FOSS-Cloud VDI: realms, a user's VMs, taking a desktop from a dynamic pool.
     Fosscloud(fosscloud::FossCloudArgs),
     /// Show a whole lab cycle against an embedded simulator: up, IPs, fence verdicts,
@@ -327,11 +334,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(*shell, &mut cmd, "labctl", &mut script);
             output::write_stdout(&String::from_utf8_lossy(&script))
         }
+        Command::Manpages { dir } => {
+            no_output_format(format, "manpages")?;
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            cmd.build();
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {}", dir.display(), e))?;
+            write_manpages(&cmd, "labctl", dir)
+        }
         Command::Demo(args) => {
             no_output_format(format, "demo")?;
             demo_run(args).await
         }
     }
+}
+
+/// One page per command, named by its path (`labctl-lab-up.1`); hidden commands get none.
+fn write_manpages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let page = cmd
+        .clone()
+        .display_name(name.to_owned())
+        .bin_name(name.replace('-', " "));
+    let mut text = Vec::new();
+    clap_mangen::Man::new(page).render(&mut text)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, text)
+        .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e))?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        write_manpages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
 }
 
 /// `-o json|csv` is honoured or refused, never ignored: these commands print no data.

@@ -426,6 +426,30 @@ async fn privileges(
     resources: &[Value],
     r: &mut Report,
 ) {
+    held_privileges(client, lab, resources, r).await;
+    let who = client.auth_id();
+    if who.contains('!') {
+        for (name, sent) in crate::operator::token_refused() {
+            r.fix(
+                "privileges",
+                Status::Warn,
+                format!(
+                    "`{name}` sends {} {}, which PVE refuses to API tokens",
+                    sent.method, sent.path
+                ),
+                format!("run `{name}` with a password login (--user / PVE_PASSWORD)"),
+            );
+        }
+    }
+}
+
+/// The login's privileges on the lab's paths against every command's needs.
+async fn held_privileges(
+    client: &PveClient,
+    lab: Option<&LabView>,
+    resources: &[Value],
+    r: &mut Report,
+) {
     let who = client.auth_id();
     if who == "root@pam" {
         r.fix(

@@ -306,6 +306,20 @@ pub(crate) fn needs_of(sent: &Sent) -> anyhow::Result<Vec<Need>> {
     Ok(needs)
 }
 
+/// The requests of each command that PVE refuses to API tokens (`allowtoken => 0` in the
+/// schema), e.g. `lab access` setting passwords.
+pub(crate) fn token_refused() -> Vec<(&'static str, &'static Sent)> {
+    COMMANDS
+        .iter()
+        .flat_map(|c| c.sends.iter().map(move |s| (c.name, s)))
+        .filter(|(_, s)| {
+            pve_schema::schema()
+                .endpoint(s.method, s.path)
+                .is_some_and(|e| !e.allowtoken)
+        })
+        .collect()
+}
+
 /// Every need of every command, with the command and request that has it.
 pub(crate) fn all_needs() -> anyhow::Result<Vec<(&'static Command, Sent, Need)>> {
     let mut out = Vec::new();
@@ -710,6 +724,15 @@ mod tests {
         }
         // Every privilege has a reason.
         assert_eq!(privilege_reasons().unwrap().len(), set.len());
+    }
+
+    #[test]
+    fn setting_passwords_is_refused_to_tokens() {
+        let refused: Vec<(&str, &str)> = token_refused()
+            .into_iter()
+            .map(|(c, s)| (c, s.path))
+            .collect();
+        assert_eq!(refused, [("lab access", "/access/password")]);
     }
 
     #[test]

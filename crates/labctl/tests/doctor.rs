@@ -514,6 +514,11 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
             .is_some_and(|l| l.starts_with("ok")),
         "{stdout}"
     );
+    // What a token can never do is said, not hidden: PVE refuses /access/password to tokens.
+    assert!(
+        stdout.contains("`lab access` sends PUT /access/password, which PVE refuses to API tokens"),
+        "{stdout}"
+    );
     let up = [
         "lab",
         "up",

@@ -152,6 +152,7 @@ fn convert_endpoint(
     }
     Ok(Endpoint {
         additional_properties,
+        allowtoken: info.get("allowtoken").is_none_or(perl_true),
         method: method.to_owned(),
         parameters,
         path: path.to_owned(),

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod dist;
 mod fuzz;
 mod mutants;
 mod package;
@@ -43,6 +44,10 @@ Commands:
           --min-score P: fail below P %); output in target/mutants/
   package package every library crate and build + run an outside crate that depends on
           them by version ([patch.crates-io] to the unpacked .crate files), offline
+  dist    build labctl in release mode (--debug: the debug build) and package it in
+          target/dist/: labctl_<version>_amd64.deb (binary, man pages, completions,
+          examples, licence), a tarball of the same files, SHA256SUMS; then unpack the
+          .deb and check its labctl --version, man page and dpkg-deb -I metadata
   fmt     format the whole workspace
   help    print this text
 ";
@@ -60,6 +65,7 @@ fn main() -> Result<()> {
         "soak" => soak::run(&project_root(), &rest),
         "mutants" => mutants::run(&project_root(), &rest),
         "package" => package::run(&project_root(), &rest),
+        "dist" => dist::run_dist(&project_root(), &rest),
         "fmt" => cargo(&["fmt", "--all"]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -50,6 +50,7 @@ mod config;
 mod confirm;
 mod connect;
 mod demo;
+mod doctor;
 mod evaluate;
 mod fail;
 mod firewall;
@@ -58,6 +59,7 @@ mod freeze;
 mod guest;
 mod lab;
 mod labfile;
+mod operator;
 mod output;
 mod precedence;
 mod progress;
@@ -163,6 +165,21 @@ Examples (two shells):
     LABCTL_TIME_SCALE=0.05 labctl lab up examples/exam.toml
   labctl sim fosscloud --ca-out /tmp/fc-ca.pem")]
     Sim(sim::SimArgs),
+    /// Check a cluster before an exam: connection, TLS, version, clock, the login's
+    /// privileges, and with a lab file its template, firewall, ids, pool and memory.
+    ///
+    /// Changes nothing (except --boot-test). Exit 0 when nothing blocks, 1 when a check
+    /// FAILs (each says what to do).
+    #[command(after_help = "\
+Examples:
+  labctl doctor                                # connection, version, clock, privileges
+  labctl doctor examples/exam.toml             # and everything the lab needs
+  labctl doctor examples/exam.toml --boot-test # and one guest cloned, booted, removed
+  labctl doctor examples/exam.toml -o json")]
+    Doctor(DoctorCli),
+    /// Prepare a cluster for labctl: `setup operator` creates a least-privilege role, user
+    /// and API token.
+    Setup(Pve<operator::SetupCommand>),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[command(after_help = "\
 Examples:
@@ -173,6 +190,13 @@ Examples:
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages (labctl.1, labctl-lab.1, labctl-lab-up.1, …) generated from this
+    /// command line into DIR; `cargo xtask dist` packages them.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory to write into (created if missing).
+        dir: std::path::PathBuf,
     },
     /// FOSS-Cloud VDI: realms, a user's VMs, taking a desktop from a dynamic pool.
     Fosscloud(fosscloud::FossCloudArgs),
@@ -195,6 +219,15 @@ struct Pve<C: Subcommand> {
     connection: connect::Connection,
     #[command(subcommand)]
     command: C,
+}
+
+/// `labctl doctor`: the connection flags and the doctor's own.
+#[derive(Debug, clap::Args)]
+struct DoctorCli {
+    #[command(flatten, next_help_heading = "Connection")]
+    connection: connect::Connection,
+    #[command(flatten)]
+    args: doctor::DoctorArgs,
 }
 
 fn init_tracing(verbose: u8) {
@@ -298,6 +331,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command.check(format)?;
             template::run(command, &connection.backend()?, format).await
         }
+        Command::Doctor(d) => doctor::run(&d.args, &d.connection, format).await,
+        Command::Setup(Pve {
+            connection,
+            command,
+        }) => operator::run(command, connection, format).await,
         Command::Sim(args) => {
             no_output_format(format, "sim")?;
             sim::run(args).await
@@ -311,11 +349,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(*shell, &mut cmd, "labctl", &mut script);
             output::write_stdout(&String::from_utf8_lossy(&script))
         }
+        Command::Manpages { dir } => {
+            no_output_format(format, "manpages")?;
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            cmd.build();
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {}", dir.display(), e))?;
+            write_manpages(&cmd, "labctl", dir)
+        }
         Command::Demo(args) => {
             no_output_format(format, "demo")?;
             demo_run(args).await
         }
     }
+}
+
+/// One page per command, named by its path (`labctl-lab-up.1`); hidden commands get none.
+fn write_manpages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let page = cmd
+        .clone()
+        .display_name(name.to_owned())
+        .bin_name(name.replace('-', " "));
+    let mut text = Vec::new();
+    clap_mangen::Man::new(page).render(&mut text)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, text)
+        .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e))?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        write_manpages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
 }
 
 /// `-o json|csv` is honoured or refused, never ignored: these commands print no data.

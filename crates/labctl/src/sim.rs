@@ -81,6 +81,10 @@ pub struct PveSimArgs {
     /// it may be cloned to any node.
     #[arg(long, value_name = "ID")]
     shared_storage: Option<String>,
+    /// Make every node's `local-lvm` a thick LVM, on which linked clones are impossible
+    /// (what `labctl doctor` reports on such a cluster).
+    #[arg(long)]
+    no_linked_clones: bool,
 }
 
 /// `labctl sim fosscloud` options (those of the `fosscloud-sim` binary).
@@ -150,7 +154,8 @@ async fn pve(args: &PveSimArgs) -> anyhow::Result<()> {
         .fault_rate(args.fault_rate)
         .plain_http(args.plain_http)
         .node_memory(args.node_memory * 1024 * 1024 * 1024)
-        .node_cpus(args.node_cpus);
+        .node_cpus(args.node_cpus)
+        .linked_clones(!args.no_linked_clones);
     if let Some(id) = &args.shared_storage {
         builder = builder.shared_storage(id.clone());
     }

@@ -413,6 +413,11 @@ fn leaves(fc_url: &str) -> BTreeMap<&'static str, Leaf> {
         ("sim pve", serve(&["sim", "pve"])),
         ("sim fosscloud", serve(&["sim", "fosscloud"])),
         ("completions", leaf(&["completions", "bash"])),
+        ("doctor", leaf(&["doctor", "tree.toml"])),
+        (
+            "setup operator",
+            leaf(&["setup", "operator", "--privileges"]),
+        ),
         ("demo", serve(&["demo"])),
         ("fosscloud login", fc(&["fosscloud", "login"], "alice")),
         ("fosscloud realms", fc(&["fosscloud", "realms"], "alice")),

@@ -152,9 +152,11 @@ fn convert_endpoint(
     }
     Ok(Endpoint {
         additional_properties,
+        allowtoken: info.get("allowtoken").is_none_or(perl_true),
         method: method.to_owned(),
         parameters,
         path: path.to_owned(),
+        permissions: info.get("permissions").cloned(),
         protected: info.get("protected").is_some_and(perl_true),
         proxyto: info
             .get("proxyto")

@@ -60,12 +60,14 @@ mod extract;
 mod format;
 mod model;
 mod netip;
+mod permissions;
 mod route;
 mod validate;
 
 pub use extract::{build_extract, parse_endpoint_list, ListedEndpoint};
 pub use format::{CHECKED_FORMATS, ICMPV6_TYPES, ICMP_TYPES};
 pub use model::{Endpoint, Format, ParamType, Parameter};
+pub use permissions::{privilege_set, satisfied, Need, Rule};
 pub use validate::INDEXED_FAMILIES;
 
 // The README's Rust example is compiled (and run where it can be) as a doctest.

@@ -18,6 +18,10 @@ pub struct Endpoint {
     /// them only when the schema says `additionalProperties: 0` explicitly.
     #[serde(rename = "additionalProperties")]
     pub additional_properties: bool,
+    /// `allowtoken => 0`: PVE refuses the call to API tokens ("need proper ticket"), e.g.
+    /// `PUT /access/password`. Absent from the extract when tokens are allowed.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub allowtoken: bool,
     /// HTTP method in upper case: `GET`, `POST`, `PUT` or `DELETE`.
     pub method: String,
     /// Parameters by name, path parameters included. Indexed families such as `net0`…`net31`
@@ -25,6 +29,11 @@ pub struct Endpoint {
     pub parameters: BTreeMap<String, Parameter>,
     /// Path template relative to `/api2/json`, e.g. `/nodes/{node}/tasks/{upid}/status`.
     pub path: String,
+    /// The schema's `permissions` object verbatim (`check`, `user`, `description`,
+    /// `allowtoken`); read it with [`Endpoint::permission_rule`]. `None`: the schema has
+    /// none, so only `root@pam` may call the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Value>,
     /// `protected => 1`: the real server hands the call to the privileged `pvedaemon`.
     pub protected: bool,
     /// `proxyto`: the parameter naming the node the call is forwarded to (usually `node`).
@@ -33,6 +42,15 @@ pub struct Endpoint {
     /// Top-level `type` of the `returns` schema (`null`, `string`, `object`, `array`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returns: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// JSON-schema type of a parameter.

@@ -151,6 +151,15 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
         SlotKey::Local(target.clone())
     };
     if !full {
+        if !sh.cfg.linked_clones && volume.starts_with("local-lvm:") {
+            // Thick LVM has no snapshot to base a linked clone on.
+            return Err(ApiError::internal(match kind {
+                Kind::Qemu => {
+                    format!("Linked clone feature is not supported for '{volume}' (scsi0)")
+                }
+                Kind::Lxc => format!("Linked clone feature for '{volume}' is not available"),
+            }));
+        }
         if r.param("storage").is_some() {
             return Err(ApiError::internal(
                 "parameter 'storage' not allowed for linked clones",

@@ -1,5 +1,5 @@
 //! Discovery: `/version`, `/nodes`, `/cluster/resources`, `/cluster/nextid`,
-//! `/cluster/status`.
+//! `/cluster/status`, `/nodes/{node}/time`.
 
 use serde_json::{json, Map, Value};
 
@@ -148,6 +148,13 @@ pub(crate) fn guest_resource(st: &SimState, g: &Guest) -> Value {
     Value::Object(m)
 }
 
+/// `GET /nodes/{node}/time`: the node's clock (the simulator's host clock, UTC; the
+/// router has already refused unknown nodes).
+pub(crate) fn time() -> Value {
+    let now = unix_now();
+    json!({"time": now, "localtime": now, "timezone": "UTC"})
+}
+
 /// A node's `local-lvm` storage entry.
 pub(crate) fn storage_resource(node: &str) -> Value {
     json!({
@@ -212,7 +219,13 @@ pub(crate) fn resources(sh: &Shared, typ: Option<&str>, caller: &Caller) -> Valu
                     may("/storage/local-lvm".to_owned(), &["Datastore.Audit"])
                         && may(format!("/nodes/{n}"), &["Sys.Audit", "Datastore.Audit"])
                 })
-                .map(|n| storage_resource(n)),
+                .map(|n| {
+                    let mut s = storage_resource(n);
+                    if !sh.cfg.linked_clones {
+                        s["plugintype"] = json!("lvm");
+                    }
+                    s
+                }),
         );
         if let Some(shared) = &sh.cfg.shared_storage {
             out.extend(

@@ -87,6 +87,7 @@ pub const SERVED: &[(&str, &str)] = &[
     ("GET", "/cluster/resources"),
     ("GET", "/cluster/nextid"),
     ("GET", "/cluster/status"),
+    ("GET", "/nodes/{node}/time"),
     ("GET", "/nodes/{node}/tasks"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
@@ -259,6 +260,7 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         ("GET", "/cluster/resources") => cluster::resources(sh, r.param("type"), r.caller),
         ("GET", "/cluster/nextid") => cluster::nextid(sh, r.param("vmid"))?,
         ("GET", "/cluster/status") => cluster::status(sh),
+        ("GET", "/nodes/{node}/time") => cluster::time(),
         ("GET", "/nodes/{node}/tasks") => {
             let (data, total) = tasks::list(sh, r.node(), r.params, r.caller);
             return Ok(Reply {

@@ -97,6 +97,7 @@ pub struct SimulatorBuilder {
     node_memory: u64,
     node_cpus: u32,
     shared_storage: Option<String>,
+    linked_clones: bool,
 }
 
 /// Default physical memory of a node: 2 TiB, enough for 500 running 2 GiB students on one
@@ -122,6 +123,7 @@ impl Default for SimulatorBuilder {
             node_memory: DEFAULT_NODE_MEMORY,
             node_cpus: DEFAULT_NODE_CPUS,
             shared_storage: None,
+            linked_clones: true,
         }
     }
 }
@@ -186,6 +188,15 @@ impl SimulatorBuilder {
     /// Serve plain HTTP instead of HTTPS (default: HTTPS with a self-signed certificate).
     pub fn plain_http(mut self, plain: bool) -> Self {
         self.plain_http = plain;
+        self
+    }
+
+    /// `false` makes every node's `local-lvm` a thick LVM (`plugintype` `lvm` in
+    /// `/cluster/resources`), on which PVE cannot make linked clones: a clone with
+    /// `full=0` fails with `Linked clone feature is not supported for '<volid>' (scsi0)`
+    /// as on a real cluster (default `true`: LVM-thin).
+    pub fn linked_clones(mut self, supported: bool) -> Self {
+        self.linked_clones = supported;
         self
     }
 
@@ -331,6 +342,7 @@ impl SimulatorBuilder {
             node_memory: self.node_memory,
             node_cpus: self.node_cpus,
             shared_storage: self.shared_storage,
+            linked_clones: self.linked_clones,
         };
         let shared = Arc::new(Shared::new(settings, self.fault_rate));
         let (tx, rx) = watch::channel(false);

@@ -85,6 +85,9 @@ pub(crate) struct Settings {
     pub node_cpus: u32,
     /// A storage present on every node with `shared: 1` (e.g. `rbd`, `nfs`), if any.
     pub shared_storage: Option<String>,
+    /// `false`: the nodes' `local-lvm` is thick LVM (`plugintype` `lvm`), where PVE cannot
+    /// make linked clones.
+    pub linked_clones: bool,
 }
 
 /// Memory the host itself uses on every node (bytes): what a node reports as `mem` with

@@ -748,6 +748,11 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/nodes/{node}/time",
+        r#"{"check":["perm","/nodes/{node}",["Sys.Audit"]]}"#,
+    ),
+    (
+        "GET",
         "/nodes/{node}/tasks",
         r#"{"description":"List task associated with the current user, or all task the user has 'Sys.Audit' permissions on /nodes/<node> (the <node> the task runs on).","user":"all"}"#,
     ),

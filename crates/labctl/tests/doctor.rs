@@ -1,0 +1,572 @@
+//! `labctl doctor` and `labctl setup operator` through the binary against the simulator:
+//! each broken situation of a real cluster is named with its fix and a non-zero exit; the
+//! default simulator passes; `--boot-test` reports its times; the operator token created
+//! by `setup operator` runs a whole `lab up`/`lab down` under the simulator's permission
+//! checks; the request table covers what `lab up`/`lab down` really send.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{against, run, sim};
+use pve_auth::{Params, PveClient};
+use pve_sim::{SimHandle, Simulator};
+use serde_json::Value;
+
+fn exam() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/exam.toml")
+}
+
+/// A root client of the simulator, to prepare broken situations through the API itself.
+fn root(sim: &SimHandle) -> PveClient {
+    PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap()
+}
+
+/// The checklist line of `check` (its status word and its text, fix included).
+fn line<'a>(out: &'a str, check: &str) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    let mut lines = out.lines().peekable();
+    while let Some(l) = lines.next() {
+        let mut words = l.split_whitespace();
+        let _status = words.next();
+        if l.split_whitespace().nth(1) == Some(check.split(' ').next().unwrap())
+            && l.contains(check)
+        {
+            found.push(l);
+            if let Some(next) = lines.peek() {
+                if next.trim_start().starts_with("->") {
+                    found.push(next);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn assert_fails(out: &(Option<i32>, String, String), check: &str, says: &[&str]) {
+    let (code, stdout, stderr) = out;
+    assert_eq!(*code, Some(1), "{stdout}\n{stderr}");
+    let l = line(stdout, check);
+    assert!(
+        l.first().is_some_and(|f| f.starts_with("FAIL")),
+        "{check} does not FAIL:\n{stdout}"
+    );
+    let text = l.join("\n");
+    assert!(text.contains("->"), "{check} names no fix:\n{stdout}");
+    for s in says {
+        assert!(text.contains(s), "{check} does not say {s:?}:\n{text}");
+    }
+    assert!(stdout.contains("NOT READY"), "{stdout}");
+}
+
+/// Only this check FAILs (the others of the default simulator hold).
+fn only_failure(stdout: &str, check: &str) {
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        fails.iter().all(|l| l.contains(check)),
+        "other failures besides {check}:\n{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_default_simulator_passes() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for check in [
+        "reachable",
+        "pve version",
+        "clock",
+        "privileges",
+        "template",
+        "agent",
+        "nic",
+        "linked clones",
+        "firewall",
+        "vmid range",
+        "pool and tag",
+        "memory",
+    ] {
+        assert!(
+            line(&stdout, check)
+                .first()
+                .is_some_and(|l| !l.starts_with("FAIL")),
+            "{check} missing or failing:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("ready: nothing blocks"), "{stdout}");
+    // Nothing changed: doctor only reads.
+    let state = sim.state();
+    assert!(
+        !state.to_string().contains("\"5000\""),
+        "doctor created a guest"
+    );
+    let (code, json, _) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap(), "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["checks"].as_array().unwrap().len() >= 12, "{v}");
+}
+
+#[tokio::test]
+async fn a_template_without_agent_is_named_with_its_fix() {
+    let sim = sim().await;
+    let _: Value = root(&sim)
+        .put(
+            "/nodes/pve1/qemu/9000/config",
+            &Params::new().with("delete", "agent"),
+        )
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    assert_fails(
+        &out,
+        "agent",
+        &["agent: 1", "qm set 9000 --agent enabled=1"],
+    );
+    only_failure(&out.1, "agent");
+}
+
+#[tokio::test]
+async fn storage_without_linked_clones_is_named_with_its_fix() {
+    let sim = Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(0.01)
+        .linked_clones(false)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    assert_fails(
+        &out,
+        "linked clones",
+        &["local-lvm (lvm)", "clone = \"full\""],
+    );
+    only_failure(&out.1, "linked clones");
+    // The simulator refuses the linked clone as PVE would.
+    let err = root(&sim)
+        .post::<Value>(
+            "/nodes/pve1/qemu/9000/clone",
+            &Params::new().with("newid", 5000).with("full", false),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Linked clone feature is not supported for 'local-lvm:base-9000-disk-0'"),
+        "{err}"
+    );
+}
+
+/// Creates role `role` with `privs`, user `op@pve` holding it on `/`, and a token
+/// `op@pve!tk` without privilege separation; returns `PVE_TOKEN`.
+async fn token_with(sim: &SimHandle, role: &str, privs: &[String]) -> String {
+    let c = root(sim);
+    let _: Value = c
+        .post(
+            "/access/roles",
+            &Params::new()
+                .with("roleid", role)
+                .with("privs", privs.join(",").as_str()),
+        )
+        .await
+        .unwrap();
+    let _: Value = c
+        .post("/access/users", &Params::new().with("userid", "op@pve"))
+        .await
+        .unwrap();
+    let _: Value = c
+        .put(
+            "/access/acl",
+            &Params::new()
+                .with("path", "/")
+                .with("roles", role)
+                .with("users", "op@pve"),
+        )
+        .await
+        .unwrap();
+    let t: Value = c
+        .post(
+            "/access/users/op@pve/token/tk",
+            &Params::new().with("privsep", false),
+        )
+        .await
+        .unwrap();
+    format!("op@pve!tk={}", t["value"].as_str().unwrap())
+}
+
+async fn operator_privileges(home: &Path) -> Vec<String> {
+    let (code, json, err) = run(
+        common::labctl(home),
+        &["setup", "operator", "--privileges", "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    rows.iter()
+        .map(|r| r["privilege"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_token_missing_vm_clone_is_named_with_its_fix() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let privs: Vec<String> = operator_privileges(home.path())
+        .await
+        .into_iter()
+        .filter(|p| p != "VM.Clone")
+        .collect();
+    let token = token_with(&sim, "NoClone", &privs).await;
+    let mut c = common::labctl(home.path());
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_TOKEN", &token)
+        .env("LABCTL_TIME_SCALE", common::SCALE);
+    let out = run(c, &["doctor", exam().to_str().unwrap()]).await;
+    assert_fails(
+        &out,
+        "privileges",
+        &["lab up", "VM.Clone on /vms/9000", "setup operator"],
+    );
+    only_failure(&out.1, "privileges");
+    assert!(!out.1.contains(&token), "the token's secret was printed");
+}
+
+#[tokio::test]
+async fn a_firewall_that_would_lock_out_this_machine_is_named_with_its_fix() {
+    let sim = sim().await;
+    let c = root(&sim);
+    let _: Value = c
+        .post(
+            "/cluster/firewall/aliases",
+            &Params::new()
+                .with("name", "local_network")
+                .with("cidr", "192.168.100.0/24"),
+        )
+        .await
+        .unwrap();
+    let _: Value = c
+        .post(
+            "/cluster/firewall/ipset",
+            &Params::new().with("name", "management"),
+        )
+        .await
+        .unwrap();
+    let _: Value = c
+        .post(
+            "/cluster/firewall/ipset/management",
+            &Params::new().with("cidr", "10.9.9.0/24"),
+        )
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    assert_fails(
+        &out,
+        "firewall",
+        &["127.0.0.1", "8006", "management", "Add 127.0.0.1"],
+    );
+    only_failure(&out.1, "firewall");
+    // With 127.0.0.1 in the management set it passes.
+    let _: Value = c
+        .post(
+            "/cluster/firewall/ipset/management",
+            &Params::new().with("cidr", "127.0.0.1"),
+        )
+        .await
+        .unwrap();
+    let (code, stdout, _) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_vmid_range_with_too_few_free_ids_is_named_with_its_fix() {
+    let sim = sim().await;
+    let upid: String = root(&sim)
+        .post(
+            "/nodes/pve1/qemu/9000/clone",
+            &Params::new()
+                .with("newid", 5001)
+                .with("name", "someone-else"),
+        )
+        .await
+        .unwrap();
+    assert!(upid.starts_with("UPID:"));
+    let home = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(exam())
+        .unwrap()
+        .replace("ids = \"5000-5999\"", "ids = \"5000-5002\"")
+        .replace("checks = \"exam-checks.toml\"", "");
+    let lab = home.path().join("exam.toml");
+    std::fs::write(&lab, text).unwrap();
+    let out = run(
+        against(home.path(), &sim),
+        &["doctor", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_fails(
+        &out,
+        "vmid range",
+        &["only 2 ids of 5000-5002", "3 students", "widen `ids`"],
+    );
+    only_failure(&out.1, "vmid range");
+}
+
+#[tokio::test]
+async fn boot_test_reports_each_time_and_leaves_nothing_behind() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap(), "--boot-test"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for step in [
+        "boot: clone",
+        "boot: start",
+        "boot: agent",
+        "boot: address",
+        "boot: agent exec",
+        "boot: destroy",
+    ] {
+        let l = line(&stdout, step);
+        assert!(
+            l.first()
+                .is_some_and(|l| l.starts_with("ok") && l.ends_with(" s)")),
+            "{step} without a time:\n{stdout}"
+        );
+    }
+    let guests = sim.state()["guests"].clone();
+    let ids: Vec<u64> = guests
+        .as_array()
+        .map(|a| a.iter().filter_map(|g| g["vmid"].as_u64()).collect())
+        .or_else(|| {
+            guests
+                .as_object()
+                .map(|o| o.keys().filter_map(|k| k.parse().ok()).collect())
+        })
+        .unwrap_or_default();
+    assert!(
+        ids.iter().all(|id| !(5000..=5999).contains(id)),
+        "the boot test left a guest: {ids:?}"
+    );
+}
+
+/// The keys `METHOD /template` the simulator counted, without the login.
+fn sent(sim: &SimHandle) -> BTreeSet<String> {
+    sim.requests()
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.ends_with("/access/ticket"))
+        .cloned()
+        .collect()
+}
+
+async fn table(home: &Path, command: &str) -> BTreeSet<String> {
+    let (code, json, err) = run(
+        common::labctl(home),
+        &["setup", "operator", "--requests", "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    rows.iter()
+        .filter(|r| r["command"] == command)
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_request_table_covers_what_lab_up_and_down_send() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let up = [
+        "lab",
+        "up",
+        "-n",
+        "cov",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--teacher",
+        "10.10.0.1",
+    ];
+    let (code, _, err) = run(against(home.path(), &sim), &up).await;
+    assert_eq!(code, Some(0), "{err}");
+    let missing: Vec<String> = sent(&sim)
+        .difference(&table(home.path(), "lab up").await)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "lab up sends, the table lacks: {missing:?}"
+    );
+    sim.reset_requests();
+    let (code, _, err) = run(
+        against(home.path(), &sim),
+        &["lab", "down", "-n", "cov", "--yes"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let missing: Vec<String> = sent(&sim)
+        .difference(&table(home.path(), "lab down").await)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "lab down sends, the table lacks: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    // Off a terminal without --yes nothing is created.
+    let (code, _, err) = run(against(home.path(), &sim), &["setup", "operator"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    let (code, dry, _) = run(
+        against(home.path(), &sim),
+        &["setup", "operator", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(dry.contains("POST /access/roles") && dry.contains("nothing was changed"));
+    assert!(
+        !sim.state().to_string().contains("labctl@pve"),
+        "the dry run created something"
+    );
+    let (code, out, err) = run(against(home.path(), &sim), &["setup", "operator", "--yes"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("PVE_TOKEN="))
+        .expect("the token is printed")
+        .to_owned();
+    assert!(token.starts_with("labctl@pve!labctl="), "{token}");
+    assert!(
+        !err.contains(token.split('=').nth(1).unwrap()),
+        "secret on stderr"
+    );
+    // The role holds exactly the computed set.
+    let role: Value = root(&sim)
+        .get("/access/roles/LabctlOperator", &Params::new())
+        .await
+        .unwrap();
+    let held: BTreeSet<String> = role.as_object().unwrap().keys().cloned().collect();
+    let computed: BTreeSet<String> = operator_privileges(home.path()).await.into_iter().collect();
+    assert_eq!(held, computed);
+
+    let with_token = || {
+        let mut c = common::labctl(home.path());
+        c.env("PVE_HOST", sim.url())
+            .env("PVE_TOKEN", &token)
+            .env("LABCTL_TIME_SCALE", common::SCALE);
+        c
+    };
+    let (code, stdout, err) = run(with_token(), &["doctor", exam().to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    assert!(
+        line(&stdout, "privileges")
+            .first()
+            .is_some_and(|l| l.starts_with("ok")),
+        "{stdout}"
+    );
+    // What a token can never do is said, not hidden: PVE refuses /access/password to tokens.
+    assert!(
+        stdout.contains("`lab access` sends PUT /access/password, which PVE refuses to API tokens"),
+        "{stdout}"
+    );
+    let up = [
+        "lab",
+        "up",
+        "-n",
+        "op",
+        "-t",
+        "9000",
+        "-c",
+        "2",
+        "--teacher",
+        "10.10.0.1",
+    ];
+    let (code, stdout, err) = run(with_token(), &up).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "lab up with the operator token:\n{stdout}\n{err}"
+    );
+    let (code, stdout, err) = run(with_token(), &["lab", "down", "-n", "op", "--yes"]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "lab down with the operator token:\n{stdout}\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_documents_exactly_the_computed_privileges() {
+    let home = tempfile::tempdir().unwrap();
+    let computed: BTreeSet<String> = operator_privileges(home.path()).await.into_iter().collect();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("<!-- operator-privileges -->")
+        .expect("README has the operator privilege table");
+    let end = readme[start..]
+        .find("<!-- /operator-privileges -->")
+        .expect("the table ends")
+        + start;
+    let documented: BTreeSet<String> = readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        documented, computed,
+        "regenerate the README table from `labctl setup operator --privileges`"
+    );
+}

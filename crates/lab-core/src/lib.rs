@@ -66,8 +66,8 @@ mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 mod hypervisor;
-mod reset;
 mod placement;
+mod reset;
 mod spec;
 mod types;
 mod up;

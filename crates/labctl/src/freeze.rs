@@ -816,6 +816,50 @@ async fn snapshot_once(
     }
 }
 
+/// Tries of one idempotent access request that failed transiently (HTTP 5xx/596, a
+/// lock, a connection lost after sending) before the step fails.
+const TRANSIENT_TRIES: u32 = 8;
+
+/// Whether an error (or one of its causes) is a transient API failure.
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<pve_access::Error>()
+            .is_some_and(pve_access::Error::is_transient)
+            || c.downcast_ref::<pve_vm::Error>()
+                .is_some_and(pve_vm::Error::is_transient)
+            || c.downcast_ref::<pve_auth::Error>().is_some_and(|a| {
+                a.is_retryable()
+                    || matches!(
+                        a,
+                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
+                    )
+            })
+    })
+}
+
+/// Runs an idempotent request again after a transient failure (up to [`TRANSIENT_TRIES`]
+/// tries, a growing pause scaled like the simulator's time): one lost answer must cost a
+/// retry, not the freeze.
+async fn again<T, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut pause = Duration::from_millis(250);
+    let mut tries = 1;
+    loop {
+        match op().await {
+            Err(e) if tries < TRANSIENT_TRIES && is_transient(&e) => {
+                tracing::warn!("{what}: {e:#}; trying again");
+                tokio::time::sleep(scaled(pause)).await;
+                pause = (pause * 2).min(Duration::from_secs(4));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn scaled(d: Duration) -> Duration {
     match crate::connect::time_scale() {
         Ok(Some(f)) => d.mul_f64(f),
@@ -1702,14 +1746,17 @@ async fn cut_access(
     let api = &ctx.api;
     let lab = ctx.class.lab.as_str();
     let role = exam_role()?;
-    let users = exam::lab_users(api, lab).await?;
+    let users = again("listing the lab's users", || async {
+        Ok(exam::lab_users(api, lab).await?)
+    })
+    .await?;
     let ours: BTreeSet<&Userid> = users.iter().map(|u| &u.userid).collect();
     let seats: Vec<Seat> = hosts.iter().filter_map(|h| ctx.class.seat(h)).collect();
     let mut consoles: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     if users.is_empty() {
         // No logins: nothing to cut but consoles someone else opened.
         let t = now_ms();
-        let stopped = stop_consoles(api, &seats).await?;
+        let stopped = again("stopping consoles", || stop_consoles(api, &seats)).await?;
         return Ok((
             AccessCut {
                 how: "none".into(),
@@ -1722,9 +1769,11 @@ async fn cut_access(
             stopped,
         ));
     }
-    let role_privs = api.role(&role).await?;
-    let foreign = api
-        .acl()
+    let role_privs = again("reading the exam role", || async {
+        Ok(api.role(&role).await?)
+    })
+    .await?;
+    let foreign = again("reading the ACL", || async { Ok(api.acl().await?) })
         .await?
         .into_iter()
         .any(|e| e.role == role && !matches!(&e.subject, Subject::User(u) if ours.contains(u)));
@@ -1738,7 +1787,10 @@ async fn cut_access(
     })?;
     let t0 = SystemTime::now();
     let (how, writes) = if whole && role_privs.is_some() && !foreign {
-        api.set_role_privs(&role, &[]).await?;
+        again("emptying the exam role", || async {
+            Ok(api.set_role_privs(&role, &[]).await?)
+        })
+        .await?;
         ("role", 1)
     } else {
         // Another lab's students share the role, or only some students are frozen:
@@ -1749,14 +1801,14 @@ async fn cut_access(
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs().max(1));
         for u in users.iter().filter(|u| wanted.contains(u.userid.as_str())) {
-            api.update_user(
-                &u.userid,
-                &UserUpdate {
-                    enable: Some(false),
-                    expire: Some(expire),
-                    comment: None,
-                },
-            )
+            let update = UserUpdate {
+                enable: Some(false),
+                expire: Some(expire),
+                comment: None,
+            };
+            again("disabling a user", || async {
+                Ok(api.update_user(&u.userid, &update).await?)
+            })
             .await?;
             n += 1;
         }
@@ -1764,14 +1816,13 @@ async fn cut_access(
     };
     let t1 = SystemTime::now();
     if whole {
-        let report = exam::revoke(
-            api,
-            &RevokeOptions {
-                lab: lab.to_owned(),
-                dry_run: false,
-            },
-            &seats,
-        )
+        let options = RevokeOptions {
+            lab: lab.to_owned(),
+            dry_run: false,
+        };
+        let report = again("revoking logins, entries and consoles", || async {
+            Ok(exam::revoke(api, &options, &seats).await?)
+        })
         .await?;
         for s in report.steps.iter().filter(|s| s.action == "stop console") {
             if let Ok(u) = s.target.parse::<pve_access::Upid>() {
@@ -1782,21 +1833,26 @@ async fn cut_access(
         }
     } else {
         for s in &seats {
-            for e in api
-                .acl()
+            for e in again("reading the ACL", || async { Ok(api.acl().await?) })
                 .await?
                 .into_iter()
                 .filter(|e| matches!(&e.subject, Subject::User(u) if u == &s.userid))
             {
-                api.revoke(&e).await?;
+                again("removing an ACL entry", || async {
+                    Ok(api.revoke(&e).await?)
+                })
+                .await?;
             }
         }
-        consoles = stop_consoles(api, &seats).await?;
+        consoles = again("stopping consoles", || stop_consoles(api, &seats)).await?;
     }
     // The role serves the next grant again; the users are disabled and have no entries.
     // (Also after a crash that left it empty; a role another lab uses is not written.)
     if how == "role" || role_privs.as_ref().is_some_and(BTreeSet::is_empty) {
-        api.set_role_privs(&role, EXAM_PRIVILEGES).await?;
+        again("restoring the exam role", || async {
+            Ok(api.set_role_privs(&role, EXAM_PRIVILEGES).await?)
+        })
+        .await?;
     }
     let spread = t1.duration_since(t0).unwrap_or_default();
     Ok((

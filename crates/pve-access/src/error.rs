@@ -51,6 +51,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A transient failure (HTTP 5xx/596, a lock, a timeout, a connection lost after
+    /// sending): repeating an idempotent request later may succeed. Every write of this
+    /// crate is idempotent (it sets a value, or deletes what may be gone), so the caller
+    /// may repeat it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Api(e) => {
+                e.is_retryable()
+                    || matches!(
+                        e,
+                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
+                    )
+            }
+            Error::Vm(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
     /// The server refused for lack of a privilege (HTTP 403).
     pub fn is_permission(&self) -> bool {
         matches!(self, Error::Api(e) if e.is_permission())

@@ -17,7 +17,7 @@ fn extract_lists_exactly_the_endpoints_of_endpoints_txt() {
         .map(|e| (e.method.clone(), e.path.clone()))
         .collect();
     assert_eq!(listed, extracted);
-    assert_eq!(listed.len(), 166);
+    assert_eq!(listed.len(), 167);
 }
 
 #[test]

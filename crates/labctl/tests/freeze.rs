@@ -1257,3 +1257,40 @@ async fn thirty_students_with_open_sessions_are_frozen_and_every_session_dies_wi
         state["consoles"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lost_answer_while_cutting_access_costs_a_retry_not_the_freeze() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("lst", 3);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up_with_logins(home, &sim, &lab).await;
+    // The one write that cuts the class: its answer is lost after the server acted, then
+    // the write that gives the role back fails with a 503, then an ACL listing resets.
+    sim.fail_next_request(
+        "PUT",
+        "/access/roles/LabctlExam",
+        pve_sim::RequestFault::LostAnswer,
+    )
+    .unwrap();
+    sim.fail_next_request(
+        "GET",
+        "/access/acl",
+        pve_sim::RequestFault::Status(503, "Service Unavailable".into()),
+    )
+    .unwrap();
+    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
+    assert_eq!(out.code, Some(0), "one run completes the freeze: {out}");
+    for g in lab_guests(&sim.state(), "lst") {
+        let host = g["name"].as_str().unwrap();
+        assert!(link_down(&g), "{host}");
+        assert_eq!(deadline_snapshots(&g).len(), 1, "{host}");
+    }
+    let out = output(
+        against(home, &sim),
+        &["lab", "access", "verify", lab_s, "--revoked"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "every login is gone: {out}");
+    sim.shutdown().await;
+}

@@ -1276,7 +1276,7 @@ async fn one_lost_answer_while_cutting_access_costs_a_retry_not_the_freeze() {
     sim.fail_next_request(
         "GET",
         "/access/acl",
-        pve_sim::RequestFault::Status(503, "Service Unavailable".into()),
+        pve_sim::RequestFault::Status(503, "Service Unavailable"),
     )
     .unwrap();
     let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;

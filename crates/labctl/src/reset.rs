@@ -105,6 +105,9 @@ struct Intent {
     /// The `smbios1` UUID of the guest the record was made of (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uuid: Option<String>,
+    /// `since` in seconds since the epoch (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_unix: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -824,8 +827,11 @@ async fn stale_dropped(
         if now.eq_ignore_ascii_case(was) {
             continue;
         }
-        // A half-made re-clone has another UUID too, but once given back its MACs are
-        // the recorded ones; a guest of a new `lab up` has none of them.
+        // A half-made re-clone (killed during its clone) has another UUID and fresh MACs
+        // too, and only the record can give it back: it is resumed. A guest of a new
+        // `lab up` is told apart when it has none of the recorded MACs and a snapshot
+        // taken after the record (the `baseline` of that `up`; a re-clone takes its own
+        // only after giving the MACs back).
         let macs: Vec<String> = hv
             .identity(row.vmid)
             .await
@@ -840,7 +846,16 @@ async fn stale_dropped(
             .nics
             .iter()
             .any(|n| macs.contains(&n.mac.to_ascii_lowercase()));
-        if !ours {
+        let later = match intent.since_unix {
+            Some(since) => hv
+                .snapshots(row.vmid)
+                .await
+                .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?
+                .iter()
+                .any(|s| s.taken.is_some_and(|t| t > since)),
+            None => false,
+        };
+        if !ours && later {
             stale.push((
                 host.clone(),
                 format!(
@@ -918,6 +933,10 @@ async fn read_intent(
         fenced,
         acl,
         uuid: guest_uuid(hv, vmid.get()).await?,
+        since_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs()),
     })
 }
 

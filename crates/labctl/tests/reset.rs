@@ -774,7 +774,7 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
             "vmid": vmid, "to": "baseline", "since": "2026-12-01T07:00:00.000Z",
             "nics": [{"net": "net0", "mac": "bc:24:11:00:00:01"}], "tags": [],
             "fenced": true, "acl": [],
-            "uuid": "00000000-0000-4000-8000-000000000001"}}, "done": []})
+            "uuid": "00000000-0000-4000-8000-000000000001", "since_unix": 1}}, "done": []})
         .to_string(),
     )
     .unwrap();

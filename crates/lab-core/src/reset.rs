@@ -43,6 +43,10 @@ pub struct ResetChoice {
     pub path: ResetPath,
     /// Why, in words for the plan.
     pub why: String,
+    /// The snapshot exists.
+    pub found: bool,
+    /// The guest's snapshots, oldest first: a re-clone destroys every one of them.
+    pub snapshots: Vec<String>,
 }
 
 /// Chooses the path to snapshot `to` from the guest's snapshots (oldest first) and what
@@ -50,10 +54,18 @@ pub struct ResetChoice {
 /// [`RollbackReach::Any`], only the most recent on [`RollbackReach::Latest`]), else a
 /// re-clone.
 pub fn choose_reset(snapshots: &[SnapshotInfo], reach: RollbackReach, to: &str) -> ResetChoice {
+    let all: Vec<String> = snapshots.iter().map(|s| s.name.clone()).collect();
+    let lost = if all.is_empty() {
+        String::new()
+    } else {
+        format!(", destroying its snapshots {}", all.join(", "))
+    };
     let Some(pos) = snapshots.iter().position(|s| s.name == to) else {
         return ResetChoice {
             path: ResetPath::Reclone,
-            why: format!("no snapshot {to}: a fresh clone of the template"),
+            why: format!("no snapshot {to}: a fresh clone of the template{lost}"),
+            found: false,
+            snapshots: all,
         };
     };
     let newer: Vec<&str> = snapshots[pos + 1..]
@@ -65,13 +77,17 @@ pub fn choose_reset(snapshots: &[SnapshotInfo], reach: RollbackReach, to: &str) 
             path: ResetPath::Reclone,
             why: format!(
                 "snapshot {to} is behind newer snapshots ({}) and the storage rolls back only \
-                 to the most recent one (ZFS): a fresh clone of the template",
+                 to the most recent one (ZFS): a fresh clone of the template{lost}",
                 newer.join(", ")
             ),
+            found: true,
+            snapshots: all,
         },
         RollbackReach::Latest => ResetChoice {
             path: ResetPath::Rollback,
             why: format!("snapshot {to} is the most recent one"),
+            found: true,
+            snapshots: all,
         },
         RollbackReach::Any => ResetChoice {
             path: ResetPath::Rollback,
@@ -83,6 +99,8 @@ pub fn choose_reset(snapshots: &[SnapshotInfo], reach: RollbackReach, to: &str) 
                     newer.join(", ")
                 )
             },
+            found: true,
+            snapshots: all,
         },
     }
 }
@@ -256,15 +274,20 @@ mod tests {
         let c = choose_reset(&list, RollbackReach::Latest, "baseline");
         assert_eq!(c.path, ResetPath::Reclone);
         assert!(
-            c.why.contains("ZFS") && c.why.contains("deadline-x"),
+            c.why.contains("ZFS")
+                && c.why
+                    .contains("destroying its snapshots baseline, deadline-x"),
             "{}",
             c.why
         );
+        assert!(c.found);
+        assert_eq!(c.snapshots, ["baseline", "deadline-x"]);
         let c = choose_reset(&list, RollbackReach::Latest, "deadline-x");
         assert_eq!(c.path, ResetPath::Rollback);
         let c = choose_reset(&list, RollbackReach::Any, "other");
         assert_eq!(c.path, ResetPath::Reclone);
         assert!(c.why.contains("no snapshot other"), "{}", c.why);
+        assert!(!c.found);
         assert_eq!(
             choose_reset(&[], RollbackReach::Any, "baseline").path,
             ResetPath::Reclone

@@ -6,7 +6,7 @@
 //!   directory storage: any snapshot; ZFS: only the most recent one). PVE's rollback keeps
 //!   the id, the firewall file (the fence) and the ACLs and restores the config of that
 //!   moment (MACs, tags; reference `exam-features.md` §2).
-//! - **re-clone** otherwise (no such snapshot, or newer snapshots in the way on ZFS): the
+//! - **re-clone** otherwise (no `baseline`, or newer snapshots in the way on ZFS): the
 //!   guest is destroyed and cloned again from the lab's template under the same id, with
 //!   the same name and marks (pool, description), every NIC's MAC (so the same DHCP
 //!   address), its tags, its fence (before it first runs) and the ACL entries of its
@@ -17,11 +17,17 @@
 //! Either way the guest is started and the command waits until its agent answers with an
 //! address, as `lab up` does.
 //!
-//! A re-clone first records what it must give back (`<lab>-reset.json` beside the lab
-//! file: MACs, tags, fence, ACL entries) and only then destroys; a run that was killed or
-//! interrupted at any point is completed by running the same command again, which takes
-//! the record (not the half-made guest) as the truth. A frozen student (`lab freeze`) is
-//! refused: a reset would throw away what the deadline kept; `lab unfreeze` first.
+//! A re-clone destroys every snapshot of the guest (the plan and the question name them);
+//! one that would destroy a `deadline-…` snapshot is refused without `--discard-evidence`.
+//! An explicit `--to` the student does not have is refused: only `baseline` is what a
+//! fresh clone gives back.
+//!
+//! A re-clone stops the guest, then records what it must give back (`<lab>-reset.json`
+//! beside the lab file: MACs, tags, fence, ACL entries) and only then destroys; a run that
+//! was killed or interrupted at any point is completed by running the same command again,
+//! which takes the record (not the half-made guest) as the truth. A frozen student (the
+//! manifest says so, or every NIC's link is down) is refused: a reset would throw away
+//! what the deadline kept; `lab unfreeze` first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +66,10 @@ pub struct ResetArgs {
     /// the lab file.
     #[arg(long, value_name = "PATH")]
     manifest: Option<PathBuf>,
+    /// Allow a re-clone that destroys a `deadline-…` snapshot (what `lab freeze` kept as
+    /// evidence); without it such a reset is refused.
+    #[arg(long)]
+    discard_evidence: bool,
     /// Only show the plan: which path each student takes and why (never asks, changes
     /// nothing).
     #[arg(long)]
@@ -92,6 +102,12 @@ struct Intent {
     tags: Vec<String>,
     fenced: bool,
     acl: Vec<Acl>,
+    /// The `smbios1` UUID of the guest the record was made of (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+    /// `since` in seconds since the epoch (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_unix: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -233,6 +249,8 @@ struct Planned {
     why: String,
     /// An interrupted re-clone of this student is completed.
     resume: Option<Intent>,
+    /// The snapshots a re-clone destroys with the guest.
+    lost: Vec<String>,
 }
 
 /// Host names of `names` (roster name, host name, or login with or without realm) among
@@ -306,12 +324,18 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         lab_core::Backend::backend(&hv),
     )?;
     let journal = Journal::open(record_path(&name, &args.file), &name)?;
+    // A clone of an interrupted run may still be landing (its guest joins the pool when
+    // the task ends): wait for it before the lab is listed, or the listing would take
+    // that guest for one that is not the lab's.
+    lab_core::Inventory::quiesce(&hv, Some(spec.template))
+        .await
+        .context("waiting for clones of an earlier run to land")?;
     let rows: Vec<GuestStatus> = status(&hv, &name).await?;
     let by_host: BTreeMap<String, GuestStatus> = rows
         .iter()
         .map(|r| (r.hostname.clone(), r.clone()))
         .collect();
-    let pending = journal.get().pending;
+    let pending = stale_dropped(&hv, &journal, &name, &by_host, args.dry_run).await?;
     // A student whose re-clone was interrupted between destroy and clone has no guest:
     // the record still names them.
     let mut hosts: Vec<String> = by_host.keys().cloned().collect();
@@ -328,18 +352,84 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             format!("lab {name} has no students (run `labctl lab up` with this lab file first)"),
         ));
     }
+    // The lab's own host names too: a student whose guest is gone is still a student.
+    for h in spec.hostnames() {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts.sort();
     let chosen = resolve(&args.students, &hosts, lab.roster.as_deref(), &name)?;
+    let gone: Vec<&str> = chosen
+        .iter()
+        .filter(|h| !by_host.contains_key(*h) && !pending.contains_key(*h))
+        .map(String::as_str)
+        .collect();
+    if !gone.is_empty() {
+        return Err(fail::with_code(
+            fail::NOT_FOUND,
+            format!(
+                "lab {name}: {} has no guest: run `labctl lab up {}` (it makes the missing \
+                 guests), then reset",
+                gone.join(", "),
+                args.file.display()
+            ),
+        ));
+    }
+    // A pending re-clone completes to the snapshot it was begun for.
+    let conflicts: Vec<String> = chosen
+        .iter()
+        .filter_map(|h| {
+            pending
+                .get(h)
+                .filter(|i| i.to != to)
+                .map(|i| format!("{h} (to {}, begun at {})", i.to, i.since))
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(fail::usage(format!(
+            "lab {name}: an interrupted re-clone is pending for {} in {}: run the same \
+             command with its --to to complete it first",
+            conflicts.join(", "),
+            journal.path.display()
+        )));
+    }
 
     // Frozen students keep their deadline state.
+    if let Some(m) = &args.manifest {
+        if !m.exists() {
+            return Err(fail::usage(format!(
+                "lab reset --manifest {}: no such file (give the freeze manifest `lab freeze` \
+                 wrote, or leave --manifest out for {})",
+                m.display(),
+                crate::freeze::default_manifest(&name, Some(&args.file)).display()
+            )));
+        }
+    }
     let manifest = args
         .manifest
         .clone()
         .unwrap_or_else(|| crate::freeze::default_manifest(&name, Some(&args.file)));
     let frozen = crate::freeze::frozen_now(hv.vm_api(), &manifest, &rows).await;
-    let refused: Vec<String> = chosen
+    let mut refused: Vec<String> = chosen
         .iter()
         .filter_map(|h| frozen.get(h).map(|t| format!("{h} (frozen at {t})")))
         .collect();
+    // The cluster's view too (a manifest moved away, another machine's freeze): a guest
+    // whose every link is down was cut.
+    for h in &chosen {
+        if frozen.contains_key(h) {
+            continue;
+        }
+        let Some(row) = by_host.get(h) else { continue };
+        let identity = hv
+            .identity(row.vmid)
+            .await
+            .with_context(|| format!("reading the NICs of {h} (VM {})", row.vmid))?;
+        if !identity.nics.is_empty() && identity.nics.iter().all(|n| n.down) {
+            refused.push(format!("{h} (every NIC's link is down)"));
+        }
+    }
     if !refused.is_empty() {
         return Err(fail::usage(format!(
             "lab {name}: {} frozen: a reset would throw away what the deadline kept; give the \
@@ -351,6 +441,8 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     }
 
     let mut plan = Vec::new();
+    let mut missing = Vec::new();
+    let mut evidence = Vec::new();
     for host in &chosen {
         if let Some(intent) = pending.get(host) {
             plan.push(Planned {
@@ -363,6 +455,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
                     intent.since
                 ),
                 resume: Some(intent.clone()),
+                lost: Vec::new(),
             });
             continue;
         }
@@ -370,6 +463,30 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         let choice = plan_reset(&hv, row.vmid, &to)
             .await
             .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?;
+        // Only `baseline` is what a fresh clone of the template gives back; another
+        // snapshot that is not there cannot be gone back to.
+        if !choice.found && to != BASELINE {
+            missing.push(format!(
+                "{host} has {}",
+                if choice.snapshots.is_empty() {
+                    "no snapshots".to_owned()
+                } else {
+                    format!("the snapshots {}", choice.snapshots.join(", "))
+                }
+            ));
+            continue;
+        }
+        if choice.path == ResetPath::Reclone && !args.discard_evidence {
+            let kept: Vec<&str> = choice
+                .snapshots
+                .iter()
+                .filter(|s| s.starts_with("deadline-"))
+                .map(String::as_str)
+                .collect();
+            if !kept.is_empty() {
+                evidence.push(format!("{host} ({})", kept.join(", ")));
+            }
+        }
         let why = if choice.path == ResetPath::Reclone && to == BASELINE && lab.snapshots.baseline {
             format!(
                 "{}; then a new {BASELINE} snapshot (the lab keeps one)",
@@ -384,20 +501,52 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             path: choice.path,
             why,
             resume: None,
+            lost: if choice.path == ResetPath::Reclone {
+                choice.snapshots.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
 
+    if !missing.is_empty() {
+        return Err(fail::usage(format!(
+            "lab {name}: no snapshot {to} to go back to: {}; give one of them with --to, or \
+             leave --to out for {BASELINE}",
+            missing.join("; ")
+        )));
+    }
+    if !evidence.is_empty() {
+        return Err(fail::usage(format!(
+            "lab {name}: a re-clone of {} would destroy the deadline snapshot kept as \
+             evidence; add --discard-evidence if it is no longer needed",
+            evidence.join(", ")
+        )));
+    }
     print_plan(&name, &to, &plan, args.dry_run, format)?;
     if args.dry_run {
         return Ok(());
     }
+    let lost: Vec<String> = plan
+        .iter()
+        .filter(|p| !p.lost.is_empty())
+        .map(|p| format!("{}: {}", p.host, p.lost.join(", ")))
+        .collect();
     crate::confirm::confirm(
         &format!(
-            "Reset {} of lab {name} to {to}? What they changed since is lost",
+            "Reset {} of lab {name} to {to}? What they changed since is lost{}",
             plan.iter()
                 .map(|p| p.host.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and the re-clone destroys these snapshots: {}",
+                    lost.join("; ")
+                )
+            }
         ),
         args.yes,
     )?;
@@ -407,13 +556,53 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     let _lock =
         crate::lab::LabLock::take(hv.vm_api().client().base_url().as_str(), &name, "reset")?;
     let access = AccessApi::new(hv.vm_api().client().clone());
+    let interrupt = lab_core::Interrupt::new();
+    let _signals = crate::signals::on_interrupt(interrupt.clone(), "lab reset");
     let mut results = Vec::new();
     for p in &plan {
-        let r = reset_one(&hv, &access, &journal, &spec, lab.snapshots, &to, p).await;
+        if interrupt.is_triggered() {
+            results.push((p, Ended::NotStarted));
+            continue;
+        }
+        // Ctrl-C ends the student's reset where it stands: a re-clone's record (written
+        // right before the destroy) lets the next run complete it; a clone task in
+        // flight is waited for by the next run.
+        let r = tokio::select! {
+            r = reset_one(&hv, &access, &journal, &spec, lab.snapshots, &to, p) => match r {
+                Ok(o) => Ended::Done(o),
+                Err(e) => Ended::Failed(e),
+            },
+            () = interrupt.triggered() => Ended::Interrupted {
+                recorded: journal.get().pending.contains_key(&p.host),
+            },
+        };
         results.push((p, r));
     }
     report(&name, &to, &results, format)?;
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if interrupt.is_triggered() {
+        let open: Vec<&str> = results
+            .iter()
+            .filter(|(_, r)| !matches!(r, Ended::Done(_)))
+            .map(|(p, _)| p.host.as_str())
+            .collect();
+        return Err(fail::with_code(
+            fail::INCOMPLETE,
+            format!(
+                "interrupted: {} not reset yet; run the same command again (an interrupted \
+                 re-clone is completed from {})",
+                if open.is_empty() {
+                    "every student is done, none".to_owned()
+                } else {
+                    open.join(", ")
+                },
+                journal.path.display()
+            ),
+        ));
+    }
+    let failed = results
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ended::Done(_)))
+        .count();
     if failed > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,
@@ -426,6 +615,18 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         ));
     }
     Ok(())
+}
+
+/// Where one student stands after the run.
+enum Ended {
+    Done(Outcome),
+    Failed(anyhow::Error),
+    /// Cut off by Ctrl-C or SIGTERM; `recorded`: a re-clone's record is pending.
+    Interrupted {
+        recorded: bool,
+    },
+    /// Not begun: the run was interrupted before.
+    NotStarted,
 }
 
 /// What one reset ended with.
@@ -459,6 +660,18 @@ async fn reset_one(
                 Some(i) => i.clone(),
                 None => {
                     let intent = read_intent(hv, access, spec, vmid, to).await?;
+                    // Stopped first: a stop that fails leaves the guest and no record.
+                    if lab_core::Inventory::guest(hv, vmid)
+                        .await
+                        .with_context(|| format!("{}: reading VM {vmid}", p.host))?
+                        .status
+                        .is_running()
+                    {
+                        lab_core::Power::stop(hv, vmid)
+                            .await
+                            .with_context(|| format!("{}: stopping VM {vmid}", p.host))?;
+                    }
+                    // Recorded right before the destroy.
                     journal.update(|r| {
                         r.pending.insert(p.host.clone(), intent.clone());
                     })?;
@@ -540,6 +753,144 @@ async fn reset_one(
     })
 }
 
+/// The `smbios1` UUID of `vmid`'s guest; `None` when there is no guest or none is set.
+async fn guest_uuid(hv: &ProxmoxLab, vmid: u32) -> anyhow::Result<Option<String>> {
+    let id = pve_vm::VmId::new(vmid)?;
+    let guest = match hv.vm_api().guest(id).await {
+        Ok(g) => g,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("finding VM {vmid}"))),
+    };
+    let cfg = match guest.config().await {
+        Ok(c) => c,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("reading the config of VM {vmid}")))
+        }
+    };
+    Ok(cfg.get("smbios1").and_then(|s| {
+        s.split(',')
+            .find_map(|kv| kv.strip_prefix("uuid="))
+            .map(str::to_owned)
+    }))
+}
+
+/// The pending re-clones of the record that still belong to this lab's guests; the others
+/// are dropped from the record (and said): the lab was taken down (no guest, no pool), or
+/// the id now holds another guest (a new `lab up`: another UUID and none of the recorded
+/// MACs) that a resume would destroy.
+async fn stale_dropped(
+    hv: &ProxmoxLab,
+    journal: &Journal,
+    lab: &LabName,
+    by_host: &BTreeMap<String, GuestStatus>,
+    dry_run: bool,
+) -> anyhow::Result<BTreeMap<String, Intent>> {
+    let pending = journal.get().pending;
+    if pending.is_empty() {
+        return Ok(pending);
+    }
+    let mut stale: Vec<(String, String)> = Vec::new();
+    let lab_down = if by_host.is_empty() {
+        let pools: Vec<serde_json::Value> = hv
+            .vm_api()
+            .client()
+            .get("/pools", &pve_auth::Params::new())
+            .await
+            .context("reading the pools (is the lab still up?)")?;
+        let pool = lab.pool();
+        !pools
+            .iter()
+            .any(|p| p["poolid"].as_str() == Some(pool.as_str()))
+    } else {
+        false
+    };
+    for (host, intent) in &pending {
+        if lab_down {
+            stale.push((host.clone(), "the lab was taken down".into()));
+            continue;
+        }
+        let Some(row) = by_host.get(host) else {
+            continue;
+        };
+        if row.vmid.get() != intent.vmid {
+            stale.push((
+                host.clone(),
+                format!("{host} is VM {} now, not {}", row.vmid, intent.vmid),
+            ));
+            continue;
+        }
+        let Some(was) = &intent.uuid else { continue };
+        let Some(now) = guest_uuid(hv, intent.vmid).await? else {
+            continue;
+        };
+        if now.eq_ignore_ascii_case(was) {
+            continue;
+        }
+        // A half-made re-clone (killed during its clone) has another UUID and fresh MACs
+        // too, and only the record can give it back: it is resumed. A guest of a new
+        // `lab up` is told apart when it has none of the recorded MACs and a snapshot
+        // taken after the record (the `baseline` of that `up`; a re-clone takes its own
+        // only after giving the MACs back).
+        let macs: Vec<String> = hv
+            .identity(row.vmid)
+            .await
+            .map(|i| {
+                i.nics
+                    .into_iter()
+                    .map(|n| n.mac.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ours = intent
+            .nics
+            .iter()
+            .any(|n| macs.contains(&n.mac.to_ascii_lowercase()));
+        let later = match intent.since_unix {
+            Some(since) => hv
+                .snapshots(row.vmid)
+                .await
+                .with_context(|| format!("reading the snapshots of {host} (VM {})", row.vmid))?
+                .iter()
+                .any(|s| s.taken.is_some_and(|t| t > since)),
+            None => false,
+        };
+        if !ours && later {
+            stale.push((
+                host.clone(),
+                format!(
+                    "VM {} is another guest now (UUID {now}, not {was})",
+                    intent.vmid
+                ),
+            ));
+        }
+    }
+    if stale.is_empty() {
+        return Ok(pending);
+    }
+    let mut pending = pending;
+    for (h, _) in &stale {
+        pending.remove(h);
+    }
+    if !dry_run {
+        journal.update(|r| {
+            for (h, _) in &stale {
+                r.pending.remove(h);
+            }
+        })?;
+    }
+    for (h, why) in &stale {
+        eprintln!(
+            "labctl: {} the pending re-clone of {} from {}: {}",
+            if dry_run { "would drop" } else { "dropped" },
+            line_safe(h),
+            journal.path.display(),
+            line_safe(why)
+        );
+    }
+    Ok(pending)
+}
+
 /// What a re-clone must give back, read from the guest before it is destroyed.
 async fn read_intent(
     hv: &ProxmoxLab,
@@ -581,6 +932,11 @@ async fn read_intent(
         tags: identity.tags,
         fenced,
         acl,
+        uuid: guest_uuid(hv, vmid.get()).await?,
+        since_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs()),
     })
 }
 
@@ -622,29 +978,48 @@ fn print_plan(
 fn report(
     lab: &LabName,
     to: &str,
-    results: &[(&Planned, anyhow::Result<Outcome>)],
+    results: &[(&Planned, Ended)],
     format: Format,
 ) -> anyhow::Result<()> {
     let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "OUTCOME", "ADDRESSES", "MACS"]);
     let mut rows = Vec::new();
     for (p, r) in results {
         let (outcome, addresses, macs, task, error) = match r {
-            Ok(o) => (
+            Ended::Done(o) => (
                 "done",
                 o.addresses.clone(),
                 o.macs.clone(),
                 o.task.clone(),
                 None,
             ),
-            Err(e) => (
+            Ended::Failed(e) => (
                 "failed",
                 Vec::new(),
                 Vec::new(),
                 None,
                 Some(format!("{e:#}")),
             ),
+            Ended::Interrupted { recorded } => (
+                "interrupted",
+                Vec::new(),
+                Vec::new(),
+                None,
+                Some(format!(
+                    "{}: interrupted{}",
+                    p.host,
+                    if *recorded {
+                        " after the re-clone was recorded: the next run completes it"
+                    } else if p.path == ResetPath::Rollback {
+                        " during the rollback (a rollback task in flight still finishes): \
+                         the next run rolls back again"
+                    } else {
+                        " before its guest was destroyed"
+                    }
+                )),
+            ),
+            Ended::NotStarted => ("not started", Vec::new(), Vec::new(), None, None),
         };
-        let rebased = r.as_ref().is_ok_and(|o| o.rebased);
+        let rebased = matches!(r, Ended::Done(o) if o.rebased);
         sheet.row(vec![
             line_safe(&p.host),
             p.vmid.to_string(),

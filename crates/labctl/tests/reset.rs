@@ -326,3 +326,498 @@ async fn a_frozen_student_is_refused() {
     );
     assert_eq!(guests(&sim, "frs"), before, "nothing changed");
 }
+
+/// Puts the lab template's disk on ZFS (its linked clones are too).
+async fn template_on_zfs(sim: &SimHandle) {
+    put_config(
+        sim,
+        "pve1",
+        9000,
+        "scsi0",
+        "local-zfs:base-9000-disk-0,size=8G",
+    )
+    .await;
+}
+
+async fn put_config(sim: &SimHandle, node: &str, vmid: u64, key: &str, value: &str) {
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    let params = pve_auth::Params::new().with(key, value);
+    client
+        .put::<Value>(&format!("/nodes/{node}/qemu/{vmid}/config"), &params)
+        .await
+        .unwrap();
+}
+
+fn uuid(g: &Value) -> String {
+    g["config"]["smbios1"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_to_that_does_not_exist_is_refused_naming_the_students_snapshots() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("nto", 1);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "nto").await;
+    let before = guests(&sim, "nto");
+    for extra in [&["--dry-run"][..], &["--yes"][..]] {
+        let mut args = vec!["lab", "reset", lab_s, "nto-01", "--to", "before-part2"];
+        args.extend_from_slice(extra);
+        let out = output(against(home, &sim), &args).await;
+        assert_eq!(out.code, Some(2), "{out}");
+        assert!(
+            out.stderr.contains("no snapshot before-part2")
+                && out.stderr.contains("nto-01 has the snapshots baseline"),
+            "{out}"
+        );
+        assert!(
+            !out.stdout.contains("re-clone"),
+            "no plan of a re-clone: {out}"
+        );
+    }
+    assert_eq!(guests(&sim, "nto"), before, "nothing changed");
+    assert!(!home.join("nto-reset.json").exists(), "no record written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_needs_discard_evidence(
+) {
+    let sim = sim().await;
+    template_on_zfs(&sim).await;
+    let (home, lab) = lab_dir("dev", 1);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "dev").await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "deadline-20261205t1400z", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let before = guests(&sim, "dev");
+
+    // The plan names every snapshot the re-clone destroys; without --discard-evidence
+    // the deadline snapshot is kept and nothing changes.
+    let dry = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "reset",
+            lab_s,
+            "dev-01",
+            "--dry-run",
+            "--discard-evidence",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(plan["plan"][0]["how"], "re-clone", "{plan}");
+    assert!(
+        plan["plan"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("destroying its snapshots baseline, deadline-20261205t1400z"),
+        "{plan}"
+    );
+    for extra in [&["--dry-run"][..], &["--yes"][..]] {
+        let mut args = vec!["lab", "reset", lab_s, "dev-01"];
+        args.extend_from_slice(extra);
+        let out = output(against(home, &sim), &args).await;
+        assert_eq!(out.code, Some(2), "{out}");
+        assert!(
+            out.stderr.contains("dev-01 (deadline-20261205t1400z)")
+                && out.stderr.contains("--discard-evidence"),
+            "{out}"
+        );
+    }
+    assert_eq!(guests(&sim, "dev"), before, "nothing changed");
+    assert!(!home.join("dev-reset.json").exists(), "no record written");
+
+    let out = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "reset",
+            lab_s,
+            "dev-01",
+            "--yes",
+            "--discard-evidence",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let after = guests(&sim, "dev");
+    assert_eq!(snapshots(&after["dev-01"]), ["baseline"], "a fresh clone");
+    assert_ne!(
+        uuid(&after["dev-01"]),
+        uuid(&before["dev-01"]),
+        "another guest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_is_refused() {
+    let sim = sim().await;
+    template_on_zfs(&sim).await;
+    let (home, lab) = lab_dir("stp", 1);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "stp").await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "later", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let before = guests(&sim, "stp");
+    let g = &before["stp-01"];
+    let vmid = g["vmid"].as_u64().unwrap();
+    let node = g["node"].as_str().unwrap();
+    sim.fail_next_request(
+        "POST",
+        &format!("/nodes/{node}/qemu/{vmid}/status/stop"),
+        pve_sim::RequestFault::Status(400, "stop refused by the test"),
+    )
+    .unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "stp-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(5), "{out}");
+    assert!(out.stderr.contains("stopping VM"), "{out}");
+    let record = home.join("stp-reset.json");
+    let pending = std::fs::read_to_string(&record)
+        .map(|t| serde_json::from_str::<Value>(&t).unwrap()["pending"].clone())
+        .unwrap_or(json!({}));
+    assert_eq!(
+        pending,
+        json!({}),
+        "no record of a re-clone that never destroyed"
+    );
+    assert_eq!(
+        uuid(&guests(&sim, "stp")["stp-01"]),
+        uuid(g),
+        "the guest is still the student's"
+    );
+
+    // A record pending for another snapshot: an explicit --to conflicting with it is
+    // refused naming the record.
+    std::fs::write(
+        &record,
+        json!({"lab": "stp", "pending": {"stp-01": {
+            "vmid": vmid, "to": "baseline", "since": "2026-12-05T07:00:00.000Z",
+            "nics": [], "tags": [], "fenced": true, "acl": []}}, "done": []})
+        .to_string(),
+    )
+    .unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "stp-01", "--to", "later", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("stp-01 (to baseline") && out.stderr.contains(record.to_str().unwrap()),
+        "{out}"
+    );
+    assert_eq!(uuid(&guests(&sim, "stp")["stp-01"]), uuid(g), "untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_error() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("cut", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "cut").await;
+    let missing = home.join("nowhere-freeze.json");
+    let out = output(
+        against(home, &sim),
+        &[
+            "lab",
+            "reset",
+            lab_s,
+            "cut-01",
+            "--manifest",
+            missing.to_str().unwrap(),
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("nowhere-freeze.json") && out.stderr.contains("no such file"),
+        "{out}"
+    );
+    // No manifest at all, but every link of the guest is down (a cut from elsewhere).
+    let g = guests(&sim, "cut")["cut-01"].clone();
+    let net0 = g["config"]["net0"].as_str().unwrap();
+    put_config(
+        &sim,
+        g["node"].as_str().unwrap(),
+        g["vmid"].as_u64().unwrap(),
+        "net0",
+        &format!("{net0},link_down=1"),
+    )
+    .await;
+    let before = guests(&sim, "cut");
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "cut-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("cut-01 (every NIC's link is down)") && out.stderr.contains("unfreeze"),
+        "{out}"
+    );
+    assert_eq!(guests(&sim, "cut"), before, "nothing changed");
+    // The other student is not cut off: its plan is made.
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "cut-02", "--dry-run"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_whose_guest_is_gone_is_told_to_run_lab_up() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("gon", 2);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "gon").await;
+    let vmid = guests(&sim, "gon")["gon-02"]["vmid"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let out = output(
+        against(home, &sim),
+        &["vm", "destroy", &vmid, "--stop", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "gon-02", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(4), "{out}");
+    assert!(
+        out.stderr.contains("gon-02 has no guest") && out.stderr.contains("lab up"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("is not a student"), "{out}");
+    // A name that is no student of the lab is still a usage error.
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "gon-07", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(2), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let lab = home.join("lab.toml");
+    // A long agent wait: the reset is still waiting when the signal comes.
+    std::fs::write(
+        &lab,
+        "name = \"sig\"\ntemplate = 9000\ncount = 2\nids = \"5000-5999\"\n\
+         teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n\n[timeouts]\n\
+         ready = 86400\n",
+    )
+    .unwrap();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "sig").await;
+    // A snapshot whose agent never answers: after the rollback the reset waits.
+    let vmid = guests(&sim, "sig")["sig-01"]["vmid"].as_u64().unwrap();
+    sim.put_guest_state(u32::try_from(vmid).unwrap(), json!({"agent": "stopped"}))
+        .unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "snapshot", lab_s, "hung", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    sim.put_guest_state(
+        u32::try_from(vmid).unwrap(),
+        json!({"agent": "running", "files": {"/root/marker": {"content": "x\n"}}}),
+    )
+    .unwrap();
+    let child = against(home, &sim)
+        .args([
+            "lab", "reset", lab_s, "sig-01", "sig-02", "--to", "hung", "--yes", "-o", "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rolled back (the marker is gone): the reset now waits for an agent that is stopped.
+    let mut rolled = false;
+    for _ in 0..4000 {
+        if file_hash(&sim, vmid, "/root/marker").is_none() {
+            rolled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(rolled, "the rollback never happened");
+    let pid = child.id().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(common::RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("labctl ended")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["students"][0]["outcome"], "interrupted", "{report}");
+    assert_eq!(report["students"][1]["outcome"], "not started", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let lab = home.join("lab.toml");
+    // Full clones (slow enough to be caught in flight); no baseline: a reset re-clones.
+    std::fs::write(
+        &lab,
+        "name = \"kcl\"\ntemplate = 9000\ncount = 1\nids = \"5000-5999\"\nclone = \"full\"\n\
+         teachers = [\"10.10.0.1\"]\n",
+    )
+    .unwrap();
+    let lab_s = lab.to_str().unwrap();
+    let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    let before = guests(&sim, "kcl");
+    let g = &before["kcl-01"];
+    let vmid = g["vmid"].as_u64().unwrap();
+    let mut child = against(home, &sim)
+        .args(["lab", "reset", lab_s, "kcl-01", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let in_flight = |sim: &SimHandle| {
+        sim.state()["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["vmid"] == vmid && x["lock"] == "clone" && uuid(x) != uuid(g))
+    };
+    let mut seen = false;
+    for _ in 0..4000 {
+        if in_flight(&sim) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(seen, "never saw the re-clone in flight");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "kcl-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(!out.stderr.contains("not in the lab's pool"), "{out}");
+    let after = guests(&sim, "kcl");
+    let now = &after["kcl-01"];
+    assert_eq!(now["vmid"], vmid);
+    assert_eq!(now["status"], "running");
+    assert_eq!(mac(now), mac(g), "the MAC is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
+    let sim = sim().await;
+    let (home, lab) = lab_dir("old", 1);
+    let home = home.path();
+    let lab_s = lab.to_str().unwrap();
+    up(home, &sim, &lab, "old").await;
+    let before = guests(&sim, "old");
+    let g = &before["old-01"];
+    let vmid = g["vmid"].as_u64().unwrap();
+    // Left by a re-clone of an earlier lab of that name: another guest, other MACs.
+    let record = home.join("old-reset.json");
+    std::fs::write(
+        &record,
+        json!({"lab": "old", "pending": {"old-01": {
+            "vmid": vmid, "to": "baseline", "since": "2026-12-01T07:00:00.000Z",
+            "nics": [{"net": "net0", "mac": "bc:24:11:00:00:01"}], "tags": [],
+            "fenced": true, "acl": [],
+            "uuid": "00000000-0000-4000-8000-000000000001", "since_unix": 1}}, "done": []})
+        .to_string(),
+    )
+    .unwrap();
+    let dry = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "old-01", "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    assert!(
+        dry.stderr
+            .contains("would drop the pending re-clone of old-01"),
+        "{dry}"
+    );
+    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(
+        kept["pending"]["old-01"].is_object(),
+        "a dry run changes nothing"
+    );
+
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", lab_s, "old-01", "--yes", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr
+            .contains("dropped the pending re-clone of old-01")
+            && out.stderr.contains("another guest"),
+        "{out}"
+    );
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["students"][0]["how"], "rollback", "{report}");
+    let after = guests(&sim, "old");
+    assert_eq!(
+        uuid(&after["old-01"]),
+        uuid(g),
+        "the guest was not destroyed"
+    );
+    assert_eq!(mac(&after["old-01"]), mac(g));
+    let now: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(now["pending"], json!({}), "{now}");
+}

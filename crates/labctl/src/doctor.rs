@@ -1113,6 +1113,15 @@ async fn memory(
     let spec = &lab.spec;
     let plan = match lab_core::plan_up(&hv, spec).await {
         Ok(p) => p,
+        // Refused for a reason a line above already FAILs (too few ids, no template).
+        Err(e) if r.blocked() => {
+            r.add(
+                "memory",
+                Status::Skipped,
+                format!("the class cannot be planned ({e}); fix the FAIL above first"),
+            );
+            return;
+        }
         Err(e) => {
             r.fix(
                 "memory",

@@ -624,6 +624,9 @@ async fn memory_is_ready_exactly_when_lab_plan_accepts_and_a_running_lab_does_no
         .unwrap();
         path.to_string_lossy().into_owned()
     };
+    // A replica on every node, so a spread class can use them all (as `lab plan` does).
+    let (code, out, err) = run(against(dir, &sim), &["template", "replicate", "9000"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
     // 6 students kept on pve1 need 12 GiB there, which has 8: the sum over the cluster
     // (24 GiB free) would say yes, `lab plan` says no; so does doctor.
     let one_node = write("one", 6, "nodes = [\"pve1\"]\n");

@@ -96,6 +96,8 @@ struct Template {
     storage: Option<String>,
     /// Configured memory (bytes; PVE's default 512 MiB when unset).
     memory: u64,
+    /// The config says `template: 1` (a guest that is not one can still be cloned).
+    is_template: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -300,6 +302,7 @@ impl ProxmoxLab {
             tags: config.tags(),
             storage,
             memory,
+            is_template: config.get("template").as_deref().map(str::trim) == Some("1"),
         };
         lock(&self.inner.templates).insert(vmid.get(), t.clone());
         Ok(t)

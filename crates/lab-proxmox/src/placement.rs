@@ -78,6 +78,27 @@ fn unsure(list: &[Resource], template: VmId) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// QEMU guests without the replica tag, not templates, named `name` or not yet named in
+/// the listing (pvestatd lags): a copy whose run stopped before it was tagged; its
+/// description decides.
+fn untagged_named<'a>(
+    list: &'a [Resource],
+    template: VmId,
+    name: &'a str,
+) -> impl Iterator<Item = (u32, String)> + 'a {
+    let tag = replica_tag(template);
+    list.iter()
+        .filter(|r| r.kind == "qemu" && r.template != Some(true))
+        .filter(move |r| r.vmid.is_some_and(|v| v != template.get()))
+        .filter(move |r| r.name.as_deref().is_none_or(|n| n == name))
+        .filter(move |r| {
+            !r.tags
+                .as_deref()
+                .is_some_and(|t| t.split([';', ',', ' ']).any(|x| x == tag))
+        })
+        .filter_map(|r| Some((r.vmid?, r.node.clone()?)))
+}
+
 fn tagged(list: &[Resource], template: VmId) -> impl Iterator<Item = &Resource> {
     let tag = replica_tag(template);
     list.iter()
@@ -279,6 +300,14 @@ impl ProxmoxLab {
         dry_run: bool,
     ) -> Result<Vec<Replica>> {
         let t = self.template(template).await?;
+        if !t.is_template {
+            return Err(Error::invalid(
+                "template",
+                template.to_string(),
+                "a template (this guest is not one; replicate copies only templates, never \
+                 a VM in use: convert it with `qm template` first if that is meant)",
+            ));
+        }
         if t.kind != GuestKind::Qemu {
             return Err(Error::invalid(
                 "template",
@@ -346,9 +375,14 @@ impl ProxmoxLab {
                 });
                 continue;
             }
-            // Half made by an interrupted run: tagged, not a template, meant for `node`.
+            // Half made by an interrupted run: not a template, described as the copy for
+            // `node` (the clone request itself sets the description); tagged, or named as
+            // the copy when the run stopped before the tag was set.
+            let copy_name = format!("{base}-{node}");
+            let mut candidates = unsure(&list, template);
+            candidates.extend(untagged_named(&list, template, &copy_name));
             let mut partial = None;
-            for (vmid, on) in unsure(&list, template)
+            for (vmid, on) in candidates
                 .into_iter()
                 .filter(|(v, _)| !have.iter().any(|(h, _)| h == v))
             {
@@ -365,11 +399,25 @@ impl ProxmoxLab {
                     .await
                     .map_err(|e| vm_err(e, &format!("VM {vmid}")))?;
                 if config.get("description").as_deref().map(str::trim)
-                    == Some(replica_description(template, &node).as_str())
+                    != Some(replica_description(template, &node).as_str())
                 {
-                    partial = Some((vmid, on));
-                    break;
+                    continue;
                 }
+                if let Some(lock) = config.get("lock") {
+                    return Err(Error::invalid(
+                        "replica",
+                        vmid.to_string(),
+                        format!(
+                            "VM {vmid} (the copy for {node}) is still locked ({lock}): its \
+                             clone task is running; run the same command again when it ends"
+                        ),
+                    ));
+                }
+                if !config.tags().iter().any(|t| *t == replica_tag(template)) && !dry_run {
+                    self.tag_copy(template, &on, vmid, &node).await?;
+                }
+                partial = Some((vmid, on));
+                break;
             }
             if dry_run {
                 out.push(Replica {
@@ -432,18 +480,26 @@ impl ProxmoxLab {
         self.run_task(tnode, pve_auth::Method::POST, &path, &params, &what)
             .await?
             .map_err(|e| vm_err(e, &what))?;
-        // Tagged at once: a copy an interrupted run leaves behind is recognised.
-        let path =
-            pve_auth::api_path(&["nodes", tnode.as_str(), "qemu", &vmid.to_string(), "config"]);
+        // Tagged at once (the clone request cannot carry tags; its description and name
+        // already mark the copy, so a run stopped before this line is recognised too).
+        self.tag_copy(template, tnode.as_str(), vmid, node).await?;
+        Ok(vmid)
+    }
+
+    /// Sets the replica tag on the copy `vmid` (on node `on`) made for `node`.
+    async fn tag_copy(&self, template: VmId, on: &str, vmid: u32, node: &str) -> Result<()> {
+        let what = format!("full copy of template {template} for {node}");
+        let tnode = NodeName::new(on).map_err(|e| vm_err(e, "node"))?;
+        let path = pve_auth::api_path(&["nodes", on, "qemu", &vmid.to_string(), "config"]);
         self.write::<serde_json::Value>(
-            tnode,
+            &tnode,
             pve_auth::Method::PUT,
             &path,
             &Params::new().with("tags", replica_tag(template).as_str()),
         )
         .await
         .map_err(|e| api_err(e, &what))?;
-        Ok(vmid)
+        Ok(())
     }
 
     /// Moves the copy `vmid` from `on` to `node` (offline) and makes it a template.

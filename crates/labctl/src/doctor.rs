@@ -162,6 +162,8 @@ struct LabView {
     /// `LABCTL_TIME_SCALE`).
     ready: Duration,
     address: Duration,
+    /// The whole resolved spec (the memory check plans it as `lab plan` does).
+    spec: lab_core::LabSpec,
 }
 
 fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
@@ -173,7 +175,7 @@ fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
         )));
     }
     let lab = crate::labfile::resolve(Some(&read), &Overrides::default())?;
-    let spec = lab.spec;
+    let spec = lab.spec.clone();
     Ok(LabView {
         name: spec.name.clone(),
         template: spec.template.get(),
@@ -184,7 +186,14 @@ fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
         linked: spec.clone_mode == lab_core::CloneMode::Linked,
         ready: spec.timeouts.ready,
         address: spec.timeouts.address,
+        spec,
     })
+}
+
+/// Whether `file` reads as a FOSS-Cloud classroom (doctor is for Proxmox VE labs).
+fn foss_cloud(file: Option<&std::path::Path>) -> bool {
+    file.and_then(|f| LabFile::read(f).ok())
+        .is_some_and(|read| read.0.is_fosscloud())
 }
 
 /// `labctl doctor`.
@@ -194,29 +203,71 @@ pub async fn run(
     format: Format,
 ) -> anyhow::Result<()> {
     format.not_csv("doctor")?;
-    // A bad lab file is a usage error before anything is contacted.
-    let lab = args.file.as_deref().map(lab_view).transpose()?;
-    let client = connection.client()?;
+    // A FOSS-Cloud classroom is the wrong tool (usage); any other problem of the lab file
+    // is a FAIL line, so the checklist (and `-o json`) is always printed.
     let mut r = Report::default();
-    let ok = connect(&client, connection, &mut r).await;
-    if ok {
-        let node = first_node(&client).await;
-        clock(&client, node.as_deref(), &mut r).await;
+    let lab = match args.file.as_deref().map(lab_view).transpose() {
+        Ok(lab) => lab,
+        Err(e) if foss_cloud(args.file.as_deref()) => return Err(e),
+        Err(e) => {
+            r.fix(
+                "lab file",
+                Status::Fail,
+                format!("{e:#}"),
+                format!(
+                    "correct {} (`labctl lab plan` on it names the same problem)",
+                    args.file
+                        .as_deref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_default()
+                ),
+            );
+            None
+        }
+    };
+    let lab_failed = args.file.is_some() && lab.is_none();
+    let client = match connection.client() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            r.fix(
+                "reachable",
+                Status::Fail,
+                format!("{e:#}"),
+                "set the cluster (PVE_HOST, --host or a config cluster) and its login",
+            );
+            None
+        }
+    };
+    let ok = match &client {
+        Some(client) => connect(client, connection, &mut r).await,
+        None => false,
+    };
+    if let (true, Some(client)) = (ok, &client) {
+        let node = first_node(client).await;
+        clock(client, node.as_deref(), &mut r).await;
         let resources: Vec<Value> = client
             .get("/cluster/resources", &Params::new())
             .await
             .unwrap_or_default();
-        privileges(&client, lab.as_ref(), &resources, &mut r).await;
+        privileges(client, lab.as_ref(), &resources, &mut r).await;
         match &lab {
             Some(lab) => {
-                let tmpl = template(&client, lab, &resources, &mut r).await;
-                firewall(&client, lab, &mut r).await;
+                let tmpl = template(client, lab, &resources, &mut r).await;
+                firewall(client, lab, &mut r).await;
                 ids(lab, &resources, &mut r);
                 pool_and_tag(lab, &resources, &mut r);
-                memory(lab, tmpl.as_ref(), &resources, &mut r);
+                memory(connection, lab, tmpl.as_ref(), &mut r).await;
                 if args.boot_test {
                     boot_test(connection, lab, tmpl.is_some(), &mut r).await;
                 }
+            }
+            None if lab_failed => {
+                r.add(
+                    "lab",
+                    Status::Skipped,
+                    "the lab file above did not load: template, firewall, ids, pool and \
+                     memory not checked",
+                );
             }
             None => {
                 r.add(
@@ -546,10 +597,9 @@ async fn held_privileges(
     }
 }
 
-/// The template's config, if it was found.
-struct Template {
-    memory_mib: u64,
-}
+/// The template was found and its config read (the memory check sizes the students by
+/// what `lab plan` reads).
+struct Template;
 
 fn guest_entry(resources: &[Value], vmid: u32) -> Option<&Value> {
     resources.iter().find(|g| {
@@ -756,11 +806,7 @@ async fn template(
             "no cloud-init drive (labctl needs none: the guests take DHCP)",
         ),
     }
-    let memory_mib = config
-        .get("memory")
-        .and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok()))
-        .unwrap_or(if kind == "lxc" { 512 } else { 2048 });
-    Some(Template { memory_mib })
+    Some(Template)
 }
 
 /// The address this machine uses to reach the API (what the node's firewall sees).
@@ -844,10 +890,10 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
         .get("/cluster/firewall/ipset", &Params::new())
         .await
         .unwrap_or_default();
-    if sets
+    let has_set = sets
         .iter()
-        .any(|s| s.get("name").and_then(Value::as_str) == Some("management"))
-    {
+        .any(|s| s.get("name").and_then(Value::as_str) == Some("management"));
+    if has_set {
         let entries: Vec<Value> = client
             .get("/cluster/firewall/ipset/management", &Params::new())
             .await
@@ -880,11 +926,28 @@ async fn firewall(client: &PveClient, lab: &LabView, r: &mut Report) {
     } else {
         "off (lab up switches it on for the fence)"
     };
-    let fix = format!(
-        "add {me} to the datacenter IP set `management` before the firewall is on: \
-         Datacenter > Firewall > IPSet > management > Add {me} (or `labctl firewall isolate \
-         --management {me}/32`); keep an SSH session open while you try"
+    // labctl has no command that edits `management` (`labctl firewall` only fences guests):
+    // the GUI or pvesh on a node.
+    let how = format!(
+        "Datacenter > Firewall > IPSet > management > Add {me} (or on a node: {}`pvesh create \
+         /cluster/firewall/ipset/management --cidr {me}`)",
+        if has_set {
+            ""
+        } else {
+            "`pvesh create /cluster/firewall/ipset --name management`, then "
+        }
     );
+    let fix = if enabled {
+        format!(
+            "the firewall is on now: add {me} to the datacenter IP set `management` at once, \
+             from a session that still works: {how}"
+        )
+    } else {
+        format!(
+            "add {me} to the datacenter IP set `management` before `lab up` switches the \
+             firewall on: {how}; keep an SSH session open while you try"
+        )
+    };
     if covered {
         r.add(
             "firewall",
@@ -1023,65 +1086,114 @@ fn pool_and_tag(lab: &LabView, resources: &[Value], r: &mut Report) {
     }
 }
 
-fn memory(lab: &LabView, tmpl: Option<&Template>, resources: &[Value], r: &mut Report) {
-    let Some(t) = tmpl else {
+/// The class planned exactly as `lab plan` plans it (the same per-node placement, the
+/// file's `nodes` and `placement`; students already running are the lab's, already counted
+/// in the nodes' used memory, and are not placed again): ready here ⇔ `lab plan` accepts.
+async fn memory(
+    connection: &crate::connect::Connection,
+    lab: &LabView,
+    tmpl: Option<&Template>,
+    r: &mut Report,
+) {
+    if tmpl.is_none() {
         r.add(
             "memory",
             Status::Skipped,
             "no template to size the guests by",
         );
         return;
-    };
-    let nodes: Vec<(u64, u64)> = resources
-        .iter()
-        .filter(|n| n.get("type").and_then(Value::as_str) == Some("node"))
-        .filter(|n| n.get("status").and_then(Value::as_str) != Some("offline"))
-        .filter_map(|n| {
-            Some((
-                n.get("mem").and_then(Value::as_u64)?,
-                n.get("maxmem").and_then(Value::as_u64)?,
-            ))
-        })
-        .collect();
-    if nodes.is_empty() {
-        r.add(
-            "memory",
-            Status::Skipped,
-            "the cluster reports no node memory (needs Sys.Audit on /nodes)",
-        );
-        return;
     }
-    const MIB: u64 = 1024 * 1024;
-    let free: u64 = nodes.iter().map(|(m, max)| max.saturating_sub(*m)).sum();
-    let need = u64::from(lab.count) * t.memory_mib * MIB;
-    let gib = |b: u64| b as f64 / (1024.0 * MIB as f64);
-    if need <= free {
+    let hv = match connection.backend() {
+        Ok(hv) => hv,
+        Err(e) => {
+            r.add("memory", Status::Fail, format!("{e:#}"));
+            return;
+        }
+    };
+    let spec = &lab.spec;
+    let plan = match lab_core::plan_up(&hv, spec).await {
+        Ok(p) => p,
+        // Refused for a reason a line above already FAILs (too few ids, no template).
+        Err(e) if r.blocked() => {
+            r.add(
+                "memory",
+                Status::Skipped,
+                format!("the class cannot be planned ({e}); fix the FAIL above first"),
+            );
+            return;
+        }
+        Err(e) => {
+            r.fix(
+                "memory",
+                Status::Fail,
+                format!("the class cannot be planned: {e}"),
+                "`labctl lab plan LAB.toml` shows the same refusal; fix what it names",
+            );
+            return;
+        }
+    };
+    let placed = match crate::lab::placement_of(&hv, spec, &plan).await {
+        Ok(p) => p,
+        Err(e) => {
+            r.fix(
+                "memory",
+                Status::Fail,
+                format!("{e:#}"),
+                "correct `nodes`/`placement` in the lab file (`labctl lab plan` refuses it too)",
+            );
+            return;
+        }
+    };
+    let Some(placed) = placed else {
+        if plan.creates() > 0 {
+            r.add(
+                "memory",
+                Status::Skipped,
+                "the cluster did not tell where clones can go (no placement view)",
+            );
+            return;
+        }
         r.add(
             "memory",
             Status::Ok,
             format!(
-                "{} students x {} MiB = {:.1} GiB of {:.1} GiB free on {} node(s)",
-                lab.count,
-                t.memory_mib,
-                gib(need),
-                gib(free),
-                nodes.len()
+                "nothing to place: {} of {} students exist already",
+                plan.students.len() - plan.creates(),
+                plan.students.len()
             ),
         );
-    } else {
-        r.fix(
+        return;
+    };
+    let used: Vec<String> = placed
+        .nodes
+        .iter()
+        .filter(|n| !n.students.is_empty())
+        .map(|n| {
+            format!(
+                "{} {} ({} of {} free)",
+                n.node,
+                n.students.len(),
+                lab_core::mib(n.memory_needed),
+                lab_core::mib(n.memory_free)
+            )
+        })
+        .collect();
+    let summary = format!(
+        "{} new student(s) x {}, {}: {}",
+        plan.creates(),
+        lab_core::mib(placed.guest_memory),
+        placed.policy,
+        used.join(", ")
+    );
+    match placed.refusal() {
+        None => r.add("memory", Status::Ok, summary),
+        Some(e) => r.fix(
             "memory",
             Status::Fail,
-            format!(
-                "{} students x {} MiB = {:.1} GiB, but only {:.1} GiB is free on {} node(s)",
-                lab.count,
-                t.memory_mib,
-                gib(need),
-                gib(free),
-                nodes.len()
-            ),
-            "give the template less memory, fewer students per lab, or more nodes",
-        );
+            format!("{e}"),
+            "give the template less memory, fewer students, more nodes (`labctl template \
+             replicate`, `nodes` in the lab file), or `lab up --overcommit` if you accept it",
+        ),
     }
 }
 

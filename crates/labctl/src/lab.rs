@@ -1111,7 +1111,7 @@ async fn down(
 
 /// Where `up` would put the new students: `None` when nothing is created or the backend
 /// cannot place (everything lands where the template is).
-async fn placement_of(
+pub(crate) async fn placement_of(
     hv: &dyn Hypervisor,
     spec: &LabSpec,
     plan: &lab_core::Plan,

@@ -177,8 +177,9 @@ Examples:
   labctl doctor examples/exam.toml --boot-test # and one guest cloned, booted, removed
   labctl doctor examples/exam.toml -o json")]
     Doctor(DoctorCli),
-    /// Prepare a cluster for labctl: `setup operator` creates a least-privilege role, user
-    /// and API token.
+    /// Prepare a cluster for labctl: `setup operator` creates a role with what labctl's
+    /// commands need (not least privilege: see `setup operator --help`), a user and an API
+    /// token.
     Setup(Pve<operator::SetupCommand>),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish.
     #[command(after_help = "\

@@ -234,6 +234,26 @@ pub(crate) const COMMANDS: &[Command] = &[
         ],
     },
     Command {
+        name: "template replicate",
+        blocking: false,
+        sends: &[
+            s("GET", "/cluster/resources"),
+            t("GET", "/nodes/{node}/qemu/{vmid}/config"),
+            s("GET", "/cluster/nextid"),
+            Sent {
+                method: "POST",
+                path: "/nodes/{node}/qemu/{vmid}/clone",
+                params: &["newid", "full", "name", "description"],
+                on: On::Template,
+            },
+            s("GET", "/nodes/{node}/tasks/{upid}/status"),
+            s("GET", "/nodes/{node}/qemu/{vmid}/config"),
+            p("PUT", "/nodes/{node}/qemu/{vmid}/config", &["tags"]),
+            p("POST", "/nodes/{node}/qemu/{vmid}/migrate", &["target"]),
+            s("POST", "/nodes/{node}/qemu/{vmid}/template"),
+        ],
+    },
+    Command {
         name: "doctor",
         blocking: false,
         sends: &[
@@ -363,10 +383,17 @@ pub(crate) fn privilege_reasons() -> anyhow::Result<BTreeMap<String, String>> {
 /// `labctl setup …`.
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
-    /// Create a least-privilege operator: a role with exactly the privileges labctl's
-    /// commands need (computed from the API schema; `--privileges` lists them with the
-    /// request that needs each), a user or API token holding it on `/`, and print the token
-    /// secret once (stdout only).
+    /// Create an operator: a role with exactly the privileges labctl's commands need
+    /// (computed from the API schema; `--privileges` lists them with the request that needs
+    /// each), a user or API token holding it on `/`, and print the token secret once
+    /// (stdout only).
+    ///
+    /// NOT least privilege, and as powerful as root in effect: `lab access` and `lab down`
+    /// need Permissions.Modify, Realm.AllocateUser and User.Modify, and the fence needs
+    /// Sys.Modify, all on `/` propagated; with Permissions.Modify on `/` the token can grant
+    /// itself (or any user) the Administrator role. Keep its secret as you keep root's, and
+    /// remove the token (`pveum user token remove labctl@pve labctl`) when the exam season
+    /// is over.
     #[command(after_help = "\
 Examples:
   labctl setup operator --privileges                  # what the role holds and why
@@ -716,6 +743,7 @@ mod tests {
             "Sys.Modify",
             "Datastore.AllocateSpace",
             "SDN.Use",
+            "VM.Migrate",
         ] {
             assert!(set.contains(p), "{p} missing from {set:?}");
         }

@@ -14,8 +14,10 @@ pub enum TemplateCommand {
     /// Copy a QEMU template to other nodes (full clone, moved offline, made a template,
     /// tagged labctl-replica.<TEMPLATE>); `lab up` then spreads students over them.
     ///
-    /// Idempotent: nodes that have the template or a replica are kept, a copy an
-    /// interrupted run left half made is finished. Creates only, never removes.
+    /// Refuses a guest that is not a template. Idempotent: nodes that have the template or
+    /// a replica are kept, a copy an interrupted run left half made (Ctrl-C, a lost
+    /// connection, a refused request) is found by its description and finished, not copied
+    /// again. Creates only, never removes.
     #[command(after_help = "\
 Examples:
   labctl template replicate 9000                   # every online node
@@ -81,13 +83,50 @@ fn nodes_of(text: &str) -> anyhow::Result<Option<Vec<String>>> {
     Ok(Some(out))
 }
 
+/// The first Ctrl-C (or SIGTERM on Unix); pending forever when neither can be listened for.
+async fn interrupted() {
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut t) => {
+                t.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if r.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        () = term => {}
+    }
+}
+
 /// Runs a template subcommand.
 pub async fn run(cmd: &TemplateCommand, hv: &ProxmoxLab, format: Format) -> anyhow::Result<()> {
     match cmd {
         TemplateCommand::Replicate(a) => {
             let t = VmId::new(a.template)?;
             let nodes = nodes_of(&a.nodes)?;
-            let done = hv.replicate(t, nodes.as_deref(), a.dry_run).await?;
+            let done = tokio::select! {
+                r = hv.replicate(t, nodes.as_deref(), a.dry_run) => r?,
+                () = interrupted() => {
+                    eprintln!(
+                        "\ntemplate replicate: interrupted. A full copy Proxmox is cloning goes \
+                         on without labctl: it is the VM described \"labctl replica of {t} for \
+                         <node>\" (tagged {tag} once its clone returned), not yet a template on \
+                         its node. Run the same command again to finish it (it is found and \
+                         completed, not copied again), or remove it with `qm destroy VMID` on \
+                         its node.",
+                        tag = lab_core::replica_tag(t),
+                    );
+                    return Err(crate::fail::silent(130));
+                }
+            };
             let state = |created: bool| match (created, a.dry_run) {
                 (false, _) => "kept",
                 (true, false) => "created",

@@ -583,3 +583,189 @@ async fn the_readme_documents_exactly_the_computed_privileges() {
         "regenerate the README table from `labctl setup operator --privileges`"
     );
 }
+
+/// The status of `check` in `doctor -o json` output, with its detail.
+fn json_check(stdout: &str, check: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} check: {v}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["detail"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn memory_is_ready_exactly_when_lab_plan_accepts_and_a_running_lab_does_not_fail() {
+    // Three nodes of 12 GiB with 8 GiB free each: four 2 GiB students per node.
+    let sim = Simulator::builder()
+        .plain_http(true)
+        .password("secret")
+        .time_scale(0.01)
+        .node_memory(12 * 1024 * 1024 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let write = |name: &str, count: u32, extra: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5099\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    // A replica on every node, so a spread class can use them all (as `lab plan` does).
+    let (code, out, err) = run(against(dir, &sim), &["template", "replicate", "9000"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    // 6 students kept on pve1 need 12 GiB there, which has 8: the sum over the cluster
+    // (24 GiB free) would say yes, `lab plan` says no; so does doctor.
+    let one_node = write("one", 6, "nodes = [\"pve1\"]\n");
+    // 12 spread over three nodes fit.
+    let spread = write("spread", 12, "placement = \"spread\"\n");
+    for (file, accepted) in [(&one_node, false), (&spread, true)] {
+        let (plan_code, plan_out, plan_err) = run(against(dir, &sim), &["lab", "plan", file]).await;
+        assert_eq!(
+            plan_code,
+            Some(if accepted { 0 } else { 2 }),
+            "{plan_out}\n{plan_err}"
+        );
+        let (_, stdout, stderr) = run(against(dir, &sim), &["-o", "json", "doctor", file]).await;
+        let (status, detail) = json_check(&stdout, "memory");
+        assert_eq!(
+            status,
+            if accepted { "ok" } else { "fail" },
+            "{file}: {detail}\n{stderr}"
+        );
+        if !accepted {
+            assert!(detail.contains("pve1"), "names the short node: {detail}");
+        }
+    }
+    // The spread class up: its own running students are already in the nodes' used
+    // memory and must not be counted again.
+    let (code, out, err) = run(against(dir, &sim), &["lab", "up", &spread]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (plan_code, _, _) = run(against(dir, &sim), &["lab", "plan", &spread]).await;
+    assert_eq!(plan_code, Some(0));
+    let (_, stdout, stderr) = run(against(dir, &sim), &["-o", "json", "doctor", &spread]).await;
+    let (status, detail) = json_check(&stdout, "memory");
+    assert_eq!(status, "ok", "{detail}\n{stderr}");
+}
+
+#[tokio::test]
+async fn a_lab_file_problem_is_a_fail_line_and_json_still_prints_the_checklist() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let lab = home.path().join("tight.toml");
+    // Five students cannot fit in three ids.
+    std::fs::write(
+        &lab,
+        "name = \"tight\"\ntemplate = 9000\ncount = 5\nids = \"5000-5002\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        against(home.path(), &sim),
+        &["-o", "json", "doctor", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["ok"], false);
+    let (status, detail) = json_check(&stdout, "lab file");
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains("5000-5002") || detail.contains('5'),
+        "{detail}"
+    );
+    // The connection checks still ran.
+    assert_eq!(json_check(&stdout, "reachable").0, "ok", "{v}");
+    let (code, table, _) = run(
+        against(home.path(), &sim),
+        &["doctor", lab.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(
+        line(&table, "lab file")
+            .first()
+            .is_some_and(|l| l.starts_with("FAIL")),
+        "{table}"
+    );
+    assert!(table.contains("NOT READY"), "{table}");
+}
+
+#[tokio::test]
+async fn the_firewall_fix_is_a_command_that_exists_and_says_whether_the_firewall_is_on() {
+    let sim = sim().await;
+    let c = root(&sim);
+    let _: Value = c
+        .post(
+            "/cluster/firewall/aliases",
+            &Params::new()
+                .with("name", "local_network")
+                .with("cidr", "192.168.100.0/24"),
+        )
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // `labctl firewall` has no flag that edits the management set.
+    let (code, help, _) = run(
+        against(home.path(), &sim),
+        &["firewall", "isolate", "--help"],
+    )
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(!help.contains("--management"), "{help}");
+    let fix_of = |stdout: &str| {
+        line(stdout, "firewall")
+            .iter()
+            .find(|l| l.trim_start().starts_with("->"))
+            .map(|l| (*l).to_owned())
+            .unwrap_or_else(|| panic!("no fix:\n{stdout}"))
+    };
+    // Off: add it before `lab up` switches the firewall on; no `management` set exists yet,
+    // so the fix creates it first.
+    let (_, off, _) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    let fix = fix_of(&off);
+    assert!(
+        !fix.contains("--management") && !fix.contains("labctl firewall"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("before `lab up` switches")
+            && fix.contains("pvesh create /cluster/firewall/ipset --name management")
+            && fix.contains("pvesh create /cluster/firewall/ipset/management --cidr 127.0.0.1"),
+        "{fix}"
+    );
+    // On: add it now.
+    let _: Value = c
+        .put(
+            "/cluster/firewall/options",
+            &Params::new().with("enable", 1),
+        )
+        .await
+        .unwrap();
+    let (_, on, _) = run(
+        against(home.path(), &sim),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    let fix = fix_of(&on);
+    assert!(
+        fix.contains("the firewall is on now") && !fix.contains("before `lab up`"),
+        "{fix}"
+    );
+}

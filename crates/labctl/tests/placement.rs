@@ -174,3 +174,82 @@ async fn nodes_and_placement_are_checked_before_anything_is_sent() {
     let (per_node, _) = lab_guests(&sim, "only");
     assert_eq!(per_node.keys().collect::<Vec<_>>(), ["pve1"]);
 }
+
+#[tokio::test]
+async fn replicate_refuses_a_guest_that_is_not_a_template() {
+    let sim = small_sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let guests = || sim.state()["guests"].as_array().unwrap().len();
+    let before = guests();
+    // 200 is prod-db, running on pve2: never to be copied.
+    for args in [
+        vec!["template", "replicate", "200"],
+        vec!["template", "replicate", "200", "--dry-run"],
+    ] {
+        let out = output(against(dir, &sim), &args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out}");
+        assert!(
+            out.stderr.contains("200") && out.stderr.contains("not one"),
+            "names the guest and why: {out}"
+        );
+        assert!(!out.stdout.contains("created"), "{out}");
+    }
+    assert_eq!(guests(), before, "nothing cloned");
+}
+
+#[tokio::test]
+async fn an_interrupted_replicate_is_finished_by_the_next_run_without_a_second_copy() {
+    let sim = small_sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let guests = || sim.state()["guests"].as_array().unwrap().len();
+    let before = guests();
+    // The full clone succeeds, then the tag write is refused: an untagged copy is left.
+    sim.fail_next_request(
+        "PUT",
+        "/nodes/pve1/qemu/",
+        pve_sim::RequestFault::Status(403, "Permission check failed"),
+    )
+    .unwrap();
+    let out = output(
+        against(dir, &sim),
+        &["template", "replicate", "9000", "--nodes", "pve2"],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(guests(), before + 1, "the copy was made: {out}");
+
+    let out = output(
+        against(dir, &sim),
+        &["template", "replicate", "9000", "--nodes", "pve2"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("created"), "{out}");
+    assert_eq!(
+        guests(),
+        before + 1,
+        "the left copy was finished, not cloned again"
+    );
+    let copy = sim.state()["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] != 9000 && g["template"] == true && g["node"] == "pve2")
+        .cloned();
+    assert!(
+        copy.is_some(),
+        "a template on pve2: {}",
+        sim.state()["guests"]
+    );
+    let out = output(against(dir, &sim), &["-o", "json", "template", "list"]).await;
+    let sets: Value = serde_json::from_str(&out.stdout).unwrap();
+    let set = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["template"] == 9000)
+        .unwrap();
+    assert_eq!(set["replicas"].as_array().unwrap().len(), 1, "{sets}");
+}

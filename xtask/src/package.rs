@@ -62,8 +62,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&unpacked)?;
     for l in LIBRARIES {
         let file = target.join("package").join(format!("{l}-{version}.crate"));
+        // `-m`: the files get the time of unpacking, not the fixed time cargo writes
+        // into packages; else a rebuild after a change would trust an older build of the
+        // same path as fresh.
         let status = Command::new("tar")
-            .arg("-xzf")
+            .arg("-xzmf")
             .arg(&file)
             .arg("-C")
             .arg(&unpacked)

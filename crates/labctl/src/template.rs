@@ -12,7 +12,7 @@ use crate::output::{line_safe, Format, Sheet};
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
     /// Copy a QEMU template to other nodes (full clone, moved offline, made a template,
-    /// tagged labctl-replica.<TEMPLATE>); `lab up` then spreads students over them.
+    /// tagged `labctl-replica.<TEMPLATE>`); `lab up` then spreads students over them.
     ///
     /// Refuses a guest that is not a template. Idempotent: nodes that have the template or
     /// a replica are kept, a copy an interrupted run left half made (Ctrl-C, a lost

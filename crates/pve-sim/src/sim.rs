@@ -206,7 +206,7 @@ impl SimulatorBuilder {
         self
     }
 
-    /// Physical memory of every node in bytes (default [`DEFAULT_NODE_MEMORY`]; at least
+    /// Physical memory of every node in bytes (default `DEFAULT_NODE_MEMORY`, 2 TiB; at least
     /// 4 GiB). Running guests reserve their configured `memory`; a QEMU start that does not
     /// fit fails as on PVE (`start failed: QEMU exited with code 1`).
     pub fn node_memory(mut self, bytes: u64) -> Self {

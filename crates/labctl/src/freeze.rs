@@ -827,13 +827,8 @@ fn is_transient(e: &anyhow::Error) -> bool {
             .is_some_and(pve_access::Error::is_transient)
             || c.downcast_ref::<pve_vm::Error>()
                 .is_some_and(pve_vm::Error::is_transient)
-            || c.downcast_ref::<pve_auth::Error>().is_some_and(|a| {
-                a.is_retryable()
-                    || matches!(
-                        a,
-                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
-                    )
-            })
+            || c.downcast_ref::<pve_auth::Error>()
+                .is_some_and(pve_auth::Error::is_transient)
     })
 }
 

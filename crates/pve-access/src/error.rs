@@ -57,13 +57,7 @@ impl Error {
     /// may repeat it.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Api(e) => {
-                e.is_retryable()
-                    || matches!(
-                        e,
-                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
-                    )
-            }
+            Error::Api(e) => e.is_transient(),
             Error::Vm(e) => e.is_transient(),
             _ => false,
         }

@@ -244,6 +244,14 @@ impl Error {
         }
     }
 
+    /// The failure is transient for an idempotent request: [`Error::is_retryable`], plus a
+    /// per-request timeout and a connection lost after sending (the request may have
+    /// acted; repeating it is safe only because it is idempotent). The one classification
+    /// every crate's `is_transient` builds on.
+    pub fn is_transient(&self) -> bool {
+        self.is_retryable() || matches!(self, Error::Timeout { .. } | Error::Transport { .. })
+    }
+
     /// `true` when the request certainly never reached the server (connect failure, TLS
     /// failure, invalid input), so even a non-idempotent request may be repeated.
     pub fn was_never_sent(&self) -> bool {
@@ -275,6 +283,25 @@ mod tests {
             message: message.into(),
             errors: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn transient_is_retryable_plus_timeouts_and_answers_lost_after_sending() {
+        assert!(api(503, "Service Unavailable").is_transient());
+        assert!(!api(403, "Permission check failed").is_transient());
+        let lost = Error::Transport {
+            method: "PUT".into(),
+            path: "/access/acl".into(),
+            message: "connection reset".into(),
+            closed: false,
+        };
+        assert!(lost.is_transient() && !lost.is_retryable());
+        let slow = Error::Timeout {
+            method: "GET".into(),
+            path: "/version".into(),
+            after: Duration::from_secs(1),
+        };
+        assert!(slow.is_transient() && !slow.is_retryable());
     }
 
     #[test]

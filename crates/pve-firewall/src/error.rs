@@ -127,15 +127,8 @@ impl Error {
     /// caller has used it up.
     pub fn is_transient(&self) -> bool {
         match self {
-            // As pve-vm: pve-auth's retryable failures, plus per-request timeouts and
-            // broken connections (the steps repeated here re-read before they write).
-            Error::Api(e) => {
-                e.is_retryable()
-                    || matches!(
-                        e,
-                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
-                    )
-            }
+            // The steps repeated here re-read before they write.
+            Error::Api(e) => e.is_transient(),
             Error::Vm(e) => e.is_transient(),
             Error::Incomplete { failures, .. } => {
                 !failures.is_empty() && failures.iter().all(|(_, e)| e.is_transient())

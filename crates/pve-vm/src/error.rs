@@ -171,13 +171,7 @@ impl Error {
     /// per-request timeouts and broken connections of reads, which polling loops tolerate.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Api(e) => {
-                e.is_retryable()
-                    || matches!(
-                        e,
-                        pve_auth::Error::Timeout { .. } | pve_auth::Error::Transport { .. }
-                    )
-            }
+            Error::Api(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -327,17 +327,10 @@ async fn a_vmid_range_with_too_few_free_ids_is_named_with_its_fix() {
     assert!(upid.starts_with("UPID:"));
     // Someone else's guest, finished: wait for the clone task (its config appears a
     // moment after the answer, as on PVE).
-    let status = format!("/nodes/pve1/tasks/{upid}/status");
-    let mut done = false;
-    for _ in 0..500 {
-        let s: Value = root(&sim).get(&status, &Params::new()).await.unwrap();
-        if s["status"] == "stopped" {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(done, "the foreign clone did not finish within 5 s");
+    pve_vm::VmApi::new(root(&sim))
+        .wait_task(&upid.parse().unwrap(), std::time::Duration::from_secs(5))
+        .await
+        .expect("the foreign clone finishes");
     let home = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(exam())
         .unwrap()

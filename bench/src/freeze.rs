@@ -286,10 +286,9 @@ fn total_requests(sim: &SimHandle) -> u64 {
 /// or a hang is an error naming the command.
 async fn labctl_ok(labctl: &Path, home: &Path, sim: &SimHandle, args: &[&str]) -> Result<String> {
     let mut c = tokio::process::Command::new(labctl);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PVE_") || k.starts_with("FC_") || k.starts_with("LABCTL_") {
-            c.env_remove(k);
-        }
+    // The same scrubbed environment as the soak's runs of the binary.
+    for var in crate::soak::SCRUBBED_ENV {
+        c.env_remove(var);
     }
     c.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))

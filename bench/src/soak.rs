@@ -534,7 +534,7 @@ fn spawn_racers(
 }
 
 /// Environment a user's shell might carry that would change what labctl does.
-const SCRUBBED_ENV: &[&str] = &[
+pub(crate) const SCRUBBED_ENV: &[&str] = &[
     "PVE_TOKEN",
     "PVE_FINGERPRINT",
     "PVE_CA_FILE",

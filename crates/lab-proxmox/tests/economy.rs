@@ -8,48 +8,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lab_core::{apply, no_progress, teardown, DownOptions, LabName, LabSpec, Timeouts, VmId};
-use lab_proxmox::ProxmoxLab;
-use pve_auth::{PveClient, Secret};
-use pve_sim::{SimHandle, Simulator};
-use pve_vm::Timing;
+use lab_core::{apply, no_progress, teardown, DownOptions, LabName};
+use pve_sim::SimHandle;
 use serde_json::Value;
 
-const SCALE: f64 = 0.02;
+mod common;
 
-async fn sim() -> (SimHandle, ProxmoxLab) {
-    let sim = Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(SCALE)
-        .start()
-        .await
-        .unwrap();
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("secret"))
-        .build()
-        .unwrap();
-    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(SCALE));
-    (sim, hv)
-}
-
-fn spec(lab: &str, count: u32) -> LabSpec {
-    let mut s = LabSpec::new(LabName::new(lab).unwrap(), VmId::new(9000).unwrap(), count).unwrap();
-    s.hostname = "stud-{n:02}".parse().unwrap();
-    s.ids = "5000-5099".parse().unwrap();
-    s.teachers = vec!["10.10.0.1".parse().unwrap()];
-    s.timeouts = Timeouts::default().scaled(SCALE);
-    s
-}
-
-fn total(requests: &Value) -> u64 {
-    requests
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(Value::as_u64)
-        .sum()
-}
+use common::{sim, spec, total};
 
 /// The lab's guests in `/_sim/state`: vmid → (name, running).
 fn lab_guests(sim: &SimHandle, lab: &str) -> BTreeMap<u64, (String, bool)> {

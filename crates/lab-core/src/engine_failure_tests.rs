@@ -16,16 +16,7 @@ use crate::*;
 const LIMIT: Duration = Duration::from_secs(4 * 3600);
 
 fn spec(count: u32) -> LabSpec {
-    let mut s = LabSpec::new(
-        LabName::new("exam1").unwrap(),
-        VmId::new(9000).unwrap(),
-        count,
-    )
-    .unwrap();
-    s.hostname = "exam-{n:02}".parse().unwrap();
-    s.ids = "5000-5099".parse().unwrap();
-    s.teachers = vec!["10.10.0.1".parse().unwrap()];
-    s
+    crate::test_spec::spec_in(count, "5000-5099")
 }
 
 fn fake() -> FakeHypervisor {

@@ -42,16 +42,7 @@ fn foreign() -> GuestInfo {
 }
 
 fn spec(count: u32) -> LabSpec {
-    let mut s = LabSpec::new(
-        LabName::new("exam1").unwrap(),
-        VmId::new(9000).unwrap(),
-        count,
-    )
-    .unwrap();
-    s.hostname = "exam-{n:02}".parse().unwrap();
-    s.ids = "5000-5019".parse().unwrap();
-    s.teachers = vec!["10.10.0.1".parse().unwrap()];
-    s
+    crate::test_spec::spec_in(count, "5000-5019")
 }
 
 async fn run(hv: &FakeHypervisor, spec: &LabSpec, op: &Op) {

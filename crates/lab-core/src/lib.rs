@@ -82,6 +82,8 @@ mod engine_tests;
 mod fake_props;
 #[cfg(test)]
 mod placement_tests;
+#[cfg(test)]
+mod test_spec;
 
 pub use down::{teardown, teardown_planned, teardown_with};
 pub use engine::{

@@ -21,16 +21,7 @@ fn cluster(node_gib: u64) -> FakeHypervisor {
 }
 
 fn spec(count: u32) -> LabSpec {
-    let mut s = LabSpec::new(
-        LabName::new("exam1").unwrap(),
-        VmId::new(9000).unwrap(),
-        count,
-    )
-    .unwrap();
-    s.hostname = "exam-{n:02}".parse().unwrap();
-    s.ids = "5000-5099".parse().unwrap();
-    s.teachers = vec!["10.10.0.1".parse().unwrap()];
-    s
+    crate::test_spec::spec_in(count, "5000-5099")
 }
 
 /// Lab guests per node.

@@ -108,7 +108,9 @@ pub use reset::{
 };
 // Placement across a cluster (issue 21).
 pub use hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
-pub use placement::{mib, place, replica_tag, NodePlan, PlacementPlan, PlacementPolicy};
+pub use placement::{
+    mib, place, place_plan, replica_tag, NodePlan, PlacementPlan, PlacementPolicy,
+};
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };

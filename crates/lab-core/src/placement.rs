@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::engine::{Plan, StudentAction};
 use crate::error::{Error, Result};
 use crate::hypervisor::{CloneSource, PlacementView};
-use crate::types::Node;
+use crate::spec::LabSpec;
+use crate::types::{GuestInfo, Node};
 
 /// How new students are distributed over the nodes that hold the template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +140,32 @@ pub fn replica_tag(template: crate::VmId) -> String {
 /// `2048 MiB`.
 pub fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes / (1024 * 1024))
+}
+
+/// Where `up` puts the new students of `plan` ([`place`] with the spec's nodes and
+/// policy): the lab's guests in `listed` that `up` starts (not running) count on the node
+/// they are on. The one place `up` and a capacity plan (`lab plan`, `doctor`) decide it.
+pub fn place_plan(
+    spec: &LabSpec,
+    plan: &Plan,
+    listed: &[GuestInfo],
+    view: &PlacementView,
+) -> Result<PlacementPlan> {
+    let creates: Vec<String> = plan
+        .students
+        .iter()
+        .filter(|s| s.action == StudentAction::Create)
+        .map(|s| s.hostname.clone())
+        .collect();
+    let stopped: Vec<Node> = plan
+        .students
+        .iter()
+        .filter(|s| s.action != StudentAction::Create)
+        .filter_map(|s| listed.iter().find(|g| g.vmid == s.vmid))
+        .filter(|g| !g.status.is_running())
+        .map(|g| g.node.clone())
+        .collect();
+    place(view, &creates, &spec.nodes, &stopped, spec.placement)
 }
 
 /// Places `students` (host names of the guests still to clone) on the nodes of `view`:

@@ -22,7 +22,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Failure, Result};
 use crate::hypervisor::{CloneRequest, CloneSource, Hypervisor, PlacementView, Secure};
-use crate::placement::{place, PlacementPlan};
+use crate::placement::{place_plan, PlacementPlan};
 use crate::spec::{LabSpec, Retry, Timeouts};
 use crate::types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmStatus};
 
@@ -815,22 +815,7 @@ impl Placed {
         listed: &[GuestInfo],
         view: PlacementView,
     ) -> Result<Self> {
-        let creates: Vec<String> = plan
-            .students
-            .iter()
-            .filter(|s| s.action == StudentAction::Create)
-            .map(|s| s.hostname.clone())
-            .collect();
-        // The lab's stopped guests start on their node: their memory counts there.
-        let stopped: Vec<Node> = plan
-            .students
-            .iter()
-            .filter(|s| s.action != StudentAction::Create)
-            .filter_map(|s| listed.iter().find(|g| g.vmid == s.vmid))
-            .filter(|g| !g.status.is_running())
-            .map(|g| g.node.clone())
-            .collect();
-        let placement = place(&view, &creates, &spec.nodes, &stopped, spec.placement)?;
+        let placement = place_plan(spec, plan, listed, &view)?;
         if !spec.overcommit {
             if let Some(refusal) = placement.refusal() {
                 return Err(refusal);

@@ -1124,28 +1124,9 @@ pub(crate) async fn placement_of(
         Err(lab_core::Error::Unsupported { .. }) if spec.nodes.is_empty() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let creates: Vec<String> = plan
-        .students
-        .iter()
-        .filter(|s| s.action == StudentAction::Create)
-        .map(|s| s.hostname.clone())
-        .collect();
-    // Stopped students of the lab start where they are: their memory counts there.
-    let mut stopped = Vec::new();
-    for s in plan
-        .students
-        .iter()
-        .filter(|s| s.action == StudentAction::Start)
-    {
-        stopped.push(hv.guest(s.vmid).await?.node);
-    }
-    Ok(Some(lab_core::place(
-        &view,
-        &creates,
-        &spec.nodes,
-        &stopped,
-        spec.placement,
-    )?))
+    // The lab's guests: the stopped ones start where they are (one listing).
+    let listed = hv.lab_members(&spec.name).await?;
+    Ok(Some(lab_core::place_plan(spec, plan, &listed, &view)?))
 }
 
 fn placement_json(p: &lab_core::PlacementPlan) -> serde_json::Value {

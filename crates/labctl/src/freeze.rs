@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::connect::Connection;
 use crate::fail;
+use crate::journal;
 use crate::labfile::LabFile;
 use crate::output::{line_safe, print_json, Format, Sheet};
 use crate::roster::Named;
@@ -370,11 +371,7 @@ fn same_guest(rec: &StudentRecord, now: Option<&Identity>) -> bool {
 
 /// The default manifest path of a lab: beside its lab file, else in the current directory.
 pub(crate) fn default_manifest(lab: &LabName, file: Option<&Path>) -> PathBuf {
-    let name = format!("{lab}-freeze.json");
-    match file.and_then(Path::parent) {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
-        _ => PathBuf::from(name),
-    }
+    journal::beside(lab, file, "freeze")
 }
 
 /// When the manifest at `path` says students of `lab` were frozen (the earliest time), for
@@ -435,65 +432,24 @@ fn deadline_name(t: SystemTime) -> String {
 }
 
 /// The manifest on disk, rewritten atomically after each step.
-struct Journal {
-    path: PathBuf,
-    m: Mutex<Manifest>,
+type Journal = journal::Journal<Manifest>;
+
+impl journal::LabRecord for Manifest {
+    const WHAT: &'static str = "freeze manifest";
+    const UNREADABLE: &'static str = "move it away or give another --manifest";
+    const OTHER_LAB: &'static str = ": give another --manifest";
+    fn lab(&self) -> &str {
+        &self.lab
+    }
+    fn empty(lab: &LabName) -> Self {
+        Manifest {
+            lab: lab.to_string(),
+            ..Manifest::default()
+        }
+    }
 }
 
 impl Journal {
-    fn open(path: PathBuf, lab: &LabName) -> anyhow::Result<Self> {
-        let m = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let m: Manifest = serde_json::from_str(&text).map_err(|e| {
-                    fail::usage(format!(
-                        "the freeze manifest {} is not readable ({e}); move it away or give \
-                         another --manifest",
-                        path.display()
-                    ))
-                })?;
-                if m.lab != lab.as_str() {
-                    return Err(fail::usage(format!(
-                        "{} is the freeze manifest of lab {}, not {lab}: give another --manifest",
-                        path.display(),
-                        m.lab
-                    )));
-                }
-                m
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-                lab: lab.to_string(),
-                ..Manifest::default()
-            },
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
-        };
-        Ok(Self {
-            path,
-            m: Mutex::new(m),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Manifest> {
-        self.m
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn snapshot(&self) -> Manifest {
-        self.lock().clone()
-    }
-
-    /// Changes the manifest and writes it (temporary file, then rename).
-    fn update(&self, change: impl FnOnce(&mut Manifest)) -> anyhow::Result<()> {
-        let mut m = self.lock();
-        change(&mut m);
-        let text = serde_json::to_string_pretty(&*m)?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        Ok(())
-    }
-
     fn step(&self, host: &str, vmid: u32, rec: StepRecord) -> anyhow::Result<()> {
         self.update(|m| {
             let r = m.students.entry(host.to_owned()).or_default();
@@ -1257,7 +1213,7 @@ fn new_round(
     let mut name = deadline_name(now);
     // Two freezes within a second (an extension of 0 s is refused, but be safe): suffix.
     let taken: BTreeSet<String> = journal
-        .lock()
+        .snapshot()
         .rounds
         .iter()
         .map(|r| r.name.clone())

@@ -57,6 +57,7 @@ mod firewall;
 mod fosscloud;
 mod freeze;
 mod guest;
+mod journal;
 mod lab;
 mod labfile;
 mod operator;

@@ -46,6 +46,7 @@ use serde_json::json;
 
 use crate::connect::Connection;
 use crate::fail;
+use crate::journal;
 use crate::labfile::{LabFile, Overrides};
 use crate::output::{line_safe, print_json, Format, Sheet};
 use crate::roster::Named;
@@ -169,72 +170,27 @@ impl Acl {
 }
 
 /// The record on disk, rewritten atomically on every change.
-struct Journal {
-    path: PathBuf,
-    r: std::sync::Mutex<Record>,
-}
+type Journal = journal::Journal<Record>;
 
-impl Journal {
-    fn open(path: PathBuf, lab: &LabName) -> anyhow::Result<Self> {
-        let r = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let r: Record = serde_json::from_str(&text).map_err(|e| {
-                    fail::usage(format!(
-                        "the reset record {} is not readable ({e}); it holds the MACs and \
-                         ACLs of interrupted re-clones: repair it or move it away",
-                        path.display()
-                    ))
-                })?;
-                if r.lab != lab.as_str() {
-                    return Err(fail::usage(format!(
-                        "{} is the reset record of lab {}, not {lab}",
-                        path.display(),
-                        r.lab
-                    )));
-                }
-                r
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Record {
-                lab: lab.to_string(),
-                ..Record::default()
-            },
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
-        };
-        Ok(Self {
-            path,
-            r: std::sync::Mutex::new(r),
-        })
+impl journal::LabRecord for Record {
+    const WHAT: &'static str = "reset record";
+    const UNREADABLE: &'static str =
+        "it holds the MACs and ACLs of interrupted re-clones: repair it or move it away";
+    const OTHER_LAB: &'static str = "";
+    fn lab(&self) -> &str {
+        &self.lab
     }
-
-    fn get(&self) -> Record {
-        self.r
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Record)) -> anyhow::Result<()> {
-        let mut r = self
-            .r
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        change(&mut r);
-        let text = serde_json::to_string_pretty(&*r)?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        Ok(())
+    fn empty(lab: &LabName) -> Self {
+        Record {
+            lab: lab.to_string(),
+            ..Record::default()
+        }
     }
 }
 
 /// `<lab>-reset.json` beside the lab file.
 fn record_path(lab: &LabName, file: &Path) -> PathBuf {
-    let name = format!("{lab}-reset.json");
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
-        _ => PathBuf::from(name),
-    }
+    journal::beside(lab, Some(file), "reset")
 }
 
 fn now() -> String {
@@ -391,7 +347,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             "lab {name}: an interrupted re-clone is pending for {} in {}: run the same \
              command with its --to to complete it first",
             conflicts.join(", "),
-            journal.path.display()
+            journal.path().display()
         )));
     }
 
@@ -573,7 +529,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
                 Err(e) => Ended::Failed(e),
             },
             () = interrupt.triggered() => Ended::Interrupted {
-                recorded: journal.get().pending.contains_key(&p.host),
+                recorded: journal.snapshot().pending.contains_key(&p.host),
             },
         };
         results.push((p, r));
@@ -595,7 +551,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
                 } else {
                     open.join(", ")
                 },
-                journal.path.display()
+                journal.path().display()
             ),
         ));
     }
@@ -610,7 +566,7 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
                 "{failed} of {} resets failed; run the same command again (an interrupted \
                  re-clone is completed from {})",
                 results.len(),
-                journal.path.display()
+                journal.path().display()
             ),
         ));
     }
@@ -786,7 +742,7 @@ async fn stale_dropped(
     by_host: &BTreeMap<String, GuestStatus>,
     dry_run: bool,
 ) -> anyhow::Result<BTreeMap<String, Intent>> {
-    let pending = journal.get().pending;
+    let pending = journal.snapshot().pending;
     if pending.is_empty() {
         return Ok(pending);
     }
@@ -884,7 +840,7 @@ async fn stale_dropped(
             "labctl: {} the pending re-clone of {} from {}: {}",
             if dry_run { "would drop" } else { "dropped" },
             line_safe(h),
-            journal.path.display(),
+            journal.path().display(),
             line_safe(why)
         );
     }

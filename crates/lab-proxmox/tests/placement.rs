@@ -6,15 +6,12 @@
 use std::collections::BTreeMap;
 
 use lab_core::{apply, no_progress, teardown, DownOptions, LabName, VmId};
-use lab_proxmox::ProxmoxLab;
-use pve_auth::{PveClient, Secret};
 use pve_sim::{SimHandle, Simulator};
-use pve_vm::Timing;
 use serde_json::Value;
 
 mod common;
 
-use common::{sim, spec, total, SCALE};
+use common::{sim, sim_from, spec, total};
 
 fn count(requests: &Value, key: &str) -> u64 {
     requests[key].as_u64().unwrap_or(0)
@@ -123,19 +120,7 @@ async fn an_offline_node_takes_no_student_and_cannot_get_a_replica() {
 
 #[tokio::test]
 async fn a_template_on_shared_storage_sends_clones_to_every_node() {
-    let sim = Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(SCALE)
-        .shared_storage("rbd")
-        .start()
-        .await
-        .unwrap();
-    let client = PveClient::builder(&sim.url())
-        .password("root@pam", Secret::new("secret"))
-        .build()
-        .unwrap();
-    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(SCALE));
+    let (sim, hv) = sim_from(Simulator::builder().shared_storage("rbd")).await;
     // A full copy of 9000 on the shared storage, made a template.
     let t = hv
         .vm_api()

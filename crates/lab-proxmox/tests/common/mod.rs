@@ -5,7 +5,7 @@
 use lab_core::{LabName, LabSpec, Timeouts, VmId};
 use lab_proxmox::ProxmoxLab;
 use pve_auth::{PveClient, Secret};
-use pve_sim::{SimHandle, Simulator};
+use pve_sim::{SimHandle, Simulator, SimulatorBuilder};
 use pve_vm::Timing;
 use serde_json::Value;
 
@@ -14,7 +14,12 @@ pub const SCALE: f64 = 0.02;
 
 /// A simulator on 127.0.0.1 (plain HTTP) and the backend logged in to it as root.
 pub async fn sim() -> (SimHandle, ProxmoxLab) {
-    let sim = Simulator::builder()
+    sim_from(Simulator::builder()).await
+}
+
+/// [`sim`] from a builder with settings of the test's own (nodes, storage, faults).
+pub async fn sim_from(builder: SimulatorBuilder) -> (SimHandle, ProxmoxLab) {
+    let sim = builder
         .plain_http(true)
         .password("secret")
         .time_scale(SCALE)

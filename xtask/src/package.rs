@@ -173,6 +173,21 @@ mod tests {
     }
 
     #[test]
+    fn every_library_crate_of_the_workspace_is_packaged() {
+        let root = crate::project_root();
+        let mut found: Vec<String> = std::fs::read_dir(root.join("crates"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("src/lib.rs").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        let mut listed: Vec<String> = LIBRARIES.iter().map(|l| (*l).to_owned()).collect();
+        listed.sort();
+        assert_eq!(found, listed, "a library crate added to crates/ must be packaged too");
+    }
+
+    #[test]
     fn the_outside_manifest_patches_every_library_by_version() {
         let m = manifest("0.1.0", Path::new("/x/crates"));
         assert!(

@@ -184,7 +184,10 @@ mod tests {
         found.sort();
         let mut listed: Vec<String> = LIBRARIES.iter().map(|l| (*l).to_owned()).collect();
         listed.sort();
-        assert_eq!(found, listed, "a library crate added to crates/ must be packaged too");
+        assert_eq!(
+            found, listed,
+            "a library crate added to crates/ must be packaged too"
+        );
     }
 
     #[test]

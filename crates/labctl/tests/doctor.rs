@@ -10,9 +10,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::{against, run, sim};
+use common::{against, run, sim, sim_builder};
 use pve_auth::{Params, PveClient};
-use pve_sim::{SimHandle, Simulator};
+use pve_sim::SimHandle;
 use serde_json::Value;
 
 fn exam() -> PathBuf {
@@ -73,15 +73,57 @@ fn only_failure(stdout: &str, check: &str) {
     );
 }
 
+/// [`assert_fails`] and [`only_failure`]: `check` and nothing else FAILs.
+fn fails_alone(out: &(Option<i32>, String, String), check: &str, says: &[&str]) {
+    assert_fails(out, check, says);
+    only_failure(&out.1, check);
+}
+
+/// `labctl doctor examples/exam.toml ARGS…` against the simulator as root.
+async fn doctor(home: &Path, sim: &SimHandle, args: &[&str]) -> (Option<i32>, String, String) {
+    let exam = exam();
+    let mut all = vec!["doctor", exam.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(against(home, sim), &all).await
+}
+
+/// POST `path` as root, failing the test on an error.
+async fn post(c: &PveClient, path: &str, params: Params) -> Value {
+    c.post(path, &params).await.unwrap()
+}
+
+/// PUT `path` as root, failing the test on an error.
+async fn put(c: &PveClient, path: &str, params: Params) -> Value {
+    c.put(path, &params).await.unwrap()
+}
+
+/// A cluster alias `local_network` naming a network this machine is not in.
+async fn local_network_elsewhere(c: &PveClient) {
+    let alias = Params::new()
+        .with("name", "local_network")
+        .with("cidr", "192.168.100.0/24");
+    post(c, "/cluster/firewall/aliases", alias).await;
+}
+
+/// `labctl` pointed at the simulator with the API token `token` (no password).
+fn with_token(home: &Path, sim: &SimHandle, token: &str) -> tokio::process::Command {
+    let mut c = common::labctl(home);
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_TOKEN", token)
+        .env("LABCTL_TIME_SCALE", common::SCALE);
+    c
+}
+
+/// Runs `c` with the words of `line` as its arguments.
+async fn run_words(c: tokio::process::Command, line: &str) -> (Option<i32>, String, String) {
+    run(c, &line.split_whitespace().collect::<Vec<_>>()).await
+}
+
 #[tokio::test]
 async fn the_default_simulator_passes() {
     let sim = sim().await;
     let home = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
-    )
-    .await;
+    let (code, stdout, stderr) = doctor(home.path(), &sim, &[]).await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     for check in [
         "reachable",
@@ -111,11 +153,7 @@ async fn the_default_simulator_passes() {
         !state.to_string().contains("\"5000\""),
         "doctor created a guest"
     );
-    let (code, json, _) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap(), "-o", "json"],
-    )
-    .await;
+    let (code, json, _) = doctor(home.path(), &sim, &["-o", "json"]).await;
     assert_eq!(code, Some(0));
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["ok"], true);
@@ -125,49 +163,31 @@ async fn the_default_simulator_passes() {
 #[tokio::test]
 async fn a_template_without_agent_is_named_with_its_fix() {
     let sim = sim().await;
-    let _: Value = root(&sim)
-        .put(
-            "/nodes/pve1/qemu/9000/config",
-            &Params::new().with("delete", "agent"),
-        )
-        .await
-        .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let out = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
+    put(
+        &root(&sim),
+        "/nodes/pve1/qemu/9000/config",
+        Params::new().with("delete", "agent"),
     )
     .await;
-    assert_fails(
+    let home = tempfile::tempdir().unwrap();
+    let out = doctor(home.path(), &sim, &[]).await;
+    fails_alone(
         &out,
         "agent",
         &["agent: 1", "qm set 9000 --agent enabled=1"],
     );
-    only_failure(&out.1, "agent");
 }
 
 #[tokio::test]
 async fn storage_without_linked_clones_is_named_with_its_fix() {
-    let sim = Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(0.01)
-        .linked_clones(false)
-        .start()
-        .await
-        .unwrap();
+    let sim = sim_builder().linked_clones(false).start().await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
-    )
-    .await;
-    assert_fails(
+    let out = doctor(home.path(), &sim, &[]).await;
+    fails_alone(
         &out,
         "linked clones",
         &["local-lvm (lvm)", "clone = \"full\""],
     );
-    only_failure(&out.1, "linked clones");
     // The simulator refuses the linked clone as PVE would.
     let err = root(&sim)
         .post::<Value>(
@@ -187,29 +207,24 @@ async fn storage_without_linked_clones_is_named_with_its_fix() {
 /// `op@pve!tk` without privilege separation; returns `PVE_TOKEN`.
 async fn token_with(sim: &SimHandle, role: &str, privs: &[String]) -> String {
     let c = root(sim);
-    let _: Value = c
-        .post(
-            "/access/roles",
-            &Params::new()
-                .with("roleid", role)
-                .with("privs", privs.join(",").as_str()),
-        )
-        .await
-        .unwrap();
-    let _: Value = c
-        .post("/access/users", &Params::new().with("userid", "op@pve"))
-        .await
-        .unwrap();
-    let _: Value = c
-        .put(
-            "/access/acl",
-            &Params::new()
-                .with("path", "/")
-                .with("roles", role)
-                .with("users", "op@pve"),
-        )
-        .await
-        .unwrap();
+    post(
+        &c,
+        "/access/roles",
+        Params::new()
+            .with("roleid", role)
+            .with("privs", privs.join(",").as_str()),
+    )
+    .await;
+    post(&c, "/access/users", Params::new().with("userid", "op@pve")).await;
+    put(
+        &c,
+        "/access/acl",
+        Params::new()
+            .with("path", "/")
+            .with("roles", role)
+            .with("users", "op@pve"),
+    )
+    .await;
     let t: Value = c
         .post(
             "/access/users/op@pve/token/tk",
@@ -220,15 +235,21 @@ async fn token_with(sim: &SimHandle, role: &str, privs: &[String]) -> String {
     format!("op@pve!tk={}", t["value"].as_str().unwrap())
 }
 
-async fn operator_privileges(home: &Path) -> Vec<String> {
+/// The rows of `labctl setup operator FLAG -o json` (`--privileges`, `--requests`).
+async fn operator_rows(home: &Path, flag: &str) -> Vec<Value> {
     let (code, json, err) = run(
         common::labctl(home),
-        &["setup", "operator", "--privileges", "-o", "json"],
+        &["setup", "operator", flag, "-o", "json"],
     )
     .await;
     assert_eq!(code, Some(0), "{err}");
-    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
-    rows.iter()
+    serde_json::from_str(&json).unwrap()
+}
+
+async fn operator_privileges(home: &Path) -> Vec<String> {
+    operator_rows(home, "--privileges")
+        .await
+        .iter()
         .map(|r| r["privilege"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -243,17 +264,16 @@ async fn a_token_missing_vm_clone_is_named_with_its_fix() {
         .filter(|p| p != "VM.Clone")
         .collect();
     let token = token_with(&sim, "NoClone", &privs).await;
-    let mut c = common::labctl(home.path());
-    c.env("PVE_HOST", sim.url())
-        .env("PVE_TOKEN", &token)
-        .env("LABCTL_TIME_SCALE", common::SCALE);
-    let out = run(c, &["doctor", exam().to_str().unwrap()]).await;
-    assert_fails(
+    let out = run(
+        with_token(home.path(), &sim, &token),
+        &["doctor", exam().to_str().unwrap()],
+    )
+    .await;
+    fails_alone(
         &out,
         "privileges",
         &["lab up", "VM.Clone on /vms/9000", "setup operator"],
     );
-    only_failure(&out.1, "privileges");
     assert!(!out.1.contains(&token), "the token's secret was printed");
 }
 
@@ -261,54 +281,34 @@ async fn a_token_missing_vm_clone_is_named_with_its_fix() {
 async fn a_firewall_that_would_lock_out_this_machine_is_named_with_its_fix() {
     let sim = sim().await;
     let c = root(&sim);
-    let _: Value = c
-        .post(
-            "/cluster/firewall/aliases",
-            &Params::new()
-                .with("name", "local_network")
-                .with("cidr", "192.168.100.0/24"),
-        )
-        .await
-        .unwrap();
-    let _: Value = c
-        .post(
-            "/cluster/firewall/ipset",
-            &Params::new().with("name", "management"),
-        )
-        .await
-        .unwrap();
-    let _: Value = c
-        .post(
-            "/cluster/firewall/ipset/management",
-            &Params::new().with("cidr", "10.9.9.0/24"),
-        )
-        .await
-        .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let out = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
+    local_network_elsewhere(&c).await;
+    post(
+        &c,
+        "/cluster/firewall/ipset",
+        Params::new().with("name", "management"),
     )
     .await;
-    assert_fails(
+    post(
+        &c,
+        "/cluster/firewall/ipset/management",
+        Params::new().with("cidr", "10.9.9.0/24"),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let out = doctor(home.path(), &sim, &[]).await;
+    fails_alone(
         &out,
         "firewall",
         &["127.0.0.1", "8006", "management", "Add 127.0.0.1"],
     );
-    only_failure(&out.1, "firewall");
     // With 127.0.0.1 in the management set it passes.
-    let _: Value = c
-        .post(
-            "/cluster/firewall/ipset/management",
-            &Params::new().with("cidr", "127.0.0.1"),
-        )
-        .await
-        .unwrap();
-    let (code, stdout, _) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
+    post(
+        &c,
+        "/cluster/firewall/ipset/management",
+        Params::new().with("cidr", "127.0.0.1"),
     )
     .await;
+    let (code, stdout, _) = doctor(home.path(), &sim, &[]).await;
     assert_eq!(code, Some(0), "{stdout}");
 }
 
@@ -343,23 +343,18 @@ async fn a_vmid_range_with_too_few_free_ids_is_named_with_its_fix() {
         &["doctor", lab.to_str().unwrap()],
     )
     .await;
-    assert_fails(
+    fails_alone(
         &out,
         "vmid range",
         &["only 2 ids of 5000-5002", "3 students", "widen `ids`"],
     );
-    only_failure(&out.1, "vmid range");
 }
 
 #[tokio::test]
 async fn boot_test_reports_each_time_and_leaves_nothing_behind() {
     let sim = sim().await;
     let home = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap(), "--boot-test"],
-    )
-    .await;
+    let (code, stdout, stderr) = doctor(home.path(), &sim, &["--boot-test"]).await;
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     for step in [
         "boot: clone",
@@ -404,14 +399,9 @@ fn sent(sim: &SimHandle) -> BTreeSet<String> {
 }
 
 async fn table(home: &Path, command: &str) -> BTreeSet<String> {
-    let (code, json, err) = run(
-        common::labctl(home),
-        &["setup", "operator", "--requests", "-o", "json"],
-    )
-    .await;
-    assert_eq!(code, Some(0), "{err}");
-    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
-    rows.iter()
+    operator_rows(home, "--requests")
+        .await
+        .iter()
         .filter(|r| r["command"] == command)
         .map(|r| {
             format!(
@@ -427,19 +417,8 @@ async fn table(home: &Path, command: &str) -> BTreeSet<String> {
 async fn the_request_table_covers_what_lab_up_and_down_send() {
     let sim = sim().await;
     let home = tempfile::tempdir().unwrap();
-    let up = [
-        "lab",
-        "up",
-        "-n",
-        "cov",
-        "-t",
-        "9000",
-        "-c",
-        "2",
-        "--teacher",
-        "10.10.0.1",
-    ];
-    let (code, _, err) = run(against(home.path(), &sim), &up).await;
+    let up = "lab up -n cov -t 9000 -c 2 --teacher 10.10.0.1";
+    let (code, _, err) = run_words(against(home.path(), &sim), up).await;
     assert_eq!(code, Some(0), "{err}");
     let missing: Vec<String> = sent(&sim)
         .difference(&table(home.path(), "lab up").await)
@@ -505,13 +484,7 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
     let computed: BTreeSet<String> = operator_privileges(home.path()).await.into_iter().collect();
     assert_eq!(held, computed);
 
-    let with_token = || {
-        let mut c = common::labctl(home.path());
-        c.env("PVE_HOST", sim.url())
-            .env("PVE_TOKEN", &token)
-            .env("LABCTL_TIME_SCALE", common::SCALE);
-        c
-    };
+    let with_token = || with_token(home.path(), &sim, &token);
     let (code, stdout, err) = run(with_token(), &["doctor", exam().to_str().unwrap()]).await;
     assert_eq!(code, Some(0), "{stdout}\n{err}");
     assert!(
@@ -525,19 +498,8 @@ async fn the_operator_token_runs_a_whole_lab_under_the_permission_checks() {
         stdout.contains("`lab access` sends PUT /access/password, which PVE refuses to API tokens"),
         "{stdout}"
     );
-    let up = [
-        "lab",
-        "up",
-        "-n",
-        "op",
-        "-t",
-        "9000",
-        "-c",
-        "2",
-        "--teacher",
-        "10.10.0.1",
-    ];
-    let (code, stdout, err) = run(with_token(), &up).await;
+    let up = "lab up -n op -t 9000 -c 2 --teacher 10.10.0.1";
+    let (code, stdout, err) = run_words(with_token(), up).await;
     assert_eq!(
         code,
         Some(0),
@@ -596,10 +558,7 @@ fn json_check(stdout: &str, check: &str) -> (String, String) {
 #[tokio::test]
 async fn memory_is_ready_exactly_when_lab_plan_accepts_and_a_running_lab_does_not_fail() {
     // Three nodes of 12 GiB with 8 GiB free each: four 2 GiB students per node.
-    let sim = Simulator::builder()
-        .plain_http(true)
-        .password("secret")
-        .time_scale(0.01)
+    let sim = sim_builder()
         .node_memory(12 * 1024 * 1024 * 1024)
         .start()
         .await
@@ -700,15 +659,7 @@ async fn a_lab_file_problem_is_a_fail_line_and_json_still_prints_the_checklist()
 async fn the_firewall_fix_is_a_command_that_exists_and_says_whether_the_firewall_is_on() {
     let sim = sim().await;
     let c = root(&sim);
-    let _: Value = c
-        .post(
-            "/cluster/firewall/aliases",
-            &Params::new()
-                .with("name", "local_network")
-                .with("cidr", "192.168.100.0/24"),
-        )
-        .await
-        .unwrap();
+    local_network_elsewhere(&c).await;
     let home = tempfile::tempdir().unwrap();
     // `labctl firewall` has no flag that edits the management set.
     let (code, help, _) = run(
@@ -727,11 +678,7 @@ async fn the_firewall_fix_is_a_command_that_exists_and_says_whether_the_firewall
     };
     // Off: add it before `lab up` switches the firewall on; no `management` set exists yet,
     // so the fix creates it first.
-    let (_, off, _) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
-    )
-    .await;
+    let (_, off, _) = doctor(home.path(), &sim, &[]).await;
     let fix = fix_of(&off);
     assert!(
         !fix.contains("--management") && !fix.contains("labctl firewall"),
@@ -744,18 +691,13 @@ async fn the_firewall_fix_is_a_command_that_exists_and_says_whether_the_firewall
         "{fix}"
     );
     // On: add it now.
-    let _: Value = c
-        .put(
-            "/cluster/firewall/options",
-            &Params::new().with("enable", 1),
-        )
-        .await
-        .unwrap();
-    let (_, on, _) = run(
-        against(home.path(), &sim),
-        &["doctor", exam().to_str().unwrap()],
+    put(
+        &c,
+        "/cluster/firewall/options",
+        Params::new().with("enable", 1),
     )
     .await;
+    let (_, on, _) = doctor(home.path(), &sim, &[]).await;
     let fix = fix_of(&on);
     assert!(
         fix.contains("the firewall is on now") && !fix.contains("before `lab up`"),

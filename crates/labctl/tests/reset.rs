@@ -9,38 +9,68 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{against, output, sim};
+use common::{against, exits, json, read_json, sim};
 use pve_sim::SimHandle;
 use serde_json::{json, Value};
 
-fn lab_dir(name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+/// A home with `lab.toml` holding `text`.
+fn lab_file(text: &str) -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
     let lab = home.path().join("lab.toml");
-    std::fs::write(
-        &lab,
-        format!(
-            "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
-             teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&lab, text).unwrap();
     (home, lab)
+}
+
+fn lab_dir(name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+    lab_file(&format!(
+        "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
+         teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n"
+    ))
+}
+
+/// Asks `done` up to 4000 times, `pause_ms` apart: whether it came true.
+async fn eventually(pause_ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..4000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
+    false
 }
 
 /// `lab up` (twice: the baseline is taken once) and `lab access grant`.
 async fn up(home: &Path, sim: &SimHandle, lab: &Path, pool: &str) {
     let lab = lab.to_str().unwrap();
-    let out = output(against(home, sim), &["lab", "up", lab]).await;
-    assert_eq!(out.code, Some(0), "{out}");
+    let out = exits(home, sim, 0, &["lab", "up", lab]).await;
     assert!(out.stderr.contains("snapshot baseline: "), "{out}");
-    let again = output(against(home, sim), &["lab", "up", lab]).await;
-    assert_eq!(again.code, Some(0), "{again}");
+    let again = exits(home, sim, 0, &["lab", "up", lab]).await;
     assert!(again.stderr.contains("0 taken"), "{again}");
     for g in guests(sim, pool).values() {
         assert_eq!(snapshots(g), ["baseline"], "one baseline each: {g}");
     }
-    let out = output(against(home, sim), &["lab", "access", "grant", lab]).await;
-    assert_eq!(out.code, Some(0), "{out}");
+    exits(home, sim, 0, &["lab", "access", "grant", lab]).await;
+}
+
+/// The lab `name` of `count` students (the pool is its name), up as [`up`] leaves it.
+async fn up_lab(sim: &SimHandle, name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+    let (home, lab) = lab_dir(name, count);
+    up(home.path(), sim, &lab, name).await;
+    (home, lab)
+}
+
+/// `lab snapshot LAB NAME --yes`, which must succeed.
+async fn snapshot(home: &Path, sim: &SimHandle, lab: &str, name: &str) {
+    exits(home, sim, 0, &["lab", "snapshot", lab, name, "--yes"]).await;
+}
+
+fn vmid(g: &Value) -> u64 {
+    g["vmid"].as_u64().unwrap()
+}
+
+/// The reset record `lab reset` keeps beside the lab file.
+fn reset_record(home: &Path, lab: &str) -> Value {
+    read_json(&home.join(format!("{lab}-reset.json")))
 }
 
 fn guests(sim: &SimHandle, pool: &str) -> BTreeMap<String, Value> {
@@ -75,7 +105,7 @@ fn mac(g: &Value) -> String {
 /// What must survive a reset: id, MAC, address, tags, pool, name, ACL entries on the
 /// guest, and the fence (the guest's firewall file and its verdicts).
 fn identity(sim: &SimHandle, g: &Value) -> Value {
-    let vmid = g["vmid"].as_u64().unwrap();
+    let vmid = vmid(g);
     let state = sim.state();
     let acl: Vec<&Value> = state["access"]["acl"]
         .as_array()
@@ -122,33 +152,28 @@ fn student_changes(sim: &SimHandle, vmid: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("rst", 2);
+    let (home, lab) = up_lab(&sim, "rst", 2).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "rst").await;
     // A later snapshot: LVM-thin still rolls back past it.
-    let out = output(
-        against(home, &sim),
-        &["lab", "snapshot", lab_s, "later", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    snapshot(home, &sim, lab_s, "later").await;
     let before = guests(&sim, "rst");
     let g = &before["rst-01"];
-    let vmid = g["vmid"].as_u64().unwrap();
+    let vmid = vmid(g);
     let kept = identity(&sim, g);
     let os = file_hash(&sim, vmid, "/etc/os-release").unwrap();
     student_changes(&sim, vmid);
     assert_ne!(file_hash(&sim, vmid, "/etc/os-release").unwrap(), os);
 
     // The plan says the path and why; nothing changes.
-    let dry = output(
-        against(home, &sim),
+    let dry = exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "rst-01", "--dry-run", "-o", "json"],
     )
     .await;
-    assert_eq!(dry.code, Some(0), "{dry}");
-    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let plan = json(&dry.stdout);
     assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
     assert!(
         plan["plan"][0]["why"].as_str().unwrap().contains("later"),
@@ -156,28 +181,23 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     );
     assert!(file_hash(&sim, vmid, "/root/notes.txt").is_some());
     // Unknown students are named with the allowed ones; off a terminal --yes is needed.
-    let bad = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "rst-09", "--yes"],
-    )
-    .await;
-    assert_eq!(bad.code, Some(2), "{bad}");
+    let bad = exits(home, &sim, 2, &["lab", "reset", lab_s, "rst-09", "--yes"]).await;
     assert!(
         bad.stderr.contains("rst-09") && bad.stderr.contains("rst-01, rst-02"),
         "{bad}"
     );
-    let no = output(against(home, &sim), &["lab", "reset", lab_s, "rst-01"]).await;
-    assert_eq!(no.code, Some(2), "{no}");
+    let no = exits(home, &sim, 2, &["lab", "reset", lab_s, "rst-01"]).await;
     assert!(no.stderr.contains("--yes"), "{no}");
     assert!(file_hash(&sim, vmid, "/root/notes.txt").is_some());
 
-    let out = output(
-        against(home, &sim),
+    let out = exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "rst-01", "--yes", "-o", "json"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{out}");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = json(&out.stdout);
     assert_eq!(report["students"][0]["how"], "rollback", "{report}");
     assert_eq!(report["students"][0]["outcome"], "done", "{report}");
     let after = guests(&sim, "rst");
@@ -198,31 +218,16 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_reclone_is_completed() {
     let sim = sim().await;
-    // The template on ZFS: its linked clones are too.
-    let client = pve_auth::PveClient::builder(&sim.url())
-        .password("root@pam", pve_auth::Secret::new("secret"))
-        .build()
-        .unwrap();
-    let params = pve_auth::Params::new().with("scsi0", "local-zfs:base-9000-disk-0,size=8G");
-    client
-        .put::<Value>("/nodes/pve1/qemu/9000/config", &params)
-        .await
-        .unwrap();
-    let (home, lab) = lab_dir("zrs", 2);
+    template_on_zfs(&sim).await;
+    let (home, lab) = up_lab(&sim, "zrs", 2).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "zrs").await;
-    let out = output(
-        against(home, &sim),
-        &["lab", "snapshot", lab_s, "later", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    snapshot(home, &sim, lab_s, "later").await;
     let before = guests(&sim, "zrs");
     let mut kept = BTreeMap::new();
     let mut os = BTreeMap::new();
     for (host, g) in &before {
-        let vmid = g["vmid"].as_u64().unwrap();
+        let vmid = vmid(g);
         kept.insert(host.clone(), identity(&sim, g));
         os.insert(
             host.clone(),
@@ -231,12 +236,13 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
         student_changes(&sim, vmid);
     }
 
-    let dry = output(
-        against(home, &sim),
+    let dry = exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "zrs-01", "zrs-02", "--dry-run"],
     )
     .await;
-    assert_eq!(dry.code, Some(0), "{dry}");
     assert!(dry.stdout.contains("re-clone"), "{dry}");
     assert!(
         dry.stdout.contains("ZFS") && dry.stdout.contains("later"),
@@ -245,29 +251,23 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
 
     // The first re-clone fails after its destroy: the guest is gone, its record stays.
     sim.fail_next_clone("clone failed: injected by the test");
-    let cut = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "zrs-01", "--yes"],
-    )
-    .await;
-    assert_eq!(cut.code, Some(5), "{cut}");
+    let cut = exits(home, &sim, 5, &["lab", "reset", lab_s, "zrs-01", "--yes"]).await;
     assert!(cut.stderr.contains("run the same command again"), "{cut}");
     assert!(!guests(&sim, "zrs").contains_key("zrs-01"), "destroyed");
-    let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.join("zrs-reset.json")).unwrap())
-            .unwrap();
+    let record = reset_record(home, "zrs");
     assert!(record["pending"]["zrs-01"]["nics"].is_array(), "{record}");
 
     // The re-run completes it from the record, and resets the other one.
-    let out = output(
-        against(home, &sim),
+    let out = exits(
+        home,
+        &sim,
+        0,
         &[
             "lab", "reset", lab_s, "zrs-01", "zrs-02", "--yes", "-o", "json",
         ],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{out}");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = json(&out.stdout);
     let after = guests(&sim, "zrs");
     for (i, host) in ["zrs-01", "zrs-02"].iter().enumerate() {
         let row = &report["students"][i];
@@ -275,7 +275,7 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
         assert_eq!(row["how"], "re-clone", "{report}");
         assert_eq!(row["new_baseline"], true, "{report}");
         let g = &after[*host];
-        let vmid = g["vmid"].as_u64().unwrap();
+        let vmid = vmid(g);
         assert_eq!(g["status"], "running");
         assert_eq!(identity(&sim, g), kept[*host], "{host}");
         assert_eq!(file_hash(&sim, vmid, "/etc/os-release").unwrap(), os[*host]);
@@ -290,15 +290,12 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
             "the lab's marker: {g}"
         );
     }
-    let record: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.join("zrs-reset.json")).unwrap())
-            .unwrap();
+    let record = reset_record(home, "zrs");
     assert_eq!(record["pending"], json!({}), "{record}");
     assert_eq!(record["done"].as_array().unwrap().len(), 2, "{record}");
     // `lab status` agrees: both fenced, running, same addresses.
-    let st = output(against(home, &sim), &["lab", "status", lab_s, "-o", "json"]).await;
-    assert_eq!(st.code, Some(0), "{st}");
-    let rows: Value = serde_json::from_str(&st.stdout).unwrap();
+    let st = exits(home, &sim, 0, &["lab", "status", lab_s, "-o", "json"]).await;
+    let rows = json(&st.stdout);
     for r in rows.as_array().unwrap() {
         assert_eq!(r["fenced"], true, "{r}");
     }
@@ -307,19 +304,12 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_student_is_refused() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("frs", 1);
+    let (home, lab) = up_lab(&sim, "frs", 1).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "frs").await;
-    let out = output(against(home, &sim), &["lab", "freeze", lab_s, "--yes"]).await;
-    assert_eq!(out.code, Some(0), "{out}");
+    exits(home, &sim, 0, &["lab", "freeze", lab_s, "--yes"]).await;
     let before = guests(&sim, "frs");
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "frs-01", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(2), "{out}");
+    let out = exits(home, &sim, 2, &["lab", "reset", lab_s, "frs-01", "--yes"]).await;
     assert!(
         out.stderr.contains("frozen") && out.stderr.contains("unfreeze"),
         "{out}"
@@ -361,16 +351,14 @@ fn uuid(g: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_to_that_does_not_exist_is_refused_naming_the_students_snapshots() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("nto", 1);
+    let (home, lab) = up_lab(&sim, "nto", 1).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "nto").await;
     let before = guests(&sim, "nto");
     for extra in [&["--dry-run"][..], &["--yes"][..]] {
         let mut args = vec!["lab", "reset", lab_s, "nto-01", "--to", "before-part2"];
         args.extend_from_slice(extra);
-        let out = output(against(home, &sim), &args).await;
-        assert_eq!(out.code, Some(2), "{out}");
+        let out = exits(home, &sim, 2, &args).await;
         assert!(
             out.stderr.contains("no snapshot before-part2")
                 && out.stderr.contains("nto-01 has the snapshots baseline"),
@@ -390,22 +378,18 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
 ) {
     let sim = sim().await;
     template_on_zfs(&sim).await;
-    let (home, lab) = lab_dir("dev", 1);
+    let (home, lab) = up_lab(&sim, "dev", 1).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "dev").await;
-    let out = output(
-        against(home, &sim),
-        &["lab", "snapshot", lab_s, "deadline-20261205t1400z", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    snapshot(home, &sim, lab_s, "deadline-20261205t1400z").await;
     let before = guests(&sim, "dev");
 
     // The plan names every snapshot the re-clone destroys; without --discard-evidence
     // the deadline snapshot is kept and nothing changes.
-    let dry = output(
-        against(home, &sim),
+    let dry = exits(
+        home,
+        &sim,
+        0,
         &[
             "lab",
             "reset",
@@ -418,8 +402,7 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
         ],
     )
     .await;
-    assert_eq!(dry.code, Some(0), "{dry}");
-    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let plan = json(&dry.stdout);
     assert_eq!(plan["plan"][0]["how"], "re-clone", "{plan}");
     assert!(
         plan["plan"][0]["why"]
@@ -431,8 +414,7 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
     for extra in [&["--dry-run"][..], &["--yes"][..]] {
         let mut args = vec!["lab", "reset", lab_s, "dev-01"];
         args.extend_from_slice(extra);
-        let out = output(against(home, &sim), &args).await;
-        assert_eq!(out.code, Some(2), "{out}");
+        let out = exits(home, &sim, 2, &args).await;
         assert!(
             out.stderr.contains("dev-01 (deadline-20261205t1400z)")
                 && out.stderr.contains("--discard-evidence"),
@@ -442,8 +424,10 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
     assert_eq!(guests(&sim, "dev"), before, "nothing changed");
     assert!(!home.join("dev-reset.json").exists(), "no record written");
 
-    let out = output(
-        against(home, &sim),
+    exits(
+        home,
+        &sim,
+        0,
         &[
             "lab",
             "reset",
@@ -454,7 +438,6 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
         ],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{out}");
     let after = guests(&sim, "dev");
     assert_eq!(snapshots(&after["dev-01"]), ["baseline"], "a fresh clone");
     assert_ne!(
@@ -468,19 +451,13 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
 async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_is_refused() {
     let sim = sim().await;
     template_on_zfs(&sim).await;
-    let (home, lab) = lab_dir("stp", 1);
+    let (home, lab) = up_lab(&sim, "stp", 1).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "stp").await;
-    let out = output(
-        against(home, &sim),
-        &["lab", "snapshot", lab_s, "later", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    snapshot(home, &sim, lab_s, "later").await;
     let before = guests(&sim, "stp");
     let g = &before["stp-01"];
-    let vmid = g["vmid"].as_u64().unwrap();
+    let vmid = vmid(g);
     let node = g["node"].as_str().unwrap();
     sim.fail_next_request(
         "POST",
@@ -488,12 +465,7 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
         pve_sim::RequestFault::Status(400, "stop refused by the test"),
     )
     .unwrap();
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "stp-01", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(5), "{out}");
+    let out = exits(home, &sim, 5, &["lab", "reset", lab_s, "stp-01", "--yes"]).await;
     assert!(out.stderr.contains("stopping VM"), "{out}");
     let record = home.join("stp-reset.json");
     let pending = std::fs::read_to_string(&record)
@@ -520,12 +492,13 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
         .to_string(),
     )
     .unwrap();
-    let out = output(
-        against(home, &sim),
+    let out = exits(
+        home,
+        &sim,
+        2,
         &["lab", "reset", lab_s, "stp-01", "--to", "later", "--yes"],
     )
     .await;
-    assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains("stp-01 (to baseline") && out.stderr.contains(record.to_str().unwrap()),
         "{out}"
@@ -536,13 +509,14 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_error() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("cut", 2);
+    let (home, lab) = up_lab(&sim, "cut", 2).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "cut").await;
     let missing = home.join("nowhere-freeze.json");
-    let out = output(
-        against(home, &sim),
+    let out = exits(
+        home,
+        &sim,
+        2,
         &[
             "lab",
             "reset",
@@ -554,7 +528,6 @@ async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_
         ],
     )
     .await;
-    assert_eq!(out.code, Some(2), "{out}");
     assert!(
         out.stderr.contains("nowhere-freeze.json") && out.stderr.contains("no such file"),
         "{out}"
@@ -565,95 +538,63 @@ async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_
     put_config(
         &sim,
         g["node"].as_str().unwrap(),
-        g["vmid"].as_u64().unwrap(),
+        vmid(&g),
         "net0",
         &format!("{net0},link_down=1"),
     )
     .await;
     let before = guests(&sim, "cut");
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "cut-01", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(2), "{out}");
+    let out = exits(home, &sim, 2, &["lab", "reset", lab_s, "cut-01", "--yes"]).await;
     assert!(
         out.stderr.contains("cut-01 (every NIC's link is down)") && out.stderr.contains("unfreeze"),
         "{out}"
     );
     assert_eq!(guests(&sim, "cut"), before, "nothing changed");
     // The other student is not cut off: its plan is made.
-    let out = output(
-        against(home, &sim),
+    exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "cut-02", "--dry-run"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_whose_guest_is_gone_is_told_to_run_lab_up() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("gon", 2);
+    let (home, lab) = up_lab(&sim, "gon", 2).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "gon").await;
-    let vmid = guests(&sim, "gon")["gon-02"]["vmid"]
-        .as_u64()
-        .unwrap()
-        .to_string();
-    let out = output(
-        against(home, &sim),
-        &["vm", "destroy", &vmid, "--stop", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "gon-02", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(4), "{out}");
+    let vmid = vmid(&guests(&sim, "gon")["gon-02"]).to_string();
+    exits(home, &sim, 0, &["vm", "destroy", &vmid, "--stop", "--yes"]).await;
+    let out = exits(home, &sim, 4, &["lab", "reset", lab_s, "gon-02", "--yes"]).await;
     assert!(
         out.stderr.contains("gon-02 has no guest") && out.stderr.contains("lab up"),
         "{out}"
     );
     assert!(!out.stderr.contains("is not a student"), "{out}");
     // A name that is no student of the lab is still a usage error.
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "gon-07", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(2), "{out}");
+    exits(home, &sim, 2, &["lab", "reset", lab_s, "gon-07", "--yes"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     let sim = sim().await;
-    let home = tempfile::tempdir().unwrap();
-    let home = home.path();
-    let lab = home.join("lab.toml");
     // A long agent wait: the reset is still waiting when the signal comes.
-    std::fs::write(
-        &lab,
+    let (home, lab) = lab_file(
         "name = \"sig\"\ntemplate = 9000\ncount = 2\nids = \"5000-5999\"\n\
          teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n\n[timeouts]\n\
          ready = 86400\n",
-    )
-    .unwrap();
+    );
+    let home = home.path();
     let lab_s = lab.to_str().unwrap();
     up(home, &sim, &lab, "sig").await;
     // A snapshot whose agent never answers: after the rollback the reset waits.
-    let vmid = guests(&sim, "sig")["sig-01"]["vmid"].as_u64().unwrap();
+    let vmid = vmid(&guests(&sim, "sig")["sig-01"]);
     sim.put_guest_state(u32::try_from(vmid).unwrap(), json!({"agent": "stopped"}))
         .unwrap();
-    let out = output(
-        against(home, &sim),
-        &["lab", "snapshot", lab_s, "hung", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    snapshot(home, &sim, lab_s, "hung").await;
     sim.put_guest_state(
         u32::try_from(vmid).unwrap(),
         json!({"agent": "running", "files": {"/root/marker": {"content": "x\n"}}}),
@@ -668,14 +609,7 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
         .spawn()
         .unwrap();
     // Rolled back (the marker is gone): the reset now waits for an agent that is stopped.
-    let mut rolled = false;
-    for _ in 0..4000 {
-        if file_hash(&sim, vmid, "/root/marker").is_none() {
-            rolled = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let rolled = eventually(5, || file_hash(&sim, vmid, "/root/marker").is_none()).await;
     assert!(rolled, "the rollback never happened");
     let pid = child.id().unwrap();
     let kill = std::process::Command::new("kill")
@@ -694,7 +628,7 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
         stderr.contains("interrupted") && stderr.contains("run the same command again"),
         "{stderr}"
     );
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = json(&stdout);
     assert_eq!(report["students"][0]["outcome"], "interrupted", "{report}");
     assert_eq!(report["students"][1]["outcome"], "not started", "{report}");
 }
@@ -702,22 +636,17 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
     let sim = sim().await;
-    let home = tempfile::tempdir().unwrap();
-    let home = home.path();
-    let lab = home.join("lab.toml");
     // Full clones (slow enough to be caught in flight); no baseline: a reset re-clones.
-    std::fs::write(
-        &lab,
+    let (home, lab) = lab_file(
         "name = \"kcl\"\ntemplate = 9000\ncount = 1\nids = \"5000-5999\"\nclone = \"full\"\n\
          teachers = [\"10.10.0.1\"]\n",
-    )
-    .unwrap();
+    );
+    let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    let out = output(against(home, &sim), &["lab", "up", lab_s]).await;
-    assert_eq!(out.code, Some(0), "{out}");
+    exits(home, &sim, 0, &["lab", "up", lab_s]).await;
     let before = guests(&sim, "kcl");
     let g = &before["kcl-01"];
-    let vmid = g["vmid"].as_u64().unwrap();
+    let vmid = vmid(g);
     let mut child = against(home, &sim)
         .args(["lab", "reset", lab_s, "kcl-01", "--yes"])
         .stdout(std::process::Stdio::null())
@@ -731,23 +660,11 @@ async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
             .iter()
             .any(|x| x["vmid"] == vmid && x["lock"] == "clone" && uuid(x) != uuid(g))
     };
-    let mut seen = false;
-    for _ in 0..4000 {
-        if in_flight(&sim) {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    let seen = eventually(2, || in_flight(&sim)).await;
     assert!(seen, "never saw the re-clone in flight");
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    let out = output(
-        against(home, &sim),
-        &["lab", "reset", lab_s, "kcl-01", "--yes"],
-    )
-    .await;
-    assert_eq!(out.code, Some(0), "{out}");
+    let out = exits(home, &sim, 0, &["lab", "reset", lab_s, "kcl-01", "--yes"]).await;
     assert!(!out.stderr.contains("not in the lab's pool"), "{out}");
     let after = guests(&sim, "kcl");
     let now = &after["kcl-01"];
@@ -759,13 +676,12 @@ async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
     let sim = sim().await;
-    let (home, lab) = lab_dir("old", 1);
+    let (home, lab) = up_lab(&sim, "old", 1).await;
     let home = home.path();
     let lab_s = lab.to_str().unwrap();
-    up(home, &sim, &lab, "old").await;
     let before = guests(&sim, "old");
     let g = &before["old-01"];
-    let vmid = g["vmid"].as_u64().unwrap();
+    let vmid = vmid(g);
     // Left by a re-clone of an earlier lab of that name: another guest, other MACs.
     let record = home.join("old-reset.json");
     std::fs::write(
@@ -778,38 +694,40 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
         .to_string(),
     )
     .unwrap();
-    let dry = output(
-        against(home, &sim),
+    let dry = exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "old-01", "--dry-run", "-o", "json"],
     )
     .await;
-    assert_eq!(dry.code, Some(0), "{dry}");
     assert!(
         dry.stderr
             .contains("would drop the pending re-clone of old-01"),
         "{dry}"
     );
-    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let plan = json(&dry.stdout);
     assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
-    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let kept = read_json(&record);
     assert!(
         kept["pending"]["old-01"].is_object(),
         "a dry run changes nothing"
     );
 
-    let out = output(
-        against(home, &sim),
+    let out = exits(
+        home,
+        &sim,
+        0,
         &["lab", "reset", lab_s, "old-01", "--yes", "-o", "json"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{out}");
     assert!(
         out.stderr
             .contains("dropped the pending re-clone of old-01")
             && out.stderr.contains("another guest"),
         "{out}"
     );
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = json(&out.stdout);
     assert_eq!(report["students"][0]["how"], "rollback", "{report}");
     let after = guests(&sim, "old");
     assert_eq!(
@@ -818,6 +736,6 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
         "the guest was not destroyed"
     );
     assert_eq!(mac(&after["old-01"]), mac(g));
-    let now: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    let now = read_json(&record);
     assert_eq!(now["pending"], json!({}), "{now}");
 }

@@ -1,6 +1,6 @@
-//! Helpers of the end-to-end tests in `precedence.rs` and `exit_codes.rs`: the `labctl`
-//! binary with a clean environment, the simulator, and a loopback server that records what
-//! reached it.
+//! Helpers of the end-to-end tests of the `labctl` binary: the binary with a clean
+//! environment, the simulator, a loopback server that records what reached it, and runs
+//! that must end with a given exit code.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use pve_sim::{SimHandle, Simulator};
+use pve_sim::{SimHandle, Simulator, SimulatorBuilder};
 use tokio::process::Command;
 
 pub const SCALE: &str = "0.01";
@@ -48,13 +48,24 @@ pub fn against(home: &Path, sim: &SimHandle) -> Command {
     c
 }
 
-pub async fn sim() -> SimHandle {
+/// The simulator as [`sim`] starts it (plain HTTP, root's password `secret`, time scale
+/// 0.01), to be given more before it starts.
+pub fn sim_builder() -> SimulatorBuilder {
     Simulator::builder()
         .plain_http(true)
         .password("secret")
         .time_scale(0.01)
-        .start()
-        .await
+}
+
+pub async fn sim() -> SimHandle {
+    sim_builder().start().await.unwrap()
+}
+
+/// An API client of the simulator as root, to prepare a situation through the API itself.
+pub fn root(sim: &SimHandle) -> pve_auth::PveClient {
+    pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
         .unwrap()
 }
 
@@ -189,4 +200,24 @@ pub async fn output(c: Command, args: &[&str]) -> Out {
         "labctl {args:?} panicked\n{out}"
     );
     out
+}
+
+/// Runs labctl against the simulator as root with `args` (see [`output`]), failing the test
+/// unless it exits with `code`.
+pub async fn exits(home: &Path, sim: &SimHandle, code: i32, args: &[&str]) -> Out {
+    let out = output(against(home, sim), args).await;
+    assert_eq!(out.code, Some(code), "labctl {args:?}\n{out}");
+    out
+}
+
+/// `text` parsed as JSON, failing the test with the text when it is not.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The JSON file at `path`.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    json(&text)
 }

@@ -9,6 +9,9 @@
 //!    (`pve-firewall`);
 //! 3. a lab of three students through `lab-core`'s engine on `lab-proxmox`, then down,
 //!    and the same on the in-memory fake.
+//!
+//! Ids, node and lab names are one type in every crate (`lab_types`, re-exported): the
+//! engine's result goes straight into `pve-vm`, the lab's name straight into `pve-firewall`.
 
 use std::time::Duration;
 
@@ -63,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
         first: VmId::new(7001)?,
         last: VmId::new(7001)?,
     };
-    let options = IsolationOptions::new(pve_firewall::isolation::LabName::new("outside")?);
+    let lab = LabName::new("outside")?;
+    let options = IsolationOptions::new(lab.clone());
     let allowed: [Cidr; 1] = ["10.10.0.1/32".parse()?];
     iso.isolate(&students, &allowed, &options).await?;
     let check = iso.verify(&students, &allowed, &options).await?;
@@ -79,14 +83,17 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     // 3. A lab through the engine, on the simulator and on the fake.
-    let lab = LabName::new("outside")?;
-    let mut spec = LabSpec::new(lab.clone(), lab_core::VmId::new(9000)?, 3)?;
+    let mut spec = LabSpec::new(lab.clone(), template.vmid(), 3)?;
     spec.ids = "7100-7199".parse()?;
     spec.teachers = vec!["10.10.0.1".parse()?];
     spec.timeouts = spec.timeouts.scaled(SCALE);
     let hv = ProxmoxLab::with_timing(client(&base)?, Timing::default().scaled(SCALE));
     let report = apply(&hv, &spec, &no_progress).await?;
     ensure!(report.students.len() == 3, "three students up");
+    // The engine's row goes into pve-vm as it is: one VmId, one NodeName.
+    let first = &report.students[0];
+    let guest = vms.guest(first.vmid).await?;
+    ensure!(guest.node() == &first.node, "{} is on {}", first.vmid, first.node);
     teardown(&hv, &lab, &DownOptions::new(4), &no_progress).await?;
     let fake = FakeHypervisor::new().with_template(9000, "pve1");
     let report = apply(&fake, &spec, &no_progress).await?;

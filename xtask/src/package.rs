@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 
 /// The library crates, in no particular order (cargo packages them in dependency order).
 pub const LIBRARIES: &[&str] = &[
+    "lab-types",
     "pve-auth",
     "pve-schema",
     "pve-vm",

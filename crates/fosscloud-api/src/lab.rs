@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use lab_core::{
     Assignment, Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Desktop, Desktops,
-    GuestInfo, Inventory, Isolation, LabName, Power, Probe, Provisioning, Readiness, Seat, Secure,
+    Fencing, GuestInfo, Inventory, LabName, Power, Probe, Provisioning, Readiness, Seat, Secure,
     VmId,
 };
 
@@ -303,7 +303,7 @@ impl Readiness for FossCloudLab {
 }
 
 #[async_trait]
-impl Isolation for FossCloudLab {
+impl Fencing for FossCloudLab {
     async fn prepare_fence(&self, _lab: &LabName, _allowed: Vec<IpAddr>) -> lab_core::Result<()> {
         unsupported("prepare_fence")
     }

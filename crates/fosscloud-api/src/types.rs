@@ -8,55 +8,10 @@ use serde::{Deserialize, Deserializer};
 use crate::error::Error;
 use crate::lenient;
 
-/// A secret string (a password): `Debug` and `Display` print `***`.
-///
-/// Read the value with [`Secret::expose`] only where it is needed (a SPICE client).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret value itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Secret(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Secret(value.to_owned())
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    /// Reads a string or a number: the server's `JSON_NUMERIC_CHECK` turns an all-digit
-    /// password into a number (and drops leading zeros, which cannot be recovered).
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        lenient::string(deserializer).map(Secret)
-    }
-}
+/// A secret string (a password, a SPICE ticket): `lab_types`' `Secret`, shared with every
+/// labctl crate. `Debug` and `Display` print `***`; it reads a string or a number (the
+/// server's `JSON_NUMERIC_CHECK` turns an all-digit password into a number).
+pub use lab_types::Secret;
 
 fn is_word(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

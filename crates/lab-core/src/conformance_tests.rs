@@ -190,7 +190,7 @@ impl Readiness for Broken {
 }
 
 #[async_trait]
-impl Isolation for Broken {
+impl Fencing for Broken {
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
         if self.flaw == Flaw::UntypedUnsupported {
             return Ok(());

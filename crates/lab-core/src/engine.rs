@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::error::{Error, Result};
 use crate::hypervisor::Hypervisor;
 use crate::spec::{CloneMode, LabSpec, Retry};
-use crate::types::{GuestInfo, GuestStatus, LabName, VmId};
+use crate::types::{GuestInfo, LabName, StudentStatus, VmId};
 
 /// Runs an idempotent step, repeating it after transient failures per `retry`.
 pub(crate) async fn retrying<T, F, Fut>(retry: &Retry, what: &str, mut step: F) -> Result<T>
@@ -193,7 +193,7 @@ impl Plan {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match self.clone_mode {
-            CloneMode::Linked => "linked",
+            CloneMode::Linked | CloneMode::Auto => "linked",
             CloneMode::Full => "full",
         };
         writeln!(
@@ -355,7 +355,7 @@ pub struct LabReport {
     /// The plan that was carried out.
     pub plan: Plan,
     /// Every student, ready, with its address, in student order.
-    pub students: Vec<GuestStatus>,
+    pub students: Vec<StudentStatus>,
     /// Whether the fence was put up.
     pub fenced: bool,
 }

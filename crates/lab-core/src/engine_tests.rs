@@ -26,7 +26,7 @@ fn guest(vmid: u32, name: &str, status: VmStatus) -> GuestInfo {
     GuestInfo {
         vmid: id(vmid),
         name: Some(name.to_owned()),
-        node: Node::new("pve1"),
+        node: NodeName::new("pve1").unwrap(),
         kind: VmKind::Vm,
         status,
         template: false,
@@ -272,7 +272,7 @@ impl Readiness for Timed {
 }
 
 #[async_trait]
-impl Isolation for Timed {
+impl Fencing for Timed {
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
         self.note(Call::PrepareFence);
         self.mock.prepare_fence(lab, allowed).await

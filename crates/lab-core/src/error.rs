@@ -128,6 +128,16 @@ fn summarize(failures: &[Failure]) -> String {
         .join("; ")
 }
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::InvalidInput {
+            what: e.what,
+            input: e.input,
+            allowed: e.allowed,
+        }
+    }
+}
+
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(

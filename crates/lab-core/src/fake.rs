@@ -25,14 +25,14 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    Assignment, Backend, Capabilities, CloneCapacity, CloneRequest, Desktop, Desktops,
-    GuestIdentity, Inventory, Isolation, NicLink, Power, Probe, Provisioning, Readiness,
-    RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
+    Assignment, Backend, Capabilities, CloneCapacity, CloneRequest, Desktop, Desktops, Fencing,
+    GuestIdentity, Inventory, NicLink, Power, Probe, Provisioning, Readiness, RollbackReach, Seat,
+    Secure, SnapshotInfo, Snapshots,
 };
 use crate::hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
 use crate::placement::replica_tag;
 use crate::spec::CloneMode;
-use crate::types::{GuestInfo, LabName, Node, VmId, VmKind, VmStatus};
+use crate::types::{GuestInfo, LabName, NodeName, VmId, VmKind, VmStatus};
 use crate::up::Interrupt;
 
 const BACKEND: &str = "fake";
@@ -131,13 +131,14 @@ impl FakeHypervisor {
     /// Adds a stopped VM template `vmid` on `node`.
     ///
     /// # Panics
-    /// If `vmid` is outside 100..=999999999 (a test fixture error).
+    /// If `vmid` is outside 100..=999999999 or `node` is not a node name (a test fixture
+    /// error).
     #[must_use]
     pub fn with_template(self, vmid: u32, node: &str) -> Self {
         self.with_guest(GuestInfo {
             vmid: fixture_id(vmid),
             name: Some(format!("template-{vmid}")),
-            node: Node::new(node),
+            node: fixture_node(node),
             kind: VmKind::Vm,
             status: VmStatus::Stopped,
             template: true,
@@ -335,6 +336,13 @@ impl State {
 fn fixture_id(vmid: u32) -> VmId {
     match VmId::new(vmid) {
         Ok(id) => id,
+        Err(e) => panic!("fake fixture: {e}"),
+    }
+}
+
+fn fixture_node(node: &str) -> NodeName {
+    match NodeName::new(node) {
+        Ok(n) => n,
         Err(e) => panic!("fake fixture: {e}"),
     }
 }
@@ -652,7 +660,7 @@ impl Readiness for FakeHypervisor {
 }
 
 #[async_trait]
-impl Isolation for FakeHypervisor {
+impl Fencing for FakeHypervisor {
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
         self.write()?
             .fences
@@ -909,9 +917,13 @@ pub const FAKE_NODE_MEMORY: u64 = 1024 * FAKE_GUEST_MEMORY;
 impl FakeHypervisor {
     /// Declares a node with `memory` bytes (nodes only named by guests have
     /// [`FAKE_NODE_MEMORY`]). Running guests reserve [`FAKE_GUEST_MEMORY`] each.
+    ///
+    /// # Panics
+    /// If `node` is not a node name (a test fixture error).
     #[must_use]
     pub fn with_node(self, node: &str, memory: u64) -> Self {
-        self.lock().nodes.insert(node.to_owned(), (memory, true));
+        let node = fixture_node(node);
+        self.lock().nodes.insert(node.to_string(), (memory, true));
         self
     }
 
@@ -922,7 +934,7 @@ impl FakeHypervisor {
         self.with_guest(GuestInfo {
             vmid: fixture_id(vmid),
             name: Some(format!("template-{of}-{node}")),
-            node: Node::new(node),
+            node: fixture_node(node),
             kind: VmKind::Vm,
             status: VmStatus::Stopped,
             template: true,
@@ -975,7 +987,7 @@ fn guest_node_check(s: &State, vmid: VmId) -> Result<()> {
     }
 }
 
-fn offline_check(s: &State, node: &Node) -> Result<()> {
+fn offline_check(s: &State, node: &NodeName) -> Result<()> {
     match s.nodes.get(node.as_str()) {
         Some((_, false)) => Err(Error::Backend {
             backend: BACKEND,
@@ -1009,7 +1021,7 @@ impl Placement for FakeHypervisor {
                     .filter(|g| g.node.as_str() == n && g.status.is_running())
                     .count() as u64;
                 NodeCapacity {
-                    node: Node::new(n.clone()),
+                    node: fixture_node(n),
                     online,
                     memory_total,
                     memory_used: running * FAKE_GUEST_MEMORY,

@@ -31,7 +31,7 @@ fn foreign() -> GuestInfo {
     GuestInfo {
         vmid: VmId::new(5001).unwrap(),
         name: Some("exam-02".into()),
-        node: Node::new("pve1"),
+        node: NodeName::new("pve1").unwrap(),
         kind: VmKind::Vm,
         status: VmStatus::Running,
         template: false,

@@ -9,7 +9,7 @@
 //! | [`Provisioning`] | prepare_lab, clone_capacity, clone_guest, destroy, release_lab | yes | — | yes |
 //! | [`Power`] | start, stop | yes | — | yes |
 //! | [`Readiness`] | probe, addresses | yes | — | yes |
-//! | [`Isolation`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
+//! | [`Fencing`] | prepare_fence, secure, isolate, unisolate, fenced | yes | — | yes |
 //! | [`Desktops`] | machines, assigned, assign | — | yes | yes |
 //! | [`Snapshots`] | snapshots, snapshot, set_links, rollback_reach, rollback, identity, restore | yes | — | yes |
 //! | [`Placement`] | placement | yes | — | yes |
@@ -23,7 +23,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::spec::CloneMode;
-use crate::types::{GuestInfo, LabName, Node, VmId};
+use crate::types::{GuestInfo, LabName, NodeName, VmId};
 
 /// One clone the engine asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub struct Secure {
     /// the backend may rely on what it read of the template instead of reading the guest.
     pub fresh: bool,
     /// Put the lab's fence on the guest (the lab-wide part is in place,
-    /// [`Isolation::prepare_fence`]).
+    /// [`Fencing::prepare_fence`]).
     pub fence: bool,
 }
 
@@ -106,7 +106,8 @@ pub enum Capability {
     Power,
     /// [`Readiness`].
     Readiness,
-    /// [`Isolation`].
+    /// Isolation: the trait [`Fencing`] (named apart from `pve_firewall::isolation::Isolation`,
+    /// the Proxmox mechanism that implements it).
     Isolation,
     /// [`Desktops`].
     Desktops,
@@ -156,7 +157,7 @@ pub struct Capabilities {
     pub power: bool,
     /// [`Readiness`]: probe, addresses.
     pub readiness: bool,
-    /// [`Isolation`]: the lab's firewall fence.
+    /// [`Fencing`]: the lab's firewall fence.
     pub isolation: bool,
     /// [`Desktops`]: hand a user or a thin client a machine from a pool.
     pub desktops: bool,
@@ -245,7 +246,7 @@ impl std::fmt::Display for Capabilities {
 ///
 /// Ownership contract: [`Provisioning::clone_guest`] marks the guest as the lab's in the
 /// clone request itself (pool [`LabName::pool`], description [`LabName::marker`]);
-/// [`Isolation::secure`] adds the tag [`LabName::tag`]; [`Inventory::lab_members`]
+/// [`Fencing::secure`] adds the tag [`LabName::tag`]; [`Inventory::lab_members`]
 /// returns the guests with any mark (with their description when they lack the tag); the
 /// engine requires the pool and the tag or marker (and no template flag), and checks again
 /// right before anything destructive.
@@ -324,10 +325,12 @@ pub trait Readiness: Send + Sync {
     async fn addresses(&self, vmid: VmId) -> Result<Vec<IpAddr>>;
 }
 
-/// The lab's fence: students reach only the teachers, not each other.
+/// The isolation capability, the lab's fence: students reach only the teachers, not each
+/// other. (Named apart from `pve_firewall::isolation::Isolation`, the Proxmox mechanism
+/// `lab-proxmox` implements it with.)
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
-pub trait Isolation: Send + Sync {
+pub trait Fencing: Send + Sync {
     /// Puts up the lab-wide part of the fence: students reach only `allowed`. Idempotent;
     /// called once per run before any student starts.
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()>;
@@ -546,7 +549,7 @@ pub trait Snapshots: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeCapacity {
     /// The node.
-    pub node: Node,
+    pub node: NodeName,
     /// It answers (an offline node takes no clone).
     pub online: bool,
     /// Its physical memory (bytes).
@@ -567,7 +570,7 @@ impl NodeCapacity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloneSource {
     /// The node the new guest lives on.
-    pub node: Node,
+    pub node: NodeName,
     /// What is cloned: the lab's template, or its replica on `node`.
     pub template: VmId,
     /// The template lives on shared storage on another node: the clone is sent there and
@@ -610,12 +613,12 @@ pub trait Placement: Backend + Send + Sync {
 /// The set of capabilities the lab engine needs; implemented by every type that
 /// implements its parts. Object-safe: the engine takes `&dyn Hypervisor`.
 pub trait Hypervisor:
-    Backend + Inventory + Provisioning + Power + Readiness + Isolation + Placement
+    Backend + Inventory + Provisioning + Power + Readiness + Fencing + Placement
 {
 }
 
 impl<T> Hypervisor for T where
-    T: Backend + Inventory + Provisioning + Power + Readiness + Isolation + Placement + ?Sized
+    T: Backend + Inventory + Provisioning + Power + Readiness + Fencing + Placement + ?Sized
 {
 }
 
@@ -660,7 +663,7 @@ mockall::mock! {
     }
 
     #[async_trait]
-    impl Isolation for Hypervisor {
+    impl Fencing for Hypervisor {
         async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()>;
         async fn secure(&self, guest: GuestInfo, how: Secure) -> Result<()>;
         async fn isolate(&self, lab: &LabName, students: Vec<VmId>, allowed: Vec<IpAddr>) -> Result<()>;

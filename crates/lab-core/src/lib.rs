@@ -1,9 +1,11 @@
 //! `lab-core`: what an exam lab is, independent of any hypervisor.
 //!
-//! This crate owns the domain types ([`VmId`], [`Node`], [`VmKind`], [`VmStatus`],
-//! [`GuestInfo`], [`GuestStatus`], [`LabName`]), the small capability traits backends
+//! This crate owns the domain types ([`VmKind`], [`VmStatus`], [`GuestInfo`],
+//! [`StudentStatus`]; [`VmId`], [`NodeName`], [`LabName`] and [`CloneMode`] are the ones of
+//! `lab-types`, re-exported here and by `pve-vm`/`pve-firewall`, so the engine's results go
+//! into those crates as they are), the small capability traits backends
 //! implement ([`Backend`], [`Inventory`], [`Provisioning`], [`Power`], [`Readiness`],
-//! [`Isolation`], [`Desktops`]; [`Hypervisor`] is the set the engine needs, `lab-proxmox`
+//! [`Fencing`], [`Desktops`]; [`Hypervisor`] is the set the engine needs, `lab-proxmox`
 //! implements it for Proxmox VE, `fosscloud-api` implements [`Desktops`]), the lab specification ([`LabSpec`]:
 //! template, count, id range, host name pattern, teacher addresses, clone mode,
 //! concurrency) and the orchestration engine: [`plan`] (what `up` would change),
@@ -95,12 +97,12 @@ pub use error::{Error, Failure, Result};
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
-    GuestIdentity, Hypervisor, Inventory, Isolation, NicLink, Power, Probe, Provisioning,
-    Readiness, RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
+    Fencing, GuestIdentity, Hypervisor, Inventory, NicLink, Power, Probe, Provisioning, Readiness,
+    RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use hypervisor::{
-    MockBackend, MockDesktops, MockInventory, MockIsolation, MockPower, MockProvisioning,
+    MockBackend, MockDesktops, MockFencing, MockInventory, MockPower, MockProvisioning,
     MockReadiness, MockSnapshots,
 };
 pub use reset::{
@@ -114,7 +116,7 @@ pub use placement::{
 pub use spec::{
     CloneMode, HostnamePattern, IdRange, LabSpec, Retry, Timeouts, MAX_CONCURRENCY, MAX_STUDENTS,
 };
-pub use types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmKind, VmStatus};
+pub use types::{GuestInfo, Invalid, LabName, NodeName, StudentStatus, VmId, VmKind, VmStatus};
 pub use up::{apply, apply_with, status, Interrupt};
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::engine::{Plan, StudentAction};
 use crate::error::{Error, Result};
 use crate::hypervisor::{CloneSource, PlacementView};
 use crate::spec::LabSpec;
-use crate::types::{GuestInfo, Node};
+use crate::types::{GuestInfo, NodeName};
 
 /// How new students are distributed over the nodes that hold the template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,7 +50,7 @@ impl fmt::Display for PlacementPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePlan {
     /// The node.
-    pub node: Node,
+    pub node: NodeName,
     /// Where its clones come from.
     pub source: CloneSource,
     /// The new students placed here, in order.
@@ -157,7 +157,7 @@ pub fn place_plan(
         .filter(|s| s.action == StudentAction::Create)
         .map(|s| s.hostname.clone())
         .collect();
-    let stopped: Vec<Node> = plan
+    let stopped: Vec<NodeName> = plan
         .students
         .iter()
         .filter(|s| s.action != StudentAction::Create)
@@ -179,8 +179,8 @@ pub fn place_plan(
 pub fn place(
     view: &PlacementView,
     students: &[String],
-    allowed: &[Node],
-    stopped_here: &[Node],
+    allowed: &[NodeName],
+    stopped_here: &[NodeName],
     policy: PlacementPolicy,
 ) -> Result<PlacementPlan> {
     let online: BTreeMap<&str, u64> = view
@@ -214,7 +214,7 @@ pub fn place(
         }
         allowed
             .iter()
-            .map(Node::as_str)
+            .map(NodeName::as_str)
             .filter(|n| usable(n))
             .collect()
     };
@@ -224,7 +224,7 @@ pub fn place(
             "nodes",
             allowed
                 .iter()
-                .map(Node::as_str)
+                .map(NodeName::as_str)
                 .collect::<Vec<_>>()
                 .join(","),
             format!(
@@ -241,7 +241,7 @@ pub fn place(
     let mut plans: Vec<NodePlan> = order
         .iter()
         .map(|n| NodePlan {
-            node: Node::new(*n),
+            node: by_node[n].node.clone(),
             source: by_node[n].clone(),
             students: Vec::new(),
             memory_needed: 0,
@@ -307,7 +307,7 @@ mod tests {
             nodes: free_gib
                 .iter()
                 .map(|(n, free, online)| NodeCapacity {
-                    node: Node::new(*n),
+                    node: NodeName::new(*n).unwrap(),
                     online: *online,
                     memory_total: 64 * GIB,
                     memory_used: 64 * GIB - free * GIB,
@@ -317,7 +317,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| CloneSource {
-                    node: Node::new(*n),
+                    node: NodeName::new(*n).unwrap(),
                     template: VmId::new(9000 + u32::try_from(i).unwrap_or(0)).unwrap(),
                     target: false,
                     capacity: CloneCapacity {
@@ -381,7 +381,7 @@ mod tests {
         let e = place(
             &v,
             &students(1),
-            &[Node::new("pve3")],
+            &[NodeName::new("pve3").unwrap()],
             &[],
             PlacementPolicy::Spread,
         )
@@ -394,7 +394,7 @@ mod tests {
         let e = place(
             &v,
             &students(1),
-            &[Node::new("pve9")],
+            &[NodeName::new("pve9").unwrap()],
             &[],
             PlacementPolicy::Spread,
         )
@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn stopped_guests_of_the_lab_count_on_their_node() {
         let v = view(&[("pve1", 8, true), ("pve2", 8, true)], &["pve1", "pve2"]);
-        let here = vec![Node::new("pve1"); 2];
+        let here = vec![NodeName::new("pve1").unwrap(); 2];
         let p = place(&v, &students(2), &[], &here, PlacementPolicy::Spread).unwrap();
         assert_eq!(counts(&p), [("pve1".into(), 0), ("pve2".into(), 2)]);
         assert_eq!(p.nodes[0].memory_needed, 4 * GIB);
@@ -431,7 +431,7 @@ mod tests {
     fn a_copy_on_the_node_beats_a_clone_sent_from_shared_storage() {
         let mut v = view(&[("pve1", 8, true), ("pve2", 8, true)], &["pve1", "pve2"]);
         let mut shared = v.sources[0].clone();
-        shared.node = Node::new("pve2");
+        shared.node = NodeName::new("pve2").unwrap();
         shared.target = true;
         v.sources.insert(0, shared);
         let p = place(&v, &students(2), &[], &[], PlacementPolicy::Spread).unwrap();

@@ -54,7 +54,10 @@ async fn up_spreads_the_class_over_every_node_with_a_replica() {
 async fn nodes_and_pack_in_the_spec_are_followed() {
     let hv = cluster(64);
     let mut s = spec(4);
-    s.nodes = vec![Node::new("pve3"), Node::new("pve2")];
+    s.nodes = vec![
+        NodeName::new("pve3").unwrap(),
+        NodeName::new("pve2").unwrap(),
+    ];
     s.placement = PlacementPolicy::Pack;
     apply(&hv, &s, &no_progress).await.unwrap();
     assert_eq!(

@@ -255,7 +255,7 @@ where
 mod tests {
     use super::*;
     use crate::fake::FakeHypervisor;
-    use crate::hypervisor::{Inventory, Isolation, Provisioning};
+    use crate::hypervisor::{Fencing, Inventory, Provisioning};
 
     fn snap(name: &str) -> SnapshotInfo {
         SnapshotInfo {

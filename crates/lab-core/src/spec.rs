@@ -168,15 +168,7 @@ impl fmt::Display for IdRange {
     }
 }
 
-/// Linked (fast, copy-on-write, needs the template kept) or full (independent) clones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CloneMode {
-    /// Copy-on-write clone of the template's disks.
-    #[default]
-    Linked,
-    /// Independent copy of every disk.
-    Full,
-}
+pub use lab_types::CloneMode;
 
 /// How the engine repeats an idempotent step (lab-wide fence, pool, listings) that failed
 /// transiently ([`Error::is_transient`]): `attempts` tries in all, pausing `pause`, then
@@ -302,7 +294,7 @@ pub struct LabSpec {
     pub timeouts: Timeouts,
     /// Nodes new students may land on (empty: every node that holds the template), for a
     /// backend with [`Placement`](crate::Placement).
-    pub nodes: Vec<crate::Node>,
+    pub nodes: Vec<crate::NodeName>,
     /// How new students are distributed over those nodes.
     pub placement: crate::PlacementPolicy,
     /// Clone even when the class does not fit the nodes' memory (starts may then fail).

@@ -24,7 +24,7 @@ use crate::error::{Error, Failure, Result};
 use crate::hypervisor::{CloneRequest, CloneSource, Hypervisor, PlacementView, Secure};
 use crate::placement::{place_plan, PlacementPlan};
 use crate::spec::{LabSpec, Retry, Timeouts};
-use crate::types::{GuestInfo, GuestStatus, LabName, Node, VmId, VmStatus};
+use crate::types::{GuestInfo, LabName, NodeName, StudentStatus, VmId, VmStatus};
 
 /// A request to stop an operation early (Ctrl-C, SIGTERM). Cheap to clone; every clone
 /// sees the same signal.
@@ -255,7 +255,7 @@ fn name_some(names: &[String]) -> String {
 
 /// How one student's run ended.
 enum Outcome {
-    Ready(GuestStatus),
+    Ready(StudentStatus),
     /// Cloned and marked, not started: the lab-wide fence it needs failed (reported once
     /// for the lab, not per student).
     Blocked,
@@ -465,7 +465,7 @@ impl Run<'_> {
             .await_address(s, vmid, started_at, known, &mut budget)
             .await
         {
-            Ok(addresses) => Outcome::Ready(GuestStatus {
+            Ok(addresses) => Outcome::Ready(StudentStatus {
                 vmid,
                 hostname: guest.name.clone().unwrap_or_else(|| s.hostname.clone()),
                 node: guest.node.clone(),
@@ -751,7 +751,7 @@ impl Schedule {
 
 /// The lab's students as they are now: run state, addresses and whether the fence holds,
 /// in id order.
-pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<GuestStatus>> {
+pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<StudentStatus>> {
     let mut members: Vec<GuestInfo> = hv
         .lab_members(lab)
         .await?
@@ -774,7 +774,7 @@ pub async fn status(hv: &dyn Hypervisor, lab: &LabName) -> Result<Vec<GuestStatu
                 Err(Error::Unsupported { .. }) => None,
                 Err(e) => return Err(e),
             };
-            Ok(GuestStatus {
+            Ok(StudentStatus {
                 vmid: g.vmid,
                 hostname: g.name.unwrap_or_else(|| format!("vm {}", g.vmid)),
                 node: g.node,
@@ -854,12 +854,12 @@ impl Placed {
         lock(&self.assigned).get(hostname).cloned()
     }
 
-    fn is_lost(&self, node: &Node) -> bool {
+    fn is_lost(&self, node: &NodeName) -> bool {
         lock(&self.lost).contains(node.as_str())
     }
 
     /// The lost node a student was placed on, if its node went away.
-    fn lost_node_of(&self, hostname: &str) -> Option<Node> {
+    fn lost_node_of(&self, hostname: &str) -> Option<NodeName> {
         let source = self.source_of(hostname)?;
         self.is_lost(&source.node).then_some(source.node)
     }
@@ -963,7 +963,7 @@ impl Run<'_> {
 
     /// After a failed clone: one read of the cluster tells whether `node` went offline
     /// (then it is marked lost and its students not yet cloned go elsewhere).
-    async fn node_went_offline(&self, placed: &Placed, node: &Node) -> bool {
+    async fn node_went_offline(&self, placed: &Placed, node: &NodeName) -> bool {
         if placed.is_lost(node) {
             return true;
         }

@@ -31,9 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lab_core::{
-    Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, GuestIdentity, GuestInfo,
-    Inventory, Isolation as LabIsolation, LabName, NicLink, Node, Power, Probe, Provisioning,
-    Readiness, Result, RollbackReach, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
+    Backend, Capabilities, CloneCapacity, CloneMode, CloneRequest, Error, Fencing, GuestIdentity,
+    GuestInfo, Inventory, LabName, NicLink, NodeName, Power, Probe, Provisioning, Readiness,
+    Result, RollbackReach, Secure, SnapshotInfo, Snapshots, VmId, VmKind, VmStatus,
 };
 use pve_auth::Params;
 /// The client, its secret type and the timing this crate's constructors take,
@@ -43,7 +43,7 @@ use pve_firewall::isolation::{CloneBaseline, Isolation, IsolationOptions, Studen
 use pve_firewall::Cidr;
 use pve_net::NetApi;
 pub use pve_vm::Timing;
-use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, NodeName, RunState, Upid, VmApi};
+use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, RunState, Upid, VmApi};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -160,7 +160,7 @@ impl ProxmoxLab {
 
     async fn handle(&self, vmid: VmId) -> Result<Guest> {
         self.vms
-            .guest(pve_id(vmid)?)
+            .guest(vmid)
             .await
             .map_err(|e| vm_err(e, &format!("VM {vmid}")))
     }
@@ -241,9 +241,9 @@ impl ProxmoxLab {
         let st = guest.status().await.map_err(|e| vm_err(e, &what))?;
         lock(&self.inner.is_template).insert(guest.vmid().get(), st.template);
         Ok(GuestInfo {
-            vmid: core_id(guest.vmid())?,
+            vmid: guest.vmid(),
             name: st.name.clone(),
-            node: Node::new(guest.node().as_str()),
+            node: guest.node().clone(),
             kind: kind(guest.kind()),
             status: run_state(&st.status),
             template: st.template,
@@ -314,13 +314,10 @@ impl ProxmoxLab {
         if let Some(b) = cache.get(&key) {
             return Ok(b.clone());
         }
-        let options = fw_lab(lab)?;
+        let options = fw_lab(lab);
         let b = self
             .isolation()
-            .clone_baseline(
-                pve_vm::VmId::new(template).map_err(|e| vm_err(e, "VMID"))?,
-                &options.lab,
-            )
+            .clone_baseline(VmId::new(template)?, &options.lab)
             .await
             .map_err(|e| fw_err(e, &format!("template {template}")))?;
         cache.insert(key, b.clone());
@@ -335,9 +332,7 @@ impl ProxmoxLab {
         kind_: GuestKind,
         request: &CloneRequest,
     ) -> Result<bool> {
-        let g = self
-            .vms
-            .guest_on(node.clone(), kind_, pve_id(request.vmid)?);
+        let g = self.vms.guest_on(node.clone(), kind_, request.vmid);
         let marker = request.lab.marker(&request.hostname);
         let deadline = tokio::time::Instant::now() + self.vms.timing().clone_timeout;
         loop {
@@ -365,11 +360,11 @@ impl ProxmoxLab {
     fn cloned_info(&self, request: &CloneRequest, t: &Template) -> Result<GuestInfo> {
         lock(&self.inner.cloned_from).insert(request.vmid.get(), request.template.get());
         lock(&self.inner.pools).insert(request.vmid.get(), request.lab.pool());
-        self.vms.remember(pve_id(request.vmid)?, &t.node, t.kind);
+        self.vms.remember(request.vmid, &t.node, t.kind);
         Ok(GuestInfo {
             vmid: request.vmid,
             name: Some(request.hostname.clone()),
-            node: Node::new(t.node.as_str()),
+            node: t.node.clone(),
             kind: kind(t.kind),
             status: VmStatus::Stopped,
             template: false,
@@ -381,12 +376,12 @@ impl ProxmoxLab {
 
     /// The handle of a guest whose placement is known from a listing or a clone.
     fn placed(&self, g: &GuestInfo) -> Result<Guest> {
-        let node = NodeName::new(g.node.as_str()).map_err(|e| vm_err(e, "node"))?;
+        let node = g.node.clone();
         let k = match g.kind {
             VmKind::Vm => GuestKind::Qemu,
             VmKind::Container => GuestKind::Lxc,
         };
-        Ok(self.vms.guest_on(node, k, pve_id(g.vmid)?))
+        Ok(self.vms.guest_on(node, k, g.vmid))
     }
 }
 
@@ -423,14 +418,6 @@ fn pool_comment(lab: &LabName) -> String {
     format!("{POOL_COMMENT_PREFIX}{lab}")
 }
 
-fn pve_id(vmid: VmId) -> Result<pve_vm::VmId> {
-    pve_vm::VmId::new(vmid.get()).map_err(|e| vm_err(e, "VMID"))
-}
-
-fn core_id(vmid: pve_vm::VmId) -> Result<VmId> {
-    VmId::new(vmid.get())
-}
-
 fn kind(k: GuestKind) -> VmKind {
     match k {
         GuestKind::Qemu => VmKind::Vm,
@@ -456,9 +443,9 @@ fn split_tags(tags: Option<&str>) -> Vec<String> {
 
 fn summary_info(g: &GuestSummary) -> Result<GuestInfo> {
     Ok(GuestInfo {
-        vmid: core_id(g.vmid)?,
+        vmid: g.vmid,
         name: g.name.clone(),
-        node: Node::new(g.node.as_str()),
+        node: g.node.clone(),
         kind: kind(g.kind),
         status: match g.status.as_deref() {
             Some("running") => VmStatus::Running,
@@ -537,16 +524,12 @@ fn fw_err(e: pve_firewall::Error, what: &str) -> Error {
     }
 }
 
-fn fw_lab(lab: &LabName) -> Result<IsolationOptions> {
-    let name =
-        pve_firewall::isolation::LabName::new(lab.as_str()).map_err(|e| fw_err(e, "lab name"))?;
-    Ok(IsolationOptions::new(name))
+fn fw_lab(lab: &LabName) -> IsolationOptions {
+    IsolationOptions::new(lab.clone())
 }
 
-fn students(ids: &[VmId]) -> Result<Students> {
-    Ok(Students::List(
-        ids.iter().map(|v| pve_id(*v)).collect::<Result<_>>()?,
-    ))
+fn students(ids: &[VmId]) -> Students {
+    Students::List(ids.to_vec())
 }
 
 /// A power or destroy task that failed only because the guest already was where it was
@@ -779,7 +762,7 @@ impl Provisioning for ProxmoxLab {
         // nothing may wait.
         let (slots, queue) = match (t.kind, mode) {
             (GuestKind::Lxc, _) => (1, 0),
-            (_, CloneMode::Linked) => (3, 3),
+            (_, CloneMode::Linked | CloneMode::Auto) => (3, 3),
             (_, CloneMode::Full) => (2, 0),
         };
         Ok(CloneCapacity {
@@ -798,9 +781,7 @@ impl Provisioning for ProxmoxLab {
             .map_or(request.template, |s| s.template);
         let mut t = self.template(from).await?;
         let target = match &request.source {
-            Some(s) if s.target => {
-                Some(NodeName::new(s.node.as_str()).map_err(|e| vm_err(e, "node"))?)
-            }
+            Some(s) if s.target => Some(s.node.clone()),
             _ => None,
         };
         let what = format!("clone of {from} as {}", request.hostname);
@@ -834,7 +815,7 @@ impl Provisioning for ProxmoxLab {
         if let Some(node) = target {
             t.node = node;
         }
-        let newid = pve_id(request.vmid)?;
+        let newid = request.vmid;
         let upid = match sent {
             Ok(u) => u,
             Err(e) => {
@@ -1222,9 +1203,9 @@ impl Readiness for ProxmoxLab {
 }
 
 #[async_trait]
-impl LabIsolation for ProxmoxLab {
+impl Fencing for ProxmoxLab {
     async fn prepare_fence(&self, lab: &LabName, allowed: Vec<IpAddr>) -> Result<()> {
-        let options = fw_lab(lab)?;
+        let options = fw_lab(lab);
         let allowed: Vec<Cidr> = allowed.into_iter().map(Cidr::host).collect();
         let report = self
             .isolation()
@@ -1246,7 +1227,7 @@ impl LabIsolation for ProxmoxLab {
         if let (true, Some(template)) = (how.fresh, template) {
             if how.fence {
                 let baseline = self.baseline(template, lab).await?;
-                let options = fw_lab(lab)?;
+                let options = fw_lab(lab);
                 if let Some(nics) = self
                     .isolation()
                     .fence_clone(&handle, &baseline, &options)
@@ -1259,9 +1240,9 @@ impl LabIsolation for ProxmoxLab {
             }
         }
         if !fenced {
-            let options = fw_lab(lab)?;
+            let options = fw_lab(lab);
             self.isolation()
-                .isolate_one(pve_id(vmid)?, &options)
+                .isolate_one(vmid, &options)
                 .await
                 .map_err(|e| fw_err(e, &what))?;
         }
@@ -1287,11 +1268,11 @@ impl LabIsolation for ProxmoxLab {
         students_ids: Vec<VmId>,
         allowed: Vec<IpAddr>,
     ) -> Result<()> {
-        let options = fw_lab(lab)?;
+        let options = fw_lab(lab);
         let allowed: Vec<Cidr> = allowed.into_iter().map(Cidr::host).collect();
         let report = self
             .isolation()
-            .isolate(&students(&students_ids)?, &allowed, &options)
+            .isolate(&students(&students_ids), &allowed, &options)
             .await
             .map_err(|e| fw_err(e, &format!("fence of lab {lab}")))?;
         tracing::info!(lab = %lab, changes = report.changes.len(), "fenced");
@@ -1299,12 +1280,12 @@ impl LabIsolation for ProxmoxLab {
     }
 
     async fn unisolate(&self, lab: &LabName, students_ids: Vec<VmId>) -> Result<()> {
-        let options = fw_lab(lab)?;
+        let options = fw_lab(lab);
         let iso = self.isolation();
         let report = if students_ids.is_empty() {
             iso.lift_lab(&options).await
         } else {
-            iso.unisolate(&students(&students_ids)?, &options).await
+            iso.unisolate(&students(&students_ids), &options).await
         }
         .map_err(|e| fw_err(e, &format!("fence of lab {lab}")))?;
         tracing::info!(lab = %lab, changes = report.changes.len(), "fence lifted");
@@ -1312,9 +1293,9 @@ impl LabIsolation for ProxmoxLab {
     }
 
     async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool> {
-        let options = fw_lab(lab)?;
+        let options = fw_lab(lab);
         self.isolation()
-            .holds(pve_id(vmid)?, &options.lab)
+            .holds(vmid, &options.lab)
             .await
             .map_err(|e| fw_err(e, &format!("fence of VM {vmid}")))
     }

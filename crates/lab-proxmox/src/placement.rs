@@ -9,15 +9,15 @@
 
 use async_trait::async_trait;
 use lab_core::{
-    replica_tag, CloneMode, CloneSource, Node, NodeCapacity, Placement, PlacementView,
+    replica_tag, CloneMode, CloneSource, NodeCapacity, NodeName, Placement, PlacementView,
     Provisioning, Result, VmId,
 };
 use pve_auth::Params;
 use serde::Deserialize;
 
-use crate::{api_err, pve_id, vm_err, ProxmoxLab};
+use crate::{api_err, vm_err, ProxmoxLab};
 use lab_core::Error;
-use pve_vm::{GuestKind, NodeName};
+use pve_vm::GuestKind;
 
 /// One entry of `GET /cluster/resources` (every type; unknown fields ignored).
 #[derive(Debug, Deserialize)]
@@ -52,7 +52,7 @@ fn nodes_of(list: &[Resource]) -> Vec<NodeCapacity> {
         .filter(|r| r.kind == "node")
         .filter_map(|r| {
             Some(NodeCapacity {
-                node: Node::new(r.node.clone()?),
+                node: NodeName::new(r.node.clone()?).ok()?,
                 online: r.status.as_deref() == Some("online"),
                 memory_total: r.maxmem.unwrap_or(0),
                 memory_used: r.mem.unwrap_or(0),
@@ -145,14 +145,14 @@ impl Placement for ProxmoxLab {
             _ => capacity.clone(),
         };
         sources.push(CloneSource {
-            node: Node::new(t.node.as_str()),
+            node: t.node.clone(),
             template,
             target: false,
             capacity: own_capacity.clone(),
         });
         for node in shared.iter().filter(|n| n.as_str() != t.node.as_str()) {
             sources.push(CloneSource {
-                node: Node::new(node.clone()),
+                node: NodeName::new(node.as_str())?,
                 template,
                 target: true,
                 capacity: own_capacity.clone(),
@@ -162,7 +162,7 @@ impl Placement for ProxmoxLab {
         for (vmid, node) in self.replicas_in(&list, template).await? {
             let Ok(id) = VmId::new(vmid) else { continue };
             sources.push(CloneSource {
-                node: Node::new(node.clone()),
+                node: NodeName::new(node.clone())?,
                 template: id,
                 target: false,
                 capacity: lab_core::CloneCapacity {
@@ -217,12 +217,9 @@ impl ProxmoxLab {
         let mut out = replicas(list, template);
         for (vmid, node) in unsure(list, template) {
             let g = self.vms.guest_on(
-                NodeName::new(node.as_str()).map_err(|e| vm_err(e, "node"))?,
+                NodeName::new(node.as_str())?,
                 GuestKind::Qemu,
-                pve_id(
-                    VmId::new(vmid)
-                        .map_err(|e| Error::invalid("VMID", vmid.to_string(), e.to_string()))?,
-                )?,
+                VmId::new(vmid)?,
             );
             match g.config().await {
                 Ok(c) if c.get("template").as_deref() == Some("1") => out.push((vmid, node)),
@@ -387,12 +384,9 @@ impl ProxmoxLab {
                 .filter(|(v, _)| !have.iter().any(|(h, _)| h == v))
             {
                 let g = self.vms.guest_on(
-                    NodeName::new(on.as_str()).map_err(|e| vm_err(e, "node"))?,
+                    NodeName::new(on.as_str())?,
                     GuestKind::Qemu,
-                    pve_id(
-                        VmId::new(vmid)
-                            .map_err(|e| Error::invalid("VMID", vmid.to_string(), e.to_string()))?,
-                    )?,
+                    VmId::new(vmid)?,
                 );
                 let config = g
                     .config()
@@ -489,7 +483,7 @@ impl ProxmoxLab {
     /// Sets the replica tag on the copy `vmid` (on node `on`) made for `node`.
     async fn tag_copy(&self, template: VmId, on: &str, vmid: u32, node: &str) -> Result<()> {
         let what = format!("full copy of template {template} for {node}");
-        let tnode = NodeName::new(on).map_err(|e| vm_err(e, "node"))?;
+        let tnode = NodeName::new(on)?;
         let path = pve_auth::api_path(&["nodes", on, "qemu", &vmid.to_string(), "config"]);
         self.write::<serde_json::Value>(
             &tnode,
@@ -505,8 +499,8 @@ impl ProxmoxLab {
     /// Moves the copy `vmid` from `on` to `node` (offline) and makes it a template.
     async fn finish_copy(&self, vmid: u32, on: &str, node: &str) -> Result<()> {
         let what = format!("replica {vmid} for {node}");
-        let from = NodeName::new(on).map_err(|e| vm_err(e, "node"))?;
-        let to = NodeName::new(node).map_err(|e| vm_err(e, "node"))?;
+        let from = NodeName::new(on)?;
+        let to = NodeName::new(node)?;
         if on != node {
             let path = pve_auth::api_path(&["nodes", on, "qemu", &vmid.to_string(), "migrate"]);
             self.run_task(

@@ -260,7 +260,7 @@ async fn seats(
         .collect();
     rows.iter()
         .map(|r| {
-            let mut s = Seat::new(&r.hostname, realm, VmId::new(r.vmid.get())?)?;
+            let mut s = Seat::new(&r.hostname, realm, r.vmid)?;
             if let Some(name) = names.get(r.hostname.as_str()) {
                 (*name).clone_into(&mut s.student);
             } else if roster.is_none() {

@@ -187,7 +187,7 @@ struct Work {
 /// per host name under examples/exam-checks.toml.
 fn play_students(
     sim: &SimHandle,
-    students: &[lab_core::GuestStatus],
+    students: &[lab_core::StudentStatus],
 ) -> anyhow::Result<Vec<(String, (f64, usize))>> {
     let mut expected = Vec::new();
     for (i, s) in students.iter().enumerate() {
@@ -299,7 +299,7 @@ async fn evaluate(
     hv: &ProxmoxLab,
     sim: &SimHandle,
     time_scale: f64,
-    students: &[lab_core::GuestStatus],
+    students: &[lab_core::StudentStatus],
 ) -> anyhow::Result<lab_grade::Sheet> {
     use lab_grade::collect::{collect, CollectOptions};
     let spec = lab_grade::Spec::parse(CHECKS, "examples/exam-checks.toml")?;

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::Args;
-use lab_core::{status, GuestStatus, LabName};
+use lab_core::{status, LabName, StudentStatus};
 use lab_grade::collect::{collect, CollectOptions, CollectReport};
 use lab_grade::{
     grade, report, CollectMeta, Evidence, Finding, Level, Sheet, Spec, Store, StudentEvidence,
@@ -278,8 +278,8 @@ struct Place<'a> {
     instance: Option<String>,
 }
 
-impl<'a> From<&'a GuestStatus> for Place<'a> {
-    fn from(r: &'a GuestStatus) -> Self {
+impl<'a> From<&'a StudentStatus> for Place<'a> {
+    fn from(r: &'a StudentStatus) -> Self {
         Place {
             hostname: &r.hostname,
             vmid: r.vmid.get(),
@@ -320,7 +320,7 @@ fn shadowed(roster: Option<&[Named]>) -> Vec<String> {
 /// The values `{{…}}` may use for the student on guest `row` (identity not read): what
 /// the demo grades with, the same values `lab collect` fills in.
 pub(crate) fn student_of(
-    row: &GuestStatus,
+    row: &StudentStatus,
     who: Option<&Named>,
     teacher_ip: Option<std::net::IpAddr>,
 ) -> StudentInfo {
@@ -418,14 +418,12 @@ async fn students(
 
 /// Each guest's `smbios1` UUID (its identity across a `lab down` and `lab up` that reuse
 /// its id), 16 config reads at a time; `None` where it cannot be read.
-async fn instances(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> Vec<Option<String>> {
+async fn instances(vms: &pve_vm::VmApi, rows: &[StudentStatus]) -> Vec<Option<String>> {
     use futures::stream::{self, StreamExt};
     stream::iter(rows)
         .map(|r| async move {
-            let node = pve_vm::NodeName::new(r.node.as_str()).ok()?;
-            let id = VmId::new(r.vmid.get()).ok()?;
             let cfg = vms
-                .guest_on(node, pve_vm::GuestKind::Qemu, id)
+                .guest_on(r.node.clone(), pve_vm::GuestKind::Qemu, r.vmid)
                 .config()
                 .await
                 .ok()?;
@@ -1106,7 +1104,7 @@ pub async fn selftest_cmd(
     let interrupt = lab_core::Interrupt::new();
     let _guard = crate::signals::on_interrupt(interrupt.clone(), "lab selftest");
     let ref_ip = hv
-        .addresses(lab_core::VmId::new(reference.get())?)
+        .addresses(reference)
         .await?
         .into_iter()
         .find(std::net::IpAddr::is_ipv4);
@@ -1344,10 +1342,7 @@ where
         clone.wait_agent(ready).await?;
         let deadline = tokio::time::Instant::now() + ready;
         let ip = loop {
-            let a = match lab_core::VmId::new(clone.vmid().get()) {
-                Ok(id) => hv.addresses(id).await.unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
+            let a = hv.addresses(clone.vmid()).await.unwrap_or_default();
             if let Some(ip) = a.into_iter().find(std::net::IpAddr::is_ipv4) {
                 break Some(ip);
             }

@@ -182,6 +182,8 @@ fn meaning(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         let code = if let Some(f) = cause.downcast_ref::<Fail>() {
             Some(f.code)
+        } else if cause.downcast_ref::<lab_core::Invalid>().is_some() {
+            Some(USAGE)
         } else if let Some(l) = cause.downcast_ref::<lab_core::Error>() {
             match l {
                 lab_core::Error::InvalidInput { .. } => Some(USAGE),

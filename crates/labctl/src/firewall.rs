@@ -10,7 +10,7 @@
 
 use clap::{Args, Subcommand};
 use pve_firewall::isolation::{
-    Isolation, IsolationOptions, LabName, Report, Students, Verification,
+    FenceNames, Isolation, IsolationOptions, LabName, Report, Students, Verification,
 };
 use pve_firewall::Cidr;
 use pve_vm::{VmApi, VmId};

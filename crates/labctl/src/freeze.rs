@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use lab_core::{status, GuestStatus, LabName, Power, Snapshots, VmId as CoreVmId};
+use lab_core::{status, LabName, Power, Snapshots, StudentStatus};
 use lab_proxmox::ProxmoxLab;
 use pve_access::exam::{self, RevokeOptions, Seat, EXAM_PRIVILEGES, EXAM_ROLE};
 use pve_access::{AccessApi, AclEntry, AclPath, RoleId, Subject, UserUpdate, Userid, VmId};
@@ -261,7 +261,7 @@ impl Manifest {
 pub(crate) async fn frozen_now(
     vms: &pve_vm::VmApi,
     path: &Path,
-    rows: &[GuestStatus],
+    rows: &[StudentStatus],
 ) -> BTreeMap<String, String> {
     let frozen = frozen_at(path);
     if frozen.is_empty() {
@@ -310,7 +310,7 @@ pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
 type Identity = (u32, Option<String>);
 
 /// Each host's guest identity.
-async fn identities(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> BTreeMap<String, Identity> {
+async fn identities(vms: &pve_vm::VmApi, rows: &[StudentStatus]) -> BTreeMap<String, Identity> {
     guest_facts(vms, rows)
         .await
         .into_iter()
@@ -322,22 +322,16 @@ async fn identities(vms: &pve_vm::VmApi, rows: &[GuestStatus]) -> BTreeMap<Strin
 /// guest, 16 at a time (a config that cannot be read: UUID unknown, links up).
 async fn guest_facts(
     vms: &pve_vm::VmApi,
-    rows: &[GuestStatus],
+    rows: &[StudentStatus],
 ) -> BTreeMap<String, (Identity, bool)> {
     use futures::stream::{self, StreamExt};
     stream::iter(rows)
         .map(|r| async move {
-            let cfg = match (
-                pve_vm::NodeName::new(r.node.as_str()),
-                VmId::new(r.vmid.get()),
-            ) {
-                (Ok(node), Ok(id)) => vms
-                    .guest_on(node, pve_vm::GuestKind::Qemu, id)
-                    .config()
-                    .await
-                    .ok(),
-                _ => None,
-            };
+            let cfg = vms
+                .guest_on(r.node.clone(), pve_vm::GuestKind::Qemu, r.vmid)
+                .config()
+                .await
+                .ok();
             let uuid = cfg.as_ref().and_then(|c| {
                 c.get("smbios1")?
                     .split(',')
@@ -481,7 +475,7 @@ fn rec(
 struct Class {
     lab: LabName,
     file: LabFile,
-    rows: BTreeMap<String, GuestStatus>,
+    rows: BTreeMap<String, StudentStatus>,
     /// Each host's guest identity now.
     ids: BTreeMap<String, Identity>,
     /// Hosts whose guest had a link down when the class was read.
@@ -508,7 +502,7 @@ async fn class(hv: &ProxmoxLab, path: &Path) -> anyhow::Result<Class> {
         .map(|(h, _)| h.clone())
         .collect();
     let ids = facts.into_iter().map(|(h, (id, _))| (h, id)).collect();
-    let rows: BTreeMap<String, GuestStatus> =
+    let rows: BTreeMap<String, StudentStatus> =
         list.into_iter().map(|r| (r.hostname.clone(), r)).collect();
     if rows.is_empty() {
         return Err(fail::with_code(
@@ -533,7 +527,7 @@ impl Class {
 
     fn seat(&self, host: &str) -> Option<Seat> {
         let r = self.rows.get(host)?;
-        let mut s = Seat::new(host, &exam::Realm::Pve, VmId::new(r.vmid.get()).ok()?).ok()?;
+        let mut s = Seat::new(host, &exam::Realm::Pve, r.vmid).ok()?;
         s.hostname = Some(host.to_owned());
         Some(s)
     }
@@ -750,7 +744,7 @@ pub async fn snapshot_cmd(
 /// snapshot still running (an earlier run's) is asked again until the lock goes.
 async fn snapshot_once(
     hv: &ProxmoxLab,
-    vmid: CoreVmId,
+    vmid: VmId,
     name: &str,
     vmstate: bool,
 ) -> lab_core::Result<(&'static str, Option<String>)> {
@@ -1502,7 +1496,7 @@ async fn finish_student(
     hv: &ProxmoxLab,
     journal: &Journal,
     host: &str,
-    vmid: CoreVmId,
+    vmid: VmId,
     round: &Round,
 ) -> anyhow::Result<usize> {
     let name = round.name.as_str();
@@ -1626,7 +1620,7 @@ async fn link_down(
     hv: &ProxmoxLab,
     journal: &Journal,
     host: &str,
-    vmid: CoreVmId,
+    vmid: VmId,
     name: &str,
 ) -> anyhow::Result<bool> {
     let id = vmid.get();
@@ -2131,7 +2125,7 @@ async fn unfreeze_one(
     api: &AccessApi,
     class: &Class,
     host: &str,
-    vmid: CoreVmId,
+    vmid: VmId,
 ) -> anyhow::Result<String> {
     let mut done = Vec::new();
     let role = exam_role()?;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab_core::{
-    apply_with, plan_down, plan_up, status, teardown_planned, DownOptions, GuestStatus, Hypervisor,
-    Interrupt, LabName, LabReport, LabSpec, StudentAction, Timeouts,
+    apply_with, plan_down, plan_up, status, teardown_planned, DownOptions, Hypervisor, Interrupt,
+    LabName, LabReport, LabSpec, StudentAction, StudentStatus, Timeouts,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -536,7 +536,7 @@ struct SheetRow {
     frozen: Option<String>,
 }
 
-fn sheet_rows(rows: &[GuestStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
+fn sheet_rows(rows: &[StudentStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
     let by_host: BTreeMap<&str, &Named> = roster
         .unwrap_or_default()
         .iter()
@@ -869,9 +869,16 @@ pub async fn run(
                     anyhow::anyhow!("internal: lab up with a baseline needs the PVE client")
                 })?;
                 let pl = crate::reset::backend_over(&client)?;
-                let (taken, kept) =
-                    crate::reset::take_baseline(&pl, &report.students, lab.snapshots.vmstate)
-                        .await?;
+                let (taken, kept) = crate::reset::take_baseline(
+                    &pl,
+                    &report
+                        .students
+                        .iter()
+                        .map(|s| (s.vmid, s.hostname.clone()))
+                        .collect::<Vec<_>>(),
+                    lab.snapshots.vmstate,
+                )
+                .await?;
                 eprintln!(
                     "snapshot baseline{}: {taken} taken, {kept} kept (a student that has one \
                      keeps it)",

@@ -416,23 +416,25 @@ fn placement_keys(spec: &mut LabSpec, f: &LabFile, o: &Overrides) -> Result<(), 
     let nodes = o.nodes.as_ref().or(f.nodes.as_ref());
     if let Some(nodes) = nodes {
         let mut seen = std::collections::BTreeSet::new();
+        let mut checked = Vec::new();
         for n in nodes {
-            let ok = !n.is_empty()
-                && n.len() <= 63
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !n.starts_with('-');
-            if !ok {
-                return Err(lab_core::Error::invalid(
+            let node = lab_core::NodeName::new(n.as_str()).map_err(|e| {
+                lab_core::Error::invalid(
                     "node",
                     n.clone(),
-                    "allowed: a node name (letters, digits, '-'), e.g. nodes = [\"pve1\", \"pve2\"]",
-                ));
-            }
+                    format!(
+                        "allowed: a node name (letters, digits, '-'): {}; e.g. nodes = \
+                         [\"pve1\", \"pve2\"]",
+                        e.allowed
+                    ),
+                )
+            })?;
             if !seen.insert(n.clone()) {
                 return Err(lab_core::Error::invalid("node", n.clone(), "listed twice"));
             }
+            checked.push(node);
         }
-        spec.nodes = nodes.iter().map(lab_core::Node::new).collect();
+        spec.nodes = checked;
     }
     if let Some(p) = o.placement.as_ref().or(f.placement.as_ref()) {
         spec.placement = p.parse()?;

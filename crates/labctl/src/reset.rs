@@ -36,8 +36,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::Args;
 use lab_core::{
-    plan_reset, reclone, status, wait_ready, Capability, GuestIdentity, GuestStatus, LabName,
-    NicLink, Reclone, ResetPath, Snapshots,
+    plan_reset, reclone, status, wait_ready, Capability, GuestIdentity, LabName, NicLink, Reclone,
+    ResetPath, Snapshots, StudentStatus,
 };
 use lab_proxmox::ProxmoxLab;
 use pve_access::{AccessApi, AclEntry, AclPath, GroupId, RoleId, Subject, Userid};
@@ -286,8 +286,8 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     lab_core::Inventory::quiesce(&hv, Some(spec.template))
         .await
         .context("waiting for clones of an earlier run to land")?;
-    let rows: Vec<GuestStatus> = status(&hv, &name).await?;
-    let by_host: BTreeMap<String, GuestStatus> = rows
+    let rows: Vec<StudentStatus> = status(&hv, &name).await?;
+    let by_host: BTreeMap<String, StudentStatus> = rows
         .iter()
         .map(|r| (r.hostname.clone(), r.clone()))
         .collect();
@@ -675,15 +675,7 @@ async fn reset_one(
     if p.path == ResetPath::Reclone && to == BASELINE && settings.baseline {
         // The lab keeps a baseline: the fresh clone gets it again, so the next reset of
         // this student can roll back.
-        let row = GuestStatus {
-            vmid,
-            hostname: p.host.clone(),
-            node: lab_core::Node::new(""),
-            status: lab_core::VmStatus::Running,
-            addresses: Vec::new(),
-            fenced: None,
-        };
-        take_baseline(hv, &[row], settings.vmstate).await?;
+        take_baseline(hv, &[(vmid, p.host.clone())], settings.vmstate).await?;
         rebased = true;
     }
     let macs = hv
@@ -739,7 +731,7 @@ async fn stale_dropped(
     hv: &ProxmoxLab,
     journal: &Journal,
     lab: &LabName,
-    by_host: &BTreeMap<String, GuestStatus>,
+    by_host: &BTreeMap<String, StudentStatus>,
     dry_run: bool,
 ) -> anyhow::Result<BTreeMap<String, Intent>> {
     let pending = journal.snapshot().pending;
@@ -855,7 +847,7 @@ async fn read_intent(
     vmid: lab_core::VmId,
     to: &str,
 ) -> anyhow::Result<Intent> {
-    use lab_core::Isolation;
+    use lab_core::Fencing;
     let identity = hv
         .identity(vmid)
         .await
@@ -864,7 +856,7 @@ async fn read_intent(
         .fenced(&spec.name, vmid)
         .await
         .with_context(|| format!("reading the fence of VM {vmid}"))?;
-    let path = AclPath::vm(pve_vm::VmId::new(vmid.get())?);
+    let path = AclPath::vm(vmid);
     let acl = access
         .acl()
         .await
@@ -1025,22 +1017,22 @@ pub(crate) fn backend_over(client: &pve_auth::PveClient) -> anyhow::Result<Proxm
 /// (taken, kept). A guest locked by a task still running is asked again a few times.
 pub(crate) async fn take_baseline(
     hv: &ProxmoxLab,
-    students: &[GuestStatus],
+    students: &[(lab_core::VmId, String)],
     vmstate: bool,
 ) -> anyhow::Result<(usize, usize)> {
     use futures::stream::{self, StreamExt};
     let results: Vec<(String, lab_core::Result<bool>)> = stream::iter(students)
-        .map(|s| async move {
+        .map(|(vmid, hostname)| async move {
             // Taken once every student is ready; a guest still booting is snapshotted as
             // it is (disk only unless `vmstate`).
             let mut tries = 0;
             let r = loop {
-                match hv.snapshots(s.vmid).await {
+                match hv.snapshots(*vmid).await {
                     Ok(l) if l.iter().any(|x| x.name == BASELINE) => break Ok(false),
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 }
-                match hv.snapshot(s.vmid, BASELINE.to_owned(), vmstate).await {
+                match hv.snapshot(*vmid, BASELINE.to_owned(), vmstate).await {
                     Ok(_) => break Ok(true),
                     Err(lab_core::Error::AlreadyExists { .. }) => break Ok(false),
                     Err(lab_core::Error::Busy { .. }) if tries < 30 => {
@@ -1050,7 +1042,7 @@ pub(crate) async fn take_baseline(
                     Err(e) => break Err(e),
                 }
             };
-            (s.hostname.clone(), r)
+            (hostname.clone(), r)
         })
         .buffered(8)
         .collect()

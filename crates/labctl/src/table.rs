@@ -1,9 +1,9 @@
 //! Plain-text tables for stdout (stable columns, so scripts can `awk` them).
 
-use lab_core::GuestStatus;
+use lab_core::StudentStatus;
 
 /// `VMID  HOSTNAME  NODE  STATUS  IP` rows.
-pub fn students(rows: &[GuestStatus]) -> String {
+pub fn students(rows: &[StudentStatus]) -> String {
     let mut out = format!(
         "{:<8} {:<20} {:<8} {:<8} {}\n",
         "VMID", "HOSTNAME", "NODE", "STATUS", "IP"
@@ -27,13 +27,13 @@ pub fn students(rows: &[GuestStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lab_core::{Node, VmId, VmStatus};
+    use lab_core::{NodeName, VmId, VmStatus};
 
-    fn row(id: u32, name: &str, ip: Option<&str>) -> GuestStatus {
-        GuestStatus {
+    fn row(id: u32, name: &str, ip: Option<&str>) -> StudentStatus {
+        StudentStatus {
             vmid: VmId::new(id).unwrap(),
             hostname: name.into(),
-            node: Node::new("pve2"),
+            node: NodeName::new("pve2").unwrap(),
             status: if ip.is_some() {
                 VmStatus::Running
             } else {

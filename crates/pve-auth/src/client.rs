@@ -15,10 +15,10 @@ use crate::credentials::{ApiToken, TotpSource, Userid};
 use crate::error::{Error, Result, RETRYABLE_STATUS};
 use crate::params::Params;
 use crate::retry::RetryPolicy;
-use crate::secret::Secret;
 use crate::ticket::{self, freshness, Freshness, LoginOutcome, Session, SharedClock, SystemClock};
 use crate::tls::{find_pin_mismatch, find_tls_error, walk_chain, TlsOptions};
 use crate::uri::base_uri;
+use crate::Secret;
 
 /// Path of the login call.
 const TICKET_PATH: &str = "/access/ticket";

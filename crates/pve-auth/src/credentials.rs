@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+use crate::Secret;
 
 /// Longest user id PVE accepts (`pve-userid`, `maxLength: 64`).
 const USERID_MAX: usize = 64;

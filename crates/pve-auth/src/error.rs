@@ -145,6 +145,16 @@ fn fmt_param_errors(errors: &BTreeMap<String, String>) -> String {
 /// synthetic 595/596 pveproxy produces when forwarding to another node or pvedaemon fails.
 pub(crate) const RETRYABLE_STATUS: [u16; 5] = [502, 503, 504, 595, 596];
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::InvalidInput {
+            what: e.what,
+            input: e.input,
+            reason: e.allowed,
+        }
+    }
+}
+
 impl Error {
     /// The HTTP status of an [`Error::Api`].
     pub fn status(&self) -> Option<u16> {

@@ -72,7 +72,24 @@ macro_rules! display_param {
         }
     )*};
 }
-display_param!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+display_param!(
+    lab_types::VmId,
+    lab_types::NodeName,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64
+);
 
 /// Parameter names whose values are secret: never logged, printed or given to observers.
 pub(crate) fn is_secret_param(name: &str) -> bool {

@@ -279,40 +279,6 @@ fn check_vmid(id: u32) -> Result<u32, String> {
     }
 }
 
-/// A guest id as PVE sends it (number or numeric string), range-checked. A helper for crates
-/// that do not depend on `lab-core`'s `VmId`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct PerlVmId(pub u32);
-
-impl<'de> Deserialize<'de> for PerlVmId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        vmid(d).map(PerlVmId)
-    }
-}
-
-impl fmt::Display for PerlVmId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl std::str::FromStr for PerlVmId {
-    type Err = crate::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: String| crate::Error::InvalidInput {
-            what: "guest id",
-            input: s.to_owned(),
-            reason,
-        };
-        let id: u32 = s
-            .parse()
-            .map_err(|_| invalid(format!("not a number ({VMID_MIN}..={VMID_MAX})")))?;
-        check_vmid(id).map(PerlVmId).map_err(invalid)
-    }
-}
-
 /// A boolean as PVE sends it, for places where `deserialize_with` cannot be used (inside
 /// `Vec`s or maps). Serializes as `0`/`1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -456,21 +422,6 @@ mod tests {
         ] {
             assert!(serde_json::from_value::<N>(bad.clone()).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn nextid_answer_and_vmid_range() {
-        // §3.3: nextid answers {"data":"100"}.
-        let id: PerlVmId = serde_json::from_value(json!("100")).unwrap();
-        assert_eq!(id, PerlVmId(100));
-        let id: PerlVmId = serde_json::from_value(json!(999_999_999u32)).unwrap();
-        assert_eq!(id.to_string(), "999999999");
-        assert!(serde_json::from_value::<PerlVmId>(json!(99)).is_err());
-        assert!(serde_json::from_value::<PerlVmId>(json!("1000000000")).is_err());
-        assert_eq!("105".parse::<PerlVmId>().unwrap(), PerlVmId(105));
-        let err = "42".parse::<PerlVmId>().unwrap_err();
-        assert!(err.to_string().contains("\"42\""), "{err}");
-        assert_eq!(serde_json::to_string(&PerlVmId(101)).unwrap(), "101");
     }
 
     #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::params::Params;
-use crate::secret::Secret;
+use crate::Secret;
 
 /// How long PVE accepts a ticket (`ticket_lifetime = 7200`).
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);

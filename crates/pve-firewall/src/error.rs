@@ -67,6 +67,16 @@ fn fmt_failures(failures: &[(Option<u32>, Error)]) -> String {
     )
 }
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::InvalidInput {
+            field: e.what,
+            value: e.input,
+            reason: e.allowed,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn invalid(
         field: &'static str,

@@ -42,7 +42,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 
 use futures::stream::{self, StreamExt};
 use pve_vm::{Backoff, ConfigUpdate, Guest, VmApi, VmId};
@@ -61,85 +60,68 @@ pub const MAX_STUDENTS: usize = 1000;
 /// The cluster IP set PVE uses for host access (Part B.5).
 pub const MANAGEMENT_SET: &str = "management";
 
-/// A lab name: 1-14 characters, a lower-case letter then lower-case letters, digits or `-`,
-/// so that the group `iso-<lab>` fits PVE's 18 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LabName(String);
+pub use lab_types::LabName;
 
-impl LabName {
-    /// Longest lab name.
-    pub const MAX_LEN: usize = 14;
-
-    /// Checks and wraps a lab name.
-    pub fn new(name: &str) -> Result<Self> {
-        let mut chars = name.chars();
-        let ok = (1..=Self::MAX_LEN).contains(&name.len())
-            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok {
-            return Err(Error::invalid(
-                "lab name",
-                name,
-                "allowed: 1-14 characters, a lower-case letter, then lower-case letters, digits or '-' \
-                 (the security group iso-<lab> must fit 18 characters)",
-            ));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The marker that tags everything this lab creates: `labctl:<lab>`.
-    pub fn marker(&self) -> String {
-        format!("labctl:{}", self.0)
-    }
-
+/// The names of the firewall objects a lab owns, derived from its [`LabName`] (which
+/// guarantees they fit PVE's limits). Import this trait to call them on a `LabName`.
+///
+/// ```
+/// use pve_firewall::isolation::{FenceNames, LabName};
+/// let lab = LabName::new("exam1").unwrap();
+/// assert_eq!(lab.group().as_str(), "iso-exam1");
+/// assert_eq!(lab.allowed_set().as_str(), "iso-exam1-allowed");
+/// assert_eq!(lab.fence_marker(), "labctl:exam1");
+/// ```
+pub trait FenceNames {
+    /// The marker that tags every firewall object of this lab: `labctl:<lab>`.
+    fn fence_marker(&self) -> String;
     /// The security group `iso-<lab>`.
-    pub fn group(&self) -> GroupName {
-        GroupName::new(&format!("iso-{}", self.0))
+    fn group(&self) -> GroupName;
+    /// The IP set of allowed addresses `iso-<lab>-allowed`.
+    fn allowed_set(&self) -> IpSetName;
+    /// The IP set of DNS servers `iso-<lab>-dns`.
+    fn dns_set(&self) -> IpSetName;
+    /// The IP set of student addresses `iso-<lab>-students` (used by the teacher's rule).
+    fn students_set(&self) -> IpSetName;
+}
+
+impl FenceNames for LabName {
+    fn fence_marker(&self) -> String {
+        format!("labctl:{}", self.as_str())
+    }
+
+    fn group(&self) -> GroupName {
+        GroupName::new(&format!("iso-{}", self.as_str()))
             .expect("a lab name of <= 14 valid characters gives a valid group name")
     }
 
-    fn set(&self, suffix: &str) -> IpSetName {
-        IpSetName::new(&format!("iso-{}-{suffix}", self.0))
-            .expect("a lab name of <= 14 valid characters gives a valid set name")
+    fn allowed_set(&self) -> IpSetName {
+        lab_set(self, "allowed")
     }
 
-    /// The IP set of allowed addresses `iso-<lab>-allowed`.
-    pub fn allowed_set(&self) -> IpSetName {
-        self.set("allowed")
+    fn dns_set(&self) -> IpSetName {
+        lab_set(self, "dns")
     }
 
-    /// The IP set of DNS servers `iso-<lab>-dns`.
-    pub fn dns_set(&self) -> IpSetName {
-        self.set("dns")
+    fn students_set(&self) -> IpSetName {
+        lab_set(self, "students")
     }
+}
 
-    /// The IP set of student addresses `iso-<lab>-students` (used by the teacher's rule).
-    pub fn students_set(&self) -> IpSetName {
-        self.set("students")
-    }
+fn lab_set(lab: &LabName, suffix: &str) -> IpSetName {
+    IpSetName::new(&format!("iso-{}-{suffix}", lab.as_str()))
+        .expect("a lab name of <= 14 valid characters gives a valid set name")
+}
 
-    /// `true` if `comment` carries this lab's marker as a word.
+/// Whether a comment carries a lab's marker as a word.
+trait Owns {
+    fn owns(&self, comment: Option<&str>) -> bool;
+}
+
+impl Owns for LabName {
     fn owns(&self, comment: Option<&str>) -> bool {
-        let marker = self.marker();
+        let marker = self.fence_marker();
         comment.is_some_and(|c| c.split_whitespace().any(|w| w == marker))
-    }
-}
-
-impl FromStr for LabName {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::new(s)
-    }
-}
-
-impl fmt::Display for LabName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -465,8 +447,8 @@ impl Record {
                 "marker comment {comment:?}: {why}; remove the rule by hand if it is not labctl's"
             ),
         };
-        if words.next() != Some(lab.marker().as_str()) {
-            return Err(bad(format!("does not start with {}", lab.marker())));
+        if words.next() != Some(lab.fence_marker().as_str()) {
+            return Err(bad(format!("does not start with {}", lab.fence_marker())));
         }
         let mut values = BTreeMap::new();
         for w in words {
@@ -487,7 +469,7 @@ impl Record {
     }
 
     fn comment(&self, lab: &LabName) -> String {
-        let mut s = lab.marker();
+        let mut s = lab.fence_marker();
         for (k, v) in &self.values {
             s.push(' ');
             s.push_str(k);
@@ -956,7 +938,7 @@ impl Isolation {
     /// The group body in evaluation order.
     fn group_rules(&self, options: &IsolationOptions) -> Vec<Rule> {
         let lab = &options.lab;
-        let marker = lab.marker();
+        let marker = lab.fence_marker();
         let allowed = AddrSpec::ipset(&lab.allowed_set());
         let mut rules = vec![
             Rule::accept_in().source(allowed.clone()).comment(&marker),
@@ -997,7 +979,7 @@ impl Isolation {
         if !sets.iter().any(|s| s.name == MANAGEMENT_SET) {
             match self
                 .fw
-                .create_ipset(&Scope::Cluster, &set, Some(&lab.marker()))
+                .create_ipset(&Scope::Cluster, &set, Some(&lab.fence_marker()))
                 .await
             {
                 Ok(()) => changes.push(Change::IpSetCreated(MANAGEMENT_SET.to_owned())),
@@ -1013,7 +995,13 @@ impl Isolation {
                 match entries.iter().find(|e| entry_key(e) == key) {
                     None => {
                         self.fw
-                            .add_ipset_entry(&Scope::Cluster, &set, net, false, Some(&lab.marker()))
+                            .add_ipset_entry(
+                                &Scope::Cluster,
+                                &set,
+                                net,
+                                false,
+                                Some(&lab.fence_marker()),
+                            )
                             .await?;
                         changes.push(Change::IpSetEntryAdded {
                             set: set.to_string(),
@@ -1026,8 +1014,11 @@ impl Isolation {
                         if !lab.owns(e.comment.as_deref())
                             && e.comment.as_deref().is_some_and(|c| c.contains("labctl:")) =>
                     {
-                        let comment =
-                            format!("{} {}", e.comment.as_deref().unwrap_or(""), lab.marker());
+                        let comment = format!(
+                            "{} {}",
+                            e.comment.as_deref().unwrap_or(""),
+                            lab.fence_marker()
+                        );
                         self.fw
                             .update_ipset_entry(
                                 &Scope::Cluster,
@@ -1065,7 +1056,7 @@ impl Isolation {
         match sets.iter().find(|s| s.name == set.as_str()) {
             None => {
                 self.fw
-                    .create_ipset(&Scope::Cluster, set, Some(&lab.marker()))
+                    .create_ipset(&Scope::Cluster, set, Some(&lab.fence_marker()))
                     .await?;
                 changes.push(Change::IpSetCreated(set.to_string()));
             }
@@ -1074,7 +1065,7 @@ impl Isolation {
                     object: format!("IP set {set}"),
                     message: format!(
                         "it exists but is not marked {}; choose another lab name or remove it",
-                        lab.marker()
+                        lab.fence_marker()
                     ),
                 })
             }
@@ -1086,7 +1077,13 @@ impl Isolation {
         for add in want.difference(&have) {
             let cidr: Cidr = add.parse()?;
             self.fw
-                .add_ipset_entry(&Scope::Cluster, set, &cidr, false, Some(&lab.marker()))
+                .add_ipset_entry(
+                    &Scope::Cluster,
+                    set,
+                    &cidr,
+                    false,
+                    Some(&lab.fence_marker()),
+                )
                 .await?;
             changes.push(Change::IpSetEntryAdded {
                 set: set.to_string(),
@@ -1154,7 +1151,7 @@ impl Isolation {
                 object: format!("security group {group}"),
                 message: format!(
                     "it exists but is not marked {}; choose another lab name or remove it",
-                    lab.marker()
+                    lab.fence_marker()
                 ),
             }),
         }
@@ -1466,7 +1463,7 @@ impl Isolation {
         let Some(info) = sets.iter().find(|s| s.name == MANAGEMENT_SET) else {
             return Ok(());
         };
-        let marker = lab.marker();
+        let marker = lab.fence_marker();
         loop {
             let more = retry_digest!({
                 let entries = self.fw.ipset_entries(&Scope::Cluster, &set).await?;
@@ -1564,7 +1561,7 @@ impl Isolation {
             .await?;
         let rule = Rule::accept_in()
             .source(AddrSpec::ipset(&set))
-            .comment(&lab.marker());
+            .comment(&lab.fence_marker());
         self.place_first(&scope, lab, &rule, &mut report.changes)
             .await
     }
@@ -1938,7 +1935,7 @@ impl Isolation {
         if !rules.iter().any(|r| lab.owns(r.comment.as_deref())) {
             problems.push(format!(
                 "no {} marker rule: unisolate would not know what to restore",
-                lab.marker()
+                lab.fence_marker()
             ));
         }
         Ok(GuestCheck {
@@ -2245,7 +2242,7 @@ mod tests {
         let lab = LabName::new("exam-2026a").unwrap();
         assert_eq!(lab.group().as_str(), "iso-exam-2026a");
         assert_eq!(lab.allowed_set().as_str(), "iso-exam-2026a-allowed");
-        assert_eq!(lab.marker(), "labctl:exam-2026a");
+        assert_eq!(lab.fence_marker(), "labctl:exam-2026a");
         LabName::new("abcdefghijklmn").unwrap();
         let err = LabName::new("abcdefghijklmno").unwrap_err().to_string();
         assert!(err.contains("18 characters"), "{err}");

@@ -71,6 +71,7 @@ pub use api::{
     AliasEntry, Firewall, GroupInfo, IpSetEntry, IpSetInfo, Options, OptionsUpdate, Policy,
 };
 pub use error::{Error, Result};
+pub use lab_types::LabName;
 /// The client and the guest id this crate's API takes, re-exported so a user needs no
 /// other crate at a matching version for them.
 pub use pve_auth::PveClient;

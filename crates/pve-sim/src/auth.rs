@@ -16,8 +16,8 @@ use sha2::Sha256;
 
 use crate::access::Principal;
 use crate::error::{ApiError, ApiResult, Params};
-use crate::secret::Secret;
 use crate::state::{unix_now, Caller, Shared};
+use crate::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -125,7 +125,6 @@ mod introspect;
 mod lifecycle;
 mod pools;
 mod routing;
-mod secret;
 mod server;
 mod sim;
 mod state;
@@ -133,8 +132,8 @@ mod tasks;
 mod tls;
 
 pub use access::route_permissions;
+pub use lab_types::Secret;
 pub use routing::{is_served, SERVED};
-pub use secret::Secret;
 pub use sim::{totp_code, RequestFault, SimError, SimHandle, Simulator, SimulatorBuilder};
 
 /// Endpoints of the schema extract the simulator deliberately does not serve, with the

@@ -15,8 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::base32_decode;
 use crate::faults::Fault;
 use crate::firewall::Verdict;
-use crate::secret::Secret;
 use crate::state::{Settings, Shared, TokenSpec};
+use crate::Secret;
 use crate::{introspect, server, tls};
 
 /// A one-shot fault of [`SimHandle::fail_next_request`].

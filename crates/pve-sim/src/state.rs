@@ -18,8 +18,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
 use crate::firewall::Firewall;
 use crate::guest::{random_mac, random_uuid, Guest, Kind};
-use crate::secret::Secret;
 use crate::tasks::TaskTable;
+use crate::Secret;
 
 /// `Configuration file 'nodes/<node>/qemu-server/<vmid>.conf' does not exist`.
 pub(crate) fn missing_config(kind: Kind, node: &str, vmid: u32) -> ApiError {

@@ -12,17 +12,7 @@ use crate::guest::Guest;
 use crate::ids::{validate_hostname, GuestKind, NodeName, PoolId, VmId};
 use crate::poll::Poll;
 
-/// Linked or full copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CloneMode {
-    /// PVE's default: linked for templates, full for other guests.
-    #[default]
-    Auto,
-    /// Copy-on-write clone of the template's base disks (`full=0`).
-    Linked,
-    /// Independent copy of all disks (`full=1`).
-    Full,
-}
+pub use lab_types::CloneMode;
 
 /// Which id the new guest gets.
 #[derive(Debug, Clone, PartialEq, Eq)]

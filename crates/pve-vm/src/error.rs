@@ -102,6 +102,15 @@ fn fmt_last(last: &Option<String>) -> String {
     }
 }
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::InvalidInput {
+            what: format!("{} {:?}", e.what, e.input),
+            why: e.allowed,
+        }
+    }
+}
+
 impl Error {
     /// The API error, when this is one.
     pub fn api(&self) -> Option<&pve_auth::Error> {

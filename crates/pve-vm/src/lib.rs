@@ -60,7 +60,7 @@ pub use clone::{CloneMode, CloneOptions, NewId};
 pub use config::{normalize_tags, ConfigUpdate, GuestConfig};
 pub use error::{Error, Result};
 pub use guest::{DestroyOptions, Guest, GuestStatus, RunState, ShutdownOptions};
-pub use ids::{validate_hostname, GuestKind, NodeName, PoolId, VmId};
+pub use ids::{validate_hostname, GuestKind, Invalid, NodeName, PoolId, VmId};
 pub use netdev::NetDevice;
 pub use poll::{Poll, PollPolicy};
 pub use snapshot::{

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::routing::Req;
-use crate::secret::Secret;
 use crate::state::{Shared, SimState};
+use crate::Secret;
 
 /// Simulated seconds one `user.cfg` write holds the lock.
 const USER_CFG_WRITE: f64 = 0.05;

@@ -21,8 +21,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::secret::Secret;
 use crate::state::{unix_now, Caller, SimState};
+use crate::Secret;
 
 /// The superuser.
 pub(crate) const ROOT: &str = "root@pam";

@@ -9,19 +9,19 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{against, exits, json, read_json, sim};
+use common::{against, exits, interrupt, json, pool_guests, read_json, root, sim, write_file, Out};
 use pve_sim::SimHandle;
 use serde_json::{json, Value};
 
-/// A home with `lab.toml` holding `text`.
-fn lab_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+/// A home with `lab.toml` holding `text`: the home and the lab file's path.
+fn lab_file(text: &str) -> (tempfile::TempDir, String) {
     let home = tempfile::tempdir().unwrap();
-    let lab = home.path().join("lab.toml");
-    std::fs::write(&lab, text).unwrap();
+    let lab = write_file(home.path(), "lab.toml", text);
     (home, lab)
 }
 
-fn lab_dir(name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+/// A home with the lab `name` of `count` students that takes a baseline snapshot.
+fn lab_dir(name: &str, count: u32) -> (tempfile::TempDir, String) {
     lab_file(&format!(
         "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
          teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n"
@@ -40,8 +40,7 @@ async fn eventually(pause_ms: u64, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// `lab up` (twice: the baseline is taken once) and `lab access grant`.
-async fn up(home: &Path, sim: &SimHandle, lab: &Path, pool: &str) {
-    let lab = lab.to_str().unwrap();
+async fn up(home: &Path, sim: &SimHandle, lab: &str, pool: &str) {
     let out = exits(home, sim, 0, &["lab", "up", lab]).await;
     assert!(out.stderr.contains("snapshot baseline: "), "{out}");
     let again = exits(home, sim, 0, &["lab", "up", lab]).await;
@@ -53,10 +52,18 @@ async fn up(home: &Path, sim: &SimHandle, lab: &Path, pool: &str) {
 }
 
 /// The lab `name` of `count` students (the pool is its name), up as [`up`] leaves it.
-async fn up_lab(sim: &SimHandle, name: &str, count: u32) -> (tempfile::TempDir, PathBuf) {
+async fn up_lab(sim: &SimHandle, name: &str, count: u32) -> (tempfile::TempDir, String) {
     let (home, lab) = lab_dir(name, count);
     up(home.path(), sim, &lab, name).await;
     (home, lab)
+}
+
+/// A simulator with the lab `name` of `count` students up as [`up_lab`] leaves it: the
+/// simulator, the home and the lab file's path.
+async fn sim_with_lab(name: &str, count: u32) -> (SimHandle, tempfile::TempDir, String) {
+    let sim = sim().await;
+    let (home, lab) = up_lab(&sim, name, count).await;
+    (sim, home, lab)
 }
 
 /// `lab snapshot LAB NAME --yes`, which must succeed.
@@ -68,18 +75,49 @@ fn vmid(g: &Value) -> u64 {
     g["vmid"].as_u64().unwrap()
 }
 
-/// The reset record `lab reset` keeps beside the lab file.
-fn reset_record(home: &Path, lab: &str) -> Value {
-    read_json(&home.join(format!("{lab}-reset.json")))
+/// `lab reset LAB ARGS…` (see [`exits`]), which must exit with `code`.
+async fn reset(home: &Path, sim: &SimHandle, code: i32, lab: &str, args: &[&str]) -> Out {
+    let mut all = vec!["lab", "reset", lab];
+    all.extend_from_slice(args);
+    exits(home, sim, code, &all).await
 }
 
+/// `lab reset LAB HOST --dry-run -o json`, which must succeed: its output and the plan.
+async fn dry_run(home: &Path, sim: &SimHandle, lab: &str, host: &str) -> (Out, Value) {
+    let dry = reset(home, sim, 0, lab, &[host, "--dry-run", "-o", "json"]).await;
+    let plan = json(&dry.stdout);
+    (dry, plan)
+}
+
+/// `lab reset LAB HOST --yes`, which must be refused (exit 2) with nothing of the pool
+/// `pool` changed: its output.
+async fn refused_unchanged(home: &Path, sim: &SimHandle, lab: &str, pool: &str, host: &str) -> Out {
+    let before = guests(sim, pool);
+    let out = reset(home, sim, 2, lab, &[host, "--yes"]).await;
+    assert_eq!(guests(sim, pool), before, "nothing changed: {out}");
+    out
+}
+
+/// Where `lab reset` keeps its record of the lab `lab`: beside the lab file.
+fn record_path(home: &Path, lab: &str) -> PathBuf {
+    home.join(format!("{lab}-reset.json"))
+}
+
+/// The reset record `lab reset` keeps beside the lab file.
+fn reset_record(home: &Path, lab: &str) -> Value {
+    read_json(&record_path(home, lab))
+}
+
+/// Writes `record` as the reset record at `path`, as an earlier run would have left it.
+fn write_record(path: &Path, record: &Value) {
+    std::fs::write(path, record.to_string()).unwrap();
+}
+
+/// The lab's guests: host name → the guest's state.
 fn guests(sim: &SimHandle, pool: &str) -> BTreeMap<String, Value> {
-    sim.state()["guests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["pool"] == pool)
-        .map(|g| (g["name"].as_str().unwrap().to_owned(), g.clone()))
+    pool_guests(&sim.state(), pool)
+        .into_iter()
+        .map(|g| (g["name"].as_str().unwrap().to_owned(), g))
         .collect()
 }
 
@@ -151,12 +189,10 @@ fn student_changes(sim: &SimHandle, vmid: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "rst", 2).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let (sim, dir, lab) = sim_with_lab("rst", 2).await;
+    let home = dir.path();
     // A later snapshot: LVM-thin still rolls back past it.
-    snapshot(home, &sim, lab_s, "later").await;
+    snapshot(home, &sim, &lab, "later").await;
     let before = guests(&sim, "rst");
     let g = &before["rst-01"];
     let vmid = vmid(g);
@@ -166,14 +202,7 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     assert_ne!(file_hash(&sim, vmid, "/etc/os-release").unwrap(), os);
 
     // The plan says the path and why; nothing changes.
-    let dry = exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "rst-01", "--dry-run", "-o", "json"],
-    )
-    .await;
-    let plan = json(&dry.stdout);
+    let (_, plan) = dry_run(home, &sim, &lab, "rst-01").await;
     assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
     assert!(
         plan["plan"][0]["why"].as_str().unwrap().contains("later"),
@@ -181,22 +210,16 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
     );
     assert!(file_hash(&sim, vmid, "/root/notes.txt").is_some());
     // Unknown students are named with the allowed ones; off a terminal --yes is needed.
-    let bad = exits(home, &sim, 2, &["lab", "reset", lab_s, "rst-09", "--yes"]).await;
+    let bad = reset(home, &sim, 2, &lab, &["rst-09", "--yes"]).await;
     assert!(
         bad.stderr.contains("rst-09") && bad.stderr.contains("rst-01, rst-02"),
         "{bad}"
     );
-    let no = exits(home, &sim, 2, &["lab", "reset", lab_s, "rst-01"]).await;
+    let no = reset(home, &sim, 2, &lab, &["rst-01"]).await;
     assert!(no.stderr.contains("--yes"), "{no}");
     assert!(file_hash(&sim, vmid, "/root/notes.txt").is_some());
 
-    let out = exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "rst-01", "--yes", "-o", "json"],
-    )
-    .await;
+    let out = reset(home, &sim, 0, &lab, &["rst-01", "--yes", "-o", "json"]).await;
     let report = json(&out.stdout);
     assert_eq!(report["students"][0]["how"], "rollback", "{report}");
     assert_eq!(report["students"][0]["outcome"], "done", "{report}");
@@ -217,12 +240,8 @@ async fn a_student_is_rolled_back_on_lvm_thin_keeping_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_reclone_is_completed() {
-    let sim = sim().await;
-    template_on_zfs(&sim).await;
-    let (home, lab) = up_lab(&sim, "zrs", 2).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
-    snapshot(home, &sim, lab_s, "later").await;
+    let (sim, dir, lab) = zfs_lab_with_a_later_snapshot("zrs", 2).await;
+    let home = dir.path();
     let before = guests(&sim, "zrs");
     let mut kept = BTreeMap::new();
     let mut os = BTreeMap::new();
@@ -236,13 +255,7 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
         student_changes(&sim, vmid);
     }
 
-    let dry = exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "zrs-01", "zrs-02", "--dry-run"],
-    )
-    .await;
+    let dry = reset(home, &sim, 0, &lab, &["zrs-01", "zrs-02", "--dry-run"]).await;
     assert!(dry.stdout.contains("re-clone"), "{dry}");
     assert!(
         dry.stdout.contains("ZFS") && dry.stdout.contains("later"),
@@ -251,22 +264,15 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
 
     // The first re-clone fails after its destroy: the guest is gone, its record stays.
     sim.fail_next_clone("clone failed: injected by the test");
-    let cut = exits(home, &sim, 5, &["lab", "reset", lab_s, "zrs-01", "--yes"]).await;
+    let cut = reset(home, &sim, 5, &lab, &["zrs-01", "--yes"]).await;
     assert!(cut.stderr.contains("run the same command again"), "{cut}");
     assert!(!guests(&sim, "zrs").contains_key("zrs-01"), "destroyed");
     let record = reset_record(home, "zrs");
     assert!(record["pending"]["zrs-01"]["nics"].is_array(), "{record}");
 
     // The re-run completes it from the record, and resets the other one.
-    let out = exits(
-        home,
-        &sim,
-        0,
-        &[
-            "lab", "reset", lab_s, "zrs-01", "zrs-02", "--yes", "-o", "json",
-        ],
-    )
-    .await;
+    let both = ["zrs-01", "zrs-02", "--yes", "-o", "json"];
+    let out = reset(home, &sim, 0, &lab, &both).await;
     let report = json(&out.stdout);
     let after = guests(&sim, "zrs");
     for (i, host) in ["zrs-01", "zrs-02"].iter().enumerate() {
@@ -294,7 +300,7 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     assert_eq!(record["pending"], json!({}), "{record}");
     assert_eq!(record["done"].as_array().unwrap().len(), 2, "{record}");
     // `lab status` agrees: both fenced, running, same addresses.
-    let st = exits(home, &sim, 0, &["lab", "status", lab_s, "-o", "json"]).await;
+    let st = exits(home, &sim, 0, &["lab", "status", &lab, "-o", "json"]).await;
     let rows = json(&st.stdout);
     for r in rows.as_array().unwrap() {
         assert_eq!(r["fenced"], true, "{r}");
@@ -303,18 +309,14 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_student_is_refused() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "frs", 1).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
-    exits(home, &sim, 0, &["lab", "freeze", lab_s, "--yes"]).await;
-    let before = guests(&sim, "frs");
-    let out = exits(home, &sim, 2, &["lab", "reset", lab_s, "frs-01", "--yes"]).await;
+    let (sim, dir, lab) = sim_with_lab("frs", 1).await;
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "freeze", &lab, "--yes"]).await;
+    let out = refused_unchanged(home, &sim, &lab, "frs", "frs-01").await;
     assert!(
         out.stderr.contains("frozen") && out.stderr.contains("unfreeze"),
         "{out}"
     );
-    assert_eq!(guests(&sim, "frs"), before, "nothing changed");
 }
 
 /// Puts the lab template's disk on ZFS (its linked clones are too).
@@ -329,18 +331,29 @@ async fn template_on_zfs(sim: &SimHandle) {
     .await;
 }
 
+/// A simulator with the lab `name` of `count` students on ZFS (see [`template_on_zfs`]),
+/// up as [`up_lab`] leaves it, then with a newer snapshot `later`: a reset must re-clone.
+async fn zfs_lab_with_a_later_snapshot(
+    name: &str,
+    count: u32,
+) -> (SimHandle, tempfile::TempDir, String) {
+    let sim = sim().await;
+    template_on_zfs(&sim).await;
+    let (home, lab) = up_lab(&sim, name, count).await;
+    snapshot(home.path(), &sim, &lab, "later").await;
+    (sim, home, lab)
+}
+
+/// Sets `key` of the guest `vmid`'s config on `node` through the API, as root.
 async fn put_config(sim: &SimHandle, node: &str, vmid: u64, key: &str, value: &str) {
-    let client = pve_auth::PveClient::builder(&sim.url())
-        .password("root@pam", pve_auth::Secret::new("secret"))
-        .build()
-        .unwrap();
     let params = pve_auth::Params::new().with(key, value);
-    client
+    root(sim)
         .put::<Value>(&format!("/nodes/{node}/qemu/{vmid}/config"), &params)
         .await
         .unwrap();
 }
 
+/// The guest's SMBIOS UUID: another guest under the same vmid has another.
 fn uuid(g: &Value) -> String {
     g["config"]["smbios1"]
         .as_str()
@@ -348,17 +361,32 @@ fn uuid(g: &Value) -> String {
         .to_owned()
 }
 
+/// `lab reset LAB HOST EXTRA…` first with `--dry-run`, then with `--yes`: both must be
+/// refused as usage errors (exit 2); answers the two outputs.
+async fn refused_both_ways(
+    home: &Path,
+    sim: &SimHandle,
+    lab: &str,
+    host: &str,
+    extra: &[&str],
+) -> Vec<Out> {
+    let mut outs = Vec::new();
+    for last in ["--dry-run", "--yes"] {
+        let mut args = vec![host];
+        args.extend_from_slice(extra);
+        args.push(last);
+        outs.push(reset(home, sim, 2, lab, &args).await);
+    }
+    outs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_to_that_does_not_exist_is_refused_naming_the_students_snapshots() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "nto", 1).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let (sim, dir, lab) = sim_with_lab("nto", 1).await;
+    let home = dir.path();
     let before = guests(&sim, "nto");
-    for extra in [&["--dry-run"][..], &["--yes"][..]] {
-        let mut args = vec!["lab", "reset", lab_s, "nto-01", "--to", "before-part2"];
-        args.extend_from_slice(extra);
-        let out = exits(home, &sim, 2, &args).await;
+    let to = ["--to", "before-part2"];
+    for out in refused_both_ways(home, &sim, &lab, "nto-01", &to).await {
         assert!(
             out.stderr.contains("no snapshot before-part2")
                 && out.stderr.contains("nto-01 has the snapshots baseline"),
@@ -370,7 +398,7 @@ async fn an_explicit_to_that_does_not_exist_is_refused_naming_the_students_snaps
         );
     }
     assert_eq!(guests(&sim, "nto"), before, "nothing changed");
-    assert!(!home.join("nto-reset.json").exists(), "no record written");
+    assert!(!record_path(home, "nto").exists(), "no record written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,30 +406,15 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
 ) {
     let sim = sim().await;
     template_on_zfs(&sim).await;
-    let (home, lab) = up_lab(&sim, "dev", 1).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
-    snapshot(home, &sim, lab_s, "deadline-20261205t1400z").await;
+    let (dir, lab) = up_lab(&sim, "dev", 1).await;
+    let home = dir.path();
+    snapshot(home, &sim, &lab, "deadline-20261205t1400z").await;
     let before = guests(&sim, "dev");
 
     // The plan names every snapshot the re-clone destroys; without --discard-evidence
     // the deadline snapshot is kept and nothing changes.
-    let dry = exits(
-        home,
-        &sim,
-        0,
-        &[
-            "lab",
-            "reset",
-            lab_s,
-            "dev-01",
-            "--dry-run",
-            "--discard-evidence",
-            "-o",
-            "json",
-        ],
-    )
-    .await;
+    let args = ["dev-01", "--dry-run", "--discard-evidence", "-o", "json"];
+    let dry = reset(home, &sim, 0, &lab, &args).await;
     let plan = json(&dry.stdout);
     assert_eq!(plan["plan"][0]["how"], "re-clone", "{plan}");
     assert!(
@@ -411,10 +424,7 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
             .contains("destroying its snapshots baseline, deadline-20261205t1400z"),
         "{plan}"
     );
-    for extra in [&["--dry-run"][..], &["--yes"][..]] {
-        let mut args = vec!["lab", "reset", lab_s, "dev-01"];
-        args.extend_from_slice(extra);
-        let out = exits(home, &sim, 2, &args).await;
+    for out in refused_both_ways(home, &sim, &lab, "dev-01", &[]).await {
         assert!(
             out.stderr.contains("dev-01 (deadline-20261205t1400z)")
                 && out.stderr.contains("--discard-evidence"),
@@ -422,22 +432,10 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
         );
     }
     assert_eq!(guests(&sim, "dev"), before, "nothing changed");
-    assert!(!home.join("dev-reset.json").exists(), "no record written");
+    assert!(!record_path(home, "dev").exists(), "no record written");
 
-    exits(
-        home,
-        &sim,
-        0,
-        &[
-            "lab",
-            "reset",
-            lab_s,
-            "dev-01",
-            "--yes",
-            "--discard-evidence",
-        ],
-    )
-    .await;
+    let args = ["dev-01", "--yes", "--discard-evidence"];
+    reset(home, &sim, 0, &lab, &args).await;
     let after = guests(&sim, "dev");
     assert_eq!(snapshots(&after["dev-01"]), ["baseline"], "a fresh clone");
     assert_ne!(
@@ -449,12 +447,8 @@ async fn a_zfs_reclone_names_the_snapshots_it_destroys_and_a_deadline_snapshot_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_is_refused() {
-    let sim = sim().await;
-    template_on_zfs(&sim).await;
-    let (home, lab) = up_lab(&sim, "stp", 1).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
-    snapshot(home, &sim, lab_s, "later").await;
+    let (sim, dir, lab) = zfs_lab_with_a_later_snapshot("stp", 1).await;
+    let home = dir.path();
     let before = guests(&sim, "stp");
     let g = &before["stp-01"];
     let vmid = vmid(g);
@@ -465,9 +459,9 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
         pve_sim::RequestFault::Status(400, "stop refused by the test"),
     )
     .unwrap();
-    let out = exits(home, &sim, 5, &["lab", "reset", lab_s, "stp-01", "--yes"]).await;
+    let out = reset(home, &sim, 5, &lab, &["stp-01", "--yes"]).await;
     assert!(out.stderr.contains("stopping VM"), "{out}");
-    let record = home.join("stp-reset.json");
+    let record = record_path(home, "stp");
     let pending = std::fs::read_to_string(&record)
         .map(|t| serde_json::from_str::<Value>(&t).unwrap()["pending"].clone())
         .unwrap_or(json!({}));
@@ -484,21 +478,14 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
 
     // A record pending for another snapshot: an explicit --to conflicting with it is
     // refused naming the record.
-    std::fs::write(
+    write_record(
         &record,
-        json!({"lab": "stp", "pending": {"stp-01": {
+        &json!({"lab": "stp", "pending": {"stp-01": {
             "vmid": vmid, "to": "baseline", "since": "2026-12-05T07:00:00.000Z",
-            "nics": [], "tags": [], "fenced": true, "acl": []}}, "done": []})
-        .to_string(),
-    )
-    .unwrap();
-    let out = exits(
-        home,
-        &sim,
-        2,
-        &["lab", "reset", lab_s, "stp-01", "--to", "later", "--yes"],
-    )
-    .await;
+            "nics": [], "tags": [], "fenced": true, "acl": []}}, "done": []}),
+    );
+    let args = ["stp-01", "--to", "later", "--yes"];
+    let out = reset(home, &sim, 2, &lab, &args).await;
     assert!(
         out.stderr.contains("stp-01 (to baseline") && out.stderr.contains(record.to_str().unwrap()),
         "{out}"
@@ -508,26 +495,16 @@ async fn a_stop_that_fails_writes_no_record_and_a_pending_record_for_another_to_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_error() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "cut", 2).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let (sim, dir, lab) = sim_with_lab("cut", 2).await;
+    let home = dir.path();
     let missing = home.join("nowhere-freeze.json");
-    let out = exits(
-        home,
-        &sim,
-        2,
-        &[
-            "lab",
-            "reset",
-            lab_s,
-            "cut-01",
-            "--manifest",
-            missing.to_str().unwrap(),
-            "--dry-run",
-        ],
-    )
-    .await;
+    let args = [
+        "cut-01",
+        "--manifest",
+        missing.to_str().unwrap(),
+        "--dry-run",
+    ];
+    let out = reset(home, &sim, 2, &lab, &args).await;
     assert!(
         out.stderr.contains("nowhere-freeze.json") && out.stderr.contains("no such file"),
         "{out}"
@@ -543,58 +520,47 @@ async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_
         &format!("{net0},link_down=1"),
     )
     .await;
-    let before = guests(&sim, "cut");
-    let out = exits(home, &sim, 2, &["lab", "reset", lab_s, "cut-01", "--yes"]).await;
+    let out = refused_unchanged(home, &sim, &lab, "cut", "cut-01").await;
     assert!(
         out.stderr.contains("cut-01 (every NIC's link is down)") && out.stderr.contains("unfreeze"),
         "{out}"
     );
-    assert_eq!(guests(&sim, "cut"), before, "nothing changed");
     // The other student is not cut off: its plan is made.
-    exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "cut-02", "--dry-run"],
-    )
-    .await;
+    reset(home, &sim, 0, &lab, &["cut-02", "--dry-run"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_whose_guest_is_gone_is_told_to_run_lab_up() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "gon", 2).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let (sim, dir, lab) = sim_with_lab("gon", 2).await;
+    let home = dir.path();
     let vmid = vmid(&guests(&sim, "gon")["gon-02"]).to_string();
     exits(home, &sim, 0, &["vm", "destroy", &vmid, "--stop", "--yes"]).await;
-    let out = exits(home, &sim, 4, &["lab", "reset", lab_s, "gon-02", "--yes"]).await;
+    let out = reset(home, &sim, 4, &lab, &["gon-02", "--yes"]).await;
     assert!(
         out.stderr.contains("gon-02 has no guest") && out.stderr.contains("lab up"),
         "{out}"
     );
     assert!(!out.stderr.contains("is not a student"), "{out}");
     // A name that is no student of the lab is still a usage error.
-    exits(home, &sim, 2, &["lab", "reset", lab_s, "gon-07", "--yes"]).await;
+    reset(home, &sim, 2, &lab, &["gon-07", "--yes"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     let sim = sim().await;
     // A long agent wait: the reset is still waiting when the signal comes.
-    let (home, lab) = lab_file(
+    let (dir, lab) = lab_file(
         "name = \"sig\"\ntemplate = 9000\ncount = 2\nids = \"5000-5999\"\n\
          teachers = [\"10.10.0.1\"]\n\n[snapshots]\nbaseline = true\n\n[timeouts]\n\
          ready = 86400\n",
     );
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let home = dir.path();
     up(home, &sim, &lab, "sig").await;
     // A snapshot whose agent never answers: after the rollback the reset waits.
     let vmid = vmid(&guests(&sim, "sig")["sig-01"]);
     sim.put_guest_state(u32::try_from(vmid).unwrap(), json!({"agent": "stopped"}))
         .unwrap();
-    snapshot(home, &sim, lab_s, "hung").await;
+    snapshot(home, &sim, &lab, "hung").await;
     sim.put_guest_state(
         u32::try_from(vmid).unwrap(),
         json!({"agent": "running", "files": {"/root/marker": {"content": "x\n"}}}),
@@ -602,7 +568,7 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     .unwrap();
     let child = against(home, &sim)
         .args([
-            "lab", "reset", lab_s, "sig-01", "sig-02", "--to", "hung", "--yes", "-o", "json",
+            "lab", "reset", &lab, "sig-01", "sig-02", "--to", "hung", "--yes", "-o", "json",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -611,12 +577,7 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     // Rolled back (the marker is gone): the reset now waits for an agent that is stopped.
     let rolled = eventually(5, || file_hash(&sim, vmid, "/root/marker").is_none()).await;
     assert!(rolled, "the rollback never happened");
-    let pid = child.id().unwrap();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let out = tokio::time::timeout(common::RUN_TIMEOUT, child.wait_with_output())
         .await
         .expect("labctl ended")
@@ -637,18 +598,17 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
 async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
     let sim = sim().await;
     // Full clones (slow enough to be caught in flight); no baseline: a reset re-clones.
-    let (home, lab) = lab_file(
+    let (dir, lab) = lab_file(
         "name = \"kcl\"\ntemplate = 9000\ncount = 1\nids = \"5000-5999\"\nclone = \"full\"\n\
          teachers = [\"10.10.0.1\"]\n",
     );
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
-    exits(home, &sim, 0, &["lab", "up", lab_s]).await;
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
     let before = guests(&sim, "kcl");
     let g = &before["kcl-01"];
     let vmid = vmid(g);
     let mut child = against(home, &sim)
-        .args(["lab", "reset", lab_s, "kcl-01", "--yes"])
+        .args(["lab", "reset", &lab, "kcl-01", "--yes"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -664,7 +624,7 @@ async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
     assert!(seen, "never saw the re-clone in flight");
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    let out = exits(home, &sim, 0, &["lab", "reset", lab_s, "kcl-01", "--yes"]).await;
+    let out = reset(home, &sim, 0, &lab, &["kcl-01", "--yes"]).await;
     assert!(!out.stderr.contains("not in the lab's pool"), "{out}");
     let after = guests(&sim, "kcl");
     let now = &after["kcl-01"];
@@ -675,38 +635,27 @@ async fn a_rerun_after_a_kill_during_the_clone_waits_for_it_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
-    let sim = sim().await;
-    let (home, lab) = up_lab(&sim, "old", 1).await;
-    let home = home.path();
-    let lab_s = lab.to_str().unwrap();
+    let (sim, dir, lab) = sim_with_lab("old", 1).await;
+    let home = dir.path();
     let before = guests(&sim, "old");
     let g = &before["old-01"];
     let vmid = vmid(g);
     // Left by a re-clone of an earlier lab of that name: another guest, other MACs.
-    let record = home.join("old-reset.json");
-    std::fs::write(
+    let record = record_path(home, "old");
+    write_record(
         &record,
-        json!({"lab": "old", "pending": {"old-01": {
+        &json!({"lab": "old", "pending": {"old-01": {
             "vmid": vmid, "to": "baseline", "since": "2026-12-01T07:00:00.000Z",
             "nics": [{"net": "net0", "mac": "bc:24:11:00:00:01"}], "tags": [],
             "fenced": true, "acl": [],
-            "uuid": "00000000-0000-4000-8000-000000000001", "since_unix": 1}}, "done": []})
-        .to_string(),
-    )
-    .unwrap();
-    let dry = exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "old-01", "--dry-run", "-o", "json"],
-    )
-    .await;
+            "uuid": "00000000-0000-4000-8000-000000000001", "since_unix": 1}}, "done": []}),
+    );
+    let (dry, plan) = dry_run(home, &sim, &lab, "old-01").await;
     assert!(
         dry.stderr
             .contains("would drop the pending re-clone of old-01"),
         "{dry}"
     );
-    let plan = json(&dry.stdout);
     assert_eq!(plan["plan"][0]["how"], "rollback", "{plan}");
     let kept = read_json(&record);
     assert!(
@@ -714,13 +663,7 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
         "a dry run changes nothing"
     );
 
-    let out = exits(
-        home,
-        &sim,
-        0,
-        &["lab", "reset", lab_s, "old-01", "--yes", "-o", "json"],
-    )
-    .await;
+    let out = reset(home, &sim, 0, &lab, &["old-01", "--yes", "-o", "json"]).await;
     assert!(
         out.stderr
             .contains("dropped the pending re-clone of old-01")

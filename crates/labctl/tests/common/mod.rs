@@ -96,6 +96,13 @@ pub fn config(home: &Path, text: &str) {
     .unwrap();
 }
 
+/// Writes `text` to the file `name` in `dir`: its path, as labctl's arguments take it.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// Writes an owner-only secret file and returns its path.
 pub fn secret_file(home: &Path, name: &str, secret: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
@@ -208,6 +215,27 @@ pub async fn exits(home: &Path, sim: &SimHandle, code: i32, args: &[&str]) -> Ou
     let out = output(against(home, sim), args).await;
     assert_eq!(out.code, Some(code), "labctl {args:?}\n{out}");
     out
+}
+
+/// Sends `child` SIGINT, as Ctrl-C in its terminal would.
+pub fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child still runs").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -INT {pid}: {sent}");
+}
+
+/// The guests of the pool `pool` in the simulator's `state`.
+pub fn pool_guests(state: &serde_json::Value, pool: &str) -> Vec<serde_json::Value> {
+    state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["pool"] == pool)
+        .cloned()
+        .collect()
 }
 
 /// `text` parsed as JSON, failing the test with the text when it is not.

@@ -102,7 +102,7 @@ async fn ip_example_names_a_missing_guest_and_a_bad_id() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("invalid guest id 12") && stderr.contains("100..=999999999"),
+        stderr.contains("invalid VMID \"12\"") && stderr.contains("100 to 999999999"),
         "{stderr}"
     );
 }

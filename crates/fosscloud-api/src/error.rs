@@ -162,6 +162,32 @@ impl Error {
         }
     }
 
+    /// Whether the user lacks a right (HTTP 403: 403033 listing `all`, 403056 a MAC in the
+    /// URL while `macByParameter` is off).
+    pub fn is_permission(&self) -> bool {
+        self.status() == Some(403)
+    }
+
+    /// Whether the addressed object does not exist: the pool (400042) or a VM mapped to the
+    /// MAC address (400054, 400064).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(Code::PoolNotFound | Code::MappingListNoVmForMac | Code::MappingAssignNoVmForMac)
+        )
+    }
+
+    /// Whether repeating the request later may succeed: the server could not be reached or
+    /// the connection broke (not a TLS refusal), or a gateway answered 502/503/504. The
+    /// reads of this crate are idempotent; `assign` is not (see its docs).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Network { .. } => !self.is_tls(),
+            Error::NotApi { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+
     /// Whether the pool does not exist (400042) or has no free VM (500043).
     pub fn is_pool_unavailable(&self) -> bool {
         matches!(self.code(), Some(Code::PoolNotFound | Code::NoFreeVm))
@@ -194,5 +220,44 @@ mod tests {
         assert_eq!(e.code(), Some(Code::InternalError));
         assert!(e.to_string().contains("server-side problem"));
         assert_eq!(e.dev_description(), Some("ldap_bind failt"));
+    }
+
+    #[test]
+    fn answers_the_same_questions_as_every_crate() {
+        let api = |status, code, raw_code| Error::Api {
+            status,
+            code,
+            raw_code,
+            dev_description: None,
+        };
+        let cases = [
+            (
+                api(401, Code::CredentialsIncorrect, 401_003),
+                [false, true, false, false],
+            ),
+            (
+                api(403, Code::ListAllForbidden, 403_033),
+                [false, false, true, false],
+            ),
+            (
+                api(400, Code::PoolNotFound, 400_042),
+                [false, false, false, true],
+            ),
+            (
+                Error::NotApi {
+                    status: 503,
+                    url: "https://fc/api".into(),
+                    content_type: None,
+                    body_start: String::new(),
+                },
+                [true, false, false, false],
+            ),
+        ];
+        for (e, [transient, auth, permission, not_found]) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+            assert_eq!(e.is_auth(), auth, "{e}");
+            assert_eq!(e.is_permission(), permission, "{e}");
+            assert_eq!(e.is_not_found(), not_found, "{e}");
+        }
     }
 }

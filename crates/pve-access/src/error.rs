@@ -71,7 +71,57 @@ impl Error {
 
     /// Authentication failed (HTTP 401): wrong, disabled or expired credentials.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Api(e) if e.is_auth())
-            || matches!(self, Error::Vm(pve_vm::Error::Api(e)) if e.is_auth())
+        matches!(self, Error::Api(e) if e.is_auth()) || matches!(self, Error::Vm(e) if e.is_auth())
+    }
+
+    /// The addressed user, role, token or guest does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Api(e) if e.is_not_found())
+            || matches!(self, Error::Vm(e) if e.is_not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn api(status: u16, message: &str) -> Error {
+        Error::Api(pve_auth::Error::Api {
+            method: "GET".into(),
+            path: "/x".into(),
+            status,
+            message: message.into(),
+            errors: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn answers_the_same_questions_as_every_crate() {
+        let cases = [
+            (
+                api(401, "authentication failure"),
+                [false, true, false, false],
+            ),
+            (
+                api(403, "Permission check failed (/vms/100, VM.Audit)"),
+                [false, false, true, false],
+            ),
+            (
+                api(
+                    500,
+                    "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
+                ),
+                [false, false, false, true],
+            ),
+            (api(596, "Broken pipe"), [true, false, false, false]),
+        ];
+        for (e, [transient, auth, permission, not_found]) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+            assert_eq!(e.is_auth(), auth, "{e}");
+            assert_eq!(e.is_permission(), permission, "{e}");
+            assert_eq!(e.is_not_found(), not_found, "{e}");
+        }
     }
 }

@@ -154,9 +154,17 @@ impl Error {
 
     /// The user lacks a privilege (`VM.GuestAgent.*`, HTTP 403).
     pub fn is_permission(&self) -> bool {
-        self.vm()
-            .and_then(pve_vm::Error::api)
-            .is_some_and(pve_auth::Error::is_permission)
+        self.vm().is_some_and(pve_vm::Error::is_permission)
+    }
+
+    /// The credentials were refused (HTTP 401, a failed login).
+    pub fn is_auth(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_auth)
+    }
+
+    /// The guest (or another addressed object) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_not_found)
     }
 }
 
@@ -174,6 +182,34 @@ mod tests {
             message: message.into(),
             errors: BTreeMap::new(),
         })
+    }
+
+    #[test]
+    fn answers_the_same_questions_as_every_crate() {
+        let cases = [
+            (
+                api(401, "authentication failure"),
+                [false, true, false, false],
+            ),
+            (
+                api(403, "Permission check failed (/vms/100, VM.Audit)"),
+                [false, false, true, false],
+            ),
+            (
+                api(
+                    500,
+                    "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
+                ),
+                [false, false, false, true],
+            ),
+            (api(596, "Broken pipe"), [true, false, false, false]),
+        ];
+        for (e, [transient, auth, permission, not_found]) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+            assert_eq!(e.is_auth(), auth, "{e}");
+            assert_eq!(e.is_permission(), permission, "{e}");
+            assert_eq!(e.is_not_found(), not_found, "{e}");
+        }
     }
 
     #[test]

@@ -50,6 +50,35 @@ impl From<pve_auth::Error> for Error {
 }
 
 impl Error {
+    /// The pve-vm error inside, if this is one.
+    pub fn vm(&self) -> Option<&pve_vm::Error> {
+        match self {
+            Error::Vm(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A transient failure (as [`pve_vm::Error::is_transient`]): repeating the read later
+    /// may succeed. [`Error::is_pending`] also counts a guest that is still starting.
+    pub fn is_transient(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_transient)
+    }
+
+    /// The credentials were refused (HTTP 401).
+    pub fn is_auth(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_auth)
+    }
+
+    /// The user lacks a privilege (HTTP 403, e.g. `VM.GuestAgent.Audit`).
+    pub fn is_permission(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_permission)
+    }
+
+    /// The guest does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.vm().is_some_and(pve_vm::Error::is_not_found)
+    }
+
     /// Worth waiting for: the guest (or its agent) is still starting, or a transient
     /// network/server failure.
     pub fn is_pending(&self) -> bool {
@@ -82,6 +111,45 @@ mod tests {
             errors: BTreeMap::new(),
         }
         .into()
+    }
+
+    fn api_status(status: u16, message: &str) -> Error {
+        pve_auth::Error::Api {
+            method: "GET".into(),
+            path: "/x".into(),
+            status,
+            message: message.into(),
+            errors: BTreeMap::new(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn answers_the_same_questions_as_every_crate() {
+        let cases = [
+            (
+                api_status(401, "authentication failure"),
+                [false, true, false, false],
+            ),
+            (
+                api_status(403, "Permission check failed (/vms/100, VM.Audit)"),
+                [false, false, true, false],
+            ),
+            (
+                api_status(
+                    500,
+                    "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
+                ),
+                [false, false, false, true],
+            ),
+            (api_status(596, "Broken pipe"), [true, false, false, false]),
+        ];
+        for (e, [transient, auth, permission, not_found]) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+            assert_eq!(e.is_auth(), auth, "{e}");
+            assert_eq!(e.is_permission(), permission, "{e}");
+            assert_eq!(e.is_not_found(), not_found, "{e}");
+        }
     }
 
     #[test]

@@ -185,6 +185,17 @@ impl Error {
         }
     }
 
+    /// The credentials were refused (HTTP 401, a failed login), as
+    /// [`pve_auth::Error::is_auth`].
+    pub fn is_auth(&self) -> bool {
+        self.api().is_some_and(pve_auth::Error::is_auth)
+    }
+
+    /// The user lacks a privilege (HTTP 403), as [`pve_auth::Error::is_permission`].
+    pub fn is_permission(&self) -> bool {
+        self.api().is_some_and(pve_auth::Error::is_permission)
+    }
+
     /// An answer to an agent call for `vmid`: PVE's `No QEMU guest agent configured` becomes
     /// [`Error::AgentNotConfigured`] (waiting cannot help), anything else stays as it is.
     pub fn for_agent_of(self, vmid: VmId) -> Self {
@@ -215,6 +226,34 @@ mod tests {
             message: message.into(),
             errors: BTreeMap::new(),
         })
+    }
+
+    #[test]
+    fn answers_the_same_questions_as_every_crate() {
+        let cases = [
+            (
+                api(401, "authentication failure"),
+                [false, true, false, false],
+            ),
+            (
+                api(403, "Permission check failed (/vms/100, VM.Audit)"),
+                [false, false, true, false],
+            ),
+            (
+                api(
+                    500,
+                    "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
+                ),
+                [false, false, false, true],
+            ),
+            (api(596, "Broken pipe"), [true, false, false, false]),
+        ];
+        for (e, [transient, auth, permission, not_found]) in cases {
+            assert_eq!(e.is_transient(), transient, "{e}");
+            assert_eq!(e.is_auth(), auth, "{e}");
+            assert_eq!(e.is_permission(), permission, "{e}");
+            assert_eq!(e.is_not_found(), not_found, "{e}");
+        }
     }
 
     #[test]

@@ -1,3 +1,5 @@
+//! **Available with the feature `conformance`.**
+//!
 //! The contract every backend must keep, written once as trait-level checks (feature
 //! `conformance`; object_store's shape). Each check drives a backend only through the
 //! capability traits and answers a [`Violation`] naming the broken rule, so a test can
@@ -7,7 +9,7 @@
 //! `fosscloud-api` on `fosscloud-sim` (desktops, and [`unsupported_is_typed`] for the rest).
 //!
 //! ```no_run
-//! # async fn demo(hv: &lab_core::fake::FakeHypervisor) {
+//! # async fn demo(hv: &dyn lab_core::Hypervisor) {
 //! use lab_core::conformance::{self, Fixture};
 //! let fx = Fixture::new(9000, [5000, 5001], "conform");
 //! conformance::hypervisor(hv, &fx).await.expect("the backend keeps the contract");

@@ -1,3 +1,5 @@
+//! **Available with the feature `fake`.**
+//!
 //! An in-memory backend with the simulators' semantics (feature `fake`): ids are never
 //! reused, a clone carries the lab's marks from the request on, templates are never
 //! destroyed, the fence is per lab and per guest, desktops are assigned once per seat.
@@ -928,7 +930,7 @@ impl FakeHypervisor {
     }
 
     /// Adds a replica `vmid` of template `of` on `node`: a template tagged
-    /// [`replica_tag`](crate::replica_tag)`(of)`, as `labctl template replicate` makes.
+    /// [`replica_tag`]`(of)`, as `labctl template replicate` makes.
     #[must_use]
     pub fn with_replica(self, vmid: u32, of: u32, node: &str) -> Self {
         self.with_guest(GuestInfo {

@@ -59,13 +59,16 @@
 //!     }
 //! }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod down;
 mod engine;
 mod error;
 #[cfg(any(test, feature = "fake"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
 pub mod fake;
 mod hypervisor;
 mod placement;
@@ -93,14 +96,18 @@ pub use engine::{
     PlannedStudent, Progress, Step, StudentAction, TeardownPlan,
 };
 pub use error::{Error, Failure, Result};
+/// A `mockall` mock of [`Hypervisor`]. **Available with the feature `mock`.**
 #[cfg(any(test, feature = "mock"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use hypervisor::MockHypervisor;
 pub use hypervisor::{
     Assignment, Backend, Capabilities, Capability, CloneCapacity, CloneRequest, Desktop, Desktops,
     Fencing, GuestIdentity, Hypervisor, Inventory, NicLink, Power, Probe, Provisioning, Readiness,
     RollbackReach, Seat, Secure, SnapshotInfo, Snapshots,
 };
+/// `mockall` mocks of each capability trait. **Available with the feature `mock`.**
 #[cfg(any(test, feature = "mock"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use hypervisor::{
     MockBackend, MockDesktops, MockFencing, MockInventory, MockPower, MockProvisioning,
     MockReadiness, MockSnapshots,
@@ -146,3 +153,8 @@ mod tidy {
         }
     }
 }
+
+// The README's Rust examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1314,3 +1314,8 @@ mod tests {
         assert!(split_tags(None).is_empty());
     }
 }
+
+// The README's Rust examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

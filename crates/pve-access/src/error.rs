@@ -50,6 +50,12 @@ pub enum Error {
     },
 }
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::Vm(e.into())
+    }
+}
+
 impl Error {
     /// A transient failure (HTTP 5xx/596, a lock, a timeout, a connection lost after
     /// sending): repeating an idempotent request later may succeed. Every write of this

@@ -51,3 +51,8 @@ pub use error::{Error, Result};
 pub use ids::{AclPath, GroupId, Privilege, RoleId, Userid};
 pub use pve_vm::{GuestKind, NodeName, Upid, VmId};
 pub use sheet::{Credential, Format, Sheet};
+
+// The README's Rust examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

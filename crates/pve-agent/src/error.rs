@@ -113,6 +113,12 @@ impl From<pve_auth::Error> for Error {
     }
 }
 
+impl From<lab_types::Invalid> for Error {
+    fn from(e: lab_types::Invalid) -> Self {
+        Error::Vm(e.into())
+    }
+}
+
 impl Error {
     /// The `pve-vm` error, when this is one.
     pub fn vm(&self) -> Option<&pve_vm::Error> {

@@ -323,8 +323,15 @@ fn check(deb: &Path, version: &str) -> Result<()> {
     }
     run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&unpacked))?;
     let shown = run(Command::new(unpacked.join("usr/bin/labctl")).arg("--version"))?;
-    if shown.trim() != format!("{PACKAGE} {version}") {
-        bail!("the packaged labctl --version says {shown:?}, expected \"{PACKAGE} {version}\"");
+    // `labctl 0.1.0 (<commit>)`: the version and the commit it was built from.
+    let shown = shown.trim();
+    let commit = shown
+        .strip_prefix(&format!("{PACKAGE} {version} ("))
+        .and_then(|rest| rest.strip_suffix(')'));
+    if commit.is_none_or(|c| c.is_empty() || c.contains(char::is_whitespace)) {
+        bail!(
+            "the packaged labctl --version says {shown:?}, expected \"{PACKAGE} {version} (COMMIT)\""
+        );
     }
     let page = run(Command::new("man")
         .args(["-l", "-P", "cat"])

@@ -78,6 +78,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// `labctl --version`: the package version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABCTL_COMMIT"), ")");
+
 /// Exam labs on Proxmox VE: clone, start, wait, read IPs, fence — and tear down exactly
 /// the lab afterwards.
 ///
@@ -87,7 +90,7 @@ use tracing_subscriber::EnvFilter;
 ///
 /// No cluster at hand? `labctl demo` runs everything against an embedded simulator.
 #[derive(Debug, Parser)]
-#[command(name = "labctl", version, about, long_about, after_help = after_help())]
+#[command(name = "labctl", version = VERSION, about, long_about, after_help = after_help())]
 struct Cli {
     /// Output format of commands that print data: table, json, or csv (lists only).
     #[arg(short, long, global = true, value_enum, default_value_t = output::Format::Table)]

@@ -81,17 +81,19 @@ impl Sheet {
         self.rows.push(cells);
     }
 
-    /// Aligned columns, two spaces apart; the last column is not padded.
+    /// Aligned columns, two spaces apart; the last column is not padded. Widths are
+    /// terminal columns (`李` takes two), so names in any script stay aligned.
     pub fn to_table(&self) -> String {
+        use unicode_width::UnicodeWidthStr;
         let rows: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| r.iter().map(|c| line_safe(c)).collect())
             .collect();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
+                *w = (*w).max(c.width());
             }
         }
         let line = |cells: &mut dyn Iterator<Item = &str>| {
@@ -101,7 +103,7 @@ impl Sheet {
                 if i + 1 == cells.len() {
                     out.push_str(c);
                 } else {
-                    let pad = widths[i] - c.chars().count();
+                    let pad = widths[i] - c.width();
                     out.push_str(c);
                     out.push_str(&" ".repeat(pad + 2));
                 }
@@ -176,6 +178,17 @@ mod tests {
         assert_eq!(
             s.to_csv().unwrap(),
             "STUDENT,VMID\n\"Zoë Müller, jr.\",5000\nAl,5001\n"
+        );
+    }
+
+    #[test]
+    fn wide_characters_count_as_two_columns() {
+        let mut s = Sheet::new(&["STUDENT", "VMID"]);
+        s.row(vec!["李 小龍".into(), "5000".into()]);
+        s.row(vec!["Al".into(), "5001".into()]);
+        assert_eq!(
+            s.to_table(),
+            "STUDENT  VMID\n李 小龍  5000\nAl       5001\n"
         );
     }
 

@@ -823,7 +823,7 @@ async fn a_roster_names_the_hosts_and_the_sheet_keeps_the_names() {
     let roster = dir.path().join("class.csv");
     std::fs::write(
         &roster,
-        "name,email\nZoë Müller,zoe@x.example\nZoe Muller,\nJosé Núñez,\n",
+        "name,email\nZoë Müller,zoe@x.example\nZoe Muller,\nJosé Núñez,\n李 小龍,\n",
     )
     .unwrap();
     let r = roster.to_str().unwrap();
@@ -847,7 +847,8 @@ async fn a_roster_names_the_hosts_and_the_sheet_keeps_the_names() {
         .iter()
         .map(|s| s["hostname"].as_str().unwrap())
         .collect();
-    assert_eq!(hosts, ["zoe-muller", "zoe-muller-2", "jose-nunez"]);
+    assert_eq!(hosts[..3], ["zoe-muller", "zoe-muller-2", "jose-nunez"]);
+    assert_eq!(hosts.len(), 4, "{hosts:?}");
     assert_eq!(plan["students"][0]["student"], "Zoë Müller");
     let mut up = vec!["lab", "up"];
     up.extend(base);
@@ -872,6 +873,28 @@ async fn a_roster_names_the_hosts_and_the_sheet_keeps_the_names() {
     assert_eq!(by_host["zoe-muller"]["email"], "zoe@x.example");
     assert_eq!(by_host["zoe-muller-2"]["student"], "Zoe Muller");
     assert_eq!(by_host["jose-nunez"]["student"], "José Núñez");
+    // The table keeps its columns aligned for names that take two terminal columns per
+    // character: the HOSTNAME column starts at the same column on every line.
+    let (_, table, _) = run(
+        against(&sim),
+        &["lab", "status", "-n", "exam3", "--roster", r],
+    )
+    .await;
+    let starts: Vec<usize> = table
+        .lines()
+        .map(|l| {
+            let at = std::iter::once("HOSTNAME")
+                .chain(hosts.iter().copied())
+                .filter_map(|h| l.find(&format!("  {h}  ")).map(|i| i + 2))
+                .next()
+                .unwrap_or_else(|| panic!("no host name in {l:?}"));
+            unicode_width::UnicodeWidthStr::width(&l[..at])
+        })
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] == w[1]),
+        "{starts:?}\n{table}"
+    );
     let (_, ips, _) = run(against(&sim), &["lab", "ips", "-n", "exam3", "--roster", r]).await;
     assert!(
         ips.lines()
@@ -1195,4 +1218,24 @@ async fn sim_pve_and_sim_fosscloud_serve_what_labctl_talks_to() {
     let realms = json_of(c, &["fosscloud", "--allow-http", "realms", "-o", "json"]).await;
     assert_eq!(realms[0]["uid"], "4000013");
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn version_names_the_package_version_and_the_commit() {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
+    let (o, out, err) = run(labctl(), &["--version"]).await;
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("labctl {} ({commit})", env!("CARGO_PKG_VERSION"))
+    );
 }

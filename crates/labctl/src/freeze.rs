@@ -267,10 +267,7 @@ pub(crate) async fn frozen_now(
     if frozen.is_empty() {
         return frozen;
     }
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeMap::new();
-    };
-    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+    let Some(m) = manifest_or_warn(path) else {
         return BTreeMap::new();
     };
     let ids = identities(vms, rows).await;
@@ -280,12 +277,37 @@ pub(crate) async fn frozen_now(
         .collect()
 }
 
+/// The manifest at `path`; `None` when there is none, and also — with a warning on stderr
+/// naming the file and the problem — when it cannot be read or is not a manifest (nobody
+/// shows as frozen then, and the user must know why).
+fn manifest_or_warn(path: &Path) -> Option<Manifest> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the freeze manifest {}: {e}; nobody is shown as frozen",
+                path.display()
+            );
+            return None;
+        }
+    };
+    match serde_json::from_str::<Manifest>(&text) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!(
+                "warning: the freeze manifest {} is not one labctl wrote ({e}); nobody is \
+                 shown as frozen — move it aside, or restore it from a backup",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
 /// When each host was frozen, from the manifest (whatever its guest is now).
 pub(crate) fn frozen_at(path: &Path) -> BTreeMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeMap::new();
-    };
-    let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+    let Some(m) = manifest_or_warn(path) else {
         return BTreeMap::new();
     };
     let started = |round: &Option<String>| {

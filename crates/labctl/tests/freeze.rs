@@ -1128,3 +1128,18 @@ async fn one_lost_answer_while_cutting_access_costs_a_retry_not_the_freeze() {
     assert_eq!(out.code, Some(0), "every login is gone: {out}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn lab_status_names_a_broken_manifest_instead_of_showing_nobody_frozen_silently() {
+    let (sim, home, lab) = class("brk", 1).await;
+    freeze(home.path(), &sim, &lab).await;
+    let rows = status_rows(against(home.path(), &sim), &lab).await;
+    assert!(rows[0]["frozen"].is_string(), "{rows:?}");
+    let manifest = home.path().join("brk-freeze.json");
+    std::fs::write(&manifest, "{broken").unwrap();
+    let st = exits(home.path(), &sim, 0, &["lab", "status", &lab]).await;
+    assert!(
+        st.stderr.contains("brk-freeze.json") && st.stderr.contains("not one labctl wrote"),
+        "{st}"
+    );
+}

@@ -682,7 +682,6 @@ pub async fn snapshot_cmd(
     conn: &Connection,
     format: Format,
 ) -> anyhow::Result<()> {
-    format.not_csv("lab snapshot")?;
     let name = pve_vm::SnapshotName::new(args.name.as_str())
         .map_err(|e| fail::usage(format!("lab snapshot: {e}")))?;
     let hv = conn.backend()?;
@@ -697,8 +696,39 @@ pub async fn snapshot_cmd(
     if args.dry_run || !args.yes {
         eprintln!("{plan}: {}", hosts.join(", "));
     }
+    let mut table = Sheet::new(&["HOSTNAME", "VMID", "SNAPSHOT", "OUTCOME", "TASK"]);
+    // One shape for the dry run and the real one: {lab, snapshot, dry_run, students: rows}.
+    let print = |table: &Sheet, rows: Vec<serde_json::Value>, dry_run: bool| {
+        if format == Format::Json {
+            print_json(
+                &json!({"lab": class.lab.as_str(), "snapshot": name.as_str(),
+                "dry_run": dry_run, "students": rows}),
+            )
+        } else {
+            table.print(format, &rows)
+        }
+    };
     if args.dry_run {
-        return print_dry(&class.lab, &hosts, &plan, format);
+        let mut rows = Vec::new();
+        for host in &hosts {
+            let vmid = class.rows[host].vmid.get();
+            table.row(vec![
+                host.clone(),
+                vmid.to_string(),
+                name.to_string(),
+                "would take".to_owned(),
+                "-".to_owned(),
+            ]);
+            rows.push(
+                json!({"hostname": host, "vmid": vmid, "snapshot": name.as_str(),
+                "outcome": "would take", "task": null, "error": null}),
+            );
+        }
+        print(&table, rows, true)?;
+        if format.is_table() {
+            println!("dry run: nothing changed");
+        }
+        return Ok(());
     }
     crate::confirm::confirm(
         &format!(
@@ -717,7 +747,6 @@ pub async fn snapshot_cmd(
         async move { snapshot_once(&hv, vmid, &name, vmstate).await }
     })
     .await;
-    let mut table = Sheet::new(&["HOSTNAME", "VMID", "SNAPSHOT", "OUTCOME", "TASK"]);
     let mut rows = Vec::new();
     let mut failed = 0;
     for (host, r) in &results {
@@ -744,11 +773,7 @@ pub async fn snapshot_cmd(
             eprintln!("labctl: {host}: {}", line_safe(&e));
         }
     }
-    if format == Format::Json {
-        print_json(&json!(rows))?;
-    } else {
-        table.print(format, &rows)?;
-    }
+    print(&table, rows, false)?;
     if failed > 0 {
         return Err(fail::with_code(
             fail::INCOMPLETE,

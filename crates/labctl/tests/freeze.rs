@@ -1143,3 +1143,51 @@ async fn lab_status_names_a_broken_manifest_instead_of_showing_nobody_frozen_sil
         "{st}"
     );
 }
+
+#[tokio::test]
+async fn lab_snapshot_prints_one_shape_for_the_dry_run_and_the_real_run_and_csv() {
+    let (sim, home, lab) = class("shp", 2).await;
+    let h = home.path();
+    let dry = exits(
+        h,
+        &sim,
+        0,
+        &["lab", "snapshot", &lab, "s1", "--dry-run", "-o", "json"],
+    )
+    .await;
+    let dry = json(&dry.stdout);
+    assert_eq!(
+        (dry["dry_run"].clone(), dry["snapshot"].clone()),
+        (true.into(), "s1".into())
+    );
+    assert_eq!(dry["students"].as_array().unwrap().len(), 2, "{dry}");
+    assert_eq!(dry["students"][0]["outcome"], "would take");
+    let real = exits(
+        h,
+        &sim,
+        0,
+        &["lab", "snapshot", &lab, "s1", "--yes", "-o", "json"],
+    )
+    .await;
+    let real = json(&real.stdout);
+    assert_eq!(real["dry_run"], false, "{real}");
+    assert_eq!(real["students"][0]["outcome"], "done", "{real}");
+    assert_eq!(
+        dry["students"][0]["hostname"], real["students"][0]["hostname"],
+        "the same rows"
+    );
+    let csv = exits(
+        h,
+        &sim,
+        0,
+        &["lab", "snapshot", &lab, "s1", "--yes", "-o", "csv"],
+    )
+    .await;
+    let mut lines = csv.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("HOSTNAME,VMID,SNAPSHOT,OUTCOME,TASK"),
+        "{csv}"
+    );
+    assert!(lines.all(|l| l.contains(",s1,kept,")), "{csv}");
+}

@@ -952,12 +952,35 @@ impl Run<'_> {
                 Ok(g) => return Ok(g),
                 Err(e) => {
                     if self.node_went_offline(placed, &source.node).await {
+                        if self.may_have_landed(&source.node, &s.hostname).await {
+                            // Its clone was accepted before the node went away: a second
+                            // one elsewhere would give the student two guests. Reported
+                            // as on the lost node; `up` again once it is back finishes it.
+                            return Err(Outcome::Failed(Step::Clone, e));
+                        }
                         tracing::warn!(student = %s.hostname, node = %source.node, error = %e, "node offline; placing the student elsewhere");
                         continue;
                     }
                     return Err(Outcome::Failed(Step::Clone, e));
                 }
             }
+        }
+    }
+
+    /// After a clone failed on `node`, which went offline: whether the clone may exist there
+    /// (the cluster lists a guest of that name on that node, outside any other pool), or the
+    /// listing failed so that nobody can tell. Only a student whose clone surely did not
+    /// land is placed again.
+    async fn may_have_landed(&self, node: &NodeName, hostname: &str) -> bool {
+        let pool = self.spec.name.pool();
+        match self.hv.list_guests().await {
+            Ok(guests) => guests.iter().any(|g| {
+                !g.template
+                    && g.node == *node
+                    && g.name.as_deref() == Some(hostname)
+                    && g.pool.as_deref().is_none_or(|p| p == pool)
+            }),
+            Err(_) => true,
         }
     }
 

@@ -170,3 +170,78 @@ async fn a_template_on_shared_storage_sends_clones_to_every_node() {
     .unwrap();
     assert!(per_node(&sim, "shared").is_empty());
 }
+
+#[tokio::test]
+async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
+    let (sim, hv) = sim().await;
+    let t = VmId::new(9000).unwrap();
+    hv.replicate(t, None, false).await.unwrap();
+    // The clones on the lost node cannot be followed to their end: each waits out the
+    // clone timeout (30 min by default, 36 s at this time scale). A short one keeps the test
+    // short; it is still far above a linked clone here.
+    let hv = lab_proxmox::ProxmoxLab::with_timing(
+        pve_auth::PveClient::builder(&sim.url())
+            .password("root@pam", pve_auth::Secret::new("secret"))
+            .build()
+            .unwrap(),
+        pve_vm::Timing {
+            clone_timeout: std::time::Duration::from_secs(4),
+            ..pve_vm::Timing::default().scaled(common::SCALE)
+        },
+    );
+    let n = 30;
+    let lab = "lost";
+    let up = {
+        let hv = hv.clone();
+        tokio::spawn(async move { apply(&hv, &spec(lab, n), &no_progress).await })
+    };
+    // pve2 goes away as soon as its first student exists: the others meant for it are not
+    // cloned yet (10 per node, at most 6 sent at once to one storage).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while per_node(&sim, lab).get("pve2").copied().unwrap_or(0) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no student reached pve2 within 60 s: {:?}",
+            per_node(&sim, lab)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    sim.set_node_online("pve2", false).unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(120), up)
+        .await
+        .expect("lab up ends within 120 s after the node is lost")
+        .unwrap();
+    let placed = per_node(&sim, lab);
+    let on_pve2 = placed.get("pve2").copied().unwrap_or(0);
+    assert!(
+        on_pve2 < 10,
+        "the students not yet cloned for pve2 went elsewhere: {placed:?}"
+    );
+    assert_eq!(
+        placed.values().sum::<usize>(),
+        n as usize,
+        "one guest per student: {placed:?}"
+    );
+    let failures = match result {
+        Err(lab_core::Error::Incomplete { failures, .. }) => failures,
+        other => panic!("the students on pve2 cannot be ready: {other:?}"),
+    };
+    assert_eq!(failures.len(), on_pve2, "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.message.contains("on node pve2, which went offline")),
+        "the report names the lost node: {failures:?}"
+    );
+    // The node comes back: `down` removes everything, pve2's guests included.
+    sim.set_node_online("pve2", true).unwrap();
+    teardown(
+        &hv,
+        &LabName::new(lab).unwrap(),
+        &DownOptions::new(8),
+        &no_progress,
+    )
+    .await
+    .unwrap();
+    assert!(per_node(&sim, lab).is_empty(), "{:?}", per_node(&sim, lab));
+}

@@ -832,7 +832,7 @@ fn is_transient(e: &anyhow::Error) -> bool {
 /// Runs an idempotent request again after a transient failure (up to [`TRANSIENT_TRIES`]
 /// tries, a growing pause scaled like the simulator's time): one lost answer must cost a
 /// retry, not the freeze.
-async fn again<T, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+pub(crate) async fn again<T, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,

@@ -1029,10 +1029,13 @@ async fn down(
         dry_run,
     };
     let pending_access = match access {
-        Some(api) => pve_access::exam::revoke(api, &revoke(true), &[])
-            .await
-            .with_context(|| format!("lab down {lab}: reading the lab's student logins"))?
-            .changes(),
+        // Reads only: a lost answer costs a retry, not the teardown.
+        Some(api) => crate::freeze::again("reading the lab's student logins", || async {
+            Ok(pve_access::exam::revoke(api, &revoke(true), &[]).await?)
+        })
+        .await
+        .with_context(|| format!("lab down {lab}: reading the lab's student logins"))?
+        .changes(),
         None => 0,
     };
     let plan_json = |plan: &lab_core::TeardownPlan| {
@@ -1075,9 +1078,13 @@ async fn down(
         )?;
     }
     if let (Some(api), true) = (access, pending_access > 0) {
-        let report = pve_access::exam::revoke(api, &revoke(false), &[])
-            .await
-            .with_context(|| format!("lab down {lab}: revoking the lab's student logins"))?;
+        // Every step of revoke is idempotent (it deletes what may be gone): run again
+        // after a transient failure.
+        let report = crate::freeze::again("revoking the lab's student logins", || async {
+            Ok(pve_access::exam::revoke(api, &revoke(false), &[]).await?)
+        })
+        .await
+        .with_context(|| format!("lab down {lab}: revoking the lab's student logins"))?;
         eprintln!(
             "lab {lab}: student logins revoked ({} changes)",
             report.changes()

@@ -1191,3 +1191,22 @@ async fn lab_snapshot_prints_one_shape_for_the_dry_run_and_the_real_run_and_csv(
     );
     assert!(lines.all(|l| l.contains(",s1,kept,")), "{csv}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_down_outlasts_a_run_of_failed_reads_of_the_student_logins() {
+    let (sim, dir, lab_s) = class("dwn", 2).await;
+    let home = dir.path();
+    // More failures in a row than the client's own retries of a read (4 attempts): the
+    // step must try again itself, as a soak run at 20 % faults found.
+    for _ in 0..5 {
+        sim.fail_next_request(
+            "GET",
+            "/access/acl",
+            pve_sim::RequestFault::Status(503, "Service Unavailable"),
+        )
+        .unwrap();
+    }
+    exits(home, &sim, 0, &["lab", "down", &lab_s, "--yes"]).await;
+    assert!(pool_guests(&sim.state(), "dwn").is_empty());
+    sim.shutdown().await;
+}

@@ -360,3 +360,59 @@ async fn finding_10_a_replica_is_not_replicated_and_a_half_made_copy_would_be_fi
     }
     assert_eq!(guest_count(&sim), before, "no copy of the copy");
 }
+
+#[tokio::test]
+async fn finding_10_a_copy_locked_by_its_migration_is_named_so_then_finished() {
+    let sim = sim_builder()
+        .node_memory(12 * GIB)
+        .time_scale(0.2)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let slow = || {
+        let mut c = common::against(dir, &sim);
+        c.env("LABCTL_TIME_SCALE", "0.2");
+        c
+    };
+    let to_pve2 = ["template", "replicate", "9000", "--nodes", "pve2"];
+    let mut first = slow();
+    first
+        .args(to_pve2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    until(&sim, "the copy's migration", |guests| {
+        guests
+            .iter()
+            .any(|g| g["vmid"] != 9000 && g["lock"].as_str() == Some("migrate"))
+    })
+    .await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let out = common::output(
+        slow(),
+        &[
+            "template",
+            "replicate",
+            "9000",
+            "--nodes",
+            "pve2",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("locked (migrate)")
+            && out.stderr.contains("migration")
+            && !out.stderr.contains("clone task"),
+        "{out}"
+    );
+    let out = common::output(slow(), &to_pve2).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("waiting for its migration"), "{out}");
+    let (replicas, sets) = replicas_of_9000(dir, &sim).await;
+    assert_eq!(replicas, 1, "{sets}");
+}

@@ -168,12 +168,6 @@ struct LabView {
 
 fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
     let read = LabFile::read(file)?;
-    if read.0.is_fosscloud() {
-        return Err(crate::fail::usage(format!(
-            "{}: a FOSS-Cloud classroom; `labctl doctor` checks Proxmox VE labs",
-            file.display()
-        )));
-    }
     let lab = crate::labfile::resolve(Some(&read), &Overrides::default())?;
     let spec = lab.spec.clone();
     Ok(LabView {
@@ -190,12 +184,6 @@ fn lab_view(file: &std::path::Path) -> anyhow::Result<LabView> {
     })
 }
 
-/// Whether `file` reads as a FOSS-Cloud classroom (doctor is for Proxmox VE labs).
-fn foss_cloud(file: Option<&std::path::Path>) -> bool {
-    file.and_then(|f| LabFile::read(f).ok())
-        .is_some_and(|read| read.0.is_fosscloud())
-}
-
 /// `labctl doctor`.
 pub async fn run(
     args: &DoctorArgs,
@@ -203,12 +191,27 @@ pub async fn run(
     format: Format,
 ) -> anyhow::Result<()> {
     format.not_csv("doctor")?;
-    // A FOSS-Cloud classroom is the wrong tool (usage); any other problem of the lab file
-    // is a FAIL line, so the checklist (and `-o json`) is always printed.
+    // Usage errors end before any check, exit 2 as for every command (README's table): a
+    // lab file that is missing or does not parse, a FOSS-Cloud classroom (the wrong tool),
+    // and a connection that cannot even be set up (no host, no credentials, an empty
+    // secret, a config cluster's secret for another host, a fingerprint for http://).
+    // Any other problem of the lab file is a FAIL line, so the checklist (and `-o json`)
+    // is printed.
+    if let Some(file) = args.file.as_deref() {
+        if LabFile::read(file)?.0.is_fosscloud() {
+            return Err(crate::fail::usage(format!(
+                "{}: a FOSS-Cloud classroom; `labctl doctor` checks Proxmox VE labs",
+                file.display()
+            )));
+        }
+    }
+    let client = match connection.client() {
+        Err(e) if crate::fail::exit_code(&e) == crate::fail::USAGE => return Err(e),
+        other => other,
+    };
     let mut r = Report::default();
     let lab = match args.file.as_deref().map(lab_view).transpose() {
         Ok(lab) => lab,
-        Err(e) if foss_cloud(args.file.as_deref()) => return Err(e),
         Err(e) => {
             r.fix(
                 "lab file",
@@ -226,7 +229,7 @@ pub async fn run(
         }
     };
     let lab_failed = args.file.is_some() && lab.is_none();
-    let client = match connection.client() {
+    let client = match client {
         Ok(c) => Some(c),
         Err(e) => {
             r.fix(
@@ -257,8 +260,11 @@ pub async fn run(
                 ids(lab, &resources, &mut r);
                 pool_and_tag(lab, &resources, &mut r);
                 memory(connection, lab, tmpl.as_ref(), &mut r).await;
+                let vms = pve_vm::VmApi::with_timing(client.clone(), boot_timing());
                 if args.boot_test {
-                    boot_test(connection, lab, tmpl.is_some(), &mut r).await;
+                    boot_test(&vms, lab, tmpl.is_some(), &mut r).await;
+                } else {
+                    report_leftovers(&vms, lab, &mut r).await;
                 }
             }
             None if lab_failed => {
@@ -507,7 +513,9 @@ async fn held_privileges(
             "privileges",
             Status::Ok,
             "root@pam may do everything",
-            "for exams prefer a least-privilege token: `labctl setup operator`",
+            "for exams prefer the operator token of `labctl setup operator`: not least \
+             privilege (it can grant itself any role), but it cannot shut nodes down, open \
+             host consoles or edit realms by mistake",
         );
         return;
     }
@@ -775,11 +783,20 @@ async fn template(
              (`qm disk move`)",
         );
     } else if !unknown.is_empty() {
+        // Not knowing is not "ready": `lab up` fails on every student if the storage
+        // cannot make linked clones.
         r.fix(
             "linked clones",
-            Status::Warn,
-            format!("storage type unknown for {}", unknown.join(", ")),
-            "grant Datastore.Audit on /storage so it can be checked",
+            Status::Fail,
+            format!(
+                "cannot tell whether the storage can make linked clones: its type is not \
+                 shown to {} for {} (the cluster lists a storage only to holders of \
+                 Datastore.Audit on it)",
+                client.auth_id(),
+                unknown.join(", ")
+            ),
+            "grant Datastore.Audit on /storage (the role of `labctl setup operator` holds \
+             it), or set `clone = \"full\"` in the lab file",
         );
     } else if disks == 0 {
         r.add(
@@ -1197,34 +1214,163 @@ async fn memory(
     }
 }
 
-/// `--boot-test`: one guest through its whole life, each step timed.
-async fn boot_test(
-    connection: &crate::connect::Connection,
-    lab: &LabView,
-    have_template: bool,
-    r: &mut Report,
-) {
+/// The waits of the boot test's requests, scaled by `LABCTL_TIME_SCALE` as every command's.
+fn boot_timing() -> pve_vm::Timing {
+    match crate::connect::time_scale() {
+        Ok(Some(f)) => pve_vm::Timing::default().scaled(f),
+        _ => pve_vm::Timing::default(),
+    }
+}
+
+/// The start of the boot test guest's description: a later run finds by it (and by the
+/// guest's name `<lab>-doctor`) what a killed run or a second Ctrl-C left.
+const BOOT_MARK: &str = "labctl doctor --boot-test of lab";
+
+fn boot_description(lab: &LabView) -> String {
+    format!("{BOOT_MARK} {} (removed when the test ends)", lab.name)
+}
+
+fn boot_name(lab: &LabView) -> String {
+    format!("{}-doctor", lab.name)
+}
+
+/// Guests a boot test of this lab left behind (killed, or quit with a second Ctrl-C): in
+/// the lab's ids, not the lab's own students, named `<lab>-doctor` and described by
+/// [`boot_description`] (the config says; the listing may not show a fresh clone's name).
+async fn boot_leftovers(vms: &pve_vm::VmApi, lab: &LabView) -> anyhow::Result<Vec<pve_vm::Guest>> {
+    let pool = lab.name.pool();
+    let tag = lab.name.tag();
+    let mark = boot_description(lab);
+    let mut out = Vec::new();
+    for g in vms.list_guests().await? {
+        let ours = g.pool.as_ref().is_some_and(|p| p.as_str() == pool)
+            && g.tags
+                .as_deref()
+                .is_some_and(|t| t.split([';', ',', ' ']).any(|x| x == tag));
+        if !(lab.first..=lab.last).contains(&g.vmid.get()) || ours || g.template == Some(true) {
+            continue;
+        }
+        let guest = vms.guest_on(g.node.clone(), g.kind, g.vmid);
+        let Ok(config) = guest.config().await else {
+            continue;
+        };
+        if config.name().as_deref() == Some(boot_name(lab).as_str())
+            && config.get("description").as_deref().map(str::trim) == Some(mark.as_str())
+        {
+            out.push(guest);
+        }
+    }
+    Ok(out)
+}
+
+/// Without `--boot-test`: says which guests an earlier boot test left (doctor only reads).
+async fn report_leftovers(vms: &pve_vm::VmApi, lab: &LabView, r: &mut Report) {
+    let left = match boot_leftovers(vms, lab).await {
+        Ok(l) => l,
+        Err(e) => {
+            r.add(
+                "boot test",
+                Status::Warn,
+                format!("could not look for guests an earlier boot test left: {e}"),
+            );
+            return;
+        }
+    };
+    if left.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = left.iter().map(|g| g.vmid().to_string()).collect();
+    r.fix(
+        "boot test",
+        Status::Warn,
+        format!(
+            "guest(s) {} ({}) left by an interrupted `labctl doctor --boot-test`: running \
+             outside the lab's pool and fence, taking ids of {}-{}",
+            ids.join(", "),
+            boot_name(lab),
+            lab.first,
+            lab.last
+        ),
+        format!(
+            "`labctl doctor LAB.toml --boot-test` removes them first, or {}",
+            ids.iter()
+                .map(|id| format!("`labctl vm destroy {id} --stop --yes`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+}
+
+fn destroy_options() -> pve_vm::DestroyOptions {
+    pve_vm::DestroyOptions {
+        purge: true,
+        destroy_unreferenced_disks: true,
+        stop_first: true,
+        allow_template: false,
+    }
+}
+
+/// `--boot-test`: one guest through its whole life, each step timed. What an earlier run
+/// left is removed first. The clone is never cut off: a Ctrl-C during it lets it finish
+/// (PVE's clone task would go on anyway, leaving a guest nobody removes), then the guest
+/// is destroyed; a Ctrl-C later stops the step at once and destroys the guest.
+async fn boot_test(vms: &pve_vm::VmApi, lab: &LabView, have_template: bool, r: &mut Report) {
     if !have_template {
         r.add("boot test", Status::Skipped, "no usable template");
         return;
     }
-    let vms = match connection.vm_api() {
-        Ok(v) => v,
-        Err(e) => {
-            r.add("boot test", Status::Fail, format!("{e:#}"));
-            return;
-        }
-    };
     let interrupt = lab_core::Interrupt::new();
     let _guard = crate::signals::on_interrupt(interrupt.clone(), "labctl doctor --boot-test");
-    let made: std::sync::Arc<std::sync::Mutex<Option<pve_vm::Guest>>> = Default::default();
-    let work = boot_steps(&vms, lab, made.clone(), r);
-    let outcome = tokio::select! {
-        o = work => o,
-        () = interrupt.triggered() => Err(anyhow::anyhow!("interrupted (Ctrl-C)")),
+    match boot_leftovers(vms, lab).await {
+        Ok(left) => {
+            for g in left {
+                let start = Instant::now();
+                match g.destroy(destroy_options()).await {
+                    Ok(()) => timed(
+                        r,
+                        "boot: leftover",
+                        format!("guest {} an interrupted boot test left: removed", g.vmid()),
+                        start.elapsed().as_secs_f64(),
+                    ),
+                    Err(e) => r.fix(
+                        "boot: leftover",
+                        Status::Fail,
+                        format!(
+                            "guest {} an interrupted boot test left could not be removed: {e}",
+                            g.vmid()
+                        ),
+                        format!("remove it: `labctl vm destroy {} --stop --yes`", g.vmid()),
+                    ),
+                }
+            }
+        }
+        Err(e) => r.add(
+            "boot: leftover",
+            Status::Warn,
+            format!("could not look for guests an earlier boot test left: {e}"),
+        ),
+    }
+    let interrupted = || anyhow::anyhow!("interrupted (Ctrl-C)");
+    let outcome = if interrupt.is_triggered() {
+        Err(interrupted())
+    } else {
+        match boot_clone(vms, lab, r).await {
+            Err(e) => Err(e),
+            Ok(guest) => {
+                let outcome = if interrupt.is_triggered() {
+                    Err(interrupted())
+                } else {
+                    tokio::select! {
+                        o = boot_steps(vms, lab, &guest, r) => o,
+                        () = interrupt.triggered() => Err(interrupted()),
+                    }
+                };
+                boot_destroy(&guest, r).await;
+                outcome
+            }
+        }
     };
-    let guest = made.lock().ok().and_then(|mut g| g.take());
-    if let Err(e) = &outcome {
+    if let Err(e) = outcome {
         r.fix(
             "boot test",
             Status::Fail,
@@ -1232,31 +1378,28 @@ async fn boot_test(
             "the step above that failed is the slow or broken link; see its line",
         );
     }
-    if let Some(g) = guest {
-        let start = Instant::now();
-        let destroyed = g
-            .destroy(pve_vm::DestroyOptions {
-                purge: true,
-                destroy_unreferenced_disks: true,
-                stop_first: true,
-                allow_template: false,
-            })
-            .await;
-        let took = start.elapsed().as_secs_f64();
-        match destroyed {
-            Ok(()) => timed(
-                r,
-                "boot: destroy",
-                format!("guest {} removed", g.vmid()),
-                took,
+}
+
+async fn boot_destroy(guest: &pve_vm::Guest, r: &mut Report) {
+    let start = Instant::now();
+    let destroyed = guest.destroy(destroy_options()).await;
+    let took = start.elapsed().as_secs_f64();
+    match destroyed {
+        Ok(()) => timed(
+            r,
+            "boot: destroy",
+            format!("guest {} removed", guest.vmid()),
+            took,
+        ),
+        Err(e) => r.fix(
+            "boot: destroy",
+            Status::Fail,
+            format!("guest {} could not be removed: {e}", guest.vmid()),
+            format!(
+                "remove it: `labctl vm destroy {} --stop --yes`",
+                guest.vmid()
             ),
-            Err(e) => r.fix(
-                "boot: destroy",
-                Status::Fail,
-                format!("guest {} could not be removed: {e}", g.vmid()),
-                format!("remove it: `labctl vm destroy {} --yes`", g.vmid()),
-            ),
-        }
+        ),
     }
 }
 
@@ -1270,12 +1413,11 @@ fn timed(r: &mut Report, check: &'static str, detail: String, secs: f64) {
     });
 }
 
-async fn boot_steps(
+async fn boot_clone(
     vms: &pve_vm::VmApi,
     lab: &LabView,
-    made: std::sync::Arc<std::sync::Mutex<Option<pve_vm::Guest>>>,
     r: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<pve_vm::Guest> {
     let template = vms.guest(pve_vm::VmId::new(lab.template)?).await?;
     let first = pve_vm::VmId::new(lab.first)?;
     let last = pve_vm::VmId::new(lab.last)?;
@@ -1283,25 +1425,31 @@ async fn boot_steps(
     let guest = template
         .clone_to(pve_vm::CloneOptions {
             newid: pve_vm::NewId::Within(first..=last),
-            hostname: Some(format!("{}-doctor", lab.name)),
+            hostname: Some(boot_name(lab)),
             mode: if lab.linked {
                 pve_vm::CloneMode::Linked
             } else {
                 pve_vm::CloneMode::Full
             },
-            description: Some("labctl doctor --boot-test (removed when the test ends)".into()),
+            description: Some(boot_description(lab)),
             ..pve_vm::CloneOptions::default()
         })
         .await?;
-    if let Ok(mut m) = made.lock() {
-        *m = Some(guest.clone());
-    }
     timed(
         r,
         "boot: clone",
         format!("guest {} from {}", guest.vmid(), lab.template),
         start.elapsed().as_secs_f64(),
     );
+    Ok(guest)
+}
+
+async fn boot_steps(
+    vms: &pve_vm::VmApi,
+    lab: &LabView,
+    guest: &pve_vm::Guest,
+    r: &mut Report,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     guest.start().await?;
     timed(
@@ -1310,20 +1458,28 @@ async fn boot_steps(
         "started".into(),
         t.elapsed().as_secs_f64(),
     );
-    let t = Instant::now();
-    guest
-        .wait_agent(lab.ready)
-        .await
-        .map_err(|e| anyhow::anyhow!("the guest agent did not answer: {e}"))?;
-    timed(
-        r,
-        "boot: agent",
-        "the guest agent answers".into(),
-        t.elapsed().as_secs_f64(),
-    );
+    // A container has no QEMU guest agent: the node reads its addresses (as `lab up`
+    // does), and no command is run inside.
+    let container = guest.kind() == pve_vm::GuestKind::Lxc;
+    let no_agent = "a container has no QEMU guest agent (labctl reads its addresses from the node)";
+    if container {
+        r.add("boot: agent", Status::Skipped, no_agent);
+    } else {
+        let t = Instant::now();
+        guest
+            .wait_agent(lab.ready)
+            .await
+            .map_err(|e| anyhow::anyhow!("the guest agent did not answer: {e}"))?;
+        timed(
+            r,
+            "boot: agent",
+            "the guest agent answers".into(),
+            t.elapsed().as_secs_f64(),
+        );
+    }
     let t = Instant::now();
     let ip = pve_net::NetApi::new()
-        .wait_for_ip(&guest, lab.address)
+        .wait_for_ip(guest, lab.address)
         .await
         .map_err(|e| anyhow::anyhow!("no address: {e}"))?;
     timed(
@@ -1332,10 +1488,14 @@ async fn boot_steps(
         format!("{ip}"),
         t.elapsed().as_secs_f64(),
     );
+    if container {
+        r.add("boot: agent exec", Status::Skipped, no_agent);
+        return Ok(());
+    }
     let t = Instant::now();
     let agent = pve_agent::AgentApi::new(vms.clone());
     let out = agent
-        .exec(&guest, &pve_agent::Exec::new(["hostname"]))
+        .exec(guest, &pve_agent::Exec::new(["hostname"]))
         .await
         .map_err(|e| anyhow::anyhow!("agent exec: {e}"))?;
     if out.exitcode != Some(0) {

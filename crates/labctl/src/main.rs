@@ -173,7 +173,8 @@ Examples (two shells):
     /// privileges, and with a lab file its template, firewall, ids, pool and memory.
     ///
     /// Changes nothing (except --boot-test). Exit 0 when nothing blocks, 1 when a check
-    /// FAILs (each says what to do).
+    /// FAILs (each says what to do), 2 before any check for usage errors (a lab file that
+    /// is missing or does not parse, no host, no credentials, a secret that cannot be sent).
     #[command(after_help = "\
 Examples:
   labctl doctor                                # connection, version, clock, privileges

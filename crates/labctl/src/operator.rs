@@ -177,8 +177,14 @@ pub(crate) const COMMANDS: &[Command] = &[
             p("POST", "/access/roles", &["roleid", "privs"]),
             s("GET", "/access/acl"),
             p("PUT", "/access/acl", &["path", "roles", "users"]),
-            p("PUT", "/access/password", &["userid", "password"]),
+            // `--reset-password` deletes and re-creates the user: the only way that also
+            // works with an API token (PVE refuses `PUT /access/password` to tokens, and
+            // labctl never sends it).
+            s("DELETE", "/access/users/{userid}"),
+            p("PUT", "/access/roles/{roleid}", &["privs"]),
             p("POST", "/nodes/{node}/qemu/{vmid}/vncproxy", &["websocket"]),
+            s("GET", "/nodes/{node}/tasks"),
+            s("DELETE", "/nodes/{node}/tasks/{upid}"),
         ],
     },
     Command {
@@ -257,6 +263,7 @@ pub(crate) const COMMANDS: &[Command] = &[
         name: "doctor",
         blocking: false,
         sends: &[
+            s("GET", "/cluster/resources"),
             s("GET", "/nodes/{node}/time"),
             s("GET", "/access/permissions"),
             s("GET", "/cluster/firewall/aliases"),
@@ -264,6 +271,19 @@ pub(crate) const COMMANDS: &[Command] = &[
         ],
     },
 ];
+
+/// What a listing shows only to holders of a privilege: `(command, request, ACL path
+/// template, privilege)`. The schema gives these requests `user: all`, so no `check` says
+/// it; the server filters the answer. Doctor reads the storages' types from
+/// `GET /cluster/resources`, which lists a storage only to holders of `Datastore.Audit` on
+/// it (API2/Cluster.pm `resources`, and the simulator alike): without it doctor cannot tell
+/// whether the template's storage makes linked clones.
+const FILTERED: &[(&str, Sent, &str, &str)] = &[(
+    "doctor",
+    s("GET", "/cluster/resources"),
+    "/storage/{storage}",
+    "Datastore.Audit",
+)];
 
 /// The guest config keys whose privilege is narrower than the schema's `any` list
 /// (reference `pve-api.md`, PUT config: "Permissions depend on the key").
@@ -349,6 +369,21 @@ pub(crate) fn all_needs() -> anyhow::Result<Vec<(&'static Command, Sent, Need)>>
                 out.push((c, *sent, n));
             }
         }
+    }
+    for (name, sent, path, privilege) in FILTERED {
+        let c = COMMANDS
+            .iter()
+            .find(|c| c.name == *name)
+            .with_context(|| format!("internal: no command {name} for a filtered listing"))?;
+        out.push((
+            c,
+            *sent,
+            Need {
+                path: (*path).to_owned(),
+                privs: vec![(*privilege).to_owned()],
+                any: false,
+            },
+        ));
     }
     Ok(out)
 }
@@ -523,10 +558,14 @@ pub async fn run(
     }
     let token = (a.token != "none").then_some(a.token.as_str());
     if let Some(t) = token {
-        if !valid_name(t) {
+        // PVE's token id pattern, checked as PVE_TOKEN is parsed (before any request: a
+        // token id the server refuses would leave the role, user and ACL made).
+        let pve_accepts =
+            pve_auth::ApiToken::new(&a.operator_user, t, pve_auth::Secret::new("-")).is_ok();
+        if !pve_accepts || !valid_name(t) {
             return Err(crate::fail::usage(format!(
-                "--token {t:?}: a letter, then letters, digits, '-' or '_' (at most 64), or \
-                 `none` for no token"
+                "--token {t:?}: a letter, then at least one more of letters, digits, '-' or \
+                 '_' (2 to 64 in all, e.g. labctl), or `none` for no token"
             )));
         }
     }
@@ -755,12 +794,22 @@ mod tests {
     }
 
     #[test]
-    fn setting_passwords_is_refused_to_tokens() {
+    fn no_command_sends_what_pve_refuses_to_tokens() {
+        // `lab access` sets passwords when it creates users and resets them by re-creating
+        // (PVE refuses `PUT /access/password` to tokens, reference exam-features.md).
         let refused: Vec<(&str, &str)> = token_refused()
             .into_iter()
             .map(|(c, s)| (c, s.path))
             .collect();
-        assert_eq!(refused, [("lab access", "/access/password")]);
+        assert!(refused.is_empty(), "{refused:?}");
+    }
+
+    #[test]
+    fn the_role_sees_the_storages_doctor_reads() {
+        let set = operator_privileges().unwrap();
+        assert!(set.contains("Datastore.Audit"), "{set:?}");
+        assert!(privilege_reasons().unwrap()["Datastore.Audit"]
+            .starts_with("doctor: GET /cluster/resources on /storage/{storage}"));
     }
 
     #[test]

@@ -221,3 +221,198 @@ async fn an_interrupted_replicate_is_finished_by_the_next_run_without_a_second_c
     let (replicas, sets) = replicas_of_9000(dir, &sim).await;
     assert_eq!(replicas, 1, "{sets}");
 }
+
+/// Waits (at most 30 s) until `ready` holds for the simulator's guests.
+async fn until(sim: &SimHandle, what: &str, ready: impl Fn(&[Value]) -> bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let state = sim.state();
+        if ready(state["guests"].as_array().unwrap()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{what} did not happen: {}",
+            state["guests"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A copy of 9000 is being cloned (`lock: clone`).
+fn copy_locked(guests: &[Value]) -> bool {
+    guests
+        .iter()
+        .any(|g| g["vmid"] != 9000 && g["lock"].as_str() == Some("clone"))
+}
+
+#[tokio::test]
+async fn finding_10_a_rerun_waits_for_the_copy_an_interrupted_run_left_cloning() {
+    // Slow enough (a full clone takes 20 s x 0.2) to catch the copy while it is cloned.
+    let sim = sim_builder()
+        .node_memory(12 * GIB)
+        .time_scale(0.2)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let before = guest_count(&sim);
+    let to_pve2 = ["template", "replicate", "9000", "--nodes", "pve2"];
+    // labctl at the simulator's pace (its task waits are scaled alike).
+    let slow = || {
+        let mut c = common::against(dir, &sim);
+        c.env("LABCTL_TIME_SCALE", "0.2");
+        c
+    };
+    let mut first = slow();
+    first
+        .args(to_pve2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    until(&sim, "the copy's clone", copy_locked).await;
+    // Killed: the clone task goes on in PVE.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    // A dry run does not wait: a temporary state, not a usage error, named as it is.
+    let out = common::output(
+        slow(),
+        &[
+            "template",
+            "replicate",
+            "9000",
+            "--nodes",
+            "pve2",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("locked (clone)") && out.stderr.contains("clone task"),
+        "{out}"
+    );
+    // The real run waits for the clone, then finishes that copy (no second one).
+    let out = common::output(slow(), &to_pve2).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("created"), "{out}");
+    assert!(out.stderr.contains("waiting for its clone task"), "{out}");
+    assert_eq!(guest_count(&sim), before + 1, "one copy: {out}");
+    let (replicas, sets) = replicas_of_9000(dir, &sim).await;
+    assert_eq!(replicas, 1, "{sets}");
+}
+
+#[tokio::test]
+async fn finding_10_a_replica_is_not_replicated_and_a_half_made_copy_would_be_finished() {
+    let (sim, home) = small_sim_and_home().await;
+    let dir = home.path();
+    // A half-made copy (its tag write refused): the dry run says it would finish it.
+    sim.fail_next_request(
+        "PUT",
+        "/nodes/pve1/qemu/",
+        pve_sim::RequestFault::Status(403, "Permission check failed"),
+    )
+    .unwrap();
+    let to_pve2 = ["template", "replicate", "9000", "--nodes", "pve2"];
+    exits(dir, &sim, 3, &to_pve2).await;
+    let out = exits(
+        dir,
+        &sim,
+        0,
+        &[
+            "template",
+            "replicate",
+            "9000",
+            "--nodes",
+            "pve2",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(
+        out.stdout.contains("would finish") && !out.stdout.contains("would create"),
+        "{out}"
+    );
+    exits(dir, &sim, 0, &to_pve2).await;
+    // The copy on pve2, given as TEMPLATE: refused, naming the original.
+    let copy = sim.state()["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] != 9000 && g["template"] == true && g["node"] == "pve2")
+        .and_then(|g| g["vmid"].as_u64())
+        .unwrap()
+        .to_string();
+    let before = guest_count(&sim);
+    for dry in [false, true] {
+        let mut args = vec!["template", "replicate", copy.as_str()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = exits(dir, &sim, 2, &args).await;
+        assert!(
+            out.stderr.contains(&format!("TEMPLATE {copy}"))
+                && out.stderr.contains("a replica of template 9000")
+                && out.stderr.contains("labctl template replicate 9000"),
+            "{out}"
+        );
+    }
+    assert_eq!(guest_count(&sim), before, "no copy of the copy");
+}
+
+#[tokio::test]
+async fn finding_10_a_copy_locked_by_its_migration_is_named_so_then_finished() {
+    let sim = sim_builder()
+        .node_memory(12 * GIB)
+        .time_scale(0.2)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let slow = || {
+        let mut c = common::against(dir, &sim);
+        c.env("LABCTL_TIME_SCALE", "0.2");
+        c
+    };
+    let to_pve2 = ["template", "replicate", "9000", "--nodes", "pve2"];
+    let mut first = slow();
+    first
+        .args(to_pve2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    until(&sim, "the copy's migration", |guests| {
+        guests
+            .iter()
+            .any(|g| g["vmid"] != 9000 && g["lock"].as_str() == Some("migrate"))
+    })
+    .await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let out = common::output(
+        slow(),
+        &[
+            "template",
+            "replicate",
+            "9000",
+            "--nodes",
+            "pve2",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("locked (migrate)")
+            && out.stderr.contains("migration")
+            && !out.stderr.contains("clone task"),
+        "{out}"
+    );
+    let out = common::output(slow(), &to_pve2).await;
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("waiting for its migration"), "{out}");
+    let (replicas, sets) = replicas_of_9000(dir, &sim).await;
+    assert_eq!(replicas, 1, "{sets}");
+}

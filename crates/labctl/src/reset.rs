@@ -36,8 +36,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::Args;
 use lab_core::{
-    plan_reset, reclone, status, wait_ready, Capability, GuestIdentity, LabName, NicLink, Reclone,
-    ResetPath, Snapshots, StudentStatus,
+    plan_reset, reclone, status, wait_ready, Capability, CloneSource, GuestIdentity, LabName,
+    NicLink, Reclone, ResetPath, Snapshots, StudentStatus, VmKind,
 };
 use lab_proxmox::ProxmoxLab;
 use pve_access::{AccessApi, AclEntry, AclPath, GroupId, RoleId, Subject, Userid};
@@ -109,6 +109,10 @@ struct Intent {
     /// `since` in seconds since the epoch (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since_unix: Option<u64>,
+    /// The node the guest was on: the re-clone lands there again (absent in older
+    /// records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,7 +204,16 @@ fn now() -> String {
 /// One student's plan.
 struct Planned {
     host: String,
+    /// The student's roster name, when the lab has a roster.
+    student: Option<String>,
     vmid: u32,
+    /// The node the guest is on (a re-clone lands there again); `None` when unknown (a
+    /// guest destroyed by an interrupted re-clone of an older record).
+    node: Option<String>,
+    /// The guest's kind (a re-clone needs a template of the same kind).
+    kind: Option<VmKind>,
+    /// Where a re-clone comes from (decided by [`preflight`]).
+    source: Option<CloneSource>,
     path: ResetPath,
     why: String,
     /// An interrupted re-clone of this student is completed.
@@ -396,6 +409,14 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         )));
     }
 
+    let roster_name = |host: &str| {
+        lab.roster
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|r| r.hostname == host)
+            .map(|r| r.student.name.clone())
+    };
     let mut plan = Vec::new();
     let mut missing = Vec::new();
     let mut evidence = Vec::new();
@@ -403,7 +424,14 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         if let Some(intent) = pending.get(host) {
             plan.push(Planned {
                 host: host.clone(),
+                student: roster_name(host),
                 vmid: intent.vmid,
+                node: by_host
+                    .get(host)
+                    .map(|r| r.node.to_string())
+                    .or_else(|| intent.node.clone()),
+                kind: None,
+                source: None,
                 path: ResetPath::Reclone,
                 why: format!(
                     "a re-clone begun at {} was interrupted: completing it with the recorded \
@@ -453,7 +481,11 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         };
         plan.push(Planned {
             host: host.clone(),
+            student: roster_name(host),
             vmid: row.vmid.get(),
+            node: Some(row.node.to_string()),
+            kind: None,
+            source: None,
             path: choice.path,
             why,
             resume: None,
@@ -479,6 +511,9 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             evidence.join(", ")
         )));
     }
+    // Everything a re-clone or rollback needs is checked before anything is stopped or
+    // destroyed (also with --dry-run): the template, where the clone lands, the rights.
+    preflight(&hv, &spec, lab.snapshots.baseline, &mut plan).await?;
     print_plan(&name, &to, &plan, args.dry_run, format)?;
     if args.dry_run {
         return Ok(());
@@ -615,7 +650,8 @@ async fn reset_one(
             let intent = match &p.resume {
                 Some(i) => i.clone(),
                 None => {
-                    let intent = read_intent(hv, access, spec, vmid, to).await?;
+                    let mut intent = read_intent(hv, access, spec, vmid, to).await?;
+                    intent.node.clone_from(&p.node);
                     // Stopped first: a stop that fails leaves the guest and no record.
                     if lab_core::Inventory::guest(hv, vmid)
                         .await
@@ -654,6 +690,7 @@ async fn reset_one(
                     tags: intent.tags.clone(),
                 },
                 fence: intent.fenced,
+                source: p.source.clone(),
             };
             reclone(hv, &r)
                 .await
@@ -839,6 +876,320 @@ async fn stale_dropped(
     Ok(pending)
 }
 
+/// Checks, before anything is stopped or destroyed, what the plan's resets need: for a
+/// re-clone the template (it exists, is a template, of the guest's kind) and a copy of it
+/// on the guest's node (the re-clone lands where `up` put the student: the template, its
+/// replica or shared storage there; the source is set in the plan); for every reset the
+/// login's privileges on the paths its requests touch (`GET /access/permissions`, as
+/// `labctl doctor` asks). Refuses with exit 4 (no template), 2 (a wrong template, no copy
+/// on the node) or 3 (a privilege missing), naming the students and saying nothing was
+/// changed.
+async fn preflight(
+    hv: &ProxmoxLab,
+    spec: &lab_core::LabSpec,
+    baseline: bool,
+    plan: &mut [Planned],
+) -> anyhow::Result<()> {
+    let name = &spec.name;
+    let t = spec.template;
+    let reclones: Vec<String> = plan
+        .iter()
+        .filter(|p| p.path == ResetPath::Reclone)
+        .map(|p| p.host.clone())
+        .collect();
+    let mut template_config = None;
+    if !reclones.is_empty() {
+        let hosts = reclones.join(", ");
+        let template = match lab_core::Inventory::guest(hv, t).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => {
+                return Err(fail::with_code(
+                    fail::NOT_FOUND,
+                    format!(
+                        "lab {name}: template {t} not found: the re-clone of {hosts} clones it; \
+                         nothing was changed (set the lab's `template` to the template its \
+                         students were cloned from)"
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "lab {name}: reading template {t} (nothing was changed)"
+                )))
+            }
+        };
+        for p in plan.iter_mut().filter(|p| p.path == ResetPath::Reclone) {
+            let vmid = lab_core::VmId::new(p.vmid)?;
+            p.kind = match lab_core::Inventory::guest(hv, vmid).await {
+                Ok(g) => Some(g.kind),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("{}: reading VM {vmid}", p.host))
+                    )
+                }
+            };
+            lab_core::check_reclone_template(
+                &template,
+                p.kind.unwrap_or(template.kind),
+                spec.clone_mode,
+            )
+            .map_err(|e| {
+                fail::usage(format!(
+                    "lab {name}: the re-clone of {} cannot be made: {e}; nothing was changed",
+                    p.host
+                ))
+            })?;
+        }
+        let sources = match lab_core::Placement::placement(hv, t, spec.clone_mode).await {
+            Ok(v) => Some(v.sources),
+            Err(lab_core::Error::Unsupported { .. }) => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "lab {name}: reading where copies of template {t} are (nothing was changed)"
+                )))
+            }
+        };
+        if let Some(sources) = sources {
+            let mut nowhere = Vec::new();
+            for p in plan.iter_mut().filter(|p| p.path == ResetPath::Reclone) {
+                let Some(node) = &p.node else { continue };
+                let node = lab_core::NodeName::new(node.as_str())?;
+                match lab_core::reclone_source(&sources, &node) {
+                    Some(src) => p.source = Some(src),
+                    None => nowhere.push(format!("{} (on {node})", p.host)),
+                }
+            }
+            if !nowhere.is_empty() {
+                return Err(fail::usage(format!(
+                    "lab {name}: no copy of template {t} reaches the node of {}: a re-clone \
+                     would move the student to another node; make one there with `labctl \
+                     template replicate {t}` first; nothing was changed",
+                    nowhere.join(", ")
+                )));
+            }
+        }
+        let id = pve_vm::VmId::new(t.get())?;
+        template_config = match hv.vm_api().guest(id).await {
+            Ok(g) => g.config().await.ok(),
+            Err(_) => None,
+        };
+    }
+    privileges(hv, spec, baseline, plan, template_config.as_ref()).await
+}
+
+/// The storages of a guest's disks and the bridges of its NICs (what a clone allocates
+/// on and plugs into).
+fn storages_and_bridges(cfg: &pve_vm::GuestConfig) -> (Vec<String>, Vec<String>) {
+    let mut storages = Vec::new();
+    let mut bridges = Vec::new();
+    for (key, value) in &cfg.raw {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+        if base.len() == key.len() {
+            continue;
+        }
+        if matches!(
+            base,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate" | "rootfs" | "mp"
+        ) || key == "rootfs"
+        {
+            if value.contains("media=cdrom") {
+                continue;
+            }
+            if let Some((storage, _)) = value.split_once(':') {
+                if !storage.is_empty() && !storages.iter().any(|s| s == storage) {
+                    storages.push(storage.to_owned());
+                }
+            }
+        } else if base == "net" {
+            if let Some(b) = value
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("bridge="))
+                .filter(|b| !bridges.iter().any(|x| x == b))
+            {
+                bridges.push(b.to_owned());
+            }
+        }
+    }
+    (storages, bridges)
+}
+
+/// Refuses (exit 3) when the login lacks a privilege a planned reset needs, before
+/// anything changes; `root@pam` holds every one. Permissions that cannot be read are not
+/// guessed at (the reset's own requests then tell).
+async fn privileges(
+    hv: &ProxmoxLab,
+    spec: &lab_core::LabSpec,
+    baseline: bool,
+    plan: &[Planned],
+    template_config: Option<&pve_vm::GuestConfig>,
+) -> anyhow::Result<()> {
+    use crate::operator::{On, Sent};
+    let client = hv.vm_api().client();
+    let who = client.auth_id();
+    if who == "root@pam" || plan.is_empty() {
+        return Ok(());
+    }
+    const Q: &str = "/nodes/{node}/qemu/{vmid}";
+    const fn s(method: &'static str, path: &'static str, params: &'static [&'static str]) -> Sent {
+        Sent {
+            method,
+            path,
+            params,
+            on: On::Student,
+        }
+    }
+    let (storages, bridges) = template_config
+        .map(storages_and_bridges)
+        .unwrap_or_default();
+    let pool = spec.name.pool();
+    let access = AccessApi::new(client.clone());
+    let acl_paths: Vec<String> = match access.acl().await {
+        Ok(list) => list.iter().map(|e| e.path.as_str().to_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    // (host, ACL path) → the privileges it needs there.
+    let mut wanted: Vec<(String, String, pve_schema::Need)> = Vec::new();
+    for p in plan {
+        let mut sends = vec![s("POST", "/nodes/{node}/qemu/{vmid}/status/start", &[])];
+        let clone_source = p
+            .source
+            .as_ref()
+            .map_or(spec.template.get(), |s| s.template.get());
+        match p.path {
+            ResetPath::Rollback => sends.push(s(
+                "POST",
+                "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+                &[],
+            )),
+            ResetPath::Reclone => {
+                sends.extend([
+                    s("POST", "/nodes/{node}/qemu/{vmid}/status/stop", &[]),
+                    s("DELETE", Q, &["purge", "destroy-unreferenced-disks"]),
+                    Sent {
+                        method: "POST",
+                        path: "/nodes/{node}/qemu/{vmid}/clone",
+                        params: &["newid", "name", "pool", "full", "description"],
+                        on: On::Template,
+                    },
+                    s("PUT", "/nodes/{node}/qemu/{vmid}/config", &["tags", "net0"]),
+                    s("PUT", "/nodes/{node}/qemu/{vmid}/firewall/options", &[]),
+                    s("POST", "/nodes/{node}/qemu/{vmid}/firewall/rules", &[]),
+                ]);
+                if baseline {
+                    sends.push(s(
+                        "POST",
+                        "/nodes/{node}/qemu/{vmid}/snapshot",
+                        &["snapname"],
+                    ));
+                }
+                let guest_path = format!("/vms/{}", p.vmid);
+                if p.resume
+                    .as_ref()
+                    .map_or_else(|| acl_paths.contains(&guest_path), |i| !i.acl.is_empty())
+                {
+                    sends.push(s("PUT", "/access/acl", &["path", "roles", "users"]));
+                }
+            }
+        }
+        for sent in &sends {
+            let vm = match sent.on {
+                On::Template => clone_source,
+                On::Student => p.vmid,
+            };
+            for need in crate::operator::needs_of(sent)? {
+                let path = need
+                    .path
+                    .replace("{vmid}", &vm.to_string())
+                    .replace("{newid}", &p.vmid.to_string())
+                    .replace("{pool}", pool.as_str())
+                    .replace("{poolid}", pool.as_str())
+                    .replace("{path}", &format!("/vms/{}", p.vmid))
+                    .replace("{node}", p.node.as_deref().unwrap_or("localhost"));
+                let expand = |key: &str, values: &[String]| -> Vec<String> {
+                    if path.contains(key) {
+                        values.iter().map(|v| path.replace(key, v)).collect()
+                    } else {
+                        vec![path.clone()]
+                    }
+                };
+                let paths: Vec<String> = expand("{storage}", &storages)
+                    .into_iter()
+                    .flat_map(|p| {
+                        if p.contains("{bridge}") {
+                            bridges.iter().map(|b| p.replace("{bridge}", b)).collect()
+                        } else {
+                            vec![p]
+                        }
+                    })
+                    .collect();
+                for path in paths.into_iter().filter(|p| !p.contains('{')) {
+                    wanted.push((p.host.clone(), path, need.clone()));
+                }
+            }
+        }
+    }
+    let mut held: BTreeMap<String, Option<std::collections::BTreeSet<String>>> = BTreeMap::new();
+    let mut missing: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (host, path, need) in &wanted {
+        if !held.contains_key(path) {
+            let got: Result<BTreeMap<String, BTreeMap<String, serde_json::Value>>, _> = client
+                .get(
+                    "/access/permissions",
+                    &pve_auth::Params::new().with("path", path.as_str()),
+                )
+                .await;
+            held.insert(
+                path.clone(),
+                got.ok().map(|m| {
+                    m.get(path)
+                        .map(|p| p.keys().cloned().collect())
+                        .unwrap_or_default()
+                }),
+            );
+        }
+        let Some(Some(have)) = held.get(path) else {
+            continue;
+        };
+        if !pve_schema::satisfied(need, have) {
+            let what = if need.any {
+                need.privs.join(" or ")
+            } else {
+                need.privs
+                    .iter()
+                    .filter(|p| !have.contains(*p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            missing
+                .entry(host.clone())
+                .or_default()
+                .insert(format!("{what} on {path}"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(h, w)| format!("{h}: {}", w.iter().cloned().collect::<Vec<_>>().join(", ")))
+        .collect();
+    Err(fail::with_code(
+        fail::AUTH,
+        format!(
+            "lab {}: {who} lacks privileges the reset needs ({}); nothing was changed: grant \
+             them (`labctl setup operator --dry-run` shows the role labctl needs) or reset \
+             with a login that holds them",
+            spec.name,
+            list.join("; ")
+        ),
+    ))
+}
+
 /// What a re-clone must give back, read from the guest before it is destroyed.
 async fn read_intent(
     hv: &ProxmoxLab,
@@ -881,6 +1232,7 @@ async fn read_intent(
         fenced,
         acl,
         uuid: guest_uuid(hv, vmid.get()).await?,
+        node: None,
         since_unix: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()
@@ -897,7 +1249,10 @@ fn print_plan(
 ) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = plan
         .iter()
-        .map(|p| json!({"hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why}))
+        .map(|p| {
+            json!({"hostname": p.host, "student": p.student, "vmid": p.vmid, "node": p.node,
+                   "how": p.path.as_str(), "why": p.why})
+        })
         .collect();
     if format == Format::Json {
         if dry_run {
@@ -905,11 +1260,15 @@ fn print_plan(
         }
         return Ok(());
     }
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "WHY"]);
+    let mut sheet = Sheet::new(&["HOSTNAME", "STUDENT", "VMID", "NODE", "HOW", "WHY"]);
     for p in plan {
         sheet.row(vec![
             line_safe(&p.host),
+            p.student
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), line_safe),
             p.vmid.to_string(),
+            p.node.clone().unwrap_or_else(|| "-".to_owned()),
             p.path.as_str().to_owned(),
             line_safe(&p.why),
         ]);
@@ -929,7 +1288,16 @@ fn report(
     results: &[(&Planned, Ended)],
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "OUTCOME", "ADDRESSES", "MACS"]);
+    let mut sheet = Sheet::new(&[
+        "HOSTNAME",
+        "STUDENT",
+        "VMID",
+        "NODE",
+        "HOW",
+        "OUTCOME",
+        "ADDRESSES",
+        "MACS",
+    ]);
     let mut rows = Vec::new();
     for (p, r) in results {
         let (outcome, addresses, macs, task, error) = match r {
@@ -970,7 +1338,11 @@ fn report(
         let rebased = matches!(r, Ended::Done(o) if o.rebased);
         sheet.row(vec![
             line_safe(&p.host),
+            p.student
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), line_safe),
             p.vmid.to_string(),
+            p.node.clone().unwrap_or_else(|| "-".to_owned()),
             p.path.as_str().to_owned(),
             if rebased {
                 "done (new baseline)".to_owned()
@@ -992,7 +1364,8 @@ fn report(
             eprintln!("labctl: {}", line_safe(e));
         }
         rows.push(json!({
-            "hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why,
+            "hostname": p.host, "student": p.student, "vmid": p.vmid, "node": p.node,
+            "how": p.path.as_str(), "why": p.why,
             "outcome": outcome, "new_baseline": rebased, "addresses": addresses, "macs": macs,
             "task": task, "error": error,
         }));

@@ -9,7 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{against, exits, interrupt, json, pool_guests, read_json, root, sim, write_file, Out};
+use common::{
+    against, exits, interrupt, json, output, pool_guests, read_json, root, sim, sim_builder,
+    write_file, Out,
+};
 use pve_sim::SimHandle;
 use serde_json::{json, Value};
 
@@ -681,4 +684,137 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
     assert_eq!(mac(&after["old-01"]), mac(g));
     let now = read_json(&record);
     assert_eq!(now["pending"], json!({}), "{now}");
+}
+
+/// A lab `name` of `count` students without a baseline (a reset re-clones): its text.
+fn reclone_lab(name: &str, count: u32) -> String {
+    format!(
+        "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
+         teachers = [\"10.10.0.1\"]\n"
+    )
+}
+
+/// The operator role's privileges (`labctl setup operator --privileges -o json`).
+async fn operator_privileges(home: &Path) -> Vec<String> {
+    let out = output(
+        common::labctl(home),
+        &["setup", "operator", "--privileges", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    json(&out.stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["privilege"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An API token of `op@pve` whose role `role` holds the operator's privileges except
+/// `without`, on `/`: `op@pve!tk=SECRET`.
+async fn token_without(sim: &SimHandle, home: &Path, role: &str, without: &str) -> String {
+    let privs: Vec<String> = operator_privileges(home)
+        .await
+        .into_iter()
+        .filter(|p| p != without)
+        .collect();
+    let c = root(sim);
+    let post = |path: &'static str, params: pve_auth::Params| {
+        let c = c.clone();
+        async move { c.post::<Value>(path, &params).await.unwrap() }
+    };
+    post(
+        "/access/roles",
+        pve_auth::Params::new()
+            .with("roleid", role)
+            .with("privs", privs.join(",").as_str()),
+    )
+    .await;
+    post(
+        "/access/users",
+        pve_auth::Params::new().with("userid", "op@pve"),
+    )
+    .await;
+    c.put::<Value>(
+        "/access/acl",
+        &pve_auth::Params::new()
+            .with("path", "/")
+            .with("roles", role)
+            .with("users", "op@pve"),
+    )
+    .await
+    .unwrap();
+    let t: Value = c
+        .post(
+            "/access/users/op@pve/token/tk",
+            &pve_auth::Params::new().with("privsep", false),
+        )
+        .await
+        .unwrap();
+    format!("op@pve!tk={}", t["value"].as_str().unwrap())
+}
+
+/// `labctl` against the simulator with the API token `token` (no password).
+fn with_token(home: &Path, sim: &SimHandle, token: &str) -> tokio::process::Command {
+    let mut c = common::labctl(home);
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_TOKEN", token)
+        .env("LABCTL_TIME_SCALE", common::SCALE);
+    c
+}
+
+// Finding 1 (exploratory, s18): the guest was destroyed before the template and the
+// login's rights were known to be good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclone_with_a_bad_template_or_without_vm_clone_is_refused_before_the_guest_is_touched()
+{
+    let sim = sim().await;
+    let text = reclone_lab("tpl", 1);
+    let (dir, lab) = lab_file(&text);
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let before = guests(&sim, "tpl");
+    for (template, code, says) in [
+        ("100", 2, "is not a template"),
+        ("9999", 4, "template 9999 not found"),
+        ("9001", 2, "a container (LXC)"),
+    ] {
+        let bad = write_file(
+            home,
+            "bad.toml",
+            &text.replace("template = 9000", &format!("template = {template}")),
+        );
+        let dry = reset(home, &sim, code, &bad, &["tpl-01", "--dry-run"]).await;
+        assert!(dry.stderr.contains(says), "{dry}");
+        let out = reset(home, &sim, code, &bad, &["tpl-01", "--yes"]).await;
+        assert!(
+            out.stderr.contains(says) && out.stderr.contains("nothing was changed"),
+            "{out}"
+        );
+        assert_eq!(guests(&sim, "tpl"), before, "untouched: {out}");
+    }
+    assert!(!record_path(home, "tpl").exists(), "no record written");
+
+    // A token whose role lacks VM.Clone: refused with exit 3 before the stop.
+    let token = token_without(&sim, home, "NoClone", "VM.Clone").await;
+    for last in ["--dry-run", "--yes"] {
+        let out = output(
+            with_token(home, &sim, &token),
+            &["lab", "reset", &lab, "tpl-01", last],
+        )
+        .await;
+        assert_eq!(out.code, Some(3), "{out}");
+        assert!(
+            out.stderr.contains("VM.Clone on /vms/9000") && out.stderr.contains("tpl-01"),
+            "{out}"
+        );
+        assert!(
+            !out.stderr.contains(&token),
+            "the token's secret was printed"
+        );
+        assert_eq!(guests(&sim, "tpl"), before, "untouched: {out}");
+    }
+    // The good template and root: the re-clone is done.
+    let out = reset(home, &sim, 0, &lab, &["tpl-01", "--yes"]).await;
+    assert_eq!(guests(&sim, "tpl")["tpl-01"]["status"], "running", "{out}");
 }

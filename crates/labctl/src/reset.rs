@@ -197,6 +197,90 @@ fn record_path(lab: &LabName, file: &Path) -> PathBuf {
     journal::beside(lab, Some(file), "reset")
 }
 
+/// The students of the reset record beside `file` whose re-clone is pending (an
+/// interrupted `lab reset`), with when it began; empty when there is no record or it
+/// cannot be read (`lab reset` itself says why).
+fn pending_of(lab: &LabName, file: Option<&Path>) -> (PathBuf, Vec<(String, String)>) {
+    let path = journal::beside(lab, file, "reset");
+    let pending = Journal::open(path.clone(), lab)
+        .map(|j| {
+            j.snapshot()
+                .pending
+                .into_iter()
+                .map(|(h, i)| (h, i.since))
+                .collect()
+        })
+        .unwrap_or_default();
+    (path, pending)
+}
+
+/// A note for `lab up`/`lab status` when the reset record beside the lab file holds an
+/// interrupted re-clone: who, since when, and how to complete it.
+pub(crate) fn pending_note(lab: &LabName, file: Option<&Path>) -> Option<String> {
+    let (path, pending) = pending_of(lab, file);
+    if pending.is_empty() {
+        return None;
+    }
+    let hosts: Vec<&str> = pending.iter().map(|(h, _)| h.as_str()).collect();
+    Some(format!(
+        "note: a `lab reset` of {} was interrupted ({}) and is pending in {}: complete it \
+         with `labctl lab reset {} {} --yes` (it gives back the recorded MACs, tags, fence \
+         and ACL)",
+        hosts.join(", "),
+        pending
+            .iter()
+            .map(|(h, since)| format!("{h} since {since}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        path.display(),
+        file.map_or_else(|| "LAB.toml".to_owned(), |f| f.display().to_string()),
+        hosts.join(" ")
+    ))
+}
+
+/// `lab down` of the lab: the guests an interrupted re-clone recorded are gone, so the
+/// reset record beside the lab file is set aside (renamed to
+/// `<lab>-reset.set-aside-<time>.json`, never deleted) and said, as a later `lab up`'s
+/// guests are others; with `dry_run` only said.
+pub(crate) fn set_aside_record(
+    lab: &LabName,
+    file: Option<&Path>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let (path, pending) = pending_of(lab, file);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let hosts: Vec<&str> = pending.iter().map(|(h, _)| h.as_str()).collect();
+    let stamp = now().replace([':', '.'], "").replace('-', "");
+    let aside = path.with_file_name(format!("{lab}-reset.set-aside-{stamp}.json"));
+    if dry_run {
+        eprintln!(
+            "would set the reset record {} aside as {} (its pending re-clone of {} is of \
+             guests this destroys)",
+            path.display(),
+            aside.display(),
+            hosts.join(", ")
+        );
+        return Ok(());
+    }
+    std::fs::rename(&path, &aside).with_context(|| {
+        format!(
+            "setting the reset record {} aside as {}",
+            path.display(),
+            aside.display()
+        )
+    })?;
+    eprintln!(
+        "note: the reset record {} held an interrupted re-clone of {} (guests now destroyed): \
+         set aside as {}; a later `lab up` makes new guests and `lab reset` begins afresh",
+        path.display(),
+        hosts.join(", "),
+        aside.display()
+    );
+    Ok(())
+}
+
 fn now() -> String {
     lab_grade::time::rfc3339_millis(SystemTime::now())
 }
@@ -338,9 +422,12 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         return Err(fail::with_code(
             fail::NOT_FOUND,
             format!(
-                "lab {name}: {} has no guest: run `labctl lab up {}` (it makes the missing \
-                 guests), then reset",
+                "lab {name}: {} has no guest and {} holds no interrupted re-clone of it; if \
+                 a `lab reset` of it was interrupted, run that again with the lab file it was \
+                 run with (its record {name}-reset.json lies beside that file), else run \
+                 `labctl lab up {}` (it makes the missing guests), then reset",
                 gone.join(", "),
+                journal.path().display(),
                 args.file.display()
             ),
         ));
@@ -831,6 +918,12 @@ async fn stale_dropped(
             .nics
             .iter()
             .any(|n| macs.contains(&n.mac.to_ascii_lowercase()));
+        // A re-clone gives the MACs and the tags back in one config write: a guest that
+        // carries the lab's tag but none of the recorded MACs was made by `lab up`.
+        let tagged = !intent.nics.is_empty()
+            && lab_core::Inventory::guest(hv, row.vmid)
+                .await
+                .is_ok_and(|g| g.tags.contains(&lab.tag()));
         let later = match intent.since_unix {
             Some(since) => hv
                 .snapshots(row.vmid)
@@ -840,7 +933,7 @@ async fn stale_dropped(
                 .any(|s| s.taken.is_some_and(|t| t > since)),
             None => false,
         };
-        if !ours && later {
+        if !ours && (later || tagged) {
             stale.push((
                 host.clone(),
                 format!(

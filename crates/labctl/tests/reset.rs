@@ -818,3 +818,98 @@ async fn a_reclone_with_a_bad_template_or_without_vm_clone_is_refused_before_the
     let out = reset(home, &sim, 0, &lab, &["tpl-01", "--yes"]).await;
     assert_eq!(guests(&sim, "tpl")["tpl-01"]["status"], "running", "{out}");
 }
+
+/// A pending re-clone of `host` written as `lab reset` writes it right before its destroy:
+/// the guest's MAC, UUID, tags and ACL entries.
+fn pending_record_of(sim: &SimHandle, home: &Path, lab: &str, host: &str) {
+    let g = &guests(sim, lab)[host];
+    let vmid = vmid(g);
+    let acl: Vec<Value> = sim.state()["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == format!("/vms/{vmid}"))
+        .map(|e| {
+            json!({"path": e["path"], "kind": "user", "who": e["ugid"], "role": e["roleid"],
+                   "propagate": true})
+        })
+        .collect();
+    assert!(!acl.is_empty(), "{host} has an ACL entry");
+    let uuid = uuid(g)
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("uuid="))
+        .unwrap()
+        .to_owned();
+    write_record(
+        &record_path(home, lab),
+        &json!({"lab": lab, "pending": {host: {
+            "vmid": vmid, "to": "baseline", "since": "2026-12-05T07:00:00.000Z",
+            "nics": [{"net": "net0", "mac": mac(g)}], "tags": [format!("labctl.{lab}")],
+            "fenced": true, "acl": acl, "uuid": uuid, "since_unix": 1}}, "done": []}),
+    );
+}
+
+/// The ACL entries on `/vms/VMID`.
+fn acl_of(sim: &SimHandle, vmid: u64) -> Vec<Value> {
+    sim.state()["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == format!("/vms/{vmid}"))
+        .cloned()
+        .collect()
+}
+
+// Finding 2 (exploratory, s18): a pending record of a lab taken down was applied to the
+// guest of a later `lab up` (old MAC, an ACL for a revoked user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_record_is_set_aside_by_lab_down_and_never_applied_to_a_later_labs_guest() {
+    let sim = sim().await;
+    let (dir, lab) = lab_file(&reclone_lab("pnd", 1));
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    exits(home, &sim, 0, &["lab", "access", "grant", &lab]).await;
+    // An interrupted re-clone's record (the guest was stopped, not yet destroyed).
+    pending_record_of(&sim, home, "pnd", "pnd-01");
+    let st = exits(home, &sim, 0, &["lab", "status", &lab]).await;
+    assert!(
+        st.stderr.contains("pending") && st.stderr.contains("pnd-01"),
+        "status mentions the pending reset: {st}"
+    );
+    // `lab down` with the lab file sets the record aside and says so.
+    let down = exits(home, &sim, 0, &["lab", "down", &lab, "--yes"]).await;
+    assert!(down.stderr.contains("set aside"), "{down}");
+    assert!(!record_path(home, "pnd").exists(), "{down}");
+    let up = exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    assert!(!up.stderr.contains("pending"), "{up}");
+    let g = guests(&sim, "pnd")["pnd-01"].clone();
+    let out = reset(home, &sim, 0, &lab, &["pnd-01", "--yes"]).await;
+    let now = &guests(&sim, "pnd")["pnd-01"];
+    assert_eq!(mac(now), mac(&g), "the new guest keeps its own MAC: {out}");
+    assert!(acl_of(&sim, vmid(now)).is_empty(), "no ACL re-added: {out}");
+
+    // `lab down` through another copy of the lab file: the record beside this one stays;
+    // `lab up` says so, and the reset drops it (the new guest carries the lab's tag and
+    // none of the recorded MACs).
+    exits(home, &sim, 0, &["lab", "access", "grant", &lab]).await;
+    pending_record_of(&sim, home, "pnd", "pnd-01");
+    std::fs::create_dir(home.join("other")).unwrap();
+    let other = write_file(&home.join("other"), "lab.toml", &reclone_lab("pnd", 1));
+    exits(home, &sim, 0, &["lab", "down", &other, "--yes"]).await;
+    assert!(record_path(home, "pnd").exists());
+    let up = exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    assert!(
+        up.stderr.contains("pending") && up.stderr.contains("pnd-01"),
+        "{up}"
+    );
+    let g = guests(&sim, "pnd")["pnd-01"].clone();
+    let out = reset(home, &sim, 0, &lab, &["pnd-01", "--yes"]).await;
+    assert!(
+        out.stderr
+            .contains("dropped the pending re-clone of pnd-01"),
+        "{out}"
+    );
+    let now = &guests(&sim, "pnd")["pnd-01"];
+    assert_eq!(mac(now), mac(&g), "the new guest keeps its own MAC: {out}");
+    assert!(acl_of(&sim, vmid(now)).is_empty(), "no ACL re-added: {out}");
+}

@@ -657,42 +657,92 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         results.push((p, r));
     }
     report(&name, &to, &results, format)?;
+    let open: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ended::Done(_)))
+        .map(|(p, _)| p.host.as_str())
+        .collect();
+    if open.is_empty() && !interrupt.is_triggered() {
+        return Ok(());
+    }
+    let done: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ended::Done(_)))
+        .map(|(p, _)| p.host.as_str())
+        .collect();
+    // Only the students not reset are named in the command to run again: a student who
+    // was reset works on the guest by now, and a second reset would throw that away.
+    let next = if open.is_empty() {
+        String::new()
+    } else {
+        let recorded: Vec<&str> = {
+            let pending = journal.snapshot().pending;
+            open.iter()
+                .copied()
+                .filter(|h| pending.contains_key(*h))
+                .collect()
+        };
+        format!(
+            "; run `labctl lab reset {} {}{} --yes` for them{}{}",
+            args.file.display(),
+            open.join(" "),
+            if to == BASELINE {
+                String::new()
+            } else {
+                format!(" --to {to}")
+            },
+            if recorded.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (it completes the interrupted re-clone of {} from {})",
+                    recorded.join(", "),
+                    journal.path().display()
+                )
+            },
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} {} reset: leave {} out",
+                    done.join(", "),
+                    if done.len() == 1 { "is" } else { "are" },
+                    if done.len() == 1 { "it" } else { "them" }
+                )
+            }
+        )
+    };
     if interrupt.is_triggered() {
-        let open: Vec<&str> = results
-            .iter()
-            .filter(|(_, r)| !matches!(r, Ended::Done(_)))
-            .map(|(p, _)| p.host.as_str())
-            .collect();
         return Err(fail::with_code(
             fail::INCOMPLETE,
             format!(
-                "interrupted: {} not reset yet; run the same command again (an interrupted \
-                 re-clone is completed from {})",
+                "interrupted: {} not reset yet{next}",
                 if open.is_empty() {
                     "every student is done, none".to_owned()
                 } else {
                     open.join(", ")
                 },
-                journal.path().display()
             ),
         ));
     }
-    let failed = results
+    // A permission refused (HTTP 403) is not mended by running again: exit 3.
+    let denied = results
         .iter()
-        .filter(|(_, r)| !matches!(r, Ended::Done(_)))
-        .count();
-    if failed > 0 {
-        return Err(fail::with_code(
-            fail::INCOMPLETE,
-            format!(
-                "{failed} of {} resets failed; run the same command again (an interrupted \
-                 re-clone is completed from {})",
-                results.len(),
-                journal.path().display()
-            ),
-        ));
-    }
-    Ok(())
+        .any(|(_, r)| matches!(r, Ended::Failed(e) if fail::exit_code(e) == fail::AUTH));
+    Err(fail::with_code(
+        if denied { fail::AUTH } else { fail::INCOMPLETE },
+        format!(
+            "{} of {} resets failed ({}){}{next}",
+            open.len(),
+            results.len(),
+            open.join(", "),
+            if denied {
+                ": a privilege is missing (see above); grant it first"
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 /// Where one student stands after the run.
@@ -729,9 +779,25 @@ async fn reset_one(
     let mut task = None;
     match p.path {
         ResetPath::Rollback => {
-            task = lab_core::rollback(hv, vmid, to)
+            task = hv
+                .rollback(vmid, to.to_owned())
                 .await
                 .with_context(|| format!("{}: rollback to {to}", p.host))?;
+            // A disk-only snapshot leaves the guest stopped.
+            let running = lab_core::Inventory::guest(hv, vmid)
+                .await
+                .with_context(|| format!("{}: reading VM {vmid} after the rollback", p.host))?
+                .status
+                .is_running();
+            if !running {
+                lab_core::Power::start(hv, vmid).await.with_context(|| {
+                    format!(
+                        "{}: rolled back to {to}, but VM {vmid} is left stopped: starting it \
+                         failed (start it with `labctl vm start {vmid}`)",
+                        p.host
+                    )
+                })?;
+            }
         }
         ResetPath::Reclone => {
             let intent = match &p.resume {
@@ -1375,6 +1441,23 @@ fn print_plan(
     Ok(())
 }
 
+/// An error and its causes, each said once: a cause whose text an outer error already
+/// carries (a backend error quoting the HTTP error it wraps) is not repeated.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn report(
     lab: &LabName,
     to: &str,
@@ -1401,13 +1484,7 @@ fn report(
                 o.task.clone(),
                 None,
             ),
-            Ended::Failed(e) => (
-                "failed",
-                Vec::new(),
-                Vec::new(),
-                None,
-                Some(format!("{e:#}")),
-            ),
+            Ended::Failed(e) => ("failed", Vec::new(), Vec::new(), None, Some(chain_text(e))),
             Ended::Interrupted { recorded } => (
                 "interrupted",
                 Vec::new(),

@@ -268,7 +268,8 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     // The first re-clone fails after its destroy: the guest is gone, its record stays.
     sim.fail_next_clone("clone failed: injected by the test");
     let cut = reset(home, &sim, 5, &lab, &["zrs-01", "--yes"]).await;
-    assert!(cut.stderr.contains("run the same command again"), "{cut}");
+    let next = format!("run `labctl lab reset {lab} zrs-01 --yes` for them");
+    assert!(cut.stderr.contains(&next), "{cut}");
     assert!(!guests(&sim, "zrs").contains_key("zrs-01"), "destroyed");
     let record = reset_record(home, "zrs");
     assert!(record["pending"]["zrs-01"]["nics"].is_array(), "{record}");
@@ -588,10 +589,13 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
+    let next = format!("run `labctl lab reset {lab} sig-01 sig-02 --to hung --yes`");
     assert!(
-        stderr.contains("interrupted") && stderr.contains("run the same command again"),
+        stderr.contains("interrupted") && stderr.contains(&next),
         "{stderr}"
     );
+    // A rollback has no record to complete from.
+    assert!(!stderr.contains("re-clone is completed"), "{stderr}");
     let report = json(&stdout);
     assert_eq!(report["students"][0]["outcome"], "interrupted", "{report}");
     assert_eq!(report["students"][1]["outcome"], "not started", "{report}");
@@ -912,4 +916,75 @@ async fn a_pending_record_is_set_aside_by_lab_down_and_never_applied_to_a_later_
     let now = &guests(&sim, "pnd")["pnd-01"];
     assert_eq!(mac(now), mac(&g), "the new guest keeps its own MAC: {out}");
     assert!(acl_of(&sim, vmid(now)).is_empty(), "no ACL re-added: {out}");
+}
+
+// Finding 3 (exploratory, s18): "run the same command again" after a partial failure
+// reset the students who had succeeded a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_partial_failure_only_the_students_not_reset_are_named_to_run_again() {
+    let (sim, dir, lab) = zfs_lab_with_a_later_snapshot("prt", 2).await;
+    let home = dir.path();
+    sim.fail_next_clone("clone failed: injected by the test");
+    let out = reset(home, &sim, 5, &lab, &["prt-01", "prt-02", "--yes"]).await;
+    let next = format!("labctl lab reset {lab} prt-01 --yes");
+    assert!(
+        out.stderr.contains(&next) && out.stderr.contains("prt-02 is reset: leave it out"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("run the same command"), "{out}");
+    assert!(
+        out.stderr
+            .contains("completes the interrupted re-clone of prt-01"),
+        "{out}"
+    );
+    let g2 = guests(&sim, "prt")["prt-02"].clone();
+    // The advised command completes prt-01 and leaves prt-02 as the student has it.
+    reset(home, &sim, 0, &lab, &["prt-01", "--yes"]).await;
+    let after = guests(&sim, "prt");
+    assert_eq!(after["prt-01"]["status"], "running");
+    assert_eq!(uuid(&after["prt-02"]), uuid(&g2), "prt-02 not reset again");
+}
+
+// Finding 4 (exploratory, s18): a 403 on the start after a rollback left the guest
+// stopped with exit 5 and the error text twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_the_start_after_a_rollback_is_exit_3_and_says_the_guest_is_stopped() {
+    let (sim, dir, lab) = sim_with_lab("sta", 1).await;
+    let home = dir.path();
+    let g = guests(&sim, "sta")["sta-01"].clone();
+    let vmid = vmid(&g);
+    let node = g["node"].as_str().unwrap();
+    // A token without VM.PowerMgmt: refused before the rollback.
+    let token = token_without(&sim, home, "NoPower", "VM.PowerMgmt").await;
+    let out = output(
+        with_token(home, &sim, &token),
+        &["lab", "reset", &lab, "sta-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        out.stderr.contains(&format!("VM.PowerMgmt on /vms/{vmid}")),
+        "{out}"
+    );
+    assert_eq!(guests(&sim, "sta")["sta-01"], g, "untouched: {out}");
+    // A 403 the check could not foresee: exit 3, the guest is said to be stopped, the
+    // refusal said once.
+    let why = "Permission check failed (/vms/5000, VM.PowerMgmt)";
+    sim.fail_next_request(
+        "POST",
+        &format!("/nodes/{node}/qemu/{vmid}/status/start"),
+        pve_sim::RequestFault::Status(403, why),
+    )
+    .unwrap();
+    let out = reset(home, &sim, 3, &lab, &["sta-01", "--yes"]).await;
+    assert!(
+        out.stderr.contains("left stopped") && out.stderr.contains(&format!("vm start {vmid}")),
+        "{out}"
+    );
+    let said = out.stderr.matches(why).count();
+    assert_eq!(said, 1, "the refusal is said once: {out}");
+    assert!(
+        !out.stderr.contains("an interrupted re-clone is completed"),
+        "{out}"
+    );
 }

@@ -988,3 +988,42 @@ async fn a_403_on_the_start_after_a_rollback_is_exit_3_and_says_the_guest_is_sto
         "{out}"
     );
 }
+
+// Finding 5 (exploratory, s18): a re-clone moved the student to the template's node
+// (one the lab excludes), cloned from the template instead of the replica there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclone_stays_on_the_guests_node_cloned_from_the_copy_there() {
+    let sim = sim_builder().start().await.unwrap();
+    let text = reclone_lab("plc", 2) + "nodes = [\"pve2\", \"pve3\"]\n";
+    let (dir, lab) = lab_file(&text);
+    let home = dir.path();
+    exits(home, &sim, 0, &["template", "replicate", "9000"]).await;
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let before = guests(&sim, "plc");
+    for g in before.values() {
+        assert_ne!(g["node"], "pve1", "placed by the lab's nodes: {g}");
+        assert_ne!(g["linked_base"], 9000, "cloned from the replica: {g}");
+    }
+    let dry = reset(home, &sim, 0, &lab, &["plc-01", "plc-02", "--dry-run"]).await;
+    assert!(
+        dry.stdout.contains("NODE") && dry.stdout.contains("STUDENT"),
+        "{dry}"
+    );
+    let args = ["plc-01", "plc-02", "--yes", "-o", "json"];
+    let out = reset(home, &sim, 0, &lab, &args).await;
+    let report = json(&out.stdout);
+    let after = guests(&sim, "plc");
+    for (i, host) in ["plc-01", "plc-02"].iter().enumerate() {
+        let (was, now) = (&before[*host], &after[*host]);
+        assert_eq!(now["node"], was["node"], "{host} stays on its node: {out}");
+        assert_eq!(
+            now["linked_base"], was["linked_base"],
+            "{host} is cloned from the copy on its node: {out}"
+        );
+        assert_eq!(now["status"], "running");
+        let row = &report["students"][i];
+        assert_eq!(row["hostname"], *host, "{report}");
+        assert_eq!(row["node"], was["node"], "{report}");
+        assert!(row.get("student").is_some(), "{report}");
+    }
+}

@@ -351,6 +351,72 @@ mod tests {
         );
     }
 
+    fn guest(vmid: u32, kind: VmKind, template: bool) -> GuestInfo {
+        GuestInfo {
+            vmid: VmId::new(vmid).unwrap(),
+            name: Some("t".into()),
+            node: NodeName::new("pve1").unwrap(),
+            kind,
+            status: crate::types::VmStatus::Stopped,
+            template,
+            pool: None,
+            tags: Vec::new(),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn a_reclone_template_must_be_a_template_of_the_guests_kind() {
+        let t = guest(9000, VmKind::Vm, true);
+        assert!(check_reclone_template(&t, VmKind::Vm, CloneMode::Linked).is_ok());
+        let e = check_reclone_template(
+            &guest(100, VmKind::Vm, false),
+            VmKind::Vm,
+            CloneMode::Linked,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not a template") && e.contains("100"), "{e}");
+        let e = check_reclone_template(
+            &guest(9001, VmKind::Container, true),
+            VmKind::Vm,
+            CloneMode::Full,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a container (LXC)") && e.contains("a VM (QEMU)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_reclone_source_is_the_copy_on_the_guests_node() {
+        let src = |node: &str, template: u32, target: bool| CloneSource {
+            node: NodeName::new(node).unwrap(),
+            template: VmId::new(template).unwrap(),
+            target,
+            capacity: crate::hypervisor::CloneCapacity {
+                key: format!("{node}/local-lvm"),
+                slots: 3,
+                queue: 0,
+            },
+        };
+        let sources = [
+            src("pve1", 9000, false),
+            src("pve3", 9000, true),
+            src("pve3", 9102, false),
+        ];
+        let at = |n: &str| reclone_source(&sources, &NodeName::new(n).unwrap());
+        assert_eq!(at("pve1").unwrap().template.get(), 9000);
+        assert_eq!(
+            at("pve3").unwrap().template.get(),
+            9102,
+            "the replica there"
+        );
+        assert!(at("pve2").is_none());
+    }
+
     async fn one_student(hv: &FakeHypervisor) -> (LabName, VmId) {
         let lab = LabName::new("rst").unwrap();
         let vmid = VmId::new(5000).unwrap();

@@ -380,9 +380,15 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     // A clone of an interrupted run may still be landing (its guest joins the pool when
     // the task ends): wait for it before the lab is listed, or the listing would take
     // that guest for one that is not the lab's.
-    lab_core::Inventory::quiesce(&hv, Some(spec.template))
-        .await
-        .context("waiting for clones of an earlier run to land")?;
+    if let Err(e) = lab_core::Inventory::quiesce(&hv, Some(spec.template)).await {
+        let e = anyhow::Error::new(e);
+        // A login refused is said as it is (the first request logs in).
+        return Err(if fail::exit_code(&e) == fail::AUTH {
+            e
+        } else {
+            e.context("waiting for clones of an earlier run to land")
+        });
+    }
     let rows: Vec<StudentStatus> = status(&hv, &name).await?;
     let by_host: BTreeMap<String, StudentStatus> = rows
         .iter()
@@ -471,6 +477,12 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         .iter()
         .filter_map(|h| frozen.get(h).map(|t| format!("{h} (frozen at {t})")))
         .collect();
+    let mut frozen_hosts: Vec<&str> = chosen
+        .iter()
+        .filter(|h| frozen.contains_key(*h))
+        .map(String::as_str)
+        .collect();
+    let by_manifest = !frozen_hosts.is_empty();
     // The cluster's view too (a manifest moved away, another machine's freeze): a guest
     // whose every link is down was cut.
     for h in &chosen {
@@ -484,15 +496,29 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             .with_context(|| format!("reading the NICs of {h} (VM {})", row.vmid))?;
         if !identity.nics.is_empty() && identity.nics.iter().all(|n| n.down) {
             refused.push(format!("{h} (every NIC's link is down)"));
+            frozen_hosts.push(h);
         }
     }
     if !refused.is_empty() {
+        let students: String = frozen_hosts
+            .iter()
+            .map(|h| format!(" --student {h}"))
+            .collect();
         return Err(fail::usage(format!(
             "lab {name}: {} frozen: a reset would throw away what the deadline kept; give the \
-             student back first with `labctl lab unfreeze {} --student NAME`, or reset \
+             student back first with `labctl lab unfreeze {}{students} --yes`{}, or reset \
              someone else",
             refused.join(", "),
-            args.file.display()
+            args.file.display(),
+            if by_manifest {
+                String::new()
+            } else {
+                format!(
+                    ", run with the lab file whose freeze manifest recorded the freeze (there \
+                     is none at {})",
+                    manifest.display()
+                )
+            }
         )));
     }
 
@@ -657,6 +683,29 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         results.push((p, r));
     }
     report(&name, &to, &results, format)?;
+    // A re-clone cut off before its record (so before the destroy) may have stopped the
+    // guest already: say so.
+    for (p, r) in &results {
+        if p.path != ResetPath::Reclone
+            || matches!(r, Ended::Done(_) | Ended::NotStarted)
+            || journal.snapshot().pending.contains_key(&p.host)
+        {
+            continue;
+        }
+        let Ok(vmid) = lab_core::VmId::new(p.vmid) else {
+            continue;
+        };
+        if let Ok(g) = lab_core::Inventory::guest(&hv, vmid).await {
+            if !g.status.is_running() {
+                eprintln!(
+                    "labctl: {}: VM {vmid} was stopped for the re-clone and is left stopped \
+                     (not destroyed, nothing recorded): the next reset re-clones it, or start \
+                     it with `labctl vm start {vmid}`",
+                    line_safe(&p.host)
+                );
+            }
+        }
+    }
     let open: Vec<&str> = results
         .iter()
         .filter(|(_, r)| !matches!(r, Ended::Done(_)))
@@ -812,9 +861,14 @@ async fn reset_one(
                         .status
                         .is_running()
                     {
-                        lab_core::Power::stop(hv, vmid)
-                            .await
-                            .with_context(|| format!("{}: stopping VM {vmid}", p.host))?;
+                        lab_core::Power::stop(hv, vmid).await.with_context(|| {
+                            format!(
+                                "{}: stopping VM {vmid} (not destroyed, nothing recorded; if \
+                                 the stop went through it is left stopped: the next reset \
+                                 re-clones it, or start it with `labctl vm start {vmid}`)",
+                                p.host
+                            )
+                        })?;
                     }
                     // Recorded right before the destroy.
                     journal.update(|r| {

@@ -317,10 +317,13 @@ async fn a_frozen_student_is_refused() {
     let home = dir.path();
     exits(home, &sim, 0, &["lab", "freeze", &lab, "--yes"]).await;
     let out = refused_unchanged(home, &sim, &lab, "frs", "frs-01").await;
+    // Finding 11 (s18): the hint names the student, not `--student NAME`.
+    let hint = format!("labctl lab unfreeze {lab} --student frs-01 --yes");
     assert!(
-        out.stderr.contains("frozen") && out.stderr.contains("unfreeze"),
+        out.stderr.contains("frozen") && out.stderr.contains(&hint),
         "{out}"
     );
+    assert!(!out.stderr.contains("NAME"), "{out}");
 }
 
 /// Puts the lab template's disk on ZFS (its linked clones are too).
@@ -527,6 +530,15 @@ async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_
     let out = refused_unchanged(home, &sim, &lab, "cut", "cut-01").await;
     assert!(
         out.stderr.contains("cut-01 (every NIC's link is down)") && out.stderr.contains("unfreeze"),
+        "{out}"
+    );
+    // Finding 11 (s18): no manifest beside this lab file: the hint names the student and
+    // says the freeze was recorded beside another lab file.
+    assert!(
+        out.stderr.contains("--student cut-01")
+            && out
+                .stderr
+                .contains("whose freeze manifest recorded the freeze"),
         "{out}"
     );
     // The other student is not cut off: its plan is made.
@@ -1026,4 +1038,45 @@ async fn a_reclone_stays_on_the_guests_node_cloned_from_the_copy_there() {
         assert_eq!(row["node"], was["node"], "{report}");
         assert!(row.get("student").is_some(), "{report}");
     }
+}
+
+// Finding 14 (s18): misleading messages — a wrong password said "waiting for clones of an
+// earlier run to land"; a re-clone cut off after its stop did not say the guest was left
+// stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_a_reclone_cut_after_its_stop_are_said_as_they_are() {
+    let sim = sim().await;
+    let (dir, lab) = lab_file(&reclone_lab("msg", 1));
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let mut c = against(home, &sim);
+    c.env("PVE_PASSWORD", "wrong");
+    let out = output(c, &["lab", "reset", &lab, "msg-01", "--yes"]).await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(!out.stderr.contains("waiting for clones"), "{out}");
+
+    // The stop runs but its answer is lost: the reset fails before its record.
+    let g = guests(&sim, "msg")["msg-01"].clone();
+    let (vmid, node) = (vmid(&g), g["node"].as_str().unwrap().to_owned());
+    sim.fail_next_request(
+        "POST",
+        &format!("/nodes/{node}/qemu/{vmid}/status/stop"),
+        pve_sim::RequestFault::LostAnswer,
+    )
+    .unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", &lab, "msg-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(5), "{out}");
+    assert!(
+        out.stderr.contains("not destroyed") && out.stderr.contains(&format!("vm start {vmid}")),
+        "{out}"
+    );
+    assert_eq!(
+        uuid(&guests(&sim, "msg")["msg-01"]),
+        uuid(&g),
+        "not destroyed"
+    );
 }

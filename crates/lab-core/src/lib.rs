@@ -113,7 +113,8 @@ pub use hypervisor::{
     MockReadiness, MockSnapshots,
 };
 pub use reset::{
-    choose_reset, plan_reset, reclone, rollback, wait_ready, Reclone, ResetChoice, ResetPath,
+    check_reclone_template, choose_reset, plan_reset, reclone, reclone_source, rollback,
+    wait_ready, Reclone, ResetChoice, ResetPath,
 };
 // Placement across a cluster (issue 21).
 pub use hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};

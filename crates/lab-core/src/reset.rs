@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::hypervisor::{
-    CloneRequest, GuestIdentity, Hypervisor, Probe, RollbackReach, Secure, SnapshotInfo, Snapshots,
+    CloneRequest, CloneSource, GuestIdentity, Hypervisor, Probe, RollbackReach, Secure,
+    SnapshotInfo, Snapshots,
 };
 use crate::spec::CloneMode;
-use crate::types::{GuestInfo, LabName, VmId};
+use crate::types::{GuestInfo, LabName, NodeName, VmId, VmKind};
 
 /// How a student's guest gets back to the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,61 @@ pub struct Reclone {
     pub identity: GuestIdentity,
     /// The guest was fenced: the new one is fenced before it first starts.
     pub fence: bool,
+    /// Where the new clone comes from and lands: the guest's own node (the template, its
+    /// replica there, or shared storage), as [`reclone_source`] finds it; `None` clones
+    /// the template where it is (a backend without placement).
+    pub source: Option<CloneSource>,
+}
+
+/// Whether `template` can give back a guest of kind `kind` by a re-clone in `mode`: it
+/// must be a template (a linked clone needs one, and `lab up` clones nothing else) of
+/// the same kind as the student's guest (a VM never comes back as a container). Checked
+/// before anything is stopped or destroyed.
+pub fn check_reclone_template(template: &GuestInfo, kind: VmKind, mode: CloneMode) -> Result<()> {
+    if !template.template {
+        return Err(Error::invalid(
+            "template",
+            template.vmid.to_string(),
+            format!(
+                "VM {} ({}) is not a template, so a {} re-clone cannot be made of it; \
+                 convert it first or set the lab's template",
+                template.vmid,
+                template.name.as_deref().unwrap_or("no name"),
+                mode
+            ),
+        ));
+    }
+    if template.kind != kind {
+        let what = |k: VmKind| match k {
+            VmKind::Vm => "a VM (QEMU)",
+            VmKind::Container => "a container (LXC)",
+        };
+        return Err(Error::invalid(
+            "template",
+            template.vmid.to_string(),
+            format!(
+                "template {} is {}, the student's guest is {}: a re-clone must give back \
+                 the same kind; set the lab's template to one of the guest's kind",
+                template.vmid,
+                what(template.kind),
+                what(kind)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The source a re-clone of a guest on `node` uses: among `sources` (what
+/// [`Placement::placement`](crate::Placement::placement) read), the one landing on that
+/// node, so the student stays where `up` put them. `None` when no copy of the template
+/// reaches `node`.
+pub fn reclone_source(sources: &[CloneSource], node: &NodeName) -> Option<CloneSource> {
+    let here: Vec<&CloneSource> = sources.iter().filter(|s| &s.node == node).collect();
+    // The template or a replica on the node itself before a shared source sent there.
+    here.iter()
+        .find(|s| !s.target)
+        .or_else(|| here.first())
+        .map(|s| (*s).clone())
 }
 
 /// Destroys the lab's guest at `r.vmid` (stopping it first) if there is one, clones the
@@ -162,7 +218,8 @@ where
 {
     // A clone of an interrupted try may still be running: it must land before the id is
     // looked at (else its guest would be locked, or appear after the destroy).
-    hv.quiesce(Some(r.template)).await?;
+    let template = r.source.as_ref().map_or(r.template, |s| s.template);
+    hv.quiesce(Some(template)).await?;
     match hv.guest(r.vmid).await {
         Ok(g) => {
             let pool = r.lab.pool();
@@ -189,15 +246,15 @@ where
     }
     let guest = hv
         .clone_guest(CloneRequest {
-            template: r.template,
+            template,
             vmid: r.vmid,
             last_id: r.vmid,
             hostname: r.hostname.clone(),
             mode: r.mode,
             lab: r.lab.clone(),
-            // From the template itself (not a replica on another node): placement is
-            // decided by `up`, a reset only gives the student their machine back.
-            source: None,
+            // On the guest's own node (placement was decided by `up`; a reset only gives
+            // the student their machine back where it was).
+            source: r.source.clone(),
         })
         .await?;
     let mut identity = r.identity.clone();
@@ -294,6 +351,72 @@ mod tests {
         );
     }
 
+    fn guest(vmid: u32, kind: VmKind, template: bool) -> GuestInfo {
+        GuestInfo {
+            vmid: VmId::new(vmid).unwrap(),
+            name: Some("t".into()),
+            node: NodeName::new("pve1").unwrap(),
+            kind,
+            status: crate::types::VmStatus::Stopped,
+            template,
+            pool: None,
+            tags: Vec::new(),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn a_reclone_template_must_be_a_template_of_the_guests_kind() {
+        let t = guest(9000, VmKind::Vm, true);
+        assert!(check_reclone_template(&t, VmKind::Vm, CloneMode::Linked).is_ok());
+        let e = check_reclone_template(
+            &guest(100, VmKind::Vm, false),
+            VmKind::Vm,
+            CloneMode::Linked,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not a template") && e.contains("100"), "{e}");
+        let e = check_reclone_template(
+            &guest(9001, VmKind::Container, true),
+            VmKind::Vm,
+            CloneMode::Full,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a container (LXC)") && e.contains("a VM (QEMU)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_reclone_source_is_the_copy_on_the_guests_node() {
+        let src = |node: &str, template: u32, target: bool| CloneSource {
+            node: NodeName::new(node).unwrap(),
+            template: VmId::new(template).unwrap(),
+            target,
+            capacity: crate::hypervisor::CloneCapacity {
+                key: format!("{node}/local-lvm"),
+                slots: 3,
+                queue: 0,
+            },
+        };
+        let sources = [
+            src("pve1", 9000, false),
+            src("pve3", 9000, true),
+            src("pve3", 9102, false),
+        ];
+        let at = |n: &str| reclone_source(&sources, &NodeName::new(n).unwrap());
+        assert_eq!(at("pve1").unwrap().template.get(), 9000);
+        assert_eq!(
+            at("pve3").unwrap().template.get(),
+            9102,
+            "the replica there"
+        );
+        assert!(at("pve2").is_none());
+    }
+
     async fn one_student(hv: &FakeHypervisor) -> (LabName, VmId) {
         let lab = LabName::new("rst").unwrap();
         let vmid = VmId::new(5000).unwrap();
@@ -349,6 +472,7 @@ mod tests {
             hostname: "rst-01".into(),
             identity: hv.identity(vmid).await.unwrap(),
             fence: hv.fenced(&lab, vmid).await.unwrap(),
+            source: None,
         };
         assert!(r.fence);
         // Killed after the destroy: the next try completes it.
@@ -396,6 +520,7 @@ mod tests {
             hostname: "rst-01".into(),
             identity: GuestIdentity::default(),
             fence: false,
+            source: None,
         };
         let e = reclone(&hv, &r).await.unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }), "{e}");

@@ -841,8 +841,11 @@ pub async fn run(
                 return Err(refusal.into());
             }
         }
-        (LabCommand::Up(_), Checked::Spec(lab)) => {
+        (LabCommand::Up(u), Checked::Spec(lab)) => {
             let _lock = LabLock::take(&host_of(access), &lab.spec.name, "up")?;
+            if let Some(note) = crate::reset::pending_note(&lab.spec.name, u.spec.file.as_deref()) {
+                eprintln!("{note}");
+            }
             let report = match up(hv, &lab.spec).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -932,6 +935,9 @@ pub async fn run(
             for r in &mut rows {
                 r.frozen = frozen.get(&r.hostname).cloned();
             }
+            if let Some(note) = crate::reset::pending_note(&name, s.file()) {
+                eprintln!("{note}");
+            }
             if rows.is_empty() && format.is_table() {
                 println!("lab {name}: no students");
             } else {
@@ -960,6 +966,8 @@ pub async fn run(
                 .then(|| LabLock::take(&host_of(access), &lab, "down"))
                 .transpose()?;
             down(hv, access, args, &lab, format).await?;
+            // The guests an interrupted re-clone recorded are gone with the lab.
+            crate::reset::set_aside_record(&lab, args.lab.file(), args.dry_run)?;
         }
         _ => anyhow::bail!("internal: lab command and its checked input disagree"),
     }

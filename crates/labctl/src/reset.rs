@@ -36,8 +36,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::Args;
 use lab_core::{
-    plan_reset, reclone, status, wait_ready, Capability, GuestIdentity, LabName, NicLink, Reclone,
-    ResetPath, Snapshots, StudentStatus,
+    plan_reset, reclone, status, wait_ready, Capability, CloneSource, GuestIdentity, LabName,
+    NicLink, Reclone, ResetPath, Snapshots, StudentStatus, VmKind,
 };
 use lab_proxmox::ProxmoxLab;
 use pve_access::{AccessApi, AclEntry, AclPath, GroupId, RoleId, Subject, Userid};
@@ -109,6 +109,10 @@ struct Intent {
     /// `since` in seconds since the epoch (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since_unix: Option<u64>,
+    /// The node the guest was on: the re-clone lands there again (absent in older
+    /// records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -193,6 +197,90 @@ fn record_path(lab: &LabName, file: &Path) -> PathBuf {
     journal::beside(lab, Some(file), "reset")
 }
 
+/// The students of the reset record beside `file` whose re-clone is pending (an
+/// interrupted `lab reset`), with when it began; empty when there is no record or it
+/// cannot be read (`lab reset` itself says why).
+fn pending_of(lab: &LabName, file: Option<&Path>) -> (PathBuf, Vec<(String, String)>) {
+    let path = journal::beside(lab, file, "reset");
+    let pending = Journal::open(path.clone(), lab)
+        .map(|j| {
+            j.snapshot()
+                .pending
+                .into_iter()
+                .map(|(h, i)| (h, i.since))
+                .collect()
+        })
+        .unwrap_or_default();
+    (path, pending)
+}
+
+/// A note for `lab up`/`lab status` when the reset record beside the lab file holds an
+/// interrupted re-clone: who, since when, and how to complete it.
+pub(crate) fn pending_note(lab: &LabName, file: Option<&Path>) -> Option<String> {
+    let (path, pending) = pending_of(lab, file);
+    if pending.is_empty() {
+        return None;
+    }
+    let hosts: Vec<&str> = pending.iter().map(|(h, _)| h.as_str()).collect();
+    Some(format!(
+        "note: a `lab reset` of {} was interrupted ({}) and is pending in {}: complete it \
+         with `labctl lab reset {} {} --yes` (it gives back the recorded MACs, tags, fence \
+         and ACL)",
+        hosts.join(", "),
+        pending
+            .iter()
+            .map(|(h, since)| format!("{h} since {since}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        path.display(),
+        file.map_or_else(|| "LAB.toml".to_owned(), |f| f.display().to_string()),
+        hosts.join(" ")
+    ))
+}
+
+/// `lab down` of the lab: the guests an interrupted re-clone recorded are gone, so the
+/// reset record beside the lab file is set aside (renamed to
+/// `<lab>-reset.set-aside-<time>.json`, never deleted) and said, as a later `lab up`'s
+/// guests are others; with `dry_run` only said.
+pub(crate) fn set_aside_record(
+    lab: &LabName,
+    file: Option<&Path>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let (path, pending) = pending_of(lab, file);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let hosts: Vec<&str> = pending.iter().map(|(h, _)| h.as_str()).collect();
+    let stamp = now().replace([':', '.'], "").replace('-', "");
+    let aside = path.with_file_name(format!("{lab}-reset.set-aside-{stamp}.json"));
+    if dry_run {
+        eprintln!(
+            "would set the reset record {} aside as {} (its pending re-clone of {} is of \
+             guests this destroys)",
+            path.display(),
+            aside.display(),
+            hosts.join(", ")
+        );
+        return Ok(());
+    }
+    std::fs::rename(&path, &aside).with_context(|| {
+        format!(
+            "setting the reset record {} aside as {}",
+            path.display(),
+            aside.display()
+        )
+    })?;
+    eprintln!(
+        "note: the reset record {} held an interrupted re-clone of {} (guests now destroyed): \
+         set aside as {}; a later `lab up` makes new guests and `lab reset` begins afresh",
+        path.display(),
+        hosts.join(", "),
+        aside.display()
+    );
+    Ok(())
+}
+
 fn now() -> String {
     lab_grade::time::rfc3339_millis(SystemTime::now())
 }
@@ -200,7 +288,16 @@ fn now() -> String {
 /// One student's plan.
 struct Planned {
     host: String,
+    /// The student's roster name, when the lab has a roster.
+    student: Option<String>,
     vmid: u32,
+    /// The node the guest is on (a re-clone lands there again); `None` when unknown (a
+    /// guest destroyed by an interrupted re-clone of an older record).
+    node: Option<String>,
+    /// The guest's kind (a re-clone needs a template of the same kind).
+    kind: Option<VmKind>,
+    /// Where a re-clone comes from (decided by [`preflight`]).
+    source: Option<CloneSource>,
     path: ResetPath,
     why: String,
     /// An interrupted re-clone of this student is completed.
@@ -283,9 +380,15 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
     // A clone of an interrupted run may still be landing (its guest joins the pool when
     // the task ends): wait for it before the lab is listed, or the listing would take
     // that guest for one that is not the lab's.
-    lab_core::Inventory::quiesce(&hv, Some(spec.template))
-        .await
-        .context("waiting for clones of an earlier run to land")?;
+    if let Err(e) = lab_core::Inventory::quiesce(&hv, Some(spec.template)).await {
+        let e = anyhow::Error::new(e);
+        // A login refused is said as it is (the first request logs in).
+        return Err(if fail::exit_code(&e) == fail::AUTH {
+            e
+        } else {
+            e.context("waiting for clones of an earlier run to land")
+        });
+    }
     let rows: Vec<StudentStatus> = status(&hv, &name).await?;
     let by_host: BTreeMap<String, StudentStatus> = rows
         .iter()
@@ -325,9 +428,12 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         return Err(fail::with_code(
             fail::NOT_FOUND,
             format!(
-                "lab {name}: {} has no guest: run `labctl lab up {}` (it makes the missing \
-                 guests), then reset",
+                "lab {name}: {} has no guest and {} holds no interrupted re-clone of it; if \
+                 a `lab reset` of it was interrupted, run that again with the lab file it was \
+                 run with (its record {name}-reset.json lies beside that file), else run \
+                 `labctl lab up {}` (it makes the missing guests), then reset",
                 gone.join(", "),
+                journal.path().display(),
                 args.file.display()
             ),
         ));
@@ -371,6 +477,12 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         .iter()
         .filter_map(|h| frozen.get(h).map(|t| format!("{h} (frozen at {t})")))
         .collect();
+    let mut frozen_hosts: Vec<&str> = chosen
+        .iter()
+        .filter(|h| frozen.contains_key(*h))
+        .map(String::as_str)
+        .collect();
+    let by_manifest = !frozen_hosts.is_empty();
     // The cluster's view too (a manifest moved away, another machine's freeze): a guest
     // whose every link is down was cut.
     for h in &chosen {
@@ -384,18 +496,40 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             .with_context(|| format!("reading the NICs of {h} (VM {})", row.vmid))?;
         if !identity.nics.is_empty() && identity.nics.iter().all(|n| n.down) {
             refused.push(format!("{h} (every NIC's link is down)"));
+            frozen_hosts.push(h);
         }
     }
     if !refused.is_empty() {
+        let students: String = frozen_hosts
+            .iter()
+            .map(|h| format!(" --student {h}"))
+            .collect();
         return Err(fail::usage(format!(
             "lab {name}: {} frozen: a reset would throw away what the deadline kept; give the \
-             student back first with `labctl lab unfreeze {} --student NAME`, or reset \
+             student back first with `labctl lab unfreeze {}{students} --yes`{}, or reset \
              someone else",
             refused.join(", "),
-            args.file.display()
+            args.file.display(),
+            if by_manifest {
+                String::new()
+            } else {
+                format!(
+                    ", run with the lab file whose freeze manifest recorded the freeze (there \
+                     is none at {})",
+                    manifest.display()
+                )
+            }
         )));
     }
 
+    let roster_name = |host: &str| {
+        lab.roster
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|r| r.hostname == host)
+            .map(|r| r.student.name.clone())
+    };
     let mut plan = Vec::new();
     let mut missing = Vec::new();
     let mut evidence = Vec::new();
@@ -403,7 +537,14 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         if let Some(intent) = pending.get(host) {
             plan.push(Planned {
                 host: host.clone(),
+                student: roster_name(host),
                 vmid: intent.vmid,
+                node: by_host
+                    .get(host)
+                    .map(|r| r.node.to_string())
+                    .or_else(|| intent.node.clone()),
+                kind: None,
+                source: None,
                 path: ResetPath::Reclone,
                 why: format!(
                     "a re-clone begun at {} was interrupted: completing it with the recorded \
@@ -453,7 +594,11 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         };
         plan.push(Planned {
             host: host.clone(),
+            student: roster_name(host),
             vmid: row.vmid.get(),
+            node: Some(row.node.to_string()),
+            kind: None,
+            source: None,
             path: choice.path,
             why,
             resume: None,
@@ -479,6 +624,9 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
             evidence.join(", ")
         )));
     }
+    // Everything a re-clone or rollback needs is checked before anything is stopped or
+    // destroyed (also with --dry-run): the template, where the clone lands, the rights.
+    preflight(&hv, &spec, lab.snapshots.baseline, &mut plan).await?;
     print_plan(&name, &to, &plan, args.dry_run, format)?;
     if args.dry_run {
         return Ok(());
@@ -535,42 +683,115 @@ pub async fn reset_cmd(args: &ResetArgs, conn: &Connection, format: Format) -> a
         results.push((p, r));
     }
     report(&name, &to, &results, format)?;
+    // A re-clone cut off before its record (so before the destroy) may have stopped the
+    // guest already: say so.
+    for (p, r) in &results {
+        if p.path != ResetPath::Reclone
+            || matches!(r, Ended::Done(_) | Ended::NotStarted)
+            || journal.snapshot().pending.contains_key(&p.host)
+        {
+            continue;
+        }
+        let Ok(vmid) = lab_core::VmId::new(p.vmid) else {
+            continue;
+        };
+        if let Ok(g) = lab_core::Inventory::guest(&hv, vmid).await {
+            if !g.status.is_running() {
+                eprintln!(
+                    "labctl: {}: VM {vmid} was stopped for the re-clone and is left stopped \
+                     (not destroyed, nothing recorded): the next reset re-clones it, or start \
+                     it with `labctl vm start {vmid}`",
+                    line_safe(&p.host)
+                );
+            }
+        }
+    }
+    let open: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ended::Done(_)))
+        .map(|(p, _)| p.host.as_str())
+        .collect();
+    if open.is_empty() && !interrupt.is_triggered() {
+        return Ok(());
+    }
+    let done: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ended::Done(_)))
+        .map(|(p, _)| p.host.as_str())
+        .collect();
+    // Only the students not reset are named in the command to run again: a student who
+    // was reset works on the guest by now, and a second reset would throw that away.
+    let next = if open.is_empty() {
+        String::new()
+    } else {
+        let recorded: Vec<&str> = {
+            let pending = journal.snapshot().pending;
+            open.iter()
+                .copied()
+                .filter(|h| pending.contains_key(*h))
+                .collect()
+        };
+        format!(
+            "; run `labctl lab reset {} {}{} --yes` for them{}{}",
+            args.file.display(),
+            open.join(" "),
+            if to == BASELINE {
+                String::new()
+            } else {
+                format!(" --to {to}")
+            },
+            if recorded.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (it completes the interrupted re-clone of {} from {})",
+                    recorded.join(", "),
+                    journal.path().display()
+                )
+            },
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} {} reset: leave {} out",
+                    done.join(", "),
+                    if done.len() == 1 { "is" } else { "are" },
+                    if done.len() == 1 { "it" } else { "them" }
+                )
+            }
+        )
+    };
     if interrupt.is_triggered() {
-        let open: Vec<&str> = results
-            .iter()
-            .filter(|(_, r)| !matches!(r, Ended::Done(_)))
-            .map(|(p, _)| p.host.as_str())
-            .collect();
         return Err(fail::with_code(
             fail::INCOMPLETE,
             format!(
-                "interrupted: {} not reset yet; run the same command again (an interrupted \
-                 re-clone is completed from {})",
+                "interrupted: {} not reset yet{next}",
                 if open.is_empty() {
                     "every student is done, none".to_owned()
                 } else {
                     open.join(", ")
                 },
-                journal.path().display()
             ),
         ));
     }
-    let failed = results
+    // A permission refused (HTTP 403) is not mended by running again: exit 3.
+    let denied = results
         .iter()
-        .filter(|(_, r)| !matches!(r, Ended::Done(_)))
-        .count();
-    if failed > 0 {
-        return Err(fail::with_code(
-            fail::INCOMPLETE,
-            format!(
-                "{failed} of {} resets failed; run the same command again (an interrupted \
-                 re-clone is completed from {})",
-                results.len(),
-                journal.path().display()
-            ),
-        ));
-    }
-    Ok(())
+        .any(|(_, r)| matches!(r, Ended::Failed(e) if fail::exit_code(e) == fail::AUTH));
+    Err(fail::with_code(
+        if denied { fail::AUTH } else { fail::INCOMPLETE },
+        format!(
+            "{} of {} resets failed ({}){}{next}",
+            open.len(),
+            results.len(),
+            open.join(", "),
+            if denied {
+                ": a privilege is missing (see above); grant it first"
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 /// Where one student stands after the run.
@@ -607,15 +828,32 @@ async fn reset_one(
     let mut task = None;
     match p.path {
         ResetPath::Rollback => {
-            task = lab_core::rollback(hv, vmid, to)
+            task = hv
+                .rollback(vmid, to.to_owned())
                 .await
                 .with_context(|| format!("{}: rollback to {to}", p.host))?;
+            // A disk-only snapshot leaves the guest stopped.
+            let running = lab_core::Inventory::guest(hv, vmid)
+                .await
+                .with_context(|| format!("{}: reading VM {vmid} after the rollback", p.host))?
+                .status
+                .is_running();
+            if !running {
+                lab_core::Power::start(hv, vmid).await.with_context(|| {
+                    format!(
+                        "{}: rolled back to {to}, but VM {vmid} is left stopped: starting it \
+                         failed (start it with `labctl vm start {vmid}`)",
+                        p.host
+                    )
+                })?;
+            }
         }
         ResetPath::Reclone => {
             let intent = match &p.resume {
                 Some(i) => i.clone(),
                 None => {
-                    let intent = read_intent(hv, access, spec, vmid, to).await?;
+                    let mut intent = read_intent(hv, access, spec, vmid, to).await?;
+                    intent.node.clone_from(&p.node);
                     // Stopped first: a stop that fails leaves the guest and no record.
                     if lab_core::Inventory::guest(hv, vmid)
                         .await
@@ -623,9 +861,14 @@ async fn reset_one(
                         .status
                         .is_running()
                     {
-                        lab_core::Power::stop(hv, vmid)
-                            .await
-                            .with_context(|| format!("{}: stopping VM {vmid}", p.host))?;
+                        lab_core::Power::stop(hv, vmid).await.with_context(|| {
+                            format!(
+                                "{}: stopping VM {vmid} (not destroyed, nothing recorded; if \
+                                 the stop went through it is left stopped: the next reset \
+                                 re-clones it, or start it with `labctl vm start {vmid}`)",
+                                p.host
+                            )
+                        })?;
                     }
                     // Recorded right before the destroy.
                     journal.update(|r| {
@@ -654,6 +897,7 @@ async fn reset_one(
                     tags: intent.tags.clone(),
                 },
                 fence: intent.fenced,
+                source: p.source.clone(),
             };
             reclone(hv, &r)
                 .await
@@ -794,6 +1038,12 @@ async fn stale_dropped(
             .nics
             .iter()
             .any(|n| macs.contains(&n.mac.to_ascii_lowercase()));
+        // A re-clone gives the MACs and the tags back in one config write: a guest that
+        // carries the lab's tag but none of the recorded MACs was made by `lab up`.
+        let tagged = !intent.nics.is_empty()
+            && lab_core::Inventory::guest(hv, row.vmid)
+                .await
+                .is_ok_and(|g| g.tags.contains(&lab.tag()));
         let later = match intent.since_unix {
             Some(since) => hv
                 .snapshots(row.vmid)
@@ -803,7 +1053,7 @@ async fn stale_dropped(
                 .any(|s| s.taken.is_some_and(|t| t > since)),
             None => false,
         };
-        if !ours && later {
+        if !ours && (later || tagged) {
             stale.push((
                 host.clone(),
                 format!(
@@ -837,6 +1087,320 @@ async fn stale_dropped(
         );
     }
     Ok(pending)
+}
+
+/// Checks, before anything is stopped or destroyed, what the plan's resets need: for a
+/// re-clone the template (it exists, is a template, of the guest's kind) and a copy of it
+/// on the guest's node (the re-clone lands where `up` put the student: the template, its
+/// replica or shared storage there; the source is set in the plan); for every reset the
+/// login's privileges on the paths its requests touch (`GET /access/permissions`, as
+/// `labctl doctor` asks). Refuses with exit 4 (no template), 2 (a wrong template, no copy
+/// on the node) or 3 (a privilege missing), naming the students and saying nothing was
+/// changed.
+async fn preflight(
+    hv: &ProxmoxLab,
+    spec: &lab_core::LabSpec,
+    baseline: bool,
+    plan: &mut [Planned],
+) -> anyhow::Result<()> {
+    let name = &spec.name;
+    let t = spec.template;
+    let reclones: Vec<String> = plan
+        .iter()
+        .filter(|p| p.path == ResetPath::Reclone)
+        .map(|p| p.host.clone())
+        .collect();
+    let mut template_config = None;
+    if !reclones.is_empty() {
+        let hosts = reclones.join(", ");
+        let template = match lab_core::Inventory::guest(hv, t).await {
+            Ok(g) => g,
+            Err(e) if e.is_not_found() => {
+                return Err(fail::with_code(
+                    fail::NOT_FOUND,
+                    format!(
+                        "lab {name}: template {t} not found: the re-clone of {hosts} clones it; \
+                         nothing was changed (set the lab's `template` to the template its \
+                         students were cloned from)"
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "lab {name}: reading template {t} (nothing was changed)"
+                )))
+            }
+        };
+        for p in plan.iter_mut().filter(|p| p.path == ResetPath::Reclone) {
+            let vmid = lab_core::VmId::new(p.vmid)?;
+            p.kind = match lab_core::Inventory::guest(hv, vmid).await {
+                Ok(g) => Some(g.kind),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("{}: reading VM {vmid}", p.host))
+                    )
+                }
+            };
+            lab_core::check_reclone_template(
+                &template,
+                p.kind.unwrap_or(template.kind),
+                spec.clone_mode,
+            )
+            .map_err(|e| {
+                fail::usage(format!(
+                    "lab {name}: the re-clone of {} cannot be made: {e}; nothing was changed",
+                    p.host
+                ))
+            })?;
+        }
+        let sources = match lab_core::Placement::placement(hv, t, spec.clone_mode).await {
+            Ok(v) => Some(v.sources),
+            Err(lab_core::Error::Unsupported { .. }) => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "lab {name}: reading where copies of template {t} are (nothing was changed)"
+                )))
+            }
+        };
+        if let Some(sources) = sources {
+            let mut nowhere = Vec::new();
+            for p in plan.iter_mut().filter(|p| p.path == ResetPath::Reclone) {
+                let Some(node) = &p.node else { continue };
+                let node = lab_core::NodeName::new(node.as_str())?;
+                match lab_core::reclone_source(&sources, &node) {
+                    Some(src) => p.source = Some(src),
+                    None => nowhere.push(format!("{} (on {node})", p.host)),
+                }
+            }
+            if !nowhere.is_empty() {
+                return Err(fail::usage(format!(
+                    "lab {name}: no copy of template {t} reaches the node of {}: a re-clone \
+                     would move the student to another node; make one there with `labctl \
+                     template replicate {t}` first; nothing was changed",
+                    nowhere.join(", ")
+                )));
+            }
+        }
+        let id = pve_vm::VmId::new(t.get())?;
+        template_config = match hv.vm_api().guest(id).await {
+            Ok(g) => g.config().await.ok(),
+            Err(_) => None,
+        };
+    }
+    privileges(hv, spec, baseline, plan, template_config.as_ref()).await
+}
+
+/// The storages of a guest's disks and the bridges of its NICs (what a clone allocates
+/// on and plugs into).
+fn storages_and_bridges(cfg: &pve_vm::GuestConfig) -> (Vec<String>, Vec<String>) {
+    let mut storages = Vec::new();
+    let mut bridges = Vec::new();
+    for (key, value) in &cfg.raw {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+        if base.len() == key.len() {
+            continue;
+        }
+        if matches!(
+            base,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate" | "rootfs" | "mp"
+        ) || key == "rootfs"
+        {
+            if value.contains("media=cdrom") {
+                continue;
+            }
+            if let Some((storage, _)) = value.split_once(':') {
+                if !storage.is_empty() && !storages.iter().any(|s| s == storage) {
+                    storages.push(storage.to_owned());
+                }
+            }
+        } else if base == "net" {
+            if let Some(b) = value
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("bridge="))
+                .filter(|b| !bridges.iter().any(|x| x == b))
+            {
+                bridges.push(b.to_owned());
+            }
+        }
+    }
+    (storages, bridges)
+}
+
+/// Refuses (exit 3) when the login lacks a privilege a planned reset needs, before
+/// anything changes; `root@pam` holds every one. Permissions that cannot be read are not
+/// guessed at (the reset's own requests then tell).
+async fn privileges(
+    hv: &ProxmoxLab,
+    spec: &lab_core::LabSpec,
+    baseline: bool,
+    plan: &[Planned],
+    template_config: Option<&pve_vm::GuestConfig>,
+) -> anyhow::Result<()> {
+    use crate::operator::{On, Sent};
+    let client = hv.vm_api().client();
+    let who = client.auth_id();
+    if who == "root@pam" || plan.is_empty() {
+        return Ok(());
+    }
+    const Q: &str = "/nodes/{node}/qemu/{vmid}";
+    const fn s(method: &'static str, path: &'static str, params: &'static [&'static str]) -> Sent {
+        Sent {
+            method,
+            path,
+            params,
+            on: On::Student,
+        }
+    }
+    let (storages, bridges) = template_config
+        .map(storages_and_bridges)
+        .unwrap_or_default();
+    let pool = spec.name.pool();
+    let access = AccessApi::new(client.clone());
+    let acl_paths: Vec<String> = match access.acl().await {
+        Ok(list) => list.iter().map(|e| e.path.as_str().to_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    // (host, ACL path) → the privileges it needs there.
+    let mut wanted: Vec<(String, String, pve_schema::Need)> = Vec::new();
+    for p in plan {
+        let mut sends = vec![s("POST", "/nodes/{node}/qemu/{vmid}/status/start", &[])];
+        let clone_source = p
+            .source
+            .as_ref()
+            .map_or(spec.template.get(), |s| s.template.get());
+        match p.path {
+            ResetPath::Rollback => sends.push(s(
+                "POST",
+                "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+                &[],
+            )),
+            ResetPath::Reclone => {
+                sends.extend([
+                    s("POST", "/nodes/{node}/qemu/{vmid}/status/stop", &[]),
+                    s("DELETE", Q, &["purge", "destroy-unreferenced-disks"]),
+                    Sent {
+                        method: "POST",
+                        path: "/nodes/{node}/qemu/{vmid}/clone",
+                        params: &["newid", "name", "pool", "full", "description"],
+                        on: On::Template,
+                    },
+                    s("PUT", "/nodes/{node}/qemu/{vmid}/config", &["tags", "net0"]),
+                    s("PUT", "/nodes/{node}/qemu/{vmid}/firewall/options", &[]),
+                    s("POST", "/nodes/{node}/qemu/{vmid}/firewall/rules", &[]),
+                ]);
+                if baseline {
+                    sends.push(s(
+                        "POST",
+                        "/nodes/{node}/qemu/{vmid}/snapshot",
+                        &["snapname"],
+                    ));
+                }
+                let guest_path = format!("/vms/{}", p.vmid);
+                if p.resume
+                    .as_ref()
+                    .map_or_else(|| acl_paths.contains(&guest_path), |i| !i.acl.is_empty())
+                {
+                    sends.push(s("PUT", "/access/acl", &["path", "roles", "users"]));
+                }
+            }
+        }
+        for sent in &sends {
+            let vm = match sent.on {
+                On::Template => clone_source,
+                On::Student => p.vmid,
+            };
+            for need in crate::operator::needs_of(sent)? {
+                let path = need
+                    .path
+                    .replace("{vmid}", &vm.to_string())
+                    .replace("{newid}", &p.vmid.to_string())
+                    .replace("{pool}", pool.as_str())
+                    .replace("{poolid}", pool.as_str())
+                    .replace("{path}", &format!("/vms/{}", p.vmid))
+                    .replace("{node}", p.node.as_deref().unwrap_or("localhost"));
+                let expand = |key: &str, values: &[String]| -> Vec<String> {
+                    if path.contains(key) {
+                        values.iter().map(|v| path.replace(key, v)).collect()
+                    } else {
+                        vec![path.clone()]
+                    }
+                };
+                let paths: Vec<String> = expand("{storage}", &storages)
+                    .into_iter()
+                    .flat_map(|p| {
+                        if p.contains("{bridge}") {
+                            bridges.iter().map(|b| p.replace("{bridge}", b)).collect()
+                        } else {
+                            vec![p]
+                        }
+                    })
+                    .collect();
+                for path in paths.into_iter().filter(|p| !p.contains('{')) {
+                    wanted.push((p.host.clone(), path, need.clone()));
+                }
+            }
+        }
+    }
+    let mut held: BTreeMap<String, Option<std::collections::BTreeSet<String>>> = BTreeMap::new();
+    let mut missing: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (host, path, need) in &wanted {
+        if !held.contains_key(path) {
+            let got: Result<BTreeMap<String, BTreeMap<String, serde_json::Value>>, _> = client
+                .get(
+                    "/access/permissions",
+                    &pve_auth::Params::new().with("path", path.as_str()),
+                )
+                .await;
+            held.insert(
+                path.clone(),
+                got.ok().map(|m| {
+                    m.get(path)
+                        .map(|p| p.keys().cloned().collect())
+                        .unwrap_or_default()
+                }),
+            );
+        }
+        let Some(Some(have)) = held.get(path) else {
+            continue;
+        };
+        if !pve_schema::satisfied(need, have) {
+            let what = if need.any {
+                need.privs.join(" or ")
+            } else {
+                need.privs
+                    .iter()
+                    .filter(|p| !have.contains(*p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            missing
+                .entry(host.clone())
+                .or_default()
+                .insert(format!("{what} on {path}"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(h, w)| format!("{h}: {}", w.iter().cloned().collect::<Vec<_>>().join(", ")))
+        .collect();
+    Err(fail::with_code(
+        fail::AUTH,
+        format!(
+            "lab {}: {who} lacks privileges the reset needs ({}); nothing was changed: grant \
+             them (`labctl setup operator --dry-run` shows the role labctl needs) or reset \
+             with a login that holds them",
+            spec.name,
+            list.join("; ")
+        ),
+    ))
 }
 
 /// What a re-clone must give back, read from the guest before it is destroyed.
@@ -881,6 +1445,7 @@ async fn read_intent(
         fenced,
         acl,
         uuid: guest_uuid(hv, vmid.get()).await?,
+        node: None,
         since_unix: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()
@@ -897,7 +1462,10 @@ fn print_plan(
 ) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = plan
         .iter()
-        .map(|p| json!({"hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why}))
+        .map(|p| {
+            json!({"hostname": p.host, "student": p.student, "vmid": p.vmid, "node": p.node,
+                   "how": p.path.as_str(), "why": p.why})
+        })
         .collect();
     if format == Format::Json {
         if dry_run {
@@ -905,11 +1473,15 @@ fn print_plan(
         }
         return Ok(());
     }
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "WHY"]);
+    let mut sheet = Sheet::new(&["HOSTNAME", "STUDENT", "VMID", "NODE", "HOW", "WHY"]);
     for p in plan {
         sheet.row(vec![
             line_safe(&p.host),
+            p.student
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), line_safe),
             p.vmid.to_string(),
+            p.node.clone().unwrap_or_else(|| "-".to_owned()),
             p.path.as_str().to_owned(),
             line_safe(&p.why),
         ]);
@@ -923,13 +1495,39 @@ fn print_plan(
     Ok(())
 }
 
+/// An error and its causes, each said once: a cause whose text an outer error already
+/// carries (a backend error quoting the HTTP error it wraps) is not repeated.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn report(
     lab: &LabName,
     to: &str,
     results: &[(&Planned, Ended)],
     format: Format,
 ) -> anyhow::Result<()> {
-    let mut sheet = Sheet::new(&["HOSTNAME", "VMID", "HOW", "OUTCOME", "ADDRESSES", "MACS"]);
+    let mut sheet = Sheet::new(&[
+        "HOSTNAME",
+        "STUDENT",
+        "VMID",
+        "NODE",
+        "HOW",
+        "OUTCOME",
+        "ADDRESSES",
+        "MACS",
+    ]);
     let mut rows = Vec::new();
     for (p, r) in results {
         let (outcome, addresses, macs, task, error) = match r {
@@ -940,13 +1538,7 @@ fn report(
                 o.task.clone(),
                 None,
             ),
-            Ended::Failed(e) => (
-                "failed",
-                Vec::new(),
-                Vec::new(),
-                None,
-                Some(format!("{e:#}")),
-            ),
+            Ended::Failed(e) => ("failed", Vec::new(), Vec::new(), None, Some(chain_text(e))),
             Ended::Interrupted { recorded } => (
                 "interrupted",
                 Vec::new(),
@@ -970,7 +1562,11 @@ fn report(
         let rebased = matches!(r, Ended::Done(o) if o.rebased);
         sheet.row(vec![
             line_safe(&p.host),
+            p.student
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), line_safe),
             p.vmid.to_string(),
+            p.node.clone().unwrap_or_else(|| "-".to_owned()),
             p.path.as_str().to_owned(),
             if rebased {
                 "done (new baseline)".to_owned()
@@ -992,7 +1588,8 @@ fn report(
             eprintln!("labctl: {}", line_safe(e));
         }
         rows.push(json!({
-            "hostname": p.host, "vmid": p.vmid, "how": p.path.as_str(), "why": p.why,
+            "hostname": p.host, "student": p.student, "vmid": p.vmid, "node": p.node,
+            "how": p.path.as_str(), "why": p.why,
             "outcome": outcome, "new_baseline": rebased, "addresses": addresses, "macs": macs,
             "task": task, "error": error,
         }));

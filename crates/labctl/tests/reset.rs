@@ -9,7 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{against, exits, interrupt, json, pool_guests, read_json, root, sim, write_file, Out};
+use common::{
+    against, exits, interrupt, json, output, pool_guests, read_json, root, sim, sim_builder,
+    write_file, Out,
+};
 use pve_sim::SimHandle;
 use serde_json::{json, Value};
 
@@ -265,7 +268,8 @@ async fn zfs_with_a_newer_snapshot_is_recloned_keeping_everything_and_a_cut_recl
     // The first re-clone fails after its destroy: the guest is gone, its record stays.
     sim.fail_next_clone("clone failed: injected by the test");
     let cut = reset(home, &sim, 5, &lab, &["zrs-01", "--yes"]).await;
-    assert!(cut.stderr.contains("run the same command again"), "{cut}");
+    let next = format!("run `labctl lab reset {lab} zrs-01 --yes` for them");
+    assert!(cut.stderr.contains(&next), "{cut}");
     assert!(!guests(&sim, "zrs").contains_key("zrs-01"), "destroyed");
     let record = reset_record(home, "zrs");
     assert!(record["pending"]["zrs-01"]["nics"].is_array(), "{record}");
@@ -313,10 +317,13 @@ async fn a_frozen_student_is_refused() {
     let home = dir.path();
     exits(home, &sim, 0, &["lab", "freeze", &lab, "--yes"]).await;
     let out = refused_unchanged(home, &sim, &lab, "frs", "frs-01").await;
+    // Finding 11 (s18): the hint names the student, not `--student NAME`.
+    let hint = format!("labctl lab unfreeze {lab} --student frs-01 --yes");
     assert!(
-        out.stderr.contains("frozen") && out.stderr.contains("unfreeze"),
+        out.stderr.contains("frozen") && out.stderr.contains(&hint),
         "{out}"
     );
+    assert!(!out.stderr.contains("NAME"), "{out}");
 }
 
 /// Puts the lab template's disk on ZFS (its linked clones are too).
@@ -525,6 +532,15 @@ async fn a_guest_cut_off_on_the_cluster_is_refused_and_a_missing_manifest_is_an_
         out.stderr.contains("cut-01 (every NIC's link is down)") && out.stderr.contains("unfreeze"),
         "{out}"
     );
+    // Finding 11 (s18): no manifest beside this lab file: the hint names the student and
+    // says the freeze was recorded beside another lab file.
+    assert!(
+        out.stderr.contains("--student cut-01")
+            && out
+                .stderr
+                .contains("whose freeze manifest recorded the freeze"),
+        "{out}"
+    );
     // The other student is not cut off: its plan is made.
     reset(home, &sim, 0, &lab, &["cut-02", "--dry-run"]).await;
 }
@@ -585,10 +601,13 @@ async fn ctrl_c_during_a_reset_says_where_each_student_stands_and_exits_5() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
+    let next = format!("run `labctl lab reset {lab} sig-01 sig-02 --to hung --yes`");
     assert!(
-        stderr.contains("interrupted") && stderr.contains("run the same command again"),
+        stderr.contains("interrupted") && stderr.contains(&next),
         "{stderr}"
     );
+    // A rollback has no record to complete from.
+    assert!(!stderr.contains("re-clone is completed"), "{stderr}");
     let report = json(&stdout);
     assert_eq!(report["students"][0]["outcome"], "interrupted", "{report}");
     assert_eq!(report["students"][1]["outcome"], "not started", "{report}");
@@ -681,4 +700,383 @@ async fn a_pending_record_of_another_guest_is_dropped_not_resumed() {
     assert_eq!(mac(&after["old-01"]), mac(g));
     let now = read_json(&record);
     assert_eq!(now["pending"], json!({}), "{now}");
+}
+
+/// A lab `name` of `count` students without a baseline (a reset re-clones): its text.
+fn reclone_lab(name: &str, count: u32) -> String {
+    format!(
+        "name = \"{name}\"\ntemplate = 9000\ncount = {count}\nids = \"5000-5999\"\n\
+         teachers = [\"10.10.0.1\"]\n"
+    )
+}
+
+/// The operator role's privileges (`labctl setup operator --privileges -o json`).
+async fn operator_privileges(home: &Path) -> Vec<String> {
+    let out = output(
+        common::labctl(home),
+        &["setup", "operator", "--privileges", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{out}");
+    json(&out.stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["privilege"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An API token of `op@pve` whose role `role` holds the operator's privileges except
+/// `without`, on `/`: `op@pve!tk=SECRET`.
+async fn token_without(sim: &SimHandle, home: &Path, role: &str, without: &str) -> String {
+    let privs: Vec<String> = operator_privileges(home)
+        .await
+        .into_iter()
+        .filter(|p| p != without)
+        .collect();
+    let c = root(sim);
+    let post = |path: &'static str, params: pve_auth::Params| {
+        let c = c.clone();
+        async move { c.post::<Value>(path, &params).await.unwrap() }
+    };
+    post(
+        "/access/roles",
+        pve_auth::Params::new()
+            .with("roleid", role)
+            .with("privs", privs.join(",").as_str()),
+    )
+    .await;
+    post(
+        "/access/users",
+        pve_auth::Params::new().with("userid", "op@pve"),
+    )
+    .await;
+    c.put::<Value>(
+        "/access/acl",
+        &pve_auth::Params::new()
+            .with("path", "/")
+            .with("roles", role)
+            .with("users", "op@pve"),
+    )
+    .await
+    .unwrap();
+    let t: Value = c
+        .post(
+            "/access/users/op@pve/token/tk",
+            &pve_auth::Params::new().with("privsep", false),
+        )
+        .await
+        .unwrap();
+    format!("op@pve!tk={}", t["value"].as_str().unwrap())
+}
+
+/// `labctl` against the simulator with the API token `token` (no password).
+fn with_token(home: &Path, sim: &SimHandle, token: &str) -> tokio::process::Command {
+    let mut c = common::labctl(home);
+    c.env("PVE_HOST", sim.url())
+        .env("PVE_TOKEN", token)
+        .env("LABCTL_TIME_SCALE", common::SCALE);
+    c
+}
+
+// Finding 1 (exploratory, s18): the guest was destroyed before the template and the
+// login's rights were known to be good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclone_with_a_bad_template_or_without_vm_clone_is_refused_before_the_guest_is_touched()
+{
+    let sim = sim().await;
+    let text = reclone_lab("tpl", 1);
+    let (dir, lab) = lab_file(&text);
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let before = guests(&sim, "tpl");
+    for (template, code, says) in [
+        ("100", 2, "is not a template"),
+        ("9999", 4, "template 9999 not found"),
+        ("9001", 2, "a container (LXC)"),
+    ] {
+        let bad = write_file(
+            home,
+            "bad.toml",
+            &text.replace("template = 9000", &format!("template = {template}")),
+        );
+        let dry = reset(home, &sim, code, &bad, &["tpl-01", "--dry-run"]).await;
+        assert!(dry.stderr.contains(says), "{dry}");
+        let out = reset(home, &sim, code, &bad, &["tpl-01", "--yes"]).await;
+        assert!(
+            out.stderr.contains(says) && out.stderr.contains("nothing was changed"),
+            "{out}"
+        );
+        assert_eq!(guests(&sim, "tpl"), before, "untouched: {out}");
+    }
+    assert!(!record_path(home, "tpl").exists(), "no record written");
+
+    // A token whose role lacks VM.Clone: refused with exit 3 before the stop.
+    let token = token_without(&sim, home, "NoClone", "VM.Clone").await;
+    for last in ["--dry-run", "--yes"] {
+        let out = output(
+            with_token(home, &sim, &token),
+            &["lab", "reset", &lab, "tpl-01", last],
+        )
+        .await;
+        assert_eq!(out.code, Some(3), "{out}");
+        assert!(
+            out.stderr.contains("VM.Clone on /vms/9000") && out.stderr.contains("tpl-01"),
+            "{out}"
+        );
+        assert!(
+            !out.stderr.contains(&token),
+            "the token's secret was printed"
+        );
+        assert_eq!(guests(&sim, "tpl"), before, "untouched: {out}");
+    }
+    // The good template and root: the re-clone is done.
+    let out = reset(home, &sim, 0, &lab, &["tpl-01", "--yes"]).await;
+    assert_eq!(guests(&sim, "tpl")["tpl-01"]["status"], "running", "{out}");
+}
+
+/// A pending re-clone of `host` written as `lab reset` writes it right before its destroy:
+/// the guest's MAC, UUID, tags and ACL entries.
+fn pending_record_of(sim: &SimHandle, home: &Path, lab: &str, host: &str) {
+    let g = &guests(sim, lab)[host];
+    let vmid = vmid(g);
+    let acl: Vec<Value> = sim.state()["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == format!("/vms/{vmid}"))
+        .map(|e| {
+            json!({"path": e["path"], "kind": "user", "who": e["ugid"], "role": e["roleid"],
+                   "propagate": true})
+        })
+        .collect();
+    assert!(!acl.is_empty(), "{host} has an ACL entry");
+    let uuid = uuid(g)
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("uuid="))
+        .unwrap()
+        .to_owned();
+    write_record(
+        &record_path(home, lab),
+        &json!({"lab": lab, "pending": {host: {
+            "vmid": vmid, "to": "baseline", "since": "2026-12-05T07:00:00.000Z",
+            "nics": [{"net": "net0", "mac": mac(g)}], "tags": [format!("labctl.{lab}")],
+            "fenced": true, "acl": acl, "uuid": uuid, "since_unix": 1}}, "done": []}),
+    );
+}
+
+/// The ACL entries on `/vms/VMID`.
+fn acl_of(sim: &SimHandle, vmid: u64) -> Vec<Value> {
+    sim.state()["access"]["acl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == format!("/vms/{vmid}"))
+        .cloned()
+        .collect()
+}
+
+// Finding 2 (exploratory, s18): a pending record of a lab taken down was applied to the
+// guest of a later `lab up` (old MAC, an ACL for a revoked user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_record_is_set_aside_by_lab_down_and_never_applied_to_a_later_labs_guest() {
+    let sim = sim().await;
+    let (dir, lab) = lab_file(&reclone_lab("pnd", 1));
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    exits(home, &sim, 0, &["lab", "access", "grant", &lab]).await;
+    // An interrupted re-clone's record (the guest was stopped, not yet destroyed).
+    pending_record_of(&sim, home, "pnd", "pnd-01");
+    let st = exits(home, &sim, 0, &["lab", "status", &lab]).await;
+    assert!(
+        st.stderr.contains("pending") && st.stderr.contains("pnd-01"),
+        "status mentions the pending reset: {st}"
+    );
+    // `lab down` with the lab file sets the record aside and says so.
+    let down = exits(home, &sim, 0, &["lab", "down", &lab, "--yes"]).await;
+    assert!(down.stderr.contains("set aside"), "{down}");
+    assert!(!record_path(home, "pnd").exists(), "{down}");
+    let up = exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    assert!(!up.stderr.contains("pending"), "{up}");
+    let g = guests(&sim, "pnd")["pnd-01"].clone();
+    let out = reset(home, &sim, 0, &lab, &["pnd-01", "--yes"]).await;
+    let now = &guests(&sim, "pnd")["pnd-01"];
+    assert_eq!(mac(now), mac(&g), "the new guest keeps its own MAC: {out}");
+    assert!(acl_of(&sim, vmid(now)).is_empty(), "no ACL re-added: {out}");
+
+    // `lab down` through another copy of the lab file: the record beside this one stays;
+    // `lab up` says so, and the reset drops it (the new guest carries the lab's tag and
+    // none of the recorded MACs).
+    exits(home, &sim, 0, &["lab", "access", "grant", &lab]).await;
+    pending_record_of(&sim, home, "pnd", "pnd-01");
+    std::fs::create_dir(home.join("other")).unwrap();
+    let other = write_file(&home.join("other"), "lab.toml", &reclone_lab("pnd", 1));
+    exits(home, &sim, 0, &["lab", "down", &other, "--yes"]).await;
+    assert!(record_path(home, "pnd").exists());
+    let up = exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    assert!(
+        up.stderr.contains("pending") && up.stderr.contains("pnd-01"),
+        "{up}"
+    );
+    let g = guests(&sim, "pnd")["pnd-01"].clone();
+    let out = reset(home, &sim, 0, &lab, &["pnd-01", "--yes"]).await;
+    assert!(
+        out.stderr
+            .contains("dropped the pending re-clone of pnd-01"),
+        "{out}"
+    );
+    let now = &guests(&sim, "pnd")["pnd-01"];
+    assert_eq!(mac(now), mac(&g), "the new guest keeps its own MAC: {out}");
+    assert!(acl_of(&sim, vmid(now)).is_empty(), "no ACL re-added: {out}");
+}
+
+// Finding 3 (exploratory, s18): "run the same command again" after a partial failure
+// reset the students who had succeeded a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_partial_failure_only_the_students_not_reset_are_named_to_run_again() {
+    let (sim, dir, lab) = zfs_lab_with_a_later_snapshot("prt", 2).await;
+    let home = dir.path();
+    sim.fail_next_clone("clone failed: injected by the test");
+    let out = reset(home, &sim, 5, &lab, &["prt-01", "prt-02", "--yes"]).await;
+    let next = format!("labctl lab reset {lab} prt-01 --yes");
+    assert!(
+        out.stderr.contains(&next) && out.stderr.contains("prt-02 is reset: leave it out"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("run the same command"), "{out}");
+    assert!(
+        out.stderr
+            .contains("completes the interrupted re-clone of prt-01"),
+        "{out}"
+    );
+    let g2 = guests(&sim, "prt")["prt-02"].clone();
+    // The advised command completes prt-01 and leaves prt-02 as the student has it.
+    reset(home, &sim, 0, &lab, &["prt-01", "--yes"]).await;
+    let after = guests(&sim, "prt");
+    assert_eq!(after["prt-01"]["status"], "running");
+    assert_eq!(uuid(&after["prt-02"]), uuid(&g2), "prt-02 not reset again");
+}
+
+// Finding 4 (exploratory, s18): a 403 on the start after a rollback left the guest
+// stopped with exit 5 and the error text twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_the_start_after_a_rollback_is_exit_3_and_says_the_guest_is_stopped() {
+    let (sim, dir, lab) = sim_with_lab("sta", 1).await;
+    let home = dir.path();
+    let g = guests(&sim, "sta")["sta-01"].clone();
+    let vmid = vmid(&g);
+    let node = g["node"].as_str().unwrap();
+    // A token without VM.PowerMgmt: refused before the rollback.
+    let token = token_without(&sim, home, "NoPower", "VM.PowerMgmt").await;
+    let out = output(
+        with_token(home, &sim, &token),
+        &["lab", "reset", &lab, "sta-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        out.stderr.contains(&format!("VM.PowerMgmt on /vms/{vmid}")),
+        "{out}"
+    );
+    assert_eq!(guests(&sim, "sta")["sta-01"], g, "untouched: {out}");
+    // A 403 the check could not foresee: exit 3, the guest is said to be stopped, the
+    // refusal said once.
+    let why = "Permission check failed (/vms/5000, VM.PowerMgmt)";
+    sim.fail_next_request(
+        "POST",
+        &format!("/nodes/{node}/qemu/{vmid}/status/start"),
+        pve_sim::RequestFault::Status(403, why),
+    )
+    .unwrap();
+    let out = reset(home, &sim, 3, &lab, &["sta-01", "--yes"]).await;
+    assert!(
+        out.stderr.contains("left stopped") && out.stderr.contains(&format!("vm start {vmid}")),
+        "{out}"
+    );
+    let said = out.stderr.matches(why).count();
+    assert_eq!(said, 1, "the refusal is said once: {out}");
+    assert!(
+        !out.stderr.contains("an interrupted re-clone is completed"),
+        "{out}"
+    );
+}
+
+// Finding 5 (exploratory, s18): a re-clone moved the student to the template's node
+// (one the lab excludes), cloned from the template instead of the replica there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclone_stays_on_the_guests_node_cloned_from_the_copy_there() {
+    let sim = sim_builder().start().await.unwrap();
+    let text = reclone_lab("plc", 2) + "nodes = [\"pve2\", \"pve3\"]\n";
+    let (dir, lab) = lab_file(&text);
+    let home = dir.path();
+    exits(home, &sim, 0, &["template", "replicate", "9000"]).await;
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let before = guests(&sim, "plc");
+    for g in before.values() {
+        assert_ne!(g["node"], "pve1", "placed by the lab's nodes: {g}");
+        assert_ne!(g["linked_base"], 9000, "cloned from the replica: {g}");
+    }
+    let dry = reset(home, &sim, 0, &lab, &["plc-01", "plc-02", "--dry-run"]).await;
+    assert!(
+        dry.stdout.contains("NODE") && dry.stdout.contains("STUDENT"),
+        "{dry}"
+    );
+    let args = ["plc-01", "plc-02", "--yes", "-o", "json"];
+    let out = reset(home, &sim, 0, &lab, &args).await;
+    let report = json(&out.stdout);
+    let after = guests(&sim, "plc");
+    for (i, host) in ["plc-01", "plc-02"].iter().enumerate() {
+        let (was, now) = (&before[*host], &after[*host]);
+        assert_eq!(now["node"], was["node"], "{host} stays on its node: {out}");
+        assert_eq!(
+            now["linked_base"], was["linked_base"],
+            "{host} is cloned from the copy on its node: {out}"
+        );
+        assert_eq!(now["status"], "running");
+        let row = &report["students"][i];
+        assert_eq!(row["hostname"], *host, "{report}");
+        assert_eq!(row["node"], was["node"], "{report}");
+        assert!(row.get("student").is_some(), "{report}");
+    }
+}
+
+// Finding 14 (s18): misleading messages — a wrong password said "waiting for clones of an
+// earlier run to land"; a re-clone cut off after its stop did not say the guest was left
+// stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_a_reclone_cut_after_its_stop_are_said_as_they_are() {
+    let sim = sim().await;
+    let (dir, lab) = lab_file(&reclone_lab("msg", 1));
+    let home = dir.path();
+    exits(home, &sim, 0, &["lab", "up", &lab]).await;
+    let mut c = against(home, &sim);
+    c.env("PVE_PASSWORD", "wrong");
+    let out = output(c, &["lab", "reset", &lab, "msg-01", "--yes"]).await;
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(!out.stderr.contains("waiting for clones"), "{out}");
+
+    // The stop runs but its answer is lost: the reset fails before its record.
+    let g = guests(&sim, "msg")["msg-01"].clone();
+    let (vmid, node) = (vmid(&g), g["node"].as_str().unwrap().to_owned());
+    sim.fail_next_request(
+        "POST",
+        &format!("/nodes/{node}/qemu/{vmid}/status/stop"),
+        pve_sim::RequestFault::LostAnswer,
+    )
+    .unwrap();
+    let out = output(
+        against(home, &sim),
+        &["lab", "reset", &lab, "msg-01", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(5), "{out}");
+    assert!(
+        out.stderr.contains("not destroyed") && out.stderr.contains(&format!("vm start {vmid}")),
+        "{out}"
+    );
+    assert_eq!(
+        uuid(&guests(&sim, "msg")["msg-01"]),
+        uuid(&g),
+        "not destroyed"
+    );
 }

@@ -784,9 +784,14 @@ mod tests {
     #[test]
     fn readme_fixture_example_loads() {
         let readme = include_str!("../README.md");
-        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
-        let end = start + readme[start..].find("```").expect("closed block");
-        let f = Fixture::from_str_with_format(&readme[start..end], "toml").unwrap();
+        // The first TOML block that is not the `[dependencies]` line.
+        let example = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| &b[..b.find("```").expect("closed block")])
+            .find(|b| !b.starts_with("[dependencies]"))
+            .expect("README has a TOML fixture example");
+        let f = Fixture::from_str_with_format(example, "toml").unwrap();
         assert!(f.config.mac_by_parameter);
         assert_eq!(f.directory.vms.len(), 1);
         assert_eq!(f.directory.dynvmuser.as_deref(), Some("student1"));

@@ -806,10 +806,7 @@ mod tests {
     /// leaves: exactly the mutant's `breaks` stop passing.
     #[test]
     fn the_readme_example_grades_a_reference_student_and_its_mutant() {
-        let readme = include_str!("../README.md");
-        let start = readme.find("```toml\n").map(|i| i + 8).unwrap();
-        let len = readme[start..].find("```").unwrap();
-        let spec = Spec::parse(&readme[start..start + len], "README.md").unwrap();
+        let spec = Spec::parse(crate::readme_example(), "README.md").unwrap();
         let mut i = info("s01", "10");
         i.vars.insert("domain".into(), "s01.lab".into());
         let outputs = |nginx: (&str, i64)| -> BTreeMap<&'static str, (String, i64)> {

@@ -43,6 +43,18 @@ mod lint;
 mod matcher;
 #[cfg(test)]
 mod proptests;
+
+/// The README's check-language example: its first TOML block that is not the
+/// `[dependencies]` line.
+#[cfg(test)]
+pub(crate) fn readme_example() -> &'static str {
+    include_str!("../README.md")
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.find("```").map_or(b, |end| &b[..end]))
+        .find(|b| !b.starts_with("[dependencies]"))
+        .unwrap_or_default()
+}
 mod spec;
 mod template;
 

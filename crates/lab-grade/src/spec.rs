@@ -1661,10 +1661,7 @@ mod tests {
 
     #[test]
     fn the_readme_example_parses_plans_and_lints_clean() {
-        let readme = include_str!("../README.md");
-        let start = readme.find("```toml\n").map(|i| i + 8).unwrap();
-        let len = readme[start..].find("```").unwrap();
-        let spec = Spec::parse(&readme[start..start + len], "README.md").unwrap();
+        let spec = Spec::parse(crate::readme_example(), "README.md").unwrap();
         let mut s = student();
         s.vars.insert("vlan".into(), "10".into());
         let plan = spec.plan(&s).unwrap();

@@ -179,11 +179,8 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     // The clones on the lost node cannot be followed to their end: each waits out the
     // clone timeout (30 min by default, 36 s at this time scale). A short one keeps the test
     // short; it is still far above a linked clone here.
-    let hv = lab_proxmox::ProxmoxLab::with_timing(
-        pve_auth::PveClient::builder(&sim.url())
-            .password("root@pam", pve_auth::Secret::new("secret"))
-            .build()
-            .unwrap(),
+    let hv = common::lab_with(
+        &sim,
         pve_vm::Timing {
             clone_timeout: std::time::Duration::from_secs(4),
             ..pve_vm::Timing::default().scaled(common::SCALE)

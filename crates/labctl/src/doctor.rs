@@ -500,6 +500,54 @@ async fn privileges(
     }
 }
 
+/// The login's own privileges, one `GET /access/permissions?path=` per distinct path
+/// (`None` where it could not be read): what doctor and `lab reset` check needs against.
+#[derive(Debug, Default)]
+pub(crate) struct OwnPrivileges(BTreeMap<String, Option<BTreeSet<String>>>);
+
+impl OwnPrivileges {
+    /// What of `need` the login lacks on `path` (`VM.Clone on /vms/9000`), `None` when it
+    /// holds it or its permissions there cannot be read.
+    pub(crate) async fn lacking(
+        &mut self,
+        client: &PveClient,
+        path: &str,
+        need: &pve_schema::Need,
+    ) -> Option<String> {
+        if !self.0.contains_key(path) {
+            let got: Result<BTreeMap<String, BTreeMap<String, Value>>, _> = client
+                .get("/access/permissions", &Params::new().with("path", path))
+                .await;
+            let have = got.ok().map(|m| {
+                m.get(path)
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default()
+            });
+            self.0.insert(path.to_owned(), have);
+        }
+        let have = self.0.get(path)?.as_ref()?;
+        if pve_schema::satisfied(need, have) {
+            return None;
+        }
+        let what = if need.any {
+            need.privs.join(" or ")
+        } else {
+            need.privs
+                .iter()
+                .filter(|p| !have.contains(*p))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Some(format!("{what} on {path}"))
+    }
+
+    /// No path's permissions could be read (the login may not read its own).
+    pub(crate) fn unreadable(&self) -> bool {
+        self.0.values().all(Option::is_none)
+    }
+}
+
 /// The login's privileges on the lab's paths against every command's needs.
 async fn held_privileges(
     client: &PveClient,
@@ -535,48 +583,18 @@ async fn held_privileges(
         })
         .unwrap_or("pve1")
         .to_owned();
-    // One question per distinct path: what the caller holds there.
-    let mut held: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+    let mut held = OwnPrivileges::default();
     let mut missing: BTreeMap<(&str, bool), BTreeSet<String>> = BTreeMap::new();
     for (cmd, sent, need) in &needs {
         let path = concrete(&need.path, sent.on, lab, &node);
-        if !held.contains_key(&path) {
-            let got: Result<BTreeMap<String, BTreeMap<String, Value>>, _> = client
-                .get(
-                    "/access/permissions",
-                    &Params::new().with("path", path.as_str()),
-                )
-                .await;
-            held.insert(
-                path.clone(),
-                got.ok().map(|m| {
-                    m.get(&path)
-                        .map(|p| p.keys().cloned().collect())
-                        .unwrap_or_default()
-                }),
-            );
-        }
-        let Some(Some(have)) = held.get(&path) else {
-            continue;
-        };
-        if !pve_schema::satisfied(need, have) {
-            let what = if need.any {
-                need.privs.join(" or ")
-            } else {
-                need.privs
-                    .iter()
-                    .filter(|p| !have.contains(*p))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+        if let Some(what) = held.lacking(client, &path, need).await {
             missing
                 .entry((cmd.name, cmd.blocking))
                 .or_default()
-                .insert(format!("{what} on {path}"));
+                .insert(what);
         }
     }
-    if held.values().all(Option::is_none) {
+    if held.unreadable() {
         r.fix(
             "privileges",
             Status::Warn,

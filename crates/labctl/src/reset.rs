@@ -1345,43 +1345,11 @@ async fn privileges(
             }
         }
     }
-    let mut held: BTreeMap<String, Option<std::collections::BTreeSet<String>>> = BTreeMap::new();
+    let mut held = crate::doctor::OwnPrivileges::default();
     let mut missing: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for (host, path, need) in &wanted {
-        if !held.contains_key(path) {
-            let got: Result<BTreeMap<String, BTreeMap<String, serde_json::Value>>, _> = client
-                .get(
-                    "/access/permissions",
-                    &pve_auth::Params::new().with("path", path.as_str()),
-                )
-                .await;
-            held.insert(
-                path.clone(),
-                got.ok().map(|m| {
-                    m.get(path)
-                        .map(|p| p.keys().cloned().collect())
-                        .unwrap_or_default()
-                }),
-            );
-        }
-        let Some(Some(have)) = held.get(path) else {
-            continue;
-        };
-        if !pve_schema::satisfied(need, have) {
-            let what = if need.any {
-                need.privs.join(" or ")
-            } else {
-                need.privs
-                    .iter()
-                    .filter(|p| !have.contains(*p))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            missing
-                .entry(host.clone())
-                .or_default()
-                .insert(format!("{what} on {path}"));
+        if let Some(what) = held.lacking(client, path, need).await {
+            missing.entry(host.clone()).or_default().insert(what);
         }
     }
     if missing.is_empty() {

@@ -26,12 +26,17 @@ pub async fn sim_from(builder: SimulatorBuilder) -> (SimHandle, ProxmoxLab) {
         .start()
         .await
         .unwrap();
+    let hv = lab_with(&sim, Timing::default().scaled(SCALE));
+    (sim, hv)
+}
+
+/// Another backend on `sim`, logged in as root, with a timing of the test's own.
+pub fn lab_with(sim: &SimHandle, timing: Timing) -> ProxmoxLab {
     let client = PveClient::builder(&sim.url())
         .password("root@pam", Secret::new("secret"))
         .build()
         .unwrap();
-    let hv = ProxmoxLab::with_timing(client, Timing::default().scaled(SCALE));
-    (sim, hv)
+    ProxmoxLab::with_timing(client, timing)
 }
 
 /// `count` students `stud-NN` of template 9000 in 5000-5099, the teacher 10.10.0.1.

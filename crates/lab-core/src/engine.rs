@@ -473,17 +473,105 @@ mod retry_tests {
         }
     }
 
+    /// Runs a retry loop under an hour of (paused, so instant) time: a loop that never
+    /// stops fails here, naming what it was doing, instead of hanging the test run.
+    async fn within_an_hour<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(3600), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still retrying after an hour"))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn quick_transient_failures_are_repeated_up_to_the_attempts() {
         let calls = AtomicU32::new(0);
-        let e = retrying(&Retry::default(), "fence", || async {
-            calls.fetch_add(1, SeqCst);
-            Err::<(), _>(busy())
-        })
+        let started = tokio::time::Instant::now();
+        let e = within_an_hour(
+            "a step failing with a transient error",
+            retrying(&Retry::default(), "fence", || async {
+                calls.fetch_add(1, SeqCst);
+                Err::<(), _>(busy())
+            }),
+        )
         .await
         .unwrap_err();
+        // 2 s, 4 s, 8 s between the four attempts.
+        assert_eq!(started.elapsed(), Duration::from_secs(14));
         assert!(e.is_transient());
         assert_eq!(calls.load(SeqCst), Retry::default().attempts);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_is_returned_at_once_without_a_pause() {
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let e = within_an_hour(
+            "a step failing with a permanent error",
+            retrying(&Retry::default(), "destroy", || async {
+                calls.fetch_add(1, SeqCst);
+                Err::<(), _>(Error::NotFound {
+                    what: "VM 5001".into(),
+                })
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert_eq!(calls.load(SeqCst), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_recovers_returns_its_value_after_the_pauses() {
+        let calls = AtomicU32::new(0);
+        let got = within_an_hour(
+            "a step that succeeds on its third try",
+            retrying(&Retry::default(), "start", || async {
+                if calls.fetch_add(1, SeqCst) < 2 {
+                    Err(busy())
+                } else {
+                    Ok(7)
+                }
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!((got, calls.load(SeqCst)), (7, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_double_but_never_past_eight_times_the_first() {
+        let retry = Retry {
+            attempts: 7,
+            ..Retry::default()
+        };
+        let started = tokio::time::Instant::now();
+        within_an_hour(
+            "seven transient failures",
+            retrying(&retry, "fence", || async { Err::<(), _>(busy()) }),
+        )
+        .await
+        .unwrap_err();
+        // 2 + 4 + 8 + 16 + 16 + 16 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(62));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempts_still_means_one_try() {
+        let calls = AtomicU32::new(0);
+        let retry = Retry {
+            attempts: 0,
+            ..Retry::default()
+        };
+        within_an_hour(
+            "a step with zero attempts",
+            retrying(&retry, "fence", || async {
+                calls.fetch_add(1, SeqCst);
+                Err::<(), _>(busy())
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -730,6 +730,72 @@ async fn teardown_rechecks_ownership_before_destroying() {
     assert!(text.contains("template"), "{text}");
 }
 
+#[tokio::test]
+async fn a_guest_gone_between_listing_and_its_teardown_counts_as_done() {
+    // Listed, then removed by someone else (or by an interrupted run) before the re-read.
+    let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
+    hv.expect_lab_members()
+        .returning(|_| Ok(vec![member(5001, "exam-01", VmStatus::Running)]));
+    hv.expect_guest().returning(|v| {
+        Err(Error::NotFound {
+            what: format!("VM {v}"),
+        })
+    });
+    hv.expect_stop().never();
+    hv.expect_destroy().never();
+    hv.expect_unisolate().times(1).returning(|_, _| Ok(()));
+    hv.expect_release_lab().times(1).returning(|_| Ok(()));
+    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guest_that_cannot_be_read_before_its_teardown_is_named_and_keeps_the_fence() {
+    let mut hv = MockHypervisor::new();
+    hv.expect_quiesce().returning(|_| Ok(()));
+    hv.expect_lab_members().returning(|_| {
+        Ok(vec![
+            member(5001, "exam-01", VmStatus::Running),
+            member(5002, "exam-02", VmStatus::Stopped),
+        ])
+    });
+    // exam-02 cannot be read (not "gone"): it must not count as torn down.
+    hv.expect_guest().returning(|v| {
+        if v == id(5002) {
+            Err(Error::backend(
+                "mock",
+                std::io::Error::other("permission check failed (/vms/5002, VM.Audit)"),
+            ))
+        } else {
+            Ok(GuestInfo {
+                pool: None,
+                description: None,
+                ..member(5001, "exam-01", VmStatus::Running)
+            })
+        }
+    });
+    hv.expect_stop()
+        .with(eq(id(5001)))
+        .times(1)
+        .returning(|_| Ok(()));
+    hv.expect_destroy()
+        .with(eq(id(5001)))
+        .times(1)
+        .returning(|_| Ok(()));
+    hv.expect_unisolate().never();
+    hv.expect_release_lab().never();
+    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
+        .await
+        .unwrap_err();
+    let Error::Incomplete { failures, .. } = &e else {
+        panic!("{e}")
+    };
+    let names: Vec<&str> = failures.iter().map(|f| f.subject.as_str()).collect();
+    assert_eq!(names, ["exam-02"], "{e}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_guest_that_cannot_be_destroyed_keeps_the_lab_fenced() {
     let mut hv = teardown_mock(vec![

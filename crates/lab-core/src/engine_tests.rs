@@ -93,11 +93,33 @@ fn plan_skips_used_ids_and_keeps_existing_students() {
     assert_eq!(p.creates(), 2);
     assert_eq!(p.extra.len(), 1);
     assert_eq!(p.extra[0].vmid, id(5004));
+    // The dry run says, per student, the action and what it means, in columns.
     let text = p.to_string();
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
-        text.contains("exam-04") && text.contains("10.10.0.1"),
+        lines[0].contains("4 students from template 9000 (linked clones)"),
         "{text}"
     );
+    let row = |i: usize, action: &str, vmid: &str, name: &str, what: &str| {
+        let l = lines[i];
+        assert!(
+            l.starts_with(&format!("  {action:<7} vm {vmid:<6} {name:<20} {what}")),
+            "line {i}: {l:?}\n{text}"
+        );
+    };
+    row(1, "create", "5002", "exam-01", "clone, mark, fence, start");
+    row(2, "keep", "5001", "exam-02", "exists (running)");
+    row(3, "start", "5003", "exam-03", "exists (stopped)");
+    row(4, "create", "5006", "exam-04", "clone, mark, fence, start");
+    row(5, "ignore", "5004", "old-name", "lab guest not in the spec, left alone");
+    assert_eq!(
+        lines[6],
+        "  fence: students reach only 10.10.0.1 and not each other"
+    );
+    let mut open = spec(1);
+    open.teachers.clear();
+    let text = plan(&open, &[template()]).unwrap().to_string();
+    assert!(text.contains("fence: not put up or changed"), "{text}");
 }
 
 #[test]

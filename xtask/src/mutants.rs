@@ -3,14 +3,21 @@
 //!
 //! Each file is mutated on its own (in a scratch copy of the tree: the checkout is never
 //! changed) and every mutant is tested with the test packages that exercise that file —
-//! the engine's files with `lab-core` **and** `lab-proxmox` (economy, faults, conformance on
-//! the simulator), the fence with `pve-firewall`, and so on ([`SAFETY_FILES`]). Per file it
+//! the engine's files with `lab-core` (the fake backend: its guests can misbehave, so every
+//! failure path is reachable in milliseconds), the fence with `pve-firewall` on the
+//! simulator, and so on ([`SAFETY_FILES`]). Unit and integration tests run, doctests do not
+//! (they are examples, and building them costs minutes per mutant). Per file it
 //! prints viable mutants, caught, missed, timeouts and the score `caught / viable`, then
 //! the missed mutants, and keeps cargo-mutants' full output in
 //! `<target dir>/mutants/<file>/mutants.out` (`outcomes.json`, `missed.txt`, logs).
 //!
 //! A timeout counts as *caught* only when a test's own limit reported it (a failing test
 //! naming what it waited for); cargo-mutants' own timeouts are listed apart and not caught.
+//!
+//! The mutants are built in their own target directory, `<target dir>/mutants/target`,
+//! without debug info: sharing the checkout's would let cargo take a mutated build for the
+//! checkout's (workspace crates get the same artifact names in both trees).
+//! `--iterate` re-tests only the mutants not caught by the last run of the same file.
 //!
 //! It needs `cargo-mutants` (`cargo install --locked cargo-mutants`); it is too slow for
 //! every CI run (minutes per file on two cores).
@@ -35,18 +42,18 @@ pub struct SafetyFile {
 pub const SAFETY_FILES: &[SafetyFile] = &[
     SafetyFile {
         path: "crates/lab-core/src/up.rs",
-        tests: &["lab-core", "lab-proxmox"],
+        tests: &["lab-core"],
         why: "the engine's bring-up: timeouts, retry budgets, the probe schedule",
     },
     SafetyFile {
         path: "crates/lab-core/src/down.rs",
-        tests: &["lab-core", "lab-proxmox"],
+        tests: &["lab-core"],
         why: "teardown: only owned guests, the fence lifted last",
     },
     SafetyFile {
         path: "crates/lab-core/src/engine.rs",
-        tests: &["lab-core", "lab-proxmox"],
-        why: "planning and teardown ownership checks",
+        tests: &["lab-core"],
+        why: "planning, the retry loop and teardown ownership checks",
     },
     SafetyFile {
         path: "crates/pve-firewall/src/isolation.rs",
@@ -75,6 +82,7 @@ pub const SAFETY_FILES: &[SafetyFile] = &[
 struct Options {
     files: Vec<String>,
     list: bool,
+    iterate: bool,
     jobs: Option<u32>,
     timeout: Option<u32>,
     min_score: Option<f64>,
@@ -97,6 +105,7 @@ fn parse(args: &[String]) -> Result<Options> {
         match flag {
             "--file" | "-f" => o.files.push(value("--file")?),
             "--list" => o.list = true,
+            "--iterate" => o.iterate = true,
             "--jobs" | "-j" => o.jobs = Some(number(&value("--jobs")?, "--jobs", 1, 64)?),
             "--timeout" => o.timeout = Some(number(&value("--timeout")?, "--timeout", 1, 3600)?),
             "--min-score" => {
@@ -110,7 +119,7 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             other => bail!(
                 "cargo xtask mutants: unknown argument {other:?} (allowed: --file PATH, --list, \
-                 --jobs N, --timeout SECONDS, --min-score PERCENT)"
+                 --iterate, --jobs N, --timeout SECONDS, --min-score PERCENT)"
             ),
         }
     }
@@ -244,6 +253,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     let out_root = crate::bench::target_dir(root)?.join("mutants");
+    let mutants_target = out_root.join("target");
     let mut rows = Vec::new();
     for (file, tests) in &files {
         let out = out_root.join(file.replace('/', "_"));
@@ -254,9 +264,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--file".into(),
             file.clone(),
             "--no-shuffle".into(),
+            "--cargo-test-arg=--lib".into(),
+            "--cargo-test-arg=--tests".into(),
             "--output".into(),
             out.to_string_lossy().into_owned(),
         ];
+        if o.iterate {
+            args.push("--iterate".into());
+        }
         for t in tests {
             args.push("--test-package".into());
             args.push(t.clone());
@@ -272,6 +287,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
             .args(&args)
             .current_dir(root)
+            .env("CARGO_TARGET_DIR", &mutants_target)
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .env("CARGO_PROFILE_TEST_DEBUG", "0")
             .status()
             .context("running cargo mutants")?;
         // 0: all caught; 2: missed; 3: timeouts; anything else: it could not run.
@@ -350,8 +368,10 @@ mod tests {
             "-j",
             "2",
             "--min-score=90",
+            "--iterate",
         ]))
         .unwrap();
+        assert!(o.iterate);
         assert_eq!(o.files, ["a.rs", "b.rs"]);
         assert_eq!((o.jobs, o.min_score), (Some(2), Some(90.0)));
         let e = parse(&args(&["--jobs", "0"])).unwrap_err().to_string();
@@ -390,7 +410,7 @@ mod tests {
             [("crates/pve-vm/src/lib.rs".to_owned(), args(&["pve-vm"]))]
         );
         let s = selected(&root, &args(&["./crates/lab-core/src/up.rs"])).unwrap();
-        assert_eq!(s[0].1, args(&["lab-core", "lab-proxmox"]));
+        assert_eq!(s[0].1, args(&["lab-core"]));
         let e = selected(&root, &args(&["crates/nope.rs"])).unwrap_err();
         assert!(e.to_string().contains("no such file"), "{e}");
     }

@@ -90,6 +90,8 @@ fn plan_skips_used_ids_and_keeps_existing_students() {
             ("exam-04", 5006, StudentAction::Create),
         ]
     );
+    let numbers: Vec<u32> = p.students.iter().map(|s| s.number).collect();
+    assert_eq!(numbers, [1, 2, 3, 4], "students are numbered from 1");
     assert_eq!(p.creates(), 2);
     assert_eq!(p.extra.len(), 1);
     assert_eq!(p.extra[0].vmid, id(5004));

@@ -148,6 +148,7 @@ fn plan_reports_too_few_free_ids() {
 /// What happened when, as the [`Timed`] wrapper saw it.
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
+    Capacity,
     CloneBegin(String),
     CloneEnd(u32),
     PrepareFence,
@@ -230,6 +231,7 @@ impl Provisioning for Timed {
         self.mock.prepare_lab(lab).await
     }
     async fn clone_capacity(&self, t: VmId, m: CloneMode) -> Result<CloneCapacity> {
+        self.note(Call::Capacity);
         self.mock.clone_capacity(t, m).await
     }
     async fn clone_guest(&self, request: CloneRequest) -> Result<GuestInfo> {
@@ -346,6 +348,24 @@ fn mock_recording(
     fail_clone_of: Option<&'static str>,
     cloned: Arc<Mutex<Vec<String>>>,
 ) -> MockHypervisor {
+    let mut hv = mock_base(existing, slots);
+    hv.expect_clone_guest().returning(move |req| {
+        assert_eq!(req.template, id(9000));
+        assert_eq!(req.lab, lab());
+        cloned.lock().unwrap().push(req.hostname.clone());
+        if Some(req.hostname.as_str()) == fail_clone_of {
+            return Err(Error::backend(
+                "mock",
+                std::io::Error::other("clone failed: no space left on device"),
+            ));
+        }
+        Ok(fresh(req.vmid.get(), &req.hostname))
+    });
+    hv
+}
+
+/// [`mock_with`] without any expectation on `clone_guest`.
+fn mock_base(existing: Vec<GuestInfo>, slots: usize) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
     hv.expect_quiesce()
         .with(eq(Some(id(9000))))
@@ -370,18 +390,6 @@ fn mock_recording(
             queue: 0,
         })
     });
-    hv.expect_clone_guest().returning(move |req| {
-        assert_eq!(req.template, id(9000));
-        assert_eq!(req.lab, lab());
-        cloned.lock().unwrap().push(req.hostname.clone());
-        if Some(req.hostname.as_str()) == fail_clone_of {
-            return Err(Error::backend(
-                "mock",
-                std::io::Error::other("clone failed: no space left on device"),
-            ));
-        }
-        Ok(fresh(req.vmid.get(), &req.hostname))
-    });
     hv.expect_prepare_fence()
         .withf(|l, a| *l == lab() && a == &["10.10.0.1".parse::<IpAddr>().unwrap()])
         .times(1)
@@ -401,6 +409,15 @@ fn mock_recording(
     hv
 }
 
+/// Runs `f` under an hour of (paused, so instant) time: an engine that waits forever
+/// (on a clone slot that never frees, a fence that never comes) fails here, naming what it
+/// was doing, instead of hanging the test run.
+async fn within_an_hour<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(3600), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not finished after an hour"))
+}
+
 fn spec_n(count: u32) -> LabSpec {
     let mut s = spec(count);
     s.ids = "5000-5099".parse().unwrap();
@@ -411,7 +428,12 @@ fn spec_n(count: u32) -> LabSpec {
 async fn clones_keep_to_the_declared_capacity_and_starts_are_not_batched() {
     let hv = Timed::new(mock_with(Vec::new(), 3, None));
     let t0 = Instant::now();
-    let report = apply(&hv, &spec_n(10), &no_progress).await.unwrap();
+    let report = within_an_hour(
+        "up of 10 students with 3 clone slots",
+        apply(&hv, &spec_n(10), &no_progress),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.students.len(), 10);
     assert!(report
         .students
@@ -518,6 +540,160 @@ async fn marked_but_unfinished_guests_are_adopted_not_cloned_again() {
         );
         assert!(calls.iter().any(|(_, c)| *c == Call::Start(v)));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_student_whose_id_was_taken_meanwhile_moves_to_the_lowest_spare_id() {
+    let mut m = mock_base(Vec::new(), 3);
+    // Someone took 5001 between the plan and exam-02's clone.
+    let tried = Arc::new(Mutex::new(Vec::new()));
+    let t = tried.clone();
+    m.expect_clone_guest().returning(move |req| {
+        t.lock()
+            .unwrap()
+            .push((req.hostname.clone(), req.vmid.get()));
+        if req.vmid == id(5001) {
+            return Err(Error::AlreadyExists {
+                what: "VM 5001".into(),
+            });
+        }
+        Ok(fresh(req.vmid.get(), &req.hostname))
+    });
+    let hv = Timed::new(m);
+    let report = apply(&hv, &spec_n(3), &no_progress).await.unwrap();
+    let ids: Vec<(String, u32)> = report
+        .students
+        .iter()
+        .map(|s| (s.hostname.clone(), s.vmid.get()))
+        .collect();
+    // Not 5000 or 5002 (planned for the others), and not the template.
+    assert_eq!(
+        ids,
+        [
+            ("exam-01".to_owned(), 5000),
+            ("exam-02".to_owned(), 5003),
+            ("exam-03".to_owned(), 5002)
+        ]
+    );
+    let mut tried = tried.lock().unwrap().clone();
+    tried.sort();
+    assert_eq!(
+        tried,
+        [
+            ("exam-01".to_owned(), 5000),
+            ("exam-02".to_owned(), 5001),
+            ("exam-02".to_owned(), 5003),
+            ("exam-03".to_owned(), 5002)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lab_wide_fence_that_cannot_be_put_up_starts_nobody_and_names_who_waits() {
+    let mut m = MockHypervisor::new();
+    m.expect_quiesce().returning(|_| Ok(()));
+    m.expect_list_guests().returning(|| Ok(vec![template()]));
+    m.expect_lab_members().returning(|_| Ok(Vec::new()));
+    m.expect_prepare_lab().returning(|_| Ok(()));
+    m.expect_clone_capacity().returning(|_, _| {
+        Ok(CloneCapacity {
+            key: "pve1/local-lvm".into(),
+            slots: 3,
+            queue: 0,
+        })
+    });
+    m.expect_clone_guest()
+        .returning(|req| Ok(fresh(req.vmid.get(), &req.hostname)));
+    m.expect_secure().returning(|_, _| Ok(()));
+    m.expect_prepare_fence().times(1).returning(|_, _| {
+        Err(Error::backend(
+            "mock",
+            std::io::Error::other("ipset: permission denied"),
+        ))
+    });
+    m.expect_start().never();
+    let hv = Timed::new(m);
+    let e = apply(&hv, &spec_n(4), &no_progress).await.unwrap_err();
+    let Error::Incomplete { failures, .. } = &e else {
+        panic!("{e}")
+    };
+    // One failure, the fence's, said once with everyone it held back.
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].subject, "fence");
+    let m = &failures[0].message;
+    assert!(
+        m.starts_with("the lab-wide fence could not be put up: ")
+            && m.contains("ipset: permission denied")
+            && m.contains(
+                "so 4 student(s) were cloned and marked but not started \
+                 (exam-01, exam-02, exam-03 and 1 more); run the same command again"
+            ),
+        "{m}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_after_every_student_is_ready_still_reports_the_lab_up() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, None));
+    let interrupt = Interrupt::new();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |e: Event| {
+        if matches!(e, Event::Done { .. })
+            && done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 3
+        {
+            interrupt.trigger();
+        }
+    };
+    let report = apply_with(&hv, &spec_n(3), &progress, &interrupt)
+        .await
+        .unwrap();
+    assert!(interrupt.is_triggered());
+    assert_eq!(report.students.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lab_with_every_student_present_reads_no_clone_capacity() {
+    let existing: Vec<GuestInfo> = (0..3)
+        .map(|i| member(5000 + i, &format!("exam-{:02}", i + 1), VmStatus::Stopped))
+        .collect();
+    let hv = Timed::new(mock_with(existing, 3, None));
+    let report = apply(&hv, &spec_n(3), &no_progress).await.unwrap();
+    assert_eq!(report.students.len(), 3);
+    let calls = hv.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|(_, c)| matches!(c, Call::Capacity | Call::CloneBegin(_))),
+        "nothing to clone, so no capacity read: {calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|(_, c)| matches!(c, Call::Start(_)))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_named_in_the_spec_are_refused_by_a_backend_without_placement() {
+    // Only the survey is expected: any other call (a clone, the pool) fails the test.
+    let mut m = MockHypervisor::new();
+    m.expect_quiesce().returning(|_| Ok(()));
+    m.expect_list_guests().returning(|| Ok(vec![template()]));
+    m.expect_lab_members().returning(|_| Ok(Vec::new()));
+    let hv = Timed::new(m);
+    let mut s = spec_n(2);
+    s.nodes = vec![NodeName::new("pve2").unwrap()];
+    let e = apply(&hv, &s, &no_progress).await.unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    let calls = hv.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|(_, c)| matches!(c, Call::Capacity | Call::CloneBegin(_))),
+        "the nodes asked for cannot be honoured, so nothing is cloned: {calls:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -348,7 +348,7 @@ fn mock_recording(
     fail_clone_of: Option<&'static str>,
     cloned: Arc<Mutex<Vec<String>>>,
 ) -> MockHypervisor {
-    let mut hv = mock_base(existing, slots);
+    let mut hv = mock_base(existing, slots, 0);
     hv.expect_clone_guest().returning(move |req| {
         assert_eq!(req.template, id(9000));
         assert_eq!(req.lab, lab());
@@ -364,8 +364,9 @@ fn mock_recording(
     hv
 }
 
-/// [`mock_with`] without any expectation on `clone_guest`.
-fn mock_base(existing: Vec<GuestInfo>, slots: usize) -> MockHypervisor {
+/// [`mock_with`] without any expectation on `clone_guest`; the backend declares `slots`
+/// clone slots and a queue of `queue`.
+fn mock_base(existing: Vec<GuestInfo>, slots: usize, queue: usize) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
     hv.expect_quiesce()
         .with(eq(Some(id(9000))))
@@ -387,7 +388,7 @@ fn mock_base(existing: Vec<GuestInfo>, slots: usize) -> MockHypervisor {
         Ok(CloneCapacity {
             key: "pve1/local-lvm".into(),
             slots,
-            queue: 0,
+            queue,
         })
     });
     hv.expect_prepare_fence()
@@ -464,6 +465,21 @@ async fn clones_keep_to_the_declared_capacity_and_starts_are_not_batched() {
     let bound = Duration::from_secs(4 * 2 + 20);
     let took = Instant::now() - t0;
     assert!(took <= bound + bound / 5, "took {took:?}, bound {bound:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backends_clone_queue_adds_to_its_slots() {
+    let mut m = mock_base(Vec::new(), 2, 1);
+    m.expect_clone_guest()
+        .returning(|req| Ok(fresh(req.vmid.get(), &req.hostname)));
+    let hv = Timed::new(m);
+    within_an_hour(
+        "up of 6 students with 2 slots and a queue of 1",
+        apply(&hv, &spec_n(6), &no_progress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hv.peak_clones(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -544,7 +560,7 @@ async fn marked_but_unfinished_guests_are_adopted_not_cloned_again() {
 
 #[tokio::test(start_paused = true)]
 async fn a_student_whose_id_was_taken_meanwhile_moves_to_the_lowest_spare_id() {
-    let mut m = mock_base(Vec::new(), 3);
+    let mut m = mock_base(Vec::new(), 3, 0);
     // Someone took 5001 between the plan and exam-02's clone.
     let tried = Arc::new(Mutex::new(Vec::new()));
     let t = tried.clone();

@@ -166,6 +166,8 @@ struct Timed {
     start_time: Duration,
     boot_time: Duration,
     log: Mutex<Vec<(Instant, Call)>>,
+    /// The first `secure` of this guest fails with a transient error.
+    fail_secure_once: Mutex<Option<u32>>,
     started: Mutex<std::collections::HashMap<u32, Instant>>,
     cloning: Mutex<(usize, usize)>,
 }
@@ -178,6 +180,7 @@ impl Timed {
             start_time: Duration::from_secs(2),
             boot_time: Duration::from_secs(20),
             log: Mutex::new(Vec::new()),
+            fail_secure_once: Mutex::new(None),
             started: Mutex::new(Default::default()),
             cloning: Mutex::new((0, 0)),
         }
@@ -309,6 +312,16 @@ impl Fencing for Timed {
             fresh: how.fresh,
             fence: how.fence,
         });
+        let fail = {
+            let mut once = self.fail_secure_once.lock().unwrap();
+            once.take_if(|v| *v == guest.vmid.get()).is_some()
+        };
+        if fail {
+            return Err(Error::Busy {
+                what: format!("VM {}", guest.vmid),
+                message: "connection closed before message completed".into(),
+            });
+        }
         self.mock.secure(guest, how).await
     }
     async fn isolate(&self, l: &LabName, s: Vec<VmId>, a: Vec<IpAddr>) -> Result<()> {
@@ -480,6 +493,56 @@ async fn the_backends_clone_queue_adds_to_its_slots() {
     .await
     .unwrap();
     assert_eq!(hv.peak_clones(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_secure_does_not_trust_the_fresh_clone_any_more() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, None));
+    // The first try may have half-changed vm 5001 before its connection dropped.
+    *hv.fail_secure_once.lock().unwrap() = Some(5001);
+    within_an_hour("up of 2 students", apply(&hv, &spec_n(2), &no_progress))
+        .await
+        .unwrap();
+    let secures: Vec<(u32, bool)> = hv
+        .calls()
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Call::Secure { vmid, fresh, .. } => Some((*vmid, *fresh)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        secures.iter().filter(|(v, _)| *v == 5001).collect::<Vec<_>>(),
+        [&(5001, true), &(5001, false)],
+        "{secures:?}"
+    );
+    assert_eq!(
+        secures.iter().filter(|(v, _)| *v == 5000).collect::<Vec<_>>(),
+        [&(5000, true)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_after_a_step_ran_its_long_limit_is_final() {
+    let mut m = mock_base(Vec::new(), 3, 0);
+    let tries = Arc::new(Mutex::new(0u32));
+    let t = tries.clone();
+    m.expect_clone_guest().returning(move |_| {
+        *t.lock().unwrap() += 1;
+        Err(Error::Busy {
+            what: "storage".into(),
+            message: "got timeout".into(),
+        })
+    });
+    let mut hv = Timed::new(m);
+    let s = spec_n(1);
+    // The clone took exactly the long-step limit before it failed.
+    hv.clone_time = s.timeouts.retry.long_step;
+    let e = within_an_hour("up of 1 student", apply(&hv, &s, &no_progress))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Incomplete { .. }), "{e}");
+    assert_eq!(*tries.lock().unwrap(), 1, "not repeated");
 }
 
 #[tokio::test(start_paused = true)]

@@ -113,7 +113,13 @@ fn plan_skips_used_ids_and_keeps_existing_students() {
     row(2, "keep", "5001", "exam-02", "exists (running)");
     row(3, "start", "5003", "exam-03", "exists (stopped)");
     row(4, "create", "5006", "exam-04", "clone, mark, fence, start");
-    row(5, "ignore", "5004", "old-name", "lab guest not in the spec, left alone");
+    row(
+        5,
+        "ignore",
+        "5004",
+        "old-name",
+        "lab guest not in the spec, left alone",
+    );
     assert_eq!(
         lines[6],
         "  fence: students reach only 10.10.0.1 and not each other"
@@ -361,7 +367,7 @@ fn mock_recording(
     fail_clone_of: Option<&'static str>,
     cloned: Arc<Mutex<Vec<String>>>,
 ) -> MockHypervisor {
-    let mut hv = mock_base(existing, slots, 0);
+    let mut hv = mock_base(existing.clone(), slots, 0);
     hv.expect_clone_guest().returning(move |req| {
         assert_eq!(req.template, id(9000));
         assert_eq!(req.lab, lab());
@@ -374,10 +380,19 @@ fn mock_recording(
         }
         Ok(fresh(req.vmid.get(), &req.hostname))
     });
+    hv.expect_guest().returning(move |v| {
+        existing
+            .iter()
+            .find(|g| g.vmid == v)
+            .cloned()
+            .ok_or(Error::NotFound {
+                what: format!("VM {v}"),
+            })
+    });
     hv
 }
 
-/// [`mock_with`] without any expectation on `clone_guest`; the backend declares `slots`
+/// [`mock_with`] without any expectation on `clone_guest` or `guest`; the backend declares `slots`
 /// clone slots and a queue of `queue`.
 fn mock_base(existing: Vec<GuestInfo>, slots: usize, queue: usize) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
@@ -411,15 +426,6 @@ fn mock_base(existing: Vec<GuestInfo>, slots: usize, queue: usize) -> MockHyperv
     hv.expect_secure().returning(|_, _| Ok(()));
     hv.expect_start().returning(|_| Ok(()));
     hv.expect_probe().returning(|_| Ok(Probe::default()));
-    hv.expect_guest().returning(move |v| {
-        existing
-            .iter()
-            .find(|g| g.vmid == v)
-            .cloned()
-            .ok_or(Error::NotFound {
-                what: format!("VM {v}"),
-            })
-    });
     hv
 }
 
@@ -512,12 +518,18 @@ async fn a_repeated_secure_does_not_trust_the_fresh_clone_any_more() {
         })
         .collect();
     assert_eq!(
-        secures.iter().filter(|(v, _)| *v == 5001).collect::<Vec<_>>(),
+        secures
+            .iter()
+            .filter(|(v, _)| *v == 5001)
+            .collect::<Vec<_>>(),
         [&(5001, true), &(5001, false)],
         "{secures:?}"
     );
     assert_eq!(
-        secures.iter().filter(|(v, _)| *v == 5000).collect::<Vec<_>>(),
+        secures
+            .iter()
+            .filter(|(v, _)| *v == 5000)
+            .collect::<Vec<_>>(),
         [&(5000, true)]
     );
 }
@@ -772,6 +784,75 @@ async fn nodes_named_in_the_spec_are_refused_by_a_backend_without_placement() {
             .iter()
             .any(|(_, c)| matches!(c, Call::Capacity | Call::CloneBegin(_))),
         "the nodes asked for cannot be honoured, so nothing is cloned: {calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_built_student_is_adopted_though_its_fresh_read_carries_no_marks() {
+    // Cloned by a run that died: the listing shows its pool and marker, but a fresh read
+    // of the guest (like PVE's config) carries neither.
+    let half = fresh(5001, "exam-02");
+    let mut m = mock_base(vec![half.clone()], 3, 0);
+    m.expect_clone_guest()
+        .returning(|req| Ok(fresh(req.vmid.get(), &req.hostname)));
+    m.expect_guest().returning(move |v| {
+        if v == half.vmid {
+            Ok(GuestInfo {
+                pool: None,
+                description: None,
+                ..half.clone()
+            })
+        } else {
+            Err(Error::NotFound {
+                what: format!("VM {v}"),
+            })
+        }
+    });
+    let hv = Timed::new(m);
+    let report = within_an_hour("up of 2 students", apply(&hv, &spec_n(2), &no_progress))
+        .await
+        .unwrap();
+    let ids: Vec<u32> = report.students.iter().map(|s| s.vmid.get()).collect();
+    assert_eq!(ids, [5000, 5001]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_says_each_students_steps_in_order_then_done() {
+    let hv = Timed::new(mock_with(Vec::new(), 3, None));
+    let events = Mutex::new(Vec::new());
+    let progress = |e: Event| events.lock().unwrap().push(e);
+    within_an_hour("up of 2 students", apply(&hv, &spec_n(2), &progress))
+        .await
+        .unwrap();
+    let events = events.into_inner().unwrap();
+    let of = |who: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Step { subject, step } if subject == who => Some(step.to_string()),
+                Event::Done { subject, summary } if subject == who => {
+                    Some(format!("done: {summary}"))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let steps = |last: &str| {
+        [
+            "cloning",
+            "fencing",
+            "starting",
+            "waiting for guest agent",
+            "waiting for address",
+            last,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    assert_eq!(of("exam-01"), steps("done: vm 5000 on pve1, 10.10.1.10"));
+    assert_eq!(of("exam-02"), steps("done: vm 5001 on pve1, 10.10.1.11"));
+    assert!(
+        matches!(&events[0], Event::Begin { operation: "up", subjects } if subjects.len() == 2)
     );
 }
 

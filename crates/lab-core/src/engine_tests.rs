@@ -3,6 +3,7 @@
 //! steps can be checked: clone capacity per node, starts not batched, waits not limited
 //! by the clone capacity, fence before start, adoption, partial failures, interrupts.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -854,6 +855,70 @@ async fn progress_says_each_students_steps_in_order_then_done() {
     assert!(
         matches!(&events[0], Event::Begin { operation: "up", subjects } if subjects.len() == 2)
     );
+}
+
+/// Probes per guest when `running` students already run (booted long ago), `stopped`
+/// exist stopped and the rest of `total` are cloned now; and the run's (virtual) time.
+async fn probes_with(running: u32, stopped: u32, total: u32) -> (Vec<(u32, usize)>, Duration) {
+    let existing: Vec<GuestInfo> = (0..running + stopped)
+        .map(|i| {
+            let status = if i < running {
+                VmStatus::Running
+            } else {
+                VmStatus::Stopped
+            };
+            member(5000 + i, &format!("exam-{:02}", i + 1), status)
+        })
+        .collect();
+    let hv = Timed::new(mock_with(existing, 3, None));
+    {
+        let booted = Instant::now() - Duration::from_secs(600);
+        let mut started = hv.started.lock().unwrap();
+        for i in 0..running {
+            started.insert(5000 + i, booted);
+        }
+    }
+    let t0 = Instant::now();
+    within_an_hour(
+        "up with running, stopped and new students",
+        apply(&hv, &spec_n(total), &no_progress),
+    )
+    .await
+    .unwrap();
+    let took = Instant::now() - t0;
+    let mut per: BTreeMap<u32, usize> = BTreeMap::new();
+    for (_, c) in hv.calls() {
+        if let Call::Probe(v) = c {
+            *per.entry(v).or_default() += 1;
+        }
+    }
+    (per.into_iter().collect(), took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn students_already_running_are_probed_once_at_once() {
+    let (probes, took) = probes_with(3, 0, 3).await;
+    assert_eq!(probes, [(5000, 1), (5001, 1), (5002, 1)]);
+    assert_eq!(took, Duration::ZERO, "nothing to wait for");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_student_started_now_is_probed_like_a_new_clone() {
+    let (started, _) = probes_with(0, 2, 2).await;
+    let (cloned, _) = probes_with(0, 0, 2).await;
+    let counts = |p: &[(u32, usize)]| p.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+    assert_eq!(counts(&started), counts(&cloned));
+}
+
+#[tokio::test(start_paused = true)]
+async fn students_already_running_do_not_teach_the_schedule_of_the_new_ones() {
+    // Six new students, alone or next to two that already ran: the new ones are probed
+    // the same, since a guest that answered at once says nothing about boot times.
+    let (alone, _) = probes_with(0, 0, 6).await;
+    let (mixed, _) = probes_with(2, 0, 8).await;
+    let new_alone: Vec<usize> = alone.iter().map(|(_, n)| *n).collect();
+    let new_mixed: Vec<usize> = mixed.iter().skip(2).map(|(_, n)| *n).collect();
+    assert_eq!(new_mixed, new_alone);
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,9 +26,12 @@ fn fake() -> FakeHypervisor {
 /// `apply`, failing the test (not hanging it) when it has not ended after [`LIMIT`].
 async fn up(hv: &FakeHypervisor, spec: &LabSpec, what: &str) -> (Result<LabReport>, Duration) {
     let t = Instant::now();
-    let r = tokio::time::timeout(LIMIT, apply(hv, spec, &no_progress))
-        .await
-        .unwrap_or_else(|_| panic!("lab up did not end within {LIMIT:?} (virtual): {what}"));
+    let r = crate::test_spec::guarded(
+        &format!("lab up with {what}"),
+        LIMIT,
+        apply(hv, spec, &no_progress),
+    )
+    .await;
     (r, t.elapsed())
 }
 

@@ -434,9 +434,7 @@ fn mock_base(existing: Vec<GuestInfo>, slots: usize, queue: usize) -> MockHyperv
 /// (on a clone slot that never frees, a fence that never comes) fails here, naming what it
 /// was doing, instead of hanging the test run.
 async fn within_an_hour<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(3600), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not finished after an hour"))
+    crate::test_spec::guarded(what, Duration::from_secs(3600), f).await
 }
 
 fn spec_n(count: u32) -> LabSpec {

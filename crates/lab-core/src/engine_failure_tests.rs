@@ -249,3 +249,76 @@ async fn guests_that_boot_sooner_than_the_hint_are_not_probed_before_it() {
     let probes = probes_for(20, Duration::ZERO).await;
     assert!(probes <= 20, "{probes} probes for 20 guests ready at once");
 }
+
+/// One guest ready `ready` after its start with its address `address` later: probes and
+/// the (virtual) time `up` took.
+async fn one_guest(ready: u64, address: u64) -> (u64, Duration) {
+    let hv = fake().with_quirk(
+        None,
+        Quirk {
+            ready_after: Duration::from_secs(ready),
+            address_after: Duration::from_secs(address),
+            ..Quirk::default()
+        },
+    );
+    let (r, took) = up(&hv, &spec(1), "one guest waiting for its address").await;
+    r.expect("the guest comes up");
+    (hv.probes(), took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_guest_waiting_for_dhcp_is_looked_at_with_growing_gaps() {
+    // Ready at 20 s, its address 30 s later: looks at gaps growing from a quarter of the
+    // address hint to the 10 s boot hint, so about a dozen looks, and the address is seen
+    // within one longest gap of its coming.
+    let (probes, took) = one_guest(20, 30).await;
+    assert!(probes <= 12, "{probes} probes for a 30 s wait for DHCP");
+    assert!(
+        took <= Duration::from_secs(50 + 10),
+        "the address came at 50 s and was seen at {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_address_soon_after_readiness_is_seen_within_seconds() {
+    // Ready at 20 s, its address 1 s later: the first looks after readiness come at a
+    // fraction of the address hint, not at the boot hint.
+    let (probes, took) = one_guest(20, 1).await;
+    assert!(
+        took <= Duration::from_secs(21 + 5),
+        "the address came at 21 s and was seen at {took:?}"
+    );
+    assert!(probes <= 8, "{probes} probes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_class_waiting_for_a_slow_dhcp_server_learns_from_the_first_address() {
+    // Everyone ready at 20 s, addresses 30 s later: once the first guest has its address,
+    // the others are looked at then, not each at its own growing gaps.
+    let hv = fake().with_quirk(
+        None,
+        Quirk {
+            ready_after: Duration::from_secs(20),
+            address_after: Duration::from_secs(30),
+            ..Quirk::default()
+        },
+    );
+    let (r, took) = up(&hv, &spec(10), "a class waiting for DHCP").await;
+    assert_eq!(r.expect("everyone comes up").students.len(), 10);
+    assert!(
+        hv.probes() <= 10 * 2 + 10,
+        "{} probes for 10 guests",
+        hv.probes()
+    );
+    assert!(took <= Duration::from_secs(50 + 10), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn zz_probe_trace() {
+    for (ready, addr, n) in [(40u64, 2u64, 30u32), (0, 0, 20), (100, 2, 10), (25, 2, 6), (15, 0, 12), (60, 5, 40), (12, 2, 3), (30, 1, 1)] {
+        let hv = fake().with_quirk(None, Quirk { ready_after: Duration::from_secs(ready), address_after: Duration::from_secs(addr), ..Quirk::default() });
+        let (r, took) = up(&hv, &spec(n), "trace").await;
+        r.unwrap();
+        eprintln!("({ready}, {addr}, {n}, {}, {}),", hv.probes(), took.as_millis());
+    }
+}

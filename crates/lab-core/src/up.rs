@@ -633,8 +633,12 @@ impl Run<'_> {
                 }
                 _ => {}
             }
-            if known || ready_at.is_some() {
-                // Ready (or known) and waiting for DHCP: cheap looks at a growing gap.
+            if known {
+                // It ran before this run: nothing to learn from it or for it; cheap looks
+                // at a growing gap. A guest started by this run, ready or not, follows the
+                // shared schedule: once one guest had its address, the others are looked
+                // at when it had it, so a class waiting for a slow DHCP server costs about
+                // two looks per guest instead of one per growing gap (issue 24 found it).
                 next_look = Some(now - started_at + gap);
             }
             gap = gap.mul_f64(1.5).min(self.schedule.max_gap());

@@ -33,6 +33,16 @@ fn per_node(hv: &FakeHypervisor) -> BTreeMap<String, usize> {
     m
 }
 
+/// `apply` under the tests' hang guard.
+async fn up(hv: &FakeHypervisor, s: &LabSpec) -> Result<LabReport> {
+    crate::test_spec::guarded(
+        "lab up on the three-node fake",
+        std::time::Duration::from_secs(4 * 3600),
+        apply(hv, s, &no_progress),
+    )
+    .await
+}
+
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
 }
@@ -40,7 +50,7 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 #[tokio::test(start_paused = true)]
 async fn up_spreads_the_class_over_every_node_with_a_replica() {
     let hv = cluster(64);
-    let report = apply(&hv, &spec(9), &no_progress).await.unwrap();
+    let report = up(&hv, &spec(9)).await.unwrap();
     assert_eq!(report.students.len(), 9);
     assert_eq!(
         per_node(&hv),
@@ -59,7 +69,7 @@ async fn nodes_and_pack_in_the_spec_are_followed() {
         NodeName::new("pve2").unwrap(),
     ];
     s.placement = PlacementPolicy::Pack;
-    apply(&hv, &s, &no_progress).await.unwrap();
+    up(&hv, &s).await.unwrap();
     assert_eq!(
         per_node(&hv),
         counts(&[("pve3", 4)]),
@@ -71,7 +81,7 @@ async fn nodes_and_pack_in_the_spec_are_followed() {
 async fn a_class_that_does_not_fit_is_refused_before_anything_is_created() {
     // 3 nodes of 8 GiB hold 12 students of 2 GiB; 14 do not fit.
     let hv = cluster(8);
-    let e = apply(&hv, &spec(14), &no_progress).await.unwrap_err();
+    let e = up(&hv, &spec(14)).await.unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
     assert!(
@@ -83,7 +93,7 @@ async fn a_class_that_does_not_fit_is_refused_before_anything_is_created() {
     // Twelve fit; told to overcommit, fourteen are cloned too.
     let mut s = spec(14);
     s.overcommit = true;
-    apply(&hv, &s, &no_progress).await.unwrap();
+    up(&hv, &s).await.unwrap();
     assert_eq!(hv.clones(), 14);
 }
 
@@ -93,7 +103,7 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     // prepare_lab, prepare_fence, then clones, secures and starts interleave: pve2 goes
     // away with some students cloned there and others still waiting.
     hv.offline_after(9, "pve2");
-    let result = apply(&hv, &spec(12), &no_progress).await;
+    let result = up(&hv, &spec(12)).await;
     let on_pve2: Vec<String> = hv
         .guests()
         .into_iter()
@@ -148,6 +158,6 @@ async fn without_replicas_everything_lands_where_the_template_is() {
     let hv = FakeHypervisor::new()
         .with_template(9000, "pve1")
         .with_node("pve2", 64 * GIB);
-    apply(&hv, &spec(5), &no_progress).await.unwrap();
+    up(&hv, &spec(5)).await.unwrap();
     assert_eq!(per_node(&hv), counts(&[("pve1", 5)]));
 }

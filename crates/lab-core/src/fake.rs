@@ -116,6 +116,9 @@ enum HaltHow {
     Crash,
     /// This node goes offline (once).
     Offline(String),
+    /// The next clone onto this node is accepted (the guest exists there), then the node
+    /// goes offline before the caller hears of it: the call fails.
+    OfflineMidClone(String),
 }
 
 /// The in-memory backend; cheap to clone (shared state).
@@ -514,6 +517,21 @@ impl Provisioning for FakeHypervisor {
         };
         s.guests.insert(request.vmid.get(), guest.clone());
         s.clones += 1;
+        if let Some(Halt {
+            how: HaltHow::OfflineMidClone(node),
+            ..
+        }) = &s.halt
+        {
+            if *node == guest.node.as_str() {
+                let node = node.clone();
+                s.halt = None;
+                take_offline(&mut s, &node);
+                return Err(Error::Backend {
+                    backend: BACKEND,
+                    source: format!("node {node} is offline (595: no route to host)").into(),
+                });
+            }
+        }
         // A new MAC per clone, as PVE draws one: a re-clone under the same id gets
         // another MAC unless the caller restores the old one.
         let c = s.clones.to_be_bytes();
@@ -957,6 +975,15 @@ impl FakeHypervisor {
         } else {
             take_offline(&mut s, node);
         }
+    }
+
+    /// The next clone onto `node` lands there, then `node` goes offline before the clone's
+    /// caller hears back (as PVE's task log becoming unreadable: 595).
+    pub fn offline_during_clone(&self, node: &str) {
+        self.lock().halt = Some(Halt {
+            after: 0,
+            how: HaltHow::OfflineMidClone(node.to_owned()),
+        });
     }
 
     /// After `mutations` more changing calls, `node` goes offline (as a node losing power

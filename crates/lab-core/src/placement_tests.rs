@@ -153,6 +153,59 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     assert!(per_node(&hv).is_empty(), "{:?}", hv.guests());
 }
 
+/// Host names of the lab's guests, with how many guests carry each.
+fn guests_per_name(hv: &FakeHypervisor) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for g in hv.guests().into_iter().filter(|g| !g.template) {
+        *m.entry(g.name.unwrap_or_default()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_accepted_by_a_node_that_then_went_offline_is_not_made_twice() {
+    let hv = cluster(64);
+    hv.offline_during_clone("pve2");
+    let result = up(&hv, &spec(6)).await;
+    // One guest per student: the one whose clone landed on pve2 is not cloned again.
+    let names = guests_per_name(&hv);
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(names.values().all(|n| *n == 1), "{names:?}");
+    let on_pve2: Vec<String> = hv
+        .guests()
+        .into_iter()
+        .filter(|g| !g.template && g.node.as_str() == "pve2")
+        .filter_map(|g| g.name)
+        .collect();
+    assert_eq!(on_pve2.len(), 1, "{on_pve2:?}");
+    let Err(Error::Incomplete { failures, .. }) = result else {
+        panic!("the student on pve2 cannot be ready: {result:?}")
+    };
+    let failed: Vec<(&str, bool)> = failures
+        .iter()
+        .map(|f| {
+            (
+                f.subject.as_str(),
+                f.message.contains("on node pve2, which went offline"),
+            )
+        })
+        .collect();
+    assert_eq!(failed, [(on_pve2[0].as_str(), true)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn students_moved_off_a_lost_node_spread_over_the_nodes_left() {
+    // Room for 8 guests per node; pve2 goes offline before its first clone lands.
+    let hv = cluster(8);
+    hv.set_node_online("pve2", true);
+    hv.offline_after(2, "pve2");
+    up(&hv, &spec(12)).await.unwrap();
+    let per = per_node(&hv);
+    assert_eq!(per.get("pve2"), None, "{per:?}");
+    // pve2's four went two to pve1 and two to pve3, not all to one.
+    assert_eq!(per, counts(&[("pve1", 6), ("pve3", 6)]));
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_replicas_everything_lands_where_the_template_is() {
     let hv = FakeHypervisor::new()

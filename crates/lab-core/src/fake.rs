@@ -100,6 +100,8 @@ pub struct Quirk {
     pub probe_failures: u32,
     /// This many starts fail transiently before one starts the guest.
     pub start_failures: u32,
+    /// Its clone fails for good (a full storage), on whichever node it is placed.
+    pub clone_fails: bool,
 }
 
 #[derive(Debug)]
@@ -492,6 +494,12 @@ impl Provisioning for FakeHypervisor {
         if s.guests.contains_key(&request.vmid.get()) {
             return Err(Error::AlreadyExists {
                 what: format!("VM {}", request.vmid),
+            });
+        }
+        if quirk_of(&mut s.quirks, Some(&request.hostname)).is_some_and(|q| q.clone_fails) {
+            return Err(Error::Backend {
+                backend: BACKEND,
+                source: "clone failed: no space left on device (injected by the fake)".into(),
             });
         }
         let pool = request.lab.pool();

@@ -194,6 +194,36 @@ async fn a_clone_accepted_by_a_node_that_then_went_offline_is_not_made_twice() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_clone_failing_on_a_node_that_is_up_fails_that_student_alone() {
+    let hv = cluster(64).with_quirk(
+        Some("exam-02"),
+        crate::fake::Quirk {
+            clone_fails: true,
+            ..Default::default()
+        },
+    );
+    let result = up(&hv, &spec(6)).await;
+    let Err(Error::Incomplete { failures, .. }) = result else {
+        panic!("exam-02 cannot be cloned: {result:?}")
+    };
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].subject, "exam-02");
+    assert!(
+        failures[0].message.contains("no space left on device")
+            && !failures[0].message.contains("offline"),
+        "the clone's own error, not a lost node: {failures:?}"
+    );
+    // Nobody else moved: the other five are where placement put them, two per node but
+    // exam-02's.
+    assert_eq!(per_node(&hv).values().sum::<usize>(), 5);
+    assert!(
+        per_node(&hv).values().all(|n| *n <= 2),
+        "{:?}",
+        per_node(&hv)
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn students_moved_off_a_lost_node_spread_over_the_nodes_left() {
     // Room for 8 guests per node; pve2 goes offline before its first clone lands.
     let hv = cluster(8);

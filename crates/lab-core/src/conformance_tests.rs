@@ -10,10 +10,12 @@ use crate::fake::FakeHypervisor;
 use crate::*;
 
 fn fixture() -> Fixture {
+    crate::test_spec::watchdog();
     Fixture::new(9000, [5000, 5001], "conform")
 }
 
 fn fake() -> FakeHypervisor {
+    crate::test_spec::watchdog();
     FakeHypervisor::new()
         .with_template(9000, "pve1")
         .with_desktop_pool("class", 3)

@@ -467,6 +467,7 @@ mod retry_tests {
     use super::*;
 
     fn busy() -> Error {
+        crate::test_spec::watchdog();
         Error::Busy {
             what: "VM 5001".into(),
             message: "VM is locked (backup)".into(),

@@ -20,6 +20,7 @@ fn id(n: u32) -> VmId {
 }
 
 fn lab() -> LabName {
+    crate::test_spec::watchdog();
     LabName::new("exam1").unwrap()
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use crate::{LabName, LabSpec, VmId};
 
 pub(crate) fn spec_in(count: u32, ids: &str) -> LabSpec {
+    watchdog();
     let mut s = LabSpec::new(
         LabName::new("exam1").unwrap(),
         VmId::new(9000).unwrap(),
@@ -30,6 +31,7 @@ pub(crate) async fn guarded<F: Future>(
     f: F,
 ) -> F::Output {
     const REAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+    watchdog();
     let started = std::time::Instant::now();
     let mut f = std::pin::pin!(tokio::time::timeout(virtual_limit, f));
     std::future::poll_fn(|cx| {
@@ -41,4 +43,26 @@ pub(crate) async fn guarded<F: Future>(
     })
     .await
     .unwrap_or_else(|_| panic!("{what}: not finished after {virtual_limit:?} (virtual)"))
+}
+
+/// Ends this test process (exit 101, saying why) when it still runs after 60 s of real
+/// time. lab-core's tests take well under a second, so only a hang gets there: a test
+/// that waits forever (a retry loop that never stops, on a paused clock) would otherwise
+/// keep the process alive after the guarded tests have already failed naming the cause,
+/// and the run would end as a timeout instead of a failure. Started by the tests' shared
+/// helpers; once per process.
+pub(crate) fn watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            let limit = std::time::Duration::from_secs(60);
+            std::thread::sleep(limit);
+            eprintln!(
+                "lab-core's tests are still running after {limit:?} of real time: a test \
+                 waits forever (the failures above name what; `--test-threads=1 \
+                 --nocapture` shows which test hangs)"
+            );
+            std::process::exit(101);
+        });
+    });
 }

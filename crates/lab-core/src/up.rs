@@ -1008,3 +1008,7 @@ impl Run<'_> {
         offline
     }
 }
+
+#[cfg(test)]
+#[path = "schedule_tests.rs"]
+mod schedule_tests;

@@ -1638,4 +1638,201 @@ mod tests {
         assert!(j.message.ends_with('…'));
         assert!(j.message.chars().count() < 240, "{}", j.message.len());
     }
+
+    #[test]
+    fn a_field_or_shorthand_on_the_wrong_probe_names_the_probes_kind() {
+        assert_eq!(
+            parse_err("{ field = \"status\", equals = 200 }", Kind::Exec),
+            "field \"status\" needs an http probe (this probe is exec)"
+        );
+        assert_eq!(
+            parse_err("{ field = \"answers\", exists = true }", Kind::Http),
+            "field \"answers\" needs a dns probe (this probe is http)"
+        );
+        assert_eq!(
+            parse_err("{ status = 200 }", Kind::File),
+            "`status` needs an http probe (this probe is file)"
+        );
+        assert_eq!(
+            parse_err("{ reachable = true }", Kind::Agent),
+            "`reachable` needs a ping, tcp or http probe (this probe is agent)"
+        );
+    }
+
+    #[test]
+    fn each_field_selects_its_part_of_the_evidence_and_is_named_in_the_detail() {
+        let mut e = ev("exec", "active\n", 3);
+        e.stderr = Blob::from("warning: unit is masked\n");
+        let j = judge(
+            "{ field = \"stdout\", equals = \"inactive\" }",
+            Kind::Exec,
+            &e,
+        );
+        assert_eq!((j.held, j.selector.as_str()), (false, "stdout"));
+        let j = judge("{ field = \"exit\", equals = 0 }", Kind::Exec, &e);
+        assert_eq!(
+            (j.held, j.selector.as_str(), j.message.as_str()),
+            (false, "exit", "expected equals 0, found 3")
+        );
+        assert!(holds("{ field = \"exit\", equals = 3 }", Kind::Exec, &e));
+        assert!(holds(
+            "{ field = \"stderr\", contains = \"masked\" }",
+            Kind::Exec,
+            &e
+        ));
+        assert_eq!(
+            judge("{ field = \"stderr\", contains = \"x\" }", Kind::Exec, &e).selector,
+            "stderr"
+        );
+        assert_eq!(
+            judge("{ field = \"lines\", count = 9 }", Kind::Exec, &e).selector,
+            "lines"
+        );
+        assert_eq!(
+            judge(
+                &format!("{{ sha256 = \"{}\" }}", "a".repeat(64)),
+                Kind::File,
+                &e
+            )
+            .selector,
+            "sha256 of stdout"
+        );
+        // `answers` on a dns probe: the answer lines, dig's complaints left out.
+        let d = ev("dns", ";; truncated, retrying in TCP mode\n10.0.0.5\n", 0);
+        assert!(holds(
+            "{ field = \"answers\", set = [\"10.0.0.5\"] }",
+            Kind::Dns,
+            &d
+        ));
+        assert_eq!(
+            judge("{ field = \"answers\", count = 2 }", Kind::Dns, &d).selector,
+            "answers"
+        );
+        let h = ev("http", "<p>hi</p>\n404", 0);
+        assert_eq!(
+            judge("{ field = \"body\", contains = \"x\" }", Kind::Http, &h).selector,
+            "body"
+        );
+        assert_eq!(judge("{ status = 200 }", Kind::Http, &h).selector, "status");
+    }
+
+    #[test]
+    fn a_failed_comparison_says_which_comparison_it_was() {
+        let n = ev("exec", "3\n", 0);
+        for (test, sign) in [
+            ("gt = 4", ">"),
+            ("ge = 4", ">="),
+            ("lt = 2", "<"),
+            ("le = 2", "<="),
+        ] {
+            let j = judge(&format!("{{ {test} }}"), Kind::Exec, &n);
+            assert!(!j.held, "{test}");
+            let n = &test[5..];
+            assert_eq!(
+                j.message,
+                format!("expected {sign} {n}, found \"3\\n\""),
+                "{test}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_named_with_the_type_found() {
+        assert_eq!(
+            parse_err("{ json = 1, exists = true }", Kind::Exec),
+            "`json` must be a string, not integer"
+        );
+        assert_eq!(
+            parse_err("{ gt = \"5\" }", Kind::Exec),
+            "`gt` must be a number, not string"
+        );
+        assert_eq!(
+            parse_err("{ not = 1, exists = true }", Kind::Exec),
+            "`not` must be true or false, not integer"
+        );
+        assert_eq!(
+            parse_err("{ exit = 0.5 }", Kind::Exec),
+            "`exit` must be an integer, not float"
+        );
+        assert_eq!(
+            parse_err("{ set = \"a\" }", Kind::Exec),
+            "`set` must be a list, not string"
+        );
+    }
+
+    #[test]
+    fn infinite_or_nan_numbers_are_refused_where_a_number_is_compared() {
+        for (src, why) in [
+            ("{ gt = inf }", "`gt` must be a number, not float"),
+            ("{ le = -inf }", "`le` must be a number, not float"),
+            ("{ lt = nan }", "`lt` must be a number, not float"),
+            (
+                "{ equals = nan }",
+                "`equals` must be a string, number or boolean, not float",
+            ),
+            (
+                "{ equals = inf }",
+                "`equals` must be a string, number or boolean, not float",
+            ),
+        ] {
+            assert_eq!(parse_err(src, Kind::Exec), why, "{src}");
+        }
+    }
+
+    #[test]
+    fn a_full_length_prefix_is_one_address_and_a_longer_one_is_refused() {
+        let one = ev("exec", "192.168.10.10\n", 0);
+        let next = ev("exec", "192.168.10.11\n", 0);
+        assert!(holds(
+            "{ in_subnet = \"192.168.10.10/32\" }",
+            Kind::Exec,
+            &one
+        ));
+        assert!(!holds(
+            "{ in_subnet = \"192.168.10.10/32\" }",
+            Kind::Exec,
+            &next
+        ));
+        let v6 = ev("exec", "fd00::1\n", 0);
+        assert!(holds("{ in_subnet = \"fd00::1/128\" }", Kind::Exec, &v6));
+        assert!(!holds("{ in_subnet = \"fd00::2/128\" }", Kind::Exec, &v6));
+        assert_eq!(
+            parse_err("{ in_subnet = \"fd00::/129\" }", Kind::Exec),
+            "`in_subnet` \"fd00::/129\": the prefix length is at most 128"
+        );
+        // A templated network that breaks for a student says so when prepared.
+        let t = exp("{ in_subnet = \"10.{{vlan}}.0.0/40\" }", Kind::Exec);
+        assert_eq!(
+            t.prepare(&vars()).unwrap_err(),
+            "`in_subnet` \"10.10.0.0/40\": the prefix length is at most 32"
+        );
+    }
+
+    #[test]
+    fn a_last_line_that_is_no_three_digit_code_is_no_http_status() {
+        // A body whose last line is a number, no `-w '\n%{http_code}'` status after it.
+        let e = ev("http", "<p>total</p>\n42", 0);
+        assert!(!holds("{ status = 42 }", Kind::Http, &e));
+        assert!(holds(
+            "{ field = \"status\", exists = true, not = true }",
+            Kind::Http,
+            &e
+        ));
+        let e = ev("http", "<p>total</p>\n2000", 0);
+        assert!(holds("{ field = \"status\", count = 0 }", Kind::Http, &e));
+        let ok = ev("http", "<p>total</p>\n204", 0);
+        assert!(holds("{ status = 204 }", Kind::Http, &ok));
+    }
+
+    #[test]
+    fn reachability_failures_say_reachable_or_not_reachable() {
+        let up = ev("ping", "1 packets transmitted, 1 received\n", 0);
+        let down = ev("ping", "1 packets transmitted, 0 received\n", 1);
+        let j = judge("{ reachable = true }", Kind::Ping, &down);
+        assert_eq!(j.message, "expected reachable, found 1");
+        let j = judge("{ reachable = false }", Kind::Tcp, &up);
+        assert_eq!(j.message, "expected not reachable, found 0");
+        let j = judge("{ exit = 0, not = true }", Kind::Ping, &up);
+        assert_eq!(j.message, "expected not exit 0, found 0");
+    }
 }

@@ -1063,6 +1063,47 @@ mod tests {
     }
 
     #[test]
+    fn a_report_step_prints_action_target_and_outcome_in_columns() {
+        let step = |action, target: &str, outcome| Step {
+            action,
+            target: target.to_owned(),
+            outcome,
+        };
+        assert_eq!(
+            step("create user", "s01@pve", Outcome::Done).to_string(),
+            format!("create user{}s01@pve{}done", " ".repeat(4), " ".repeat(34))
+        );
+        let lines: Vec<String> = [
+            step("user", "s02@pve", Outcome::AlreadyDone),
+            step(
+                "grant ACL",
+                "/vms/1002 s02@pve LabctlExam",
+                Outcome::WouldDo,
+            ),
+            step("password", "s03@pve", Outcome::Unknown),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                format!("user{}s02@pve{}already so", " ".repeat(11), " ".repeat(34)),
+                format!(
+                    "grant ACL{}/vms/1002 s02@pve LabctlExam{}would do",
+                    " ".repeat(6),
+                    " ".repeat(13)
+                ),
+                format!(
+                    "password{}s03@pve{}UNKNOWN: not on this sheet",
+                    " ".repeat(7),
+                    " ".repeat(34)
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn exam_role_has_no_cdrom_backup_network_or_agent_files() {
         for p in [
             Privilege::VmConfigCdrom,

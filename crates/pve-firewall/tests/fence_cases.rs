@@ -922,12 +922,12 @@ async fn bad_inputs_are_refused_before_any_request() {
         let good = IsolationOptions::new(lab("bad"));
         let everything: Cidr = "0.0.0.0/0".parse().expect("cidr");
         let mut dns_everywhere = good.clone();
-        dns_everywhere.dns = vec![everything.clone()];
+        dns_everywhere.dns = vec![everything];
         let mut nobody_at_once = good.clone();
         nobody_at_once.concurrency = 0;
         let cases = [
             (Vec::new(), good.clone(), "allowed"),
-            (vec![everything.clone()], good.clone(), "/0"),
+            (vec![everything], good.clone(), "/0"),
             (allowed(), dns_everywhere, "/0"),
             (allowed(), nobody_at_once, "concurrency"),
         ];

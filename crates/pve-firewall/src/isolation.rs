@@ -2306,4 +2306,147 @@ mod tests {
         assert_eq!(l, vec![id(200), id(300)]);
         assert!(Students::List(vec![]).ids().is_err());
     }
+
+    #[test]
+    fn a_range_or_list_of_exactly_max_students_is_taken_and_one_more_refused() {
+        let id = |n| VmId::new(n).unwrap();
+        let full = Students::Range {
+            first: id(1000),
+            last: id(1999),
+        }
+        .ids()
+        .unwrap();
+        assert_eq!(full.len(), MAX_STUDENTS);
+        assert_eq!((full[0], full[MAX_STUDENTS - 1]), (id(1000), id(1999)));
+        let err = Students::Range {
+            first: id(1000),
+            last: id(2000),
+        }
+        .ids()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1001 guests"), "{err}");
+        let one = Students::Range {
+            first: id(300),
+            last: id(300),
+        }
+        .ids()
+        .unwrap();
+        assert_eq!(one, vec![id(300)], "a range of one guest");
+        let list: Vec<VmId> = (1000..2000).map(id).collect();
+        assert_eq!(Students::List(list.clone()).ids().unwrap(), list);
+        let mut more = list;
+        more.push(id(5000));
+        let err = Students::List(more).ids().unwrap_err().to_string();
+        assert!(err.contains("1001 ids"), "{err}");
+    }
+
+    #[test]
+    fn records_accept_dashes_and_underscores_in_keys_and_values() {
+        let lab = LabName::new("l1").unwrap();
+        let r = Record::parse(&lab, "labctl:l1 cluster-enable=- net_0=a_b-c", "x").unwrap();
+        assert_eq!(r.get("cluster-enable"), Some(&None));
+        assert_eq!(r.get("net_0"), Some(&Some("a_b-c".to_owned())));
+        assert_eq!(r.get("enable"), None);
+        assert!(Record::parse(&lab, "labctl:l1 x=", "x").is_err());
+    }
+
+    #[test]
+    fn changes_and_reports_read_as_sentences_with_unset_for_absent_values() {
+        let vmid = VmId::new(301).unwrap();
+        let cluster = Change::ClusterFirewall {
+            from: None,
+            to: Some("1".into()),
+        };
+        assert_eq!(
+            cluster.to_string(),
+            "datacenter firewall enable: unset -> 1"
+        );
+        let option = Change::GuestOption {
+            vmid,
+            key: "dhcp".into(),
+            from: Some("0".into()),
+            to: None,
+        };
+        assert_eq!(
+            option.to_string(),
+            "guest 301: firewall option dhcp: 0 -> unset"
+        );
+        let nic = Change::NicFirewall {
+            vmid,
+            nic: 1,
+            from: None,
+            to: Some("1".into()),
+        };
+        assert_eq!(nic.to_string(), "guest 301: net1 firewall: unset -> 1");
+        let mut report = Report {
+            lab: "exam1".into(),
+            ..Report::default()
+        };
+        assert!(report.is_unchanged());
+        assert_eq!(report.to_string(), "lab exam1: nothing to change\n");
+        report
+            .changes
+            .push(Change::IpSetCreated("iso-exam1-allowed".into()));
+        report.notes.push("guest 302 has no network devices".into());
+        assert!(!report.is_unchanged());
+        assert_eq!(
+            report.to_string(),
+            "lab exam1: 1 change(s)\n  created IP set iso-exam1-allowed\n  \
+             note: guest 302 has no network devices\n"
+        );
+    }
+
+    #[test]
+    fn a_fence_is_in_force_only_when_the_datacenter_and_every_student_are_in_place() {
+        let guest = |n, problems: &[&str]| GuestCheck {
+            vmid: VmId::new(n).unwrap(),
+            firewall_enabled: true,
+            nics: vec![(0, true)],
+            group_rule_first: problems.is_empty(),
+            problems: problems.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let mut v = Verification {
+            lab: "exam1".into(),
+            cluster_enabled: true,
+            cluster_problems: Vec::new(),
+            guests: vec![guest(301, &[]), guest(302, &[])],
+        };
+        assert!(v.is_isolated());
+        assert_eq!(
+            v.to_string(),
+            "lab exam1: isolated\n  guest 301: ok\n  guest 302: ok\n"
+        );
+        v.guests[1] = guest(302, &["no GROUP iso-exam1 rule"]);
+        assert!(!v.guests[1].is_isolated());
+        assert!(!v.is_isolated(), "one student escapes");
+        assert_eq!(
+            v.to_string(),
+            "lab exam1: NOT isolated\n  guest 301: ok\n  guest 302: no GROUP iso-exam1 rule\n"
+        );
+        v.guests[1] = guest(302, &[]);
+        v.cluster_problems
+            .push("security group iso-exam1 does not exist".into());
+        assert!(!v.is_isolated(), "the datacenter part is missing");
+        assert!(
+            v.to_string()
+                .contains("\n  datacenter: security group iso-exam1 does not exist\n"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn steps_are_retried_eight_times_from_half_a_second_within_a_minute_by_default() {
+        use std::time::Duration;
+        let timing = pve_vm::Timing::default();
+        assert_eq!(
+            default_retry(&timing),
+            Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_millis(7500),
+                budget: Duration::from_secs(60),
+                max_retries: 8,
+            }
+        );
+    }
 }

@@ -262,3 +262,68 @@ async fn isolate_sends_group_rules_in_reverse_and_everything_in_a_safe_order() {
     assert!(report.changes.len() >= 12, "{report}");
     check_against_schema(&log.records());
 }
+
+/// A GROUP rule that PVE's parser rejected is skipped by the firewall: the simulator
+/// cannot produce one (its GROUP rules have no fields that can go stale), a mock can.
+#[tokio::test]
+async fn verify_reports_a_group_rule_that_pve_skips() {
+    let server = MockServer::start_async().await;
+    let get = |path: &str, data: serde_json::Value| {
+        server.mock(|when, then| {
+            when.method(GET).path(format!("/api2/json{path}"));
+            then.json_body(json!({ "data": data }));
+        });
+    };
+    get(
+        "/cluster/firewall/options",
+        json!({"enable": 1, "digest": "c0"}),
+    );
+    get(
+        "/cluster/firewall/groups",
+        json!([{"group": "iso-lab1", "comment": "labctl:lab1 cluster-enable=-", "digest": "g0"}]),
+    );
+    get("/cluster/firewall/groups/iso-lab1", json!([]));
+    get(
+        "/cluster/firewall/ipset/iso-lab1-allowed",
+        json!([{"cidr": "10.10.0.1", "digest": "s0"}]),
+    );
+    get(
+        "/cluster/resources",
+        json!([{"vmid": 301, "node": "pve1", "type": "qemu", "status": "running"}]),
+    );
+    get(
+        "/nodes/pve1/qemu/301/config",
+        json!({"digest": "v0", "net0": "virtio=BC:24:11:2E:C5:4A,bridge=vmbr0,firewall=1"}),
+    );
+    get(
+        "/nodes/pve1/qemu/301/firewall/options",
+        json!({"digest": "o0", "enable": 1}),
+    );
+    get(
+        "/nodes/pve1/qemu/301/firewall/rules",
+        json!([{
+            "pos": 0, "type": "group", "action": "iso-lab1", "enable": 1, "digest": "r0",
+            "comment": "labctl:lab1 enable=-",
+            "errors": {"action": "no such security group 'iso-lab1'"}
+        }]),
+    );
+    let log = Log::default();
+    let iso = Isolation::new(client(&server, &log));
+    let options = IsolationOptions::new(LabName::new("lab1").unwrap());
+    let students = Students::List(vec![VmId::new(301).unwrap()]);
+    let check = iso
+        .verify(&students, &["10.10.0.1".parse().unwrap()], &options)
+        .await
+        .unwrap();
+    let guest = &check.guests[0];
+    assert!(!guest.group_rule_first, "{check}");
+    assert_eq!(
+        guest.problems,
+        vec![
+            "GROUP iso-lab1 rule is skipped by PVE: action: no such security group 'iso-lab1'"
+                .to_owned()
+        ],
+        "{check}"
+    );
+    assert!(!check.is_isolated());
+}

@@ -17,7 +17,9 @@
 //! The mutants are built in their own target directory, `<target dir>/mutants/target`,
 //! without debug info: sharing the checkout's would let cargo take a mutated build for the
 //! checkout's (workspace crates get the same artifact names in both trees).
-//! `--iterate` re-tests only the mutants not caught by the last run of the same file.
+//! `--iterate` re-tests only the mutants not caught by the earlier runs of the same file;
+//! the table still counts every mutant of the file (the last outcome of each, kept in
+//! `<target dir>/mutants/<file>/ledger.json`).
 //!
 //! It needs `cargo-mutants` (`cargo install --locked cargo-mutants`); it is too slow for
 //! every CI run (minutes per file on two cores).
@@ -196,12 +198,20 @@ impl Tally {
     }
 }
 
-/// Reads cargo-mutants' `outcomes.json`.
-fn tally(outcomes: &Value) -> Result<Tally> {
+/// Every mutant of one file and its last outcome, kept across `--iterate` runs in
+/// `<out>/ledger.json`: cargo-mutants' own `outcomes.json` holds only the mutants of its
+/// latest run, so after `--iterate` the mutants caught earlier would vanish from the count.
+type Ledger = std::collections::BTreeMap<String, String>;
+
+/// Adds the outcomes of one run (cargo-mutants' `outcomes.json`) to the ledger; a run
+/// that is not `--iterate` starts it afresh.
+fn record(ledger: &mut Ledger, outcomes: &Value, iterate: bool) -> Result<()> {
     let list = outcomes["outcomes"]
         .as_array()
         .context("outcomes.json has no \"outcomes\" list")?;
-    let mut t = Tally::default();
+    if !iterate {
+        ledger.clear();
+    }
     for o in list {
         if o["scenario"] == "Baseline" {
             continue;
@@ -215,11 +225,21 @@ fn tally(outcomes: &Value) -> Result<Tally> {
                     .map(|m| format!("{m:?}"))
             })
             .unwrap_or_default();
-        match o["summary"].as_str().unwrap_or("") {
+        let summary = o["summary"].as_str().unwrap_or("").to_owned();
+        ledger.insert(name, summary);
+    }
+    Ok(())
+}
+
+/// Counts the ledger.
+fn tally(ledger: &Ledger) -> Result<Tally> {
+    let mut t = Tally::default();
+    for (name, summary) in ledger {
+        match summary.as_str() {
             "CaughtMutant" => t.caught += 1,
             "MissedMutant" => {
                 t.missed += 1;
-                t.missed_names.push(name);
+                t.missed_names.push(name.clone());
             }
             "Timeout" => t.timeout += 1,
             "Unviable" => t.unviable += 1,
@@ -307,7 +327,16 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("reading {}", path.display()))?;
         let value: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", path.display()))?;
-        rows.push((file.clone(), tally(&value)?));
+        let ledger_path = out.join("ledger.json");
+        let mut ledger: Ledger = match std::fs::read_to_string(&ledger_path) {
+            Ok(t) if o.iterate => serde_json::from_str(&t)
+                .with_context(|| format!("{} is not a ledger", ledger_path.display()))?,
+            _ => Ledger::new(),
+        };
+        record(&mut ledger, &value, o.iterate)?;
+        std::fs::write(&ledger_path, serde_json::to_string_pretty(&ledger)?)
+            .with_context(|| format!("writing {}", ledger_path.display()))?;
+        rows.push((file.clone(), tally(&ledger)?));
     }
     print!("{}", table(&rows));
     if let Some(min) = o.min_score {
@@ -428,7 +457,9 @@ mod tests {
             {"scenario": {"Mutant": {"name": "d"}}, "summary": "Timeout"},
             {"scenario": {"Mutant": {"name": "e"}}, "summary": "Unviable"},
         ]});
-        let t = tally(&v).unwrap();
+        let mut ledger = Ledger::new();
+        record(&mut ledger, &v, false).unwrap();
+        let t = tally(&ledger).unwrap();
         assert_eq!((t.caught, t.missed, t.timeout, t.unviable), (2, 1, 1, 1));
         assert_eq!(t.viable(), 4);
         assert!((t.score() - 50.0).abs() < 1e-9);
@@ -438,9 +469,38 @@ mod tests {
             out.contains("50.0%") && out.contains("missed in f.rs:\n  c"),
             "{out}"
         );
-        assert!(
-            tally(&json!({"outcomes": [{"scenario": {"Mutant": {}}, "summary": "Weird"}]}))
-                .is_err()
-        );
+        let mut weird = Ledger::new();
+        record(
+            &mut weird,
+            &json!({"outcomes": [{"scenario": {"Mutant": {}}, "summary": "Weird"}]}),
+            false,
+        )
+        .unwrap();
+        assert!(tally(&weird).is_err());
+        assert!(record(&mut weird, &json!({}), false).is_err());
+    }
+
+    #[test]
+    fn an_iterate_run_keeps_what_earlier_runs_caught_and_a_full_run_starts_afresh() {
+        let first = json!({"outcomes": [
+            {"scenario": {"Mutant": {"name": "a"}}, "summary": "CaughtMutant"},
+            {"scenario": {"Mutant": {"name": "b"}}, "summary": "MissedMutant"},
+            {"scenario": {"Mutant": {"name": "c"}}, "summary": "Timeout"},
+            {"scenario": {"Mutant": {"name": "u"}}, "summary": "Unviable"},
+        ]});
+        // --iterate re-tests only b and c: b is caught now, c still times out.
+        let again = json!({"outcomes": [
+            {"scenario": "Baseline", "summary": "Success"},
+            {"scenario": {"Mutant": {"name": "b"}}, "summary": "CaughtMutant"},
+            {"scenario": {"Mutant": {"name": "c"}}, "summary": "Timeout"},
+        ]});
+        let mut ledger = Ledger::new();
+        record(&mut ledger, &first, false).unwrap();
+        record(&mut ledger, &again, true).unwrap();
+        let t = tally(&ledger).unwrap();
+        assert_eq!((t.caught, t.missed, t.timeout, t.unviable), (2, 0, 1, 1));
+        record(&mut ledger, &again, false).unwrap();
+        let t = tally(&ledger).unwrap();
+        assert_eq!((t.caught, t.timeout, t.unviable), (1, 1, 0));
     }
 }

@@ -286,9 +286,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--no-shuffle".into(),
             "--cargo-test-arg=--lib".into(),
             "--cargo-test-arg=--tests".into(),
-            // Above the tests' own 30 s hang guard, so that a hang is reported by the
-            // test that names what it waited for, and counts as caught.
-            "--minimum-test-timeout=60".into(),
+            // Above the tests' own hang guards (30 s per guarded test; lab-core's
+            // watchdog ends a hung test process at 60 s saying so), so that a hang is
+            // reported by the tests and counts as caught.
+            "--minimum-test-timeout=90".into(),
             "--output".into(),
             out.to_string_lossy().into_owned(),
         ];

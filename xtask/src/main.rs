@@ -41,8 +41,9 @@ Commands:
   mutants mutation testing (cargo-mutants) of the files that decide safety, each with the
           test packages that exercise it; prints viable, caught, missed, timeouts and the
           score per file (--file PATH: only these; --list; --iterate: only the mutants
-          the last run did not catch; --jobs N; --timeout S; --min-score P: fail below
-          P %); output in target/mutants/; see CONTRIBUTING.md
+          earlier runs did not catch; --shard K/N: every N-th mutant from the K-th, a
+          sample; --jobs N; --timeout S; --min-score P: fail below P %); output in
+          target/mutants/; see CONTRIBUTING.md
   package package every library crate and build + run an outside crate that depends on
           them by version ([patch.crates-io] to the unpacked .crate files), offline
   dist    build labctl in release mode (--debug: the debug build) and package it in

@@ -19,7 +19,8 @@
 //! checkout's (workspace crates get the same artifact names in both trees).
 //! `--iterate` re-tests only the mutants not caught by the earlier runs of the same file;
 //! the table still counts every mutant of the file (the last outcome of each, kept in
-//! `<target dir>/mutants/<file>/ledger.json`).
+//! `<target dir>/mutants/<file>/ledger.json`). `--shard K/N` tests every N-th mutant from
+//! the K-th: a sample of a file too large for one sitting; shards add up in the ledger.
 //!
 //! It needs `cargo-mutants` (`cargo install --locked cargo-mutants`); it is too slow for
 //! every CI run (minutes per file on two cores).
@@ -85,6 +86,7 @@ struct Options {
     files: Vec<String>,
     list: bool,
     iterate: bool,
+    shard: Option<(u32, u32)>,
     jobs: Option<u32>,
     timeout: Option<u32>,
     min_score: Option<f64>,
@@ -108,6 +110,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--file" | "-f" => o.files.push(value("--file")?),
             "--list" => o.list = true,
             "--iterate" => o.iterate = true,
+            "--shard" => o.shard = Some(shard(&value("--shard")?)?),
             "--jobs" | "-j" => o.jobs = Some(number(&value("--jobs")?, "--jobs", 1, 64)?),
             "--timeout" => o.timeout = Some(number(&value("--timeout")?, "--timeout", 1, 3600)?),
             "--min-score" => {
@@ -121,11 +124,19 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             other => bail!(
                 "cargo xtask mutants: unknown argument {other:?} (allowed: --file PATH, --list, \
-                 --iterate, --jobs N, --timeout SECONDS, --min-score PERCENT)"
+                 --iterate, --shard K/N, --jobs N, --timeout SECONDS, --min-score PERCENT)"
             ),
         }
     }
     Ok(o)
+}
+
+/// `K/N`: shard K (from 0) of N.
+fn shard(v: &str) -> Result<(u32, u32)> {
+    v.split_once('/')
+        .and_then(|(k, n)| Some((k.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))
+        .filter(|(k, n)| *n > 0 && k < n)
+        .with_context(|| format!("--shard {v:?}: K/N with 0 <= K < N, e.g. 0/4"))
 }
 
 fn number(v: &str, name: &str, lo: u32, hi: u32) -> Result<u32> {
@@ -204,12 +215,12 @@ impl Tally {
 type Ledger = std::collections::BTreeMap<String, String>;
 
 /// Adds the outcomes of one run (cargo-mutants' `outcomes.json`) to the ledger; a run
-/// that is not `--iterate` starts it afresh.
-fn record(ledger: &mut Ledger, outcomes: &Value, iterate: bool) -> Result<()> {
+/// of the whole file (not `--iterate`, not `--shard`) starts it afresh.
+fn record(ledger: &mut Ledger, outcomes: &Value, add: bool) -> Result<()> {
     let list = outcomes["outcomes"]
         .as_array()
         .context("outcomes.json has no \"outcomes\" list")?;
-    if !iterate {
+    if !add {
         ledger.clear();
     }
     for o in list {
@@ -296,6 +307,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         if o.iterate {
             args.push("--iterate".into());
         }
+        if let Some((k, n)) = o.shard {
+            // Every N-th mutant from the K-th on: a sample spread over the whole file.
+            args.push(format!("--shard={k}/{n}"));
+            args.push("--sharding=round-robin".into());
+        }
         for t in tests {
             args.push("--test-package".into());
             args.push(t.clone());
@@ -330,11 +346,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("{} is not JSON", path.display()))?;
         let ledger_path = out.join("ledger.json");
         let mut ledger: Ledger = match std::fs::read_to_string(&ledger_path) {
-            Ok(t) if o.iterate => serde_json::from_str(&t)
+            Ok(t) if o.iterate || o.shard.is_some() => serde_json::from_str(&t)
                 .with_context(|| format!("{} is not a ledger", ledger_path.display()))?,
             _ => Ledger::new(),
         };
-        record(&mut ledger, &value, o.iterate)?;
+        record(&mut ledger, &value, o.iterate || o.shard.is_some())?;
         std::fs::write(&ledger_path, serde_json::to_string_pretty(&ledger)?)
             .with_context(|| format!("writing {}", ledger_path.display()))?;
         rows.push((file.clone(), tally(&ledger)?));
@@ -413,6 +429,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("0 to 100"), "{e}");
+        assert_eq!(parse(&args(&["--shard", "1/4"])).unwrap().shard, Some((1, 4)));
+        for bad in ["4/4", "1/0", "1", "a/4"] {
+            let e = parse(&args(&["--shard", bad])).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("K/N"), "{e}");
+        }
         let e = parse(&args(&["--bogus"])).unwrap_err().to_string();
         assert!(e.contains("--bogus") && e.contains("--file"), "{e}");
         assert!(parse(&args(&["--file"])).is_err());

@@ -902,6 +902,51 @@ async fn students_already_running_are_probed_once_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_student_started_just_before_a_crash_is_looked_at_with_growing_gaps_until_it_answers() {
+    // `lab up` is run again 2 s after the last run started exam-01, whose agent needs 18 s
+    // more: it is looked at at once, then at growing gaps (½ s, then ×1.5, never past the
+    // 10 s boot hint), and seen within one gap of answering; no busy loop.
+    let hv = Timed::new(mock_with(
+        vec![member(5000, "exam-01", VmStatus::Running)],
+        3,
+        None,
+    ));
+    let t0 = Instant::now();
+    hv.started
+        .lock()
+        .unwrap()
+        .insert(5000, t0 - Duration::from_secs(2));
+    let report = within_an_hour(
+        "up with a student still booting",
+        apply(&hv, &spec_n(1), &no_progress),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.students.len(), 1);
+    let looks: Vec<Duration> = hv
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| matches!(c, Call::Probe(5000)))
+        .map(|(at, _)| at - t0)
+        .collect();
+    let ms: Vec<u128> = looks.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms[0], 0, "looked at at once: {ms:?}");
+    let gaps: Vec<u128> = ms.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps[0], 500, "{ms:?}");
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0] && g[1] <= 10_000),
+        "gaps grow up to the boot hint: {ms:?}"
+    );
+    let answered = 16_000;
+    let last = *ms.last().unwrap();
+    assert!(
+        last >= answered && last - answered <= *gaps.last().unwrap(),
+        "seen within one gap of answering at 16 s: {ms:?}"
+    );
+    assert_eq!(looks.len(), 8, "{ms:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stopped_student_started_now_is_probed_like_a_new_clone() {
     let (started, _) = probes_with(0, 2, 2).await;
     let (cloned, _) = probes_with(0, 0, 2).await;

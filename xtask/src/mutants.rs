@@ -297,10 +297,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--no-shuffle".into(),
             "--cargo-test-arg=--lib".into(),
             "--cargo-test-arg=--tests".into(),
-            // Above the tests' own hang guards (30 s per guarded test; lab-core's
-            // watchdog ends a hung test process at 60 s saying so), so that a hang is
-            // reported by the tests and counts as caught.
-            "--minimum-test-timeout=90".into(),
+            // Above the tests' own hang guards (30 s of real time per guarded test,
+            // 120 s in pve-firewall's fence tests; lab-core's watchdog, set to 60 s
+            // below, ends a hung test process saying so), so that a hang is reported by
+            // the tests and counts as caught.
+            "--minimum-test-timeout=150".into(),
             "--output".into(),
             out.to_string_lossy().into_owned(),
         ];
@@ -330,6 +331,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .env("CARGO_TARGET_DIR", &mutants_target)
             .env("CARGO_PROFILE_DEV_DEBUG", "0")
             .env("CARGO_PROFILE_TEST_DEBUG", "0")
+            .env("LABCTL_TEST_WATCHDOG_SECS", "60")
             .status()
             .context("running cargo mutants")?;
         // 0: all caught; 2: missed; 3: timeouts; anything else: it could not run.

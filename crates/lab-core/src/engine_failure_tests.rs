@@ -267,7 +267,7 @@ async fn one_guest(ready: u64, address: u64) -> (u64, Duration) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_ready_guest_waiting_for_dhcp_is_looked_at_with_growing_gaps() {
+async fn a_ready_guest_waiting_for_dhcp_costs_about_a_dozen_looks_and_is_seen_within_a_gap() {
     // Ready at 20 s, its address 30 s later: looks at gaps growing from a quarter of the
     // address hint to the 10 s boot hint, so about a dozen looks, and the address is seen
     // within one longest gap of its coming.

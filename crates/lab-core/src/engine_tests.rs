@@ -651,7 +651,12 @@ async fn a_student_whose_id_was_taken_meanwhile_moves_to_the_lowest_spare_id() {
         Ok(fresh(req.vmid.get(), &req.hostname))
     });
     let hv = Timed::new(m);
-    let report = apply(&hv, &spec_n(3), &no_progress).await.unwrap();
+    let report = within_an_hour(
+        "up with an id taken meanwhile",
+        apply(&hv, &spec_n(3), &no_progress),
+    )
+    .await
+    .unwrap();
     let ids: Vec<(String, u32)> = report
         .students
         .iter()
@@ -704,7 +709,12 @@ async fn a_lab_wide_fence_that_cannot_be_put_up_starts_nobody_and_names_who_wait
     });
     m.expect_start().never();
     let hv = Timed::new(m);
-    let e = apply(&hv, &spec_n(4), &no_progress).await.unwrap_err();
+    let e = within_an_hour(
+        "up whose lab-wide fence fails",
+        apply(&hv, &spec_n(4), &no_progress),
+    )
+    .await
+    .unwrap_err();
     let Error::Incomplete { failures, .. } = &e else {
         panic!("{e}")
     };
@@ -735,10 +745,13 @@ async fn an_interrupt_after_every_student_is_ready_still_reports_the_lab_up() {
             interrupt.trigger();
         }
     };
-    let report = apply_with(&hv, &spec_n(3), &progress, &interrupt)
-        .await
-        .unwrap();
-    assert!(interrupt.is_triggered());
+    let report = within_an_hour(
+        "up interrupted after every student is ready",
+        apply_with(&hv, &spec_n(3), &progress, &interrupt),
+    )
+    .await
+    .unwrap();
+    assert!(interrupt.is_triggered(), "the interrupt came during the run");
     assert_eq!(report.students.len(), 3);
 }
 
@@ -748,7 +761,12 @@ async fn a_lab_with_every_student_present_reads_no_clone_capacity() {
         .map(|i| member(5000 + i, &format!("exam-{:02}", i + 1), VmStatus::Stopped))
         .collect();
     let hv = Timed::new(mock_with(existing, 3, None));
-    let report = apply(&hv, &spec_n(3), &no_progress).await.unwrap();
+    let report = within_an_hour(
+        "up with every student present",
+        apply(&hv, &spec_n(3), &no_progress),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.students.len(), 3);
     let calls = hv.calls();
     assert!(
@@ -776,7 +794,9 @@ async fn nodes_named_in_the_spec_are_refused_by_a_backend_without_placement() {
     let hv = Timed::new(m);
     let mut s = spec_n(2);
     s.nodes = vec![NodeName::new("pve2").unwrap()];
-    let e = apply(&hv, &s, &no_progress).await.unwrap_err();
+    let e = within_an_hour("up naming nodes", apply(&hv, &s, &no_progress))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e}");
     let calls = hv.calls();
     assert!(
@@ -903,7 +923,7 @@ async fn students_already_running_are_probed_once_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_student_started_just_before_a_crash_is_looked_at_with_growing_gaps_until_it_answers() {
-    // `lab up` is run again 2 s after the last run started exam-01, whose agent needs 18 s
+    // `lab up` is run again 2 s after the last run started exam-01, whose agent needs 16 s
     // more: it is looked at at once, then at growing gaps (½ s, then ×1.5, never past the
     // 10 s boot hint), and seen within one gap of answering; no busy loop.
     let hv = Timed::new(mock_with(
@@ -1133,8 +1153,11 @@ async fn teardown_destroys_only_owned_guests_then_lifts_the_fence() {
     });
     // Something in the pool was left alone, so the pool stays.
     hv.expect_release_lab().never();
-    let plan = teardown(&hv, &lab(), &DownOptions::new(3), &no_progress)
-        .await
+    let plan = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(3), &no_progress),
+    )
+    .await
         .unwrap();
     let mut destroyed = destroyed.lock().unwrap().clone();
     destroyed.sort_unstable();
@@ -1163,8 +1186,11 @@ async fn teardown_releases_the_pool_when_everything_went() {
         .with(eq(lab()))
         .times(1)
         .returning(|_| Ok(()));
-    let plan = teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
-        .await
+    let plan = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
+    )
+    .await
         .unwrap();
     assert!(
         plan.to_string().contains("then remove pool \"exam1\""),
@@ -1191,8 +1217,11 @@ async fn teardown_rechecks_ownership_before_destroying() {
     // A guest survived: the lab's fence stays up, and so does the pool.
     hv.expect_unisolate().never();
     hv.expect_release_lab().never();
-    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
-        .await
+    let e = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
+    )
+    .await
         .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::Incomplete { .. }), "{text}");
@@ -1215,8 +1244,11 @@ async fn a_guest_gone_between_listing_and_its_teardown_counts_as_done() {
     hv.expect_destroy().never();
     hv.expect_unisolate().times(1).returning(|_, _| Ok(()));
     hv.expect_release_lab().times(1).returning(|_| Ok(()));
-    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
-        .await
+    within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
+    )
+    .await
         .unwrap();
 }
 
@@ -1255,8 +1287,11 @@ async fn a_guest_that_cannot_be_read_before_its_teardown_is_named_and_keeps_the_
         .returning(|_| Ok(()));
     hv.expect_unisolate().never();
     hv.expect_release_lab().never();
-    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
-        .await
+    let e = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
+    )
+    .await
         .unwrap_err();
     let Error::Incomplete { failures, .. } = &e else {
         panic!("{e}")
@@ -1283,8 +1318,11 @@ async fn a_guest_that_cannot_be_destroyed_keeps_the_lab_fenced() {
     });
     hv.expect_unisolate().never();
     hv.expect_release_lab().never();
-    let e = teardown(&hv, &lab(), &DownOptions::new(2), &no_progress)
-        .await
+    let e = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
+    )
+    .await
         .unwrap_err();
     let Error::Incomplete { failures, .. } = &e else {
         panic!("{e}")
@@ -1335,8 +1373,11 @@ async fn teardown_steps_may_use_the_whole_per_guest_budget() {
     });
     hv.expect_unisolate().times(1).returning(|_, _| Ok(()));
     hv.expect_release_lab().times(1).returning(|_| Ok(()));
-    teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
-        .await
+    within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
+    )
+    .await
         .unwrap();
     assert_eq!(*tries.lock().unwrap(), 7);
 }
@@ -1355,8 +1396,11 @@ async fn a_down_whose_lab_wide_fence_cannot_be_lifted_is_incomplete() {
         ))
     });
     hv.expect_release_lab().never();
-    let e = teardown(&hv, &lab(), &DownOptions::new(1), &no_progress)
-        .await
+    let e = within_an_hour(
+        "down",
+        teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
+    )
+    .await
         .unwrap_err();
     let Error::Incomplete {
         operation,

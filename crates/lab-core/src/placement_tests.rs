@@ -225,7 +225,10 @@ async fn a_clone_failing_on_a_node_that_is_up_fails_that_student_alone() {
 
 #[tokio::test(start_paused = true)]
 async fn students_moved_off_a_lost_node_spread_over_the_nodes_left() {
-    // Room for 8 guests per node; pve2 goes offline before its first clone lands.
+    // 8 GiB per node, room for the four planned on each; pve2 goes offline before its
+    // first clone lands. Its students are moved, not failed, though the nodes left then
+    // hold six each (more than planned): a move goes to the node with the most memory
+    // left, even below zero, and a start that finds memory short says so itself.
     let hv = cluster(8);
     hv.set_node_online("pve2", true);
     hv.offline_after(2, "pve2");

@@ -1,6 +1,6 @@
 //! The probe schedule's decisions, one look at a time: when a started guest is looked at,
 //! given what the looks at the other guests of the run have seen. The request counts these
-//! decisions add up to are held in `engine_tests::the_probe_schedule_keeps_its_measured_economy`;
+//! decisions add up to are held in `engine_failure_tests::the_probe_schedule_keeps_its_measured_economy`;
 //! here each rule is held on its own, so a broken rule names itself.
 
 use std::time::Duration;

@@ -45,17 +45,23 @@ pub(crate) async fn guarded<F: Future>(
     .unwrap_or_else(|_| panic!("{what}: not finished after {virtual_limit:?} (virtual)"))
 }
 
-/// Ends this test process (exit 101, saying why) when it still runs after 60 s of real
-/// time. lab-core's tests take well under a second, so only a hang gets there: a test
-/// that waits forever (a retry loop that never stops, on a paused clock) would otherwise
-/// keep the process alive after the guarded tests have already failed naming the cause,
-/// and the run would end as a timeout instead of a failure. Started by the tests' shared
+/// Ends this test process (exit 101, saying why) when it still runs after 5 minutes of
+/// real time, or `LABCTL_TEST_WATCHDOG_SECS` seconds (`cargo xtask mutants` sets 60).
+/// lab-core's tests take well under a second, so only a hang gets there: a test that
+/// waits forever (a retry loop that never stops, on a paused clock) would otherwise keep
+/// the process alive after the guarded tests have already failed naming the cause, and a
+/// mutation run would end as a timeout instead of a failure. Started by the tests' shared
 /// helpers; once per process.
 pub(crate) fn watchdog() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        std::thread::spawn(|| {
-            let limit = std::time::Duration::from_secs(60);
+        let secs = std::env::var("LABCTL_TEST_WATCHDOG_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(300);
+        std::thread::spawn(move || {
+            let limit = std::time::Duration::from_secs(secs);
             std::thread::sleep(limit);
             eprintln!(
                 "lab-core's tests are still running after {limit:?} of real time: a test \

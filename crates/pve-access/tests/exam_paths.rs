@@ -64,7 +64,8 @@ async fn a_grant_after_revoke_gives_every_student_a_new_password_and_the_old_one
             again.report
         );
         let (old, new) = (first.sheet.get(id).unwrap(), again.sheet.get(id).unwrap());
-        assert_ne!(old.password, new.password, "{id}");
+        // Compared without printing them: a failing assert must not show a password.
+        assert!(old.password != new.password, "{id}: the same password again");
         assert!(new.password.is_some());
         let u = user(&lab.state(), id).clone();
         assert_eq!(
@@ -108,13 +109,14 @@ async fn an_expired_but_enabled_user_is_revived_with_a_new_password_and_the_othe
         steps_on(&again.report, "s02@pve")[0],
         ("user", "s02@pve", Outcome::AlreadyDone)
     );
-    assert_ne!(
-        again.sheet.get("s01@pve").unwrap().password,
-        first.sheet.get("s01@pve").unwrap().password
+    let pw = |sheet: &Sheet, id: &str| sheet.get(id).unwrap().password.clone();
+    assert!(
+        pw(&again.sheet, "s01@pve") != pw(&first.sheet, "s01@pve"),
+        "s01 was revived with a new password"
     );
-    assert_eq!(
-        again.sheet.get("s02@pve").unwrap().password,
-        first.sheet.get("s02@pve").unwrap().password
+    assert!(
+        pw(&again.sheet, "s02@pve") == pw(&first.sheet, "s02@pve"),
+        "s02 keeps its password"
     );
     assert_eq!(user(&lab.state(), "s01@pve")["expire"], 0);
     let v = exam::verify(&lab.admin, &again.sheet, &seats, &lab.login())
@@ -137,7 +139,10 @@ async fn a_directory_user_disabled_by_revoke_is_enabled_again_without_a_password
     };
     let first = exam::grant(&lab.admin, &opts, &seats).await.unwrap();
     assert!(did(&first.report, "create user", "s01@pam"));
-    assert_eq!(first.sheet.get("s01@pam").unwrap().password, None);
+    assert!(
+        first.sheet.get("s01@pam").unwrap().password.is_none(),
+        "a directory user gets no password"
+    );
     exam::revoke(&lab.admin, &lab.revoke_opts(), &seats)
         .await
         .unwrap();
@@ -300,9 +305,16 @@ async fn a_student_with_two_guests_has_one_password_and_a_console_link_per_guest
     );
     let pw = |k: (&str, u32)| got[&k].password.clone();
     assert!(pw(("s01@pve", 1001)).is_some());
-    assert_eq!(pw(("s01@pve", 1001)), pw(("s01@pve", 1002)));
+    // Passwords are compared without printing them.
+    assert!(
+        pw(("s01@pve", 1001)) == pw(("s01@pve", 1002)),
+        "one password for both rows"
+    );
     assert_eq!(got[&("s01@pve", 1001)].stamp, got[&("s01@pve", 1002)].stamp);
-    assert_ne!(pw(("s01@pve", 1001)), pw(("s03@pve", 1003)));
+    assert!(
+        pw(("s01@pve", 1001)) != pw(("s03@pve", 1003)),
+        "students share no password"
+    );
     assert!(lab.acl_has("/vms/1001", "s01@pve") && lab.acl_has("/vms/1002", "s01@pve"));
 
     let v = exam::verify(&lab.admin, &r.sheet, &seats, &lab.login())
@@ -327,9 +339,18 @@ async fn a_student_with_two_guests_has_one_password_and_a_console_link_per_guest
     let after = exam::grant(&lab.admin, &reset, &seats).await.unwrap();
     let now = rows(&after.sheet);
     let pw2 = |k: (&str, u32)| now[&k].password.clone();
-    assert_eq!(pw2(("s01@pve", 1001)), pw2(("s01@pve", 1002)));
-    assert_ne!(pw2(("s01@pve", 1001)), pw(("s01@pve", 1001)));
-    assert_eq!(pw2(("s03@pve", 1003)), pw(("s03@pve", 1003)));
+    assert!(
+        pw2(("s01@pve", 1001)) == pw2(("s01@pve", 1002)),
+        "the new password on both rows"
+    );
+    assert!(
+        pw2(("s01@pve", 1001)) != pw(("s01@pve", 1001)),
+        "the reset student has a new password"
+    );
+    assert!(
+        pw2(("s03@pve", 1003)) == pw(("s03@pve", 1003)),
+        "the others keep theirs"
+    );
     let v = exam::verify(&lab.admin, &after.sheet, &seats, &lab.login())
         .await
         .unwrap();

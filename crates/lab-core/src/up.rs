@@ -873,7 +873,7 @@ impl Placed {
     fn replace(&self, hostname: &str) -> Option<CloneSource> {
         let lost = lock(&self.lost).clone();
         let mut left = lock(&self.left);
-        let from = self.source_of(hostname)?;
+        self.source_of(hostname)?;
         let best = self
             .plan
             .nodes
@@ -885,12 +885,9 @@ impl Placed {
                     std::cmp::Reverse(n.node.to_string()),
                 )
             })?;
-        let need = i128::from(self.plan.guest_memory);
-        if let Some(l) = left.get_mut(from.node.as_str()) {
-            *l += need;
-        }
+        // The lost node's memory is not given back: it is never chosen again in this run.
         if let Some(l) = left.get_mut(best.node.as_str()) {
-            *l -= need;
+            *l -= i128::from(self.plan.guest_memory);
         }
         lock(&self.assigned).insert(hostname.to_owned(), best.source.clone());
         Some(best.source.clone())

@@ -707,7 +707,7 @@ pub async fn revoke(api: &AccessApi, opts: &RevokeOptions, seats: &[Seat]) -> Re
     }
 
     // 3. Open consoles: one task listing per node.
-    let mut stopped = 0;
+    let mut stopped_any = false;
     // With no lab user and no lab guest known, no console can be the lab's: no listing.
     let nodes = if vmids.is_empty() && ids.is_empty() {
         Vec::new()
@@ -730,11 +730,11 @@ pub async fn revoke(api: &AccessApi, opts: &RevokeOptions, seats: &[Seat]) -> Re
                     Err(e) => return Err(e),
                 }
             }
-            stopped += 1;
+            stopped_any = true;
             report.push("stop console", t.upid.to_string(), wet(Outcome::Done));
         }
     }
-    if stopped == 0 {
+    if !stopped_any {
         report.push("consoles", "of the lab's guests", Outcome::AlreadyDone);
     }
     Ok(report)

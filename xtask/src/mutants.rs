@@ -19,7 +19,8 @@
 //! checkout's (workspace crates get the same artifact names in both trees).
 //! `--iterate` re-tests only the mutants not caught by the earlier runs of the same file;
 //! the table still counts every mutant of the file (the last outcome of each, kept in
-//! `<target dir>/mutants/<file>/ledger.json`). `--shard K/N` tests every N-th mutant from
+//! `<target dir>/mutants/<file>/ledger.json`; a mutant whose line changed since is
+//! dropped from it, its successor tested anew). `--shard K/N` tests every N-th mutant from
 //! the K-th: a sample of a file too large for one sitting; shards add up in the ledger.
 //!
 //! It needs `cargo-mutants` (`cargo install --locked cargo-mutants`); it is too slow for
@@ -242,6 +243,25 @@ fn record(ledger: &mut Ledger, outcomes: &Value, add: bool) -> Result<()> {
     Ok(())
 }
 
+/// The names of the mutants cargo-mutants makes of `file` now (`--list`: no build).
+fn list_mutants(root: &Path, file: &str) -> Result<std::collections::BTreeSet<String>> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args(["mutants", "--list", "--file", file])
+        .current_dir(root)
+        .output()
+        .context("running cargo mutants --list")?;
+    if !out.status.success() {
+        bail!(
+            "cargo mutants --list --file {file} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Counts the ledger.
 fn tally(ledger: &Ledger) -> Result<Tally> {
     let mut t = Tally::default();
@@ -352,7 +372,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .with_context(|| format!("{} is not a ledger", ledger_path.display()))?,
             _ => Ledger::new(),
         };
-        record(&mut ledger, &value, o.iterate || o.shard.is_some())?;
+        let add = o.iterate || o.shard.is_some();
+        if add {
+            // Mutants named by an earlier run whose code has changed since (names carry
+            // line and column) are gone; their successors were tested in this run.
+            let current = list_mutants(root, file)?;
+            ledger.retain(|name, _| current.contains(name));
+        }
+        record(&mut ledger, &value, add)?;
         std::fs::write(&ledger_path, serde_json::to_string_pretty(&ledger)?)
             .with_context(|| format!("writing {}", ledger_path.display()))?;
         rows.push((file.clone(), tally(&ledger)?));

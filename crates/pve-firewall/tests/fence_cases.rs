@@ -1151,3 +1151,40 @@ async fn a_management_set_that_cannot_be_created_stops_the_lab_with_the_servers_
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_dhcp_off_a_dhcp_option_the_teacher_turns_on_during_the_exam_survives_the_lift() {
+    within("lifting a fence put up with dhcp off", async {
+        let sim = sim(47).await;
+        let log = Log::default();
+        let client = client(&sim, &log);
+        let iso = iso(&client);
+        let fw = Firewall::new(client.clone());
+        let mut opts = IsolationOptions::new(lab("keepdhcp"));
+        opts.dhcp = false;
+        let guests = clones(&client, &[302]).await;
+        iso.prepare(&allowed(), &opts).await.expect("prepare");
+        iso.isolate_one(id(302), &opts).await.expect("isolate");
+        assert!(guest_options(&sim, 302).get("dhcp").is_none());
+        // The fence did not touch dhcp, so it is not the fence's to put back.
+        fw.set_options(&guest_scope(&guests[0]), &OptionsUpdate::new().dhcp(true))
+            .await
+            .expect("the teacher turns dhcp on");
+        let undo = iso
+            .unisolate(&list(&[302]), &opts)
+            .await
+            .expect("unisolate");
+        let options = guest_options(&sim, 302);
+        assert_eq!(options["dhcp"], json!(1), "{options}\n{undo}");
+        assert!(
+            !undo.changes.iter().any(|c| matches!(
+                c,
+                Change::GuestOption { key, .. } if key == "dhcp"
+            )),
+            "the lift changes no dhcp option: {undo}"
+        );
+        check_against_schema(&log.records());
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -751,7 +751,10 @@ async fn an_interrupt_after_every_student_is_ready_still_reports_the_lab_up() {
     )
     .await
     .unwrap();
-    assert!(interrupt.is_triggered(), "the interrupt came during the run");
+    assert!(
+        interrupt.is_triggered(),
+        "the interrupt came during the run"
+    );
     assert_eq!(report.students.len(), 3);
 }
 
@@ -1158,7 +1161,7 @@ async fn teardown_destroys_only_owned_guests_then_lifts_the_fence() {
         teardown(&hv, &lab(), &DownOptions::new(3), &no_progress),
     )
     .await
-        .unwrap();
+    .unwrap();
     let mut destroyed = destroyed.lock().unwrap().clone();
     destroyed.sort_unstable();
     assert_eq!(destroyed, [5001, 5002, 5005]);
@@ -1191,7 +1194,7 @@ async fn teardown_releases_the_pool_when_everything_went() {
         teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
     )
     .await
-        .unwrap();
+    .unwrap();
     assert!(
         plan.to_string().contains("then remove pool \"exam1\""),
         "{plan}"
@@ -1222,7 +1225,7 @@ async fn teardown_rechecks_ownership_before_destroying() {
         teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
     )
     .await
-        .unwrap_err();
+    .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::Incomplete { .. }), "{text}");
     assert!(text.contains("template"), "{text}");
@@ -1249,7 +1252,7 @@ async fn a_guest_gone_between_listing_and_its_teardown_counts_as_done() {
         teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
     )
     .await
-        .unwrap();
+    .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -1292,7 +1295,7 @@ async fn a_guest_that_cannot_be_read_before_its_teardown_is_named_and_keeps_the_
         teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
     )
     .await
-        .unwrap_err();
+    .unwrap_err();
     let Error::Incomplete { failures, .. } = &e else {
         panic!("{e}")
     };
@@ -1323,7 +1326,7 @@ async fn a_guest_that_cannot_be_destroyed_keeps_the_lab_fenced() {
         teardown(&hv, &lab(), &DownOptions::new(2), &no_progress),
     )
     .await
-        .unwrap_err();
+    .unwrap_err();
     let Error::Incomplete { failures, .. } = &e else {
         panic!("{e}")
     };
@@ -1378,7 +1381,7 @@ async fn teardown_steps_may_use_the_whole_per_guest_budget() {
         teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
     )
     .await
-        .unwrap();
+    .unwrap();
     assert_eq!(*tries.lock().unwrap(), 7);
 }
 
@@ -1401,7 +1404,7 @@ async fn a_down_whose_lab_wide_fence_cannot_be_lifted_is_incomplete() {
         teardown(&hv, &lab(), &DownOptions::new(1), &no_progress),
     )
     .await
-        .unwrap_err();
+    .unwrap_err();
     let Error::Incomplete {
         operation,
         failures,

@@ -65,7 +65,10 @@ async fn a_grant_after_revoke_gives_every_student_a_new_password_and_the_old_one
         );
         let (old, new) = (first.sheet.get(id).unwrap(), again.sheet.get(id).unwrap());
         // Compared without printing them: a failing assert must not show a password.
-        assert!(old.password != new.password, "{id}: the same password again");
+        assert!(
+            old.password != new.password,
+            "{id}: the same password again"
+        );
         assert!(new.password.is_some());
         let u = user(&lab.state(), id).clone();
         assert_eq!(

@@ -458,7 +458,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("0 to 100"), "{e}");
-        assert_eq!(parse(&args(&["--shard", "1/4"])).unwrap().shard, Some((1, 4)));
+        assert_eq!(
+            parse(&args(&["--shard", "1/4"])).unwrap().shard,
+            Some((1, 4))
+        );
         for bad in ["4/4", "1/0", "1", "a/4"] {
             let e = parse(&args(&["--shard", bad])).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("K/N"), "{e}");

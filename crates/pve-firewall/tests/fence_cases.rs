@@ -485,6 +485,10 @@ async fn objects_of_the_labs_name_that_labctl_did_not_make_stop_isolate_and_stay
         assert!(matches!(err, Error::Inconsistent { .. }), "{err}");
         assert!(err.to_string().contains("security group iso-fx"), "{err}");
         assert!(
+            err.to_string().contains("choose another lab name"),
+            "the teacher is told the way out: {err}"
+        );
+        assert!(
             sim.state()["firewall"]["guests"]["301"]["rules"]
                 .as_array()
                 .is_none_or(Vec::is_empty),

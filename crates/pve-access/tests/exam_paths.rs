@@ -281,6 +281,9 @@ fn rows(sheet: &Sheet) -> BTreeMap<(&str, u32), &Credential> {
         .collect()
 }
 
+/// A sheet row as shown: (user, guest), hostname, console link.
+type Shown<'a> = ((&'a str, u32), Option<&'a str>, Option<String>);
+
 #[tokio::test]
 async fn a_student_with_two_guests_has_one_password_and_a_console_link_per_guest() {
     let lab = Lab::start().await;
@@ -294,7 +297,7 @@ async fn a_student_with_two_guests_has_one_password_and_a_console_link_per_guest
         format!("https://pve.example:8006/?console=kvm&novnc=1&vmid={v}&node=pve1&resize=scale")
     };
     let got = rows(&r.sheet);
-    let shown: Vec<((&str, u32), Option<&str>, Option<String>)> = got
+    let shown: Vec<Shown<'_>> = got
         .iter()
         .map(|(k, c)| (*k, c.hostname.as_deref(), c.console.clone()))
         .collect();

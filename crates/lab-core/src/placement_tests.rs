@@ -33,6 +33,15 @@ fn per_node(hv: &FakeHypervisor) -> BTreeMap<String, usize> {
     m
 }
 
+/// Names of the lab guests on `node`.
+fn names_on(hv: &FakeHypervisor, node: &str) -> Vec<String> {
+    hv.guests()
+        .into_iter()
+        .filter(|g| !g.template && g.node.as_str() == node)
+        .filter_map(|g| g.name)
+        .collect()
+}
+
 /// `apply` under the tests' hang guard.
 async fn up(hv: &FakeHypervisor, s: &LabSpec) -> Result<LabReport> {
     crate::test_spec::guarded(
@@ -104,12 +113,7 @@ async fn a_node_lost_during_up_sends_the_students_not_yet_cloned_elsewhere() {
     // away with some students cloned there and others still waiting.
     hv.offline_after(9, "pve2");
     let result = up(&hv, &spec(12)).await;
-    let on_pve2: Vec<String> = hv
-        .guests()
-        .into_iter()
-        .filter(|g| !g.template && g.node.as_str() == "pve2")
-        .filter_map(|g| g.name)
-        .collect();
+    let on_pve2 = names_on(&hv, "pve2");
     assert!(
         !on_pve2.is_empty() && on_pve2.len() < 4,
         "pve2 went away after some of its 4 were cloned: {on_pve2:?}"
@@ -171,12 +175,7 @@ async fn a_clone_accepted_by_a_node_that_then_went_offline_is_not_made_twice() {
     let names = guests_per_name(&hv);
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.values().all(|n| *n == 1), "{names:?}");
-    let on_pve2: Vec<String> = hv
-        .guests()
-        .into_iter()
-        .filter(|g| !g.template && g.node.as_str() == "pve2")
-        .filter_map(|g| g.name)
-        .collect();
+    let on_pve2 = names_on(&hv, "pve2");
     assert_eq!(on_pve2.len(), 1, "{on_pve2:?}");
     let Err(Error::Incomplete { failures, .. }) = result else {
         panic!("the student on pve2 cannot be ready: {result:?}")

@@ -139,9 +139,15 @@ fn shown(host: &str) -> String {
     if has_userinfo(host) {
         return "(a host with user info, not shown)".to_owned();
     }
+    // The port is always written out: a URL leaves out 443 (https) or 80 (http), and a
+    // host without a port means 8006 to labctl, so a copied `https://pve` would be wrong.
     pve_auth::base_uri(host).map_or_else(
         |_| host.to_owned(),
-        |u| u.as_str().trim_end_matches("/api2/json").to_owned(),
+        |u| {
+            let port = u.port_or_known_default().unwrap_or(pve_auth::DEFAULT_PORT);
+            let authority = u.host_str().unwrap_or_default();
+            format!("{}://{authority}:{port}", u.scheme())
+        },
     )
 }
 
@@ -462,4 +468,18 @@ pub(crate) fn password_from_env_or_prompt(
         )));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::shown;
+
+    #[test]
+    fn a_shown_host_always_writes_its_port() {
+        assert_eq!(shown("pve1"), "https://pve1:8006");
+        assert_eq!(shown("pve1:443"), "https://pve1:443");
+        assert_eq!(shown("http://pve1:80/api2/json"), "http://pve1:80");
+        assert_eq!(shown("[2001:db8::5]:8443"), "https://[2001:db8::5]:8443");
+        assert_eq!(shown("a@pve1"), "(a host with user info, not shown)");
+    }
 }

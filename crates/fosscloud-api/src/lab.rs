@@ -262,6 +262,7 @@ impl Inventory for FossCloudLab {
 /// `Unsupported` naming this backend.
 #[async_trait]
 impl lab_core::Placement for FossCloudLab {}
+impl lab_core::Networks for FossCloudLab {}
 
 #[async_trait]
 impl Provisioning for FossCloudLab {

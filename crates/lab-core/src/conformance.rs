@@ -285,6 +285,7 @@ pub async fn power_and_readiness<H: Hypervisor + ?Sized>(hv: &H, fx: &Fixture) -
         lab: lab.clone(),
         fresh: true,
         fence: false,
+        nics: Vec::new(),
     };
     call!(C, "secure", hv.secure(g, how));
     let tagged = call!(C, "guest", hv.guest(a));
@@ -346,6 +347,7 @@ pub async fn isolation<H: Hypervisor + ?Sized>(hv: &H, fx: &Fixture) -> Outcome 
         lab: lab.clone(),
         fresh: true,
         fence,
+        nics: Vec::new(),
     };
     call!(C, "secure (fence)", hv.secure(ga, secure(true)));
     call!(C, "secure (no fence)", hv.secure(gb, secure(false)));
@@ -476,6 +478,10 @@ pub async fn unsupported_is_typed<H: Hypervisor + Desktops + ?Sized>(
                 "placement",
                 hv.placement(fx.template, CloneMode::Linked).await.map(drop),
             )],
+            Capability::Networks => vec![
+                ("lab_networks", hv.lab_networks(lab).await.map(drop)),
+                ("remove_networks", hv.remove_networks(lab).await.map(drop)),
+            ],
         };
         for (op, answer) in answers {
             match answer {

@@ -143,6 +143,7 @@ impl Inventory for Broken {
 /// No placement: the engine clones where the template is.
 #[async_trait]
 impl crate::Placement for Broken {}
+impl crate::Networks for Broken {}
 
 #[async_trait]
 impl Provisioning for Broken {
@@ -309,6 +310,7 @@ impl Backend for BrokenSnap {
 /// No placement: the engine clones where the template is.
 #[async_trait]
 impl crate::Placement for BrokenSnap {}
+impl crate::Networks for BrokenSnap {}
 
 #[async_trait]
 impl Provisioning for BrokenSnap {

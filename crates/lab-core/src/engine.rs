@@ -161,6 +161,27 @@ pub struct PlannedStudent {
     pub vmid: VmId,
     /// What happens.
     pub action: StudentAction,
+    /// The template it is cloned from (the lab's, or its machine's in a topology).
+    pub template: VmId,
+    /// In a topology lab: the machine's role (`router`); the host name is
+    /// `<student>-<role>`.
+    pub role: Option<String>,
+    /// In a topology lab: where its NICs are plugged.
+    pub nics: Vec<crate::NicPlug>,
+}
+
+impl PlannedStudent {
+    /// The student's name: the host name, or its stem before `-<role>` in a topology.
+    pub fn student(&self) -> &str {
+        match &self.role {
+            Some(role) => self
+                .hostname
+                .strip_suffix(role.as_str())
+                .and_then(|h| h.strip_suffix('-'))
+                .unwrap_or(&self.hostname),
+            None => &self.hostname,
+        }
+    }
 }
 
 /// What `up` would change (`--dry-run` prints it; [`apply`](crate::apply) carries it out).
@@ -251,23 +272,11 @@ impl fmt::Display for Plan {
 /// get the lowest ids in the spec's range that no guest uses.
 pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
     spec.validate()?;
-    let template = current
-        .iter()
-        .find(|g| g.vmid == spec.template)
-        .ok_or_else(|| Error::NotFound {
-            what: format!("template {}", spec.template),
-        })?;
-    if !template.template {
-        return Err(Error::invalid(
-            "template",
-            spec.template.to_string(),
-            format!(
-                "VM {} ({}) is not a template; convert it first or pick a template",
-                spec.template,
-                template.name.as_deref().unwrap_or("no name")
-            ),
-        ));
-    }
+    check_template(
+        current,
+        spec.template,
+        spec.topology.as_ref().map(|t| t.machines[0].role.as_str()),
+    )?;
     let lab = &spec.name;
     let members: Vec<&GuestInfo> = current.iter().filter(|g| g.is_owned_by(lab)).collect();
     let by_name: BTreeMap<&str, &GuestInfo> = members
@@ -275,23 +284,50 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         .filter_map(|g| g.name.as_deref().map(|n| (n, *g)))
         .collect();
     let used: BTreeSet<VmId> = current.iter().map(|g| g.vmid).collect();
-    let mut free = spec.ids.iter().filter(|id| !used.contains(id));
-    let hostnames = spec.hostnames();
-    let mut students = Vec::with_capacity(hostnames.len());
-    for (i, hostname) in hostnames.iter().enumerate() {
-        let number = u32::try_from(i + 1).expect("count is at most MAX_STUDENTS");
+    let guests = planned_guests(spec);
+    for (_, template, role, _) in &guests {
+        if *template != spec.template {
+            check_template(current, *template, role.as_deref())?;
+        }
+    }
+    // A topology lab gives each student a block of ids (see `Topology::block`); an id of
+    // the block that is taken falls back to the lowest free id no block asks for.
+    let preferred: Vec<Option<VmId>> = match &spec.topology {
+        Some(t) => {
+            let block = t.block(spec.count, spec.ids.len());
+            let per = t.machines.len();
+            (0..guests.len())
+                .map(|i| {
+                    let (n, k) = (i / per, i % per);
+                    VmId::new(spec.ids.first().get() + n as u32 * block + k as u32)
+                        .ok()
+                        .filter(|id| spec.ids.contains(*id) && !used.contains(id))
+                })
+                .collect()
+        }
+        None => vec![None; guests.len()],
+    };
+    let asked: BTreeSet<VmId> = preferred.iter().flatten().copied().collect();
+    let mut free = spec
+        .ids
+        .iter()
+        .filter(|id| !used.contains(id) && !asked.contains(id));
+    let mut students = Vec::with_capacity(guests.len());
+    for (i, (hostname, template, role, nics)) in guests.iter().enumerate() {
+        let per = spec.topology.as_ref().map_or(1, |t| t.machines.len());
+        let number = u32::try_from(i / per + 1).expect("count is at most MAX_STUDENTS");
         let (vmid, action) = match by_name.get(hostname.as_str()) {
             Some(g) if g.status.is_running() => (g.vmid, StudentAction::Keep),
             Some(g) => (g.vmid, StudentAction::Start),
             None => {
-                let id = free.next().ok_or_else(|| {
+                let id = preferred[i].or_else(|| free.next()).ok_or_else(|| {
                     Error::invalid(
                         "id range",
                         spec.ids.to_string(),
                         format!(
-                            "not enough free ids: {} students need new guests, the range has \
+                            "not enough free ids: {} guests need new ids, the range has \
                              fewer unused ids; widen it with --ids",
-                            hostnames.len() - i
+                            guests.len() - i
                         ),
                     )
                 })?;
@@ -303,9 +339,12 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
             hostname: hostname.clone(),
             vmid,
             action,
+            template: *template,
+            role: role.clone(),
+            nics: nics.clone(),
         });
     }
-    let wanted: BTreeSet<&str> = hostnames.iter().map(String::as_str).collect();
+    let wanted: BTreeSet<&str> = guests.iter().map(|g| g.0.as_str()).collect();
     let extra = members
         .into_iter()
         .filter(|g| !g.name.as_deref().is_some_and(|n| wanted.contains(n)))
@@ -321,6 +360,90 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
     })
 }
 
+/// `template` is listed and is a template.
+fn check_template(current: &[GuestInfo], template: VmId, role: Option<&str>) -> Result<()> {
+    let of = role.map_or_else(String::new, |r| format!(" (machine {r})"));
+    let listed = current
+        .iter()
+        .find(|g| g.vmid == template)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("template {template}{of}"),
+        })?;
+    if !listed.template {
+        return Err(Error::invalid(
+            "template",
+            template.to_string(),
+            format!(
+                "VM {template}{of} ({}) is not a template; convert it first or pick a template",
+                listed.name.as_deref().unwrap_or("no name")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every guest the spec asks for, student by student (and machine by machine in a
+/// topology): host name, template, role, NIC plugs.
+type PlannedGuest = (String, VmId, Option<String>, Vec<crate::NicPlug>);
+
+fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
+    let students = spec.hostnames();
+    let Some(t) = &spec.topology else {
+        return students
+            .into_iter()
+            .map(|h| (h, spec.template, None, Vec::new()))
+            .collect();
+    };
+    let mut out = Vec::with_capacity(students.len() * t.machines.len());
+    for (i, student) in students.iter().enumerate() {
+        let number = u32::try_from(i + 1).expect("count is at most MAX_STUDENTS");
+        for m in &t.machines {
+            let nics = m
+                .nics
+                .iter()
+                .enumerate()
+                .map(|(index, nic)| crate::NicPlug {
+                    index: index as u32,
+                    bridge: match nic {
+                        crate::NicSpec::Uplink => None,
+                        crate::NicSpec::Network(n) => {
+                            let k = t.networks.iter().position(|x| x == n).unwrap_or(0);
+                            Some(crate::vnet_id(&spec.name, number, k))
+                        }
+                    },
+                })
+                .collect();
+            out.push((
+                format!("{student}-{}", m.role),
+                m.template,
+                Some(m.role.clone()),
+                nics,
+            ));
+        }
+    }
+    out
+}
+
+/// The networks a topology lab wants, student by student.
+pub fn student_networks(spec: &LabSpec) -> Vec<crate::StudentNetwork> {
+    let Some(t) = &spec.topology else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, student) in spec.hostnames().iter().enumerate() {
+        let number = u32::try_from(i + 1).expect("count is at most MAX_STUDENTS");
+        for (k, network) in t.networks.iter().enumerate() {
+            out.push(crate::StudentNetwork {
+                id: crate::vnet_id(&spec.name, number, k),
+                student: student.clone(),
+                network: network.clone(),
+                subnet: t.subnet(number, k),
+            });
+        }
+    }
+    out
+}
+
 /// Lists the cluster and plans `up` (what `--dry-run` shows).
 pub async fn plan_up(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<Plan> {
     Ok(survey(hv, spec).await?.0)
@@ -331,7 +454,7 @@ pub(crate) async fn survey(hv: &dyn Hypervisor, spec: &LabSpec) -> Result<(Plan,
     spec.validate()?;
     let retry = &spec.timeouts.retry;
     retrying(retry, "clones in flight", || {
-        hv.quiesce(Some(spec.template))
+        hv.quiesce(spec.topology.is_none().then_some(spec.template))
     })
     .await?;
     let mut current = retrying(retry, "guest list", || hv.list_guests()).await?;

@@ -235,6 +235,7 @@ impl Inventory for Timed {
 /// No placement: the engine clones where the template is.
 #[async_trait]
 impl crate::Placement for Timed {}
+impl crate::Networks for Timed {}
 
 #[async_trait]
 impl Provisioning for Timed {

@@ -32,6 +32,7 @@ use crate::hypervisor::{
     Secure, SnapshotInfo, Snapshots,
 };
 use crate::hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
+use crate::network::{NetworkInfo, NetworkPlan, Networks, NetworksRemoved, StudentNetwork};
 use crate::placement::replica_tag;
 use crate::spec::CloneMode;
 use crate::types::{GuestInfo, LabName, NodeName, VmId, VmKind, VmStatus};
@@ -81,6 +82,23 @@ struct State {
     probes: u64,
     /// Nodes declared with [`FakeHypervisor::with_node`]: memory (bytes) and online.
     nodes: BTreeMap<String, (u64, bool)>,
+    /// Networks (SDN vnets) by id: alias, zone, subnet, applied.
+    vnets: BTreeMap<String, FakeVnet>,
+    /// Zones by id.
+    zones: BTreeSet<String>,
+    /// Applies of pending network changes, in all.
+    network_applies: u64,
+    /// Where each guest's NICs are plugged: vmid → (index → bridge); a NIC not listed is
+    /// on the uplink.
+    plugs: BTreeMap<u32, BTreeMap<u32, String>>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeVnet {
+    zone: String,
+    alias: String,
+    subnet: Option<String>,
+    applied: bool,
 }
 
 /// How a guest of the fake misbehaves ([`FakeHypervisor::with_quirk`]): a slow or
@@ -407,6 +425,7 @@ impl Backend for FakeHypervisor {
             desktops: true,
             snapshots: true,
             placement: true,
+            networks: true,
             ..Capabilities::HYPERVISOR
         }
     }
@@ -707,6 +726,23 @@ impl Fencing for FakeHypervisor {
         let tag = how.lab.tag();
         if !g.tags.contains(&tag) {
             g.tags.push(tag);
+        }
+        for plug in &how.nics {
+            let plugs = s.plugs.entry(guest.vmid.get()).or_default();
+            match &plug.bridge {
+                Some(bridge) => plugs.insert(plug.index, bridge.clone()),
+                None => plugs.remove(&plug.index),
+            };
+        }
+        if let Some(missing) = how
+            .nics
+            .iter()
+            .filter_map(|p| p.bridge.as_ref())
+            .find(|b| !s.vnets.get(*b).is_some_and(|v| v.applied))
+        {
+            return Err(Error::NotFound {
+                what: format!("network {missing} (not created or not applied)"),
+            });
         }
         if how.fence {
             if !lab_fenced {
@@ -1031,6 +1067,130 @@ fn offline_check(s: &State, node: &NodeName) -> Result<()> {
             source: format!("node {node} is offline").into(),
         }),
         _ => Ok(()),
+    }
+}
+
+impl FakeHypervisor {
+    /// How many times pending network changes were applied.
+    pub fn network_applies(&self) -> u64 {
+        self.lock().network_applies
+    }
+
+    /// The zones that exist.
+    pub fn zones(&self) -> Vec<String> {
+        self.lock().zones.iter().cloned().collect()
+    }
+
+    /// The bridge each NIC of `vmid` is plugged into (`None`: the uplink), `net0` first.
+    pub fn plugs(&self, vmid: u32) -> BTreeMap<u32, String> {
+        self.lock().plugs.get(&vmid).cloned().unwrap_or_default()
+    }
+}
+
+fn network_info(id: &str, v: &FakeVnet, lab: &LabName) -> Option<NetworkInfo> {
+    let (student, network) = crate::parse_network_alias(lab, &v.alias)?;
+    Some(NetworkInfo {
+        id: id.to_owned(),
+        zone: v.zone.clone(),
+        student: student.to_owned(),
+        network: network.to_owned(),
+        tag: None,
+        subnet: v.subnet.clone(),
+        pending: !v.applied,
+    })
+}
+
+#[async_trait]
+impl Networks for FakeHypervisor {
+    async fn ensure_networks(
+        &self,
+        lab: &LabName,
+        plan: &NetworkPlan,
+        wanted: Vec<StudentNetwork>,
+    ) -> Result<Vec<NetworkInfo>> {
+        let mut s = self.write()?;
+        let zone = plan.zone.clone().unwrap_or_else(|| crate::lab_zone_id(lab));
+        if plan.zone.is_some() && !s.zones.contains(&zone) {
+            return Err(Error::NotFound {
+                what: format!("SDN zone {zone}"),
+            });
+        }
+        let mut changed = s.zones.insert(zone.clone());
+        for w in &wanted {
+            let alias = crate::network_alias(lab, &w.student, &w.network);
+            match s.vnets.get(&w.id) {
+                Some(v) if v.alias == alias => {}
+                Some(v) => {
+                    return Err(Error::invalid(
+                        "network",
+                        w.id.clone(),
+                        format!(
+                            "the vnet exists with alias {:?}, not lab {lab}'s; choose another \
+                             lab name",
+                            v.alias
+                        ),
+                    ))
+                }
+                None => {
+                    s.vnets.insert(
+                        w.id.clone(),
+                        FakeVnet {
+                            zone: zone.clone(),
+                            alias,
+                            subnet: w.subnet.map(|(a, p)| format!("{a}/{p}")),
+                            applied: false,
+                        },
+                    );
+                    changed = true;
+                }
+            }
+        }
+        if changed || s.vnets.values().any(|v| !v.applied) {
+            for v in s.vnets.values_mut() {
+                v.applied = true;
+            }
+            s.network_applies += 1;
+        }
+        Ok(s.vnets
+            .iter()
+            .filter_map(|(id, v)| network_info(id, v, lab))
+            .collect())
+    }
+
+    async fn lab_networks(&self, lab: &LabName) -> Result<Vec<NetworkInfo>> {
+        let s = self.read()?;
+        Ok(s.vnets
+            .iter()
+            .filter_map(|(id, v)| network_info(id, v, lab))
+            .collect())
+    }
+
+    async fn remove_networks(&self, lab: &LabName) -> Result<NetworksRemoved> {
+        let mut s = self.write()?;
+        let ours: Vec<String> = s
+            .vnets
+            .iter()
+            .filter(|(_, v)| crate::parse_network_alias(lab, &v.alias).is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ours {
+            s.vnets.remove(id);
+        }
+        let own = crate::lab_zone_id(lab);
+        let zone =
+            (s.zones.contains(&own) && !s.vnets.values().any(|v| v.zone == own)).then(|| {
+                s.zones.remove(&own);
+                own
+            });
+        let applied = !ours.is_empty() || zone.is_some();
+        if applied {
+            s.network_applies += 1;
+        }
+        Ok(NetworksRemoved {
+            vnets: ours,
+            zone,
+            applied,
+        })
     }
 }
 

@@ -82,6 +82,10 @@ pub struct Secure {
     /// Put the lab's fence on the guest (the lab-wide part is in place,
     /// [`Fencing::prepare_fence`]).
     pub fence: bool,
+    /// Where the guest's NICs are plugged (a topology lab): a NIC on a student's network
+    /// is moved to that network's bridge with its firewall flag off, the uplink NICs carry
+    /// the fence. Empty: every NIC stays where the template put it and carries the fence.
+    pub nics: Vec<crate::NicPlug>,
 }
 
 /// What every backend says about itself.
@@ -115,11 +119,13 @@ pub enum Capability {
     Snapshots,
     /// [`Placement`].
     Placement,
+    /// [`Networks`](crate::Networks).
+    Networks,
 }
 
 impl Capability {
     /// Every capability, in the order of [`Capabilities`]' fields.
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Capability::Inventory,
         Capability::Provisioning,
         Capability::Power,
@@ -128,6 +134,7 @@ impl Capability {
         Capability::Desktops,
         Capability::Snapshots,
         Capability::Placement,
+        Capability::Networks,
     ];
 
     /// The trait's name in lower case (`inventory`).
@@ -141,6 +148,7 @@ impl Capability {
             Capability::Desktops => "desktops",
             Capability::Snapshots => "snapshots",
             Capability::Placement => "placement",
+            Capability::Networks => "networks",
         }
     }
 }
@@ -165,6 +173,8 @@ pub struct Capabilities {
     pub snapshots: bool,
     /// [`Placement`]: the nodes, their memory and where clones of a template may land.
     pub placement: bool,
+    /// [`Networks`](crate::Networks): per-student networks (SDN vnets) and their teardown.
+    pub networks: bool,
 }
 
 impl Capabilities {
@@ -178,6 +188,7 @@ impl Capabilities {
         desktops: false,
         snapshots: false,
         placement: false,
+        networks: false,
     };
 
     /// Only desktop assignment (a VDI broker such as FOSS-Cloud).
@@ -190,6 +201,7 @@ impl Capabilities {
         desktops: true,
         snapshots: false,
         placement: false,
+        networks: false,
     };
 
     /// Whether `capability` is supported.
@@ -203,6 +215,7 @@ impl Capabilities {
             Capability::Desktops => self.desktops,
             Capability::Snapshots => self.snapshots,
             Capability::Placement => self.placement,
+            Capability::Networks => self.networks,
         }
     }
 
@@ -613,12 +626,20 @@ pub trait Placement: Backend + Send + Sync {
 /// The set of capabilities the lab engine needs; implemented by every type that
 /// implements its parts. Object-safe: the engine takes `&dyn Hypervisor`.
 pub trait Hypervisor:
-    Backend + Inventory + Provisioning + Power + Readiness + Fencing + Placement
+    Backend + Inventory + Provisioning + Power + Readiness + Fencing + Placement + crate::Networks
 {
 }
 
 impl<T> Hypervisor for T where
-    T: Backend + Inventory + Provisioning + Power + Readiness + Fencing + Placement + ?Sized
+    T: Backend
+        + Inventory
+        + Provisioning
+        + Power
+        + Readiness
+        + Fencing
+        + Placement
+        + crate::Networks
+        + ?Sized
 {
 }
 
@@ -675,6 +696,18 @@ mockall::mock! {
     // is (the engine falls back to `clone_capacity`).
     #[async_trait]
     impl Placement for Hypervisor {}
+
+    #[async_trait]
+    impl crate::Networks for Hypervisor {
+        async fn ensure_networks(
+            &self,
+            lab: &LabName,
+            plan: &crate::NetworkPlan,
+            wanted: Vec<crate::StudentNetwork>,
+        ) -> Result<Vec<crate::NetworkInfo>>;
+        async fn lab_networks(&self, lab: &LabName) -> Result<Vec<crate::NetworkInfo>>;
+        async fn remove_networks(&self, lab: &LabName) -> Result<crate::NetworksRemoved>;
+    }
 
     #[async_trait]
     impl Desktops for Hypervisor {

@@ -273,6 +273,7 @@ where
             lab: r.lab.clone(),
             fresh: false,
             fence: r.fence,
+            nics: Vec::new(),
         },
     )
     .await?;
@@ -442,6 +443,7 @@ mod tests {
                 lab: lab.clone(),
                 fresh: true,
                 fence: true,
+                nics: Vec::new(),
             },
         )
         .await

@@ -299,6 +299,10 @@ pub struct LabSpec {
     pub placement: crate::PlacementPolicy,
     /// Clone even when the class does not fit the nodes' memory (starts may then fail).
     pub overcommit: bool,
+    /// Several machines per student on networks of their own ([`Topology`]); `None`: one
+    /// machine per student cloned from [`LabSpec::template`], as always. With a topology,
+    /// `template` is the first machine's.
+    pub topology: Option<crate::Topology>,
 }
 
 impl LabSpec {
@@ -320,6 +324,7 @@ impl LabSpec {
             nodes: Vec::new(),
             placement: crate::PlacementPolicy::Spread,
             overcommit: false,
+            topology: None,
         };
         spec.validate()?;
         Ok(spec)
@@ -334,6 +339,50 @@ impl LabSpec {
                 self.count.to_string(),
                 format!("the number of students must be between 1 and {MAX_STUDENTS}"),
             ));
+        }
+        if let Some(t) = &self.topology {
+            t.validate(self.count)?;
+            if t.machines[0].template != self.template {
+                return Err(Error::invalid(
+                    "template",
+                    self.template.to_string(),
+                    format!(
+                        "a lab with machines clones each from its own template; the lab's \
+                         template must be the first machine's ({})",
+                        t.machines[0].template
+                    ),
+                ));
+            }
+            if !self.nodes.is_empty() {
+                return Err(Error::invalid(
+                    "nodes",
+                    self.nodes.len().to_string(),
+                    "a lab with several machines per student is cloned where its templates \
+                     are (a student's machines share one node); leave nodes out",
+                ));
+            }
+            let guests = u64::from(self.count) * t.machines.len() as u64;
+            if guests > self.ids.len() {
+                return Err(Error::invalid(
+                    "id range",
+                    self.ids.to_string(),
+                    format!(
+                        "holds {} ids but {} students with {} machines need {guests}",
+                        self.ids.len(),
+                        self.count,
+                        t.machines.len()
+                    ),
+                ));
+            }
+            for m in &t.machines {
+                if self.ids.contains(m.template) {
+                    return Err(Error::invalid(
+                        "id range",
+                        self.ids.to_string(),
+                        format!("must not contain the template {} ({})", m.template, m.role),
+                    ));
+                }
+            }
         }
         if u64::from(self.count) > self.ids.len() {
             return Err(Error::invalid(

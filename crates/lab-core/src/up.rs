@@ -110,7 +110,15 @@ pub async fn apply_with(
     });
     // Where the new students land, read and checked before anything is created: a class
     // that does not fit the nodes' memory is refused here unless `overcommit`.
-    let (clones, placed) = if plan.creates() > 0 {
+    // A topology lab is cloned where its templates are: a student's machines share one
+    // node (a `simple` zone's vnets are node-local).
+    let (clones, placed) = if plan.creates() > 0 && spec.topology.is_some() {
+        let capacity = retrying(retry, "clone capacity", || {
+            hv.clone_capacity(spec.template, spec.clone_mode)
+        })
+        .await?;
+        (capacity.slots.max(1) + capacity.queue, None)
+    } else if plan.creates() > 0 {
         match retrying(retry, "placement", || {
             hv.placement(spec.template, spec.clone_mode)
         })
@@ -160,18 +168,34 @@ pub async fn apply_with(
         listed,
     };
     let fence_wanted = !spec.teachers.is_empty();
+    // What every student waits for before its marks and fence: the lab-wide fence and, in
+    // a topology, the students' networks (created pending and applied once).
     let fence_driver = async {
-        if !fence_wanted {
-            run.fence.send_replace(Some(Ok(())));
-            return;
-        }
-        progress(Event::Lab { step: Step::Fence });
-        let r = retrying(retry, "lab fence", || {
-            hv.prepare_fence(lab, spec.teachers.clone())
-        })
-        .await
-        .map_err(|e| e.to_string());
-        run.fence.send_replace(Some(r));
+        let fence = async {
+            if !fence_wanted {
+                return Ok(());
+            }
+            progress(Event::Lab { step: Step::Fence });
+            retrying(retry, "lab fence", || {
+                hv.prepare_fence(lab, spec.teachers.clone())
+            })
+            .await
+            .map_err(|e| format!("the lab-wide fence could not be put up: {e}"))
+        };
+        let networks = async {
+            let Some(t) = &spec.topology else {
+                return Ok(());
+            };
+            let wanted = crate::engine::student_networks(spec);
+            retrying(retry, "networks", || {
+                hv.ensure_networks(lab, &t.plan, wanted.clone())
+            })
+            .await
+            .map(drop)
+            .map_err(|e| format!("the students' networks could not be made: {e}"))
+        };
+        let (f, n) = tokio::join!(fence, networks);
+        run.fence.send_replace(Some(f.and(n)));
     };
     let students = join_all(plan.students.iter().map(|s| run.student(s)));
     let ((), results) = tokio::join!(fence_driver, students);
@@ -203,7 +227,7 @@ pub async fn apply_with(
     }
     if let Some(Err(e)) = run.fence.borrow().clone() {
         // One cause, said once: the students that waited for it are summed up after it.
-        let mut message = format!("the lab-wide fence could not be put up: {e}");
+        let mut message = e;
         if !blocked.is_empty() {
             message.push_str(&format!(
                 "; so {} student(s) were cloned and marked but not started ({}); run the same command again",
@@ -418,7 +442,7 @@ impl Run<'_> {
         }
         // 2. Marks and fence, before it first runs.
         let fence = !spec.teachers.is_empty();
-        if fence {
+        if fence || spec.topology.is_some() {
             self.step(s, Step::Fence);
             let mut rx = self.fence.subscribe();
             let lab_fence = tokio::select! {
@@ -440,6 +464,7 @@ impl Run<'_> {
                         // A repeat must not trust what the first try may have changed.
                         fresh: fresh && attempt == 0,
                         fence,
+                        nics: s.nics.clone(),
                     },
                 )
             })
@@ -491,7 +516,7 @@ impl Run<'_> {
         let mut vmid = s.vmid;
         loop {
             let request = CloneRequest {
-                template: spec.template,
+                template: s.template,
                 vmid,
                 last_id: vmid,
                 hostname: s.hostname.clone(),

@@ -555,6 +555,7 @@ impl Backend for ProxmoxLab {
         Capabilities {
             snapshots: true,
             placement: true,
+            networks: false,
             ..Capabilities::HYPERVISOR
         }
     }

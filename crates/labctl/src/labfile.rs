@@ -400,6 +400,7 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         nodes: Vec::new(),
         placement: lab_core::PlacementPolicy::Spread,
         overcommit: o.overcommit,
+        topology: None,
     };
     let mut spec = spec;
     placement_keys(&mut spec, &f, o)?;

@@ -36,10 +36,14 @@ pub async fn teardown_with(
     let options = &patient(options)?;
     let retry = &options.retry;
     retrying(retry, "clones in flight", || hv.quiesce(None)).await?;
-    let plan = plan_teardown(
+    let mut plan = plan_teardown(
         lab,
         retrying(retry, "lab members", || hv.lab_members(lab)).await?,
     );
+    plan.networks = retrying(retry, "lab networks", || {
+        crate::engine::lab_networks(hv, lab)
+    })
+    .await?;
     carry_out(hv, plan, options, progress, interrupt).await
 }
 
@@ -154,6 +158,23 @@ async fn carry_out(
     })
     .await
     .map_err(|e| lab_wide_failed(lab, "fence", "the lab-wide fence could not be lifted", e))?;
+    if plan.skipped.is_empty() && !plan.networks.is_empty() {
+        // After the guests: a vnet in use would cut a guest off. Looked up again, so a
+        // network made after the plan (a run of `up` meanwhile) goes too.
+        progress(Event::Lab {
+            step: Step::Networks,
+        });
+        retrying(retry, "removing the networks", || hv.remove_networks(lab))
+            .await
+            .map_err(|e| {
+                lab_wide_failed(
+                    lab,
+                    "networks",
+                    "the lab's networks could not be removed",
+                    e,
+                )
+            })?;
+    }
     if plan.skipped.is_empty() {
         progress(Event::Lab {
             step: Step::Release,

@@ -102,6 +102,8 @@ pub enum Step {
     Destroy,
     /// Removing the lab's pool.
     Release,
+    /// Making or removing the students' networks (a topology lab).
+    Networks,
 }
 
 impl fmt::Display for Step {
@@ -117,6 +119,7 @@ impl fmt::Display for Step {
             Step::Stop => "stopping",
             Step::Destroy => "destroying",
             Step::Release => "removing pool",
+            Step::Networks => "networks",
         })
     }
 }
@@ -492,6 +495,9 @@ pub struct TeardownPlan {
     pub destroy: Vec<GuestInfo>,
     /// Listed as the lab's but not provably owned (template, no tag, …): left alone.
     pub skipped: Vec<(GuestInfo, String)>,
+    /// The lab's networks (vnets whose alias names the lab), removed after the guests
+    /// with one apply; empty for a lab without them or a backend without networks.
+    pub networks: Vec<crate::NetworkInfo>,
 }
 
 impl fmt::Display for TeardownPlan {
@@ -533,6 +539,27 @@ impl fmt::Display for TeardownPlan {
                 g.name.as_deref().unwrap_or("-")
             )?;
         }
+        if !self.networks.is_empty() {
+            let what = if self.skipped.is_empty() {
+                "remove (subnets, vnet, then one SDN apply)"
+            } else {
+                "keep (guests that are not the lab's may use them)"
+            };
+            writeln!(f, "  networks: {what}")?;
+            for n in &self.networks {
+                writeln!(
+                    f,
+                    "    vnet {:<8} zone {:<8} {} {}{}",
+                    n.id,
+                    n.zone,
+                    n.student,
+                    n.network,
+                    n.subnet
+                        .as_deref()
+                        .map_or_else(String::new, |s| format!(" {s}"))
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -552,13 +579,27 @@ pub fn plan_teardown(lab: &LabName, members: Vec<GuestInfo>) -> TeardownPlan {
         lab: lab.clone(),
         destroy,
         skipped,
+        networks: Vec::new(),
     }
 }
 
 /// Lists the lab and plans `down` (what `--dry-run` shows).
 pub async fn plan_down(hv: &dyn Hypervisor, lab: &LabName) -> Result<TeardownPlan> {
     hv.quiesce(None).await?;
-    Ok(plan_teardown(lab, hv.lab_members(lab).await?))
+    let mut plan = plan_teardown(lab, hv.lab_members(lab).await?);
+    plan.networks = lab_networks(hv, lab).await?;
+    Ok(plan)
+}
+
+/// The lab's networks; none on a backend without them.
+pub(crate) async fn lab_networks(
+    hv: &dyn Hypervisor,
+    lab: &LabName,
+) -> Result<Vec<crate::NetworkInfo>> {
+    match hv.lab_networks(lab).await {
+        Err(Error::Unsupported { .. }) => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// Settings of [`teardown`](crate::teardown).

@@ -1099,6 +1099,7 @@ async fn an_interrupt_starts_nothing_new_and_says_where_each_student_stands() {
 
 fn teardown_mock(members: Vec<GuestInfo>) -> MockHypervisor {
     let mut hv = MockHypervisor::new();
+    hv.expect_lab_networks().returning(|_| Ok(Vec::new()));
     hv.expect_quiesce().with(eq(None)).returning(|_| Ok(()));
     let listed = members.clone();
     hv.expect_lab_members()
@@ -1206,6 +1207,7 @@ async fn teardown_releases_the_pool_when_everything_went() {
 async fn teardown_rechecks_ownership_before_destroying() {
     let listed = member(5001, "exam-01", VmStatus::Stopped);
     let mut hv = MockHypervisor::new();
+    hv.expect_lab_networks().returning(|_| Ok(Vec::new()));
     hv.expect_quiesce().returning(|_| Ok(()));
     let l = listed.clone();
     hv.expect_lab_members()
@@ -1236,6 +1238,7 @@ async fn teardown_rechecks_ownership_before_destroying() {
 async fn a_guest_gone_between_listing_and_its_teardown_counts_as_done() {
     // Listed, then removed by someone else (or by an interrupted run) before the re-read.
     let mut hv = MockHypervisor::new();
+    hv.expect_lab_networks().returning(|_| Ok(Vec::new()));
     hv.expect_quiesce().returning(|_| Ok(()));
     hv.expect_lab_members()
         .returning(|_| Ok(vec![member(5001, "exam-01", VmStatus::Running)]));
@@ -1259,6 +1262,7 @@ async fn a_guest_gone_between_listing_and_its_teardown_counts_as_done() {
 #[tokio::test(start_paused = true)]
 async fn a_guest_that_cannot_be_read_before_its_teardown_is_named_and_keeps_the_fence() {
     let mut hv = MockHypervisor::new();
+    hv.expect_lab_networks().returning(|_| Ok(Vec::new()));
     hv.expect_quiesce().returning(|_| Ok(()));
     hv.expect_lab_members().returning(|_| {
         Ok(vec![

@@ -90,6 +90,8 @@ mod fake_props;
 mod placement_tests;
 #[cfg(test)]
 mod test_spec;
+#[cfg(test)]
+mod topology_tests;
 
 pub use down::{teardown, teardown_planned, teardown_with};
 pub use engine::{

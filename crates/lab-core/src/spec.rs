@@ -374,7 +374,23 @@ impl LabSpec {
                     ),
                 ));
             }
+            let longest = self
+                .hostnames()
+                .into_iter()
+                .map(|h| h.len())
+                .max()
+                .unwrap_or(0);
             for m in &t.machines {
+                if longest + 1 + m.role.len() > 63 {
+                    return Err(Error::invalid(
+                        "machine role",
+                        m.role.clone(),
+                        format!(
+                            "host names are <student>-<role> and must fit 63 characters; the \
+                             longest student name has {longest}: shorten the role or the names"
+                        ),
+                    ));
+                }
                 if self.ids.contains(m.template) {
                     return Err(Error::invalid(
                         "id range",

@@ -92,6 +92,53 @@ pub struct LabFile {
     /// `[[check]]` tables, inline.
     #[serde(default)]
     pub check: Vec<toml::Table>,
+    /// `[[machine]]`: several machines per student (a topology lab).
+    #[serde(default)]
+    pub machine: Vec<MachineSection>,
+    /// `[[network]]`: every student's own networks.
+    #[serde(default)]
+    pub network: Vec<NetworkSection>,
+    /// `[sdn]`: how the students' networks are made.
+    pub sdn: Option<SdnSection>,
+}
+
+/// `[[machine]]`: one machine every student gets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSection {
+    /// `router`: the machine's host name is `<student>-router`.
+    pub role: String,
+    /// Its template (a VMID).
+    pub template: u32,
+    /// Its NICs in order (`net0` first): `"uplink"` or a `[[network]]`'s name.
+    pub nics: Vec<String>,
+}
+
+/// `[[network]]`: one network every student gets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// `lan`.
+    pub name: String,
+}
+
+/// `[sdn]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdnSection {
+    /// An existing zone to put the vnets in (default: the lab's own, made and removed
+    /// with it).
+    pub zone: Option<String>,
+    /// `simple` (default) or `vlan`: the kind of zone the lab makes.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The bridge of a `vlan` zone (default `vmbr0`).
+    pub bridge: Option<String>,
+    /// VLAN tags the lab's vnets may take in a `vlan` zone (`2000-3999`).
+    pub tags: Option<String>,
+    /// A network carved into one /24 per student network, DHCP in a simple zone
+    /// (`10.100.0.0/16`); leave out for networks without addresses.
+    pub subnets: Option<String>,
 }
 
 /// `[snapshots]`.
@@ -295,12 +342,24 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
     // environment variable or a config-cluster value).
     let field = |flag: &'static str, file: &'static str| (Origin::flag(flag), Origin::file(file));
     let (ft, fi) = field("-t/--template", "template");
-    let template: VmId = match pick([
-        (ft, o.template.clone()),
-        (fi, f.template.map(|t| t.to_string())),
-    ]) {
-        Some(t) => t.value.parse()?,
-        None => {
+    let topology = topology(&f)?;
+    let template: VmId = match (
+        &topology,
+        pick([
+            (ft, o.template.clone()),
+            (fi, f.template.map(|t| t.to_string())),
+        ]),
+    ) {
+        (Some(_), Some(t)) => {
+            return Err(fail::usage(format!(
+                "{} is for labs with one machine per student: with [[machine]] tables each \
+                 machine names its own template; drop it",
+                t.from
+            )))
+        }
+        (Some(t), None) => t.machines[0].template,
+        (None, Some(t)) => t.value.parse()?,
+        (None, None) => {
             return Err(fail::usage(
                 "no template: give `template = VMID` in the lab file or -t/--template",
             ))
@@ -400,7 +459,7 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         nodes: Vec::new(),
         placement: lab_core::PlacementPolicy::Spread,
         overcommit: o.overcommit,
-        topology: None,
+        topology,
     };
     let mut spec = spec;
     placement_keys(&mut spec, &f, o)?;
@@ -410,6 +469,85 @@ pub fn resolve(file: Option<&(LabFile, PathBuf)>, o: &Overrides) -> anyhow::Resu
         roster,
         snapshots: f.snapshots,
     })
+}
+
+/// The `[[machine]]`, `[[network]]` and `[sdn]` tables, checked; `None` without machines.
+fn topology(f: &LabFile) -> anyhow::Result<Option<lab_core::Topology>> {
+    use lab_core::{MachineSpec, NetworkPlan, NicSpec, Topology};
+    if f.machine.is_empty() {
+        if !f.network.is_empty() || f.sdn.is_some() {
+            return Err(fail::usage(
+                "[[network]] and [sdn] need [[machine]] tables: the machines every student \
+                 gets and which networks their NICs are on (see examples/topology.toml)",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut machines = Vec::new();
+    for (i, m) in f.machine.iter().enumerate() {
+        let template = VmId::new(m.template).map_err(|_| {
+            lab_core::Error::invalid(
+                "template",
+                format!("machine[{i}] ({}): {}", m.role, m.template),
+                "a VMID (100..=999999999)",
+            )
+        })?;
+        machines.push(MachineSpec {
+            role: m.role.clone(),
+            template,
+            nics: m
+                .nics
+                .iter()
+                .map(|n| {
+                    if n == lab_core::UPLINK {
+                        NicSpec::Uplink
+                    } else {
+                        NicSpec::Network(n.clone())
+                    }
+                })
+                .collect(),
+        });
+    }
+    let mut plan = NetworkPlan::default();
+    if let Some(sdn) = &f.sdn {
+        plan.zone.clone_from(&sdn.zone);
+        if let Some(k) = &sdn.kind {
+            plan.kind = k.parse()?;
+        }
+        if let Some(b) = &sdn.bridge {
+            plan.bridge.clone_from(b);
+        }
+        if let Some(t) = &sdn.tags {
+            let bad = || {
+                lab_core::Error::invalid(
+                    "vlan tags",
+                    t.clone(),
+                    "FIRST-LAST within 1-4094, e.g. 2000-3999",
+                )
+            };
+            let (a, b) = t.split_once('-').ok_or_else(bad)?;
+            plan.tags = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+        }
+        if let Some(net) = &sdn.subnets {
+            let bad = || {
+                lab_core::Error::invalid(
+                    "subnets",
+                    net.clone(),
+                    "an IPv4 network ADDRESS/PREFIX of /24 or wider, e.g. 10.100.0.0/16",
+                )
+            };
+            let (a, p) = net.split_once('/').ok_or_else(bad)?;
+            plan.subnets = Some((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?));
+        }
+    }
+    Ok(Some(Topology {
+        machines,
+        networks: f.network.iter().map(|n| n.name.clone()).collect(),
+        plan,
+    }))
 }
 
 /// `nodes` and `placement` (flag > file), checked: node names as PVE spells them.

@@ -534,6 +534,37 @@ struct SheetRow {
     /// When `lab freeze` took the student's links down (UTC; from `<lab>-freeze.json` in
     /// the current directory), `null` when not frozen.
     frozen: Option<String>,
+    /// A topology lab: the student's own networks as `name=vnet` (left out otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<String>,
+}
+
+/// Fills each row's networks: the lab's vnets whose alias names the row's student (a
+/// machine `<student>-<role>`). A backend without networks leaves them empty.
+async fn with_networks(
+    hv: &dyn lab_core::Hypervisor,
+    lab: &LabName,
+    rows: &mut [SheetRow],
+) -> anyhow::Result<()> {
+    let nets = match hv.lab_networks(lab).await {
+        Err(lab_core::Error::Unsupported { .. }) => return Ok(()),
+        other => other?,
+    };
+    for r in rows.iter_mut() {
+        r.networks = nets
+            .iter()
+            .filter(|n| {
+                r.hostname
+                    .strip_prefix(n.student.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            })
+            .map(|n| {
+                let pending = if n.pending { " (pending)" } else { "" };
+                format!("{}={}{pending}", n.network, n.id)
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 fn sheet_rows(rows: &[StudentStatus], roster: Option<&[Named]>) -> Vec<SheetRow> {
@@ -545,7 +576,19 @@ fn sheet_rows(rows: &[StudentStatus], roster: Option<&[Named]>) -> Vec<SheetRow>
     let mut out: Vec<SheetRow> = rows
         .iter()
         .map(|r| {
-            let who = by_host.get(r.hostname.as_str());
+            // A topology lab's machines are `<student>-<role>`: the longest roster host
+            // name the machine's name continues.
+            let who = by_host.get(r.hostname.as_str()).or_else(|| {
+                by_host
+                    .iter()
+                    .filter(|(h, _)| {
+                        r.hostname
+                            .strip_prefix(**h)
+                            .is_some_and(|rest| rest.starts_with('-'))
+                    })
+                    .max_by_key(|(h, _)| h.len())
+                    .map(|(_, n)| n)
+            });
             SheetRow {
                 student: who.map(|n| n.student.name.clone()),
                 student_id: who.and_then(|n| n.student.id.clone()),
@@ -556,6 +599,7 @@ fn sheet_rows(rows: &[StudentStatus], roster: Option<&[Named]>) -> Vec<SheetRow>
                 state: r.status.to_string(),
                 fenced: r.fenced,
                 frozen: None,
+                networks: Vec::new(),
                 // Primary first, then the rest in the backend's order.
                 addresses: {
                     let mut a = r.addresses.clone();
@@ -573,7 +617,8 @@ fn sheet_rows(rows: &[StudentStatus], roster: Option<&[Named]>) -> Vec<SheetRow>
 }
 
 fn sheet(rows: &[SheetRow]) -> Sheet {
-    let mut s = Sheet::new(&[
+    let networks = rows.iter().any(|r| !r.networks.is_empty());
+    let mut head = vec![
         "STUDENT",
         "HOSTNAME",
         "VMID",
@@ -582,9 +627,13 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
         "FENCED",
         "ADDRESSES",
         "FROZEN",
-    ]);
+    ];
+    if networks {
+        head.push("NETWORKS");
+    }
+    let mut s = Sheet::new(&head);
     for r in rows {
-        s.row(vec![
+        let mut cells = vec![
             r.student.clone().unwrap_or_else(|| "-".to_owned()),
             r.hostname.clone(),
             r.vmid.to_string(),
@@ -605,7 +654,15 @@ fn sheet(rows: &[SheetRow]) -> Sheet {
                     .join(" ")
             },
             r.frozen.clone().unwrap_or_else(|| "-".to_owned()),
-        ]);
+        ];
+        if networks {
+            cells.push(if r.networks.is_empty() {
+                "-".to_owned()
+            } else {
+                r.networks.join(" ")
+            });
+        }
+        s.row(cells);
     }
     s
 }
@@ -899,7 +956,8 @@ pub async fn run(
             } else {
                 status(hv, &lab.spec.name).await?
             };
-            let rows = sheet_rows(&students, lab.roster.as_deref());
+            let mut rows = sheet_rows(&students, lab.roster.as_deref());
+            with_networks(hv, &lab.spec.name, &mut rows).await?;
             sheet(&rows).print(format, &rows)?;
             let fenced_before = rows.iter().filter(|r| r.fenced == Some(true)).count();
             if format.is_table() {
@@ -924,6 +982,7 @@ pub async fn run(
         (LabCommand::Status(s), Checked::Select(name, roster)) => {
             let list = status(hv, &name).await?;
             let mut rows = sheet_rows(&list, roster.as_deref());
+            with_networks(hv, &name, &mut rows).await?;
             let manifest = crate::freeze::default_manifest(&name, s.file());
             let frozen = match access {
                 Some(a) => {

@@ -171,6 +171,9 @@ pub struct PlannedStudent {
     pub role: Option<String>,
     /// In a topology lab: where its NICs are plugged.
     pub nics: Vec<crate::NicPlug>,
+    /// In a topology lab: the host name of the student's machine that must be ready
+    /// before this one starts.
+    pub after: Option<String>,
 }
 
 impl PlannedStudent {
@@ -202,6 +205,8 @@ pub struct Plan {
     pub extra: Vec<GuestInfo>,
     /// Addresses the students will reach only; empty = no fence.
     pub fence: Vec<IpAddr>,
+    /// A topology lab: every student network it makes sure of (created if missing).
+    pub networks: Vec<crate::StudentNetwork>,
 }
 
 impl Plan {
@@ -220,15 +225,46 @@ impl fmt::Display for Plan {
             CloneMode::Linked | CloneMode::Auto => "linked",
             CloneMode::Full => "full",
         };
-        writeln!(
-            f,
-            "lab {}: {} students from template {} ({mode} clones), pool {:?}, tag {:?}",
-            self.lab,
-            self.students.len(),
-            self.template,
-            self.lab.pool(),
-            self.lab.tag()
-        )?;
+        let roles: BTreeMap<&str, VmId> = self
+            .students
+            .iter()
+            .filter_map(|s| s.role.as_deref().map(|r| (r, s.template)))
+            .collect();
+        if roles.is_empty() {
+            writeln!(
+                f,
+                "lab {}: {} students from template {} ({mode} clones), pool {:?}, tag {:?}",
+                self.lab,
+                self.students.len(),
+                self.template,
+                self.lab.pool(),
+                self.lab.tag()
+            )?;
+        } else {
+            // In the order of the lab file (the first student's machines).
+            let first = self.students.first().map_or(0, |s| s.number);
+            let machines: Vec<String> = self
+                .students
+                .iter()
+                .take_while(|s| s.number == first)
+                .filter_map(|s| {
+                    let role = s.role.as_deref()?;
+                    Some(format!("{role} from {}", roles.get(role)?))
+                })
+                .collect();
+            let count = self.students.last().map_or(0, |s| s.number);
+            writeln!(
+                f,
+                "lab {}: {count} students with {} machines each ({}; {mode} clones), {} \
+                 networks, pool {:?}, tag {:?}",
+                self.lab,
+                machines.len(),
+                machines.join(", "),
+                self.networks.len(),
+                self.lab.pool(),
+                self.lab.tag()
+            )?;
+        }
         for s in &self.students {
             let what = match s.action {
                 StudentAction::Create => "clone, mark, fence, start, wait for agent and address",
@@ -250,6 +286,17 @@ impl fmt::Display for Plan {
                 "ignore",
                 g.vmid,
                 g.name.as_deref().unwrap_or("-")
+            )?;
+        }
+        for n in &self.networks {
+            writeln!(
+                f,
+                "  network vnet {:<8} {:<20} {}{} (made if missing; all in one SDN apply)",
+                n.id,
+                n.student,
+                n.network,
+                n.subnet
+                    .map_or_else(String::new, |(a, p)| format!(" {a}/{p}"))
             )?;
         }
         if self.fence.is_empty() {
@@ -288,7 +335,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         .collect();
     let used: BTreeSet<VmId> = current.iter().map(|g| g.vmid).collect();
     let guests = planned_guests(spec);
-    for (_, template, role, _) in &guests {
+    for (_, template, role, _, _) in &guests {
         if *template != spec.template {
             check_template(current, *template, role.as_deref())?;
         }
@@ -316,7 +363,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         .iter()
         .filter(|id| !used.contains(id) && !asked.contains(id));
     let mut students = Vec::with_capacity(guests.len());
-    for (i, (hostname, template, role, nics)) in guests.iter().enumerate() {
+    for (i, (hostname, template, role, nics, after)) in guests.iter().enumerate() {
         let per = spec.topology.as_ref().map_or(1, |t| t.machines.len());
         let number = u32::try_from(i / per + 1).expect("count is at most MAX_STUDENTS");
         let (vmid, action) = match by_name.get(hostname.as_str()) {
@@ -345,6 +392,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
             template: *template,
             role: role.clone(),
             nics: nics.clone(),
+            after: after.clone(),
         });
     }
     let wanted: BTreeSet<&str> = guests.iter().map(|g| g.0.as_str()).collect();
@@ -360,6 +408,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         students,
         extra,
         fence: spec.teachers.clone(),
+        networks: student_networks(spec),
     })
 }
 
@@ -387,14 +436,20 @@ fn check_template(current: &[GuestInfo], template: VmId, role: Option<&str>) -> 
 
 /// Every guest the spec asks for, student by student (and machine by machine in a
 /// topology): host name, template, role, NIC plugs.
-type PlannedGuest = (String, VmId, Option<String>, Vec<crate::NicPlug>);
+type PlannedGuest = (
+    String,
+    VmId,
+    Option<String>,
+    Vec<crate::NicPlug>,
+    Option<String>,
+);
 
 fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
     let students = spec.hostnames();
     let Some(t) = &spec.topology else {
         return students
             .into_iter()
-            .map(|h| (h, spec.template, None, Vec::new()))
+            .map(|h| (h, spec.template, None, Vec::new(), None))
             .collect();
     };
     let mut out = Vec::with_capacity(students.len() * t.machines.len());
@@ -421,6 +476,7 @@ fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
                 m.template,
                 Some(m.role.clone()),
                 nics,
+                m.after.as_ref().map(|a| format!("{student}-{a}")),
             ));
         }
     }

@@ -1071,6 +1071,11 @@ fn offline_check(s: &State, node: &NodeName) -> Result<()> {
 }
 
 impl FakeHypervisor {
+    /// When `vmid` was last started (tokio time), if it runs.
+    pub fn started_at(&self, vmid: u32) -> Option<tokio::time::Instant> {
+        self.lock().started.get(&vmid).copied()
+    }
+
     /// How many times pending network changes were applied.
     pub fn network_applies(&self) -> u64 {
         self.lock().network_applies

@@ -55,6 +55,9 @@ pub struct MachineSpec {
     pub template: VmId,
     /// Its NICs in order: the first is `net0`.
     pub nics: Vec<NicSpec>,
+    /// The role of the student's machine that must be ready before this one starts (a
+    /// host that takes its address from the student's router); `None`: starts at once.
+    pub after: Option<String>,
 }
 
 impl MachineSpec {
@@ -223,6 +226,34 @@ impl Topology {
                         ));
                     }
                 }
+            }
+        }
+        for m in &self.machines {
+            let mut at = m;
+            for _ in 0..=self.machines.len() {
+                let Some(after) = &at.after else { break };
+                let Some(next) = self.machines.iter().find(|x| &x.role == after) else {
+                    return Err(Error::invalid(
+                        "after",
+                        format!("{}: {after}", at.role),
+                        format!(
+                            "the role of another machine of the student ({})",
+                            self.machines
+                                .iter()
+                                .map(|x| x.role.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                };
+                if next.role == m.role {
+                    return Err(Error::invalid(
+                        "after",
+                        format!("{}: {after}", at.role),
+                        "machines that start after each other in a circle would never start",
+                    ));
+                }
+                at = next;
             }
         }
         if !self.machines.iter().any(MachineSpec::has_uplink) {
@@ -466,11 +497,13 @@ mod tests {
                     role: "router".into(),
                     template: VmId::new(9000).unwrap(),
                     nics: vec![NicSpec::Uplink, NicSpec::Network("lan".into())],
+                    after: None,
                 },
                 MachineSpec {
                     role: "host1".into(),
                     template: VmId::new(9001).unwrap(),
                     nics: vec![NicSpec::Network("lan".into())],
+                    after: None,
                 },
             ],
             networks: vec!["lan".into()],
@@ -532,6 +565,18 @@ mod tests {
         assert!(e.contains("holds 2 /24 networks but 10"), "{e}");
         bad.plan.subnets = Some((Ipv4Addr::new(10, 100, 1, 0), 16));
         assert!(bad.validate(10).is_err());
+        let mut bad = t.clone();
+        bad.machines[1].after = Some("gateway".into());
+        let e = bad.validate(10).unwrap_err().to_string();
+        assert!(
+            e.contains("host1: gateway") && e.contains("router, host1"),
+            "{e}"
+        );
+        bad.machines[1].after = Some("router".into());
+        bad.validate(10).unwrap();
+        bad.machines[0].after = Some("host1".into());
+        let e = bad.validate(10).unwrap_err().to_string();
+        assert!(e.contains("circle"), "{e}");
         let mut bad = t;
         bad.plan.kind = ZoneKind::Vlan;
         bad.plan.tags = (100, 104);

@@ -17,16 +17,19 @@ fn topology_spec(count: u32) -> LabSpec {
                 role: "router".into(),
                 template: VmId::new(9000).unwrap(),
                 nics: vec![NicSpec::Uplink, NicSpec::Network("lan".into())],
+                after: None,
             },
             MachineSpec {
                 role: "host1".into(),
                 template: VmId::new(9001).unwrap(),
                 nics: vec![NicSpec::Network("lan".into())],
+                after: None,
             },
             MachineSpec {
                 role: "host2".into(),
                 template: VmId::new(9001).unwrap(),
                 nics: vec![NicSpec::Network("lan".into())],
+                after: None,
             },
         ],
         networks: vec!["lan".into()],
@@ -195,4 +198,85 @@ fn a_topology_needs_its_templates_and_refuses_nodes() {
     }];
     let e = plan(&spec, &current).unwrap_err().to_string();
     assert!(e.contains("template 9001") && e.contains("host1"), "{e}");
+}
+
+fn with_hosts_after_the_router(mut spec: LabSpec) -> LabSpec {
+    let t = spec.topology.as_mut().unwrap();
+    for m in &mut t.machines[1..] {
+        m.after = Some("router".into());
+    }
+    spec.validate().unwrap();
+    spec
+}
+
+#[tokio::test(start_paused = true)]
+async fn hosts_that_start_after_the_router_start_once_it_is_ready() {
+    let ready_after = Duration::from_secs(40);
+    let hv = fake().with_quirk(
+        None,
+        crate::fake::Quirk {
+            ready_after,
+            ..crate::fake::Quirk::default()
+        },
+    );
+    let spec = with_hosts_after_the_router(topology_spec(2));
+    up(&hv, &spec).await.unwrap();
+    for (router, hosts) in [(5000, [5001, 5002]), (5010, [5011, 5012])] {
+        let r = hv.started_at(router).unwrap();
+        for h in hosts {
+            let h = hv.started_at(h).unwrap();
+            assert!(
+                h >= r + ready_after,
+                "host {h:?} started before its router was ready ({r:?} + {ready_after:?})"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_after_a_students_machines_start_together() {
+    let hv = fake().with_quirk(
+        None,
+        crate::fake::Quirk {
+            ready_after: Duration::from_secs(40),
+            ..crate::fake::Quirk::default()
+        },
+    );
+    let spec = topology_spec(1);
+    up(&hv, &spec).await.unwrap();
+    let r = hv.started_at(5000).unwrap();
+    let h = hv.started_at(5002).unwrap();
+    assert!(
+        h < r + Duration::from_secs(40),
+        "the host did not wait for the router"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_router_fails_its_hosts_are_held_named_and_the_other_students_finish() {
+    let hv = fake().with_quirk(
+        Some("exam-02-router"),
+        crate::fake::Quirk {
+            clone_fails: true,
+            ..crate::fake::Quirk::default()
+        },
+    );
+    let spec = with_hosts_after_the_router(topology_spec(2));
+    let e = up(&hv, &spec).await.unwrap_err();
+    let Error::Incomplete { failures, .. } = e else {
+        panic!("not incomplete: {e}")
+    };
+    let subjects: Vec<&str> = failures.iter().map(|f| f.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        ["exam-02-router", "exam-02-host1", "exam-02-host2"]
+    );
+    assert!(
+        failures[1].message.contains("starts after exam-02-router"),
+        "{failures:?}"
+    );
+    for v in [5000, 5001, 5002] {
+        assert!(hv.started_at(v).is_some(), "student 1's machine {v} runs");
+    }
+    assert!(hv.started_at(5011).is_none(), "a held host is not started");
 }

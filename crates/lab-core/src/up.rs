@@ -165,6 +165,7 @@ pub async fn apply_with(
         spare: Mutex::new(spare),
         schedule: Schedule::new(spec.timeouts),
         fence: watch::channel(None).0,
+        done: watch::channel(BTreeMap::new()).0,
         listed,
     };
     let fence_wanted = !spec.teachers.is_empty();
@@ -222,6 +223,10 @@ pub async fn apply_with(
             Outcome::Stopped(at) => unfinished.push(Failure {
                 subject: s.hostname.clone(),
                 message: at,
+            }),
+            Outcome::Held(why) => failures.push(Failure {
+                subject: s.hostname.clone(),
+                message: why,
             }),
         }
     }
@@ -287,6 +292,8 @@ enum Outcome {
     Failed(Step, Error),
     /// Interrupted; where the student stands.
     Stopped(String),
+    /// Not started: the machine it starts after did not come up (why).
+    Held(String),
 }
 
 /// What every student of one `up` run shares.
@@ -302,6 +309,9 @@ struct Run<'a> {
     schedule: Schedule,
     /// The lab-wide fence: `None` while it is being put up.
     fence: watch::Sender<Option<std::result::Result<(), String>>>,
+    /// Guests whose run ended, by host name: ready or not (for a machine that starts
+    /// after another of its student).
+    done: watch::Sender<BTreeMap<String, bool>>,
     /// The cluster as planned from (marks a fresh read may not carry).
     listed: Vec<GuestInfo>,
 }
@@ -354,6 +364,10 @@ impl Run<'_> {
 
     async fn student(&self, s: &PlannedStudent) -> Outcome {
         let outcome = self.bring_up(s).await;
+        let ready = matches!(outcome, Outcome::Ready(_));
+        self.done.send_modify(|m| {
+            m.insert(s.hostname.clone(), ready);
+        });
         match &outcome {
             Outcome::Ready(st) => (self.progress)(Event::Done {
                 subject: s.hostname.clone(),
@@ -372,6 +386,10 @@ impl Run<'_> {
             Outcome::Blocked => (self.progress)(Event::Failed {
                 subject: s.hostname.clone(),
                 message: "not started: the lab-wide fence is missing".to_owned(),
+            }),
+            Outcome::Held(why) => (self.progress)(Event::Failed {
+                subject: s.hostname.clone(),
+                message: why.clone(),
             }),
             Outcome::Stopped(_) => {}
         }
@@ -475,7 +493,22 @@ impl Run<'_> {
         if self.interrupt.is_triggered() {
             return Outcome::Stopped(format!("vm {vmid}: marked and fenced, not started"));
         }
-        // 3. Start, unless it runs.
+        // 3. Start, unless it runs; after the machine it needs, if any (waiting here
+        // holds no clone slot).
+        if let Some(after) = &s.after {
+            let mut rx = self.done.subscribe();
+            let dep = tokio::select! {
+                r = rx.wait_for(|m| m.contains_key(after)) => r.ok().and_then(|m| m.get(after).copied()),
+                () = self.interrupt.triggered() => {
+                    return Outcome::Stopped(format!("vm {vmid}: fenced, not started (waits for {after})"));
+                }
+            };
+            if dep != Some(true) {
+                return Outcome::Held(format!(
+                    "cloned and fenced, not started: it starts after {after}, which did not come up"
+                ));
+            }
+        }
         let started_at = Instant::now();
         if !guest.status.is_running() {
             self.step(s, Step::Start);

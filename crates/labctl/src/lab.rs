@@ -693,13 +693,31 @@ fn print_plan(
             "clone_mode": match plan.clone_mode { lab_core::CloneMode::Full => "full", _ => "linked" },
             "pool": plan.lab.pool(),
             "tag": plan.lab.tag(),
-            "students": plan.students.iter().map(|s| json!({
-                "number": s.number,
-                "student": names.get(s.hostname.as_str()).map(|n| n.student.name.clone()),
-                "hostname": s.hostname,
-                "vmid": s.vmid.get(),
-                "action": action(s.action),
-                "fenced": !plan.fence.is_empty(),
+            "students": plan.students.iter().map(|s| {
+                let mut row = json!({
+                    "number": s.number,
+                    "student": names.get(s.student()).map(|n| n.student.name.clone()),
+                    "hostname": s.hostname,
+                    "vmid": s.vmid.get(),
+                    "action": action(s.action),
+                    "fenced": !plan.fence.is_empty(),
+                });
+                if let Some(role) = &s.role {
+                    row["role"] = json!(role);
+                    row["template"] = json!(s.template.get());
+                    row["networks"] = s
+                        .nics
+                        .iter()
+                        .map(|n| n.bridge.clone().unwrap_or_else(|| lab_core::UPLINK.to_owned()))
+                        .collect();
+                }
+                row
+            }).collect::<Vec<_>>(),
+            "networks": plan.networks.iter().map(|n| json!({
+                "vnet": n.id,
+                "student": n.student,
+                "network": n.network,
+                "subnet": n.subnet.map(|(a, p)| format!("{a}/{p}")),
             })).collect::<Vec<_>>(),
             "left_alone": plan.extra.iter().map(|g| json!({
                 "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
@@ -1277,6 +1295,7 @@ mod tests {
             addresses: ip.map(|i| i.parse().unwrap()).into_iter().collect(),
             fenced: None,
             frozen: None,
+            networks: Vec::new(),
         }
     }
 

@@ -112,6 +112,9 @@ pub struct MachineSection {
     pub template: u32,
     /// Its NICs in order (`net0` first): `"uplink"` or a `[[network]]`'s name.
     pub nics: Vec<String>,
+    /// The role whose machine (of the same student) must be ready before this one
+    /// starts.
+    pub after: Option<String>,
 }
 
 /// `[[network]]`: one network every student gets.
@@ -506,6 +509,7 @@ fn topology(f: &LabFile) -> anyhow::Result<Option<lab_core::Topology>> {
                     }
                 })
                 .collect(),
+            after: m.after.clone(),
         });
     }
     let mut plan = NetworkPlan::default();

@@ -1,0 +1,285 @@
+//! A topology lab through the binary against the simulator (issue 20): the example
+//! `examples/topology.toml` unchanged — 10 students with a router and two hosts each on
+//! the student's own `lan` — comes up with one SDN apply; the reachability oracle over
+//! every ordered pair of the 30 guests and the teacher says what an independent reading of
+//! the API (guest configs, SDN, firewall options) predicts; `lab down` removes everything
+//! with one more apply and leaves the SDN as before; SIGKILL during `up` and a re-run
+//! complete every student with no duplicate and no orphan vnet.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use pve_auth::Params;
+use pve_sim::SimHandle;
+use serde_json::Value;
+
+/// The example, as a teacher would run it.
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/topology.toml")
+}
+
+/// The lab's guests in the simulator: vmid → name.
+fn lab_guests(sim: &SimHandle, pool: &str) -> BTreeMap<u32, String> {
+    pool_guests(&sim.state(), pool)
+        .iter()
+        .map(|g| {
+            (
+                u32::try_from(g["vmid"].as_u64().unwrap()).unwrap(),
+                g["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `GET path` as root, the `data` of the answer.
+async fn get(sim: &SimHandle, path: &str) -> Value {
+    root(sim).get::<Value>(path, &Params::new()).await.unwrap()
+}
+
+/// What an independent reading of the API predicts, without the oracle: for each guest of
+/// the lab, its student's vnets it is plugged into and whether it has a fenced uplink NIC.
+struct Predicted {
+    /// vmid → lab vnets its NICs are on.
+    vnets: BTreeMap<u32, BTreeSet<String>>,
+    /// vmid → it has an uplink NIC (vmbr0) with firewall=1 and its guest firewall on.
+    fenced_uplink: BTreeMap<u32, bool>,
+    /// vmid → it has a NIC on the uplink at all.
+    uplink: BTreeMap<u32, bool>,
+}
+
+async fn predict(sim: &SimHandle, guests: &BTreeMap<u32, String>) -> Predicted {
+    // The applied vnets and who they belong to (alias), read from the API.
+    let vnets = get(sim, "/cluster/sdn/vnets").await;
+    let ours: BTreeMap<String, String> = vnets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            let alias = v["alias"].as_str()?;
+            alias
+                .starts_with("labctl exam2 ")
+                .then(|| (v["vnet"].as_str().unwrap().to_owned(), alias.to_owned()))
+        })
+        .collect();
+    assert_eq!(ours.len(), 10, "one vnet per student: {vnets:#}");
+    let mut p = Predicted {
+        vnets: BTreeMap::new(),
+        fenced_uplink: BTreeMap::new(),
+        uplink: BTreeMap::new(),
+    };
+    let cluster_on = get(sim, "/cluster/firewall/options").await["enable"].as_u64() == Some(1);
+    for (&vmid, name) in guests {
+        let node = sim.state()["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["vmid"] == vmid)
+            .unwrap()["node"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let config = get(sim, &format!("/nodes/{node}/qemu/{vmid}/config")).await;
+        let options = get(sim, &format!("/nodes/{node}/qemu/{vmid}/firewall/options")).await;
+        let guest_fw = options["enable"].as_u64() == Some(1);
+        let mut on = BTreeSet::new();
+        let (mut uplink, mut fenced) = (false, false);
+        for (key, value) in config.as_object().unwrap() {
+            if !key.starts_with("net") || !key[3..].chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let text = value.as_str().unwrap();
+            let part = |k: &str| {
+                text.split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .map(str::to_owned)
+            };
+            let bridge = part("bridge").unwrap();
+            if let Some(alias) = ours.get(&bridge) {
+                // The vnet's alias names the student this guest belongs to.
+                let student = alias.split(' ').nth(2).unwrap();
+                assert!(
+                    name.starts_with(&format!("{student}-")),
+                    "{name} is on {bridge} of {student}"
+                );
+                on.insert(bridge);
+            } else {
+                assert_eq!(bridge, "vmbr0", "{name} {key}: {text}");
+                uplink = true;
+                fenced = cluster_on && guest_fw && part("firewall").as_deref() == Some("1");
+            }
+        }
+        p.vnets.insert(vmid, on);
+        p.uplink.insert(vmid, uplink);
+        p.fenced_uplink.insert(vmid, !uplink || fenced);
+    }
+    p
+}
+
+#[tokio::test]
+async fn the_example_topology_comes_up_isolated_for_every_pair_and_goes_down_cleanly() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let file = example();
+    let file = file.to_str().unwrap();
+    let sdn_before = sim.sdn();
+    let applies_before = sim.sdn_applies();
+
+    let out = exits(home.path(), &sim, 0, &["lab", "up", file]).await;
+    let guests = lab_guests(&sim, "exam2");
+    assert_eq!(guests.len(), 30, "{out}");
+    assert_eq!(guests.get(&5000).map(String::as_str), Some("exam2-01-router"));
+    assert_eq!(guests.get(&5012).map(String::as_str), Some("exam2-02-host2"));
+    assert_eq!(
+        sim.sdn_applies() - applies_before,
+        1,
+        "every network in one apply"
+    );
+
+    // The oracle over every ordered pair of the 30 guests and the teacher (VMID 100).
+    let p = predict(&sim, &guests).await;
+    let student = |name: &str| name.rsplit_once('-').unwrap().0.to_owned();
+    let mut checked = 0;
+    for (&a, an) in &guests {
+        assert!(p.fenced_uplink[&a], "{an}: its uplink NIC carries the fence");
+        for (&b, bn) in &guests {
+            if a == b {
+                continue;
+            }
+            let v = sim.reachability(a, &b.to_string(), "icmp", None).unwrap();
+            let same_student = student(an) == student(bn);
+            // Independent: a vnet in common (read from configs and SDN).
+            let shared = !p.vnets[&a].is_disjoint(&p.vnets[&b]);
+            assert_eq!(shared, same_student, "{an} and {bn} share a network");
+            assert_eq!(
+                v.allowed, same_student,
+                "{an} -> {bn}: the oracle says {} ({})",
+                v.allowed, v.reason
+            );
+            checked += 1;
+        }
+        // The teacher: from every uplink, and only from there (a host reaches it only if
+        // its router routes, which a fresh router does not).
+        let v = sim.reachability(a, "100", "icmp", None).unwrap();
+        assert_eq!(v.allowed, p.uplink[&a], "{an} -> teacher: {}", v.reason);
+        let v = sim.reachability(100, &a.to_string(), "icmp", None).unwrap();
+        assert_eq!(v.allowed, p.uplink[&a], "teacher -> {an}: {}", v.reason);
+        // Nothing else on the uplink: a production VM.
+        let v = sim.reachability(a, "200", "icmp", None).unwrap();
+        assert!(!v.allowed, "{an} -> vm 200: {}", v.reason);
+        checked += 3;
+    }
+    assert_eq!(checked, 30 * 29 + 30 * 3);
+
+    // Status: each machine with its student's network and the fence.
+    let out = exits(home.path(), &sim, 0, &["lab", "status", file, "-o", "json"]).await;
+    let rows = json(&out.stdout);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 30);
+    for r in rows {
+        let nets = r["networks"].as_array().unwrap();
+        assert_eq!(nets.len(), 1, "{r}");
+        assert!(nets[0].as_str().unwrap().starts_with("lan=v"), "{r}");
+        assert_eq!(r["fenced"], true, "{r}");
+    }
+
+    // A second up changes nothing and applies nothing.
+    exits(home.path(), &sim, 0, &["lab", "up", file]).await;
+    assert_eq!(sim.sdn_applies() - applies_before, 1);
+    assert_eq!(lab_guests(&sim, "exam2").len(), 30);
+
+    // Down: guests, subnets, vnets, the lab's zone, one apply; the SDN as before.
+    let out = exits(home.path(), &sim, 0, &["lab", "down", file, "--dry-run"]).await;
+    assert!(out.stdout.contains("networks: remove"), "{out}");
+    exits(home.path(), &sim, 0, &["lab", "down", file, "--yes"]).await;
+    assert!(lab_guests(&sim, "exam2").is_empty());
+    assert_eq!(sim.sdn_applies() - applies_before, 2, "one apply down");
+    assert_eq!(sim.sdn(), sdn_before, "the cluster's SDN as before");
+}
+
+#[tokio::test]
+async fn sigkill_during_up_of_a_topology_and_a_rerun_leave_every_student_complete() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("count = 10", "count = 4");
+    let file = write_file(dir.path(), "topology.toml", &text);
+    let sdn_before = sim.sdn();
+    type Phase = (&'static str, fn(&SimHandle) -> bool);
+    let phases: [Phase; 3] = [
+        ("networks made", |s| s.sdn_applies() > 0),
+        ("clone phase", |s| !pool_guests(&s.state(), "exam2").is_empty()),
+        ("start phase", |s| {
+            pool_guests(&s.state(), "exam2")
+                .iter()
+                .any(|g| g["status"] == "running")
+        }),
+    ];
+    for (phase, pred) in phases {
+        let mut child = against(home.path(), &sim)
+            .args(["lab", "up", &file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut seen = false;
+        for _ in 0..4000 {
+            if pred(&sim) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+        assert!(seen, "never saw the {phase}");
+        let out = exits(home.path(), &sim, 0, &["lab", "up", &file]).await;
+        let guests = lab_guests(&sim, "exam2");
+        let names: BTreeSet<&String> = guests.values().collect();
+        assert_eq!(guests.len(), 12, "{phase}: {out}");
+        assert_eq!(names.len(), 12, "{phase}: no duplicate machine");
+        let vnets = get(&sim, "/cluster/sdn/vnets").await;
+        assert_eq!(
+            vnets.as_array().unwrap().len(),
+            4,
+            "{phase}: one vnet per student, no orphan: {vnets:#}"
+        );
+        // Down after the re-run leaves nothing; the next phase starts from scratch.
+        exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
+        assert!(lab_guests(&sim, "exam2").is_empty(), "{phase}");
+        assert_eq!(sim.sdn(), sdn_before, "{phase}: SDN as before");
+    }
+}
+
+#[tokio::test]
+async fn sigkill_during_up_then_down_leaves_nothing() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let file = example();
+    let file = file.to_str().unwrap();
+    let sdn_before = sim.sdn();
+    let mut child = against(home.path(), &sim)
+        .args(["lab", "up", file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..4000 {
+        if pool_guests(&sim.state(), "exam2").len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    exits(home.path(), &sim, 0, &["lab", "down", file, "--yes"]).await;
+    assert!(lab_guests(&sim, "exam2").is_empty());
+    assert_eq!(sim.sdn(), sdn_before, "no orphan vnet or zone");
+}

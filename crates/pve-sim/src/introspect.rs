@@ -109,6 +109,11 @@ pub(crate) async fn state(State(sh): State<Arc<Shared>>) -> Json<Value> {
     Json(state_json(&sh))
 }
 
+/// `GET /_sim/sdn`: the SDN configs (edited, running, applied) and the apply count.
+pub(crate) async fn sdn(State(sh): State<Arc<Shared>>) -> Json<Value> {
+    Json(sh.lock().sdn.to_json())
+}
+
 /// Request counts per `METHOD /template`.
 pub(crate) fn requests_json(sh: &Shared) -> Value {
     json!(*sh.requests.lock().unwrap_or_else(|e| e.into_inner()))

@@ -244,6 +244,8 @@ pub(crate) struct SimState {
     pub sessions: crate::guest::sessions::Sessions,
     /// Nodes taken offline (their API answers 595, their guests are stopped).
     pub offline: BTreeSet<String>,
+    /// Software-defined networking: zones, vnets, subnets, the lock, applies.
+    pub sdn: crate::sdn::Sdn,
 }
 
 impl SimState {
@@ -270,6 +272,7 @@ impl SimState {
             backups: Vec::new(),
             sessions: crate::guest::sessions::Sessions::default(),
             offline: BTreeSet::new(),
+            sdn: crate::sdn::Sdn::default(),
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

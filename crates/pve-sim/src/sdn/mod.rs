@@ -53,12 +53,6 @@ impl Cfg {
         json!({"zones": self.zones, "vnets": self.vnets, "subnets": self.subnets})
     }
 
-    /// The zone of vnet `vnet`.
-    pub(crate) fn zone_of(&self, vnet: &str) -> Option<(&str, &Obj)> {
-        let z = self.vnets.get(vnet)?.get("zone")?.as_str()?;
-        self.zones.get(z).map(|o| (z, o))
-    }
-
     /// The subnets of vnet `vnet`, by id.
     pub(crate) fn subnets_of<'a>(
         &'a self,
@@ -252,20 +246,6 @@ pub(crate) fn parse_range(s: &str) -> Option<(String, String)> {
         }
     }
     Some((start?, end?))
-}
-
-/// The DHCP ranges of a subnet object, parsed.
-pub(crate) fn ranges(o: &Obj) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-    o.get("dhcp-range")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .filter_map(parse_range)
-                .filter_map(|(s, e)| Some((s.parse().ok()?, e.parse().ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -223,6 +223,24 @@ pub(crate) fn reach(
             },
         }
     };
+    // Layer 2: the NICs on the segment the two share (or that reach a routing guest);
+    // the firewall then judges with those NICs' `firewall=` flags.
+    let (mut src, mut dst) = (src, dst);
+    let from_guest = st.guests.get(&from_id);
+    match (from_guest, dst.vmid.and_then(|v| st.guests.get(&v))) {
+        (Some(a), Some(b)) => match crate::sdn::segments::connect(&st, a, b) {
+            Ok((ia, ib)) => {
+                src.nics.retain(|n| n.index == ia);
+                dst.nics.retain(|n| n.index == ib);
+            }
+            Err(why) => return Ok(verdict(false, format!("not delivered: {why}"))),
+        },
+        (Some(a), None) => match crate::sdn::segments::uplink(&st, a) {
+            Ok(ia) => src.nics.retain(|n| n.index == ia),
+            Err(why) => return Ok(verdict(false, format!("not sent: {why}"))),
+        },
+        _ => {}
+    }
     Ok(st.firewall.reachability(&src, &dst, proto, port))
 }
 

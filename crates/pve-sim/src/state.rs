@@ -138,7 +138,9 @@ impl Shared {
     /// The state lock. A panic while holding it cannot leave a half-written invariant we
     /// rely on, so a poisoned lock is used as is.
     pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        crate::sdn::segments::refresh(&mut st);
+        st
     }
 
     /// A simulated duration of `secs` seconds, times `--time-scale`.

@@ -13,6 +13,7 @@
 //! Only `simple` and `vlan` zones are modelled beyond their configuration.
 
 pub(crate) mod api;
+pub(crate) mod segments;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -78,6 +79,8 @@ pub(crate) struct Sdn {
     pub lock: Option<String>,
     /// Applies (`PUT /cluster/sdn`) so far.
     pub applies: u64,
+    /// Leases handed out from subnets' DHCP ranges: `(subnet id, MAC)` → address.
+    pub leases: BTreeMap<(String, String), Ipv4Addr>,
     /// Reload tasks whose work has finished (the `live` copy is that recent).
     pub reloads_done: u64,
     tokens: u64,
@@ -246,6 +249,20 @@ pub(crate) fn parse_range(s: &str) -> Option<(String, String)> {
         }
     }
     Some((start?, end?))
+}
+
+/// The DHCP ranges of a subnet object, parsed.
+pub(crate) fn ranges(o: &Obj) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    o.get("dhcp-range")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter_map(parse_range)
+                .filter_map(|(s, e)| Some((s.parse().ok()?, e.parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -19,4 +19,6 @@ mod pools;
 mod probes;
 mod qemu;
 mod races;
+mod sdn;
+mod sdn_net;
 mod snapshots;

@@ -47,6 +47,7 @@ use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, RunState, Upid, VmApi
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+mod networks;
 mod placement;
 pub use placement::{Replica, ReplicaSet};
 pub mod probes;
@@ -555,7 +556,7 @@ impl Backend for ProxmoxLab {
         Capabilities {
             snapshots: true,
             placement: true,
-            networks: false,
+            networks: true,
             ..Capabilities::HYPERVISOR
         }
     }

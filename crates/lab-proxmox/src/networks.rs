@@ -487,3 +487,195 @@ impl Networks for ProxmoxLab {
         })
     }
 }
+
+/// Whether `bridge` is one of `lab`'s vnets by its name ([`lab_core::vnet_id`]: `v`, the
+/// lab's three characters, the network's index and the student's number in three digits).
+pub(crate) fn is_lab_vnet(lab: &LabName, bridge: &str) -> bool {
+    let prefix = lab_core::vnet_id(lab, 1, 0);
+    let (Some(stem), Some(rest)) = (prefix.get(..4), bridge.get(4..)) else {
+        return false;
+    };
+    if bridge.len() != prefix.len()
+        || !bridge.starts_with(stem)
+        || !rest.chars().all(|c| c.is_ascii_digit())
+    {
+        return false;
+    }
+    let (index, number) = rest.split_at(1);
+    match (index.parse::<usize>(), number.parse::<u32>()) {
+        (Ok(i), Ok(n)) => lab_core::vnet_id(lab, n, i) == bridge,
+        _ => false,
+    }
+}
+
+/// The config changes that plug a new guest's NICs as `plugs` say, added to `update`
+/// (which may hold the fence's NIC changes; a plugged NIC's entry replaces them).
+/// `nics` are the guest's NICs (`keep_mac`) or its template's (MACs dropped: PVE draws
+/// new ones, as clone did).
+///
+/// - On a student's network: the NIC keeps its model (and MAC when kept), moves to the
+///   vnet's bridge, loses its VLAN tag and gets `firewall=0`; a NIC the template lacks is
+///   created (`virtio,bridge=<vnet>`; containers `name=eth<i>,bridge=<vnet>`).
+/// - On the uplink: the NIC stays as the template (and the fence) made it; one the
+///   template lacks is created on the bridge of the template's first NIC, with
+///   `firewall=1` when fenced.
+pub(crate) fn plug_nics(
+    mut update: pve_vm::ConfigUpdate,
+    nics: &[(u32, pve_vm::NetDevice)],
+    plugs: &[lab_core::NicPlug],
+    kind: pve_vm::GuestKind,
+    keep_mac: bool,
+    fence: bool,
+) -> Result<pve_vm::ConfigUpdate> {
+    let new_nic = |index: u32, bridge: &str| match kind {
+        pve_vm::GuestKind::Qemu => format!("virtio,bridge={bridge}"),
+        pve_vm::GuestKind::Lxc => format!("name=eth{index},bridge={bridge}"),
+    };
+    for plug in plugs {
+        let key = format!("net{}", plug.index);
+        let nic = nics.iter().find(|(i, _)| *i == plug.index).map(|(_, n)| n);
+        match (&plug.bridge, nic) {
+            (Some(vnet), Some(nic)) => {
+                let mut d = if keep_mac {
+                    nic.clone()
+                } else {
+                    nic.clone().without_mac()
+                };
+                d.set("bridge", vnet);
+                d.remove("tag");
+                d.set_firewall(false);
+                update = update.set(&key, d.to_string());
+            }
+            (Some(vnet), None) => update = update.set(&key, new_nic(plug.index, vnet)),
+            (None, Some(_)) => {}
+            (None, None) => {
+                let bridge = nics.iter().find_map(|(_, n)| n.bridge()).ok_or_else(|| {
+                    Error::invalid(
+                        "nics",
+                        key.clone(),
+                        "an uplink NIC needs a template with a NIC on the uplink bridge",
+                    )
+                })?;
+                let mut value = new_nic(plug.index, bridge);
+                if fence {
+                    value.push_str(",firewall=1");
+                }
+                update = update.set(&key, value);
+            }
+        }
+    }
+    Ok(update)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_core::NicPlug;
+    use pve_vm::{ConfigUpdate, GuestKind, NetDevice};
+
+    fn lab() -> LabName {
+        LabName::new("exam1").unwrap()
+    }
+
+    fn nic(s: &str) -> NetDevice {
+        NetDevice::parse(s).unwrap()
+    }
+
+    fn params(u: &ConfigUpdate) -> Vec<(String, String)> {
+        u.to_params()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_lab_vnet_is_told_by_its_name() {
+        let l = lab();
+        assert!(is_lab_vnet(&l, &lab_core::vnet_id(&l, 7, 1)));
+        assert!(is_lab_vnet(&l, &lab_core::vnet_id(&l, 500, 3)));
+        let other = LabName::new("exam2").unwrap();
+        assert!(!is_lab_vnet(&l, &lab_core::vnet_id(&other, 7, 1)));
+        assert!(!is_lab_vnet(&l, "vmbr0"));
+        assert!(!is_lab_vnet(&l, ""));
+        let id = lab_core::vnet_id(&l, 7, 1);
+        assert!(!is_lab_vnet(&l, &format!("{}x", &id[..7])));
+    }
+
+    #[test]
+    fn plugs_move_nics_to_vnets_and_create_missing_ones() {
+        let template = vec![
+            (
+                0,
+                nic("virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1,tag=5"),
+            ),
+            (1, nic("e1000=BC:24:11:00:00:02,bridge=vmbr1,tag=7")),
+        ];
+        let plugs = [
+            NicPlug {
+                index: 0,
+                bridge: None,
+            },
+            NicPlug {
+                index: 1,
+                bridge: Some("vabc0001".into()),
+            },
+            NicPlug {
+                index: 2,
+                bridge: Some("vabc1001".into()),
+            },
+            NicPlug {
+                index: 3,
+                bridge: None,
+            },
+        ];
+        let fenced = ConfigUpdate::new().set("net1", "e1000,bridge=vmbr1,tag=7,firewall=1");
+        let u = plug_nics(fenced, &template, &plugs, GuestKind::Qemu, false, true).unwrap();
+        assert_eq!(
+            params(&u),
+            [
+                ("net1".into(), "e1000,bridge=vabc0001,firewall=0".into()),
+                ("net2".into(), "virtio,bridge=vabc1001".into()),
+                ("net3".into(), "virtio,bridge=vmbr0,firewall=1".into()),
+            ]
+        );
+        // A guest's own NICs keep their MAC.
+        let u = plug_nics(
+            ConfigUpdate::new(),
+            &template,
+            &plugs[1..2],
+            GuestKind::Qemu,
+            true,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            params(&u),
+            [(
+                "net1".into(),
+                "e1000=BC:24:11:00:00:02,bridge=vabc0001,firewall=0".into()
+            )]
+        );
+        let u = plug_nics(
+            ConfigUpdate::new(),
+            &[],
+            &plugs[2..3],
+            GuestKind::Lxc,
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            params(&u),
+            [("net2".into(), "name=eth2,bridge=vabc1001".into())]
+        );
+        assert!(plug_nics(
+            ConfigUpdate::new(),
+            &[],
+            &plugs[3..],
+            GuestKind::Qemu,
+            true,
+            true
+        )
+        .is_err());
+    }
+}

@@ -109,6 +109,11 @@ pub(crate) async fn state(State(sh): State<Arc<Shared>>) -> Json<Value> {
     Json(state_json(&sh))
 }
 
+/// `GET /_sim/sdn`: the SDN configs (edited, running, applied) and the apply count.
+pub(crate) async fn sdn(State(sh): State<Arc<Shared>>) -> Json<Value> {
+    Json(sh.lock().sdn.to_json())
+}
+
 /// Request counts per `METHOD /template`.
 pub(crate) fn requests_json(sh: &Shared) -> Value {
     json!(*sh.requests.lock().unwrap_or_else(|e| e.into_inner()))
@@ -218,6 +223,24 @@ pub(crate) fn reach(
             },
         }
     };
+    // Layer 2: the NICs on the segment the two share (or that reach a routing guest);
+    // the firewall then judges with those NICs' `firewall=` flags.
+    let (mut src, mut dst) = (src, dst);
+    let from_guest = st.guests.get(&from_id);
+    match (from_guest, dst.vmid.and_then(|v| st.guests.get(&v))) {
+        (Some(a), Some(b)) => match crate::sdn::segments::connect(&st, a, b) {
+            Ok((ia, ib)) => {
+                src.nics.retain(|n| n.index == ia);
+                dst.nics.retain(|n| n.index == ib);
+            }
+            Err(why) => return Ok(verdict(false, format!("not delivered: {why}"))),
+        },
+        (Some(a), None) => match crate::sdn::segments::uplink(&st, a) {
+            Ok(ia) => src.nics.retain(|n| n.index == ia),
+            Err(why) => return Ok(verdict(false, format!("not sent: {why}"))),
+        },
+        _ => {}
+    }
     Ok(st.firewall.reachability(&src, &dst, proto, port))
 }
 

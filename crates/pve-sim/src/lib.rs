@@ -125,6 +125,7 @@ mod introspect;
 mod lifecycle;
 mod pools;
 mod routing;
+mod sdn;
 mod server;
 mod sim;
 mod state;

@@ -16,6 +16,7 @@ use crate::console::{self, Console};
 use crate::error::{ApiError, ApiResult, Params};
 use crate::guest::Kind;
 use crate::guest::{agent, snapshot, vzdump};
+use crate::sdn::api as sdn;
 use crate::state::{Caller, Shared};
 use crate::{clone, cluster, config, firewall_api, lifecycle, pools, tasks};
 
@@ -185,6 +186,25 @@ pub const SERVED: &[(&str, &str)] = &[
     ("GET", "/pools/{poolid}"),
     ("PUT", "/pools/{poolid}"),
     ("DELETE", "/pools/{poolid}"),
+    ("GET", "/cluster/sdn"),
+    ("PUT", "/cluster/sdn"),
+    ("POST", "/cluster/sdn/lock"),
+    ("DELETE", "/cluster/sdn/lock"),
+    ("GET", "/cluster/sdn/zones"),
+    ("POST", "/cluster/sdn/zones"),
+    ("GET", "/cluster/sdn/zones/{zone}"),
+    ("PUT", "/cluster/sdn/zones/{zone}"),
+    ("DELETE", "/cluster/sdn/zones/{zone}"),
+    ("GET", "/cluster/sdn/vnets"),
+    ("POST", "/cluster/sdn/vnets"),
+    ("GET", "/cluster/sdn/vnets/{vnet}"),
+    ("PUT", "/cluster/sdn/vnets/{vnet}"),
+    ("DELETE", "/cluster/sdn/vnets/{vnet}"),
+    ("GET", "/cluster/sdn/vnets/{vnet}/subnets"),
+    ("POST", "/cluster/sdn/vnets/{vnet}/subnets"),
+    ("GET", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}"),
+    ("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}"),
+    ("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}"),
 ];
 
 /// Parameters only `root@pam` (logged in with a ticket, not through a token) may set:
@@ -382,6 +402,25 @@ pub(crate) async fn dispatch(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Reply> 
         ("PUT", "/pools" | "/pools/{poolid}") => pools::update(sh, r)?,
         ("DELETE", "/pools" | "/pools/{poolid}") => pools::delete(sh, r)?,
         ("GET", "/pools/{poolid}") => pools::get_legacy(sh, r)?,
+        ("GET", "/cluster/sdn") => sdn::index(),
+        ("PUT", "/cluster/sdn") => sdn::apply(sh, r)?,
+        ("POST", "/cluster/sdn/lock") => sdn::lock(sh, r)?,
+        ("DELETE", "/cluster/sdn/lock") => sdn::release_lock(sh, r)?,
+        ("GET", "/cluster/sdn/zones") => sdn::list_zones(sh, r),
+        ("POST", "/cluster/sdn/zones") => sdn::create_zone(sh, r)?,
+        ("GET", "/cluster/sdn/zones/{zone}") => sdn::get_zone(sh, r)?,
+        ("PUT", "/cluster/sdn/zones/{zone}") => sdn::update_zone(sh, r)?,
+        ("DELETE", "/cluster/sdn/zones/{zone}") => sdn::delete_zone(sh, r)?,
+        ("GET", "/cluster/sdn/vnets") => sdn::list_vnets(sh, r),
+        ("POST", "/cluster/sdn/vnets") => sdn::create_vnet(sh, r)?,
+        ("GET", "/cluster/sdn/vnets/{vnet}") => sdn::get_vnet(sh, r)?,
+        ("PUT", "/cluster/sdn/vnets/{vnet}") => sdn::update_vnet(sh, r)?,
+        ("DELETE", "/cluster/sdn/vnets/{vnet}") => sdn::delete_vnet(sh, r)?,
+        ("GET", "/cluster/sdn/vnets/{vnet}/subnets") => sdn::list_subnets(sh, r)?,
+        ("POST", "/cluster/sdn/vnets/{vnet}/subnets") => sdn::create_subnet(sh, r)?,
+        ("GET", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => sdn::get_subnet(sh, r)?,
+        ("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => sdn::update_subnet(sh, r)?,
+        ("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => sdn::delete_subnet(sh, r)?,
         _ => return Err(not_implemented(r.method, r.path)),
     };
     Ok(Reply::from(data))

@@ -65,6 +65,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             get(introspect::requests).delete(introspect::reset_requests),
         )
         .route("/_sim/reachability", get(introspect::reachability))
+        .route("/_sim/sdn", get(introspect::sdn))
         .route(
             "/_sim/sessions",
             get(crate::guest::sessions::list).post(crate::guest::sessions::post),

@@ -567,6 +567,19 @@ impl SimHandle {
             .map_err(|message| config_err("reachability query", message))
     }
 
+    /// The SDN state (as `GET /_sim/sdn`): `applies` (count of `PUT /cluster/sdn`),
+    /// `version`, `locked`, `pending`, and the zones/vnets/subnets of the edited
+    /// `config`, the committed `running` config and what the nodes have `applied` (the
+    /// running config as of the last finished `reloadnetworkall` task).
+    pub fn sdn(&self) -> Value {
+        self.shared.lock().sdn.to_json()
+    }
+
+    /// How many times SDN changes were applied (`PUT /cluster/sdn`).
+    pub fn sdn_applies(&self) -> u64 {
+        self.shared.lock().sdn.applies
+    }
+
     /// Opens an established TCP session from guest `from` to guest `to` on `port` (as
     /// `POST /_sim/sessions`), if the firewall lets a new connection through now; answers
     /// the session (`id`, `alive`, …). It ends when either end's link goes down or its

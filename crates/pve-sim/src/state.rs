@@ -138,7 +138,9 @@ impl Shared {
     /// The state lock. A panic while holding it cannot leave a half-written invariant we
     /// rely on, so a poisoned lock is used as is.
     pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        crate::sdn::segments::refresh(&mut st);
+        st
     }
 
     /// A simulated duration of `secs` seconds, times `--time-scale`.
@@ -244,6 +246,8 @@ pub(crate) struct SimState {
     pub sessions: crate::guest::sessions::Sessions,
     /// Nodes taken offline (their API answers 595, their guests are stopped).
     pub offline: BTreeSet<String>,
+    /// Software-defined networking: zones, vnets, subnets, the lock, applies.
+    pub sdn: crate::sdn::Sdn,
 }
 
 impl SimState {
@@ -270,6 +274,7 @@ impl SimState {
             backups: Vec::new(),
             sessions: crate::guest::sessions::Sessions::default(),
             offline: BTreeSet::new(),
+            sdn: crate::sdn::Sdn::default(),
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

@@ -262,6 +262,101 @@ pub(crate) const CHECKS: &[(&str, &str, &str)] = &[
     ("GET", "/cluster/resources", r#"{"user":"all"}"#),
     (
         "GET",
+        "/cluster/sdn",
+        r#"{"check":["perm","/sdn",["SDN.Audit"]]}"#,
+    ),
+    (
+        "PUT",
+        "/cluster/sdn",
+        r#"{"check":["perm","/sdn",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "DELETE",
+        "/cluster/sdn/lock",
+        r#"{"check":["perm","/sdn",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "POST",
+        "/cluster/sdn/lock",
+        r#"{"check":["perm","/sdn",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/vnets",
+        r#"{"description":"Only list entries where you have 'SDN.Audit' or 'SDN.Allocate' permissions on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "POST",
+        "/cluster/sdn/vnets",
+        r#"{"check":["perm","/sdn/zones/{zone}",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "DELETE",
+        "/cluster/sdn/vnets/{vnet}",
+        r#"{"description":"Require 'SDN.Allocate' permission on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/vnets/{vnet}",
+        r#"{"description":"Require 'SDN.Audit' or 'SDN.Allocate' permissions on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "PUT",
+        "/cluster/sdn/vnets/{vnet}",
+        r#"{"description":"Require 'SDN.Allocate' permission on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/vnets/{vnet}/subnets",
+        r#"{"description":"Only list entries where you have 'SDN.Audit' or 'SDN.Allocate' permissions on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "POST",
+        "/cluster/sdn/vnets/{vnet}/subnets",
+        r#"{"description":"Require 'SDN.Allocate' permission on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "DELETE",
+        "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+        r#"{"description":"Require 'SDN.Allocate' permission on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+        r#"{"description":"Require 'SDN.Audit' or 'SDN.Allocate' permissions on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "PUT",
+        "/cluster/sdn/vnets/{vnet}/subnets/{subnet}",
+        r#"{"description":"Require 'SDN.Allocate' permission on '/sdn/zones/<zone>/<vnet>'","user":"all"}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/zones",
+        r#"{"description":"Only list entries where you have 'SDN.Audit' or 'SDN.Allocate' permissions on '/sdn/zones/<zone>'","user":"all"}"#,
+    ),
+    (
+        "POST",
+        "/cluster/sdn/zones",
+        r#"{"check":["perm","/sdn/zones",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "DELETE",
+        "/cluster/sdn/zones/{zone}",
+        r#"{"check":["perm","/sdn/zones/{zone}",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "GET",
+        "/cluster/sdn/zones/{zone}",
+        r#"{"check":["perm","/sdn/zones/{zone}",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "PUT",
+        "/cluster/sdn/zones/{zone}",
+        r#"{"check":["perm","/sdn/zones/{zone}",["SDN.Allocate"]]}"#,
+    ),
+    (
+        "GET",
         "/cluster/status",
         r#"{"check":["perm","/",["Sys.Audit"]]}"#,
     ),

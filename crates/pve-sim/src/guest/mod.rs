@@ -99,6 +99,12 @@ pub(crate) struct Guest {
     pub snapshots: Vec<snapshot::Snapshot>,
     /// The snapshot the current state descends from.
     pub parent: Option<String>,
+    /// NICs whose bridge does not exist (refreshed from the SDN state at every lock).
+    pub no_carrier: std::collections::BTreeSet<u32>,
+    /// The NIC that holds the lab DHCP lease (`ipv4`): the first NIC on the uplink.
+    pub lab_nic: Option<u32>,
+    /// Leases from SDN subnets (`dhcp-range` of a `dhcp=dnsmasq` zone), per NIC.
+    pub nic_leases: BTreeMap<u32, (Ipv4Addr, u8)>,
 }
 
 /// NIC models QEMU accepts as the first key of `netX`.
@@ -127,7 +133,17 @@ impl Guest {
             linked_base: None,
             snapshots: Vec::new(),
             parent: None,
+            no_carrier: std::collections::BTreeSet::new(),
+            lab_nic: None,
+            nic_leases: BTreeMap::new(),
         }
+        .with_first_lab_nic()
+    }
+
+    /// The lab lease on the first NIC, until the SDN refresh says otherwise.
+    fn with_first_lab_nic(mut self) -> Self {
+        self.lab_nic = self.nets().first().map(|(i, _)| *i);
+        self
     }
 
     pub(crate) fn name(&self) -> Option<&str> {

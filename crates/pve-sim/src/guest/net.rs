@@ -134,19 +134,31 @@ pub(crate) fn interfaces(g: &Guest, now: Instant) -> Vec<IfView> {
     let lease = g.ipv4.filter(|_| g.ipv4_ready_at.is_some_and(|t| now >= t));
     let os = &g.os;
     let mut nic_names = Vec::new();
-    for (pos, (i, value)) in g.nets().into_iter().enumerate() {
+    for (i, value) in g.nets() {
         let Some(mac) = net_mac(g.kind, value).map(|m| m.to_lowercase()) else {
             continue;
         };
         let name = format!("ens{}", 18 + i);
         let overlay = os.interfaces.get(&name);
         let mut addrs = Vec::new();
-        // DHCP runs on the first NIC only (its `iface … inet dhcp`).
-        if let Some(ip) = lease.filter(|_| pos == 0 && !os.runtime.lease_removed) {
+        // The lab's DHCP lease is on the first NIC on the uplink (its `iface … inet dhcp`).
+        if let Some(ip) = lease.filter(|_| g.lab_nic == Some(i) && !os.runtime.lease_removed) {
             addrs.push(AddrView {
                 ip: IpAddr::V4(ip),
                 prefix: LEASE_PREFIX,
                 dynamic: true,
+            });
+        }
+        // A lease from an SDN subnet's DHCP range (shown without a default route).
+        if let Some((ip, prefix)) = g
+            .nic_leases
+            .get(&i)
+            .filter(|_| g.ipv4_ready_at.is_some_and(|t| now >= t))
+        {
+            addrs.push(AddrView {
+                ip: IpAddr::V4(*ip),
+                prefix: *prefix,
+                dynamic: false,
             });
         }
         if let Some(o) = overlay {
@@ -173,7 +185,7 @@ pub(crate) fn interfaces(g: &Guest, now: Instant) -> Vec<IfView> {
             mac,
             addrs,
             admin_up: overlay.is_none_or(|o| o.up),
-            carrier: net_option(value, "link_down") != Some("1"),
+            carrier: net_option(value, "link_down") != Some("1") && !g.no_carrier.contains(&i),
             mtu: overlay.map_or(1500, |o| o.mtu),
             master: overlay.and_then(|o| o.master.clone()),
             nic: Some(i),

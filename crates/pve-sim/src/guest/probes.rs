@@ -93,16 +93,23 @@ pub(crate) fn path(
     if !target_up {
         return Path::Lost(format!("{dst}: the receiver's link is down"));
     }
-    let src = Host {
+    // Layer 2: the two must share a segment (or a routing guest must join theirs).
+    let (src_nic, dst_nic) = match crate::sdn::segments::connect(st, g, target) {
+        Ok(pair) => pair,
+        Err(why) => return Path::Lost(why),
+    };
+    let mut src = Host {
         vmid: Some(from),
         ip: src_ip,
         nics: g.nics(),
     };
-    let dsth = Host {
+    src.nics.retain(|n| n.index == src_nic);
+    let mut dsth = Host {
         vmid: Some(target.vmid),
         ip: dst,
         nics: target.nics(),
     };
+    dsth.nics.retain(|n| n.index == dst_nic);
     let v = st.firewall.reachability(&src, &dsth, proto, port);
     if v.allowed {
         Path::Delivered(target.vmid)

@@ -19,4 +19,5 @@ mod pools;
 mod probes;
 mod qemu;
 mod races;
+mod sdn;
 mod snapshots;

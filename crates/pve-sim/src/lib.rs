@@ -34,6 +34,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # SDN and layer-2 segments
+//!
+//! `/cluster/sdn` serves zones (`simple`, `vlan` modelled; other types stored), vnets
+//! and subnets with pve-network's checks and error texts. Every edit is pending (the
+//! plain lists show the edited config, `running=1` the committed one, `pending=1` the
+//! difference as `state`/`pending`) until `PUT /cluster/sdn` commits it and forks a
+//! `reloadnetworkall` task; when that task ends the nodes run the new vnets
+//! ([`SimHandle::sdn`], `GET /_sim/sdn`, [`SimHandle::sdn_applies`]). `POST
+//! /cluster/sdn/lock` hands out the global lock token every change then needs.
+//!
+//! A NIC sits on a segment: `vmbrN[+tag]` (vmbr0 untagged is the uplink, where the
+//! teacher and all non-guest addresses are), an applied vnet (a `vlan` zone's vnet is
+//! its zone bridge + tag; a `simple` zone's vnet is local to its node), or nothing (a
+//! bridge that does not exist: no carrier). Guests reach each other only over a shared
+//! segment or through one guest that has `/proc/sys/net/ipv4/ip_forward` = 1 and a NIC
+//! on both (`isolate-ports` vnets keep their ports apart); the oracle and the guests'
+//! probes judge the firewall with the NICs of that path. The lab DHCP lease is on the
+//! first NIC on the uplink; a NIC on an applied vnet of a `dhcp=dnsmasq` simple zone
+//! gets the next free address of its subnet's first `dhcp-range` (kept per MAC).
+//!
 //! # The simulated guest
 //!
 //! Every QEMU guest holds one model of its inside (the `guest` module docs have the

@@ -20,4 +20,5 @@ mod probes;
 mod qemu;
 mod races;
 mod sdn;
+mod sdn_net;
 mod snapshots;

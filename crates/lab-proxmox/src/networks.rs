@@ -117,10 +117,10 @@ impl Seen {
             .iter()
             .filter(|v| {
                 v.state.is_some()
-                    && !v
+                    && v
                         .alias
                         .as_deref()
-                        .is_some_and(|a| parse_network_alias(lab, a).is_some())
+                        .is_none_or(|a| parse_network_alias(lab, a).is_none())
             })
             .map(|v| format!("vnet {}", v.vnet));
         zones.chain(vnets).collect()

@@ -117,13 +117,31 @@ impl Seen {
             .iter()
             .filter(|v| {
                 v.state.is_some()
-                    && v
-                        .alias
+                    && v.alias
                         .as_deref()
                         .is_none_or(|a| parse_network_alias(lab, a).is_none())
             })
             .map(|v| format!("vnet {}", v.vnet));
         zones.chain(vnets).collect()
+    }
+
+    /// Refuses to apply when pending changes are not the lab's.
+    fn refuse_foreign_pending(&self, lab: &LabName, own_zone: &str) -> Result<()> {
+        let foreign = self.foreign_pending(lab, own_zone);
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(Error::backend(
+            BACKEND,
+            pve_sdn::Error::Inconsistent {
+                object: "SDN configuration".to_owned(),
+                message: format!(
+                    "changes not made by lab {lab} are pending ({}); an apply would put them \
+                     in force: apply or revert them (Datacenter → SDN), then run again",
+                    foreign.join(", ")
+                ),
+            },
+        ))
     }
 
     /// Whether anything of the lab waits for an apply.
@@ -330,20 +348,7 @@ impl Networks for ProxmoxLab {
         if !changes && !seen.own_pending(lab, &own) {
             return Ok(seen.info(lab));
         }
-        let foreign = seen.foreign_pending(lab, &own);
-        if !foreign.is_empty() {
-            return Err(Error::backend(
-                BACKEND,
-                pve_sdn::Error::Inconsistent {
-                    object: "SDN configuration".to_owned(),
-                    message: format!(
-                        "changes not made by lab {lab} are pending ({}); an apply would put \
-                         them in force: apply or revert them (Datacenter → SDN), then run again",
-                        foreign.join(", ")
-                    ),
-                },
-            ));
-        }
+        seen.refuse_foreign_pending(lab, &own)?;
         let what = format!("networks of lab {lab}");
         let (z, v, s) = (new_zone.clone(), vnets.clone(), subnets.clone());
         self.locked(&what, |sdn, token| async move {
@@ -443,20 +448,7 @@ impl Networks for ProxmoxLab {
         if ours.is_empty() && !zone && !pending {
             return Ok(NetworksRemoved::default());
         }
-        let foreign = seen.foreign_pending(lab, &own);
-        if !foreign.is_empty() {
-            return Err(Error::backend(
-                BACKEND,
-                pve_sdn::Error::Inconsistent {
-                    object: "SDN configuration".to_owned(),
-                    message: format!(
-                        "changes not made by lab {lab} are pending ({}); an apply would put \
-                         them in force: apply or revert them (Datacenter → SDN), then run again",
-                        foreign.join(", ")
-                    ),
-                },
-            ));
-        }
+        seen.refuse_foreign_pending(lab, &own)?;
         let vnets: Vec<VnetId> = ours.iter().map(|v| v.vnet.clone()).collect();
         let zone_id = zone.then(|| zone_id(&own)).transpose()?;
         let what = format!("networks of lab {lab}");

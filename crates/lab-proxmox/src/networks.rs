@@ -279,10 +279,27 @@ impl Networks for ProxmoxLab {
         };
 
         // The vnets: kept when the alias is the lab's, refused when it is another's.
+        // Tags taken on the zone's bridge: by its own vnets and by those of every other
+        // vlan zone on the same bridge (the same tag there would join the segments).
+        let bridge = seen
+            .zone(zone.as_str())
+            .and_then(|z| z.bridge.clone())
+            .unwrap_or_else(|| plan.bridge.clone());
+        let same_wire: BTreeSet<&str> = seen
+            .zones
+            .iter()
+            .filter(|z| {
+                live(&z.state)
+                    && z.kind == ZoneType::Vlan
+                    && z.bridge.as_deref() == Some(bridge.as_str())
+            })
+            .map(|z| z.zone.as_str())
+            .chain([zone.as_str()])
+            .collect();
         let mut used: BTreeSet<u32> = seen
             .vnets
             .iter()
-            .filter(|v| live(&v.state) && v.zone.as_deref() == Some(zone.as_str()))
+            .filter(|v| live(&v.state) && v.zone.as_deref().is_some_and(|z| same_wire.contains(z)))
             .filter_map(|v| v.tag)
             .collect();
         let mut vnets = Vec::new();

@@ -271,12 +271,22 @@ async fn a_named_vlan_zone_gets_free_tags_and_no_dhcp() {
     listing(
         &server,
         "/cluster/sdn/zones",
-        json!([{"zone": "campus", "type": "vlan", "bridge": "vmbr1"}]),
+        json!([
+            {"zone": "campus", "type": "vlan", "bridge": "vmbr1"},
+            {"zone": "admin", "type": "vlan", "bridge": "vmbr1"},
+            {"zone": "lab2", "type": "vlan", "bridge": "vmbr2"}
+        ]),
     );
+    // 2000 is taken in the zone, 2001 by another zone on the same bridge; 2003 on
+    // another bridge does not matter.
     listing(
         &server,
         "/cluster/sdn/vnets",
-        json!([{"vnet": "office", "zone": "campus", "tag": 2000, "alias": "office"}]),
+        json!([
+            {"vnet": "office", "zone": "campus", "tag": 2000, "alias": "office"},
+            {"vnet": "adm", "zone": "admin", "tag": 2001, "alias": "admins"},
+            {"vnet": "other", "zone": "lab2", "tag": 2003, "alias": "x"}
+        ]),
     );
     let (lock, apply) = apply_mocks(&server);
     let plan = NetworkPlan {
@@ -294,7 +304,7 @@ async fn a_named_vlan_zone_gets_free_tags_and_no_dhcp() {
             format!(
                 "vnet={}&zone=campus&tag={}&alias={alias}&lock-token=tok",
                 w.id,
-                2001 + i
+                2002 + i
             ),
         ));
         mocks.push(created(
@@ -312,7 +322,7 @@ async fn a_named_vlan_zone_gets_free_tags_and_no_dhcp() {
         .unwrap();
     assert_eq!(
         info.iter().map(|n| n.tag).collect::<Vec<_>>(),
-        [Some(2001), Some(2002)]
+        [Some(2002), Some(2003)]
     );
     for m in &mocks {
         m.assert_calls(1);

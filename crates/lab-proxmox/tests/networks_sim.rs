@@ -16,6 +16,18 @@ use lab_core::{
 use pve_sdn::{NewVnet, Sdn, VnetId, ZoneId};
 use serde_json::Value;
 
+/// Raw SDN calls on the simulator, as root (another hand than the lab's).
+fn raw(sim: &pve_sim::SimHandle) -> Sdn {
+    let client = pve_auth::PveClient::builder(&sim.url())
+        .password("root@pam", pve_auth::Secret::new("secret"))
+        .build()
+        .unwrap();
+    Sdn::with_vm_api(pve_vm::VmApi::with_timing(
+        client,
+        pve_vm::Timing::default().scaled(common::SCALE),
+    ))
+}
+
 fn lab(s: &str) -> LabName {
     LabName::new(s).unwrap()
 }
@@ -91,14 +103,7 @@ async fn a_foreign_vnet_is_refused_and_survives_the_labs_removal() {
     let l = lab("net2");
     let w = wanted(&l);
     // Someone else's vnet with the id the lab wants, in a zone of their own.
-    let client = pve_auth::PveClient::builder(&sim.url())
-        .password("root@pam", pve_auth::Secret::new("secret"))
-        .build()
-        .unwrap();
-    let sdn = Sdn::with_vm_api(pve_vm::VmApi::with_timing(
-        client,
-        pve_vm::Timing::default().scaled(common::SCALE),
-    ));
+    let sdn = raw(&sim);
     let token = sdn.lock(false).await.unwrap();
     let other = ZoneId::new("other").unwrap();
     sdn.create_zone(&pve_sdn::NewZone::simple(other.clone()), Some(&token))
@@ -195,4 +200,72 @@ async fn a_topology_lab_comes_up_with_nics_on_the_students_vnets() {
         );
     }
     assert!(!report.students.is_empty());
+}
+
+#[tokio::test]
+async fn a_vlan_zone_of_the_labs_own_tags_each_network_on_the_bridge() {
+    let (sim, hv) = sim().await;
+    let l = lab("vlan1");
+    let plan = NetworkPlan {
+        kind: lab_core::ZoneKind::Vlan,
+        tags: (3000, 3010),
+        ..plan()
+    };
+    let made = hv.ensure_networks(&l, &plan, wanted(&l)).await.unwrap();
+    assert_eq!(
+        made.iter().map(|n| n.tag).collect::<Vec<_>>(),
+        [Some(3000), Some(3001)]
+    );
+    let state = sim.sdn();
+    let zone = &state["running"]["zones"][lab_core::lab_zone_id(&l)];
+    assert_eq!(zone["type"], "vlan", "{state:#}");
+    assert_eq!(zone["bridge"], "vmbr0", "{state:#}");
+    // No DHCP in a vlan zone: the subnets carry no range.
+    for s in state["running"]["subnets"].as_object().unwrap().values() {
+        assert!(s.get("dhcp-range").is_none(), "{s}");
+    }
+    assert_eq!(sim.sdn_applies(), 1);
+    hv.remove_networks(&l).await.unwrap();
+    assert_eq!(sim.sdn_applies(), 2);
+}
+
+#[tokio::test]
+async fn a_lost_answer_mid_batch_releases_the_lock_and_a_rerun_completes_with_one_apply() {
+    let (sim, hv) = sim().await;
+    let l = lab("lost1");
+    sim.fail_next_request(
+        "POST",
+        "/cluster/sdn/vnets",
+        pve_sim::RequestFault::LostAnswer,
+    )
+    .unwrap();
+    let e = hv
+        .ensure_networks(&l, &plan(), wanted(&l))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, lab_core::Error::Busy { .. }), "{e:?}");
+    assert_eq!(sim.sdn_applies(), 0);
+    assert_eq!(sim.sdn()["locked"], false, "the lock was released");
+    // The first vnet was made (pending) though its answer was lost: the rerun keeps it.
+    let made = hv.ensure_networks(&l, &plan(), wanted(&l)).await.unwrap();
+    assert_eq!(made.len(), 2);
+    assert!(made.iter().all(|n| !n.pending));
+    assert_eq!(sim.sdn_applies(), 1);
+}
+
+#[tokio::test]
+async fn a_lock_held_by_another_hand_is_busy_and_changes_nothing() {
+    let (sim, hv) = sim().await;
+    let l = lab("busy1");
+    let other = raw(&sim);
+    let token = other.lock(false).await.unwrap();
+    let e = hv
+        .ensure_networks(&l, &plan(), wanted(&l))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, lab_core::Error::Busy { .. }), "{e:?}");
+    assert!(other.vnets(true).await.unwrap().is_empty());
+    other.unlock(&token).await.unwrap();
+    hv.ensure_networks(&l, &plan(), wanted(&l)).await.unwrap();
+    assert_eq!(sim.sdn_applies(), 1);
 }

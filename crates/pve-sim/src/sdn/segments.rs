@@ -260,12 +260,12 @@ pub(crate) fn refresh(st: &mut SimState) {
     }
 }
 
+/// A subnet that hands out leases: id, prefix, the first range, the gateway.
+type DhcpSubnet = (String, u8, (Ipv4Addr, Ipv4Addr), Option<Ipv4Addr>);
+
 /// The subnet a NIC on `value`'s bridge gets a DHCP lease from: an applied vnet of a
 /// `simple` zone with `dhcp=dnsmasq`, its first subnet with a `dhcp-range`.
-fn dhcp_subnet(
-    st: &SimState,
-    value: &str,
-) -> Option<(String, u8, (Ipv4Addr, Ipv4Addr), Option<Ipv4Addr>)> {
+fn dhcp_subnet(st: &SimState, value: &str) -> Option<DhcpSubnet> {
     let bridge = net_option(value, "bridge")?;
     let live = &st.sdn.live;
     let vnet = live.vnets.get(bridge)?;

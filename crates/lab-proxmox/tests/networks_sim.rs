@@ -269,3 +269,68 @@ async fn a_lock_held_by_another_hand_is_busy_and_changes_nothing() {
     hv.ensure_networks(&l, &plan(), wanted(&l)).await.unwrap();
     assert_eq!(sim.sdn_applies(), 1);
 }
+
+#[tokio::test]
+async fn securing_a_guest_that_ran_keeps_its_mac_and_creates_missing_nics() {
+    let (sim, hv) = sim().await;
+    let l = lab("plug1");
+    let w = wanted(&l);
+    hv.ensure_networks(&l, &plan(), w[..1].to_vec())
+        .await
+        .unwrap();
+    let vmid = VmId::new(200).unwrap();
+    let config_of = |state: &Value| -> String {
+        let g = state["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["vmid"] == 200)
+            .unwrap()
+            .clone();
+        serde_json::to_string(&g["config"]).unwrap()
+    };
+    let before = config_of(&sim.state());
+    let mac = before
+        .split("virtio=")
+        .nth(1)
+        .map(|s| s[..17].to_owned())
+        .unwrap();
+    let guest = lab_core::Inventory::guest(&hv, vmid).await.unwrap();
+    let vnet = w[0].id.clone();
+    let how = lab_core::Secure {
+        lab: l.clone(),
+        fresh: false,
+        fence: false,
+        nics: vec![
+            lab_core::NicPlug {
+                index: 0,
+                bridge: Some(vnet.clone()),
+            },
+            lab_core::NicPlug {
+                index: 1,
+                bridge: Some(vnet.clone()),
+            },
+        ],
+    };
+    sim.reset_requests();
+    lab_core::Fencing::secure(&hv, guest, how).await.unwrap();
+    let requests = sim.requests();
+    assert_eq!(
+        requests["PUT /nodes/{node}/qemu/{vmid}/config"], 1,
+        "one config write: {requests:#}"
+    );
+    let state = sim.state();
+    let g = state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 200)
+        .unwrap();
+    let net0 = g["config"]["net0"].as_str().unwrap();
+    let net1 = g["config"]["net1"].as_str().unwrap();
+    assert_eq!(net0, format!("virtio={mac},bridge={vnet},firewall=0"));
+    assert!(
+        net1.starts_with("virtio=") && net1.ends_with(&format!(",bridge={vnet}")),
+        "{net1}"
+    );
+}

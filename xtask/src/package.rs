@@ -23,6 +23,7 @@ pub const LIBRARIES: &[&str] = &[
     "pve-agent",
     "pve-access",
     "pve-firewall",
+    "pve-sdn",
     "pve-sim",
     "fosscloud-api",
     "fosscloud-sim",

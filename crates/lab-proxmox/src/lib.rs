@@ -47,6 +47,7 @@ use pve_vm::{ConfigUpdate, Guest, GuestKind, GuestSummary, RunState, Upid, VmApi
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+mod networks;
 mod placement;
 pub use placement::{Replica, ReplicaSet};
 pub mod probes;
@@ -555,7 +556,7 @@ impl Backend for ProxmoxLab {
         Capabilities {
             snapshots: true,
             placement: true,
-            networks: false,
+            networks: true,
             ..Capabilities::HYPERVISOR
         }
     }
@@ -1225,18 +1226,25 @@ impl Fencing for ProxmoxLab {
         let template = lock(&self.inner.cloned_from).get(&vmid.get()).copied();
         let mut update = ConfigUpdate::new();
         let mut fenced = !how.fence;
+        // The NICs the plugs rewrite: of the template for a fresh clone (read once per
+        // template; the clone's MACs were never seen, PVE draws new ones as clone did),
+        // else the guest's own (read, so their MACs are kept).
+        let mut nics: Option<(Vec<(u32, pve_vm::NetDevice)>, bool)> = None;
         if let (true, Some(template)) = (how.fresh, template) {
-            if how.fence {
+            if how.fence || !how.nics.is_empty() {
                 let baseline = self.baseline(template, lab).await?;
-                let options = fw_lab(lab);
-                if let Some(nics) = self
-                    .isolation()
-                    .fence_clone(&handle, &baseline, &options)
-                    .await
-                    .map_err(|e| fw_err(e, &what))?
-                {
-                    update = nics;
-                    fenced = true;
+                nics = Some((baseline.nics().to_vec(), false));
+                if how.fence {
+                    let options = fw_lab(lab);
+                    if let Some(changes) = self
+                        .isolation()
+                        .fence_clone(&handle, &baseline, &options)
+                        .await
+                        .map_err(|e| fw_err(e, &what))?
+                    {
+                        update = changes;
+                        fenced = true;
+                    }
                 }
             }
         }
@@ -1246,6 +1254,17 @@ impl Fencing for ProxmoxLab {
                 .isolate_one(vmid, &options)
                 .await
                 .map_err(|e| fw_err(e, &what))?;
+        }
+        if !how.nics.is_empty() {
+            let (nics, keep_mac) = match nics {
+                Some(n) => n,
+                None => (
+                    handle.config().await.map_err(|e| vm_err(e, &what))?.nics(),
+                    true,
+                ),
+            };
+            update =
+                networks::plug_nics(update, &nics, &how.nics, handle.kind(), keep_mac, how.fence)?;
         }
         // The template's tags came along with the clone; the lab's tag replaces them.
         if how.fresh || !guest.is_tagged(lab) || !update.is_empty() {
@@ -1293,10 +1312,16 @@ impl Fencing for ProxmoxLab {
         Ok(())
     }
 
+    /// The fence holds when the guest's marker rule is first, its firewall is on and every
+    /// NIC has `firewall=1` — except NICs on the lab's own vnets (their names tell the lab,
+    /// [`lab_core::vnet_id`]): such a segment is the student's alone, so a host whose only
+    /// NIC is on it is fenced by its network.
     async fn fenced(&self, lab: &LabName, vmid: VmId) -> Result<bool> {
         let options = fw_lab(lab);
         self.isolation()
-            .holds(vmid, &options.lab)
+            .holds_except(vmid, &options.lab, &|bridge: &str| {
+                networks::is_lab_vnet(lab, bridge)
+            })
             .await
             .map_err(|e| fw_err(e, &format!("fence of VM {vmid}")))
     }

@@ -561,6 +561,3 @@ mod tests {
         assert!(shared_on(&list, "local-lvm").is_empty());
     }
 }
-
-// Per-student networks: not yet (every call answers `Unsupported`).
-impl lab_core::Networks for ProxmoxLab {}

@@ -235,15 +235,25 @@ pub async fn apply_with(
         let mut message = e;
         if !blocked.is_empty() {
             message.push_str(&format!(
-                "; so {} student(s) were cloned and marked but not started ({}); run the same command again",
+                "; so {} {} were cloned and marked but not started ({}); run the same command again",
                 blocked.len(),
+                if spec.topology.is_some() {
+                    "machine(s)"
+                } else {
+                    "student(s)"
+                },
                 name_some(&blocked)
             ));
         }
         failures.insert(
             0,
             Failure {
-                subject: "fence".to_owned(),
+                subject: if spec.topology.is_some() {
+                    "fence and networks"
+                } else {
+                    "fence"
+                }
+                .to_owned(),
                 message,
             },
         );
@@ -385,7 +395,12 @@ impl Run<'_> {
             }),
             Outcome::Blocked => (self.progress)(Event::Failed {
                 subject: s.hostname.clone(),
-                message: "not started: the lab-wide fence is missing".to_owned(),
+                message: if self.spec.topology.is_some() {
+                    "not started: the lab-wide fence or the students' networks are missing"
+                } else {
+                    "not started: the lab-wide fence is missing"
+                }
+                .to_owned(),
             }),
             Outcome::Held(why) => (self.progress)(Event::Failed {
                 subject: s.hostname.clone(),

@@ -151,11 +151,13 @@ async fn a_topology_lab_comes_up_with_nics_on_the_students_vnets() {
                 role: "router".into(),
                 template,
                 nics: vec![NicSpec::Uplink, NicSpec::Network("lan".into())],
+                after: None,
             },
             MachineSpec {
                 role: "host1".into(),
                 template,
                 nics: vec![NicSpec::Network("lan".into())],
+                after: None,
             },
         ],
         networks: vec!["lan".into()],

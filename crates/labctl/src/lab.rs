@@ -931,12 +931,15 @@ pub async fn run(
                             sheet(&rows).print(format, &rows)?;
                         }
                         let running = rows.iter().filter(|r| r.state == "running").count();
+                        let (wanted, what) = match &lab.spec.topology {
+                            Some(t) => (lab.spec.count as usize * t.machines.len(), "machines"),
+                            None => (lab.spec.count as usize, "students"),
+                        };
                         eprintln!(
-                            "lab {}: {} of {} students exist, {running} running; run the same \
-                             command again to finish",
+                            "lab {}: {} of {wanted} {what} exist, {running} running; run the \
+                             same command again to finish",
                             lab.spec.name,
                             rows.len(),
-                            lab.spec.count
                         );
                     }
                     return Err(e);

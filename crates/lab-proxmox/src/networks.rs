@@ -500,17 +500,10 @@ impl Networks for ProxmoxLab {
 /// Whether `bridge` is one of `lab`'s vnets by its name ([`lab_core::vnet_id`]: `v`, the
 /// lab's three characters, the network's index and the student's number in three digits).
 pub(crate) fn is_lab_vnet(lab: &LabName, bridge: &str) -> bool {
-    let prefix = lab_core::vnet_id(lab, 1, 0);
-    let (Some(stem), Some(rest)) = (prefix.get(..4), bridge.get(4..)) else {
+    // Read the index and the number back and compare with the id they make: the one test.
+    let (Some(index), Some(number)) = (bridge.get(4..5), bridge.get(5..)) else {
         return false;
     };
-    if bridge.len() != prefix.len()
-        || !bridge.starts_with(stem)
-        || !rest.chars().all(|c| c.is_ascii_digit())
-    {
-        return false;
-    }
-    let (index, number) = rest.split_at(1);
     match (index.parse::<usize>(), number.parse::<u32>()) {
         (Ok(i), Ok(n)) => lab_core::vnet_id(lab, n, i) == bridge,
         _ => false,
@@ -608,6 +601,9 @@ mod tests {
         assert!(!is_lab_vnet(&l, ""));
         let id = lab_core::vnet_id(&l, 7, 1);
         assert!(!is_lab_vnet(&l, &format!("{}x", &id[..7])));
+        assert!(!is_lab_vnet(&l, &format!("{id}0")));
+        assert!(!is_lab_vnet(&l, &id[..4]));
+        assert!(!is_lab_vnet(&l, "vé"));
     }
 
     #[test]

@@ -476,3 +476,75 @@ async fn foreign_pending_changes_are_not_applied_with_the_lab() {
     assert!(e.contains("vnet office") && e.contains("pending"), "{e}");
     writes.assert_calls(0);
 }
+
+/// `remove_networks` with these listings: the `METHOD path`s it sent besides listings.
+async fn removal(zones: Value, vnets: Value) -> (lab_core::NetworksRemoved, Vec<String>) {
+    let server = MockServer::start_async().await;
+    let (hv, log) = hv_logged(&server);
+    listing(&server, "/cluster/sdn/zones", zones);
+    for v in vnets.as_array().unwrap() {
+        let path = format!("/cluster/sdn/vnets/{}/subnets", v["vnet"].as_str().unwrap());
+        listing(&server, &path, json!([]));
+    }
+    listing(&server, "/cluster/sdn/vnets", vnets);
+    apply_mocks(&server);
+    let zone = lab_zone_id(&lab());
+    server.mock(move |when, then| {
+        when.method(DELETE)
+            .path(format!("/api2/json/cluster/sdn/zones/{zone}"));
+        then.json_body(json!({ "data": null }));
+    });
+    let removed = hv.remove_networks(&lab()).await.unwrap();
+    let sent = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.starts_with("GET"))
+        .cloned()
+        .collect();
+    (removed, sent)
+}
+
+#[tokio::test]
+async fn an_interrupted_removal_is_applied_and_an_empty_own_zone_removed() {
+    let zone = lab_zone_id(&lab());
+    let id = vnet_id(&lab(), 1, 0);
+    let alias = network_alias(&lab(), "anna", "lan");
+    let applied = ["POST /cluster/sdn/lock", "PUT /cluster/sdn"];
+    // The lab's vnet was deleted but not applied: applying is what is left.
+    let (r, sent) = removal(
+        json!([]),
+        json!([{"vnet": id, "zone": zone, "alias": alias, "state": "deleted"}]),
+    )
+    .await;
+    assert!(r.applied && r.vnets.is_empty() && r.zone.is_none(), "{r:?}");
+    assert_eq!(sent, applied);
+    // The lab's own zone was deleted but not applied.
+    let (r, sent) = removal(
+        json!([{"zone": zone, "type": "simple", "state": "deleted"}]),
+        json!([]),
+    )
+    .await;
+    assert!(r.applied, "{r:?}");
+    assert_eq!(sent, applied);
+    // The lab's own zone is left, empty: it goes.
+    let (r, sent) = removal(json!([{"zone": zone, "type": "simple"}]), json!([])).await;
+    assert_eq!(r.zone.as_deref(), Some(zone.as_str()));
+    assert_eq!(
+        sent,
+        [
+            "POST /cluster/sdn/lock".to_owned(),
+            format!("DELETE /cluster/sdn/zones/{zone}"),
+            "PUT /cluster/sdn".to_owned()
+        ]
+    );
+    // Another zone's pending deletion is not the lab's: nothing to do, nothing applied.
+    let (r, sent) = removal(
+        json!([{"zone": "campus", "type": "vlan", "state": "deleted"},
+               {"zone": zone, "type": "simple"}]),
+        json!([{"vnet": "office", "zone": zone, "alias": "office"}]),
+    )
+    .await;
+    assert_eq!(r, lab_core::NetworksRemoved::default());
+    assert!(sent.is_empty(), "{sent:?}");
+}

@@ -192,7 +192,7 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
                 .ok_or_else(|| ApiError::internal(format!("snapshot '{name}' does not exist")))?;
             (snap.config.clone(), snap.os.clone())
         }
-        None => (src.config.clone(), src.os.clone()),
+        None => (src.config.as_map().clone(), src.os.clone()),
     };
     let src_name = src.name().unwrap_or_default().to_owned();
     config.remove("template");
@@ -234,7 +234,7 @@ fn plan(sh: &Shared, st: &mut SimState, r: &Req<'_>, kind: Kind) -> ApiResult<Pl
     // MACs and UUIDs are drawn now, in request order, so they follow the seed.
     let mut probe = Guest::new(newid, kind, &target, config);
     probe.regenerate_macs(&mut st.rng);
-    let mut config = probe.config;
+    let mut config = probe.config.as_map().clone();
     if kind == Kind::Qemu {
         config.insert(
             "smbios1".into(),

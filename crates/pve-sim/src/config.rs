@@ -134,10 +134,10 @@ pub(crate) fn update(
         if !r.flag("skiplock") {
             g.check_lock()?;
         }
-        let old = g.config.clone();
+        let old = g.config.as_map().clone();
         let new = apply(kind, &old, &set, &delete, &mut st.rng)?;
         if !asynchronous {
-            st.guest_mut(kind, &node, vmid)?.config = new;
+            st.guest_mut(kind, &node, vmid)?.config.replace(new);
             return Ok(Value::Null);
         }
         new
@@ -155,7 +155,8 @@ pub(crate) fn update(
             let mut st = sh2.lock();
             st.guest_mut(kind, &node, vmid)
                 .map_err(|e| e.message)?
-                .config = new;
+                .config
+                .replace(new);
             Ok(0)
         },
     );

@@ -26,7 +26,7 @@ pub(crate) fn state_json(sh: &Shared) -> Value {
                 "status": if g.running { "running" } else { "stopped" },
                 "template": g.is_template(), "lock": g.lock(), "pool": st.pool_of(g.vmid),
                 "ipv4": g.ipv4.map(|i| i.to_string()), "linked_base": g.linked_base,
-                "config": g.config,
+                "config": g.config.as_map(),
                 "snapshots": g.snapshots.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 "parent": g.parent,
             })

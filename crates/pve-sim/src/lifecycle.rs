@@ -301,14 +301,19 @@ pub(crate) fn reboot(sh: &Arc<Shared>, r: &Req<'_>, kind: Kind) -> ApiResult<Val
 fn to_base_volumes(g: &mut Guest) {
     let from = format!("vm-{}-disk-", g.vmid);
     let to = format!("base-{}-disk-", g.vmid);
-    for (k, v) in g.config.iter_mut() {
-        let is_disk = k == "rootfs"
-            || ["scsi", "virtio", "sata", "ide", "mp"]
-                .iter()
-                .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok()));
-        if is_disk {
-            *v = v.replace(&from, &to);
-        }
+    let disks: Vec<(String, String)> = g
+        .config
+        .iter()
+        .filter(|(k, _)| {
+            *k == "rootfs"
+                || ["scsi", "virtio", "sata", "ide", "mp"]
+                    .iter()
+                    .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok()))
+        })
+        .map(|(k, v)| (k.clone(), v.replace(&from, &to)))
+        .collect();
+    for (k, v) in disks {
+        g.config.insert(k, v);
     }
 }
 

@@ -17,7 +17,7 @@ use crate::auth::Keys;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
 use crate::firewall::Firewall;
-use crate::guest::{random_mac, random_uuid, Guest, Kind};
+use crate::guest::{random_mac, random_uuid, Guest, Kind, NetEpoch};
 use crate::tasks::TaskTable;
 use crate::Secret;
 
@@ -137,9 +137,24 @@ impl Shared {
 
     /// The state lock. A panic while holding it cannot leave a half-written invariant we
     /// rely on, so a poisoned lock is used as is.
+    ///
+    /// The guests' network view (carrier, lab lease NIC, subnet leases) is brought up to
+    /// date first when anything it is computed from changed since the last time: a guest
+    /// inserted or removed, a `netX` of a config written, an apply's reload finishing.
+    /// Debug builds check that a view kept as it was is the one a recompute would give.
     pub(crate) fn lock(&self) -> MutexGuard<'_, SimState> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        crate::sdn::segments::refresh(&mut st);
+        let key = st.net_key();
+        if st.net_view != Some(key) {
+            crate::sdn::segments::refresh(&mut st);
+            st.net_view = Some(key);
+        } else {
+            debug_assert!(
+                crate::sdn::segments::is_fresh(&st),
+                "the guests' network view is stale: a change of a NIC, the guest table or \
+                 the applied SDN config was not counted on the NetEpoch"
+            );
+        }
         st
     }
 
@@ -218,10 +233,65 @@ pub(crate) struct Pool {
     pub storage: BTreeSet<String>,
 }
 
+/// The guests by vmid. Reads go through `Deref` to the map; inserting and removing
+/// count on the [`NetEpoch`] (and attach the guest's config to it), so the network view
+/// is recomputed after them.
+#[derive(Debug, Default)]
+pub(crate) struct Guests {
+    map: BTreeMap<u32, Guest>,
+    epoch: NetEpoch,
+}
+
+impl Guests {
+    pub(crate) fn insert(&mut self, vmid: u32, mut g: Guest) -> Option<Guest> {
+        g.config.attach(&self.epoch);
+        self.epoch.bump();
+        self.map.insert(vmid, g)
+    }
+
+    pub(crate) fn remove(&mut self, vmid: &u32) -> Option<Guest> {
+        let g = self.map.remove(vmid);
+        if g.is_some() {
+            self.epoch.bump();
+        }
+        g
+    }
+
+    pub(crate) fn get_mut(&mut self, vmid: &u32) -> Option<&mut Guest> {
+        self.map.get_mut(vmid)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> std::collections::btree_map::ValuesMut<'_, u32, Guest> {
+        self.map.values_mut()
+    }
+
+    /// Changes of the guest table and of its guests' NICs so far.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.get()
+    }
+}
+
+impl std::ops::Deref for Guests {
+    type Target = BTreeMap<u32, Guest>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<'a> IntoIterator for &'a Guests {
+    type Item = (&'a u32, &'a Guest);
+    type IntoIter = std::collections::btree_map::Iter<'a, u32, Guest>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
+    }
+}
+
 /// The mutable part of the cluster.
 #[derive(Debug)]
 pub(crate) struct SimState {
-    pub guests: BTreeMap<u32, Guest>,
+    pub guests: Guests,
     pub pools: BTreeMap<String, Pool>,
     pub tasks: TaskTable,
     pub firewall: Firewall,
@@ -248,12 +318,20 @@ pub(crate) struct SimState {
     pub offline: BTreeSet<String>,
     /// Software-defined networking: zones, vnets, subnets, the lock, applies.
     pub sdn: crate::sdn::Sdn,
+    /// The [`SimState::net_key`] the guests' network view was last computed at.
+    pub net_view: Option<(u64, u64)>,
 }
 
 impl SimState {
+    /// What the guests' network view was computed from, as counters: the guest table's
+    /// [`NetEpoch`] and the applied SDN config's version.
+    pub(crate) fn net_key(&self) -> (u64, u64) {
+        (self.guests.epoch(), self.sdn.live_version)
+    }
+
     fn new(cfg: &Settings) -> Self {
         let mut st = Self {
-            guests: BTreeMap::new(),
+            guests: Guests::default(),
             pools: BTreeMap::new(),
             tasks: TaskTable::default(),
             firewall: {
@@ -275,6 +353,7 @@ impl SimState {
             sessions: crate::guest::sessions::Sessions::default(),
             offline: BTreeSet::new(),
             sdn: crate::sdn::Sdn::default(),
+            net_view: None,
         };
         st.seed_access(cfg);
         st.build_inventory(&cfg.nodes);

@@ -25,6 +25,8 @@ pub(crate) mod vzdump;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rand::Rng;
 use sha1::{Digest, Sha1};
@@ -81,7 +83,7 @@ pub(crate) struct Guest {
     pub kind: Kind,
     pub node: String,
     /// The config file: every key as PVE writes it (strings).
-    pub config: BTreeMap<String, String>,
+    pub config: Config,
     pub running: bool,
     /// Unix time of the last start (for `uptime`).
     pub started_unix: u64,
@@ -107,6 +109,111 @@ pub(crate) struct Guest {
     pub nic_leases: BTreeMap<u32, (Ipv4Addr, u8)>,
 }
 
+/// A counter of changes to what the guests' network view is computed from (see
+/// [`crate::sdn::segments::refresh`]): the guest table's and every `netX` of a config in
+/// it. One per simulator, shared by its guest table and the configs of its guests (set
+/// when a guest is inserted); a config not in the table yet counts on a counter of its
+/// own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NetEpoch(Arc<AtomicU64>);
+
+impl NetEpoch {
+    /// Something the network view depends on changed.
+    pub(crate) fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The changes so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Is `key` a NIC (`net0`, `net1`, …)?
+pub(crate) fn is_net_key(key: &str) -> bool {
+    key.strip_prefix("net")
+        .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// A guest's config file (key → value, as PVE writes it). Reads go through `Deref` to
+/// the map; writes go through [`Config::insert`], [`Config::remove`] and
+/// [`Config::replace`], which count every change of a `netX` key on the simulator's
+/// [`NetEpoch`], so the network view is recomputed when, and only when, a NIC changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    map: BTreeMap<String, String>,
+    epoch: NetEpoch,
+}
+
+impl Config {
+    fn new(map: BTreeMap<String, String>) -> Self {
+        Self {
+            map,
+            epoch: NetEpoch::default(),
+        }
+    }
+
+    /// Count this config's changes on `epoch` (the guest table's) from now on.
+    pub(crate) fn attach(&mut self, epoch: &NetEpoch) {
+        self.epoch = epoch.clone();
+    }
+
+    /// The map itself.
+    pub(crate) fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.map
+    }
+
+    /// Set `key` (a NIC's change is counted).
+    pub(crate) fn insert(&mut self, key: String, value: String) -> Option<String> {
+        let net = is_net_key(&key);
+        let old = self.map.insert(key, value);
+        if net {
+            self.epoch.bump();
+        }
+        old
+    }
+
+    /// Delete `key` (a NIC's removal is counted).
+    pub(crate) fn remove(&mut self, key: &str) -> Option<String> {
+        let old = self.map.remove(key);
+        if old.is_some() && is_net_key(key) {
+            self.epoch.bump();
+        }
+        old
+    }
+
+    /// Replace the whole file (counted when any NIC differs).
+    pub(crate) fn replace(&mut self, map: BTreeMap<String, String>) {
+        let nets = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .filter(|(k, _)| is_net_key(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        if nets(&self.map) != nets(&map) {
+            self.epoch.bump();
+        }
+        self.map = map;
+    }
+}
+
+impl std::ops::Deref for Config {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<'a> IntoIterator for &'a Config {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
+    }
+}
+
 /// NIC models QEMU accepts as the first key of `netX`.
 const QEMU_MODELS: &[&str] = &[
     "virtio", "e1000", "e1000e", "vmxnet3", "rtl8139", "ne2k_pci", "ne2k_isa", "i82551", "i82557b",
@@ -124,7 +231,7 @@ impl Guest {
             vmid,
             kind,
             node: node.to_owned(),
-            config,
+            config: Config::new(config),
             running: false,
             started_unix: 0,
             agent_ready_at: None,
@@ -226,10 +333,7 @@ impl Guest {
         let keys: Vec<String> = self
             .config
             .keys()
-            .filter(|k| {
-                k.strip_prefix("net")
-                    .is_some_and(|n| n.parse::<u32>().is_ok())
-            })
+            .filter(|k| is_net_key(k))
             .cloned()
             .collect();
         for key in keys {

@@ -212,7 +212,7 @@ pub(crate) fn create(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             let g = st.guest_mut(kind, &node, vmid).map_err(|e| e.message)?;
             g.config.remove("lock");
             // The guest's description stays out: the snapshot's is its comment.
-            let mut config = g.config.clone();
+            let mut config = g.config.as_map().clone();
             config.remove("description");
             let snap = Snapshot {
                 name: name.clone(),
@@ -340,7 +340,7 @@ pub(crate) fn rollback(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
             };
             // The current description (and unused disks) survive a rollback.
             let description = g.config.get("description").cloned();
-            g.config = snap.config.clone();
+            g.config.replace(snap.config.clone());
             if let Some(d) = description {
                 g.config.insert("description".into(), d);
             }

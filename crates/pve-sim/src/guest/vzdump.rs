@@ -208,7 +208,7 @@ pub(crate) fn start(sh: &Arc<Shared>, r: &Req<'_>) -> ApiResult<Value> {
                             .replace("{{node}}", &node)
                     }),
                     protected,
-                    config: g.config.clone(),
+                    config: g.config.as_map().clone(),
                     os: g.os.snapshot(),
                 };
                 if mode == "stop" && was_running {

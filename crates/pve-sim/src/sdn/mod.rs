@@ -72,6 +72,8 @@ pub(crate) struct Sdn {
     pub running: Cfg,
     /// `version` of the running config (bumped by every apply).
     pub version: u64,
+    /// Only ever changed together with a larger `live_version`: the guests' network view
+    /// is recomputed when `live_version` moves (see `SimState::net_key`).
     pub live: Cfg,
     /// The running `version` that `live` is.
     pub live_version: u64,

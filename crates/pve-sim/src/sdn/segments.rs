@@ -14,6 +14,7 @@
 //! segment of each (one routing hop; the routes inside the guests are not consulted).
 //! On an `isolate-ports` vnet, guests on the same segment do not reach each other.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -193,15 +194,18 @@ fn names(segs: &[(u32, Seg)]) -> String {
         .join(", ")
 }
 
-/// Bring every guest's network view up to date with the SDN state the nodes run: which
-/// NICs have no carrier, which NIC holds the lab lease (the first on the uplink) and
-/// which NICs hold a lease from an applied subnet's DHCP range. Leases are handed out
-/// once per (subnet, MAC) and kept, like dnsmasq's.
-pub(crate) fn refresh(st: &mut SimState) {
+/// Per guest: vmid, the NICs without carrier, the NIC of the lab lease.
+type View = (u32, BTreeSet<u32>, Option<u32>);
+
+/// A NIC that wants a subnet lease: vmid, NIC, the subnet, the MAC (lower case).
+type Wanted = (u32, u32, DhcpSubnet, String);
+
+/// Each guest's view and the NICs that want a subnet lease, in vmid order.
+fn views(st: &SimState) -> (Vec<View>, Vec<Wanted>) {
     let mut views = Vec::new();
     let mut wanted = Vec::new();
     for g in st.guests.values() {
-        let mut dead = std::collections::BTreeSet::new();
+        let mut dead = BTreeSet::new();
         let mut lab = None;
         for (i, v) in g.nets() {
             match segment(st, g, v) {
@@ -221,26 +225,46 @@ pub(crate) fn refresh(st: &mut SimState) {
         }
         views.push((g.vmid, dead, lab));
     }
-    let mut leases: std::collections::BTreeMap<
-        u32,
-        std::collections::BTreeMap<u32, (Ipv4Addr, u8)>,
-    > = std::collections::BTreeMap::new();
+    (views, wanted)
+}
+
+/// The first free address of `subnet`'s range (not leased, not the gateway).
+fn free_address(
+    st: &SimState,
+    subnet: &str,
+    range: (Ipv4Addr, Ipv4Addr),
+    gateway: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let taken: Vec<Ipv4Addr> = st
+        .sdn
+        .leases
+        .iter()
+        .filter(|((s, _), _)| s == subnet)
+        .map(|(_, ip)| *ip)
+        .collect();
+    let (lo, hi) = (u32::from(range.0), u32::from(range.1));
+    (lo..=hi)
+        .map(Ipv4Addr::from)
+        .find(|ip| !taken.contains(ip) && Some(*ip) != gateway)
+}
+
+/// Bring every guest's network view up to date with the SDN state the nodes run: which
+/// NICs have no carrier, which NIC holds the lab lease (the first on the uplink) and
+/// which NICs hold a lease from an applied subnet's DHCP range. Leases are handed out
+/// once per (subnet, MAC) and kept, like dnsmasq's.
+///
+/// The view depends on the guest table, each guest's kind and `netX` values, the applied
+/// SDN config (`live`) and the leases (which only this writes); `Shared::lock` calls this
+/// when one of them changed (`SimState::net_key`), not on every lock.
+pub(crate) fn refresh(st: &mut SimState) {
+    let (views, wanted) = views(st);
+    let mut leases: BTreeMap<u32, BTreeMap<u32, (Ipv4Addr, u8)>> = BTreeMap::new();
     for (vmid, nic, (subnet, prefix, range, gateway), mac) in wanted {
         let key = (subnet.clone(), mac.clone());
         let ip = match st.sdn.leases.get(&key) {
             Some(ip) => Some(*ip),
             None => {
-                let taken: Vec<Ipv4Addr> = st
-                    .sdn
-                    .leases
-                    .iter()
-                    .filter(|((s, _), _)| *s == subnet)
-                    .map(|(_, ip)| *ip)
-                    .collect();
-                let (lo, hi) = (u32::from(range.0), u32::from(range.1));
-                let ip = (lo..=hi)
-                    .map(Ipv4Addr::from)
-                    .find(|ip| !taken.contains(ip) && Some(*ip) != gateway);
+                let ip = free_address(st, &subnet, range, gateway);
                 if let Some(ip) = ip {
                     st.sdn.leases.insert(key, ip);
                 }
@@ -258,6 +282,29 @@ pub(crate) fn refresh(st: &mut SimState) {
             g.nic_leases = leases.remove(&vmid).unwrap_or_default();
         }
     }
+}
+
+/// Would [`refresh`] leave `st` as it is (no view to change, no lease to hand out)? For
+/// the debug check that every change of the view's inputs is counted.
+pub(crate) fn is_fresh(st: &SimState) -> bool {
+    let (views, wanted) = views(st);
+    let mut leases: BTreeMap<u32, BTreeMap<u32, (Ipv4Addr, u8)>> = BTreeMap::new();
+    for (vmid, nic, (subnet, prefix, range, gateway), mac) in wanted {
+        match st.sdn.leases.get(&(subnet.clone(), mac)) {
+            Some(ip) => {
+                leases.entry(vmid).or_default().insert(nic, (*ip, prefix));
+            }
+            None if free_address(st, &subnet, range, gateway).is_some() => return false,
+            None => {}
+        }
+    }
+    views.into_iter().all(|(vmid, dead, lab)| {
+        st.guests.get(&vmid).is_some_and(|g| {
+            g.no_carrier == dead
+                && g.lab_nic == lab
+                && g.nic_leases == leases.remove(&vmid).unwrap_or_default()
+        })
+    })
 }
 
 /// A subnet that hands out leases: id, prefix, the first range, the gateway.

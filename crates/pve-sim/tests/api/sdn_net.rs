@@ -192,3 +192,92 @@ async fn nics_get_leases_from_their_subnets_dhcp_range_and_the_uplink_keeps_the_
         "{b:?}"
     );
 }
+
+/// The flags of interface `ifname` in the guest's view (`NO-CARRIER` when its bridge
+/// does not exist).
+fn flags(api: &Api, vmid: u32, ifname: &str) -> String {
+    let view = api.sim.guest_state(vmid).unwrap()["view"]["interfaces"].clone();
+    view.as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ifname"] == ifname)
+        .unwrap_or_else(|| panic!("no {ifname} in {view}"))["flags"]
+        .to_string()
+}
+
+/// The carrier, the lab lease and the subnet leases follow a NIC whose bridge the
+/// config API changes (synchronous `PUT`, the `POST` task, `delete`, a snapshot's
+/// rollback): the simulator recomputes the network view on each of these changes.
+#[tokio::test]
+async fn carrier_and_leases_follow_a_nic_moved_through_the_config_api() {
+    let api = Api::start(0.01).await;
+    two_vnets(&api).await;
+    let path = "/nodes/pve1/qemu/180/config";
+    guest_on(&api, 180, &["vmbr0", "s01"]).await;
+    let mac1 = "BC:24:11:00:B4:01";
+    assert!(!flags(&api, 180, "ens19").contains("NO-CARRIER"));
+    let a = agent_ipv4(&api, 180).await;
+    assert!(
+        a.contains(&("ens19".to_owned(), "10.100.1.100/24".to_owned())),
+        "{a:?}"
+    );
+    api.post_ok(
+        "/nodes/pve1/qemu/180/snapshot",
+        &[("snapname", "on-s01"), ("vmstate", "0")],
+    )
+    .await;
+
+    // PUT: onto a bridge that does not exist: no carrier, no subnet lease.
+    api.put(path, &[("net1", &format!("virtio={mac1},bridge=nope"))])
+        .await;
+    assert!(flags(&api, 180, "ens19").contains("NO-CARRIER"));
+    let a = agent_ipv4(&api, 180).await;
+    assert!(!a.iter().any(|(n, _)| n == "ens19"), "{a:?}");
+
+    // POST (a qmconfig task): onto s02, a lease from its range.
+    api.post_ok(path, &[("net1", &format!("virtio={mac1},bridge=s02"))])
+        .await;
+    assert!(!flags(&api, 180, "ens19").contains("NO-CARRIER"));
+    let a = agent_ipv4(&api, 180).await;
+    assert!(
+        a.contains(&("ens19".to_owned(), "10.100.2.100/24".to_owned())),
+        "{a:?}"
+    );
+
+    // The uplink NIC moves off vmbr0: the lab lease goes with it.
+    api.put(
+        path,
+        &[("net0", "virtio=BC:24:11:00:B4:00,bridge=vmbr0,tag=7")],
+    )
+    .await;
+    let a = agent_ipv4(&api, 180).await;
+    assert!(!a.iter().any(|(_, ip)| ip.starts_with("10.10.")), "{a:?}");
+    assert_eq!(reach(&api, 180, "100").await["allowed"], false);
+
+    // delete: the NIC is gone, and so is its lease.
+    api.put(path, &[("delete", "net1")]).await;
+    let view = api.sim.guest_state(180).unwrap()["view"].to_string();
+    assert!(
+        !view.contains("ens19") && !view.contains("10.100."),
+        "{view}"
+    );
+
+    // Rollback: the snapshot's NICs, carrier and leases again.
+    let upid = api
+        .post("/nodes/pve1/qemu/180/snapshot/on-s01/rollback", &[])
+        .await;
+    assert_eq!(api.wait_task(&upid).await["exitstatus"], "OK");
+    api.post_ok("/nodes/pve1/qemu/180/status/start", &[]).await;
+    assert!(!flags(&api, 180, "ens19").contains("NO-CARRIER"));
+    assert_eq!(reach(&api, 180, "100").await["allowed"], true);
+    let a = agent_ipv4(&api, 180).await;
+    assert!(
+        a.contains(&("ens19".to_owned(), "10.100.1.100/24".to_owned())),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|(n, ip)| n == "ens18" && ip.starts_with("10.10.")),
+        "{a:?}"
+    );
+}

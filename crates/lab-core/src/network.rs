@@ -435,7 +435,7 @@ pub trait Networks: Backend + Send + Sync {
     /// when `plan.zone` is `None`: what is missing is created pending and everything is
     /// applied **once** (holding the SDN lock); what exists with the lab's alias is kept.
     /// A vnet of that id whose alias is not the lab's is refused
-    /// ([`Error::NotOwned`]). Idempotent: a repeated call with nothing missing and
+    /// ([`Error::InvalidInput`], naming the vnet and its alias; nothing is changed). Idempotent: a repeated call with nothing missing and
     /// nothing pending changes nothing and applies nothing. Answers the lab's networks.
     async fn ensure_networks(
         &self,

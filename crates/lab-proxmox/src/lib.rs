@@ -526,7 +526,12 @@ fn fw_err(e: pve_firewall::Error, what: &str) -> Error {
 }
 
 fn fw_lab(lab: &LabName) -> IsolationOptions {
-    IsolationOptions::new(lab.clone())
+    // A NIC on one of the lab's vnets is on a segment of its student's own: the fence
+    // leaves it alone (a re-fence after a crash or a reset must not cut a student's LAN).
+    IsolationOptions {
+        inner_bridge: Some(networks::is_lab_vnet),
+        ..IsolationOptions::new(lab.clone())
+    }
 }
 
 fn students(ids: &[VmId]) -> Students {

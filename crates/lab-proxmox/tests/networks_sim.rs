@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 
 use common::{sim, spec};
 use lab_core::{
-    apply, no_progress, vnet_id, Fencing, LabName, MachineSpec, NetworkPlan, Networks, NicSpec,
-    StudentNetwork, Topology, VmId,
+    apply, no_progress, vnet_id, Fencing, Inventory, LabName, MachineSpec, NetworkPlan, Networks,
+    NicSpec, StudentNetwork, Topology, VmId,
 };
 use pve_sdn::{NewVnet, Sdn, VnetId, ZoneId};
 use serde_json::Value;
@@ -202,6 +202,65 @@ async fn a_topology_lab_comes_up_with_nics_on_the_students_vnets() {
         );
     }
     assert!(!report.students.is_empty());
+
+    // Fenced again as an adopted or reset guest is (not fresh, no plugs), and the whole
+    // lab fenced again by `isolate`: the uplink keeps its fence, the NICs on the
+    // students' vnets are left alone (a re-fence must not cut a student's LAN).
+    let ids: Vec<VmId> = report.students.iter().map(|g| g.vmid).collect();
+    for st in &report.students {
+        let guest = hv.guest(st.vmid).await.unwrap();
+        hv.secure(
+            guest,
+            lab_core::Secure {
+                lab: l.clone(),
+                fresh: false,
+                fence: true,
+                nics: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    hv.isolate(&l, ids, vec!["10.10.0.1".parse().unwrap()])
+        .await
+        .unwrap();
+    let state = sim.state();
+    for g in state["guests"].as_array().unwrap() {
+        let name = g["name"].as_str().unwrap_or_default();
+        if !name.starts_with("stud-") {
+            continue;
+        }
+        for (key, value) in g["config"].as_object().unwrap() {
+            let Some(v) = value.as_str().filter(|_| key.starts_with("net")) else {
+                continue;
+            };
+            if v.contains("bridge=vmbr0") {
+                assert!(v.contains("firewall=1"), "{name} {key}: {v}");
+            } else {
+                assert!(!v.contains("firewall=1"), "{name} {key} re-fenced: {v}");
+            }
+        }
+    }
+    let first_host = state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "stud-01-host1")
+        .unwrap()["vmid"]
+        .as_u64()
+        .unwrap() as u32;
+    let router = state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "stud-01-router")
+        .unwrap()["vmid"]
+        .as_u64()
+        .unwrap() as u32;
+    let v = sim
+        .reachability(first_host, &router.to_string(), "icmp", None)
+        .unwrap();
+    assert!(v.allowed, "the host still reaches its router: {}", v.reason);
 }
 
 #[tokio::test]

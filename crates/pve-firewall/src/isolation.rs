@@ -180,7 +180,7 @@ impl Students {
 }
 
 /// Settings of [`Isolation::isolate`] / [`Isolation::unisolate`] / [`Isolation::verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct IsolationOptions {
     /// Names everything the lab creates and marks it (`labctl:<lab>`).
     pub lab: LabName,
@@ -201,6 +201,20 @@ pub struct IsolationOptions {
     pub enable_cluster: bool,
     /// Guests processed at the same time. Default 4.
     pub concurrency: usize,
+    /// Bridges that are a student's own segment (a lab's vnet, no other student on it):
+    /// NICs there are not fenced, their firewall flag is left as it is. `None`: every NIC
+    /// is fenced.
+    pub inner_bridge: Option<fn(&LabName, &str) -> bool>,
+}
+
+impl IsolationOptions {
+    /// Whether `nic` is on one of the lab's inner bridges ([`IsolationOptions::inner_bridge`]).
+    fn is_inner(&self, nic: &pve_vm::NetDevice) -> bool {
+        match (self.inner_bridge, nic.bridge()) {
+            (Some(inner), Some(bridge)) => inner(&self.lab, bridge),
+            _ => false,
+        }
+    }
 }
 
 impl IsolationOptions {
@@ -216,6 +230,7 @@ impl IsolationOptions {
             student_addresses: Vec::new(),
             enable_cluster: true,
             concurrency: 4,
+            inner_bridge: None,
         }
     }
 }
@@ -1692,7 +1707,7 @@ impl Isolation {
             notes.push(format!("guest {vmid} has no network devices"));
         }
         for (i, nic) in &nics {
-            if !nic.firewall() {
+            if !nic.firewall() && !options.is_inner(nic) {
                 record.note(&nic_key(*i), nic.get("firewall").map(str::to_owned));
             }
         }
@@ -1731,14 +1746,17 @@ impl Isolation {
             })?;
         }
 
-        if nics.iter().any(|(_, n)| !n.firewall()) {
+        if nics
+            .iter()
+            .any(|(_, n)| !n.firewall() && !options.is_inner(n))
+        {
             let mut local = Vec::new();
             guest
                 .modify_config(|cfg| {
                     local.clear();
                     let mut update = ConfigUpdate::new();
                     for (i, mut nic) in cfg.nics() {
-                        if !nic.firewall() {
+                        if !nic.firewall() && !options.is_inner(&nic) {
                             let from = nic.get("firewall").map(str::to_owned);
                             nic.set_firewall(true);
                             update = update.set(&nic_key(i), nic.to_string());
@@ -2112,7 +2130,7 @@ impl Isolation {
         }
         let mut update = ConfigUpdate::new();
         for (i, nic) in &baseline.nics {
-            if !nic.firewall() {
+            if !nic.firewall() && !options.is_inner(nic) {
                 record.note(&nic_key(*i), nic.get("firewall").map(str::to_owned));
                 let mut fenced = nic.clone().without_mac();
                 fenced.set_firewall(true);

@@ -86,6 +86,9 @@ struct Inner {
     /// Template flag of each guest as last read (destroy refuses templates without a read
     /// when the engine has just re-read the guest).
     is_template: Mutex<HashMap<u32, bool>>,
+    /// The directory where the token of an SDN lock this process holds is written down
+    /// ([`ProxmoxLab::set_sdn_journal`]).
+    sdn_journal: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// What clones of a template need, read once.
@@ -123,6 +126,7 @@ impl ProxmoxLab {
                 writes: Mutex::new(HashMap::new()),
                 write_limit: DEFAULT_WRITES_PER_NODE,
                 templates: Mutex::new(HashMap::new()),
+                sdn_journal: Mutex::new(None),
                 baselines: tokio::sync::Mutex::new(HashMap::new()),
                 cloned_from: Mutex::new(HashMap::new()),
                 pools: Mutex::new(HashMap::new()),
@@ -143,6 +147,7 @@ impl ProxmoxLab {
             cloned_from: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
             is_template: Mutex::new(HashMap::new()),
+            sdn_journal: Mutex::new(lock(&self.inner.sdn_journal).clone()),
         };
         Self {
             inner: Arc::new(inner),

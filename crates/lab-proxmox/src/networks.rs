@@ -20,7 +20,7 @@ use pve_sdn::{
     VnetId, ZoneId, ZoneType,
 };
 
-use crate::{api_err, vm_err, ProxmoxLab, BACKEND};
+use crate::{api_err, lock, vm_err, ProxmoxLab, BACKEND};
 
 /// First and last host of the DHCP range of a student's /24 (simple zones).
 const DHCP_FIRST: u32 = 10;
@@ -187,15 +187,49 @@ impl ProxmoxLab {
 
     /// Runs `changes` under the SDN lock and applies them once; releases the lock when
     /// anything fails.
-    async fn locked<F, Fut>(&self, what: &str, changes: F) -> Result<()>
+    async fn locked<F, Fut>(&self, lab: &LabName, what: &str, changes: F) -> Result<()>
     where
         F: FnOnce(Sdn, LockToken) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
         let sdn = self.sdn();
+        let journal = lock(&self.inner.sdn_journal)
+            .as_ref()
+            .map(|dir| dir.join(format!("{lab}.sdn-lock")));
+        if let Some(path) = &journal {
+            // A run of this lab killed while it held the lock left its token here: that
+            // lock is this lab's own, release it (an already released one fails harmlessly).
+            if let Some(stale) = read_token(path) {
+                tracing::info!(journal = %path.display(), "releasing the SDN lock a killed run left");
+                if let Err(e) = sdn.unlock(&stale).await {
+                    tracing::debug!(error = %e, "the left lock was already released");
+                }
+                let _ = std::fs::remove_file(path);
+            }
+        }
         // Changes of the lab's own may be pending from an interrupted run: they are
         // applied with this batch (foreign ones were refused before).
-        let token = sdn.lock(true).await.map_err(|e| sdn_err(e, what))?;
+        let token = sdn.lock(true).await.map_err(|e| {
+            let e = sdn_err(e, what);
+            match e {
+                Error::Busy { what, message } if message.contains("lock") => Error::Busy {
+                    what,
+                    message: format!(
+                        "{message} (the cluster's SDN configuration is locked by another edit, \
+                         or by a run killed before it applied; if nobody is editing the SDN, \
+                         release it on a node with `pvesh delete /cluster/sdn/lock --force 1`)"
+                    ),
+                },
+                other => other,
+            }
+        })?;
+        if let Some(path) = &journal {
+            if let Err(e) = write_token(path, &token) {
+                // Without the journal a kill now would leave the lock to a person: say so,
+                // but do not refuse to work.
+                tracing::warn!(journal = %path.display(), error = %e, "cannot write down the SDN lock token");
+            }
+        }
         let outcome = match changes(sdn.clone(), token.clone()).await {
             Ok(()) => sdn
                 .apply(&token, self.vms.timing().task_timeout)
@@ -209,10 +243,48 @@ impl ProxmoxLab {
             // harmlessly.
             if let Err(e) = sdn.unlock(&token).await {
                 tracing::warn!(error = %e, "could not release the SDN lock");
+                return outcome;
             }
+        }
+        if let Some(path) = &journal {
+            let _ = std::fs::remove_file(path);
         }
         outcome
     }
+
+    /// Writes down the token of every SDN lock this backend takes for a lab in
+    /// `<dir>/<lab>.sdn-lock` (owner-only) until the change is applied or the lock
+    /// released, so that the next run after a kill releases the lock its killed
+    /// predecessor held instead of waiting for a person. `dir` must be this cluster's
+    /// alone (the token belongs to it): another lab's live lock is never touched. Without
+    /// it (the default), a kill while the lock is held leaves the lock held.
+    pub fn set_sdn_journal(&self, dir: std::path::PathBuf) {
+        *lock(&self.inner.sdn_journal) = Some(dir);
+    }
+}
+
+/// The token written down in `path`, if any.
+fn read_token(path: &std::path::Path) -> Option<LockToken> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| LockToken::new(token))
+}
+
+/// Writes `token` to `path`, readable by its owner only (it unlocks the cluster's SDN).
+fn write_token(path: &std::path::Path, token: &LockToken) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(token.as_str().as_bytes())?;
+    f.sync_all()
 }
 
 fn vnet_id(id: &str) -> Result<VnetId> {
@@ -368,7 +440,7 @@ impl Networks for ProxmoxLab {
         seen.refuse_foreign_pending(lab, &own)?;
         let what = format!("networks of lab {lab}");
         let (z, v, s) = (new_zone.clone(), vnets.clone(), subnets.clone());
-        self.locked(&what, |sdn, token| async move {
+        self.locked(lab, &what, |sdn, token| async move {
             if let Some(z) = &z {
                 sdn.create_zone(z, Some(&token))
                     .await
@@ -470,7 +542,7 @@ impl Networks for ProxmoxLab {
         let zone_id = zone.then(|| zone_id(&own)).transpose()?;
         let what = format!("networks of lab {lab}");
         let (v, z) = (vnets.clone(), zone_id.clone());
-        self.locked(&what, |sdn, token| async move {
+        self.locked(lab, &what, |sdn, token| async move {
             for (vnet, id) in &subnets {
                 sdn.delete_subnet(vnet, id, Some(&token))
                     .await

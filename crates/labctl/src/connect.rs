@@ -397,7 +397,13 @@ impl Connection {
     /// The lab backend over [`Connection::client`].
     pub fn backend(&self) -> anyhow::Result<ProxmoxLab> {
         let timing = timing()?;
-        Ok(ProxmoxLab::with_timing(self.client()?, timing))
+        let client = self.client()?;
+        let key = crate::lab::lock_key(client.base_url().as_str());
+        let hv = ProxmoxLab::with_timing(client, timing);
+        if let Some(dir) = sdn_journal_dir() {
+            hv.set_sdn_journal(dir.join(key));
+        }
+        Ok(hv)
     }
 
     /// The guest API over [`Connection::client`], with waits matched to
@@ -482,4 +488,19 @@ mod shown_tests {
         assert_eq!(shown("[2001:db8::5]:8443"), "https://[2001:db8::5]:8443");
         assert_eq!(shown("a@pve1"), "(a host with user info, not shown)");
     }
+}
+
+/// Where labctl writes down the token of an SDN lock it holds, per cluster
+/// (`$XDG_STATE_HOME/labctl/sdn-locks`, else `~/.local/state/labctl/sdn-locks`): state
+/// that must outlive a reboot of this machine, since the cluster keeps the lock.
+fn sdn_journal_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| std::path::PathBuf::from(h).join(".local").join("state"))
+        })?;
+    Some(base.join("labctl").join("sdn-locks"))
 }

@@ -871,7 +871,7 @@ pub(crate) fn try_lock_file(
 }
 
 /// A file-name-safe key for a cluster address (`https://pve1:8006` → `https-pve1-8006`).
-fn lock_key(host: &str) -> String {
+pub(crate) fn lock_key(host: &str) -> String {
     let mut out: String = host
         .trim_end_matches('/')
         .chars()

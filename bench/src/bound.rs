@@ -46,6 +46,8 @@ pub const DHCP: f64 = 3.0;
 pub const STOP: f64 = 1.0;
 /// `crates/pve-sim/src/lifecycle.rs` `durations::DESTROY`: a destroy task (s).
 pub const DESTROY: f64 = 1.0;
+/// `crates/pve-sim/src/sdn/api.rs` `RELOAD`: the `reloadnetworkall` task of an SDN apply (s).
+pub const SDN_APPLY: f64 = 2.0;
 /// `crates/pve-sim/src/state.rs` `DAEMON_WORKERS`: pvedaemon workers per node.
 pub const DAEMON_WORKERS: u32 = 3;
 
@@ -77,6 +79,20 @@ impl Bound {
             up_s: scale * (CONFIG_DELAY + waves * LINKED_CLONE + tail),
             issue9_up_s: scale * (waves * LINKED_CLONE + tail),
             down_s: scale * (STOP + DESTROY),
+        }
+    }
+}
+
+impl Bound {
+    /// The bounds for a topology lab of `guests` machines on one node (issue 20): `up`
+    /// as for that many linked clones (the networks' one SDN apply runs while the first
+    /// clone waves do and is shorter than them), `down` adds the apply that removes the
+    /// networks after the guests are gone.
+    pub fn topology(guests: u32, scale: f64) -> Bound {
+        let b = Bound::placed(guests, 1, scale);
+        Bound {
+            down_s: b.down_s + scale * SDN_APPLY,
+            ..b
         }
     }
 }
@@ -121,6 +137,13 @@ mod tests {
         let b = Bound::placed(50, 3, 1.0);
         assert!(close(b.up_s, 1.0 + 6.0 * 2.0 + 25.0), "{b:?}");
         assert_eq!(Bound::placed(50, 1, 1.0), Bound::of(50, 1.0));
+    }
+
+    #[test]
+    fn a_topology_of_thirty_guests_is_ten_waves_and_its_down_one_apply_more() {
+        let b = Bound::topology(30, 1.0);
+        assert!(close(b.up_s, 1.0 + 10.0 * 2.0 + 25.0), "{b:?}");
+        assert!(close(b.down_s, 1.0 + 1.0 + 2.0), "{b:?}");
     }
 
     #[test]

@@ -70,12 +70,20 @@ pub struct Scenario {
     /// Nodes holding a copy of the template (1: only the template's own node; more: the
     /// template is first replicated, untimed, and `up` spreads over the copies).
     pub replicas: u32,
+    /// A topology lab (issue 20): per student a router (uplink + lan) and two hosts on the
+    /// student's own lan, one SDN vnet per student, as `examples/topology.toml`.
+    pub topology: bool,
 }
+
+/// Machines per student of a topology scenario.
+const TOPOLOGY_MACHINES: u32 = 3;
 
 impl Scenario {
     /// `exam-50` or `exam-500-zero`.
     pub fn label(&self) -> String {
-        if self.zero_latency {
+        if self.topology {
+            format!("exam-topology-{}", self.students)
+        } else if self.zero_latency {
             format!("exam-{}-zero", self.students)
         } else if self.replicas > 1 {
             format!("exam-{}-replicas{}", self.students, self.replicas)
@@ -84,8 +92,19 @@ impl Scenario {
         }
     }
 
+    /// Guests of the lab: students × machines.
+    pub fn guests(&self) -> u32 {
+        if self.topology {
+            self.students * TOPOLOGY_MACHINES
+        } else {
+            self.students
+        }
+    }
+
     fn lab(&self) -> String {
-        let prefix = if self.zero_latency {
+        let prefix = if self.topology {
+            "topo"
+        } else if self.zero_latency {
             "zero"
         } else if self.replicas > 1 {
             "spread"
@@ -119,6 +138,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             students,
             zero_latency: false,
             replicas: 1,
+            topology: false,
         })
         .chain([
             // Issue 21: a replica of the template on each of the 3 nodes.
@@ -126,11 +146,20 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
                 students: 50,
                 zero_latency: false,
                 replicas: 3,
+                topology: false,
+            },
+            // Issue 20: 10 students × (router + 2 hosts) = 30 guests, 10 networks.
+            Scenario {
+                students: 10,
+                zero_latency: false,
+                replicas: 1,
+                topology: true,
             },
             Scenario {
                 students: zero,
                 zero_latency: true,
                 replicas: 1,
+                topology: false,
             },
         ])
         .collect()
@@ -376,13 +405,41 @@ fn spec(sc: &Scenario, timeouts: Timeouts) -> Result<LabSpec> {
     let mut spec = LabSpec::new(name, VmId::new(TEMPLATE)?, sc.students)?;
     spec.teachers = vec![IpAddr::V4(TEACHER)];
     spec.timeouts = timeouts;
+    if sc.topology {
+        use lab_core::{MachineSpec, NetworkPlan, NicSpec, Topology};
+        let machine = |role: &str, nics: Vec<NicSpec>| -> Result<MachineSpec> {
+            Ok(MachineSpec {
+                role: role.to_owned(),
+                template: VmId::new(TEMPLATE)?,
+                nics,
+                after: None,
+            })
+        };
+        let lan = || NicSpec::Network("lan".to_owned());
+        spec.topology = Some(Topology {
+            machines: vec![
+                machine("router", vec![NicSpec::Uplink, lan()])?,
+                machine("host1", vec![lan()])?,
+                machine("host2", vec![lan()])?,
+            ],
+            networks: vec!["lan".to_owned()],
+            plan: NetworkPlan {
+                subnets: Some((Ipv4Addr::new(10, 100, 0, 0), 16)),
+                ..NetworkPlan::default()
+            },
+        });
+    }
     spec.validate()?;
     Ok(spec)
 }
 
 fn scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, budget: &Budget) -> Result<ExamResult> {
     let scale = sc.sim_scale();
-    let bound = Bound::placed(sc.students, sc.replicas, scale);
+    let bound = if sc.topology {
+        Bound::topology(sc.guests(), scale)
+    } else {
+        Bound::placed(sc.students, sc.replicas, scale)
+    };
     let up_budget = if sc.zero_latency {
         Duration::from_secs_f64(budget.max_s)
     } else {
@@ -433,7 +490,7 @@ fn scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, budget: &Budget) -> Res
         };
         (outcome, t.elapsed())
     })?;
-    let up = phase(&sim, sc.students, outcome, wall, cpu, timeline.summary());
+    let up = phase(&sim, sc.guests(), outcome, wall, cpu, timeline.summary());
     let state = sim.state();
     let ready_after_up = lab_guests(&state, &lab)
         .filter(|g| g["status"] == "running" && g["ipv4"].is_string())
@@ -460,7 +517,7 @@ fn scenario(rt: &tokio::runtime::Runtime, sc: &Scenario, budget: &Budget) -> Res
         };
         (outcome, t.elapsed())
     })?;
-    let down = phase(&sim, sc.students, outcome, wall, cpu, timeline.summary());
+    let down = phase(&sim, sc.guests(), outcome, wall, cpu, timeline.summary());
     let state = sim.state();
     let left_after_down = lab_guests(&state, &lab).count();
     let peak_rss_kib = memory().filter(|_| peak_resets).map(|m| m.hwm_kib);
@@ -586,7 +643,13 @@ mod tests {
         let labels = |q| scenarios(q).iter().map(Scenario::label).collect::<Vec<_>>();
         assert_eq!(
             labels(true),
-            ["exam-10", "exam-50", "exam-50-replicas3", "exam-50-zero"]
+            [
+                "exam-10",
+                "exam-50",
+                "exam-50-replicas3",
+                "exam-topology-10",
+                "exam-50-zero"
+            ]
         );
         assert_eq!(
             labels(false),
@@ -596,6 +659,7 @@ mod tests {
                 "exam-200",
                 "exam-500",
                 "exam-50-replicas3",
+                "exam-topology-10",
                 "exam-500-zero"
             ]
         );

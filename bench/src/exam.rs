@@ -710,6 +710,7 @@ mod tests {
             students: 50,
             zero_latency: false,
             replicas: 1,
+            topology: false,
         };
         let s = spec(&sc, Timeouts::default().scaled(TIME_SCALE)).unwrap();
         assert_eq!(s.name.to_string(), "exam50");
@@ -721,11 +722,29 @@ mod tests {
     }
 
     #[test]
+    fn the_topology_scenario_is_the_example_topology() {
+        let sc = Scenario {
+            students: 10,
+            zero_latency: false,
+            replicas: 1,
+            topology: true,
+        };
+        assert_eq!(sc.guests(), 30);
+        let s = spec(&sc, Timeouts::default().scaled(TIME_SCALE)).unwrap();
+        let t = s.topology.as_ref().unwrap();
+        let roles: Vec<&str> = t.machines.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["router", "host1", "host2"]);
+        assert_eq!(t.networks, ["lan"]);
+        assert!(t.machines[0].has_uplink() && !t.machines[1].has_uplink());
+    }
+
+    #[test]
     fn zero_latency_keeps_timeouts() {
         let zero = Scenario {
             students: 5,
             zero_latency: true,
             replicas: 1,
+            topology: false,
         };
         let (timing, timeouts) = client_waits(&zero);
         let normal = Timing::default().scaled(TIME_SCALE);

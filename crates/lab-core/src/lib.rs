@@ -122,9 +122,9 @@ pub use reset::{
 // Placement across a cluster (issue 21).
 pub use hypervisor::{CloneSource, NodeCapacity, Placement, PlacementView};
 pub use network::{
-    lab_zone_id, network_alias, parse_network_alias, vnet_id, MachineSpec, NetworkInfo,
-    NetworkPlan, Networks, NetworksRemoved, NicPlug, NicSpec, StudentNetwork, Topology, ZoneKind,
-    MAX_MACHINES, MAX_NETWORKS, MAX_NICS, UPLINK,
+    lab_zone_id, network_alias, parse_network_alias, parse_vnet_id, vnet_id, MachineSpec,
+    NetworkInfo, NetworkPlan, Networks, NetworksRemoved, NicPlug, NicSpec, StudentNetwork,
+    Topology, ZoneKind, MAX_MACHINES, MAX_NETWORKS, MAX_NICS, UPLINK,
 };
 pub use placement::{
     mib, place, place_plan, replica_tag, NodePlan, PlacementPlan, PlacementPolicy,

@@ -331,12 +331,21 @@ impl Topology {
 }
 
 /// The vnet id of student `number`'s network `index` in `lab`: PVE allows at most 8
-/// characters (letters and digits, starting with a letter), so the name is `v`, three
-/// characters derived from the lab's name, the network's index (`0`..) and the student's
-/// number in three digits: `vk3x0012`. Who it belongs to is written in the vnet's
-/// `alias` ([`network_alias`]), which is what ownership is checked against.
+/// characters (letters and digits, starting with a letter), so the name is `v`, four
+/// characters of a hash of the lab's name (1.7 million values: two labs on one cluster
+/// practically never meet), the network's index (`0`..) and the student's number in two
+/// base-36 digits (`01`..`dw` for 500): `vk3xa012`. Who it belongs to is written in the
+/// vnet's `alias` ([`network_alias`]), which is what ownership is checked against.
 pub fn vnet_id(lab: &LabName, number: u32, index: usize) -> String {
-    format!("v{}{index}{number:03}", lab_hash(lab))
+    format!("v{}{index}{}", lab_hash(lab), base36(u64::from(number), 2))
+}
+
+/// Reads a vnet id back: `(network index, student number)` when `id` is one of `lab`'s
+/// ([`vnet_id`]).
+pub fn parse_vnet_id(lab: &LabName, id: &str) -> Option<(usize, u32)> {
+    let index = id.get(5..6)?.parse::<usize>().ok()?;
+    let number = u32::from_str_radix(id.get(6..)?, 36).ok()?;
+    (vnet_id(lab, number, index) == id).then_some((index, number))
 }
 
 /// The zone id a lab creates for itself when the lab file names none: `z` and seven
@@ -364,7 +373,7 @@ pub fn parse_network_alias<'a>(lab: &LabName, alias: &'a str) -> Option<(&'a str
 }
 
 fn lab_hash(lab: &LabName) -> String {
-    base36(fnv(lab.as_str().as_bytes()), 3)
+    base36(fnv(lab.as_str().as_bytes()), 4)
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -520,6 +529,13 @@ mod tests {
         assert_ne!(a, vnet_id(&lab("exam1"), 2, 0));
         assert_ne!(a, vnet_id(&lab("exam1"), 1, 1));
         assert_eq!(vnet_id(&lab("exam1"), 500, 3).len(), 8);
+        assert_eq!(parse_vnet_id(&lab("exam1"), &a), Some((0, 1)));
+        let last = vnet_id(&lab("exam1"), 500, 3);
+        assert_eq!(parse_vnet_id(&lab("exam1"), &last), Some((3, 500)));
+        assert_eq!(parse_vnet_id(&lab("exam2"), &last), None);
+        assert_eq!(parse_vnet_id(&lab("exam1"), "vmbr0"), None);
+        // The two names the 3-character hash gave one id (a teacher found them).
+        assert_ne!(vnet_id(&lab("c44"), 1, 0), vnet_id(&lab("c848"), 1, 0));
         let z = lab_zone_id(&lab("exam1"));
         assert_eq!(z.len(), 8);
         assert!(z.starts_with('z'));

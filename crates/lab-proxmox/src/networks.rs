@@ -572,14 +572,7 @@ impl Networks for ProxmoxLab {
 /// Whether `bridge` is one of `lab`'s vnets by its name ([`lab_core::vnet_id`]: `v`, the
 /// lab's three characters, the network's index and the student's number in three digits).
 pub(crate) fn is_lab_vnet(lab: &LabName, bridge: &str) -> bool {
-    // Read the index and the number back and compare with the id they make: the one test.
-    let (Some(index), Some(number)) = (bridge.get(4..5), bridge.get(5..)) else {
-        return false;
-    };
-    match (index.parse::<usize>(), number.parse::<u32>()) {
-        (Ok(i), Ok(n)) => lab_core::vnet_id(lab, n, i) == bridge,
-        _ => false,
-    }
+    lab_core::parse_vnet_id(lab, bridge).is_some()
 }
 
 /// The config changes that plug a new guest's NICs as `plugs` say, added to `update`
@@ -672,7 +665,10 @@ mod tests {
         assert!(!is_lab_vnet(&l, "vmbr0"));
         assert!(!is_lab_vnet(&l, ""));
         let id = lab_core::vnet_id(&l, 7, 1);
-        assert!(!is_lab_vnet(&l, &format!("{}x", &id[..7])));
+        // Another student's number is the lab's too; a spelling vnet_id never makes is not.
+        assert!(is_lab_vnet(&l, &format!("{}x", &id[..7])));
+        assert!(!is_lab_vnet(&l, &format!("{}X", &id[..7])));
+        assert!(!is_lab_vnet(&l, &format!("{}-", &id[..7])));
         assert!(!is_lab_vnet(&l, &format!("{id}0")));
         assert!(!is_lab_vnet(&l, &id[..4]));
         assert!(!is_lab_vnet(&l, "vé"));

@@ -476,20 +476,6 @@ pub(crate) fn password_from_env_or_prompt(
     Ok(p)
 }
 
-#[cfg(test)]
-mod shown_tests {
-    use super::shown;
-
-    #[test]
-    fn a_shown_host_always_writes_its_port() {
-        assert_eq!(shown("pve1"), "https://pve1:8006");
-        assert_eq!(shown("pve1:443"), "https://pve1:443");
-        assert_eq!(shown("http://pve1:80/api2/json"), "http://pve1:80");
-        assert_eq!(shown("[2001:db8::5]:8443"), "https://[2001:db8::5]:8443");
-        assert_eq!(shown("a@pve1"), "(a host with user info, not shown)");
-    }
-}
-
 /// Where labctl writes down the token of an SDN lock it holds, per cluster
 /// (`$XDG_STATE_HOME/labctl/sdn-locks`, else `~/.local/state/labctl/sdn-locks`): state
 /// that must outlive a reboot of this machine, since the cluster keeps the lock.
@@ -503,4 +489,18 @@ fn sdn_journal_dir() -> Option<std::path::PathBuf> {
                 .map(|h| std::path::PathBuf::from(h).join(".local").join("state"))
         })?;
     Some(base.join("labctl").join("sdn-locks"))
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::shown;
+
+    #[test]
+    fn a_shown_host_always_writes_its_port() {
+        assert_eq!(shown("pve1"), "https://pve1:8006");
+        assert_eq!(shown("pve1:443"), "https://pve1:443");
+        assert_eq!(shown("http://pve1:80/api2/json"), "http://pve1:80");
+        assert_eq!(shown("[2001:db8::5]:8443"), "https://[2001:db8::5]:8443");
+        assert_eq!(shown("a@pve1"), "(a host with user info, not shown)");
+    }
 }

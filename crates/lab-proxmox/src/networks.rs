@@ -208,8 +208,30 @@ impl ProxmoxLab {
             }
         }
         // Changes of the lab's own may be pending from an interrupted run: they are
-        // applied with this batch (foreign ones were refused before).
-        let token = sdn.lock(true).await.map_err(|e| {
+        // applied with this batch (foreign ones are refused under the lock). A lock held
+        // by someone else (another lab's batch, an admin's edit) is waited for, backing
+        // off as for a guest's lock, within its budget.
+        let backoff = self.vms.timing().lock_retry;
+        let started = tokio::time::Instant::now();
+        let mut retry = 0;
+        let taken = loop {
+            match sdn.lock(true).await {
+                Err(e)
+                    if e.is_locked()
+                        && retry < backoff.max_retries
+                        && started.elapsed() < backoff.budget =>
+                {
+                    retry += 1;
+                    let pause = backoff.delay_with_jitter(retry, jitter());
+                    tracing::info!(
+                        "the SDN configuration is locked by another edit; waiting {pause:?} ({what})"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                other => break other,
+            }
+        };
+        let token = taken.map_err(|e| {
             let e = sdn_err(e, what);
             match e {
                 Error::Busy { what, message } if message.contains("lock") => Error::Busy {
@@ -308,6 +330,214 @@ fn new_subnet(subnet: (std::net::Ipv4Addr, u8), dhcp: bool) -> Result<NewSubnet>
     Ok(s)
 }
 
+/// What one ensure changes: the lab's own zone if missing, the missing vnets and subnets.
+struct Batch {
+    zone: ZoneId,
+    new_zone: Option<NewZone>,
+    vnets: Vec<NewVnet>,
+    subnets: Vec<(VnetId, NewSubnet)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.new_zone.is_none() && self.vnets.is_empty() && self.subnets.is_empty()
+    }
+
+    /// Sends the batch's changes under the lock's `token` (pending until applied).
+    async fn send(&self, sdn: &Sdn, token: &LockToken) -> Result<()> {
+        if let Some(z) = &self.new_zone {
+            sdn.create_zone(z, Some(token))
+                .await
+                .map_err(|e| sdn_err(e, &format!("SDN zone {}", z.zone)))?;
+        }
+        for v in &self.vnets {
+            sdn.create_vnet(v, Some(token))
+                .await
+                .map_err(|e| sdn_err(e, &format!("vnet {}", v.vnet)))?;
+        }
+        for (id, s) in &self.subnets {
+            sdn.create_subnet(id, s, Some(token))
+                .await
+                .map_err(|e| sdn_err(e, &format!("subnet {} of vnet {id}", s.cidr)))?;
+        }
+        Ok(())
+    }
+}
+
+/// A jitter sample in `[0, 1)` from the clock (the pause only needs to differ between
+/// runs waiting on the same lock).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// Decides what `wanted` needs beyond what `seen` shows.
+fn batch(
+    lab: &LabName,
+    plan: &NetworkPlan,
+    wanted: &[StudentNetwork],
+    seen: &Seen,
+) -> Result<Batch> {
+    let own = lab_zone_id(lab);
+    let zone = zone_id(plan.zone.as_deref().unwrap_or(&own))?;
+    // The zone: the named one must exist; the lab's own is made with the batch.
+    let wants_subnets = wanted.iter().any(|w| w.subnet.is_some());
+    let (new_zone, vlan, dhcp) = match seen.zone(zone.as_str()) {
+        Some(z) => (
+            None,
+            z.kind == ZoneType::Vlan,
+            z.kind == ZoneType::Simple && z.dhcp.as_deref() == Some("dnsmasq"),
+        ),
+        None if plan.zone.is_some() => {
+            return Err(Error::NotFound {
+                what: format!("SDN zone {zone}"),
+            })
+        }
+        None => {
+            let z = match plan.kind {
+                ZoneKind::Simple => {
+                    let mut z = NewZone::simple(zone.clone());
+                    if wants_subnets {
+                        z.dhcp = true;
+                        z.ipam = Some("pve".to_owned());
+                    }
+                    z
+                }
+                ZoneKind::Vlan => NewZone::vlan(zone.clone(), plan.bridge.clone()),
+            };
+            let dhcp = z.dhcp;
+            (Some(z), plan.kind == ZoneKind::Vlan, dhcp)
+        }
+    };
+
+    // The vnets: kept when the alias is the lab's, refused when it is another's.
+    // Tags taken on the zone's bridge: by its own vnets and by those of every other
+    // vlan zone on the same bridge (the same tag there would join the segments).
+    let bridge = seen
+        .zone(zone.as_str())
+        .and_then(|z| z.bridge.clone())
+        .unwrap_or_else(|| plan.bridge.clone());
+    let same_wire: BTreeSet<&str> = seen
+        .zones
+        .iter()
+        .filter(|z| {
+            live(&z.state)
+                && z.kind == ZoneType::Vlan
+                && z.bridge.as_deref() == Some(bridge.as_str())
+        })
+        .map(|z| z.zone.as_str())
+        .chain([zone.as_str()])
+        .collect();
+    let mut used: BTreeSet<u32> = seen
+        .vnets
+        .iter()
+        .filter(|v| live(&v.state) && v.zone.as_deref().is_some_and(|z| same_wire.contains(z)))
+        .filter_map(|v| v.tag)
+        .collect();
+    let mut vnets = Vec::new();
+    let mut subnets = Vec::new();
+    for w in wanted {
+        let id = vnet_id(&w.id)?;
+        let alias = network_alias(lab, &w.student, &w.network);
+        match seen.vnet(id.as_str()) {
+            Some(v) if v.alias.as_deref() == Some(alias.as_str()) => {
+                let has = |c: &Cidr| {
+                    seen.subnets
+                        .get(id.as_str())
+                        .is_some_and(|s| s.iter().any(|s| live(&s.state) && s.cidr == *c))
+                };
+                if let Some(s) = w.subnet {
+                    let s = new_subnet(s, dhcp)?;
+                    if !has(&s.cidr) {
+                        subnets.push((id, s));
+                    }
+                }
+            }
+            Some(v) => {
+                return Err(Error::invalid(
+                    "network",
+                    w.id.clone(),
+                    format!(
+                        "vnet {} exists with alias {:?}, not lab {lab}'s; it is left \
+                         alone: choose another lab name",
+                        w.id,
+                        v.alias.as_deref().unwrap_or("")
+                    ),
+                ))
+            }
+            None => {
+                let mut v = NewVnet::new(id.clone(), zone.clone());
+                v.alias = Some(alias);
+                if vlan {
+                    let (lo, hi) = plan.tags;
+                    let tag = (u32::from(lo)..=u32::from(hi))
+                        .find(|t| !used.contains(t))
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                "vlan tags",
+                                format!("{lo}-{hi}"),
+                                format!(
+                                    "every tag is used in zone {zone}; widen the range for \
+                                     vnet {id}"
+                                ),
+                            )
+                        })?;
+                    used.insert(tag);
+                    v.tag = Some(tag);
+                }
+                vnets.push(v);
+                if let Some(s) = w.subnet {
+                    subnets.push((id, new_subnet(s, dhcp)?));
+                }
+            }
+        }
+    }
+
+    Ok(Batch {
+        zone,
+        new_zone,
+        vnets,
+        subnets,
+    })
+}
+
+/// The lab's networks once `vnets` and `subnets` are applied, from `seen` (no listing).
+fn applied_info(
+    lab: &LabName,
+    mut seen: Seen,
+    zone: &ZoneId,
+    vnets: Vec<NewVnet>,
+    subnets: Vec<(VnetId, NewSubnet)>,
+) -> Vec<NetworkInfo> {
+    for v in vnets {
+        seen.vnets.push(Vnet {
+            vnet: v.vnet,
+            zone: Some(v.zone.to_string()),
+            alias: v.alias,
+            tag: v.tag,
+            isolate_ports: false,
+            vlanaware: false,
+            state: None,
+        });
+    }
+    for (id, s) in subnets {
+        seen.subnets
+            .entry(id.to_string())
+            .or_default()
+            .push(Subnet {
+                id: s.cidr.subnet_id(zone),
+                cidr: s.cidr,
+                gateway: None,
+                snat: false,
+                dhcp_range: s.dhcp_range,
+                state: None,
+            });
+    }
+    seen.info(lab)
+}
+
 #[async_trait]
 impl Networks for ProxmoxLab {
     async fn ensure_networks(
@@ -317,149 +547,36 @@ impl Networks for ProxmoxLab {
         wanted: Vec<StudentNetwork>,
     ) -> Result<Vec<NetworkInfo>> {
         let own = lab_zone_id(lab);
-        let zone = zone_id(plan.zone.as_deref().unwrap_or(&own))?;
-        let mut seen = self.seen(lab, true).await?;
-
-        // The zone: the named one must exist; the lab's own is made with the batch.
-        let wants_subnets = wanted.iter().any(|w| w.subnet.is_some());
-        let (new_zone, vlan, dhcp) = match seen.zone(zone.as_str()) {
-            Some(z) => (
-                None,
-                z.kind == ZoneType::Vlan,
-                z.kind == ZoneType::Simple && z.dhcp.as_deref() == Some("dnsmasq"),
-            ),
-            None if plan.zone.is_some() => {
-                return Err(Error::NotFound {
-                    what: format!("SDN zone {zone}"),
-                })
-            }
-            None => {
-                let z = match plan.kind {
-                    ZoneKind::Simple => {
-                        let mut z = NewZone::simple(zone.clone());
-                        if wants_subnets {
-                            z.dhcp = true;
-                            z.ipam = Some("pve".to_owned());
-                        }
-                        z
-                    }
-                    ZoneKind::Vlan => NewZone::vlan(zone.clone(), plan.bridge.clone()),
-                };
-                let dhcp = z.dhcp;
-                (Some(z), plan.kind == ZoneKind::Vlan, dhcp)
-            }
-        };
-
-        // The vnets: kept when the alias is the lab's, refused when it is another's.
-        // Tags taken on the zone's bridge: by its own vnets and by those of every other
-        // vlan zone on the same bridge (the same tag there would join the segments).
-        let bridge = seen
-            .zone(zone.as_str())
-            .and_then(|z| z.bridge.clone())
-            .unwrap_or_else(|| plan.bridge.clone());
-        let same_wire: BTreeSet<&str> = seen
-            .zones
-            .iter()
-            .filter(|z| {
-                live(&z.state)
-                    && z.kind == ZoneType::Vlan
-                    && z.bridge.as_deref() == Some(bridge.as_str())
-            })
-            .map(|z| z.zone.as_str())
-            .chain([zone.as_str()])
-            .collect();
-        let mut used: BTreeSet<u32> = seen
-            .vnets
-            .iter()
-            .filter(|v| live(&v.state) && v.zone.as_deref().is_some_and(|z| same_wire.contains(z)))
-            .filter_map(|v| v.tag)
-            .collect();
-        let mut vnets = Vec::new();
-        let mut subnets = Vec::new();
-        for w in &wanted {
-            let id = vnet_id(&w.id)?;
-            let alias = network_alias(lab, &w.student, &w.network);
-            match seen.vnet(id.as_str()) {
-                Some(v) if v.alias.as_deref() == Some(alias.as_str()) => {
-                    let has = |c: &Cidr| {
-                        seen.subnets
-                            .get(id.as_str())
-                            .is_some_and(|s| s.iter().any(|s| live(&s.state) && s.cidr == *c))
-                    };
-                    if let Some(s) = w.subnet {
-                        let s = new_subnet(s, dhcp)?;
-                        if !has(&s.cidr) {
-                            subnets.push((id, s));
-                        }
-                    }
-                }
-                Some(v) => {
-                    return Err(Error::invalid(
-                        "network",
-                        w.id.clone(),
-                        format!(
-                            "vnet {} exists with alias {:?}, not lab {lab}'s; it is left \
-                             alone: choose another lab name",
-                            w.id,
-                            v.alias.as_deref().unwrap_or("")
-                        ),
-                    ))
-                }
-                None => {
-                    let mut v = NewVnet::new(id.clone(), zone.clone());
-                    v.alias = Some(alias);
-                    if vlan {
-                        let (lo, hi) = plan.tags;
-                        let tag = (u32::from(lo)..=u32::from(hi))
-                            .find(|t| !used.contains(t))
-                            .ok_or_else(|| {
-                                Error::invalid(
-                                    "vlan tags",
-                                    format!("{lo}-{hi}"),
-                                    format!(
-                                        "every tag is used in zone {zone}; widen the range for \
-                                         vnet {id}"
-                                    ),
-                                )
-                            })?;
-                        used.insert(tag);
-                        v.tag = Some(tag);
-                    }
-                    vnets.push(v);
-                    if let Some(s) = w.subnet {
-                        subnets.push((id, new_subnet(s, dhcp)?));
-                    }
-                }
-            }
-        }
-
-        let changes = new_zone.is_some() || !vnets.is_empty() || !subnets.is_empty();
-        if !changes && !seen.own_pending(lab, &own) {
+        let seen = self.seen(lab, true).await?;
+        if batch(lab, plan, &wanted, &seen)?.is_empty() && !seen.own_pending(lab, &own) {
             return Ok(seen.info(lab));
         }
-        seen.refuse_foreign_pending(lab, &own)?;
+        // Listed and decided again under the lock: another batch (another lab's run) may
+        // have changed the SDN since, and its pending changes are not foreign leftovers
+        // while it holds the lock, only once it has let go of it.
         let what = format!("networks of lab {lab}");
-        let (z, v, s) = (new_zone.clone(), vnets.clone(), subnets.clone());
+        let done = std::sync::Mutex::new(None);
+        let (wanted, own, done_ref) = (&wanted, &own, &done);
         self.locked(lab, &what, |sdn, token| async move {
-            if let Some(z) = &z {
-                sdn.create_zone(z, Some(&token))
-                    .await
-                    .map_err(|e| sdn_err(e, &format!("SDN zone {}", z.zone)))?;
-            }
-            for v in &v {
-                sdn.create_vnet(v, Some(&token))
-                    .await
-                    .map_err(|e| sdn_err(e, &format!("vnet {}", v.vnet)))?;
-            }
-            for (id, s) in &s {
-                sdn.create_subnet(id, s, Some(&token))
-                    .await
-                    .map_err(|e| sdn_err(e, &format!("subnet {} of vnet {id}", s.cidr)))?;
-            }
+            let seen = self.seen(lab, true).await?;
+            seen.refuse_foreign_pending(lab, own)?;
+            let changes = batch(lab, plan, wanted, &seen)?;
+            changes.send(&sdn, &token).await?;
+            *lock(done_ref) = Some((seen, changes));
             Ok(())
         })
         .await?;
-
+        let (
+            mut seen,
+            Batch {
+                zone,
+                vnets,
+                subnets,
+                ..
+            },
+        ) = lock(&done).take().ok_or_else(|| Error::NotFound {
+            what: format!("the networks of lab {lab} after their apply"),
+        })?;
         // What is now applied, without listing again.
         for v in &mut seen.vnets {
             v.state = None;
@@ -470,31 +587,7 @@ impl Networks for ProxmoxLab {
                 s.state = None;
             }
         }
-        for v in vnets {
-            seen.vnets.push(Vnet {
-                vnet: v.vnet,
-                zone: Some(v.zone.to_string()),
-                alias: v.alias,
-                tag: v.tag,
-                isolate_ports: false,
-                vlanaware: false,
-                state: None,
-            });
-        }
-        for (id, s) in subnets {
-            seen.subnets
-                .entry(id.to_string())
-                .or_default()
-                .push(Subnet {
-                    id: s.cidr.subnet_id(&zone),
-                    cidr: s.cidr,
-                    gateway: None,
-                    snat: false,
-                    dhcp_range: s.dhcp_range,
-                    state: None,
-                });
-        }
-        Ok(seen.info(lab))
+        Ok(applied_info(lab, seen, &zone, vnets, subnets))
     }
 
     async fn lab_networks(&self, lab: &LabName) -> Result<Vec<NetworkInfo>> {
@@ -503,70 +596,97 @@ impl Networks for ProxmoxLab {
 
     async fn remove_networks(&self, lab: &LabName) -> Result<NetworksRemoved> {
         let own = lab_zone_id(lab);
-        let seen = self.seen(lab, true).await?;
-        let ours: Vec<&Vnet> = seen.ours(lab).filter(|v| live(&v.state)).collect();
-        let subnets: Vec<(VnetId, String)> = ours
-            .iter()
-            .flat_map(|v| {
-                seen.subnets
-                    .get(v.vnet.as_str())
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| live(&s.state))
-                    .map(|s| (v.vnet.clone(), s.id.clone()))
-            })
-            .collect();
-        let gone: BTreeSet<&str> = ours.iter().map(|v| v.vnet.as_str()).collect();
-        // The lab's own zone, when nothing else is (or stays) in it. A zone the lab file
-        // named is never removed.
-        let zone = seen.zone(&own).is_some()
-            && !seen.vnets.iter().any(|v| {
-                live(&v.state)
-                    && v.zone.as_deref() == Some(own.as_str())
-                    && !gone.contains(v.vnet.as_str())
-            });
-        // An interrupted removal left deletions of the lab's pending: applying them is
-        // part of removing.
-        let pending = seen
-            .ours(lab)
-            .any(|v| v.state == Some(PendingState::Deleted))
-            || seen
-                .zones
-                .iter()
-                .any(|z| z.zone.as_str() == own && z.state == Some(PendingState::Deleted));
-        if ours.is_empty() && !zone && !pending {
+        if removal(lab, &self.seen(lab, true).await?)?.is_none() {
             return Ok(NetworksRemoved::default());
         }
-        seen.refuse_foreign_pending(lab, &own)?;
-        let vnets: Vec<VnetId> = ours.iter().map(|v| v.vnet.clone()).collect();
-        let zone_id = zone.then(|| zone_id(&own)).transpose()?;
+        // Decided again under the lock (another batch may have run meanwhile).
         let what = format!("networks of lab {lab}");
-        let (v, z) = (vnets.clone(), zone_id.clone());
+        let done = std::sync::Mutex::new(NetworksRemoved::default());
+        let (own, done_ref) = (&own, &done);
         self.locked(lab, &what, |sdn, token| async move {
-            for (vnet, id) in &subnets {
+            let seen = self.seen(lab, true).await?;
+            let Some(r) = removal(lab, &seen)? else {
+                return Ok(());
+            };
+            seen.refuse_foreign_pending(lab, own)?;
+            for (vnet, id) in &r.subnets {
                 sdn.delete_subnet(vnet, id, Some(&token))
                     .await
                     .map_err(|e| sdn_err(e, &format!("subnet {id} of vnet {vnet}")))?;
             }
-            for vnet in &v {
+            for vnet in &r.vnets {
                 sdn.delete_vnet(vnet, Some(&token))
                     .await
                     .map_err(|e| sdn_err(e, &format!("vnet {vnet}")))?;
             }
-            if let Some(z) = &z {
+            if let Some(z) = &r.zone {
                 sdn.delete_zone(z, Some(&token))
                     .await
                     .map_err(|e| sdn_err(e, &format!("SDN zone {z}")))?;
             }
+            *lock(done_ref) = NetworksRemoved {
+                vnets: r.vnets.iter().map(ToString::to_string).collect(),
+                zone: r.zone.map(|z| z.to_string()),
+                applied: true,
+            };
             Ok(())
         })
         .await?;
-        Ok(NetworksRemoved {
-            vnets: vnets.iter().map(ToString::to_string).collect(),
-            zone: zone_id.map(|z| z.to_string()),
-            applied: true,
-        })
+        let removed = lock(&done).clone();
+        Ok(removed)
     }
+}
+
+/// What removing a lab's networks deletes.
+struct Removal {
+    subnets: Vec<(VnetId, String)>,
+    vnets: Vec<VnetId>,
+    /// The lab's own zone, when nothing else is (or stays) in it.
+    zone: Option<ZoneId>,
+}
+
+/// What removing `lab`'s networks needs, from `seen`; `None` when nothing (nothing of the
+/// lab left, nothing of its removal pending).
+fn removal(lab: &LabName, seen: &Seen) -> Result<Option<Removal>> {
+    let own = lab_zone_id(lab);
+    let ours: Vec<&Vnet> = seen.ours(lab).filter(|v| live(&v.state)).collect();
+    let subnets: Vec<(VnetId, String)> = ours
+        .iter()
+        .flat_map(|v| {
+            seen.subnets
+                .get(v.vnet.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|s| live(&s.state))
+                .map(|s| (v.vnet.clone(), s.id.clone()))
+        })
+        .collect();
+    let gone: BTreeSet<&str> = ours.iter().map(|v| v.vnet.as_str()).collect();
+    // The lab's own zone, when nothing else is (or stays) in it. A zone the lab file
+    // named is never removed.
+    let zone = seen.zone(&own).is_some()
+        && !seen.vnets.iter().any(|v| {
+            live(&v.state)
+                && v.zone.as_deref() == Some(own.as_str())
+                && !gone.contains(v.vnet.as_str())
+        });
+    // An interrupted removal left deletions of the lab's pending: applying them is
+    // part of removing.
+    let pending = seen
+        .ours(lab)
+        .any(|v| v.state == Some(PendingState::Deleted))
+        || seen
+            .zones
+            .iter()
+            .any(|z| z.zone.as_str() == own && z.state == Some(PendingState::Deleted));
+    if ours.is_empty() && !zone && !pending {
+        return Ok(None);
+    }
+    Ok(Some(Removal {
+        subnets,
+        vnets: ours.iter().map(|v| v.vnet.clone()).collect(),
+        zone: zone.then(|| zone_id(&own)).transpose()?,
+    }))
 }
 
 /// Whether `bridge` is one of `lab`'s vnets by its name ([`lab_core::vnet_id`]: `v`, the

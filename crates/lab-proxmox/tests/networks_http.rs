@@ -464,8 +464,24 @@ async fn foreign_pending_changes_are_not_applied_with_the_lab() {
         "/cluster/sdn/vnets",
         json!([{"vnet": "office", "type": "vnet", "state": "new", "pending": {"zone": "campus"}}]),
     );
+    // Looked at under the lock (another batch holding it would still be at work), then
+    // the lock is released and nothing is created.
+    let locked = server.mock(|when, then| {
+        when.method(POST).path("/api2/json/cluster/sdn/lock");
+        then.json_body(json!({ "data": "the-token" }));
+    });
+    let released = server.mock(|when, then| {
+        when.method(DELETE)
+            .path("/api2/json/cluster/sdn/lock")
+            .query_param("lock-token", "the-token");
+        then.json_body(json!({ "data": null }));
+    });
     let writes = server.mock(|when, then| {
-        when.method(POST);
+        when.method(POST).path("/api2/json/cluster/sdn/vnets");
+        then.status(500);
+    });
+    let zones = server.mock(|when, then| {
+        when.method(POST).path("/api2/json/cluster/sdn/zones");
         then.status(500);
     });
     let e = hv
@@ -474,7 +490,10 @@ async fn foreign_pending_changes_are_not_applied_with_the_lab() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("vnet office") && e.contains("pending"), "{e}");
+    locked.assert_calls(1);
+    released.assert_calls(1);
     writes.assert_calls(0);
+    zones.assert_calls(0);
 }
 
 /// `remove_networks` with these listings: the `METHOD path`s it sent besides listings.

@@ -308,3 +308,61 @@ async fn sigkill_during_up_then_down_leaves_nothing() {
     assert!(lab_guests(&sim, "exam2").is_empty());
     assert_eq!(sdn_config(&sim), sdn_before, "no orphan vnet or zone");
 }
+
+/// The example with another name, id range and class size.
+fn variant(dir: &Path, name: &str, ids: &str, count: u32) -> String {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("name = \"exam2\"", &format!("name = \"{name}\""))
+        .replace(
+            "hostname = \"exam2-{n:02}\"",
+            &format!("hostname = \"{name}-{{n:02}}\""),
+        )
+        .replace("ids = \"5000-5999\"", &format!("ids = \"{ids}\""))
+        .replace("count = 10", &format!("count = {count}"));
+    write_file(dir, &format!("{name}.toml"), &text)
+}
+
+/// Found by a hurried teacher: three topology labs brought up at once refused each
+/// other's changes in progress as "pending changes that are not the lab's".
+#[tokio::test]
+async fn three_topology_labs_brought_up_at_once_all_come_up_and_one_goes_down_alone() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = [
+        ("ta", "5000-5299"),
+        ("tb", "6000-6299"),
+        ("tc", "7000-7299"),
+    ]
+    .iter()
+    .map(|(n, ids)| variant(dir.path(), n, ids, 8))
+    .collect();
+    let args: Vec<[&str; 3]> = files.iter().map(|f| ["lab", "up", f.as_str()]).collect();
+    let runs = args
+        .iter()
+        .map(|a| output(against(home.path(), &sim), a.as_slice()));
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out.code, Some(0), "{out}");
+    }
+    for lab in ["ta", "tb", "tc"] {
+        assert_eq!(lab_guests(&sim, lab).len(), 24, "{lab}");
+    }
+    let vnets = get(&sim, "/cluster/sdn/vnets").await;
+    assert_eq!(vnets.as_array().unwrap().len(), 24, "{vnets:#}");
+    exits(home.path(), &sim, 0, &["lab", "down", &files[1], "--yes"]).await;
+    assert!(lab_guests(&sim, "tb").is_empty());
+    let out = exits(
+        home.path(),
+        &sim,
+        0,
+        &["lab", "status", &files[0], "-o", "json"],
+    )
+    .await;
+    assert_eq!(json(&out.stdout).as_array().unwrap().len(), 24);
+    let vnets = get(&sim, "/cluster/sdn/vnets").await;
+    assert_eq!(vnets.as_array().unwrap().len(), 16, "{vnets:#}");
+    for f in [&files[0], &files[2]] {
+        exits(home.path(), &sim, 0, &["lab", "down", f, "--yes"]).await;
+    }
+}

@@ -174,6 +174,11 @@ pub struct PlannedStudent {
     /// In a topology lab: the host name of the student's machine that must be ready
     /// before this one starts.
     pub after: Option<String>,
+    /// `up` waits for an address: always with one machine per student; in a topology
+    /// only for a machine on the uplink or on networks with DHCP (subnets carved in a
+    /// `simple` zone) — on the student's own network without DHCP, the student gives the
+    /// addresses, and `up` waits for the agent only.
+    pub wait_address: bool,
 }
 
 impl PlannedStudent {
@@ -273,6 +278,13 @@ impl fmt::Display for Plan {
                 }
                 StudentAction::Keep => "exists (running): check marks and fence, wait for address",
             };
+            let what = if s.wait_address {
+                what.to_owned()
+            } else {
+                // No address to wait for: the student gives it on the student's network.
+                what.replace("wait for agent and address", "wait for agent")
+                    .replace(", wait for address", "")
+            };
             writeln!(
                 f,
                 "  {:<7} vm {:<6} {:<20} {what}",
@@ -335,7 +347,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         .collect();
     let used: BTreeSet<VmId> = current.iter().map(|g| g.vmid).collect();
     let guests = planned_guests(spec);
-    for (_, template, role, _, _) in &guests {
+    for (_, template, role, _, _, _) in &guests {
         if *template != spec.template {
             check_template(current, *template, role.as_deref())?;
         }
@@ -363,7 +375,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
         .iter()
         .filter(|id| !used.contains(id) && !asked.contains(id));
     let mut students = Vec::with_capacity(guests.len());
-    for (i, (hostname, template, role, nics, after)) in guests.iter().enumerate() {
+    for (i, (hostname, template, role, nics, after, wait_address)) in guests.iter().enumerate() {
         let per = spec.topology.as_ref().map_or(1, |t| t.machines.len());
         let number = u32::try_from(i / per + 1).expect("count is at most MAX_STUDENTS");
         let (vmid, action) = match by_name.get(hostname.as_str()) {
@@ -393,6 +405,7 @@ pub fn plan(spec: &LabSpec, current: &[GuestInfo]) -> Result<Plan> {
             role: role.clone(),
             nics: nics.clone(),
             after: after.clone(),
+            wait_address: *wait_address,
         });
     }
     let wanted: BTreeSet<&str> = guests.iter().map(|g| g.0.as_str()).collect();
@@ -442,6 +455,7 @@ type PlannedGuest = (
     Option<String>,
     Vec<crate::NicPlug>,
     Option<String>,
+    bool,
 );
 
 fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
@@ -449,10 +463,11 @@ fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
     let Some(t) = &spec.topology else {
         return students
             .into_iter()
-            .map(|h| (h, spec.template, None, Vec::new(), None))
+            .map(|h| (h, spec.template, None, Vec::new(), None, true))
             .collect();
     };
     let mut out = Vec::with_capacity(students.len() * t.machines.len());
+    let dhcp = t.plan.subnets.is_some() && t.plan.kind == crate::ZoneKind::Simple;
     for (i, student) in students.iter().enumerate() {
         let number = u32::try_from(i + 1).expect("count is at most MAX_STUDENTS");
         for m in &t.machines {
@@ -477,6 +492,7 @@ fn planned_guests(spec: &LabSpec) -> Vec<PlannedGuest> {
                 Some(m.role.clone()),
                 nics,
                 m.after.as_ref().map(|a| format!("{student}-{a}")),
+                m.has_uplink() || dhcp,
             ));
         }
     }

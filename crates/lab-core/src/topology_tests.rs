@@ -280,3 +280,41 @@ async fn when_a_router_fails_its_hosts_are_held_named_and_the_other_students_fin
     }
     assert!(hv.started_at(5011).is_none(), "a held host is not started");
 }
+
+/// Found by a hurried teacher: hosts on a student network without DHCP never get an
+/// address from the cluster (the student gives them one), and `up` waited for it until
+/// its timeout.
+#[tokio::test(start_paused = true)]
+async fn hosts_on_a_network_without_dhcp_are_ready_with_their_agent_alone() {
+    let hv = fake().with_quirk(
+        Some("exam-01-host1"),
+        crate::fake::Quirk {
+            no_address: true,
+            ..crate::fake::Quirk::default()
+        },
+    );
+    let spec = topology_spec(1);
+    let plan = plan(&spec, &hv.guests()).unwrap();
+    assert!(plan.students[0].wait_address && !plan.students[1].wait_address);
+    assert!(
+        plan.to_string()
+            .contains("exam-01-host1        clone, mark, fence, start, wait for agent\n"),
+        "{plan}"
+    );
+    let report = up(&hv, &spec).await.unwrap();
+    assert_eq!(report.students.len(), 3);
+
+    // With DHCP on the student's networks, a host without an address is a failure.
+    let hv = fake().with_quirk(
+        Some("exam-01-host1"),
+        crate::fake::Quirk {
+            no_address: true,
+            ..crate::fake::Quirk::default()
+        },
+    );
+    let mut spec = topology_spec(1);
+    spec.topology.as_mut().unwrap().plan.subnets =
+        Some((std::net::Ipv4Addr::new(10, 100, 0, 0), 16));
+    let e = up(&hv, &spec).await.unwrap_err().to_string();
+    assert!(e.contains("exam-01-host1") && e.contains("address"), "{e}");
+}

@@ -366,3 +366,30 @@ async fn three_topology_labs_brought_up_at_once_all_come_up_and_one_goes_down_al
         exits(home.path(), &sim, 0, &["lab", "down", f, "--yes"]).await;
     }
 }
+
+/// Found by a hurried teacher: without `subnets` the hosts get no address from the
+/// cluster (the student gives them), and `lab up` waited for one until it failed.
+#[tokio::test]
+async fn a_topology_without_dhcp_comes_up_with_the_hosts_agents_alone() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(variant(dir.path(), "nodhcp", "5000-5099", 2))
+        .unwrap()
+        .replace("subnets = \"10.100.0.0/16\"", "");
+    let file = write_file(dir.path(), "nodhcp.toml", &text);
+    let out = exits(home.path(), &sim, 0, &["lab", "up", &file, "-o", "json"]).await;
+    let rows = json(&out.stdout);
+    let hosts: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["hostname"].as_str().unwrap().contains("-host"))
+        .collect();
+    assert_eq!(hosts.len(), 4, "{out}");
+    for h in hosts {
+        assert_eq!(h["addresses"], serde_json::json!([]), "{h}");
+        assert_eq!(h["state"], "running", "{h}");
+    }
+    exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
+}

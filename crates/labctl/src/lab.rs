@@ -1138,6 +1138,12 @@ async fn down(
                 "vmid": g.vmid.get(), "name": g.name, "node": g.node.to_string(),
                 "reason": why,
             })).collect::<Vec<_>>(),
+            // The lab's networks (kept while a guest that is not the lab's is left).
+            "networks": plan.networks.iter().map(|n| json!({
+                "vnet": n.id, "zone": n.zone, "student": n.student, "network": n.network,
+                "subnet": n.subnet,
+                "removed": plan.skipped.is_empty(),
+            })).collect::<Vec<_>>(),
         })
     };
     if args.dry_run {
@@ -1152,7 +1158,12 @@ async fn down(
         }
         return Ok(());
     }
-    if plan.destroy.is_empty() && pending_access == 0 {
+    let networks = if plan.skipped.is_empty() {
+        plan.networks.len()
+    } else {
+        0
+    };
+    if plan.destroy.is_empty() && pending_access == 0 && networks == 0 {
         // Still removes an empty pool left by an interrupted run; nothing to ask about.
         tracing::debug!("lab {lab}: no guests to destroy");
     } else if !args.yes {
@@ -1160,10 +1171,17 @@ async fn down(
             eprintln!("revoke the lab's student logins first ({pending_access} steps)");
         }
         eprint!("{plan}");
-        crate::confirm::confirm(
-            &format!("Destroy these {} guests of lab {lab}?", plan.destroy.len()),
-            args.yes,
-        )?;
+        let question = if plan.destroy.is_empty() {
+            format!("Remove the {networks} networks of lab {lab}?")
+        } else if networks > 0 {
+            format!(
+                "Destroy these {} guests and remove the {networks} networks of lab {lab}?",
+                plan.destroy.len()
+            )
+        } else {
+            format!("Destroy these {} guests of lab {lab}?", plan.destroy.len())
+        };
+        crate::confirm::confirm(&question, args.yes)?;
     }
     if let (Some(api), true) = (access, pending_access > 0) {
         // Every step of revoke is idempotent (it deletes what may be gone): run again
@@ -1200,11 +1218,22 @@ async fn down(
         .with_context(|| format!("lab down {lab}"))?;
     if format == Format::Json {
         print_json(&plan_json(&done))?;
-    } else if done.destroy.is_empty() && done.skipped.is_empty() && pending_access == 0 {
+    } else if done.destroy.is_empty()
+        && done.skipped.is_empty()
+        && pending_access == 0
+        && networks == 0
+    {
         println!("lab {lab}: nothing to do (no guest carries its marks)");
     } else {
         print!("{done}");
-        println!("lab {lab} is down: {} guests destroyed", done.destroy.len());
+        if networks > 0 {
+            println!(
+                "lab {lab} is down: {} guests destroyed, {networks} networks removed",
+                done.destroy.len()
+            );
+        } else {
+            println!("lab {lab} is down: {} guests destroyed", done.destroy.len());
+        }
     }
     Ok(())
 }

@@ -393,3 +393,26 @@ async fn a_topology_without_dhcp_comes_up_with_the_hosts_agents_alone() {
     }
     exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
 }
+
+/// Found by a hurried teacher: with the lab's guests gone, `lab down` removed its
+/// networks without asking (no terminal, no `--yes`) and said "nothing to do".
+#[tokio::test]
+async fn down_of_networks_alone_asks_first_and_says_what_it_removed() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = variant(dir.path(), "netonly", "5000-5099", 2);
+    exits(home.path(), &sim, 0, &["lab", "up", &file]).await;
+    for vmid in lab_guests(&sim, "netonly").keys() {
+        let id = vmid.to_string();
+        exits(home.path(), &sim, 0, &["vm", "destroy", &id, "--stop", "--yes"]).await;
+    }
+    let out = exits(home.path(), &sim, 2, &["lab", "down", &file]).await;
+    assert!(out.stderr.contains("networks"), "{out}");
+    assert_eq!(get(&sim, "/cluster/sdn/vnets").await.as_array().unwrap().len(), 2);
+    let out = exits(home.path(), &sim, 0, &["lab", "down", &file, "--dry-run", "-o", "json"]).await;
+    assert_eq!(json(&out.stdout)["networks"].as_array().unwrap().len(), 2, "{out}");
+    let out = exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
+    assert!(out.stdout.contains("2 networks removed"), "{out}");
+    assert!(get(&sim, "/cluster/sdn/vnets").await.as_array().unwrap().is_empty());
+}

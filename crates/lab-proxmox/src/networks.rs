@@ -596,9 +596,12 @@ impl Networks for ProxmoxLab {
 
     async fn remove_networks(&self, lab: &LabName) -> Result<NetworksRemoved> {
         let own = lab_zone_id(lab);
-        if removal(lab, &self.seen(lab, true).await?)?.is_none() {
+        let Some(r) = removal(lab, &self.seen(lab, true).await?)? else {
             return Ok(NetworksRemoved::default());
-        }
+        };
+        // A guest left on one of the lab's vnets (not the lab's: its guests are gone by
+        // now) would lose its network: refuse, naming it.
+        self.refuse_in_use(&r.vnets).await?;
         // Decided again under the lock (another batch may have run meanwhile).
         let what = format!("networks of lab {lab}");
         let done = std::sync::Mutex::new(NetworksRemoved::default());
@@ -634,6 +637,57 @@ impl Networks for ProxmoxLab {
         .await?;
         let removed = lock(&done).clone();
         Ok(removed)
+    }
+}
+
+impl ProxmoxLab {
+    /// Fails naming the first guest with a NIC on one of `vnets` (reads every guest's
+    /// config, a few at a time: only `down` of a lab with networks does this).
+    async fn refuse_in_use(&self, vnets: &[VnetId]) -> Result<()> {
+        use futures::stream::{self, StreamExt};
+        use lab_core::Inventory;
+        if vnets.is_empty() {
+            return Ok(());
+        }
+        let guests = self.list_guests().await?;
+        let users: Vec<Option<(String, String)>> = stream::iter(guests)
+            .map(|g| async move {
+                let handle = self.placed(&g)?;
+                let config = handle
+                    .config()
+                    .await
+                    .map_err(|e| crate::vm_err(e, &format!("config of VM {}", g.vmid)))?;
+                Ok::<_, Error>(config.nics().into_iter().find_map(|(i, nic)| {
+                    let bridge = nic.bridge()?;
+                    vnets.iter().any(|v| v.as_str() == bridge).then(|| {
+                        (
+                            format!(
+                                "VM {} ({}) net{i}",
+                                g.vmid,
+                                g.name.as_deref().unwrap_or("no name")
+                            ),
+                            bridge.to_owned(),
+                        )
+                    })
+                }))
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<Result<_>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        match users.into_iter().flatten().next() {
+            None => Ok(()),
+            Some((who, vnet)) => Err(Error::invalid(
+                "network",
+                vnet.clone(),
+                format!(
+                    "{who} is plugged into the lab's vnet {vnet} but is not the lab's: removing \
+                     the vnet would cut it off. Move that NIC to another bridge (or destroy \
+                     the guest), then run lab down again"
+                ),
+            )),
+        }
     }
 }
 

@@ -399,6 +399,10 @@ async fn remove_goes_subnets_vnets_own_zone_then_one_apply_and_spares_the_rest()
     let v0 = del(format!("/cluster/sdn/vnets/{}", w[0].id));
     let v1 = del(format!("/cluster/sdn/vnets/{}", w[1].id));
     let z = del(format!("/cluster/sdn/zones/{zone}"));
+    server.mock(|when, then| {
+        when.method(GET).path("/api2/json/cluster/resources");
+        then.json_body(json!({ "data": [] }));
+    });
     let removed = hv.remove_networks(&lab()).await.unwrap();
     assert_eq!(removed.vnets, [w[0].id.clone(), w[1].id.clone()]);
     assert_eq!(removed.zone.as_deref(), Some(zone.as_str()));
@@ -507,6 +511,11 @@ async fn removal(zones: Value, vnets: Value) -> (lab_core::NetworksRemoved, Vec<
     }
     listing(&server, "/cluster/sdn/vnets", vnets);
     apply_mocks(&server);
+    // No guest is left on the lab's vnets (the check reads the guest list first).
+    server.mock(|when, then| {
+        when.method(GET).path("/api2/json/cluster/resources");
+        then.json_body(json!({ "data": [] }));
+    });
     let zone = lab_zone_id(&lab());
     server.mock(move |when, then| {
         when.method(DELETE)

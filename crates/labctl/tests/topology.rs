@@ -405,14 +405,97 @@ async fn down_of_networks_alone_asks_first_and_says_what_it_removed() {
     exits(home.path(), &sim, 0, &["lab", "up", &file]).await;
     for vmid in lab_guests(&sim, "netonly").keys() {
         let id = vmid.to_string();
-        exits(home.path(), &sim, 0, &["vm", "destroy", &id, "--stop", "--yes"]).await;
+        exits(
+            home.path(),
+            &sim,
+            0,
+            &["vm", "destroy", &id, "--stop", "--yes"],
+        )
+        .await;
     }
     let out = exits(home.path(), &sim, 2, &["lab", "down", &file]).await;
     assert!(out.stderr.contains("networks"), "{out}");
-    assert_eq!(get(&sim, "/cluster/sdn/vnets").await.as_array().unwrap().len(), 2);
-    let out = exits(home.path(), &sim, 0, &["lab", "down", &file, "--dry-run", "-o", "json"]).await;
-    assert_eq!(json(&out.stdout)["networks"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(
+        get(&sim, "/cluster/sdn/vnets")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let out = exits(
+        home.path(),
+        &sim,
+        0,
+        &["lab", "down", &file, "--dry-run", "-o", "json"],
+    )
+    .await;
+    assert_eq!(
+        json(&out.stdout)["networks"].as_array().unwrap().len(),
+        2,
+        "{out}"
+    );
     let out = exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
     assert!(out.stdout.contains("2 networks removed"), "{out}");
-    assert!(get(&sim, "/cluster/sdn/vnets").await.as_array().unwrap().is_empty());
+    assert!(get(&sim, "/cluster/sdn/vnets")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+/// Found by a hurried teacher: `lab down` removed a vnet a guest that is not the lab's
+/// was still plugged into.
+#[tokio::test]
+async fn down_keeps_a_network_a_guest_of_someone_else_is_plugged_into() {
+    let sim = sim().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = variant(dir.path(), "shared", "5000-5099", 1);
+    exits(home.path(), &sim, 0, &["lab", "up", &file]).await;
+    exits(
+        home.path(),
+        &sim,
+        0,
+        &[
+            "vm", "clone", "9000", "--name", "outsider", "--newid", "7590",
+        ],
+    )
+    .await;
+    let vnet = get(&sim, "/cluster/sdn/vnets").await[0]["vnet"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = root(&sim);
+    let set = |bridge: &str| Params::new().with("net0", format!("virtio,bridge={bridge}"));
+    c.put::<Value>("/nodes/pve1/qemu/7590/config", &set(&vnet))
+        .await
+        .unwrap();
+    let out = exits(home.path(), &sim, 5, &["lab", "down", &file, "--yes"]).await;
+    assert!(
+        out.stderr.contains("VM 7590 (outsider) net0") && out.stderr.contains(&vnet),
+        "{out}"
+    );
+    assert!(
+        lab_guests(&sim, "shared").is_empty(),
+        "the lab's guests went"
+    );
+    assert_eq!(
+        get(&sim, "/cluster/sdn/vnets")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Moved off, the next down finishes.
+    c.put::<Value>("/nodes/pve1/qemu/7590/config", &set("vmbr0"))
+        .await
+        .unwrap();
+    exits(home.path(), &sim, 0, &["lab", "down", &file, "--yes"]).await;
+    assert!(get(&sim, "/cluster/sdn/vnets")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

@@ -356,7 +356,11 @@ impl LabSpec {
             if !self.nodes.is_empty() {
                 return Err(Error::invalid(
                     "nodes",
-                    self.nodes.len().to_string(),
+                    self.nodes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
                     "a lab with several machines per student is cloned where its templates \
                      are (a student's machines share one node); leave nodes out",
                 ));
@@ -377,17 +381,19 @@ impl LabSpec {
             let longest = self
                 .hostnames()
                 .into_iter()
-                .map(|h| h.len())
-                .max()
-                .unwrap_or(0);
+                .max_by_key(String::len)
+                .unwrap_or_default();
             for m in &t.machines {
-                if longest + 1 + m.role.len() > 63 {
+                if longest.len() + 1 + m.role.len() > 63 {
                     return Err(Error::invalid(
                         "machine role",
                         m.role.clone(),
                         format!(
-                            "host names are <student>-<role> and must fit 63 characters; the \
-                             longest student name has {longest}: shorten the role or the names"
+                            "host names are <student>-<role> and must fit 63 characters; \
+                             {longest}-{} has {}: shorten that student's host name (a \
+                             shorter hostname_prefix or name) or the role",
+                            m.role,
+                            longest.len() + 1 + m.role.len()
                         ),
                     ));
                 }
@@ -453,6 +459,23 @@ impl LabSpec {
                          starting or ending with '-'",
                     ));
                 }
+            }
+        }
+        if let Some((base, prefix)) = self.topology.as_ref().and_then(|t| t.plan.subnets) {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            if let Some(t) = self.teachers.iter().find(|t| match t {
+                IpAddr::V4(a) => a.to_bits() & mask == base.to_bits(),
+                IpAddr::V6(_) => false,
+            }) {
+                return Err(Error::invalid(
+                    "subnets",
+                    format!("{base}/{prefix}"),
+                    format!(
+                        "holds the teacher's address {t}: the students' own networks must not \
+                         overlap the network the teacher is on; pick another range, e.g. \
+                         10.100.0.0/16"
+                    ),
+                ));
             }
         }
         for t in &self.teachers {

@@ -318,3 +318,26 @@ async fn hosts_on_a_network_without_dhcp_are_ready_with_their_agent_alone() {
     let e = up(&hv, &spec).await.unwrap_err().to_string();
     assert!(e.contains("exam-01-host1") && e.contains("address"), "{e}");
 }
+
+/// Found by a hurried teacher: subnets holding the teacher's address were accepted, a
+/// nodes error showed a count, and a host name too long named no student.
+#[test]
+fn a_topology_spec_names_the_values_it_refuses() {
+    let mut spec = topology_spec(2);
+    spec.topology.as_mut().unwrap().plan.subnets =
+        Some((std::net::Ipv4Addr::new(10, 10, 0, 0), 16));
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains("10.10.0.0/16") && e.contains("10.10.0.1"), "{e}");
+    let mut spec = topology_spec(2);
+    spec.nodes = vec![
+        NodeName::new("pve2").unwrap(),
+        NodeName::new("pve3").unwrap(),
+    ];
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains("pve2,pve3"), "{e}");
+    let mut spec = topology_spec(2);
+    let long = "a".repeat(60);
+    spec.names = Some(vec!["anna".into(), long.clone()]);
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains(&format!("{long}-router")), "{e}");
+}

@@ -520,7 +520,7 @@ impl Run<'_> {
             };
             if dep != Some(true) {
                 return Outcome::Held(format!(
-                    "cloned and fenced, not started: it starts after {after}, which did not come up"
+                    "marked and fenced, not started: it starts after {after}, which did not come up"
                 ));
             }
         }

@@ -128,6 +128,29 @@ pub(crate) const COMMANDS: &[Command] = &[
             s("POST", "/nodes/{node}/qemu/{vmid}/firewall/ipset"),
             s("GET", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}"),
             s("POST", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}"),
+            // A lab with several machines per student: its networks (SDN), and the
+            // lab's networks listed for `lab status`/`up`'s NETWORKS column.
+            s("GET", "/cluster/sdn/zones"),
+            s("GET", "/cluster/sdn/vnets"),
+            s("GET", "/cluster/sdn/vnets/{vnet}/subnets"),
+            s("POST", "/cluster/sdn/lock"),
+            s("DELETE", "/cluster/sdn/lock"),
+            p(
+                "POST",
+                "/cluster/sdn/zones",
+                &["zone", "type", "dhcp", "ipam", "bridge", "lock-token"],
+            ),
+            p(
+                "POST",
+                "/cluster/sdn/vnets",
+                &["vnet", "zone", "alias", "tag", "lock-token"],
+            ),
+            p(
+                "POST",
+                "/cluster/sdn/vnets/{vnet}/subnets",
+                &["subnet", "type", "dhcp-range", "lock-token"],
+            ),
+            p("PUT", "/cluster/sdn", &["lock-token", "release-lock"]),
         ],
     },
     Command {
@@ -163,6 +186,16 @@ pub(crate) const COMMANDS: &[Command] = &[
             s("GET", "/nodes/{node}/qemu/{vmid}/firewall/rules"),
             s("DELETE", "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}"),
             s("PUT", "/nodes/{node}/qemu/{vmid}/firewall/options"),
+            // A lab with several machines per student: its networks (SDN).
+            s("GET", "/cluster/sdn/zones"),
+            s("GET", "/cluster/sdn/vnets"),
+            s("GET", "/cluster/sdn/vnets/{vnet}/subnets"),
+            s("POST", "/cluster/sdn/lock"),
+            s("DELETE", "/cluster/sdn/lock"),
+            s("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}"),
+            s("DELETE", "/cluster/sdn/vnets/{vnet}"),
+            s("DELETE", "/cluster/sdn/zones/{zone}"),
+            p("PUT", "/cluster/sdn", &["lock-token", "release-lock"]),
         ],
     },
     Command {

@@ -220,15 +220,22 @@ fn perl_number(n: &serde_json::Number) -> String {
 /// `(?^:…)` (Perl's stringified regex with default flags), `\0` (NUL) and `{,n}`.
 pub(crate) fn compile_pattern(pattern: &str) -> Option<Regex> {
     // Perl >= 5.34 (PVE 9 ships 5.40) reads `{,n}` as `{0,n}`.
+    // `(?^i:` is the same with flags (the vnet alias pattern): `(?i:` in the regex crate.
     let translated = pattern
         .replace("(?^:", "(?:")
+        .replace("(?^i:", "(?i:")
         .replace(r"\0", r"\x00")
         .replace("{,", "{0,");
     // JSONSchema.pm matches `m/^$pattern$/` without grouping, so in a pattern with a
     // top-level `|` only the first branch is anchored at the start and only the last at
     // the end (the parallel[n] pattern is such a case). Perl's `$` also matches before a
     // final newline, handled by the caller stripping one.
-    Regex::new(&format!("^{translated}$")).ok()
+    // Unicode classes repeated many times (the vnet alias: `[…\w\d\s]{0,256}`) outgrow the
+    // default 10 MiB program limit; patterns are compiled once per parameter.
+    regex::RegexBuilder::new(&format!("^{translated}$"))
+        .size_limit(1 << 27)
+        .build()
+        .ok()
 }
 
 fn pattern_matches(p: &Parameter, pattern: &str, value: &str) -> bool {

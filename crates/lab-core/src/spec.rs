@@ -299,7 +299,7 @@ pub struct LabSpec {
     pub placement: crate::PlacementPolicy,
     /// Clone even when the class does not fit the nodes' memory (starts may then fail).
     pub overcommit: bool,
-    /// Several machines per student on networks of their own ([`Topology`]); `None`: one
+    /// Several machines per student on networks of their own ([`Topology`](crate::Topology)); `None`: one
     /// machine per student cloned from [`LabSpec::template`], as always. With a topology,
     /// `template` is the first machine's.
     pub topology: Option<crate::Topology>,

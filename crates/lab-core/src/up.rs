@@ -663,7 +663,11 @@ impl Run<'_> {
                     }
                     if p.ready && !s.wait_address {
                         // On the student's own network without DHCP: the agent is all
-                        // there is to wait for.
+                        // there is to wait for. A look that explored the schedule hands
+                        // its turn back, or the guests behind it would wait for it forever.
+                        if let Some(e) = explored {
+                            self.schedule.explored(e);
+                        }
                         return Ok(Vec::new());
                     }
                     if !known {

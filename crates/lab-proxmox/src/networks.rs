@@ -216,13 +216,12 @@ impl ProxmoxLab {
         let mut retry = 0;
         let taken = loop {
             match sdn.lock(true).await {
-                Err(e)
-                    if e.is_locked()
-                        && retry < backoff.max_retries
-                        && started.elapsed() < backoff.budget =>
-                {
+                Err(e) if e.is_locked() => {
                     retry += 1;
-                    let pause = backoff.delay_with_jitter(retry, jitter());
+                    // pve-vm's backoff decides: its pauses, jitter, retry count and budget.
+                    let Some(pause) = backoff.next_delay(retry, started.elapsed()) else {
+                        break Err(e);
+                    };
                     tracing::info!(
                         "the SDN configuration is locked by another edit; waiting {pause:?} ({what})"
                     );
@@ -362,15 +361,6 @@ impl Batch {
         }
         Ok(())
     }
-}
-
-/// A jitter sample in `[0, 1)` from the clock (the pause only needs to differ between
-/// runs waiting on the same lock).
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
 }
 
 /// Decides what `wanted` needs beyond what `seen` shows.
